@@ -1,0 +1,1 @@
+"""One blueprint per screen, plus ``webhooks`` and ``api``."""

@@ -1,0 +1,77 @@
+"""Admin API v1: JSON over ``Authorization: Bearer <token>``, one shop per token.
+
+Bearer tokens are not sent by browsers on their own, so the API is exempt
+from CSRF; it never reads the console session.
+"""
+
+from flask import Blueprint, g, jsonify, request
+
+from app.errors import DomainError
+from app.extensions import csrf, db
+from app.services.accounts import shop_for_token
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+PUBLIC_ENDPOINTS = {"api.openapi"}
+
+
+def api_error(status: int, code: str, message: str):
+    """The contract's error body: ``{"error": {"code", "message"}}``."""
+    return jsonify({"error": {"code": code, "message": message}}), status
+
+
+@bp.before_request
+def authenticate_token():
+    """Resolve the bearer token to ``g.api_shop`` or answer 401."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    shop = shop_for_token(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+    if shop is None:
+        return api_error(401, "unauthorized", "a valid Bearer token is required")
+    g.api_shop = shop
+    db.session.commit()  # records last_used_at
+    return None
+
+
+@bp.errorhandler(DomainError)
+def domain_error(exc: DomainError):
+    """Turn a service's domain error into the contract's error body."""
+    db.session.rollback()
+    return api_error(exc.status, exc.code, exc.message)
+
+
+@bp.errorhandler(404)
+def not_found(_exc):
+    return api_error(404, "not_found", "no such resource")
+
+
+@bp.errorhandler(405)
+def method_not_allowed(_exc):
+    return api_error(405, "method_not_allowed", "method not allowed on this resource")
+
+
+@bp.errorhandler(400)
+def bad_request(exc):
+    return api_error(400, "bad_request", getattr(exc, "description", "bad request"))
+
+
+@bp.errorhandler(413)
+def too_large(_exc):
+    return api_error(413, "too_large", "request body over 1 MiB")
+
+
+def json_body() -> dict:
+    """The request's JSON object, or a 400 saying why it is not one."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise DomainError("the body must be a JSON object", code="bad_json")
+    return data
+
+
+def init_app(app):
+    """Register the API blueprint, exempt from CSRF."""
+    from app.blueprints.api import profiles, settings, stats  # noqa: F401
+
+    csrf.exempt(bp)
+    app.register_blueprint(bp)

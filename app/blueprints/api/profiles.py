@@ -1,0 +1,43 @@
+"""API: profile lookup by identifier, search, and one profile."""
+
+from flask import g, jsonify, request, url_for
+
+from app.blueprints.api import api_error, bp
+from app.models import Profile
+from app.services.identifiers import find_profile_by_identifier
+from app.services.profile_search import search_profiles
+from app.services.profile_view import profile_document
+from app.tenancy import get_scoped_or_raise
+
+
+@bp.get("/profiles")
+def list_profiles():
+    """``?identifier=KIND:VALUE`` finds one profile; ``?q=`` searches, paginated."""
+    identifier = request.args.get("identifier")
+    if identifier:
+        kind, sep, value = identifier.partition(":")
+        if not sep or not value:
+            return api_error(400, "bad_identifier", "identifier must look like KIND:VALUE")
+        profile = find_profile_by_identifier(g.api_shop, kind, value)
+        if profile is None:
+            return api_error(404, "not_found", "no profile holds that identifier")
+        return jsonify(profile_document(g.api_shop, profile))
+    page = search_profiles(g.api_shop.id, request.args.get("q", ""), cursor=request.args.get("cursor"))
+    return jsonify(
+        {
+            "profiles": [profile_document(g.api_shop, p) for p in page.items],
+            "next_cursor": page.next_cursor,
+        }
+    )
+
+
+@bp.get("/profiles/<int:profile_id>")
+def get_profile(profile_id: int):
+    """One profile; a merged-away id answers 301 pointing at the survivor."""
+    profile = get_scoped_or_raise(Profile, g.api_shop.id, profile_id, "profile")
+    if profile.merged_into_id:
+        response = jsonify({"id": profile.id, "merged_into": profile.merged_into_id})
+        response.status_code = 301
+        response.headers["Location"] = url_for("api.get_profile", profile_id=profile.merged_into_id)
+        return response
+    return jsonify(profile_document(g.api_shop, profile))

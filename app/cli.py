@@ -1,0 +1,176 @@
+"""The ``c360`` command line (CONTRACT.md §1), a Flask CLI group.
+
+``main`` builds the app through ``create_app`` so every command runs in an
+app context with the environment's configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from app.errors import DomainError
+from app.extensions import db
+from app.plans import PLAN_ORDER
+from app.services import accounts
+
+
+def _fail(exc: DomainError):
+    db.session.rollback()
+    raise click.ClickException(exc.message)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, type=int, show_default=True)
+@click.option("--workers", default=2, type=int, show_default=True, help="gunicorn worker processes")
+def serve(host: str, port: int, workers: int):
+    """Serve the console, webhooks and API (gunicorn where available)."""
+    gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or shutil.which("gunicorn")
+    click.echo(f"Customer 360 on http://{host}:{port}/")
+    if gunicorn:
+        os.execv(  # noqa: S606 - replaces this process with the WSGI server
+            gunicorn,
+            [
+                gunicorn,
+                "--bind",
+                f"{host}:{port}",
+                "--workers",
+                str(workers),
+                "--threads",
+                "4",
+                "--access-logfile",
+                "-",
+                "wsgi:app",
+            ],
+        )
+    current_app.run(host=host, port=port, threaded=True)
+
+
+@click.group("shop")
+def shop_group():
+    """Manage shops."""
+
+
+@shop_group.command("create")
+@click.option("--domain", required=True)
+@click.option("--secret", default=None, help="Shopify app secret (webhook HMAC)")
+@click.option("--plan", type=click.Choice(PLAN_ORDER), default="free", show_default=True)
+@click.option("--timezone", default="UTC", show_default=True)
+@click.option("--currency", default="USD", show_default=True)
+@click.option("--country", default=None)
+@click.option("--twilio-auth-token", default=None)
+@click.option("--whatsapp-app-secret", default=None)
+@click.option("--whatsapp-verify-token", default=None)
+@click.option("--sendgrid-public-key", default=None, help="PEM or base64 DER public key")
+@with_appcontext
+def shop_create(domain, secret, plan, timezone, currency, country, **provider):
+    """Create a shop and print its id."""
+    try:
+        shop = accounts.create_shop(
+            domain,
+            secret=secret,
+            plan=plan,
+            timezone=timezone,
+            currency=currency,
+            country=country,
+            **provider,
+        )
+    except DomainError as exc:
+        _fail(exc)
+    db.session.commit()
+    click.echo(shop.id)
+
+
+@click.group("token")
+def token_group():
+    """Manage admin API tokens."""
+
+
+@token_group.command("create")
+@click.option("--shop", "domain", required=True)
+@click.option("--name", default=None)
+@with_appcontext
+def token_create(domain, name):
+    """Print a new admin API token (shown once, stored hashed)."""
+    try:
+        token = accounts.create_token(accounts.require_shop(domain), name)
+    except DomainError as exc:
+        _fail(exc)
+    db.session.commit()
+    click.echo(token)
+
+
+@click.group("user")
+def user_group():
+    """Manage console users."""
+
+
+@user_group.command("create")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--shop", "domain", required=True)
+@click.option("--role", type=click.Choice(["owner", "staff", "support", "agency"]), required=True)
+@with_appcontext
+def user_create(email, password, domain, role):
+    """Create a console user in a shop (run again with another shop for agency users)."""
+    try:
+        user = accounts.create_user(email, password, accounts.require_shop(domain), role)
+    except DomainError as exc:
+        _fail(exc)
+    db.session.commit()
+    click.echo(user.id)
+
+
+@click.group("seed")
+def seed_group():
+    """Demo data."""
+
+
+@seed_group.command("demo")
+@click.option("--customers", default=300, show_default=True)
+@with_appcontext
+def seed_demo(customers: int):
+    """Create demo.myshopify.com with the Sarah story and generated customers."""
+    from seed.demo import seed_demo as run
+
+    login = run(customers=customers, progress=click.echo)
+    click.echo("")
+    click.echo("Demo shop ready: demo.myshopify.com")
+    click.echo(f"  Log in at http://127.0.0.1:5000/login as {login.email} / {login.password}")
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="exit when the queues are empty")
+@with_appcontext
+def worker(burst: bool):
+    """Run an RQ worker for the project's queues (needs REDIS_URL)."""
+    from workers.runner import run_worker
+
+    if not current_app.config.get("REDIS_URL"):
+        raise click.ClickException("REDIS_URL is not set: in embedded mode jobs run in-process")
+    run_worker(burst=burst)
+
+
+def register_commands(app: Flask) -> None:
+    """Attach every command to ``app.cli``."""
+    for command in (serve, shop_group, token_group, user_group, seed_group, worker):
+        app.cli.add_command(command)
+
+
+def _create_app(*_args, **_kwargs):
+    from app import create_app
+
+    return create_app()
+
+
+def main() -> None:
+    """Entry point of the ``c360`` console script."""
+    cli = FlaskGroup(create_app=_create_app, add_default_commands=True, load_dotenv=False)
+    cli.help = "Customer 360: one profile per shopper, and a gate that never messages them when it shouldn't."
+    cli.main(prog_name="c360")

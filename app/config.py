@@ -1,0 +1,78 @@
+"""Typed configuration read from the environment.
+
+One module owns every setting so that the web process, the CLI and the
+workers agree. Tests pass their own mapping to ``create_app`` instead of
+touching the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def parse_boolean(value: str | None, default: bool = False) -> bool:
+    """Read ``1/true/yes/on`` (any case) as True; anything else as False."""
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _instance_secret(instance_path: Path) -> str:
+    """Return the secret key kept in ``instance/secret_key``, creating it once."""
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key_file = instance_path / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+def _normalise_database_url(url: str) -> str:
+    """Make plain ``postgresql://`` URLs use psycopg 3, the driver we install."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def load_config(instance_path: str, environ: dict[str, str] | None = None) -> dict:
+    """Build the Flask config mapping from environment variables.
+
+    Args:
+        instance_path: the app's instance folder (SQLite file, generated secret).
+        environ: the environment to read; ``os.environ`` by default.
+
+    Raises:
+        RuntimeError: in production when ``SECRET_KEY`` is missing.
+    """
+    env = os.environ if environ is None else environ
+    instance = Path(instance_path)
+    production = env.get("C360_ENV", "development") == "production"
+
+    secret = env.get("SECRET_KEY")
+    if not secret:
+        if production:
+            raise RuntimeError("SECRET_KEY must be set when C360_ENV=production")
+        secret = _instance_secret(instance)
+
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'c360.sqlite'}"
+    return {
+        "SECRET_KEY": secret,
+        "C360_ENV": "production" if production else "development",
+        "SQLALCHEMY_DATABASE_URI": _normalise_database_url(database_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": env.get("REDIS_URL") or None,
+        "C360_QUEUE_PREFIX": env.get("C360_QUEUE_PREFIX", "c360"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "C360_PIXEL_RATE_PER_MINUTE": int(env.get("C360_PIXEL_RATE_PER_MINUTE", "600")),
+        "C360_LOG_JSON": parse_boolean(env.get("C360_LOG_JSON"), default=production),
+    }

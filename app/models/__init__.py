@@ -1,0 +1,32 @@
+"""Every model, imported here so Alembic and the app see the whole schema."""
+
+from app.models.activity import Event, Order, OrderLine
+from app.models.consent import ConsentRecord, ConsentText
+from app.models.identity import Merge, MergeCandidate
+from app.models.messaging import Message, OutboxItem
+from app.models.ops import AuditLog, JobRun, RollupSnapshot, WebhookDelivery
+from app.models.profile import EngagementCounter, Identifier, Profile
+from app.models.shop import ApiToken, Membership, Shop, User
+
+__all__ = [
+    "ApiToken",
+    "AuditLog",
+    "ConsentRecord",
+    "ConsentText",
+    "EngagementCounter",
+    "Event",
+    "Identifier",
+    "JobRun",
+    "Membership",
+    "Merge",
+    "MergeCandidate",
+    "Message",
+    "Order",
+    "OrderLine",
+    "OutboxItem",
+    "Profile",
+    "RollupSnapshot",
+    "Shop",
+    "User",
+    "WebhookDelivery",
+]

@@ -1,0 +1,59 @@
+"""Merges (reversible within the plan's window) and merge candidates."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from app.extensions import db
+from app.models.base import BigId, created_at, pk_id, shop_fk
+from app.models.profile import profile_fk
+
+
+class MergeCandidate(db.Model):
+    """Two profiles that may be one person, waiting for a human decision."""
+
+    __tablename__ = "merge_candidates"
+    __table_args__ = (
+        sa.UniqueConstraint("shop_id", "profile_a_id", "profile_b_id"),
+        sa.Index("ix_merge_candidates_shop_status", "shop_id", "status"),
+    )
+
+    id: so.Mapped[pk_id]
+    shop_id: so.Mapped[shop_fk]
+    profile_a_id: so.Mapped[int] = profile_fk()
+    profile_b_id: so.Mapped[int] = profile_fk()
+    reason: so.Mapped[str] = so.mapped_column(sa.String(60))
+    # Which identifier and which events made us think so.
+    evidence: so.Mapped[dict[str, Any]] = so.mapped_column(default=dict)
+    status: so.Mapped[str] = so.mapped_column(sa.String(12), default="open")
+    created_at: so.Mapped[created_at]
+    decided_at: so.Mapped[dt.datetime | None]
+    decided_by: so.Mapped[str | None] = so.mapped_column(sa.String(120))
+
+
+class Merge(db.Model):
+    """A merge of ``loser`` into ``winner`` and what is needed to undo it exactly."""
+
+    __tablename__ = "merges"
+    __table_args__ = (sa.Index("ix_merges_shop_time", "shop_id", "created_at"),)
+
+    id: so.Mapped[pk_id]
+    shop_id: so.Mapped[shop_fk]
+    winner_id: so.Mapped[int] = profile_fk()
+    loser_id: so.Mapped[int] = profile_fk()
+    reason: so.Mapped[str] = so.mapped_column(sa.String(60))
+    automatic: so.Mapped[bool] = so.mapped_column(default=False)
+    candidate_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("merge_candidates.id", ondelete="SET NULL")
+    )
+    # Both profiles' rows and the ids of every row moved: personal data.
+    snapshot: so.Mapped[dict[str, Any]] = so.mapped_column(default=dict)
+    actor: so.Mapped[str | None] = so.mapped_column(sa.String(120))
+    undo_deadline: so.Mapped[dt.datetime]
+    undone_at: so.Mapped[dt.datetime | None]
+    created_at: so.Mapped[created_at]
+    merged_event_id: so.Mapped[int | None] = so.mapped_column(BigId)

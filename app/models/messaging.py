@@ -1,0 +1,58 @@
+"""The message log (every send attempt, sent or blocked) and the outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from app.extensions import db
+from app.models.base import BigId, created_at, pk_id, shop_fk
+from app.models.profile import profile_fk
+
+MESSAGE_SOURCES = ("campaign", "journey", "time_sensitive", "manual")
+MESSAGE_STATUSES = ("sent", "blocked", "waiting", "missed", "failed")
+
+
+class Message(db.Model):
+    """One attempt to message a profile and what the gate decided."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        sa.Index("ix_messages_profile_sent", "profile_id", "status", "created_at"),
+        sa.Index("ix_messages_shop_time", "shop_id", "created_at"),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True, autoincrement=True)
+    shop_id: so.Mapped[shop_fk]
+    profile_id: so.Mapped[int] = profile_fk(index=False)
+    channel: so.Mapped[str] = so.mapped_column(sa.String(16))
+    source: so.Mapped[str] = so.mapped_column(sa.String(20))
+    campaign_id: so.Mapped[str | None] = so.mapped_column(sa.String(64), index=True)
+    journey_id: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    status: so.Mapped[str] = so.mapped_column(sa.String(16))
+    reason: so.Mapped[str | None] = so.mapped_column(sa.String(80))
+    retry_at: so.Mapped[dt.datetime | None]
+    # The customer's local calendar day of the send, for daily caps.
+    local_day: so.Mapped[dt.date | None] = so.mapped_column(sa.Date)
+    provider_message_id: so.Mapped[str | None] = so.mapped_column(sa.String(255), index=True)
+    created_at: so.Mapped[created_at]
+    sent_at: so.Mapped[dt.datetime | None]
+
+
+class OutboxItem(db.Model):
+    """A message handed to the default transport: recorded, not sent anywhere."""
+
+    __tablename__ = "outbox"
+
+    id: so.Mapped[pk_id]
+    shop_id: so.Mapped[shop_fk]
+    message_id: so.Mapped[int] = so.mapped_column(
+        BigId, sa.ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    channel: so.Mapped[str] = so.mapped_column(sa.String(16))
+    recipient: so.Mapped[str] = so.mapped_column(sa.String(320))
+    payload: so.Mapped[dict[str, Any]] = so.mapped_column(default=dict)
+    created_at: so.Mapped[created_at]

@@ -1,0 +1,1 @@
+"""Domain services: plain functions over the session, no Flask request objects."""

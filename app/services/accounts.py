@@ -1,0 +1,165 @@
+"""Shops, console users and API tokens: creation and authentication."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import zoneinfo
+
+import sqlalchemy as sa
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.extensions import db
+from app.models import ApiToken, Membership, Shop, User
+from app.models.base import utcnow
+from app.models.shop import ROLES
+from app.plans import PLANS
+
+TOKEN_PREFIX = "c360_"  # noqa: S105 - a label, not a secret
+
+
+def normalise_domain(domain: str) -> str:
+    """Lower-case a shop domain and strip any scheme or trailing slash."""
+    domain = domain.strip().lower()
+    for scheme in ("https://", "http://"):
+        if domain.startswith(scheme):
+            domain = domain[len(scheme) :]
+    return domain.rstrip("/")
+
+
+def shop_by_domain(domain: str) -> Shop | None:
+    """The shop with this domain, or None."""
+    return db.session.scalar(sa.select(Shop).where(Shop.domain == normalise_domain(domain)))
+
+
+def require_shop(domain: str) -> Shop:
+    """The shop with this domain, or ``NotFound``."""
+    shop = shop_by_domain(domain)
+    if shop is None:
+        raise NotFound(f"no shop {domain!r}")
+    return shop
+
+
+def create_shop(
+    domain: str,
+    *,
+    secret: str | None = None,
+    plan: str = "free",
+    timezone: str = "UTC",
+    currency: str = "USD",
+    country: str | None = None,
+    **provider_secrets: str | None,
+) -> Shop:
+    """Create a shop after validating its plan, time zone, currency and country.
+
+    Args:
+        domain: the ``*.myshopify.com`` domain.
+        secret: the Shopify app secret that signs webhooks.
+        provider_secrets: ``twilio_auth_token``, ``whatsapp_app_secret``,
+            ``whatsapp_verify_token``, ``sendgrid_public_key``.
+
+    Raises:
+        ValidationFailed: for an unknown plan, time zone or malformed code.
+        Conflict: when the domain is taken.
+    """
+    domain = normalise_domain(domain)
+    if not domain or " " in domain:
+        raise ValidationFailed("a shop domain is required", field="domain")
+    if plan not in PLANS:
+        raise ValidationFailed(f"unknown plan {plan!r}", field="plan")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationFailed(f"unknown time zone {timezone!r}", field="timezone") from None
+    if len(currency) != 3 or not currency.isalpha():
+        raise ValidationFailed("currency must be a 3-letter ISO code", field="currency")
+    if country is not None and (len(country) != 2 or not country.isalpha()):
+        raise ValidationFailed("country must be a 2-letter ISO code", field="country")
+    if shop_by_domain(domain) is not None:
+        raise Conflict(f"shop {domain} already exists")
+    unknown = set(provider_secrets) - {
+        "twilio_auth_token",
+        "whatsapp_app_secret",
+        "whatsapp_verify_token",
+        "sendgrid_public_key",
+    }
+    if unknown:
+        raise ValidationFailed(f"unknown provider settings {sorted(unknown)}")
+    shop = Shop(
+        domain=domain,
+        shopify_secret=secret,
+        plan=plan,
+        timezone=timezone,
+        currency=currency.upper(),
+        country=country.upper() if country else None,
+        settings={},
+        **{k: v for k, v in provider_secrets.items() if v},
+    )
+    db.session.add(shop)
+    db.session.flush()
+    return shop
+
+
+def create_user(email: str, password: str, shop: Shop, role: str) -> User:
+    """Create a console user, or give an existing one a role in another shop.
+
+    Raises:
+        ValidationFailed: a bad role, email or a password under 8 characters.
+        Conflict: the user already belongs to this shop.
+    """
+    if role not in ROLES:
+        raise ValidationFailed(f"role must be one of {', '.join(ROLES)}", field="role")
+    email = email.strip().lower()
+    if "@" not in email:
+        raise ValidationFailed("a valid email is required", field="email")
+    user = db.session.scalar(sa.select(User).where(User.email == email))
+    if user is None:
+        if len(password) < 8:
+            raise ValidationFailed("passwords need at least 8 characters", field="password")
+        user = User(email=email, password_hash=generate_password_hash(password))
+        db.session.add(user)
+        db.session.flush()
+    exists = db.session.scalar(
+        sa.select(Membership).where(Membership.user_id == user.id, Membership.shop_id == shop.id)
+    )
+    if exists:
+        raise Conflict("that user already belongs to this shop")
+    db.session.add(Membership(user_id=user.id, shop_id=shop.id, role=role))
+    db.session.flush()
+    return user
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The user with these credentials, or None (never says which part was wrong)."""
+    user = db.session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        # Spend the same time as a real check so timing does not reveal accounts.
+        check_password_hash(generate_password_hash("x"), password)
+        return None
+    if not check_password_hash(user.password_hash, password):
+        return None
+    user.last_login_at = utcnow()
+    return user
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 of an API token: tokens are long random strings, so no salt is needed."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(shop: Shop, name: str | None = None) -> str:
+    """Create an API token for ``shop``; the plain token is returned once, never stored."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    db.session.add(ApiToken(shop_id=shop.id, token_hash=hash_token(token), prefix=token[:12], name=name))
+    db.session.flush()
+    return token
+
+
+def shop_for_token(token: str) -> Shop | None:
+    """The shop an API token belongs to, or None for an unknown or revoked token."""
+    row = db.session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if row is None or row.revoked_at is not None:
+        return None
+    row.last_used_at = utcnow()
+    return row.shop

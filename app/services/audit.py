@@ -1,0 +1,29 @@
+"""The audit log: who did what, written beside the change it records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.extensions import db
+from app.models import AuditLog
+
+
+def record(
+    shop_id: int,
+    actor: str,
+    action: str,
+    subject_type: str | None = None,
+    subject_id: object = None,
+    details: dict[str, Any] | None = None,
+) -> AuditLog:
+    """Add an audit row to the session; it commits with the change it describes."""
+    row = AuditLog(
+        shop_id=shop_id,
+        actor=actor,
+        action=action,
+        subject_type=subject_type,
+        subject_id=None if subject_id is None else str(subject_id),
+        details=details or {},
+    )
+    db.session.add(row)
+    return row

@@ -1,0 +1,115 @@
+"""Normalising identifiers, and finding the profile that holds one.
+
+Rules (the README repeats them):
+
+* email: trimmed and lower-cased; anything without a single ``@`` and a
+  dotted domain is not an email.
+* phone: E.164 (``+447700900123``), parsed with the shop's country as the
+  default region; a number that cannot be parsed is kept as ``raw_phone``
+  (digits only) and never links anyone.
+* shopify_customer: the numeric id as a string (``gid://shopify/Customer/7001``
+  becomes ``7001``).
+* web_client, amazon_buyer, ebay_user: as given, trimmed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import phonenumbers
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Identifier, Profile, Shop
+
+KINDS = ("shopify_customer", "email", "phone", "web_client", "amazon_buyer", "ebay_user")
+# Trust order: a lower number wins when profiles conflict.
+TRUST = {
+    "shopify_customer": 0,
+    "email": 1,
+    "phone": 2,
+    "amazon_buyer": 3,
+    "ebay_user": 3,
+    "web_client": 4,
+    "raw_phone": 9,
+}
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class Ident:
+    """A normalised identifier: ``kind`` and ``value``."""
+
+    kind: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+def normalise_email(raw: str) -> str | None:
+    """Lower-case and trim an email; None when it is not one."""
+    value = (raw or "").strip().lower()
+    return value if EMAIL_RE.match(value) else None
+
+
+def normalise_phone(raw: str, default_region: str | None) -> Ident | None:
+    """E.164 for a parseable phone, else a ``raw_phone`` that never links."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    try:
+        number = phonenumbers.parse(text, (default_region or "US").upper())
+        if phonenumbers.is_possible_number(number) and phonenumbers.is_valid_number(number):
+            return Ident("phone", phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    except phonenumbers.NumberParseException:
+        pass
+    digits = re.sub(r"\D", "", text)
+    return Ident("raw_phone", digits) if digits else None
+
+
+def normalise(kind: str, raw, default_region: str | None = None) -> Ident | None:
+    """Normalise one identifier of ``kind``; None when nothing usable is left."""
+    if raw is None:
+        return None
+    raw = str(raw)
+    if kind == "email":
+        value = normalise_email(raw)
+        return Ident("email", value) if value else None
+    if kind == "phone":
+        return normalise_phone(raw, default_region)
+    if kind == "shopify_customer":
+        value = raw.strip().rsplit("/", 1)[-1]
+        return Ident(kind, value) if value.isdigit() else None
+    if kind in ("web_client", "amazon_buyer", "ebay_user"):
+        value = raw.strip()
+        return Ident(kind, value) if value else None
+    raise ValueError(f"unknown identifier kind {kind!r}")
+
+
+def live_profile(profile: Profile | None) -> Profile | None:
+    """Follow ``merged_into`` to the profile that survives today."""
+    seen = set()
+    while profile is not None and profile.merged_into_id and profile.id not in seen:
+        seen.add(profile.id)
+        profile = db.session.get(Profile, profile.merged_into_id)
+    return profile
+
+
+def find_profile_by_identifier(shop: Shop, kind: str, raw: str) -> Profile | None:
+    """The live profile holding ``kind:raw`` in ``shop``, or None."""
+    kind = {"shopify": "shopify_customer"}.get(kind, kind)
+    if kind not in KINDS:
+        return None
+    ident = normalise(kind, raw, shop.country)
+    if ident is None:
+        return None
+    profile_id = db.session.scalar(
+        sa.select(Identifier.profile_id).where(
+            Identifier.shop_id == shop.id, Identifier.kind == ident.kind, Identifier.value == ident.value
+        )
+    )
+    if profile_id is None:
+        return None
+    return live_profile(db.session.get(Profile, profile_id))

@@ -1,0 +1,150 @@
+"""The profile document: the contract's profile shape, shared by API and page.
+
+One function assembles it so the API (``GET /api/v1/profiles/{id}``) and
+the customer page never disagree about a number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import EngagementCounter, Identifier, Order, Profile, Shop
+from app.models.profile import CHANNELS
+from app.plans import has_capability
+from app.tenancy import scoped
+
+ENGAGEMENT_METRICS = ("sent", "delivered", "opened", "clicked", "replied", "dismissed", "bounced")
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """ISO 8601 with offset, or None."""
+    return value.isoformat() if value else None
+
+
+def money(value: Decimal | None) -> float | None:
+    """Money as a JSON number with two decimals."""
+    return None if value is None else float(Decimal(value).quantize(Decimal("0.01")))
+
+
+def _identifiers(shop_id: int, profile_id: int) -> list[Identifier]:
+    stmt = (
+        scoped(Identifier, shop_id)
+        .where(Identifier.profile_id == profile_id)
+        .order_by(Identifier.kind, Identifier.value)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def _engagement(shop_id: int, profile: Profile) -> dict[str, Any]:
+    by_channel = {c: {m: 0 for m in ENGAGEMENT_METRICS} for c in CHANNELS}
+    stmt = scoped(EngagementCounter, shop_id).where(EngagementCounter.profile_id == profile.id)
+    for row in db.session.scalars(stmt):
+        by_channel.setdefault(row.channel, {m: 0 for m in ENGAGEMENT_METRICS})[row.metric] = row.count
+    score = profile.engagement_score
+    return {
+        "score": None if score is None else round(score, 1),
+        "last_engaged_at": iso(profile.last_engaged_at),
+        "by_channel": by_channel,
+    }
+
+
+def _orders(profile: Profile, shop: Shop) -> dict[str, Any]:
+    count = profile.order_count or 0
+    spend = profile.lifetime_spend or Decimal("0")
+    return {
+        "count": count,
+        "lifetime_spend": money(spend),
+        "aov": money(spend / count) if count else None,
+        "first_order_at": iso(profile.first_order_at),
+        "last_order_at": iso(profile.last_order_at),
+        "acquisition_channel": profile.acquisition_channel,
+        "currency": shop.currency,
+        "online": {"count": profile.online_count, "spend": money(profile.online_spend)},
+        "pos": {
+            "count": profile.pos_count,
+            "spend": money(profile.pos_spend),
+            "last_visit_at": iso(profile.pos_last_visit_at),
+            "preferred_location": _location(profile.preferred_location),
+        },
+        "marketplace": {"count": profile.marketplace_count, "spend": money(profile.marketplace_spend)},
+    }
+
+
+def _location(value: str | None):
+    """Shopify location ids are numbers; keep them numeric in JSON."""
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
+
+
+def recent_orders(shop_id: int, profile_id: int, limit: int = 50) -> list[Order]:
+    """The profile's latest orders, newest first."""
+    stmt = (
+        scoped(Order, shop_id)
+        .where(Order.profile_id == profile_id)
+        .order_by(Order.placed_at.desc())
+        .limit(limit)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def profile_document(shop: Shop, profile: Profile) -> dict[str, Any]:
+    """Return the contract's profile shape for ``profile`` (see CONTRACT.md §3)."""
+    from app.services import profile_sections
+
+    idents = _identifiers(shop.id, profile.id)
+    predictions = has_capability(shop.plan, "predictions")
+    doc: dict[str, Any] = {
+        "id": profile.id,
+        "shop": shop.domain,
+        "merged_into": profile.merged_into_id,
+        "name": profile.name,
+        "first_name": profile.first_name,
+        "last_name": profile.last_name,
+        "emails": [i.value for i in idents if i.kind == "email"],
+        "phones": [i.value for i in idents if i.kind == "phone"],
+        "identifiers": [
+            {"kind": i.kind, "value": i.value, "source": i.source, "first_seen_at": iso(i.first_seen_at)}
+            for i in idents
+        ],
+        "orders": _orders(profile, shop),
+        "engagement": _engagement(shop.id, profile),
+        "lifecycle_stage": profile.lifecycle_stage,
+        "rfm": {"r": profile.rfm_r, "f": profile.rfm_f, "m": profile.rfm_m, "code": profile.rfm_code},
+        "churn_risk": None if profile.churn_risk is None else round(profile.churn_risk, 3),
+        "predicted_ltv_90d": money(profile.predicted_ltv_90d) if predictions else None,
+        "predicted_next_order_at": iso(profile.predicted_next_order_at) if predictions else None,
+        "globally_unsubscribed": profile.globally_unsubscribed,
+        "timezone": profile.timezone or shop.timezone,
+        "country": profile.country,
+        "first_seen_at": iso(profile.first_seen_at),
+        "last_seen_at": iso(profile.last_seen_at),
+        "erased": profile.erased_at is not None,
+        "created_at": iso(profile.created_at),
+        "updated_at": iso(profile.updated_at),
+    }
+    # Sections owned by other services (consents, messaging, next best action…).
+    for section in profile_sections.sections():
+        doc.update(section(shop, profile))
+    return doc
+
+
+def profile_detail(shop: Shop, profile: Profile) -> dict[str, Any]:
+    """What the customer page shows: the document plus the profile row and orders."""
+    doc = profile_document(shop, profile)
+    doc["profile"] = profile
+    doc["recent_orders"] = recent_orders(shop.id, profile.id)
+    return doc
+
+
+def count_profiles(shop_id: int) -> int:
+    """Live profiles of a shop."""
+    stmt = scoped(Profile, shop_id, sa.func.count()).where(
+        Profile.merged_into_id.is_(None), Profile.erased_at.is_(None)
+    )
+    return db.session.scalar(stmt) or 0

@@ -1,0 +1,138 @@
+"""A shop's settings: defaults, validation, and what the plan lets it change.
+
+``effective_settings`` is what every service reads (lifecycle windows,
+caps, fatigue threshold, quiet hours, identity blocklist); ``update_settings``
+is the one writer, used by ``PUT /api/v1/settings`` and the Settings screen.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+import zoneinfo
+from typing import Any
+
+from app.errors import Forbidden, ValidationFailed
+from app.models import Shop
+from app.plans import has_capability
+
+DEFAULTS: dict[str, Any] = {
+    "timezone": None,  # None: the shop's own time zone
+    "lifecycle": {"at_risk_days": 30, "churned_days": 90},
+    "caps": {"global_daily": 3, "email": 5, "sms": 1, "whatsapp": 2, "push": 3},
+    "fatigue_threshold": 0.7,
+    "quiet_hours": {"start": "21:00", "end": "09:00", "regions": {}},
+    "identity": {"blocked_values": [], "max_identifiers_per_kind": 10, "max_people_per_identifier": 3},
+}
+CAP_KEYS = ("global_daily", "email", "sms", "whatsapp", "push")
+HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _deep_merge(base: dict, patch: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "regions":
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def effective_settings(shop: Shop) -> dict[str, Any]:
+    """The settings services obey: stored values over defaults, clipped by the plan."""
+    merged = _deep_merge(DEFAULTS, shop.settings or {})
+    merged["timezone"] = merged.get("timezone") or shop.timezone
+    if not has_capability(shop.plan, "custom_lifecycle_thresholds"):
+        merged["lifecycle"] = copy.deepcopy(DEFAULTS["lifecycle"])
+    if not has_capability(shop.plan, "regional_quiet_hours"):
+        merged["quiet_hours"]["regions"] = {}
+    return merged
+
+
+def parse_hhmm(value: Any, field: str) -> dt.time:
+    """Parse "HH:MM" or raise ``ValidationFailed`` naming the field."""
+    if not isinstance(value, str) or not HHMM.match(value):
+        raise ValidationFailed(f"{field} must be a time like 21:00", field=field)
+    hours, minutes = value.split(":")
+    return dt.time(int(hours), int(minutes))
+
+
+def _validate_window(window: Any, field: str) -> None:
+    if not isinstance(window, dict):
+        raise ValidationFailed(f"{field} must be an object with start and end", field=field)
+    start = parse_hhmm(window.get("start"), f"{field}.start")
+    end = parse_hhmm(window.get("end"), f"{field}.end")
+    if start == end:
+        raise ValidationFailed(
+            f"{field} starts and ends at the same time ({window['start']}): that is not a window", field=field
+        )
+
+
+def _positive_int(value: Any, field: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValidationFailed(f"{field} must be a whole number ≥ {minimum}", field=field)
+    return value
+
+
+def validate(settings: dict[str, Any]) -> None:
+    """Raise ``ValidationFailed`` for the first value that cannot be used."""
+    tz = settings.get("timezone")
+    if tz is not None:
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+            raise ValidationFailed(f"unknown time zone {tz!r}", field="timezone") from None
+    life = settings["lifecycle"]
+    at_risk = _positive_int(life.get("at_risk_days"), "lifecycle.at_risk_days", 1)
+    churned = _positive_int(life.get("churned_days"), "lifecycle.churned_days", 1)
+    if at_risk >= churned:
+        raise ValidationFailed(
+            "lifecycle.at_risk_days must be shorter than lifecycle.churned_days",
+            field="lifecycle.at_risk_days",
+        )
+    for key in CAP_KEYS:
+        _positive_int(settings["caps"].get(key), f"caps.{key}", 0)
+    threshold = settings.get("fatigue_threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise ValidationFailed("fatigue_threshold must be a number in (0, 1]", field="fatigue_threshold")
+    quiet = settings["quiet_hours"]
+    _validate_window(quiet, "quiet_hours")
+    regions = quiet.get("regions") or {}
+    if not isinstance(regions, dict):
+        raise ValidationFailed("quiet_hours.regions must map country codes to windows")
+    for code, window in regions.items():
+        if not (isinstance(code, str) and len(code) == 2 and code.isalpha() and code.isupper()):
+            raise ValidationFailed(f"quiet_hours.regions key {code!r} is not a country code")
+        _validate_window(window, f"quiet_hours.regions.{code}")
+    identity = settings["identity"]
+    blocked = identity.get("blocked_values")
+    if not isinstance(blocked, list) or not all(isinstance(v, str) for v in blocked):
+        raise ValidationFailed("identity.blocked_values must be a list of strings")
+
+
+def update_settings(shop: Shop, patch: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``patch`` into the shop's settings after validating the result.
+
+    Raises:
+        ValidationFailed: a bad value (the API answers 422 with the reason).
+        Forbidden: a change the shop's plan does not include.
+    """
+    if not isinstance(patch, dict):
+        raise ValidationFailed("settings must be a JSON object")
+    unknown = set(patch) - set(DEFAULTS)
+    if unknown:
+        raise ValidationFailed(f"unknown settings {sorted(unknown)}", field=sorted(unknown)[0])
+    if "lifecycle" in patch and not has_capability(shop.plan, "custom_lifecycle_thresholds"):
+        raise Forbidden("custom lifecycle windows need the Pro plan or above", code="plan_required")
+    regions = (
+        (patch.get("quiet_hours") or {}).get("regions")
+        if isinstance(patch.get("quiet_hours"), dict)
+        else None
+    )
+    if regions and not has_capability(shop.plan, "regional_quiet_hours"):
+        raise Forbidden("regional quiet hours need the Starter plan or above", code="plan_required")
+    stored = _deep_merge(shop.settings or {}, patch)
+    validate(_deep_merge(DEFAULTS, stored))
+    shop.settings = stored
+    return effective_settings(shop)

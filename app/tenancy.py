@@ -1,0 +1,47 @@
+"""The one way to query shop-owned rows: every select goes through ``scoped``.
+
+Keeping the ``shop_id`` filter in one helper is what lets the tenancy tests
+trust every screen and API call, and what makes distributing tables by
+shop (Citus-style) a deployment choice rather than a rewrite.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import sqlalchemy as sa
+
+from app.errors import NotFound
+from app.extensions import db
+
+T = TypeVar("T")
+
+
+def scoped(model: type[T], shop_id: int, *columns) -> sa.Select:
+    """Return ``SELECT model`` (or the given columns) limited to one shop."""
+    if not hasattr(model, "shop_id"):
+        raise TypeError(f"{model.__name__} is not shop-owned")
+    stmt = sa.select(*columns) if columns else sa.select(model)
+    return stmt.where(model.shop_id == shop_id)
+
+
+def count_scoped(model: type[T], shop_id: int, *criteria) -> int:
+    """Count one shop's rows of ``model`` matching ``criteria``."""
+    stmt = scoped(model, shop_id, sa.func.count()).select_from(model).where(*criteria)
+    return db.session.scalar(stmt) or 0
+
+
+def get_scoped(model: type[T], shop_id: int, row_id) -> T | None:
+    """Load one row by primary key, or None when it is missing or another shop's."""
+    row = db.session.get(model, row_id)
+    if row is None or row.shop_id != shop_id:
+        return None
+    return row
+
+
+def get_scoped_or_raise(model: type[T], shop_id: int, row_id, what: str | None = None) -> T:
+    """Load one row of this shop or raise ``NotFound`` (same answer for another shop's)."""
+    row = get_scoped(model, shop_id, row_id)
+    if row is None:
+        raise NotFound(f"{what or model.__name__} {row_id} not found")
+    return row

@@ -1,0 +1,102 @@
+"""Console request context: which shop the signed-in user is looking at.
+
+The console keeps the chosen shop in the session; it is honoured only
+while the user holds a membership in it, so a forged or stale session
+can never reach another shop.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+import sqlalchemy as sa
+from flask import abort, g, session
+from flask_login import current_user, login_required
+
+from app.extensions import db
+from app.models import Membership, Shop
+
+ROLE_RANK = {"support": 0, "staff": 1, "agency": 2, "owner": 3}
+
+
+def memberships_of(user) -> list[Membership]:
+    """The user's memberships, shops in domain order."""
+    stmt = (
+        sa.select(Membership)
+        .join(Shop, Shop.id == Membership.shop_id)
+        .where(Membership.user_id == user.id)
+        .order_by(Shop.domain)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def load_current_shop() -> None:
+    """Set ``g.shop`` and ``g.role`` from the session for a signed-in user."""
+    g.shop = None
+    g.role = None
+    if not current_user.is_authenticated:
+        return
+    memberships = memberships_of(current_user)
+    chosen = session.get("shop_id")
+    membership = next((m for m in memberships if m.shop_id == chosen), None)
+    if membership is None and memberships:
+        membership = memberships[0]
+        session["shop_id"] = membership.shop_id
+    if membership is not None:
+        g.shop = membership.shop
+        g.role = membership.role
+    g.memberships = memberships
+
+
+def shop_required(min_role: str = "support"):
+    """Require login, a current shop and at least ``min_role`` in it."""
+
+    def decorator(view):
+        @wraps(view)
+        @login_required
+        def wrapped(*args, **kwargs):
+            if g.get("shop") is None:
+                abort(403)
+            if ROLE_RANK[g.role] < ROLE_RANK[min_role]:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+NAV = (
+    ("dashboard.index", "Dashboard", "support"),
+    ("customers.index", "Customers", "support"),
+    ("duplicates.index", "Duplicates", "staff"),
+    ("segments.index", "Segments", "staff"),
+    ("messages.index", "Messages", "support"),
+    ("deliveries.index", "Failed deliveries", "staff"),
+    ("gdpr.index", "GDPR", "owner"),
+    ("settings.index", "Settings", "staff"),
+    ("agency.index", "Agency", "agency"),
+)
+
+
+def nav_items() -> list[tuple[str, str]]:
+    """The screens this app has and the current user's role may open."""
+    from flask import current_app
+
+    role_rank = ROLE_RANK.get(g.get("role") or "support", 0)
+    items = []
+    for endpoint, label, min_role in NAV:
+        if endpoint not in current_app.view_functions:
+            continue
+        if min_role == "agency" and g.get("role") not in ("agency", "owner"):
+            continue
+        if min_role != "agency" and role_rank < ROLE_RANK[min_role]:
+            continue
+        items.append((endpoint, label))
+    return items
+
+
+def init_app(app) -> None:
+    """Expose ``nav_items`` to templates and load the current shop per request."""
+    app.context_processor(lambda: {"nav_items": nav_items})
+    app.before_request(load_current_shop)

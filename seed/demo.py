@@ -1,0 +1,202 @@
+"""``c360 seed demo``: the demo shop, its owner login and plausible customers.
+
+Running it again keeps the data and prints a fresh password, so ``make run``
+can be repeated safely.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from werkzeug.security import generate_password_hash
+
+from app.extensions import db
+from app.models import Identifier, Order, OrderLine, Profile, User
+from app.models.base import utcnow
+from app.services import accounts
+from app.services.counters import recompute_order_counters
+
+DOMAIN = "demo.myshopify.com"
+OWNER_EMAIL = "owner@demo.example"
+FIRST = [
+    "Amelia",
+    "Oliver",
+    "Isla",
+    "George",
+    "Ava",
+    "Noah",
+    "Mia",
+    "Leo",
+    "Freya",
+    "Arthur",
+    "Lily",
+    "Oscar",
+    "Grace",
+    "Harry",
+    "Sophie",
+    "Jack",
+    "Emily",
+    "Theo",
+    "Chloe",
+    "Finn",
+]
+LAST = [
+    "Smith",
+    "Jones",
+    "Taylor",
+    "Brown",
+    "Williams",
+    "Wilson",
+    "Johnson",
+    "Davies",
+    "Patel",
+    "Wright",
+    "Evans",
+    "Walker",
+    "Thomas",
+    "Roberts",
+    "Green",
+    "Hall",
+    "Wood",
+    "Clarke",
+]
+PRODUCTS = [
+    ("4", "41", "LS-M", "Linen shirt", "84.00"),
+    ("7", "71", "SK-BLK", "Wool socks", "14.00"),
+    ("9", "91", "CAP-NV", "Canvas cap", "22.00"),
+    ("12", "121", "TB-L", "Tote bag", "35.00"),
+    ("15", "151", "JK-M", "Waxed jacket", "189.00"),
+]
+CHANNELS = [("web", "online", None), ("web", "online", None), ("pos", "pos", "3001"), ("pos", "pos", "3002")]
+REFERRERS = [("instagram", None), (None, "https://www.google.com/"), ("newsletter", None), (None, None)]
+
+
+@dataclass
+class Login:
+    """The printed demo login."""
+
+    email: str
+    password: str
+
+
+def _owner(shop) -> Login:
+    password = secrets.token_urlsafe(9)
+    user = db.session.scalar(sa.select(User).where(User.email == OWNER_EMAIL))
+    if user is None:
+        accounts.create_user(OWNER_EMAIL, password, shop, "owner")
+    else:
+        user.password_hash = generate_password_hash(password)
+    return Login(OWNER_EMAIL, password)
+
+
+def _customer(shop, rng: random.Random, index: int, now: dt.datetime) -> None:
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    email = f"{first}.{last}{index}@example.net".lower()
+    phone = f"+4477009{index:05d}"
+    seen = now - dt.timedelta(days=rng.randint(1, 400))
+    profile = Profile(
+        shop_id=shop.id,
+        first_name=first,
+        last_name=last,
+        country="GB",
+        search_text=f"{first} {last} {email} {phone}".lower(),
+        first_seen_at=seen,
+        last_seen_at=seen + dt.timedelta(days=rng.randint(0, 30)),
+    )
+    db.session.add(profile)
+    db.session.flush()
+    idents = [("email", email), ("phone", phone), ("web_client", f"c-demo-{index}")]
+    if rng.random() < 0.6:
+        idents.append(("shopify_customer", str(800000 + index)))
+    for kind, value in idents:
+        db.session.add(
+            Identifier(
+                shop_id=shop.id,
+                profile_id=profile.id,
+                kind=kind,
+                value=value,
+                source="seed",
+                first_seen_at=seen,
+                last_seen_at=seen,
+            )
+        )
+    for n in range(rng.choice([0, 0, 1, 1, 2, 3, 5, 8])):
+        _order(shop, rng, profile, email, seen + dt.timedelta(days=rng.randint(0, 360)), f"{index}{n}")
+    recompute_order_counters(profile)
+
+
+def _order(shop, rng, profile, email, placed, suffix) -> None:
+    placed = min(placed, utcnow() - dt.timedelta(hours=1))
+    source_name, channel, location = rng.choice(CHANNELS)
+    utm, referrer = rng.choice(REFERRERS) if channel == "online" else (None, None)
+    lines = [rng.choice(PRODUCTS) for _ in range(rng.randint(1, 3))]
+    total = sum(Decimal(p[4]) for p in lines)
+    order = Order(
+        shop_id=shop.id,
+        profile_id=profile.id,
+        source="shopify",
+        external_id=f"9{suffix}",
+        number=f"#{2000 + int(suffix)}",
+        channel=channel,
+        source_name=source_name,
+        location_id=location,
+        placed_at=placed,
+        processed_at=placed,
+        source_updated_at=placed,
+        currency=shop.currency,
+        total=total,
+        subtotal=total,
+        financial_status="paid",
+        utm_source=utm,
+        referring_site=referrer,
+        email=email,
+        billing_country="GB",
+    )
+    order.lines = [
+        OrderLine(
+            shop_id=shop.id,
+            product_id=p[0],
+            variant_id=p[1],
+            sku=p[2],
+            title=p[3],
+            quantity=1,
+            price=Decimal(p[4]),
+        )
+        for p in lines
+    ]
+    db.session.add(order)
+
+
+def seed_demo(customers: int = 300, progress: Callable[[str], None] = print) -> Login:
+    """Create (or refresh) the demo shop and return the owner's login."""
+    shop = accounts.shop_by_domain(DOMAIN)
+    if shop is None:
+        shop = accounts.create_shop(
+            DOMAIN,
+            secret=secrets.token_hex(16),
+            plan="pro",
+            timezone="Europe/London",
+            currency="GBP",
+            country="GB",
+        )
+        shop.name = "Demo Goods"
+        rng = random.Random(360)
+        now = utcnow()
+        for index in range(customers):
+            _customer(shop, rng, index, now)
+            if index % 100 == 99:
+                progress(f"  {index + 1}/{customers} customers")
+        from seed.story import replay_sarah
+
+        replay_sarah(shop)
+    else:
+        progress("Demo shop already exists: keeping its data.")
+    login = _owner(shop)
+    db.session.commit()
+    return login

@@ -1,0 +1,95 @@
+"""Factories and action helpers shared by the tests (``AuthActions`` style)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from app.extensions import db
+from app.services import accounts
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class ShopFixture:
+    """A shop with an owner login and an API token."""
+
+    id: int
+    domain: str
+    secret: str
+    owner_email: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def model(self):
+        from app.models import Shop
+
+        return db.session.get(Shop, self.id)
+
+
+def make_shop(
+    domain: str = "alpha.myshopify.com",
+    *,
+    plan: str = "pro",
+    country: str = "GB",
+    timezone: str = "Europe/London",
+    currency: str = "GBP",
+    role: str = "owner",
+    **provider,
+) -> ShopFixture:
+    """Create a shop, an owner user and a token; commit."""
+    secret = f"secret-{domain}"
+    shop = accounts.create_shop(
+        domain, secret=secret, plan=plan, timezone=timezone, currency=currency, country=country, **provider
+    )
+    email = f"{role}@{domain}"
+    accounts.create_user(email, PASSWORD, shop, role)
+    token = accounts.create_token(shop)
+    db.session.commit()
+    return ShopFixture(shop.id, shop.domain, secret, email, token)
+
+
+@pytest.fixture()
+def shop(db) -> ShopFixture:
+    """Shop A (Pro plan, GB)."""
+    return make_shop("alpha.myshopify.com")
+
+
+@pytest.fixture()
+def other_shop(db) -> ShopFixture:
+    """Shop B, for tenancy tests."""
+    return make_shop("bravo.myshopify.com")
+
+
+class AuthActions:
+    """Log in and out through the real form."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def login(self, email: str, password: str = PASSWORD):
+        return self.client.post("/login", data={"email": email, "password": password})
+
+    def login_as(self, shop: ShopFixture):
+        return self.login(shop.owner_email)
+
+    def logout(self):
+        return self.client.post("/logout")
+
+
+@pytest.fixture()
+def auth(client) -> AuthActions:
+    return AuthActions(client)
+
+
+@pytest.fixture()
+def fixtures_dir():
+    from tests.conftest import FIXTURES
+
+    return FIXTURES
