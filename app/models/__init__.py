@@ -1,7 +1,7 @@
 """Every model, imported here so Alembic and the app see the whole schema."""
 
 from app.models.activity import Event, Order, OrderLine
-from app.models.consent import ConsentRecord, ConsentText
+from app.models.consent import ConsentRecord, ConsentState, ConsentText
 from app.models.identity import Merge, MergeCandidate
 from app.models.messaging import Message, OutboxItem
 from app.models.ops import AuditLog, JobRun, RollupSnapshot, WebhookDelivery
@@ -12,6 +12,7 @@ __all__ = [
     "ApiToken",
     "AuditLog",
     "ConsentRecord",
+    "ConsentState",
     "ConsentText",
     "EngagementCounter",
     "Event",

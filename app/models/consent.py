@@ -57,3 +57,25 @@ class ConsentRecord(db.Model):
     external_ref: so.Mapped[str | None] = so.mapped_column(sa.String(255))
 
     text: so.Mapped[ConsentText | None] = so.relationship()
+
+
+class ConsentState(db.Model):
+    """The current state of one channel for one profile, derived from the history.
+
+    A read model kept beside the history so the gate answers with one
+    indexed read; it is rebuilt from ``consent_records`` whenever a record
+    is appended, never edited on its own.
+    """
+
+    __tablename__ = "consent_states"
+    __table_args__ = (sa.UniqueConstraint("profile_id", "channel"),)
+
+    id: so.Mapped[pk_id]
+    shop_id: so.Mapped[shop_fk]
+    profile_id: so.Mapped[int] = profile_fk(index=False)
+    channel: so.Mapped[str] = so.mapped_column(sa.String(16))
+    status: so.Mapped[str] = so.mapped_column(sa.String(16))
+    record_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("consent_records.id", ondelete="SET NULL")
+    )
+    updated_at: so.Mapped[created_at]

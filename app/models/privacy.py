@@ -37,6 +37,7 @@ PERSONAL: dict[str, dict[str, str]] = {
         "user_agent": "device",
     },
     "consent_texts": {},
+    "consent_states": {},
     "messages": {},
     "outbox": {"recipient": "identity", "payload": "raw_payload"},
     "merge_candidates": {"evidence": "raw_payload"},
@@ -156,6 +157,7 @@ NOT_PERSONAL: dict[str, set[str]] = {
         "price",
     },
     "consent_texts": {"id", "shop_id", "sha256", "version", "body", "created_at"},
+    "consent_states": {"id", "shop_id", "profile_id", "channel", "status", "record_id", "updated_at"},
     "consent_records": {
         "id",
         "shop_id",

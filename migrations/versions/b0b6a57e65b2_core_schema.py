@@ -1,8 +1,8 @@
 """core schema
 
-Revision ID: a36724c1e7c8
+Revision ID: b0b6a57e65b2
 Revises: 
-Create Date: 2026-11-28 17:57:38.083293
+Create Date: 2026-11-28 17:59:47.058118
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import app.models.base
 
 
 # revision identifiers, used by Alembic.
-revision = 'a36724c1e7c8'
+revision = 'b0b6a57e65b2'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -401,6 +401,23 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_orders_shop_id'), ['shop_id'], unique=False)
         batch_op.create_index('ix_orders_shop_number', ['shop_id', 'number'], unique=False)
 
+    op.create_table('consent_states',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('shop_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('profile_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('channel', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('record_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('updated_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['profile_id'], ['profiles.id'], name=op.f('fk_consent_states_profile_id_profiles'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['record_id'], ['consent_records.id'], name=op.f('fk_consent_states_record_id_consent_records'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_consent_states_shop_id_shops'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_consent_states')),
+    sa.UniqueConstraint('profile_id', 'channel', name=op.f('uq_consent_states_profile_id_channel'))
+    )
+    with op.batch_alter_table('consent_states', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_consent_states_shop_id'), ['shop_id'], unique=False)
+
     op.create_table('merges',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('shop_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -486,6 +503,10 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_merges_loser_id'))
 
     op.drop_table('merges')
+    with op.batch_alter_table('consent_states', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_consent_states_shop_id'))
+
+    op.drop_table('consent_states')
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.drop_index('ix_orders_shop_number')
         batch_op.drop_index(batch_op.f('ix_orders_shop_id'))
