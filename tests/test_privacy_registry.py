@@ -29,5 +29,9 @@ def test_registry_names_only_real_columns(app):
 
 def test_every_shop_owned_table_carries_shop_id(app):
     global_tables = {"shops", "users"}
-    missing = [t.name for t in db.metadata.sorted_tables if t.name not in global_tables and "shop_id" not in t.columns]
+    missing = [
+        t.name
+        for t in db.metadata.sorted_tables
+        if t.name not in global_tables and "shop_id" not in t.columns
+    ]
     assert missing == []
