@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Identifier, Order, Profile
+from app.services.identifiers import normalise_phone
 from app.tenancy import scoped
 
 PAGE_SIZE = 25
@@ -28,13 +29,22 @@ class Page:
     offset: int
 
 
-def _matches(shop_id: int, q: str):
+def _matches(shop_id: int, q: str, region: str | None):
     """A WHERE clause for profiles matching ``q`` on name, identifiers or order number."""
     needle = q.strip().lower()
     like = f"%{needle}%"
     digits = re.sub(r"\D", "", needle)
     ident = sa.select(Identifier.profile_id).where(Identifier.shop_id == shop_id, Identifier.value.like(like))
     clauses = [Profile.search_text.like(like), Profile.id.in_(ident)]
+    phone = normalise_phone(q, region) if len(digits) >= 6 else None
+    if phone is not None and phone.kind == "phone":
+        clauses.append(
+            Profile.id.in_(
+                sa.select(Identifier.profile_id).where(
+                    Identifier.shop_id == shop_id, Identifier.kind == "phone", Identifier.value == phone.value
+                )
+            )
+        )
     if len(digits) >= 6:
         clauses.append(
             Profile.id.in_(
@@ -66,6 +76,7 @@ def search_profiles(
     limit: int = PAGE_SIZE,
     sort: str = "recent",
     filters: list | None = None,
+    region: str | None = None,
 ) -> Page:
     """Return one page of a shop's live (not merged-away, not erased) profiles.
 
@@ -74,11 +85,12 @@ def search_profiles(
         cursor: opaque position returned by the previous page.
         sort: ``recent``, ``ltv`` or ``last_order``.
         filters: extra SQLAlchemy criteria on ``Profile`` (stage, RFM, churn band…).
+        region: the shop's country, to read national-format phone numbers.
     """
     offset = int(cursor) if cursor and cursor.isdigit() else 0
     stmt = scoped(Profile, shop_id).where(Profile.merged_into_id.is_(None), Profile.erased_at.is_(None))
     if q.strip():
-        stmt = stmt.where(_matches(shop_id, q))
+        stmt = stmt.where(_matches(shop_id, q, region))
     if filters:
         stmt = stmt.where(*filters)
     stmt = stmt.order_by(*SORTS.get(sort, SORTS["recent"])).offset(offset).limit(limit + 1)

@@ -22,7 +22,9 @@ def list_profiles():
         if profile is None:
             return api_error(404, "not_found", "no profile holds that identifier")
         return jsonify(profile_document(g.api_shop, profile))
-    page = search_profiles(g.api_shop.id, request.args.get("q", ""), cursor=request.args.get("cursor"))
+    page = search_profiles(
+        g.api_shop.id, request.args.get("q", ""), cursor=request.args.get("cursor"), region=g.api_shop.country
+    )
     return jsonify(
         {
             "profiles": [profile_document(g.api_shop, p) for p in page.items],

@@ -17,7 +17,11 @@ def index():
     """List customers; the search box refreshes only the results block."""
     q = request.args.get("q", "")
     page = search_profiles(
-        g.shop.id, q, cursor=request.args.get("cursor"), sort=request.args.get("sort", "recent")
+        g.shop.id,
+        q,
+        cursor=request.args.get("cursor"),
+        sort=request.args.get("sort", "recent"),
+        region=g.shop.country,
     )
     idents = identifiers_by_profile(g.shop.id, [p.id for p in page.items])
     return render_page("customers/index.html", "results", q=q, page=page, idents=idents)

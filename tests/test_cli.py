@@ -1,0 +1,117 @@
+"""The ``c360`` commands of CONTRACT.md §1 that the foundation provides."""
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import ApiToken, Membership, Profile, Shop, User
+from app.services.accounts import hash_token
+
+
+def test_shop_create_takes_every_option_and_prints_the_id(runner):
+    result = runner.invoke(
+        args=[
+            "shop",
+            "create",
+            "--domain",
+            "Cli.MyShopify.com",
+            "--secret",
+            "s",
+            "--plan",
+            "agency",
+            "--timezone",
+            "Australia/Sydney",
+            "--currency",
+            "aud",
+            "--country",
+            "au",
+            "--twilio-auth-token",
+            "tw",
+            "--whatsapp-app-secret",
+            "wa",
+            "--whatsapp-verify-token",
+            "vt",
+            "--sendgrid-public-key",
+            "PEM",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    shop = db.session.get(Shop, int(result.output.strip()))
+    assert (shop.domain, shop.plan, shop.timezone, shop.currency, shop.country) == (
+        "cli.myshopify.com",
+        "agency",
+        "Australia/Sydney",
+        "AUD",
+        "AU",
+    )
+    assert (shop.shopify_secret, shop.twilio_auth_token, shop.whatsapp_app_secret) == ("s", "tw", "wa")
+    assert (shop.whatsapp_verify_token, shop.sendgrid_public_key) == ("vt", "PEM")
+
+
+def test_shop_create_rejects_a_bad_time_zone_clearly(runner):
+    result = runner.invoke(args=["shop", "create", "--domain", "x.myshopify.com", "--timezone", "Mars/Base"])
+    assert result.exit_code != 0
+    assert "unknown time zone" in result.output
+
+
+def test_shop_create_refuses_a_duplicate_domain(runner):
+    runner.invoke(args=["shop", "create", "--domain", "dup.myshopify.com"])
+    result = runner.invoke(args=["shop", "create", "--domain", "dup.myshopify.com"])
+    assert result.exit_code != 0 and "already exists" in result.output
+
+
+def test_token_create_prints_a_token_stored_only_as_a_hash(runner):
+    runner.invoke(args=["shop", "create", "--domain", "t.myshopify.com"])
+    token = runner.invoke(args=["token", "create", "--shop", "t.myshopify.com"]).output.strip()
+    assert token.startswith("c360_")
+    stored = db.session.scalar(sa.select(ApiToken))
+    assert stored.token_hash == hash_token(token) and token not in stored.token_hash
+
+
+def test_user_create_gives_an_agency_user_several_shops(runner):
+    for domain in ("a1.myshopify.com", "a2.myshopify.com"):
+        runner.invoke(args=["shop", "create", "--domain", domain])
+        result = runner.invoke(
+            args=[
+                "user",
+                "create",
+                "--email",
+                "ag@example.net",
+                "--password",
+                "longenough",
+                "--shop",
+                domain,
+                "--role",
+                "agency",
+            ]
+        )
+        assert result.exit_code == 0, result.output
+    user = db.session.scalar(sa.select(User))
+    assert user.password_hash != "longenough"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Membership)) == 2
+
+
+def test_token_for_unknown_shop_fails_clearly(runner):
+    result = runner.invoke(args=["token", "create", "--shop", "nope.myshopify.com"])
+    assert result.exit_code != 0 and "no shop" in result.output
+
+
+def test_seed_demo_creates_the_demo_shop_and_prints_a_working_login(runner, client, auth):
+    result = runner.invoke(args=["seed", "demo", "--customers", "40"])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if "Log in at" in x)
+    email, password = line.split(" as ")[1].split(" / ")
+    shop = db.session.scalar(sa.select(Shop).where(Shop.domain == "demo.myshopify.com"))
+    assert (
+        db.session.scalar(sa.select(sa.func.count()).select_from(Profile).where(Profile.shop_id == shop.id))
+        >= 40
+    )
+    assert auth.login(email.strip(), password.strip()).status_code == 302
+    assert client.get("/customers/").status_code == 200
+
+
+def test_seed_demo_twice_keeps_data_and_prints_a_fresh_login(runner):
+    runner.invoke(args=["seed", "demo", "--customers", "10"])
+    count = db.session.scalar(sa.select(sa.func.count()).select_from(Profile))
+    result = runner.invoke(args=["seed", "demo", "--customers", "10"])
+    assert result.exit_code == 0 and "already exists" in result.output
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Profile)) == count

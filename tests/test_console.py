@@ -1,0 +1,114 @@
+"""The console shell: full pages vs HTMX fragments, search, roles."""
+
+import pytest
+
+from app.extensions import db
+from app.models import Identifier, Profile
+from app.models.base import utcnow
+from app.services import accounts
+from tests.helpers import PASSWORD, make_shop
+
+
+def _customer(shop_id, first, last, email, phone=None):
+    p = Profile(
+        shop_id=shop_id, first_name=first, last_name=last, search_text=f"{first} {last} {email}".lower()
+    )
+    db.session.add(p)
+    db.session.flush()
+    now = utcnow()
+    for kind, value in (("email", email), ("phone", phone)):
+        if value:
+            db.session.add(
+                Identifier(
+                    shop_id=shop_id,
+                    profile_id=p.id,
+                    kind=kind,
+                    value=value,
+                    source="test",
+                    first_seen_at=now,
+                    last_seen_at=now,
+                )
+            )
+    db.session.commit()
+    return p
+
+
+def test_customers_list_is_a_full_page_without_htmx(client, auth, shop):
+    auth.login_as(shop)
+    response = client.get("/customers/")
+    assert b"<html" in response.data and b'id="results"' in response.data
+    assert "HX-Request" in response.headers.get("Vary", "")
+
+
+def test_customers_search_returns_only_the_results_fragment_for_htmx(client, auth, shop):
+    _customer(shop.id, "Sarah", "Jones", "sarah@example.net")
+    _customer(shop.id, "Tom", "Baker", "tom@example.net")
+    auth.login_as(shop)
+    response = client.get("/customers/?q=sarah", headers={"HX-Request": "true", "HX-Trigger": "search"})
+    assert b"<html" not in response.data and b"<table" in response.data
+    assert b"Sarah Jones" in response.data and b"Tom Baker" not in response.data
+
+
+@pytest.mark.parametrize("extra", [{"HX-Boosted": "true"}, {"HX-History-Restore-Request": "true"}])
+def test_boosted_and_history_restore_requests_get_the_full_page(client, auth, shop, extra):
+    auth.login_as(shop)
+    response = client.get("/customers/", headers={"HX-Request": "true", **extra})
+    assert b"<html" in response.data
+
+
+@pytest.mark.parametrize("query", ["+447700900123", "07700 900123", "jones", "SARAH@EXAMPLE"])
+def test_search_finds_by_phone_name_or_email(client, auth, shop, query):
+    _customer(shop.id, "Sarah", "Jones", "sarah@example.net", "+447700900123")
+    auth.login_as(shop)
+    response = client.get("/customers/", query_string={"q": query}, headers={"HX-Request": "true"})
+    assert b"Sarah Jones" in response.data
+
+
+def test_customers_list_paginates(client, auth, shop):
+    for i in range(30):
+        _customer(shop.id, f"Person{i:02d}", "Page", f"p{i}@example.net")
+    auth.login_as(shop)
+    first = client.get("/customers/", headers={"HX-Request": "true"}).data
+    assert first.count(b"Page</a>") == 25 and b"Next page" in first
+    second = client.get("/customers/?cursor=25", headers={"HX-Request": "true"}).data
+    assert second.count(b"Page</a>") == 5
+
+
+def test_a_name_with_markup_is_escaped(client, auth, shop):
+    _customer(shop.id, "<script>alert(1)</script>", "X", "x@example.net")
+    auth.login_as(shop)
+    data = client.get("/customers/").data
+    assert b"<script>alert(1)</script>" not in data and b"&lt;script&gt;" in data
+
+
+def test_support_role_cannot_open_settings(client, auth, db):
+    shop = make_shop("gamma.myshopify.com", role="support")
+    auth.login(shop.owner_email)
+    assert client.get("/customers/").status_code == 200
+    assert client.get("/settings/").status_code == 403
+
+
+def test_agency_user_switches_between_their_shops_only(client, auth, db):
+    one = make_shop("one.myshopify.com")
+    two = make_shop("two.myshopify.com")
+    accounts.create_user(one.owner_email, PASSWORD, two.model, "agency")
+    db.session.commit()
+    auth.login(one.owner_email)
+    assert b"one.myshopify.com" in client.get("/dashboard").data
+    assert client.post(f"/switch-shop/{two.id}").status_code == 302
+    assert b"two.myshopify.com" in client.get("/dashboard").data
+    stranger = make_shop("three.myshopify.com")
+    assert client.post(f"/switch-shop/{stranger.id}").status_code == 404
+
+
+def test_logout_requires_csrf_and_ends_the_session(client, auth, shop):
+    auth.login_as(shop)
+    assert client.post("/logout", csrf=False).status_code == 400
+    assert client.get("/customers/").status_code == 200
+    auth.logout()
+    assert client.get("/customers/").status_code == 302
+
+
+def test_settings_form_without_csrf_is_rejected(client, auth, shop):
+    auth.login_as(shop)
+    assert client.post("/settings/", data={"cap_email": "5"}, csrf=False).status_code == 400
