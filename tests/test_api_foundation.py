@@ -1,0 +1,69 @@
+"""API basics: errors, settings, OpenAPI."""
+
+import pytest
+
+from app.blueprints.api.openapi import OPERATIONS, api_routes
+
+
+def test_openapi_document_is_public_and_lists_the_settings_calls(client, db):
+    doc = client.get("/api/v1/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.")
+    assert {"get", "put"} <= set(doc["paths"]["/settings"])
+
+
+def test_every_api_route_is_described_in_openapi(app):
+    with app.app_context():
+        missing = api_routes() - set(OPERATIONS)
+    assert missing == set(), f"describe these routes in app/blueprints/api/openapi.py: {missing}"
+
+
+def test_errors_use_the_contract_shape(client, shop):
+    body = client.get("/api/v1/profiles/999999", headers=shop.auth).get_json()
+    assert body == {"error": {"code": "not_found", "message": "profile 999999 not found"}}
+
+
+def test_get_settings_returns_the_defaults(client, shop):
+    settings = client.get("/api/v1/settings", headers=shop.auth).get_json()
+    assert settings["caps"] == {"global_daily": 3, "email": 5, "sms": 1, "whatsapp": 2, "push": 3}
+    assert settings["quiet_hours"]["start"] == "21:00" and settings["timezone"] == "Europe/London"
+
+
+def test_put_settings_merges_only_the_given_keys(client, shop):
+    response = client.put("/api/v1/settings", headers=shop.auth, json={"caps": {"sms": 2}})
+    assert response.status_code == 200
+    settings = client.get("/api/v1/settings", headers=shop.auth).get_json()
+    assert settings["caps"]["sms"] == 2 and settings["caps"]["email"] == 5
+
+
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({"caps": {"sms": -1}}, "caps.sms"),
+        ({"quiet_hours": {"start": "21:00", "end": "21:00"}}, "quiet_hours"),
+        ({"quiet_hours": {"start": "25:00"}}, "quiet_hours.start"),
+        ({"lifecycle": {"at_risk_days": 90, "churned_days": 90}}, "lifecycle"),
+        ({"fatigue_threshold": 1.5}, "fatigue_threshold"),
+        ({"timezone": "Nowhere/Else"}, "time zone"),
+        ({"colour": "blue"}, "unknown settings"),
+    ],
+)
+def test_put_settings_rejects_bad_values_with_a_422_reason(client, shop, patch, field):
+    response = client.put("/api/v1/settings", headers=shop.auth, json=patch)
+    assert response.status_code == 422
+    body = response.get_json()["error"]
+    assert body["code"] == "invalid" and field.split(".")[0] in body["message"]
+
+
+def test_put_settings_needs_a_json_object(client, shop):
+    response = client.put("/api/v1/settings", headers=shop.auth, data="nope", content_type="application/json")
+    assert response.status_code == 400
+
+
+def test_free_plan_cannot_set_custom_lifecycle_windows(client, db):
+    from tests.helpers import make_shop
+
+    free = make_shop("free.myshopify.com", plan="free")
+    response = client.put(
+        "/api/v1/settings", headers=free.auth, json={"lifecycle": {"at_risk_days": 20, "churned_days": 60}}
+    )
+    assert response.status_code == 403 and response.get_json()["error"]["code"] == "plan_required"

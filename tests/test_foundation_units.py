@@ -1,0 +1,100 @@
+"""Plans, logging scrubber, config and the job queue interface."""
+
+import datetime as dt
+import logging
+
+import pytest
+
+from app.config import load_config
+from app.jobs import InProcessQueue, safe_job_id
+from app.logging import PiiScrubber, scrub
+from app.plans import PLANS, get_plan, has_capability
+
+
+@pytest.mark.parametrize(
+    "plan, window",
+    [
+        ("free", dt.timedelta(hours=24)),
+        ("starter", dt.timedelta(days=7)),
+        ("pro", dt.timedelta(days=7)),
+        ("agency", dt.timedelta(days=30)),
+        ("enterprise", dt.timedelta(days=90)),
+    ],
+)
+def test_merge_undo_window_follows_the_plan(plan, window):
+    assert get_plan(plan).merge_undo_window == window
+
+
+def test_capabilities_grow_with_the_plan():
+    assert not has_capability("starter", "predictions") and has_capability("pro", "predictions")
+    assert has_capability("starter", "regional_quiet_hours") and not has_capability(
+        "free", "regional_quiet_hours"
+    )
+    assert all(PLANS["enterprise"].capabilities >= p.capabilities for p in PLANS.values())
+
+
+def test_asking_for_an_unknown_capability_is_an_error():
+    with pytest.raises(ValueError):
+        has_capability("pro", "time_travel")
+
+
+def test_scrub_masks_emails_and_phone_numbers():
+    text = scrub("profile 42 sarah.j.home@gmail.com +44 7700 900123 order 1001")
+    assert "gmail" not in text and "7700" not in text
+    assert "profile 42" in text and "order 1001" in text
+
+
+def test_log_records_lose_personal_extra_fields(caplog):
+    logger = logging.getLogger("c360.test")
+    record = logger.makeRecord(
+        "c360.test",
+        logging.INFO,
+        __file__,
+        1,
+        "hi %s",
+        ("a@b.co",),
+        None,
+        extra={"email": "a@b.co", "profile_id": 7},
+    )
+    PiiScrubber().filter(record)
+    assert record.getMessage() == "hi [email]"
+    assert not hasattr(record, "email") and record.profile_id == 7
+
+
+def test_production_refuses_a_missing_secret(tmp_path):
+    with pytest.raises(RuntimeError):
+        load_config(str(tmp_path), {"C360_ENV": "production"})
+
+
+def test_production_turns_on_secure_cookies(tmp_path):
+    config = load_config(str(tmp_path), {"C360_ENV": "production", "SECRET_KEY": "k"})
+    assert config["SESSION_COOKIE_SECURE"] and config["SESSION_COOKIE_HTTPONLY"]
+
+
+def test_development_generates_and_keeps_a_secret(tmp_path):
+    first = load_config(str(tmp_path), {})["SECRET_KEY"]
+    assert first == load_config(str(tmp_path), {})["SECRET_KEY"] and len(first) >= 32
+
+
+def test_plain_postgres_urls_use_psycopg3(tmp_path):
+    config = load_config(str(tmp_path), {"DATABASE_URL": "postgresql://u@h/db"})
+    assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@h/db"
+
+
+def test_job_ids_are_rq_legal():
+    assert safe_job_id("ingest", "shopify", "wh:1/2") == "ingest-shopify-wh_1_2"
+
+
+def test_in_process_queue_runs_the_job_now_and_survives_its_failure():
+    calls = []
+    InProcessQueue().enqueue("tests.test_foundation_units._record", calls, 1)
+    InProcessQueue().enqueue("tests.test_foundation_units._explode")
+    assert calls == [1]
+
+
+def _record(calls, value):
+    calls.append(value)
+
+
+def _explode():
+    raise RuntimeError("boom")
