@@ -127,12 +127,12 @@ def _customer(shop, rng: random.Random, index: int, now: dt.datetime) -> None:
             )
         )
     for n in range(rng.choice([0, 0, 1, 1, 2, 3, 5, 8])):
-        _order(shop, rng, profile, email, seen + dt.timedelta(days=rng.randint(0, 360)), f"{index}{n}")
+        span = (now - seen).total_seconds()
+        _order(shop, rng, profile, email, seen + dt.timedelta(seconds=rng.uniform(0, span)), f"{index}{n}")
     recompute_order_counters(profile)
 
 
 def _order(shop, rng, profile, email, placed, suffix) -> None:
-    placed = min(placed, utcnow() - dt.timedelta(hours=1))
     source_name, channel, location = rng.choice(CHANNELS)
     utm, referrer = rng.choice(REFERRERS) if channel == "online" else (None, None)
     lines = [rng.choice(PRODUCTS) for _ in range(rng.randint(1, 3))]
