@@ -71,7 +71,12 @@ def json_body() -> dict:
 
 def init_app(app):
     """Register the API blueprint, exempt from CSRF."""
-    from app.blueprints.api import openapi, profiles, settings, stats  # noqa: F401
+    import pkgutil
+    from importlib import import_module
+
+    # Every module of this package holds routes; importing it registers them.
+    for module in pkgutil.iter_modules(__path__):
+        import_module(f"{__name__}.{module.name}")
 
     csrf.exempt(bp)
     app.register_blueprint(bp)
