@@ -61,7 +61,9 @@ def normalise_phone(raw: str, default_region: str | None) -> Ident | None:
         return None
     try:
         number = phonenumbers.parse(text, (default_region or "US").upper())
-        if phonenumbers.is_possible_number(number) and phonenumbers.is_valid_number(number):
+        # "Possible" (right length for the country), not "valid": number ranges kept for
+        # fiction and tests (UK 07700 900xxx) are real enough for a customer to type.
+        if phonenumbers.is_possible_number(number):
             return Ident("phone", phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
     except phonenumbers.NumberParseException:
         pass
