@@ -118,6 +118,78 @@ class _Union:
             self.parent[drop] = keep
 
 
+class _Attacher:
+    """The state of one partition run: who is placed where, and the doubts raised."""
+
+    def __init__(self, nodes, sightings, not_same, blocked, max_per_kind, max_people):
+        self.nodes = nodes
+        self.max_per_kind, self.max_people = max_per_kind, max_people
+        self.adjacent: dict[Key, list[tuple[Key, Sighting]]] = defaultdict(list)
+        for s in sightings:
+            if s.a in nodes and s.b in nodes and s.a != s.b:
+                self.adjacent[s.a].append((s.b, s))
+                self.adjacent[s.b].append((s.a, s))
+        self.apart: dict[Key, set[Key]] = defaultdict(set)
+        for a, b in not_same:
+            self.apart[a].add(b)
+            self.apart[b].add(a)
+        self.blocked = {k for k in blocked if k in nodes}
+        self.root_of: dict[Key, Key] = {}
+        self.members: dict[Key, set[Key]] = defaultdict(set)
+        self.kinds: dict[Key, Counter] = defaultdict(Counter)
+        self.candidates: list[Candidate] = []
+
+    def place(self, node: Key, root: Key) -> None:
+        self.root_of[node] = root
+        self.members[root].add(node)
+        self.kinds[root][node[0]] += 1
+
+    def options(self, node: Key) -> dict[Key, tuple[dt.datetime, list[Sighting]]]:
+        """The people ``node``'s more trusted neighbours belong to, with the earliest link to each."""
+        found: dict[Key, tuple[dt.datetime, list[Sighting]]] = {}
+        for other, sighting in self.adjacent[node]:
+            if trust(other) >= trust(node) or other in self.blocked or other not in self.root_of:
+                continue
+            root = self.root_of[other]
+            if self.apart[node] & self.members[root]:
+                continue
+            first, links = found.get(root, (sighting.at, []))
+            found[root] = (min(first, sighting.at), [*links, sighting])
+        return found
+
+    def attach(self, node: Key) -> None:
+        """Place one node: alone, with its one person, or with the first of several (and doubt the rest)."""
+        options = {} if node in self.blocked else self.options(node)
+        if len(options) > self.max_people:
+            self.blocked.add(node)
+            options = {}
+        if not options:
+            self.place(node, node)
+            return
+        ranked = sorted(options, key=lambda r: (options[r][0], trust(r), r[1]))
+        chosen = ranked[0]
+        exclusive = node[0] in EXCLUSIVE_KINDS
+        if self.kinds[chosen][node[0]] >= (1 if exclusive else self.max_per_kind):
+            self.place(node, node)
+            if exclusive:
+                links = options[chosen][1][:EVIDENCE_LINKS]
+                self.candidates.append(Candidate((chosen, node), f"second_{node[0]}", node, links))
+            return
+        self.place(node, chosen)
+        for other_root in ranked[1:]:
+            links = (options[chosen][1] + options[other_root][1])[:EVIDENCE_LINKS]
+            self.candidates.append(Candidate((chosen, other_root), REASON_BY_KIND[node[0]], node, links))
+
+    def peer_candidates(self, final: dict[Key, Key]) -> None:
+        """Equally trusted identifiers seen together (two emails on one order) stay apart but are reviewed."""
+        for node, links in self.adjacent.items():
+            for other, sighting in links:
+                if trust(other) != trust(node) or not node < other or final[node] == final[other]:
+                    continue
+                if node not in self.blocked and other not in self.blocked:
+                    self.candidates.append(Candidate((node, other), "seen_together", node, [sighting]))
+
+
 def partition(
     nodes: dict[Key, dt.datetime],
     sightings: Iterable[Sighting],
@@ -135,74 +207,17 @@ def partition(
         same / not_same: human decisions between two nodes.
         blocked: nodes already blocked as shared by too many people (sticky).
     """
-    adjacent: dict[Key, list[tuple[Key, Sighting]]] = defaultdict(list)
-    for s in sightings:
-        if s.a in nodes and s.b in nodes and s.a != s.b:
-            adjacent[s.a].append((s.b, s))
-            adjacent[s.b].append((s.a, s))
-    apart: dict[Key, set[Key]] = defaultdict(set)
-    for a, b in not_same:
-        apart[a].add(b)
-        apart[b].add(a)
-    blocked_now = {k for k in blocked if k in nodes}
-    root_of: dict[Key, Key] = {}
-    members: dict[Key, set[Key]] = defaultdict(set)
-    kinds: dict[Key, Counter] = defaultdict(Counter)
-    candidates: list[Candidate] = []
-
-    def place(node: Key, root: Key) -> None:
-        root_of[node] = root
-        members[root].add(node)
-        kinds[root][node[0]] += 1
-
+    run = _Attacher(nodes, sightings, not_same, blocked, max_per_kind, max_people)
     # Most trusted first, then first seen: a node's neighbours above it are settled.
     for node in sorted(nodes, key=lambda k: (trust(k), nodes[k], k[1])):
-        if node in blocked_now:
-            place(node, node)
-            continue
-        options: dict[Key, tuple[dt.datetime, list[Sighting]]] = {}
-        for other, sighting in adjacent[node]:
-            if trust(other) >= trust(node) or other in blocked_now or other not in root_of:
-                continue
-            root = root_of[other]
-            if apart[node] & members[root]:
-                continue
-            first, links = options.get(root, (sighting.at, []))
-            options[root] = (min(first, sighting.at), [*links, sighting])
-        if len(options) > max_people:
-            blocked_now.add(node)
-            place(node, node)
-            continue
-        if not options:
-            place(node, node)
-            continue
-        ranked = sorted(options, key=lambda r: (options[r][0], trust(r), r[1]))
-        chosen = ranked[0]
-        limit_hit = kinds[chosen][node[0]] >= (1 if node[0] in EXCLUSIVE_KINDS else max_per_kind)
-        if limit_hit:
-            place(node, node)
-            if node[0] in EXCLUSIVE_KINDS:
-                candidates.append(
-                    Candidate((chosen, node), f"second_{node[0]}", node, options[chosen][1][:EVIDENCE_LINKS])
-                )
-            continue
-        place(node, chosen)
-        for other_root in ranked[1:]:
-            links = (options[chosen][1] + options[other_root][1])[:EVIDENCE_LINKS]
-            candidates.append(Candidate((chosen, other_root), REASON_BY_KIND[node[0]], node, links))
-
+        run.attach(node)
     joined = _Union()
     for a, b in same:
-        if a in root_of and b in root_of:
-            joined.union(root_of[a], root_of[b])
-    final = {node: joined.find(root) for node, root in root_of.items()}
-    # Equally trusted identifiers seen together (two emails on one order) stay apart but are reviewed.
-    for node, links in adjacent.items():
-        for other, sighting in links:
-            if trust(other) == trust(node) and node < other and final[node] != final[other]:
-                if node not in blocked_now and other not in blocked_now:
-                    candidates.append(Candidate((node, other), "seen_together", node, [sighting]))
-    return Partition(final, blocked_now, _distinct(candidates, final, apart))
+        if a in run.root_of and b in run.root_of:
+            joined.union(run.root_of[a], run.root_of[b])
+    final = {node: joined.find(root) for node, root in run.root_of.items()}
+    run.peer_candidates(final)
+    return Partition(final, run.blocked, _distinct(run.candidates, final, run.apart))
 
 
 def _distinct(

@@ -204,21 +204,10 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
     snap = row.snapshot
     db.session.flush()
     _drop_derived(shop.id, [winner.id, loser.id])
-    for name, ids in snap["moved"].items():
-        table_name, column_name = name.split(".")
-        table = db.metadata.tables[table_name]
-        column = table.c[column_name]
-        for chunk in _chunks(ids):
-            db.session.execute(
-                sa.update(table)
-                .where(table.c.shop_id == shop.id, table.c.id.in_(chunk), column == winner.id)
-                .values({column_name: loser.id})
-            )
-    for name, rows in snap["removed"].items():
-        table = db.metadata.tables[name.split(".")[0]]
-        db.session.execute(sa.insert(table), [profile_rows.from_json(table, r) for r in rows])
+    _move_back(shop.id, winner.id, loser.id, snap)
     if row.merged_event_id:
         db.session.execute(sa.delete(Event.__table__).where(Event.id == row.merged_event_id))
+    db.session.expire_all()
     arrived = _sort_arrivals(shop.id, winner.id, loser.id, snap)
     for name, rows in snap["derived"].items():
         table = db.metadata.tables[name]
@@ -250,6 +239,23 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
     )
     db.session.flush()
     return row
+
+
+def _move_back(shop_id: int, winner_id: int, loser_id: int, snap: dict[str, Any]) -> None:
+    """Point the moved rows at the loser again and re-insert the rows set aside."""
+    for name, ids in snap["moved"].items():
+        table_name, column_name = name.split(".")
+        table = db.metadata.tables[table_name]
+        column = table.c[column_name]
+        for chunk in _chunks(ids):
+            db.session.execute(
+                sa.update(table)
+                .where(table.c.shop_id == shop_id, table.c.id.in_(chunk), column == winner_id)
+                .values({column_name: loser_id})
+            )
+    for name, rows in snap["removed"].items():
+        table = db.metadata.tables[name.split(".")[0]]
+        db.session.execute(sa.insert(table), [profile_rows.from_json(table, r) for r in rows])
 
 
 def can_undo(shop: Shop, row: Merge, now: dt.datetime | None = None) -> bool:
