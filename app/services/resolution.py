@@ -98,11 +98,13 @@ def resolve(
     if not usable:
         return None
     event_ref = _event_ref(evidence)
-    rows, changed = _ensure_identifiers(shop, usable, source, seen_at)
+    rows, created, earlier = _ensure_identifiers(shop, usable, source, seen_at)
     ids = [rows[(i.kind, i.value)].id for i in usable]
-    changed |= identity_links.record_sightings(shop.id, ids, source=source, at=seen_at, event_ref=event_ref)
+    identity_links.record_sightings(shop.id, ids, source=source, at=seen_at, event_ref=event_ref)
     owners = {r.profile_id for r in rows.values()}
-    if changed or len(owners) > 1:
+    # Nothing can change when the signal only repeats what one profile already holds,
+    # or is a single identifier never seen before; everything else re-partitions.
+    if earlier or len(owners) > 1 or (created and len(usable) > 1):
         db.session.flush()
         _repartition(shop, ids, settings, source, seen_at)
     best = rows[(usable[0].kind, usable[0].value)]
@@ -131,10 +133,10 @@ def _ensure_identifiers(shop: Shop, usable: list[Ident], source: str, seen_at: d
             scoped(Identifier, shop.id).where(sa.tuple_(Identifier.kind, Identifier.value).in_(keys))
         )
     }
-    changed = False
+    earlier = False
     for row in rows.values():
         if seen_at < row.first_seen_at:
-            row.first_seen_at, row.source, changed = seen_at, source[:40], True
+            row.first_seen_at, row.source, earlier = seen_at, source[:40], True
         elif seen_at > row.last_seen_at:
             row.last_seen_at = seen_at
     missing = [k for k in keys if k not in rows]
@@ -158,8 +160,7 @@ def _ensure_identifiers(shop: Shop, usable: list[Ident], source: str, seen_at: d
             db.session.add(row)
             rows[(kind, value)] = row
         db.session.flush()
-        changed = True
-    return rows, changed
+    return rows, bool(missing), earlier
 
 
 def _keep_raw_phones(
