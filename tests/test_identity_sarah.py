@@ -3,7 +3,14 @@
 import json
 
 from app.services import merge_candidates
-from tests.identity_helpers import feed, idents_of, live_profiles, open_candidates, sarah_signals
+from tests.identity_helpers import (
+    feed,
+    idents_of,
+    live_profiles,
+    open_candidates,
+    partition_of,
+    sarah_signals,
+)
 
 
 def test_sarah_story_becomes_one_profile_after_accepting_the_one_shared_cookie_candidate(shop, fixtures_dir):
@@ -30,3 +37,12 @@ def test_sarah_story_resolves_the_logged_in_page_view_to_the_shopify_customer(sh
     profiles = feed(shop.model, sarah_signals(fixtures_dir))
     assert profiles[7].id == profiles[4].id == profiles[8].id
     assert profiles[1].id == profiles[0].id != profiles[4].id
+
+
+def test_sarah_story_in_any_arrival_order_gives_the_same_people(shop, other_shop, fixtures_dir):
+    signals = sarah_signals(fixtures_dir)
+    feed(shop.model, signals)
+    reordered = signals[7:] + signals[3:7] + signals[:3]  # the login first, the popup last
+    feed(other_shop.model, reordered)
+    assert partition_of(shop.id) == partition_of(other_shop.id)
+    assert len(open_candidates(other_shop.id)) == 1

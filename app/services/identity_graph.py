@@ -17,7 +17,8 @@ Rules (the README and docs/identity.md repeat them):
   and it merges automatically.
 * When they belong to two or more people, the node is ambiguous (a
   household phone, a shared laptop, an email on two Shopify accounts): it
-  glues nobody. It stays with the person it was seen with first (event
+  glues nobody, and less trusted identifiers cannot attach through it
+  either (a cookie seen only with a household phone stays on its own). It stays with the person it was seen with first (event
   time, then value, so arrival order never matters) and each other person
   becomes a merge candidate, with the node and the signals as evidence.
 * A node whose more trusted neighbours belong to more than
@@ -134,6 +135,8 @@ class _Attacher:
             self.apart[a].add(b)
             self.apart[b].add(a)
         self.blocked = {k for k in blocked if k in nodes}
+        # Nodes seen with several people: they glue nobody, not even the weaker nodes below them.
+        self.ambiguous: set[Key] = set()
         self.root_of: dict[Key, Key] = {}
         self.members: dict[Key, set[Key]] = defaultdict(set)
         self.kinds: dict[Key, Counter] = defaultdict(Counter)
@@ -148,7 +151,7 @@ class _Attacher:
         """The people ``node``'s more trusted neighbours belong to, with the earliest link to each."""
         found: dict[Key, tuple[dt.datetime, list[Sighting]]] = {}
         for other, sighting in self.adjacent[node]:
-            if trust(other) >= trust(node) or other in self.blocked or other not in self.root_of:
+            if trust(other) >= trust(node) or other in self.blocked or other in self.ambiguous:
                 continue
             root = self.root_of[other]
             if self.apart[node] & self.members[root]:
@@ -176,6 +179,8 @@ class _Attacher:
                 self.candidates.append(Candidate((chosen, node), f"second_{node[0]}", node, links))
             return
         self.place(node, chosen)
+        if len(ranked) > 1:
+            self.ambiguous.add(node)
         for other_root in ranked[1:]:
             links = (options[chosen][1] + options[other_root][1])[:EVIDENCE_LINKS]
             self.candidates.append(Candidate((chosen, other_root), REASON_BY_KIND[node[0]], node, links))
