@@ -334,6 +334,38 @@ def _review(shop, world: World, *, oracle: bool) -> int:
     return accepted
 
 
+def run_batch(world: World, records: list[int]) -> dict:
+    """The same rules in one in-memory pass over all links (``identity_graph.partition``)."""
+    from app.services.identifiers import TRUST, normalise
+    from app.services.identity_graph import Sighting, partition
+    from app.services.resolution import is_blocked
+
+    started = time.perf_counter()
+    first: dict = {}
+    links: dict = {}
+    keys_of = []
+    for s in world.signals:
+        idents = [normalise(k, v, "GB") for k, v in s.idents.items()]
+        keys = sorted(
+            {
+                (i.kind, i.value)
+                for i in idents
+                if i and i.kind != "raw_phone" and not is_blocked(None, i, ())
+            },
+            key=lambda k: (TRUST[k[0]], k[1]),
+        )
+        keys_of.append(keys)
+        for k in keys:
+            first[k] = min(first.get(k, s.at), s.at)
+        for n, a in enumerate(keys):
+            for b in keys[n + 1 :]:
+                pair = (a, b) if a < b else (b, a)
+                links[pair] = min(links.get(pair, s.at), s.at)
+    result = partition(first, [Sighting(a, b, at) for (a, b), at in links.items()])
+    labels = [result.root_of[keys_of[i][0]] if keys_of[i] else ("none", str(i)) for i in records]
+    return {"elapsed": time.perf_counter() - started, "labels": labels, "candidates": len(result.candidates)}
+
+
 # --------------------------------------------------------------------------- Splink
 
 
@@ -410,6 +442,15 @@ def main(argv: list[str] | None = None) -> None:
         f"ours automatic merges: {ours['auto_merges']}, wrong: {ours['wrong_auto_merges']} ({share:.2%}); "
         f"candidates: {ours['reviewed'] + ours['candidates']}"
     )
+    batch = run_batch(world, records)
+    p, r, f = pairwise(truth, batch["labels"])
+    same = pairwise(batch["labels"], ours["auto"])
+    batch_rate = len(world.signals) / batch["elapsed"]
+    print(
+        f"ours batch (same rules, one in-memory pass): {batch['elapsed']:.2f} s = {batch_rate:,.0f} signals/s"
+    )
+    print(f"ours batch                       precision {p:.4f}  recall {r:.4f}  F1 {f:.4f}")
+    print(f"agreement of batch and incremental partitions (pairwise F1): {same[2]:.4f}")
     peer = None if args.no_splink else run_splink(world, records)
     if peer is None:
         print("splink: skipped")
@@ -424,9 +465,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"splink: {len(records)} records linked in {peer['elapsed']:.1f} s = {splink_rate:,.0f} records/s")
     _, _, ours_f1 = pairwise(truth, ours["auto"])
     print(
-        f"ratio ours/splink: F1 {ours_f1 / f if f else float('inf'):.3f}x, "
-        f"time {ours['elapsed'] / peer['elapsed']:.2f}x "
-        "(ours: one event at a time, each committed to a database; splink: one batch in memory)"
+        f"ratio ours/splink: F1 {ours_f1 / f if f else float('inf'):.2f}x; time, batch vs batch "
+        f"{batch['elapsed'] / peer['elapsed']:.2f}x; time, ours incremental (a database write per event) "
+        f"vs splink batch {ours['elapsed'] / peer['elapsed']:.1f}x"
     )
 
 

@@ -18,9 +18,10 @@ Rules (the README and docs/identity.md repeat them):
 * When they belong to two or more people, the node is ambiguous (a
   household phone, a shared laptop, an email on two Shopify accounts): it
   glues nobody, and less trusted identifiers cannot attach through it
-  either (a cookie seen only with a household phone stays on its own). It stays with the person it was seen with first (event
-  time, then value, so arrival order never matters) and each other person
-  becomes a merge candidate, with the node and the signals as evidence.
+  either (a cookie seen only with a household phone stays on its own).
+  It stays with the person it was seen with first (event time, then
+  value, so arrival order never matters) and each other person becomes a
+  merge candidate, with the node and the signals as evidence.
 * A node whose more trusted neighbours belong to more than
   ``max_people`` people is blocked (``shared_by_many``): it becomes its own
   profile, links nobody and raises no more candidates; once blocked it
