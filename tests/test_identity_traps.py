@@ -136,3 +136,15 @@ def test_unparseable_phone_is_kept_but_never_links(shop):
     )
     assert len(live_profiles(shop.id)) == 2
     assert resolve(shop.model, [Ident("raw_phone", "12345")], source="x", seen_at=T0) is None
+
+
+def test_typed_junk_phones_are_blocked_but_real_ones_are_not(shop):
+    from app.services.resolution import is_blocked
+
+    model = shop.model
+    for junk in ("+441234567890", "+447777777777", "+449876543210", "0000000000"):
+        assert is_blocked(model, Ident("phone", junk)), junk
+    assert not is_blocked(model, Ident("phone", "+447700900123"))
+    assert not is_blocked(model, Ident("email", "sarah.j.home@gmail.com"))
+    assert is_blocked(model, Ident("email", "no-reply@shop.uk"))
+    assert is_blocked(model, Ident("email", "anyone@example.com"))

@@ -63,8 +63,9 @@ def is_blocked(shop: Shop, ident: Ident, extra: Iterable[str] | None = None) -> 
         return domain in JUNK_EMAIL_DOMAINS or local.startswith(JUNK_LOCAL_PARTS)
     if ident.kind in ("phone", "raw_phone"):
         digits = re.sub(r"\D", "", value)
-        # One digit repeated, or a run like 123456789: typed to get past a form.
-        return len(set(digits[-9:])) <= 1 or digits[-9:] in "01234567890123456789"
+        # One digit repeated, or a run like 123456789 or 987654321: typed to get past a form.
+        tail = digits[-9:]
+        return len(set(tail)) <= 1 or tail in "01234567890123456789" or tail in "98765432109876543210"
     return False
 
 
