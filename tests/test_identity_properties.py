@@ -2,6 +2,7 @@
 
 import datetime as dt
 import itertools
+import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,7 +32,7 @@ signal = st.tuples(
 )
 SHOP_NUMBER = itertools.count()
 SLOW = settings(
-    max_examples=int(__import__("os").environ.get("C360_HYPOTHESIS_EXAMPLES", "10")),
+    max_examples=int(os.environ.get("C360_HYPOTHESIS_EXAMPLES", "10")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
@@ -49,7 +50,10 @@ def run(shop, signals):
 
 
 @SLOW
-@given(signals=st.lists(signal, min_size=1, max_size=8), data=st.data())
+@given(
+    signals=st.lists(signal, min_size=1, max_size=int(os.environ.get("C360_HYPOTHESIS_SIGNALS", "8"))),
+    data=st.data(),
+)
 def test_any_order_of_the_same_events_gives_the_same_partition(db, signals, data):
     shuffled = data.draw(st.permutations(signals))
     first = make_shop(f"p{next(SHOP_NUMBER)}.myshopify.com").model
