@@ -7,10 +7,10 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.services import merges
+from app.extensions import db
+from app.services import accounts, merges
 from app.services.identifiers import Ident
 from app.services.profile_rows import dump_profiles
-from tests.helpers import make_shop
 from tests.identity_helpers import T0, feed, partition_of
 from tests.test_identity_merges import person
 
@@ -38,6 +38,15 @@ SLOW = settings(
 )
 
 
+def make_shop(domain: str):
+    """A bare shop (no user or token: hashing a password per example is slow)."""
+    shop = accounts.create_shop(
+        domain, secret="s", plan="pro", timezone="Europe/London", currency="GBP", country="GB"
+    )
+    db.session.flush()
+    return shop
+
+
 def run(shop, signals):
     feed(
         shop,
@@ -56,8 +65,8 @@ def run(shop, signals):
 )
 def test_any_order_of_the_same_events_gives_the_same_partition(db, signals, data):
     shuffled = data.draw(st.permutations(signals))
-    first = make_shop(f"p{next(SHOP_NUMBER)}.myshopify.com").model
-    second = make_shop(f"p{next(SHOP_NUMBER)}.myshopify.com").model
+    first = make_shop(f"p{next(SHOP_NUMBER)}.myshopify.com")
+    second = make_shop(f"p{next(SHOP_NUMBER)}.myshopify.com")
     assert run(first, signals) == run(second, shuffled)
 
 
@@ -67,7 +76,7 @@ def test_any_order_of_the_same_events_gives_the_same_partition(db, signals, data
     shopify=st.booleans(),
 )
 def test_merge_then_undo_is_the_identity_on_both_profiles_rows(db, shape, shopify):
-    shop = make_shop(f"m{next(SHOP_NUMBER)}.myshopify.com").model
+    shop = make_shop(f"m{next(SHOP_NUMBER)}.myshopify.com")
     a = person(
         shop,
         1,
@@ -88,7 +97,7 @@ def test_merge_then_undo_is_the_identity_on_both_profiles_rows(db, shape, shopif
 @SLOW
 @given(later=st.lists(st.tuples(st.sampled_from([1, 2]), st.integers(0, 30)), min_size=1, max_size=5))
 def test_undo_after_new_events_keeps_the_new_events_on_the_right_side(db, later):
-    shop = make_shop(f"u{next(SHOP_NUMBER)}.myshopify.com").model
+    shop = make_shop(f"u{next(SHOP_NUMBER)}.myshopify.com")
     a, b = person(shop, 1), person(shop, 2)
     owner = {1: a.id, 2: b.id}
     row = merges.merge_profiles(shop, a.id, b.id, reason="manual", actor="owner")
