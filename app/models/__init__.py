@@ -2,7 +2,7 @@
 
 from app.models.activity import Event, Order, OrderLine
 from app.models.consent import ConsentRecord, ConsentState, ConsentText
-from app.models.identity import Merge, MergeCandidate
+from app.models.identity import IdentifierLink, Merge, MergeCandidate
 from app.models.messaging import Message, OutboxItem
 from app.models.ops import AuditLog, JobRun, RollupSnapshot, WebhookDelivery
 from app.models.profile import EngagementCounter, Identifier, Profile
@@ -17,6 +17,7 @@ __all__ = [
     "EngagementCounter",
     "Event",
     "Identifier",
+    "IdentifierLink",
     "JobRun",
     "Membership",
     "Merge",

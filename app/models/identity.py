@@ -57,3 +57,33 @@ class Merge(db.Model):
     undone_at: so.Mapped[dt.datetime | None]
     created_at: so.Mapped[created_at]
     merged_event_id: so.Mapped[int | None] = so.mapped_column(BigId)
+
+
+LINK_RELATIONS = ("seen", "same", "not_same")
+
+
+class IdentifierLink(db.Model):
+    """Two identifiers and how we know about them: seen together, or a person's decision.
+
+    ``seen`` links are the identity graph (one row per pair, ``a_id < b_id``,
+    with the earliest and latest sighting); ``same`` and ``not_same`` record
+    a human merge or a "not the same person" between two profiles' anchors,
+    so re-resolving a neighbourhood never undoes what a person decided.
+    """
+
+    __tablename__ = "identifier_links"
+    __table_args__ = (
+        sa.UniqueConstraint("shop_id", "a_id", "b_id", "relation"),
+        sa.Index("ix_identifier_links_b", "shop_id", "b_id"),
+    )
+
+    id: so.Mapped[pk_id]
+    shop_id: so.Mapped[shop_fk]
+    a_id: so.Mapped[int] = so.mapped_column(BigId, sa.ForeignKey("identifiers.id", ondelete="CASCADE"))
+    b_id: so.Mapped[int] = so.mapped_column(BigId, sa.ForeignKey("identifiers.id", ondelete="CASCADE"))
+    relation: so.Mapped[str] = so.mapped_column(sa.String(12), default="seen")
+    source: so.Mapped[str] = so.mapped_column(sa.String(40))
+    # The external id of the first signal that carried both (evidence for reviewers).
+    event_ref: so.Mapped[str | None] = so.mapped_column(sa.String(255))
+    first_seen_at: so.Mapped[dt.datetime]
+    last_seen_at: so.Mapped[dt.datetime]

@@ -1,8 +1,8 @@
 """core schema
 
-Revision ID: b0b6a57e65b2
+Revision ID: 87f7a0ce90d2
 Revises: 
-Create Date: 2026-11-28 17:59:47.058118
+Create Date: 2026-11-28 18:51:52.915071
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import app.models.base
 
 
 # revision identifiers, used by Alembic.
-revision = 'b0b6a57e65b2'
+revision = '87f7a0ce90d2'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -418,6 +418,26 @@ def upgrade():
     with op.batch_alter_table('consent_states', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_consent_states_shop_id'), ['shop_id'], unique=False)
 
+    op.create_table('identifier_links',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('shop_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('a_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('b_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('relation', sa.String(length=12), nullable=False),
+    sa.Column('source', sa.String(length=40), nullable=False),
+    sa.Column('event_ref', sa.String(length=255), nullable=True),
+    sa.Column('first_seen_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['a_id'], ['identifiers.id'], name=op.f('fk_identifier_links_a_id_identifiers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['b_id'], ['identifiers.id'], name=op.f('fk_identifier_links_b_id_identifiers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_identifier_links_shop_id_shops'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_identifier_links')),
+    sa.UniqueConstraint('shop_id', 'a_id', 'b_id', 'relation', name=op.f('uq_identifier_links_shop_id_a_id_b_id_relation'))
+    )
+    with op.batch_alter_table('identifier_links', schema=None) as batch_op:
+        batch_op.create_index('ix_identifier_links_b', ['shop_id', 'b_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_identifier_links_shop_id'), ['shop_id'], unique=False)
+
     op.create_table('merges',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('shop_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -503,6 +523,11 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_merges_loser_id'))
 
     op.drop_table('merges')
+    with op.batch_alter_table('identifier_links', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_identifier_links_shop_id'))
+        batch_op.drop_index('ix_identifier_links_b')
+
+    op.drop_table('identifier_links')
     with op.batch_alter_table('consent_states', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consent_states_shop_id'))
 

@@ -1,0 +1,67 @@
+"""API: merge candidates, manual merges, the merge history and undo (CONTRACT.md §3)."""
+
+from flask import g, jsonify, request
+
+from app.blueprints.api import bp, json_body
+from app.errors import ValidationFailed
+from app.extensions import db
+from app.services import merge_candidates, merges
+
+STATUSES = ("open", "accepted", "rejected", "merged", "all")
+
+
+def _actor() -> str:
+    return f"api-token:shop-{g.api_shop.id}"
+
+
+@bp.get("/merge-candidates")
+def list_merge_candidates():
+    """The shop's merge candidates (``?status=open`` by default)."""
+    status = request.args.get("status", "open")
+    if status not in STATUSES:
+        raise ValidationFailed(f"status must be one of {', '.join(STATUSES)}", field="status")
+    rows = merge_candidates.list_candidates(g.api_shop, status)
+    return jsonify({"merge_candidates": [merge_candidates.candidate_json(g.api_shop, c) for c in rows]})
+
+
+@bp.post("/merge-candidates/<int:candidate_id>/accept")
+def accept_merge_candidate(candidate_id: int):
+    """Same person: merge the two profiles."""
+    row = merge_candidates.accept(g.api_shop, candidate_id, _actor())
+    db.session.commit()
+    return jsonify({"merge": merge_candidates.merge_json(row)})
+
+
+@bp.post("/merge-candidates/<int:candidate_id>/reject")
+def reject_merge_candidate(candidate_id: int):
+    """Not the same person: close the candidate and remember the decision."""
+    cand = merge_candidates.reject(g.api_shop, candidate_id, _actor())
+    db.session.commit()
+    return jsonify({"merge_candidate": merge_candidates.candidate_json(g.api_shop, cand)})
+
+
+@bp.post("/profiles/<int:profile_id>/merge")
+def merge_profile(profile_id: int):
+    """Merge ``other_id`` and this profile; the survivor follows the trust rule."""
+    other = json_body().get("other_id")
+    if isinstance(other, bool) or not isinstance(other, int):
+        raise ValidationFailed("other_id must be a profile id (an integer)", field="other_id")
+    row = merges.merge_profiles(g.api_shop, profile_id, other, reason="manual", actor=_actor())
+    db.session.commit()
+    return jsonify({"merge": merge_candidates.merge_json(row)}), 201
+
+
+@bp.get("/merges")
+def list_merges():
+    """The shop's merges, newest first, with whether each can still be undone."""
+    rows = merge_candidates.list_merges(g.api_shop)
+    return jsonify({"merges": [merge_candidates.merge_json(r) for r in rows]})
+
+
+@bp.post("/merges/<int:merge_id>/undo")
+def undo_merge(merge_id: int):
+    """Undo a merge within the plan's window (409 with the reason after it)."""
+    row = merges.undo(g.api_shop, merge_id, _actor())
+    db.session.commit()
+    return jsonify({"merge": merge_candidates.merge_json(row)})
+

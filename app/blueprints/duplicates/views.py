@@ -1,0 +1,85 @@
+"""Views: the review list, merge and undo previews (GET), and the decisions (POST)."""
+
+from flask import g
+from flask_login import current_user
+
+from app.blueprints.duplicates import bp
+from app.errors import DomainError
+from app.extensions import db
+from app.htmx import render_page
+from app.services import duplicates_review, merge_candidates, merges
+from app.web import shop_required
+
+TEMPLATE = "duplicates/index.html"
+
+
+def _page(block: str, status: int = 200, **extra):
+    """The screen (or one of its blocks) with the current pairs and merges."""
+    context = {
+        "pairs": duplicates_review.open_pairs(g.shop),
+        "recent": duplicates_review.recent_merges(g.shop),
+        "preview": None,
+        "undo": None,
+        **extra,
+    }
+    return render_page(TEMPLATE, block, **context), status
+
+
+def _decide(action, notice: str):
+    """Run a decision; a domain error re-renders the review with the reason."""
+    try:
+        action(g.shop, actor=f"user:{current_user.id}")
+    except DomainError as exc:
+        db.session.rollback()
+        return _page("review", exc.status, error=exc.message)
+    db.session.commit()
+    return _page("review", notice=notice)
+
+
+@bp.get("/")
+@shop_required("staff")
+def index():
+    """List open candidates side by side and the recent merges."""
+    return _page("review")
+
+
+@bp.get("/candidates/<int:candidate_id>/merge")
+@shop_required("staff")
+def merge_preview(candidate_id: int):
+    """Preview a merge: who survives and what moves."""
+    return _page("preview", preview=duplicates_review.merge_preview(g.shop, candidate_id))
+
+
+@bp.post("/candidates/<int:candidate_id>/merge")
+@shop_required("staff")
+def merge(candidate_id: int):
+    """Same person: merge the pair."""
+    return _decide(lambda shop, actor: merge_candidates.accept(shop, candidate_id, actor), "Merged.")
+
+
+@bp.post("/candidates/<int:candidate_id>/reject")
+@shop_required("staff")
+def reject(candidate_id: int):
+    """Not the same person: close the pair for good."""
+    return _decide(lambda shop, actor: merge_candidates.reject(shop, candidate_id, actor), "Kept apart.")
+
+
+@bp.get("/merges/<int:merge_id>/undo")
+@shop_required("staff")
+def undo_preview(merge_id: int):
+    """Preview an undo: what goes back to the merged-away profile."""
+    return _page("preview", undo=duplicates_review.undo_preview(g.shop, merge_id))
+
+
+@bp.post("/merges/<int:merge_id>/undo")
+@shop_required("staff")
+def undo(merge_id: int):
+    """Undo a merge while the plan's window is open."""
+    return _decide(lambda shop, actor: merges.undo(shop, merge_id, actor), "Merge undone.")
+
+
+@bp.errorhandler(DomainError)
+def domain_error(exc: DomainError):
+    """A missing or another shop's candidate/merge answers with the reason, never a 500."""
+    db.session.rollback()
+    return _page("review", exc.status, error=exc.message)

@@ -1,0 +1,104 @@
+"""What the Duplicates screen shows: open pairs side by side, recent merges, previews.
+
+Kept apart from the views so the screen and its tests read the same
+numbers; nothing here changes data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Merge, MergeCandidate, Profile, Shop
+from app.models.base import utcnow
+from app.services import merge_candidates, merges, profile_rows
+from app.services.identifiers import live_profile
+from app.tenancy import get_scoped_or_raise
+
+REASONS = {
+    "shared_device": "Same browser (cookie) used with both",
+    "shared_phone": "Same phone number on both",
+    "shared_email": "Same email on two Shopify customers",
+    "shared_marketplace_id": "Same marketplace account on both",
+    "second_amazon_buyer": "A second Amazon account for the same person",
+    "second_ebay_user": "A second eBay account for the same person",
+    "seen_together": "Seen together in one signal",
+}
+RECENT_MERGES = 20
+
+
+@dataclass
+class Pair:
+    """One open candidate with both sides loaded."""
+
+    candidate: MergeCandidate
+    label: str
+    sides: list[merge_candidates.Side]
+
+
+def open_pairs(shop: Shop, limit: int = 50) -> list[Pair]:
+    """Open candidates with both profiles' identifiers, orders and last activity."""
+    pairs = []
+    for cand in merge_candidates.list_candidates(shop, "open", limit):
+        sides = [
+            merge_candidates.side(shop, cand.profile_a_id),
+            merge_candidates.side(shop, cand.profile_b_id),
+        ]
+        pairs.append(Pair(cand, REASONS.get(cand.reason, cand.reason), sides))
+    return pairs
+
+
+def recent_merges(shop: Shop, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """The latest merges with both profiles' names and whether Undo is still offered."""
+    now = now or utcnow()
+    out = []
+    for row in merge_candidates.list_merges(shop, RECENT_MERGES):
+        winner, loser = db.session.get(Profile, row.winner_id), db.session.get(Profile, row.loser_id)
+        out.append(
+            {"merge": row, "winner": winner, "loser": loser, "undoable": merges.can_undo(shop, row, now)}
+        )
+    return out
+
+
+def _counts(shop_id: int, profile_id: int) -> dict[str, int]:
+    counts = {}
+    for table, column in profile_rows.referencing_columns():
+        if table.name in profile_rows.DERIVED_TABLES:
+            continue
+        n = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(table)
+            .where(table.c.shop_id == shop_id, column == profile_id)
+        )
+        if n:
+            counts[table.name.replace("_", " ")] = n
+    return counts
+
+
+def merge_preview(shop: Shop, candidate_id: int) -> dict[str, Any]:
+    """Who survives and how many rows of the other profile will move to it."""
+    cand = get_scoped_or_raise(MergeCandidate, shop.id, candidate_id, "merge candidate")
+    a = live_profile(db.session.get(Profile, cand.profile_a_id))
+    b = live_profile(db.session.get(Profile, cand.profile_b_id))
+    winner, loser = merges.survivor_order(a, b)
+    return {"candidate": cand, "winner": winner, "loser": loser, "moves": _counts(shop.id, loser.id)}
+
+
+def undo_preview(shop: Shop, merge_id: int) -> dict[str, Any]:
+    """What an undo will put back: the rows that moved, per table."""
+    row = get_scoped_or_raise(Merge, shop.id, merge_id, "merge")
+    moved = {
+        name.split(".")[0].replace("_", " "): len(ids)
+        for name, ids in (row.snapshot or {}).get("moved", {}).items()
+    }
+    return {
+        "merge": row,
+        "winner": db.session.get(Profile, row.winner_id),
+        "loser": db.session.get(Profile, row.loser_id),
+        "moves": moved,
+        "undoable": merges.can_undo(shop, row),
+    }

@@ -1,0 +1,247 @@
+"""The identity graph's partition: which identifiers are one person (pure, no database).
+
+Rules (the README and docs/identity.md repeat them):
+
+* Identifiers are nodes; two identifiers carried by the same signal (a
+  checkout, an order, a logged-in page view, a popup) are linked, and the
+  link remembers when it was first seen and by which signal.
+* Trust: shopify_customer > email > phone > marketplace ids > web_client.
+  A node only ever *attaches* to a more trusted neighbour; each node ends
+  up in exactly one tree whose root is its person's anchor.
+* Every Shopify customer id is a root: two different Shopify customer ids
+  are never put together automatically. Marketplace ids are exclusive too:
+  a person holds at most one id per marketplace.
+* A node attaches when all its more trusted neighbours belong to ONE
+  person: an email seen with one Shopify customer, a phone seen with one
+  email, a cookie that submitted one email. That is the confident case
+  and it merges automatically.
+* When they belong to two or more people, the node is ambiguous (a
+  household phone, a shared laptop, an email on two Shopify accounts): it
+  glues nobody, and less trusted identifiers cannot attach through it
+  either (a cookie seen only with a household phone stays on its own).
+  It stays with the person it was seen with first (event time, then
+  value, so arrival order never matters) and each other person becomes a
+  merge candidate, with the node and the signals as evidence.
+* A node whose more trusted neighbours belong to more than
+  ``max_people`` people is blocked (``shared_by_many``): it becomes its own
+  profile, links nobody and raises no more candidates; once blocked it
+  stays blocked.
+* A person keeps at most ``max_per_kind`` identifiers of each kind; the
+  next one (in first-seen order) starts a profile of its own.
+* Human decisions win: ``same`` pairs (a merge a person made) join the
+  two trees; a ``not_same`` pair (a rejected candidate, an undone merge)
+  stops a node from attaching to that person and silences the candidate.
+
+The result depends only on the set of links and decisions, never on the
+order the signals arrived in, which is what makes resolution deterministic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from app.services.identifiers import TRUST
+
+Key = tuple[str, str]  # (kind, value)
+EXCLUSIVE_KINDS = frozenset({"amazon_buyer", "ebay_user"})
+REASON_BY_KIND = {
+    "shopify_customer": "seen_together",
+    "email": "shared_email",
+    "phone": "shared_phone",
+    "amazon_buyer": "shared_marketplace_id",
+    "ebay_user": "shared_marketplace_id",
+    "web_client": "shared_device",
+}
+EVIDENCE_LINKS = 4
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One link of the graph: two identifiers seen together, first at ``at``."""
+
+    a: Key
+    b: Key
+    at: dt.datetime
+    source: str = ""
+    event_ref: str | None = None
+
+
+@dataclass
+class Candidate:
+    """Two people (by root) who may be one, and why."""
+
+    roots: tuple[Key, Key]
+    reason: str
+    via: Key
+    links: list[Sighting] = field(default_factory=list)
+
+
+@dataclass
+class Partition:
+    """Where every node went: ``root_of[node]`` is its person's anchor."""
+
+    root_of: dict[Key, Key]
+    blocked: set[Key]
+    candidates: list[Candidate]
+
+    def people(self) -> dict[Key, set[Key]]:
+        """Group nodes by person: ``{root: {nodes}}``."""
+        groups: dict[Key, set[Key]] = defaultdict(set)
+        for node, root in self.root_of.items():
+            groups[root].add(node)
+        return dict(groups)
+
+
+def trust(key: Key) -> int:
+    """Lower is more trusted."""
+    return TRUST[key[0]]
+
+
+class _Union:
+    def __init__(self):
+        self.parent: dict[Key, Key] = {}
+
+    def find(self, x: Key) -> Key:
+        root = x
+        while self.parent.get(root, root) != root:
+            root = self.parent[root]
+        while x != root:  # path compression
+            self.parent[x], x = root, self.parent.get(x, x)
+        return root
+
+    def union(self, a: Key, b: Key) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            # The more trusted root stays the anchor (then the smaller value).
+            keep, drop = sorted((ra, rb), key=lambda k: (trust(k), k[1]))
+            self.parent[drop] = keep
+
+
+class _Attacher:
+    """The state of one partition run: who is placed where, and the doubts raised."""
+
+    def __init__(self, nodes, sightings, not_same, blocked, max_per_kind, max_people):
+        self.nodes = nodes
+        self.max_per_kind, self.max_people = max_per_kind, max_people
+        self.adjacent: dict[Key, list[tuple[Key, Sighting]]] = defaultdict(list)
+        for s in sightings:
+            if s.a in nodes and s.b in nodes and s.a != s.b:
+                self.adjacent[s.a].append((s.b, s))
+                self.adjacent[s.b].append((s.a, s))
+        self.apart: dict[Key, set[Key]] = defaultdict(set)
+        for a, b in not_same:
+            self.apart[a].add(b)
+            self.apart[b].add(a)
+        self.blocked = {k for k in blocked if k in nodes}
+        # Nodes seen with several people: they glue nobody, not even the weaker nodes below them.
+        self.ambiguous: set[Key] = set()
+        self.root_of: dict[Key, Key] = {}
+        self.members: dict[Key, set[Key]] = defaultdict(set)
+        self.kinds: dict[Key, Counter] = defaultdict(Counter)
+        self.candidates: list[Candidate] = []
+
+    def place(self, node: Key, root: Key) -> None:
+        self.root_of[node] = root
+        self.members[root].add(node)
+        self.kinds[root][node[0]] += 1
+
+    def options(self, node: Key) -> dict[Key, tuple[dt.datetime, list[Sighting]]]:
+        """The people ``node``'s more trusted neighbours belong to, with the earliest link to each."""
+        found: dict[Key, tuple[dt.datetime, list[Sighting]]] = {}
+        for other, sighting in self.adjacent[node]:
+            if trust(other) >= trust(node) or other in self.blocked or other in self.ambiguous:
+                continue
+            root = self.root_of[other]
+            if self.apart[node] & self.members[root]:
+                continue
+            first, links = found.get(root, (sighting.at, []))
+            found[root] = (min(first, sighting.at), [*links, sighting])
+        return found
+
+    def attach(self, node: Key) -> None:
+        """Place one node: alone, with its one person, or with the first of several (and doubt the rest)."""
+        options = {} if node in self.blocked else self.options(node)
+        if len(options) > self.max_people:
+            self.blocked.add(node)
+            options = {}
+        if not options:
+            self.place(node, node)
+            return
+        ranked = sorted(options, key=lambda r: (options[r][0], trust(r), r[1]))
+        chosen = ranked[0]
+        exclusive = node[0] in EXCLUSIVE_KINDS
+        if self.kinds[chosen][node[0]] >= (1 if exclusive else self.max_per_kind):
+            self.place(node, node)
+            if exclusive:
+                links = options[chosen][1][:EVIDENCE_LINKS]
+                self.candidates.append(Candidate((chosen, node), f"second_{node[0]}", node, links))
+            return
+        self.place(node, chosen)
+        if len(ranked) > 1:
+            self.ambiguous.add(node)
+        for other_root in ranked[1:]:
+            links = (options[chosen][1] + options[other_root][1])[:EVIDENCE_LINKS]
+            self.candidates.append(Candidate((chosen, other_root), REASON_BY_KIND[node[0]], node, links))
+
+    def peer_candidates(self, final: dict[Key, Key]) -> None:
+        """Equally trusted identifiers seen together (two emails on one order) stay apart but are reviewed."""
+        for node, links in self.adjacent.items():
+            for other, sighting in links:
+                if trust(other) != trust(node) or not node < other or final[node] == final[other]:
+                    continue
+                if node not in self.blocked and other not in self.blocked:
+                    self.candidates.append(Candidate((node, other), "seen_together", node, [sighting]))
+
+
+def partition(
+    nodes: dict[Key, dt.datetime],
+    sightings: Iterable[Sighting],
+    *,
+    same: Iterable[tuple[Key, Key]] = (),
+    not_same: Iterable[tuple[Key, Key]] = (),
+    blocked: Iterable[Key] = (),
+    max_per_kind: int = 10,
+    max_people: int = 3,
+) -> Partition:
+    """Split ``nodes`` (key → first seen) into people following the module's rules.
+
+    Args:
+        sightings: the ``seen`` links among the nodes (each pair once, earliest time).
+        same / not_same: human decisions between two nodes.
+        blocked: nodes already blocked as shared by too many people (sticky).
+    """
+    run = _Attacher(nodes, sightings, not_same, blocked, max_per_kind, max_people)
+    # Most trusted first, then first seen: a node's neighbours above it are settled.
+    for node in sorted(nodes, key=lambda k: (trust(k), nodes[k], k[1])):
+        run.attach(node)
+    joined = _Union()
+    for a, b in same:
+        if a in run.root_of and b in run.root_of:
+            joined.union(run.root_of[a], run.root_of[b])
+    final = {node: joined.find(root) for node, root in run.root_of.items()}
+    run.peer_candidates(final)
+    return Partition(final, run.blocked, _distinct(run.candidates, final, run.apart))
+
+
+def _distinct(
+    candidates: list[Candidate], final: dict[Key, Key], apart: dict[Key, set[Key]]
+) -> list[Candidate]:
+    """One candidate per pair of final people; none for pairs a person said are different."""
+    groups: dict[Key, set[Key]] = defaultdict(set)
+    for node, root in final.items():
+        groups[root].add(node)
+    seen: set[tuple[Key, Key]] = set()
+    out = []
+    for cand in candidates:
+        a, b = (final[cand.roots[0]], final[cand.roots[1]])
+        if a == b:
+            continue
+        pair = tuple(sorted((a, b)))
+        if pair in seen or any(apart[n] & groups[b] for n in groups[a]):
+            continue
+        seen.add(pair)
+        out.append(Candidate(pair, cand.reason, cand.via, cand.links))
+    return out

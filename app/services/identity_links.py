@@ -1,0 +1,147 @@
+"""The identity graph in the database: sightings, human decisions, and neighbourhoods.
+
+``identifier_links`` holds one row per pair of identifiers and relation:
+``seen`` (carried by one signal; first and last sighting kept), ``same``
+(a person merged the two profiles) and ``not_same`` (a person said they
+are different people, or undid a merge). Resolution loads the
+neighbourhood of a signal from here and re-partitions only that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Identifier, IdentifierLink
+from app.tenancy import scoped
+
+# A neighbourhood larger than this is cut (blocked identifiers already stop the walk).
+MAX_COMPONENT = 2000
+OPPOSITE = {"same": "not_same", "not_same": "same"}
+
+
+def _pair(a: int, b: int) -> tuple[int, int]:
+    return (a, b) if a < b else (b, a)
+
+
+def identifier_ids(shop_id: int, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """``{(kind, value): id}`` for the keys that exist in the shop."""
+    keys = [tuple(k) for k in keys]
+    if not keys:
+        return {}
+    stmt = scoped(Identifier, shop_id, Identifier.kind, Identifier.value, Identifier.id).where(
+        sa.tuple_(Identifier.kind, Identifier.value).in_(keys)
+    )
+    return {(k, v): i for k, v, i in db.session.execute(stmt)}
+
+
+def decide(shop_id: int, key_a, key_b, relation: str, *, source: str, at: dt.datetime) -> None:
+    """Record a person's ``same``/``not_same`` between two identifiers, replacing the opposite."""
+    ids = identifier_ids(shop_id, [key_a, key_b])
+    if len(ids) < 2:
+        return
+    a, b = _pair(*ids.values())
+    where = sa.and_(IdentifierLink.shop_id == shop_id, IdentifierLink.a_id == a, IdentifierLink.b_id == b)
+    db.session.execute(sa.delete(IdentifierLink).where(where, IdentifierLink.relation == OPPOSITE[relation]))
+    exists = db.session.scalar(sa.select(IdentifierLink.id).where(where, IdentifierLink.relation == relation))
+    if exists is None:
+        db.session.add(
+            IdentifierLink(
+                shop_id=shop_id,
+                a_id=a,
+                b_id=b,
+                relation=relation,
+                source=source[:40],
+                first_seen_at=at,
+                last_seen_at=at,
+            )
+        )
+    db.session.flush()
+
+
+def record_sightings(
+    shop_id: int, ids: list[int], *, source: str, at: dt.datetime, event_ref: str | None
+) -> bool:
+    """Link every pair of ``ids`` as seen together at ``at``; True when a link is new or earlier."""
+    pairs = {_pair(a, b) for i, a in enumerate(ids) for b in ids[i + 1 :] if a != b}
+    if not pairs:
+        return False
+    existing = {
+        (r.a_id, r.b_id): r
+        for r in db.session.scalars(
+            scoped(IdentifierLink, shop_id).where(
+                IdentifierLink.relation == "seen",
+                sa.tuple_(IdentifierLink.a_id, IdentifierLink.b_id).in_(list(pairs)),
+            )
+        )
+    }
+    changed = False
+    for a, b in sorted(pairs):
+        row = existing.get((a, b))
+        if row is None:
+            db.session.add(
+                IdentifierLink(
+                    shop_id=shop_id,
+                    a_id=a,
+                    b_id=b,
+                    relation="seen",
+                    source=source[:40],
+                    event_ref=(event_ref or "")[:255] or None,
+                    first_seen_at=at,
+                    last_seen_at=at,
+                )
+            )
+            changed = True
+        elif at < row.first_seen_at:
+            row.first_seen_at, row.source, row.event_ref = at, source[:40], (event_ref or "")[:255] or None
+            changed = True
+        elif at > row.last_seen_at:
+            row.last_seen_at = at
+    return changed
+
+
+def load_component(
+    shop_id: int, start_ids: Iterable[int]
+) -> tuple[dict[int, Identifier], list[IdentifierLink]]:
+    """The identifiers reachable from ``start_ids`` and every link among them.
+
+    The walk follows links and shared profiles; it does not go past a
+    blocked identifier, which is what keeps a library computer's cookie
+    from pulling the whole shop into one neighbourhood.
+    """
+    nodes: dict[int, Identifier] = {}
+    frontier = set(start_ids)
+    while frontier and len(nodes) < MAX_COMPONENT:
+        rows = list(db.session.scalars(scoped(Identifier, shop_id).where(Identifier.id.in_(frontier))))
+        nodes.update((r.id, r) for r in rows)
+        open_ids = [r.id for r in rows if r.blocked_reason is None]
+        nxt: set[int] = set()
+        if open_ids:
+            stmt = scoped(IdentifierLink, shop_id, IdentifierLink.a_id, IdentifierLink.b_id).where(
+                sa.or_(IdentifierLink.a_id.in_(open_ids), IdentifierLink.b_id.in_(open_ids))
+            )
+            for a, b in db.session.execute(stmt):
+                nxt.update((a, b))
+        profile_ids = {r.profile_id for r in rows}
+        nxt.update(
+            db.session.scalars(
+                scoped(Identifier, shop_id, Identifier.id).where(Identifier.profile_id.in_(profile_ids))
+            )
+        )
+        frontier = nxt - set(nodes)
+    ids = list(nodes)
+    links = (
+        list(
+            db.session.scalars(
+                scoped(IdentifierLink, shop_id).where(
+                    IdentifierLink.a_id.in_(ids), IdentifierLink.b_id.in_(ids)
+                )
+            )
+        )
+        if ids
+        else []
+    )
+    return nodes, links

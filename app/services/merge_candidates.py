@@ -1,0 +1,157 @@
+"""Reviewing merge candidates: list them with both sides, accept (merge) or reject.
+
+Rules (the README and docs/identity.md repeat them):
+
+* A candidate is two profiles that may be one person, with the reason
+  (``shared_device``, ``shared_phone``, ``shared_email``…) and the
+  evidence (the identifier and the signals that carried it).
+* Accepting merges them (the survivor follows the merge rules) and is
+  undoable like any merge. Rejecting ("not the same person") records the
+  decision on both profiles' anchors so resolution never raises the pair
+  again nor merges them by itself.
+* A candidate whose profiles were merged some other way closes as ``merged``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.errors import Conflict
+from app.extensions import db
+from app.models import Event, Identifier, Merge, MergeCandidate, Order, Profile, Shop
+from app.models.base import utcnow
+from app.services import identity_links, merges
+from app.services.identifiers import live_profile
+from app.tenancy import get_scoped_or_raise, scoped
+
+
+@dataclass
+class Side:
+    """One profile of a candidate, as the review screen shows it."""
+
+    profile: Profile
+    identifiers: list[Identifier]
+    orders: list[Order]
+    last_activity_at: dt.datetime | None
+
+
+def list_candidates(shop: Shop, status: str = "open", limit: int = 100) -> list[MergeCandidate]:
+    """The shop's candidates with ``status``, newest first."""
+    stmt = scoped(MergeCandidate, shop.id).order_by(
+        MergeCandidate.created_at.desc(), MergeCandidate.id.desc()
+    )
+    if status != "all":
+        stmt = stmt.where(MergeCandidate.status == status)
+    return list(db.session.scalars(stmt.limit(limit)))
+
+
+def side(shop: Shop, profile_id: int) -> Side:
+    """What a reviewer needs about one profile: identifiers, orders, last activity."""
+    profile = live_profile(get_scoped_or_raise(Profile, shop.id, profile_id, "profile"))
+    idents = list(
+        db.session.scalars(
+            scoped(Identifier, shop.id)
+            .where(Identifier.profile_id == profile.id)
+            .order_by(Identifier.kind, Identifier.value)
+        )
+    )
+    orders = list(
+        db.session.scalars(
+            scoped(Order, shop.id)
+            .where(Order.profile_id == profile.id)
+            .order_by(Order.placed_at.desc())
+            .limit(10)
+        )
+    )
+    last_event = db.session.scalar(
+        scoped(Event, shop.id, sa.func.max(Event.occurred_at)).where(Event.profile_id == profile.id)
+    )
+    last = max([t for t in (last_event, profile.last_seen_at) if t], default=None)
+    return Side(profile, idents, orders, last)
+
+
+def candidate_json(shop: Shop, cand: MergeCandidate) -> dict[str, Any]:
+    """The API shape of a candidate (both sides by live profile id)."""
+    a = live_profile(db.session.get(Profile, cand.profile_a_id))
+    b = live_profile(db.session.get(Profile, cand.profile_b_id))
+    return {
+        "id": cand.id,
+        "status": cand.status,
+        "reason": cand.reason,
+        "evidence": cand.evidence,
+        "profile_ids": [a.id, b.id],
+        "created_at": cand.created_at.isoformat(),
+        "decided_at": cand.decided_at.isoformat() if cand.decided_at else None,
+        "decided_by": cand.decided_by,
+    }
+
+
+def _open(shop: Shop, candidate_id: int) -> tuple[MergeCandidate, Profile, Profile]:
+    cand = get_scoped_or_raise(MergeCandidate, shop.id, candidate_id, "merge candidate")
+    if cand.status != "open":
+        raise Conflict(f"merge candidate {cand.id} is already {cand.status}")
+    a = live_profile(db.session.get(Profile, cand.profile_a_id))
+    b = live_profile(db.session.get(Profile, cand.profile_b_id))
+    return cand, a, b
+
+
+def accept(shop: Shop, candidate_id: int, actor: str, *, now: dt.datetime | None = None) -> Merge:
+    """Merge the candidate's two profiles ("same person").
+
+    Raises:
+        NotFound: no such candidate in this shop.
+        Conflict: the candidate was already decided.
+    """
+    cand, a, b = _open(shop, candidate_id)
+    if a.id == b.id:
+        cand.status, cand.decided_at, cand.decided_by = "merged", now or utcnow(), actor
+        raise Conflict(f"the two profiles of candidate {cand.id} are already one (profile {a.id})")
+    return merges.merge_profiles(
+        shop, a.id, b.id, reason=f"candidate: {cand.reason}", actor=actor, candidate=cand, now=now
+    )
+
+
+def reject(shop: Shop, candidate_id: int, actor: str, *, now: dt.datetime | None = None) -> MergeCandidate:
+    """Mark the candidate "not the same person" and remember it for future resolution."""
+    now = now or utcnow()
+    cand, a, b = _open(shop, candidate_id)
+    cand.status, cand.decided_at, cand.decided_by = "rejected", now, actor
+    anchor_a, anchor_b = merges.anchor(a), merges.anchor(b)
+    if anchor_a is not None and anchor_b is not None:
+        identity_links.decide(
+            shop.id,
+            (anchor_a.kind, anchor_a.value),
+            (anchor_b.kind, anchor_b.value),
+            "not_same",
+            source=actor,
+            at=now,
+        )
+    db.session.flush()
+    return cand
+
+
+def merge_json(row: Merge, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The API shape of a merge."""
+    return {
+        "id": row.id,
+        "winner_id": row.winner_id,
+        "loser_id": row.loser_id,
+        "reason": row.reason,
+        "automatic": row.automatic,
+        "candidate_id": row.candidate_id,
+        "actor": row.actor,
+        "created_at": row.created_at.isoformat(),
+        "undo_deadline": row.undo_deadline.isoformat(),
+        "undone_at": row.undone_at.isoformat() if row.undone_at else None,
+        "undoable": row.undone_at is None and (now or utcnow()) <= row.undo_deadline,
+    }
+
+
+def list_merges(shop: Shop, limit: int = 100) -> list[Merge]:
+    """The shop's merges, newest first."""
+    stmt = scoped(Merge, shop.id).order_by(Merge.created_at.desc(), Merge.id.desc()).limit(limit)
+    return list(db.session.scalars(stmt))

@@ -1,0 +1,68 @@
+"""The Duplicates screen: pairs side by side, previews before merge and undo, HTMX fragments."""
+
+from app.extensions import db
+from app.models import Merge, MergeCandidate
+from tests.helpers import make_shop
+from tests.test_identity_api import household
+
+HX = {"HX-Request": "true"}
+
+
+def test_duplicates_page_shows_both_profiles_and_the_evidence(client, auth, shop):
+    household(shop.model)
+    auth.login_as(shop)
+    page = client.get("/duplicates/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "<html" in html and "Same phone number on both" in html
+    assert "+447700900001" in html and "shopify customer: 1" in html and "shopify customer: 2" in html
+    fragment = client.get("/duplicates/", headers=HX).get_data(as_text=True)
+    assert "<html" not in fragment and 'id="review"' in fragment
+
+
+def test_merge_goes_through_a_preview_then_a_post_and_offers_undo(client, auth, shop):
+    household(shop.model)
+    auth.login_as(shop)
+    cand = db.session.query(MergeCandidate).one()
+    preview = client.get(f"/duplicates/candidates/{cand.id}/merge", headers=HX).get_data(as_text=True)
+    assert "stays" in preview and "1 identifiers" in preview and "<html" not in preview
+    assert db.session.query(Merge).count() == 0
+    done = client.post(f"/duplicates/candidates/{cand.id}/merge", headers=HX).get_data(as_text=True)
+    assert "Merged." in done and "Undo…" in done and "No possible duplicates" in done
+    merge = db.session.query(Merge).one()
+    undo_preview = client.get(f"/duplicates/merges/{merge.id}/undo", headers=HX).get_data(as_text=True)
+    assert "Undo merge" in undo_preview
+    undone = client.post(f"/duplicates/merges/{merge.id}/undo", headers=HX).get_data(as_text=True)
+    assert "Merge undone." in undone and "undone" in undone
+
+
+def test_not_the_same_person_closes_the_pair(client, auth, shop):
+    household(shop.model)
+    auth.login_as(shop)
+    cand = db.session.query(MergeCandidate).one()
+    html = client.post(f"/duplicates/candidates/{cand.id}/reject", headers=HX).get_data(as_text=True)
+    assert "Kept apart." in html and "No possible duplicates" in html
+    db.session.expire_all()
+    assert db.session.get(MergeCandidate, cand.id).status == "rejected"
+
+
+def test_decisions_need_the_csrf_token(client, auth, shop):
+    household(shop.model)
+    auth.login_as(shop)
+    cand = db.session.query(MergeCandidate).one()
+    assert client.post(f"/duplicates/candidates/{cand.id}/merge", csrf=False).status_code == 400
+    assert db.session.query(Merge).count() == 0
+
+
+def test_another_shops_candidate_answers_404(client, auth, shop):
+    other = make_shop("bravo.myshopify.com")
+    household(other.model)
+    cand = db.session.query(MergeCandidate).one()
+    auth.login_as(shop)
+    assert client.get(f"/duplicates/candidates/{cand.id}/merge").status_code == 404
+    assert client.post(f"/duplicates/candidates/{cand.id}/merge").status_code == 404
+    assert db.session.query(Merge).count() == 0
+
+
+def test_duplicates_needs_login(client):
+    assert client.get("/duplicates/").status_code == 302

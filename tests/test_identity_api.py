@@ -1,0 +1,128 @@
+"""API of merge candidates, merges and undo; one shop's token never reaches another's."""
+
+import datetime as dt
+
+from app.extensions import db
+from app.models import Merge
+from app.services.identifiers import Ident
+from tests.identity_helpers import T0, feed, live_profiles
+
+
+def household(shop_model, tag=""):
+    feed(
+        shop_model,
+        [
+            ([Ident("shopify_customer", "1"), Ident("phone", "+447700900001")], T0, "shopify", f"o1{tag}"),
+            (
+                [Ident("shopify_customer", "2"), Ident("phone", "+447700900001")],
+                T0 + dt.timedelta(hours=1),
+                "shopify",
+                f"o2{tag}",
+            ),
+        ],
+    )
+    db.session.commit()
+
+
+def test_candidates_are_listed_with_reason_and_evidence(client, shop):
+    household(shop.model)
+    body = client.get("/api/v1/merge-candidates", headers=shop.auth).get_json()
+    (cand,) = body["merge_candidates"]
+    assert cand["reason"] == "shared_phone"
+    assert cand["evidence"]["identifier"] == {"kind": "phone", "value": "+447700900001"}
+    assert len(cand["profile_ids"]) == 2
+
+
+def test_accepting_a_candidate_merges_and_the_loser_answers_301(client, shop):
+    household(shop.model)
+    cand = client.get("/api/v1/merge-candidates", headers=shop.auth).get_json()["merge_candidates"][0]
+    merge = client.post(f"/api/v1/merge-candidates/{cand['id']}/accept", headers=shop.auth).get_json()[
+        "merge"
+    ]
+    assert merge["undoable"] is True
+    gone = client.get(f"/api/v1/profiles/{merge['loser_id']}", headers=shop.auth)
+    assert gone.status_code == 301
+    assert gone.get_json()["merged_into"] == merge["winner_id"]
+    found = client.get("/api/v1/profiles?identifier=phone:+447700900001", headers=shop.auth).get_json()
+    assert found["id"] == merge["winner_id"]
+    again = client.post(f"/api/v1/merge-candidates/{cand['id']}/accept", headers=shop.auth)
+    assert again.status_code == 409
+
+
+def test_rejecting_a_candidate_closes_it_for_good(client, shop):
+    household(shop.model)
+    cand = client.get("/api/v1/merge-candidates", headers=shop.auth).get_json()["merge_candidates"][0]
+    rejected = client.post(f"/api/v1/merge-candidates/{cand['id']}/reject", headers=shop.auth).get_json()
+    assert rejected["merge_candidate"]["status"] == "rejected"
+    household(shop.model, tag="again")  # the same signals again raise nothing new
+    assert client.get("/api/v1/merge-candidates", headers=shop.auth).get_json()["merge_candidates"] == []
+    assert len(live_profiles(shop.id)) == 2
+
+
+def test_manual_merge_then_undo_through_the_api(client, shop):
+    household(shop.model)
+    a, b = (p.id for p in live_profiles(shop.id))
+    created = client.post(f"/api/v1/profiles/{b}/merge", json={"other_id": a}, headers=shop.auth)
+    assert created.status_code == 201
+    merge = created.get_json()["merge"]
+    assert (merge["winner_id"], merge["loser_id"]) == (a, b)  # older profile wins between equals
+    listed = client.get("/api/v1/merges", headers=shop.auth).get_json()["merges"]
+    assert [m["id"] for m in listed] == [merge["id"]]
+    undone = client.post(f"/api/v1/merges/{merge['id']}/undo", headers=shop.auth).get_json()["merge"]
+    assert undone["undone_at"] is not None and undone["undoable"] is False
+    assert len(live_profiles(shop.id)) == 2
+
+
+def test_undo_after_the_window_answers_409_with_the_reason(client, shop):
+    household(shop.model)
+    a, b = (p.id for p in live_profiles(shop.id))
+    merge = client.post(f"/api/v1/profiles/{a}/merge", json={"other_id": b}, headers=shop.auth).get_json()[
+        "merge"
+    ]
+    row = db.session.get(Merge, merge["id"])
+    row.undo_deadline = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    db.session.commit()
+    response = client.post(f"/api/v1/merges/{merge['id']}/undo", headers=shop.auth)
+    assert response.status_code == 409
+    assert response.get_json()["error"]["code"] == "undo_window_closed"
+    assert "7 days" in response.get_json()["error"]["message"]
+
+
+def test_bad_merge_requests_get_clear_errors(client, shop):
+    household(shop.model)
+    a, _b = (p.id for p in live_profiles(shop.id))
+    assert (
+        client.post(f"/api/v1/profiles/{a}/merge", json={"other_id": "x"}, headers=shop.auth).status_code
+        == 422
+    )
+    assert (
+        client.post(f"/api/v1/profiles/{a}/merge", json={"other_id": a}, headers=shop.auth).status_code == 409
+    )
+    assert client.post(f"/api/v1/profiles/{a}/merge", data="nope", headers=shop.auth).status_code == 400
+    assert client.get("/api/v1/merge-candidates?status=maybe", headers=shop.auth).status_code == 422
+
+
+def test_another_shops_token_cannot_see_accept_merge_or_undo(client, shop, other_shop):
+    household(shop.model)
+    cand = client.get("/api/v1/merge-candidates", headers=shop.auth).get_json()["merge_candidates"][0]
+    a, b = cand["profile_ids"]
+    assert (
+        client.get("/api/v1/merge-candidates", headers=other_shop.auth).get_json()["merge_candidates"] == []
+    )
+    assert (
+        client.post(f"/api/v1/merge-candidates/{cand['id']}/accept", headers=other_shop.auth).status_code
+        == 404
+    )
+    assert (
+        client.post(f"/api/v1/merge-candidates/{cand['id']}/reject", headers=other_shop.auth).status_code
+        == 404
+    )
+    assert (
+        client.post(f"/api/v1/profiles/{a}/merge", json={"other_id": b}, headers=other_shop.auth).status_code
+        == 404
+    )
+    merge = client.post(f"/api/v1/profiles/{a}/merge", json={"other_id": b}, headers=shop.auth).get_json()[
+        "merge"
+    ]
+    assert client.get("/api/v1/merges", headers=other_shop.auth).get_json()["merges"] == []
+    assert client.post(f"/api/v1/merges/{merge['id']}/undo", headers=other_shop.auth).status_code == 404

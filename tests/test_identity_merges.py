@@ -1,0 +1,173 @@
+"""Merges move everything and undo puts everything back, within the plan's window only."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from app.errors import Conflict, NotFound
+from app.extensions import db
+from app.models import Event, Merge, Message, Order, Profile
+from app.services import merges
+from app.services.consent import record_consent
+from app.services.engagement import apply_engagement
+from app.services.identifiers import Ident
+from app.services.profile_rows import dump_profiles
+from app.services.resolution import resolve
+from tests.helpers import make_shop
+from tests.identity_helpers import T0, feed
+
+HOUR = dt.timedelta(hours=1)
+
+
+def person(shop, n: int, *, orders=1, opens=1, consents=1, messages=1, shopify=None):
+    """A profile with rows in every table that points at profiles."""
+    idents = [Ident("email", f"p{n}@mail.uk"), Ident("web_client", f"w{n}")]
+    if shopify:
+        idents.append(Ident("shopify_customer", shopify))
+    profile = resolve(shop, idents, source="shopify", seen_at=T0 + n * HOUR)
+    for k in range(orders):
+        db.session.add(
+            Order(
+                shop_id=shop.id,
+                profile_id=profile.id,
+                source="shopify",
+                external_id=f"o{n}-{k}",
+                channel="pos" if k % 2 else "online",
+                location_id="3001" if k % 2 else None,
+                placed_at=T0 + (n + k) * HOUR,
+                currency="GBP",
+                total=Decimal("10.50") * (k + 1),
+                email=f"p{n}@mail.uk",
+            )
+        )
+    for k in range(opens):
+        at = T0 + (n * 10 + k) * HOUR
+        db.session.add(
+            Event(
+                shop_id=shop.id,
+                profile_id=profile.id,
+                type="email.opened",
+                channel="email",
+                source="sendgrid",
+                external_id=f"open-{n}-{k}",
+                identifiers={"email": [f"p{n}@mail.uk"]},
+                occurred_at=at,
+            )
+        )
+        apply_engagement(profile, "email", "opened", at)
+    for k in range(consents):
+        status = "opted_in" if k % 2 == 0 else "opted_out"
+        record_consent(
+            profile,
+            "email",
+            status,
+            source="form",
+            captured_at=T0 + k * HOUR,
+            text="Yes",
+            identifier=f"p{n}@mail.uk",
+        )
+    for _k in range(messages):
+        db.session.add(
+            Message(shop_id=shop.id, profile_id=profile.id, channel="email", source="campaign", status="sent")
+        )
+    db.session.flush()
+    from app.services.counters import recompute_order_counters
+
+    recompute_order_counters(profile)
+    db.session.flush()
+    return profile
+
+
+def test_merge_moves_every_row_and_rebuilds_the_survivors_counters(shop):
+    model = shop.model
+    a = person(model, 1, orders=2, shopify="71")
+    b = person(model, 2, orders=1)
+    row = merges.merge_profiles(model, b.id, a.id, reason="manual", actor="owner")
+    assert (row.winner_id, row.loser_id) == (a.id, b.id)  # Shopify customer id wins
+    db.session.refresh(a)
+    assert a.order_count == 3
+    assert db.session.get(Profile, b.id).merged_into_id == a.id
+    assert db.session.query(Event).filter_by(profile_id=b.id).count() == 0
+    assert db.session.query(Event).filter_by(profile_id=a.id, type="profile.merged").count() == 1
+
+
+def test_merge_then_undo_restores_both_profiles_exactly(shop):
+    model = shop.model
+    a = person(model, 1, orders=3, opens=2, consents=2, messages=2)
+    b = person(model, 2, orders=2, opens=3, consents=1, messages=1)
+    before = dump_profiles(shop.id, [a.id, b.id])
+    row = merges.merge_profiles(model, a.id, b.id, reason="manual", actor="owner")
+    assert dump_profiles(shop.id, [a.id, b.id]) != before
+    merges.undo(model, row.id, actor="owner")
+    db.session.expire_all()
+    assert dump_profiles(shop.id, [a.id, b.id]) == before
+
+
+def test_undo_after_new_events_keeps_each_new_event_with_the_profile_owning_its_identifiers(shop):
+    model = shop.model
+    a = person(model, 1)
+    b = person(model, 2)
+    row = merges.merge_profiles(model, a.id, b.id, reason="manual", actor="owner")
+    winner, loser = row.winner_id, row.loser_id
+    later = T0 + 100 * HOUR
+    ev_loser = feed(
+        model, [([Ident("email", f"p{2 if loser == b.id else 1}@mail.uk")], later, "pixel", "new-l")]
+    )
+    ev_winner = feed(
+        model, [([Ident("email", f"p{1 if winner == a.id else 2}@mail.uk")], later, "pixel", "new-w")]
+    )
+    assert ev_loser[0].id == ev_winner[0].id == winner
+    merges.undo(model, row.id, actor="owner")
+    assert db.session.query(Event).filter_by(external_id="new-l-0").one().profile_id == loser
+    assert db.session.query(Event).filter_by(external_id="new-w-0").one().profile_id == winner
+
+
+def test_undo_past_the_plans_window_is_refused_with_the_date(db):
+    free = make_shop("free.myshopify.com", plan="free").model
+    a, b = person(free, 1), person(free, 2)
+    row = merges.merge_profiles(free, a.id, b.id, reason="manual", actor="owner", now=T0)
+    with pytest.raises(Conflict, match="24 hours") as info:
+        merges.undo(free, row.id, actor="owner", now=T0 + dt.timedelta(hours=25))
+    assert info.value.code == "undo_window_closed"
+    merges.undo(free, row.id, actor="owner", now=T0 + dt.timedelta(hours=23))
+
+
+def test_pro_plan_undo_window_is_seven_days(shop):
+    a, b = person(shop.model, 1), person(shop.model, 2)
+    row = merges.merge_profiles(shop.model, a.id, b.id, reason="manual", actor="owner", now=T0)
+    assert row.undo_deadline == T0 + dt.timedelta(days=7)
+
+
+def test_merge_across_shops_is_impossible(shop, other_shop):
+    a = person(shop.model, 1)
+    b = person(other_shop.model, 2)
+    with pytest.raises(NotFound):
+        merges.merge_profiles(shop.model, a.id, b.id, reason="manual", actor="owner")
+    with pytest.raises(NotFound):
+        merges.merge(shop.model, a, b, reason="manual", actor="owner")
+
+
+def test_undone_merge_is_not_redone_by_resolution(shop):
+    model = shop.model
+    feed(model, [([Ident("email", "a@mail.uk"), Ident("web_client", "w")], T0, "pixel", "e1")])
+    feed(model, [([Ident("shopify_customer", "5"), Ident("email", "a@mail.uk")], T0 + HOUR, "shopify", "e2")])
+    assert db.session.query(Merge).count() == 0  # the email simply joined the Shopify customer
+    feed(model, [([Ident("shopify_customer", "6"), Ident("email", "b@mail.uk")], T0, "shopify", "e3")])
+    b_profile = resolve(model, [Ident("email", "b@mail.uk")], source="x", seen_at=T0)
+    a_profile = resolve(model, [Ident("email", "a@mail.uk")], source="x", seen_at=T0)
+    row = merges.merge_profiles(model, a_profile.id, b_profile.id, reason="manual", actor="owner")
+    merges.undo(model, row.id, actor="owner")
+    again = resolve(
+        model, [Ident("shopify_customer", "6"), Ident("email", "b@mail.uk")], source="x", seen_at=T0
+    )
+    assert again.id == b_profile.id
+    assert db.session.get(Profile, a_profile.id).merged_into_id is None
+
+
+def test_undo_twice_is_refused(shop):
+    a, b = person(shop.model, 1), person(shop.model, 2)
+    row = merges.merge_profiles(shop.model, a.id, b.id, reason="manual", actor="owner")
+    merges.undo(shop.model, row.id, actor="owner")
+    with pytest.raises(Conflict, match="already undone"):
+        merges.undo(shop.model, row.id, actor="owner")

@@ -1,0 +1,118 @@
+"""Property-based: arrival order never changes the people; merge then undo changes nothing."""
+
+import datetime as dt
+import itertools
+import os
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.extensions import db
+from app.services import accounts, merges
+from app.services.identifiers import Ident
+from app.services.profile_rows import dump_profiles
+from tests.identity_helpers import T0, feed, partition_of
+from tests.test_identity_merges import person
+
+POOL = [
+    ("shopify_customer", "1"),
+    ("shopify_customer", "2"),
+    ("email", "a@mail.uk"),
+    ("email", "b@mail.uk"),
+    ("email", "c@mail.uk"),
+    ("phone", "+447700900001"),
+    ("phone", "+447700900002"),
+    ("web_client", "w1"),
+    ("web_client", "w2"),
+    ("web_client", "w3"),
+]
+signal = st.tuples(
+    st.lists(st.sampled_from(POOL), min_size=1, max_size=3, unique=True),
+    st.integers(min_value=0, max_value=40),
+)
+SHOP_NUMBER = itertools.count()
+SLOW = settings(
+    max_examples=int(os.environ.get("C360_HYPOTHESIS_EXAMPLES", "10")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+def make_shop(domain: str):
+    """A bare shop (no user or token: hashing a password per example is slow)."""
+    shop = accounts.create_shop(
+        domain, secret="s", plan="pro", timezone="Europe/London", currency="GBP", country="GB"
+    )
+    db.session.flush()
+    return shop
+
+
+def run(shop, signals):
+    feed(
+        shop,
+        [
+            ([Ident(k, v) for k, v in idents], T0 + dt.timedelta(hours=h), "test", f"s{n}")
+            for n, (idents, h) in enumerate(signals)
+        ],
+    )
+    return partition_of(shop.id)
+
+
+@SLOW
+@given(
+    signals=st.lists(signal, min_size=1, max_size=int(os.environ.get("C360_HYPOTHESIS_SIGNALS", "8"))),
+    data=st.data(),
+)
+def test_any_order_of_the_same_events_gives_the_same_partition(db, signals, data):
+    shuffled = data.draw(st.permutations(signals))
+    first = make_shop(f"p{next(SHOP_NUMBER)}.myshopify.com")
+    second = make_shop(f"p{next(SHOP_NUMBER)}.myshopify.com")
+    assert run(first, signals) == run(second, shuffled)
+
+
+@SLOW
+@given(
+    shape=st.tuples(*[st.integers(min_value=0, max_value=3) for _ in range(8)]),
+    shopify=st.booleans(),
+)
+def test_merge_then_undo_is_the_identity_on_both_profiles_rows(db, shape, shopify):
+    shop = make_shop(f"m{next(SHOP_NUMBER)}.myshopify.com")
+    a = person(
+        shop,
+        1,
+        orders=shape[0],
+        opens=shape[1],
+        consents=shape[2],
+        messages=shape[3],
+        shopify="9" if shopify else None,
+    )
+    b = person(shop, 2, orders=shape[4], opens=shape[5], consents=shape[6], messages=shape[7])
+    before = dump_profiles(shop.id, [a.id, b.id])
+    row = merges.merge_profiles(shop, b.id, a.id, reason="manual", actor="owner")
+    merges.undo(shop, row.id, actor="owner")
+    db.session.expire_all()
+    assert dump_profiles(shop.id, [a.id, b.id]) == before
+
+
+@SLOW
+@given(later=st.lists(st.tuples(st.sampled_from([1, 2]), st.integers(0, 30)), min_size=1, max_size=5))
+def test_undo_after_new_events_keeps_the_new_events_on_the_right_side(db, later):
+    shop = make_shop(f"u{next(SHOP_NUMBER)}.myshopify.com")
+    a, b = person(shop, 1), person(shop, 2)
+    owner = {1: a.id, 2: b.id}
+    row = merges.merge_profiles(shop, a.id, b.id, reason="manual", actor="owner")
+    refs = []
+    for k, (who, hours) in enumerate(later):
+        ref = f"late-{k}"
+        feed(
+            shop,
+            [([Ident("email", f"p{who}@mail.uk")], T0 + dt.timedelta(days=2, hours=hours), "pixel", ref)],
+        )
+        refs.append((f"{ref}-0", owner[who]))
+    merges.undo(shop, row.id, actor="owner")
+    from app.models import Event
+
+    for ref, expected in refs:
+        assert (
+            db.session.query(Event).filter_by(shop_id=shop.id, external_id=ref).one().profile_id == expected
+        )
