@@ -23,6 +23,7 @@ BLUEPRINTS = (
     "dashboard",
     "customers",
     "settings",
+    "messages",
     "api",
 )
 
