@@ -6,7 +6,8 @@ two workers can never both take a customer's last free slot. Every
 attempt writes a ``Message`` row, sent or not. A blocked send depends on
 its source:
 
-* ``campaign`` and ``manual``: ``blocked`` — dropped from this send only.
+* ``campaign`` and ``manual``: ``blocked`` — dropped from this send only
+  (``retry_at`` still says when the block clears, for the record).
 * ``journey``: ``waiting`` with ``retry_at`` (the block's own clearing
   time) and a retry scheduled for then; ``blocked`` when waiting cannot
   help (no consent).
@@ -95,7 +96,8 @@ def _blocked(
         until = deadline or now + TIME_SENSITIVE_WINDOW
         opening = gate.next_allowed(policy, facts, channel, now, until) if until > now else None
         return ("waiting", opening) if opening else ("missed", None)
-    return "blocked", None
+    # Dropped from this send; the log keeps when the block would have cleared.
+    return "blocked", decision.retry_at
 
 
 def _record_sent(shop: Shop, profile: Profile, message: Message, content: Mapping[str, Any] | None) -> None:
