@@ -8,7 +8,6 @@ import pytest
 import sqlalchemy as sa
 
 from app.errors import ValidationFailed
-from app.extensions import db
 from app.models import ConsentRecord
 from app.services.consent import channel_states, record_consent, unsubscribe_all
 from tests.gate_helpers import NOON, TEXT, make_profile

@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 
-from app.extensions import db
 from app.services import gate
 from app.services.timezones import country_zones, resolve_zone
 from tests.gate_helpers import make_profile

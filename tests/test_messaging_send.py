@@ -145,3 +145,24 @@ def test_stats_report_fatigue_share_and_channel_coverage(db, client, shop):
     stats = client.get("/api/v1/stats", headers=shop.auth).get_json()
     assert stats["fatigue_share"] == 0.5
     assert stats["coverage"] == {"email": 1.0, "sms": 0.5, "whatsapp": 0.5, "push": 0.5}
+
+
+def test_waiting_journey_schedules_its_retry_on_rq(app, db, shop):
+    queue = app.extensions["rq"]
+    if not hasattr(queue, "queue_names"):
+        pytest.skip("embedded mode has no scheduler: retry_due (the sweeper) retries")
+    from rq.job import Job
+    from rq.registry import ScheduledJobRegistry
+
+    registry = ScheduledJobRegistry(queue=queue.queue("default"))
+    for job_id in registry.get_job_ids():  # left by earlier tests of this run
+        registry.remove(job_id, delete_job=True)
+    profile = make_profile(shop.id)
+    for _ in range(3):
+        send_message(shop.model, profile.id, "email", "campaign", "c1", now=NOON)
+    waiting = send_message(shop.model, profile.id, "email", "journey", journey_id="welcome", now=NOON)
+    job = Job.fetch(registry.get_job_ids()[0], connection=queue.connection)
+    assert (job.func_name, job.args) == ("workers.messaging.retry_message", (waiting.id,))
+    job.perform()  # what the worker's scheduler runs at retry_at
+    latest = db.session.scalars(sa.select(Message).order_by(Message.id.desc())).first()
+    assert (latest.journey_id, latest.status) == ("welcome", "sent")
