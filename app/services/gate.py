@@ -3,9 +3,9 @@
 ``decide`` is a pure function of explicit arguments (the shop's policy,
 the profile's facts, the channel, the moment), so the web console, the API
 and the workers share one answer and the tests can table-drive it.
-``load_policy``/``load_facts`` read those arguments from the database in
-bulk, ``check`` and ``gate_many`` put the two together (read-only); the
-atomic check-and-reserve lives in ``messaging``.
+``gate_facts`` reads those arguments from the database in bulk; ``check``
+and ``gate_many`` here put the two together (read-only); the atomic
+check-and-reserve lives in ``messaging``.
 
 Rules:
 
@@ -31,12 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-
-from app.extensions import db
-from app.models import ConsentState, Identifier, Message, Profile, Shop
-from app.services.shop_settings import effective_settings
-from app.services.timezones import CustomerZone, resolve_zone
+from app.services.timezones import CustomerZone
 
 CHANNELS = ("email", "sms", "whatsapp", "push")
 QUIET_EXEMPT = frozenset({"email"})
@@ -78,6 +73,8 @@ class GatePolicy:
     fatigue_threshold: float = 0.7
     quiet: Window = Window(dt.time(21), dt.time(9))
     regions: Mapping[str, Window] = field(default_factory=dict)
+    # The last step of the time zone chain (settings ``timezone``, else the shop's own).
+    shop_timezone: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> GatePolicy:
@@ -90,6 +87,7 @@ class GatePolicy:
             fatigue_threshold=float(settings["fatigue_threshold"]),
             quiet=Window.parse(quiet),
             regions={code: Window.parse(w) for code, w in (quiet.get("regions") or {}).items()},
+            shop_timezone=settings.get("timezone"),
         )
 
     def window_for(self, country: str | None) -> Window:
@@ -265,114 +263,19 @@ def next_allowed(
     return None
 
 
-# --- loaders: the database side, in bulk -------------------------------------------------
+def check(shop, profile_id: int, channel: str, now: dt.datetime) -> GateDecision | None:
+    """Gate one profile of ``shop`` (read-only); None when the profile is not this shop's."""
+    from app.services.gate_facts import load_facts, load_policy
 
-CHUNK = 2000
-
-
-def load_policy(shop: Shop) -> GatePolicy:
-    """The shop's gate policy from its effective settings."""
-    return GatePolicy.from_settings(effective_settings(shop))
-
-
-def _chunks(ids: list[int]) -> Iterable[list[int]]:
-    for i in range(0, len(ids), CHUNK):
-        yield ids[i : i + CHUNK]
-
-
-def _rows(stmt_for, ids: list[int]) -> Iterable:
-    for chunk in _chunks(ids):
-        yield from db.session.execute(stmt_for(chunk))
-
-
-def load_facts(
-    shop: Shop, profile_ids: Iterable[int], now: dt.datetime, channels: Iterable[str] = CHANNELS
-) -> dict[int, ProfileFacts]:
-    """Read the gate's facts for many profiles of one shop with a handful of queries.
-
-    Profiles of another shop (or unknown ids) are simply absent from the result.
-    """
-    ids = sorted(set(profile_ids))
-    channels = list(channels)
-    shop_settings = effective_settings(shop)
-    profiles = {
-        row.id: row
-        for row in _rows(
-            lambda c: sa.select(
-                Profile.id,
-                Profile.erased_at,
-                Profile.globally_unsubscribed,
-                Profile.timezone,
-                Profile.country,
-                Profile.province,
-            ).where(Profile.shop_id == shop.id, Profile.id.in_(c)),
-            ids,
-        )
-    }
-    ids = sorted(profiles)
-    consents: dict[int, dict[str, str]] = {}
-    for pid, channel, status in _rows(
-        lambda c: sa.select(ConsentState.profile_id, ConsentState.channel, ConsentState.status).where(
-            ConsentState.shop_id == shop.id,
-            ConsentState.profile_id.in_(c),
-            ConsentState.channel.in_(channels),
-        ),
-        ids,
-    ):
-        consents.setdefault(pid, {})[channel] = status
-    # Phones matter only where neither the profile nor the address names a zone.
-    need_phone = [p.id for p in profiles.values() if not p.timezone and not p.country]
-    phones: dict[int, list[str]] = {}
-    for pid, value in _rows(
-        lambda c: (
-            sa.select(Identifier.profile_id, Identifier.value)
-            .where(Identifier.shop_id == shop.id, Identifier.kind == "phone", Identifier.profile_id.in_(c))
-            .order_by(Identifier.profile_id, Identifier.first_seen_at)
-        ),
-        need_phone,
-    ):
-        phones.setdefault(pid, []).append(value)
-    sent: dict[int, list[tuple[dt.datetime, str]]] = {}
-    for pid, channel, at in _rows(
-        lambda c: sa.select(Message.profile_id, Message.channel, Message.created_at).where(
-            Message.shop_id == shop.id,
-            Message.profile_id.in_(c),
-            Message.status == "sent",
-            Message.created_at > now - FACTS_LOOKBACK,
-        ),
-        ids,
-    ):
-        sent.setdefault(pid, []).append((at, channel))
-    facts = {}
-    for pid, p in profiles.items():
-        zone = resolve_zone(
-            profile_timezone=p.timezone,
-            country=p.country,
-            province=p.province,
-            phones=phones.get(pid, ()),
-            shop_timezone=shop_settings["timezone"],
-            shop_country=shop.country,
-        )
-        facts[pid] = ProfileFacts(
-            zone=zone,
-            consents=consents.get(pid, {}),
-            globally_unsubscribed=bool(p.globally_unsubscribed),
-            erased=p.erased_at is not None,
-            sent=tuple(sent.get(pid, ())),
-        )
-    return facts
-
-
-def check(shop: Shop, profile_id: int, channel: str, now: dt.datetime) -> GateDecision | None:
-    """Gate one profile (read-only); None when the profile is not this shop's."""
-    facts = load_facts(shop, [profile_id], now, channels=[channel]).get(profile_id)
-    return None if facts is None else decide(load_policy(shop), facts, channel, now)
-
-
-def gate_many(
-    shop: Shop, profile_ids: Iterable[int], channel: str, now: dt.datetime
-) -> dict[int, GateDecision]:
-    """Gate a whole audience with bulk reads (read-only); unknown ids are left out."""
     policy = load_policy(shop)
-    facts = load_facts(shop, profile_ids, now, channels=[channel])
+    facts = load_facts(shop, [profile_id], now, channels=[channel], policy=policy).get(profile_id)
+    return None if facts is None else decide(policy, facts, channel, now)
+
+
+def gate_many(shop, profile_ids: Iterable[int], channel: str, now: dt.datetime) -> dict[int, GateDecision]:
+    """Gate a whole audience with bulk reads (read-only); unknown ids are left out."""
+    from app.services.gate_facts import load_facts, load_policy
+
+    policy = load_policy(shop)
+    facts = load_facts(shop, profile_ids, now, channels=[channel], policy=policy)
     return {pid: decide(policy, f, channel, now) for pid, f in facts.items()}

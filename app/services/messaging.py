@@ -35,7 +35,7 @@ from app.extensions import db
 from app.models import Event, Identifier, Message, OutboxItem, Profile, Shop
 from app.models.base import utcnow
 from app.models.messaging import MESSAGE_SOURCES
-from app.services import gate
+from app.services import gate, gate_facts
 from app.services.engagement import apply_engagement
 from app.services.identifiers import live_profile
 from app.services.profile_lock import lock_profiles
@@ -167,8 +167,8 @@ def send_message(
     if now.tzinfo is None:
         raise ValidationFailed("now must be timezone-aware", field="at")
     profile = _lock_live(shop, profile_id)
-    policy = gate.load_policy(shop)
-    facts = gate.load_facts(shop, [profile.id], now)[profile.id]
+    policy = gate_facts.load_policy(shop)
+    facts = gate_facts.load_facts(shop, [profile.id], now, policy=policy)[profile.id]
     decision = gate.decide(policy, facts, channel, now)
     message = Message(
         shop_id=shop.id,
@@ -272,7 +272,7 @@ def deliver_message(message_id: int, config: Mapping[str, Any]) -> str | None:
 def messaging_section(shop: Shop, profile: Profile, now: dt.datetime | None = None) -> dict[str, Any]:
     """The profile document's ``messaging`` key: what this customer has heard from you."""
     now = now or utcnow()
-    facts = gate.load_facts(shop, [profile.id], now).get(profile.id)
+    facts = gate_facts.load_facts(shop, [profile.id], now).get(profile.id)
     counts = gate.messaging_counts(facts, now) if facts else {}
     last = db.session.execute(
         sa.select(Message.channel, sa.func.max(Message.created_at))

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Profile
+from app.services.bulk_sql import id_in
 
 
 def lock_profiles(shop_id: int, profile_ids: Iterable[int]) -> list[int]:
@@ -27,15 +28,15 @@ def lock_profiles(shop_id: int, profile_ids: Iterable[int]) -> list[int]:
     if db.session.get_bind().dialect.name == "postgresql":
         stmt = (
             sa.select(table.c.id)
-            .where(table.c.shop_id == shop_id, table.c.id.in_(ids))
+            .where(table.c.shop_id == shop_id, id_in(table.c.id, ids))
             .order_by(table.c.id)
             .with_for_update()
         )
         return list(db.session.scalars(stmt))
     db.session.execute(
         sa.update(table)
-        .where(table.c.shop_id == shop_id, table.c.id.in_(ids))
+        .where(table.c.shop_id == shop_id, id_in(table.c.id, ids))
         .values(id=table.c.id, updated_at=table.c.updated_at)
     )
-    found = sa.select(table.c.id).where(table.c.shop_id == shop_id, table.c.id.in_(ids))
+    found = sa.select(table.c.id).where(table.c.shop_id == shop_id, id_in(table.c.id, ids))
     return list(db.session.scalars(found))

@@ -58,7 +58,8 @@ def _share(part: int, whole: int) -> float:
 
 def messaging_stats(shop_id: int, now: dt.datetime | None = None) -> dict[str, Any]:
     """``fatigue_share`` (live profiles at fatigue ≥ threshold) and ``coverage`` per channel."""
-    from app.services.gate import CHANNELS, FATIGUE_WINDOW, load_policy
+    from app.services.gate import CHANNELS, FATIGUE_WINDOW
+    from app.services.gate_facts import load_policy
 
     now = now or utcnow()
     live = (Profile.merged_into_id.is_(None), Profile.erased_at.is_(None))
