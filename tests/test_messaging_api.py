@@ -44,7 +44,7 @@ def test_api_unsubscribe_refuses_every_channel_at_once(client, shop):
         json={"profile_id": profile.id, "channel": "email", "source": "campaign"},
         headers=shop.auth,
     )
-    assert sent.status_code == 201
+    assert sent.status_code == 200
     assert sent.get_json()["status"] == "blocked"
     assert sent.get_json()["reason"] == "global_unsubscribe"
 
@@ -68,7 +68,7 @@ def test_api_opt_out_refuses_that_channel_only(client, shop):
         "captured_at": NOON.isoformat(),
     }
     response = client.post("/api/v1/consents", json=body, headers=shop.auth)
-    assert response.status_code == 201
+    assert response.status_code == 200
     assert response.get_json()["states"]["sms"] == "opted_out"
     assert every_channel(client, shop, profile.id) == {
         "email": None,
@@ -114,7 +114,7 @@ def test_consent_text_is_stored_once_with_hash_and_version(client, shop):
             "consent_text": TEXT,
             "captured_at": AT,
         }
-        assert client.post("/api/v1/consents", json=body, headers=shop.auth).status_code == 201
+        assert client.post("/api/v1/consents", json=body, headers=shop.auth).status_code == 200
     from app.extensions import db
 
     texts = list(db.session.scalars(sa.select(ConsentText)))
@@ -199,7 +199,7 @@ def test_shop_a_token_cannot_gate_or_message_shop_b_profiles(client, shop, other
     assert check(client, shop, theirs.id, "email").status_code == 404
     message = {"profile_id": theirs.id, "channel": "email", "source": "campaign"}
     assert client.post("/api/v1/messages", json=message, headers=shop.auth).status_code == 404
-    assert client.post("/api/v1/messages", json=message, headers=other_shop.auth).status_code == 201
+    assert client.post("/api/v1/messages", json=message, headers=other_shop.auth).status_code == 200
     assert (
         client.post("/api/v1/gate/check", json={"profile_id": theirs.id, "channel": "email"}).status_code
         == 401

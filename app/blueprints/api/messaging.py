@@ -20,7 +20,7 @@ def post_consent():
     """Append one consent event for the profile holding ``identifier`` (created if new)."""
     result = messaging_api.record_from_request(g.api_shop, json_body())
     db.session.commit()
-    return jsonify(result), 201
+    return jsonify(result)
 
 
 @bp.post("/unsubscribe")
@@ -54,4 +54,4 @@ def post_message():
             "reason": message.reason,
             "retry_at": message.retry_at.isoformat() if message.retry_at else None,
         }
-    ), 201
+    )
