@@ -1,21 +1,22 @@
 """Reading the gate's arguments from the database: the shop's policy, each profile's facts.
 
-Bulk by design: an audience of any size costs a handful of queries per
-chunk (profiles with their consent for the channel, recent sends, and
-phones only where nothing else names a time zone). One profile costs two
-round trips.
+Bulk by design: an audience of any size costs one query per chunk
+(profiles joined to their consent for the channel, with their recent
+sends aggregated as JSON), plus phones only where nothing else names a
+time zone. One profile costs one round trip.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 
 import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import ConsentState, Identifier, Message, Profile, Shop
-from app.services.bulk_sql import id_in
+from app.services.bulk_sql import id_in, is_postgresql
 from app.services.gate import CHANNELS, FACTS_LOOKBACK, GatePolicy, ProfileFacts
 from app.services.shop_settings import effective_settings
 from app.services.timezones import resolve_zone
@@ -33,8 +34,41 @@ def _chunks(ids: list[int]) -> Iterable[list[int]]:
         yield ids[i : i + CHUNK]
 
 
-def _profiles(shop_id: int, ids: list[int], channels: list[str]) -> tuple[dict, dict[int, dict[str, str]]]:
-    """Profile rows and their consent states; one joined query when a single channel is asked."""
+def _sent_column(shop_id: int, now: dt.datetime):
+    """A correlated subquery: the profile's recent sends as a JSON array of [channel, sent_at]."""
+    pair = (
+        sa.func.json_build_array(Message.channel, Message.created_at)
+        if is_postgresql()
+        else sa.func.json_array(Message.channel, Message.created_at)
+    )
+    agg = sa.func.json_agg(pair) if is_postgresql() else sa.func.json_group_array(pair)
+    return (
+        sa.select(agg)
+        .where(
+            Message.shop_id == shop_id,
+            Message.profile_id == Profile.id,
+            Message.status == "sent",
+            Message.created_at > now - FACTS_LOOKBACK,
+        )
+        .correlate(Profile)
+        .scalar_subquery()
+        .label("sent")
+    )
+
+
+def _parse_sent(raw) -> tuple[tuple[dt.datetime, str], ...]:
+    if raw is None:
+        return ()
+    pairs = json.loads(raw) if isinstance(raw, str) else raw
+    out = []
+    for channel, at in pairs:
+        moment = dt.datetime.fromisoformat(at)
+        out.append((moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC), channel))
+    return tuple(out)
+
+
+def _profiles(shop_id: int, ids: list[int], channels: list[str], now: dt.datetime) -> tuple[list, dict]:
+    """Profile rows with their recent sends, and their consent states, in one query for one channel."""
     columns = (
         Profile.id,
         Profile.erased_at,
@@ -42,14 +76,14 @@ def _profiles(shop_id: int, ids: list[int], channels: list[str]) -> tuple[dict, 
         Profile.timezone,
         Profile.country,
         Profile.province,
+        _sent_column(shop_id, now),
     )
     stmt = sa.select(*columns).where(Profile.shop_id == shop_id, id_in(Profile.id, ids))
     if len(channels) == 1:
         joined = sa.and_(ConsentState.profile_id == Profile.id, ConsentState.channel == channels[0])
         rows = db.session.execute(stmt.add_columns(ConsentState.status).outerjoin(ConsentState, joined)).all()
-        consents = {r.id: {channels[0]: r.status} for r in rows if r.status}
-        return {r.id: r for r in rows}, consents
-    profiles = {r.id: r for r in db.session.execute(stmt)}
+        return rows, {r.id: {channels[0]: r.status} for r in rows if r.status}
+    rows = db.session.execute(stmt).all()
     consents: dict[int, dict[str, str]] = {}
     states = sa.select(ConsentState.profile_id, ConsentState.channel, ConsentState.status).where(
         ConsentState.shop_id == shop_id,
@@ -58,7 +92,7 @@ def _profiles(shop_id: int, ids: list[int], channels: list[str]) -> tuple[dict, 
     )
     for pid, channel, status in db.session.execute(states):
         consents.setdefault(pid, {})[channel] = status
-    return profiles, consents
+    return rows, consents
 
 
 def _phones(shop_id: int, ids: list[int]) -> dict[int, list[str]]:
@@ -73,19 +107,6 @@ def _phones(shop_id: int, ids: list[int]) -> dict[int, list[str]]:
     for pid, value in db.session.execute(stmt):
         phones.setdefault(pid, []).append(value)
     return phones
-
-
-def _sent(shop_id: int, ids: list[int], now: dt.datetime) -> dict[int, list[tuple[dt.datetime, str]]]:
-    sent: dict[int, list[tuple[dt.datetime, str]]] = {}
-    stmt = sa.select(Message.profile_id, Message.channel, Message.created_at).where(
-        Message.shop_id == shop_id,
-        id_in(Message.profile_id, ids),
-        Message.status == "sent",
-        Message.created_at > now - FACTS_LOOKBACK,
-    )
-    for pid, channel, at in db.session.execute(stmt):
-        sent.setdefault(pid, []).append((at, channel))
-    return sent
 
 
 def load_facts(
@@ -103,14 +124,11 @@ def load_facts(
     shop_tz = (policy or load_policy(shop)).shop_timezone or shop.timezone
     facts: dict[int, ProfileFacts] = {}
     for chunk in _chunks(sorted(set(profile_ids))):
-        profiles, consents = _profiles(shop.id, chunk, channels)
-        found = sorted(profiles)
-        if not found:
-            continue
+        rows, consents = _profiles(shop.id, chunk, channels, now)
         # Phones matter only where neither the profile nor the address names a zone.
-        phones = _phones(shop.id, [p.id for p in profiles.values() if not p.timezone and not p.country])
-        sent = _sent(shop.id, found, now)
-        for pid, p in profiles.items():
+        phones = _phones(shop.id, [p.id for p in rows if not p.timezone and not p.country])
+        for p in rows:
+            pid = p.id
             zone = resolve_zone(
                 profile_timezone=p.timezone,
                 country=p.country,
@@ -124,6 +142,6 @@ def load_facts(
                 consents=consents.get(pid, {}),
                 globally_unsubscribed=bool(p.globally_unsubscribed),
                 erased=p.erased_at is not None,
-                sent=tuple(sent.get(pid, ())),
+                sent=_parse_sent(p.sent),
             )
     return facts
