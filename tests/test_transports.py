@@ -142,3 +142,20 @@ def test_a_sent_message_is_delivered_after_commit_and_keeps_the_provider_id(
         db.session.scalar(sa.select(Message.provider_message_id).where(Message.id == message.id)) == "SM123"
     )
     assert len(FakeProvider.requests) == 1
+
+
+def test_a_message_the_provider_refuses_is_failed_and_frees_its_slot(app, db, shop, provider, monkeypatch):
+    from app.services.messaging import deliver_message
+
+    FakeProvider.fail_with = 400
+    config = {
+        "C360_TWILIO_ACCOUNT_SID": "AC1",
+        "C360_TWILIO_API_TOKEN": "tok",
+        "C360_TWILIO_FROM": "+1500",
+        "C360_TWILIO_BASE_URL": provider,
+    }
+    profile = make_profile(shop.id)
+    message = send_message(shop.model, profile.id, "sms", "manual", now=NOON)
+    assert deliver_message(message.id, config) is None
+    assert (message.status, message.reason) == ("failed", "provider_rejected:400")
+    assert send_message(shop.model, profile.id, "sms", "manual", now=NOON).status == "sent"

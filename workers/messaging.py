@@ -20,12 +20,10 @@ def retry_message(message_id: int) -> int | None:
 
 
 def deliver_message(message_id: int) -> str | None:
-    """Hand a sent message to the channel's provider; retryable failures re-raise for RQ."""
+    """Hand a sent message to the channel's provider; a retryable failure re-raises for RQ."""
     config = {**os.environ, **current_app.config}
     try:
         return messaging.deliver_message(message_id, config)
     except TransportError as exc:
-        log.warning("delivery of message %s failed: %s", message_id, exc)
-        if exc.retryable:
-            raise
-        return None
+        log.warning("delivery of message %s failed, will retry: %s", message_id, exc)
+        raise

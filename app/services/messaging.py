@@ -224,9 +224,8 @@ def retry_message(message_id: int, now: dt.datetime | None = None) -> Message | 
     waiting = db.session.get(Message, message_id)
     if waiting is None or waiting.status != "waiting" or _superseded(waiting):
         return None
+    # A scheduler firing a little early is harmless: the attempt simply waits again.
     now = now or utcnow()
-    if waiting.retry_at and waiting.retry_at > now:
-        return None
     shop = db.session.get(Shop, waiting.shop_id)
     return send_message(
         shop,
@@ -253,8 +252,13 @@ def retry_due(now: dt.datetime | None = None, shop_id: int | None = None) -> int
 
 
 def deliver_message(message_id: int, config: Mapping[str, Any]) -> str | None:
-    """Hand a sent message's outbox item to the channel's provider; store its id."""
-    from app.services.transports import Outbound
+    """Hand a sent message's outbox item to the channel's provider; store its id.
+
+    A provider that refuses the message for good (a 4xx) marks it ``failed``
+    with the reason, so it no longer counts against the caps; a retryable
+    error propagates for the job queue to record.
+    """
+    from app.services.transports import Outbound, TransportError
 
     message = db.session.get(Message, message_id)
     if message is None or message.status != "sent" or message.provider_message_id:
@@ -263,7 +267,14 @@ def deliver_message(message_id: int, config: Mapping[str, Any]) -> str | None:
     item = db.session.scalar(sa.select(OutboxItem).where(OutboxItem.message_id == message.id))
     if transport is None or item is None:
         return None
-    provider_id = transport.send(Outbound(message.id, message.channel, item.recipient, item.payload))
+    try:
+        provider_id = transport.send(Outbound(message.id, message.channel, item.recipient, item.payload))
+    except TransportError as exc:
+        if exc.retryable:
+            raise
+        message.status, message.reason = "failed", f"provider_rejected:{exc.status or 'invalid'}"
+        db.session.commit()
+        return None
     message.provider_message_id = provider_id
     db.session.commit()
     return provider_id
