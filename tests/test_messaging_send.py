@@ -166,3 +166,14 @@ def test_waiting_journey_schedules_its_retry_on_rq(app, db, shop):
     job.perform()  # what the worker's scheduler runs at retry_at
     latest = db.session.scalars(sa.select(Message).order_by(Message.id.desc())).first()
     assert (latest.journey_id, latest.status) == ("welcome", "sent")
+
+
+def test_retry_due_command_sweeps_waiting_messages(db, runner, shop):
+    profile = make_profile(shop.id)
+    for _ in range(3):
+        send_message(shop.model, profile.id, "email", "campaign", "c1", now=NOON)
+    send_message(shop.model, profile.id, "email", "journey", journey_id="welcome", now=NOON)
+    result = runner.invoke(args=["messages", "retry-due"])
+    assert result.exit_code == 0, result.output
+    assert "retried 1 waiting message(s)" in result.output
+    assert "retried 0" in runner.invoke(args=["messages", "retry-due"]).output

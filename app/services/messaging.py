@@ -222,7 +222,12 @@ def _superseded(message: Message) -> bool:
 def retry_message(message_id: int, now: dt.datetime | None = None) -> Message | None:
     """Make the next attempt of a waiting message (idempotent: a superseded one is skipped)."""
     waiting = db.session.get(Message, message_id)
-    if waiting is None or waiting.status != "waiting" or _superseded(waiting):
+    if waiting is None or waiting.status != "waiting":
+        return None
+    # Under the profile lock, so the scheduler and the sweeper never both retry one message.
+    lock_profiles(waiting.shop_id, [waiting.profile_id])
+    if _superseded(waiting):
+        db.session.rollback()
         return None
     # A scheduler firing a little early is harmless: the attempt simply waits again.
     now = now or utcnow()

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("messages", __name__, url_prefix="/messages")
 
-from app.blueprints.messages import views  # noqa: E402,F401
+from app.blueprints.messages import commands, views  # noqa: E402,F401
