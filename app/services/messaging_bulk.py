@@ -26,7 +26,7 @@ from app.services.bulk_sql import id_in, insert_rows, is_postgresql, unnest_sele
 from app.services.messaging import RECIPIENT_KIND, validate_request
 from app.services.profile_lock import lock_profiles
 
-CHUNK = 1000
+CHUNK = 2500
 
 
 @dataclass
