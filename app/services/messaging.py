@@ -199,10 +199,12 @@ def _after_commit(message: Message, config: Mapping[str, Any] | None) -> None:
         delay = max(0.0, (message.retry_at - utcnow()).total_seconds())
         jobs.get_queue().enqueue_in(delay, "workers.messaging.retry_message", message.id)
     if message.status == "sent" and config is not None and provider_for(message.channel, config):
+        # RQ job ids are global to the Redis server: the queue prefix keeps deployments apart.
+        prefix = getattr(jobs.get_queue(), "prefix", "local")
         jobs.enqueue(
             "workers.messaging.deliver_message",
             message.id,
-            job_id=jobs.safe_job_id("deliver", message.id),
+            job_id=jobs.safe_job_id(prefix, "deliver", message.id),
         )
 
 
