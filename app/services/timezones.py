@@ -108,12 +108,12 @@ class CustomerZone:
     country: str | None
     source: str  # profile | address | phone | shop
 
-    @property
+    @functools.cached_property
     def primary(self) -> zoneinfo.ZoneInfo:
         """The zone that defines the customer's calendar day (the first listed)."""
         return zone(self.zones[0])
 
-    @property
+    @functools.cached_property
     def infos(self) -> tuple[zoneinfo.ZoneInfo, ...]:
         """Every zone as a ``ZoneInfo``."""
         return tuple(zone(z) for z in self.zones)
@@ -201,6 +201,18 @@ def resolve_zone(
     shop_country: str | None,
 ) -> CustomerZone:
     """Walk the fallback chain (see the module docstring) and return where it ends."""
+    return _resolve(profile_timezone, country, province, tuple(phones), shop_timezone, shop_country)
+
+
+@functools.lru_cache(maxsize=8192)
+def _resolve(
+    profile_timezone: str | None,
+    country: str | None,
+    province: str | None,
+    phones: tuple[str, ...],
+    shop_timezone: str | None,
+    shop_country: str | None,
+) -> CustomerZone:
     if is_valid_zone(profile_timezone):
         return CustomerZone((profile_timezone,), country_of_zone(profile_timezone) or country, "profile")
     zones = address_zones(country, province)
