@@ -43,9 +43,12 @@ def consent_text(shop_id: int, body: str | None) -> ConsentText | None:
     row = db.session.scalar(scoped(ConsentText, shop_id).where(ConsentText.sha256 == digest))
     if row is None:
         version = (db.session.scalar(scoped(ConsentText, shop_id, sa.func.max(ConsentText.version))) or 0) + 1
-        row = ConsentText(shop_id=shop_id, sha256=digest, version=version, body=body)
-        db.session.add(row)
-        db.session.flush()
+        try:
+            with db.session.begin_nested():  # two captures of a new wording at once: one row wins
+                row = ConsentText(shop_id=shop_id, sha256=digest, version=version, body=body)
+                db.session.add(row)
+        except sa.exc.IntegrityError:
+            row = db.session.scalar(scoped(ConsentText, shop_id).where(ConsentText.sha256 == digest))
     return row
 
 
