@@ -236,3 +236,25 @@ def test_settings_reject_negative_caps_and_empty_quiet_windows(client, shop):
         client.post("/api/v1/messages", json=body, headers=shop.auth).get_json()["reason"] for _ in range(2)
     ]
     assert statuses == [None, "global_cap_reached:1/1"]
+
+
+def test_erased_profile_answers_erased_on_every_channel(client, shop):
+    from app.extensions import db
+
+    profile = make_profile(shop.id)
+    profile.erased_at = NOON
+    db.session.commit()
+    assert every_channel(client, shop, profile.id) == dict.fromkeys(CHANNELS, "erased")
+
+
+def test_a_merged_away_id_is_gated_as_its_survivor(client, shop):
+    from app.extensions import db
+
+    survivor = make_profile(shop.id)
+    merged = make_profile(shop.id, "old@shopper.test", None, consents=())
+    merged.merged_into_id = survivor.id
+    db.session.commit()
+    assert check(client, shop, merged.id, "sms").get_json()["allowed"] is True
+    body = {"profile_id": merged.id, "channel": "email", "source": "manual"}
+    answer = client.post("/api/v1/messages", json=body, headers=shop.auth).get_json()
+    assert answer["profile_id"] == survivor.id and answer["status"] == "sent"

@@ -132,6 +132,7 @@ def test_profile_document_shows_consents_and_what_they_have_heard(db, client, sh
     assert (messaging["last_7d_count"], messaging["fatigue"]) == (1, 0.1)
     assert messaging["last_contact_at"]["email"] == now.isoformat()
     assert messaging["last_contact_at"]["sms"] is None
+    assert (messaging["quiet_hours_zones"], messaging["timezone_source"]) == (["Europe/London"], "profile")
 
 
 def test_stats_report_fatigue_share_and_channel_coverage(db, client, shop):

@@ -307,6 +307,9 @@ def messaging_section(shop: Shop, profile: Profile, now: dt.datetime | None = No
             "last_7d_count": week,
             "fatigue": gate.fatigue_of(week),
             "last_contact_at": {c: (t.isoformat() if t else None) for c, t in last_at.items()},
+            # Where the time zone chain ended: the zone(s) quiet hours obey, and which step decided.
+            "quiet_hours_zones": list(facts.zone.zones) if facts else [],
+            "timezone_source": facts.zone.source if facts else None,
         }
     }
 
