@@ -103,7 +103,7 @@ def _blocked(
 def _record_sent(shop: Shop, profile: Profile, message: Message, content: Mapping[str, Any] | None) -> None:
     recipient = recipient_for(shop.id, profile.id, message.channel)
     if recipient is None:
-        message.status, message.reason = "failed", f"no_address:{message.channel}"
+        message.status, message.reason, message.sent_at = "failed", f"no_address:{message.channel}", None
         return
     db.session.flush()
     db.session.add(
