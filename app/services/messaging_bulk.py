@@ -22,7 +22,7 @@ from app.extensions import db
 from app.models import EngagementCounter, Event, Identifier, Message, OutboxItem, Shop
 from app.models.base import utcnow
 from app.services import gate, gate_facts
-from app.services.bulk_sql import id_in, insert_rows, is_postgresql, unnest_select
+from app.services.bulk_sql import copy_rows, id_in, insert_rows, is_postgresql, unnest_select
 from app.services.messaging import RECIPIENT_KIND, validate_request
 from app.services.profile_lock import lock_profiles
 
@@ -124,7 +124,7 @@ def _send_chunk(
     if not sent:
         return
     props = {"source": source, "campaign_id": campaign_id, "journey_id": None}
-    insert_rows(
+    copy_rows(
         Event.__table__,
         [
             {
@@ -143,7 +143,7 @@ def _send_chunk(
         ],
     )
     _count_sent(shop.id, [pid for _, pid in sent], channel, now)
-    insert_rows(
+    copy_rows(
         OutboxItem.__table__,
         [
             {
