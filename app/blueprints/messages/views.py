@@ -43,4 +43,4 @@ def unsubscribe(profile_id: int):
     record(g.shop.id, f"user:{current_user.id}", "global_unsubscribe", "profile", profile.id)
     db.session.commit()
     flash("Customer unsubscribed from every channel.", "ok")
-    return redirect(request.referrer or url_for("messages.index"))
+    return redirect(url_for("customers.show", profile_id=profile.id))
