@@ -9,14 +9,16 @@ time zone. One profile costs one round trip.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from app.extensions import db
 from app.models import ConsentState, Identifier, Message, Profile, Shop
-from app.services.bulk_sql import id_in, is_postgresql
+from app.services.bulk_sql import id_in
 from app.services.gate import CHANNELS, FACTS_LOOKBACK, GatePolicy, ProfileFacts
 from app.services.shop_settings import effective_settings
 from app.services.timezones import resolve_zone
@@ -34,25 +36,54 @@ def _chunks(ids: list[int]) -> Iterable[list[int]]:
         yield ids[i : i + CHUNK]
 
 
-def _sent_column(shop_id: int, now: dt.datetime):
-    """A correlated subquery: the profile's recent sends as a JSON array of [channel, sent_at]."""
+@functools.lru_cache(maxsize=32)
+def _facts_stmt(dialect: str, channel: str | None, single: bool) -> sa.Select:
+    """The facts query, built once per shape: Core columns and bind parameters, so a check pays no compile.
+
+    Parameters: ``shop_id``, ``since``, then ``pid`` (single) or ``ids``, and ``channel`` when joined.
+    """
+    pg = dialect == "postgresql"
+    p, m, c = Profile.__table__, Message.__table__, ConsentState.__table__
     pair = (
-        sa.func.json_build_array(Message.channel, Message.created_at)
-        if is_postgresql()
-        else sa.func.json_array(Message.channel, Message.created_at)
+        sa.func.json_build_array(m.c.channel, m.c.created_at)
+        if pg
+        else sa.func.json_array(m.c.channel, m.c.created_at)
     )
-    agg = sa.func.json_agg(pair) if is_postgresql() else sa.func.json_group_array(pair)
-    return (
+    agg = sa.func.json_agg(pair) if pg else sa.func.json_group_array(pair)
+    sent = (
         sa.select(agg)
         .where(
-            Message.shop_id == shop_id,
-            Message.profile_id == Profile.id,
-            Message.status == "sent",
-            Message.created_at > now - FACTS_LOOKBACK,
+            m.c.shop_id == sa.bindparam("shop_id"),
+            m.c.profile_id == p.c.id,
+            m.c.status == "sent",
+            m.c.created_at > sa.bindparam("since"),
         )
-        .correlate(Profile)
+        .correlate(p)
         .scalar_subquery()
         .label("sent")
+    )
+    if single:
+        which = p.c.id == sa.bindparam("pid")
+    elif pg:
+        which = p.c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.BigInteger())))
+    else:
+        which = p.c.id.in_(sa.bindparam("ids", expanding=True))
+    columns = [
+        p.c.id,
+        p.c.erased_at,
+        p.c.globally_unsubscribed,
+        p.c.timezone,
+        p.c.country,
+        p.c.province,
+        sent,
+    ]
+    if channel is None:
+        return sa.select(*columns).where(p.c.shop_id == sa.bindparam("shop_id"), which)
+    joined = p.outerjoin(c, sa.and_(c.c.profile_id == p.c.id, c.c.channel == sa.bindparam("channel")))
+    return (
+        sa.select(*columns, c.c.status)
+        .select_from(joined)
+        .where(p.c.shop_id == sa.bindparam("shop_id"), which)
     )
 
 
@@ -68,30 +99,22 @@ def _parse_sent(raw) -> tuple[tuple[dt.datetime, str], ...]:
 
 
 def _profiles(shop_id: int, ids: list[int], channels: list[str], now: dt.datetime) -> tuple[list, dict]:
-    """Profile rows with their recent sends, and their consent states, in one query for one channel."""
-    columns = (
-        Profile.id,
-        Profile.erased_at,
-        Profile.globally_unsubscribed,
-        Profile.timezone,
-        Profile.country,
-        Profile.province,
-        _sent_column(shop_id, now),
-    )
-    stmt = sa.select(*columns).where(Profile.shop_id == shop_id, id_in(Profile.id, ids))
-    if len(channels) == 1:
-        joined = sa.and_(ConsentState.profile_id == Profile.id, ConsentState.channel == channels[0])
-        rows = db.session.execute(stmt.add_columns(ConsentState.status).outerjoin(ConsentState, joined)).all()
-        return rows, {r.id: {channels[0]: r.status} for r in rows if r.status}
-    rows = db.session.execute(stmt).all()
+    """Profile rows with their recent sends and consent states (joined in for a single channel)."""
+    single, channel = len(ids) == 1, channels[0] if len(channels) == 1 else None
+    stmt = _facts_stmt(db.session.get_bind().dialect.name, channel, single)
+    params = {"shop_id": shop_id, "since": now - FACTS_LOOKBACK, "channel": channel}
+    params.update({"pid": ids[0]} if single else {"ids": list(ids)})
+    rows = db.session.execute(stmt, params).all()
+    if channel is not None:
+        return rows, {r.id: {channel: r.status} for r in rows if r.status}
     consents: dict[int, dict[str, str]] = {}
     states = sa.select(ConsentState.profile_id, ConsentState.channel, ConsentState.status).where(
         ConsentState.shop_id == shop_id,
         id_in(ConsentState.profile_id, ids),
         ConsentState.channel.in_(channels),
     )
-    for pid, channel, status in db.session.execute(states):
-        consents.setdefault(pid, {})[channel] = status
+    for pid, state_channel, status in db.session.execute(states):
+        consents.setdefault(pid, {})[state_channel] = status
     return rows, consents
 
 

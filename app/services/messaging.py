@@ -168,7 +168,7 @@ def send_message(
         raise ValidationFailed("now must be timezone-aware", field="at")
     profile = _lock_live(shop, profile_id)
     policy = gate_facts.load_policy(shop)
-    facts = gate_facts.load_facts(shop, [profile.id], now, policy=policy)[profile.id]
+    facts = gate_facts.load_facts(shop, [profile.id], now, channels=[channel], policy=policy)[profile.id]
     decision = gate.decide(policy, facts, channel, now)
     message = Message(
         shop_id=shop.id,
