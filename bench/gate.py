@@ -138,6 +138,17 @@ def floor_ms(db, rounds: int = 2000) -> list[float]:
     return samples
 
 
+def commit_floor_ms(db, shop_id: int, rounds: int = 200) -> list[float]:
+    """A one-row write and its commit: the floor under anything that must be durable before it answers."""
+    samples = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        db.session.execute(sa.text("UPDATE shops SET name = name WHERE id = :id"), {"id": shop_id})
+        db.session.commit()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
 def single_checks(db, gate, shop, ids, now, rounds) -> list[float]:
     rng = random.Random(11)
     samples = []
@@ -150,59 +161,101 @@ def single_checks(db, gate, shop, ids, now, rounds) -> list[float]:
     return samples
 
 
-def propagation(app, shop_id: int, ids: list[int], trials: int, load_threads: int) -> tuple[list[float], int]:
-    """Unsubscribe while senders hammer other profiles; time until a separate checker sees the refusal."""
+def _ingest_and_send(database_url: str, shop_id: int, others: list[int], stop, counter, seed_: int) -> None:
+    """A load process: an ingest-like write (new identifier, event) and a send, in a loop until stopped."""
+    from app import create_app
+    from app.extensions import db
+    from app.models import Event, Shop
+    from app.models.base import utcnow
+    from app.services.identifiers import Ident
+    from app.services.messaging import send_message
+    from app.services.resolution import resolve
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "bench", "REDIS_URL": None})
+    rng = random.Random(seed_)
+    with app.app_context():
+        shop = db.session.get(Shop, shop_id)
+        i = 0
+        while not stop.is_set():
+            i += 1
+            now = utcnow()
+            profile = resolve(
+                shop, [Ident("email", f"load{seed_}-{i}@bench.test")], source="bench", seen_at=now
+            )
+            db.session.add(
+                Event(
+                    shop_id=shop_id,
+                    profile_id=profile.id,
+                    type="page_viewed",
+                    source="bench",
+                    external_id=f"load-{seed_}-{i}",
+                    occurred_at=now,
+                )
+            )
+            db.session.commit()
+            send_message(shop, rng.choice(others), "email", "manual", now=now)
+            with counter.get_lock():
+                counter.value += 1
+        db.engine.dispose()
+
+
+def propagation(
+    app, url: str, shop_id: int, ids: list[int], trials: int, load: int
+) -> tuple[list[float], int]:
+    """Unsubscribe under ingest + send load from other processes; time until a separate checker refuses."""
+    import multiprocessing
+
     from app.extensions import db
     from app.models import Profile, Shop
     from app.models.base import utcnow
     from app.services import gate
     from app.services.consent import unsubscribe_all
-    from app.services.messaging import send_message
 
-    stop = threading.Event()
-    load_done = [0]
+    ctx = multiprocessing.get_context("spawn")
+    stop, counter = ctx.Event(), ctx.Value("i", 0)
     targets, others = ids[:trials], ids[trials:]
-
-    def sender(seed_: int):
-        rng = random.Random(seed_)
-        with app.app_context():
-            model = db.session.get(Shop, shop_id)
-            while not stop.is_set():
-                send_message(model, rng.choice(others), "email", "manual", now=utcnow())
-                load_done[0] += 1
-
-    workers = [threading.Thread(target=sender, args=(i,)) for i in range(load_threads)]
+    workers = [
+        ctx.Process(target=_ingest_and_send, args=(url, shop_id, others, stop, counter, i))
+        for i in range(load)
+    ]
     for w in workers:
         w.start()
+    while counter.value < load:  # every load process is up and writing
+        time.sleep(0.05)
+    # One long-lived checker polls the current target, as a worker about to send would.
+    state = {"pid": None, "seen": threading.Event(), "done": False}
+
+    def checker():
+        with app.app_context():
+            checker_shop = db.session.get(Shop, shop_id)
+            while not state["done"]:
+                pid = state["pid"]
+                if pid is not None and not state["seen"].is_set():
+                    if gate.check(checker_shop, pid, "email", utcnow()).reason == "global_unsubscribe":
+                        state["seen"].set()
+                    db.session.rollback()
+                else:
+                    time.sleep(0.0005)
+
+    watcher = threading.Thread(target=checker)
+    watcher.start()
     samples = []
     with app.app_context():
-        model = db.session.get(Shop, shop_id)
         for pid in targets:
-            seen = threading.Event()
-            t0 = time.perf_counter()
-
-            def checker(pid=pid, seen=seen):
-                with app.app_context():
-                    checker_shop = db.session.get(Shop, shop_id)
-                    while not seen.is_set():
-                        if gate.check(checker_shop, pid, "email", utcnow()).reason == "global_unsubscribe":
-                            seen.set()
-                        db.session.rollback()
-
-            watcher = threading.Thread(target=checker)
-            watcher.start()
             profile = db.session.get(Profile, pid)
+            state["seen"] = threading.Event()
+            state["pid"] = pid
+            t0 = time.perf_counter()
             unsubscribe_all(profile, source="bench", captured_at=utcnow())
             db.session.commit()  # the API answers 200 here
-            seen.wait(10)
+            state["seen"].wait(10)
             samples.append((time.perf_counter() - t0) * 1000)
-            seen.set()
-            watcher.join()
-        del model
+    state["done"] = True
+    watcher.join()
     stop.set()
     for w in workers:
         w.join()
-    return samples, load_done[0]
+    return samples, counter.value
 
 
 _WORKER_APP = None
@@ -288,6 +341,9 @@ def main() -> None:
             floor = floor_ms(db)
             f50 = statistics.median(floor)
             print(f"floor: SELECT 1 round trip p50 {f50:.3f} ms, p99 {pct(floor, 99):.3f} ms")
+            commits = commit_floor_ms(db, shop_id)
+            c50, c99 = statistics.median(commits), pct(commits, 99)
+            print(f"floor: one-row UPDATE + COMMIT p50 {c50:.3f} ms, p99 {c99:.3f} ms")
 
             t0 = time.perf_counter()
             decisions = gate.gate_many(db.session.get(Shop, shop.id), ids, "email", now)
@@ -332,12 +388,13 @@ def main() -> None:
                 f"({p99 / f50:.1f} x SELECT 1); {verdict} target p99 <= {TARGET_CHECK_P99_MS} ms"
             )
         trials = 100 if n > 5000 else 40
-        samples, load = propagation(app, shop_id, ids, trials, load_threads=4)
+        samples, load = propagation(app, url, shop_id, ids, trials, load=2)
         p50, p99 = statistics.median(samples), pct(samples, 99)
         verdict = "meets" if p99 <= TARGET_PROPAGATION_P99_MS else "ABOVE"
         print(
-            f"unsubscribe propagation under load (4 sender threads, {load:,} sends meanwhile): "
-            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms ({p99 / f50:.0f} x SELECT 1); {verdict} target p99 <= "
+            f"unsubscribe propagation under load (2 processes, {load:,} ingest writes + sends meanwhile): "
+            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms ({p99 / f50:.0f} x SELECT 1, {p99 / c99:.1f} x the commit "
+            f"floor's p99); {verdict} target p99 <= "
             f"{TARGET_PROPAGATION_P99_MS:.0f} ms"
         )
     finally:
