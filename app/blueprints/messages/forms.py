@@ -17,6 +17,7 @@ REASON_KINDS = (
     "fatigue",
     "quiet_hours",
     "no_address",
+    "provider_rejected",
 )
 
 
