@@ -40,6 +40,7 @@ from app.services.engagement import apply_engagement
 from app.services.identifiers import live_profile
 from app.services.profile_lock import lock_profiles
 from app.services.transports import provider_for
+from app.tenancy import get_scoped
 
 TIME_SENSITIVE_WINDOW = dt.timedelta(hours=24)
 RECIPIENT_KIND = {"email": "email", "sms": "phone", "whatsapp": "phone", "push": "web_client"}
@@ -72,12 +73,14 @@ def recipient_for(shop_id: int, profile_id: int, channel: str) -> str | None:
 
 
 def _lock_live(shop: Shop, profile_id: int) -> Profile:
-    if not lock_profiles(shop.id, [profile_id]):
+    """Lock the profile (and the survivor it was merged into) in id order, like every other locker."""
+    profile = get_scoped(Profile, shop.id, profile_id)
+    if profile is None:
         raise NotFound(f"profile {profile_id} not found")
-    profile = live_profile(db.session.get(Profile, profile_id))
-    if profile.id != profile_id:
-        lock_profiles(shop.id, [profile.id])
-    return profile
+    live = live_profile(profile)
+    if not lock_profiles(shop.id, {profile_id, live.id}):
+        raise NotFound(f"profile {profile_id} not found")
+    return live
 
 
 def _blocked(
