@@ -24,6 +24,7 @@ BLUEPRINTS = (
     "customers",
     "settings",
     "duplicates",
+    "messages",
     "api",
 )
 

@@ -68,6 +68,9 @@ class RQQueue:
     def enqueue(self, func_path: str, *args, job_id: str | None = None, queue: str = "default"):
         from rq.exceptions import DuplicateJobError
 
+        # RQ job ids are global to the Redis server: the prefix keeps deployments
+        # (and concurrent test runs) from deduplicating each other's jobs.
+        job_id = safe_job_id(self.prefix, job_id) if job_id else None
         try:
             job = self.queue(queue).enqueue(
                 func_path, *args, job_id=job_id, unique=bool(job_id), failure_ttl=365 * 86400

@@ -160,7 +160,7 @@ def test_no_route_lets_shop_a_see_or_change_shop_b(app, client, auth):
                 body = {
                     "profile_id": values["profile_id"],
                     "other_id": values["other_id"],
-                    "identifier": f"email:{SECRET_EMAIL}",
+                    "identifier": "email:visitor@alpha-only.example.net",
                     "channel": "email",
                 }
                 response = client.open(url, method=method, headers=headers, json=body)

@@ -24,8 +24,10 @@ import sqlalchemy as sa
 
 from app.errors import ValidationFailed
 from app.extensions import db
-from app.models import ConsentRecord, ConsentState, ConsentText, Profile
+from app.models import ConsentRecord, ConsentState, ConsentText, Profile, Shop
+from app.models.base import utcnow
 from app.models.profile import CHANNELS
+from app.services.profile_lock import lock_profiles
 from app.tenancy import scoped
 
 ALL = "all"
@@ -41,9 +43,12 @@ def consent_text(shop_id: int, body: str | None) -> ConsentText | None:
     row = db.session.scalar(scoped(ConsentText, shop_id).where(ConsentText.sha256 == digest))
     if row is None:
         version = (db.session.scalar(scoped(ConsentText, shop_id, sa.func.max(ConsentText.version))) or 0) + 1
-        row = ConsentText(shop_id=shop_id, sha256=digest, version=version, body=body)
-        db.session.add(row)
-        db.session.flush()
+        try:
+            with db.session.begin_nested():  # two captures of a new wording at once: one row wins
+                row = ConsentText(shop_id=shop_id, sha256=digest, version=version, body=body)
+                db.session.add(row)
+        except sa.exc.IntegrityError:
+            row = db.session.scalar(scoped(ConsentText, shop_id).where(ConsentText.sha256 == digest))
     return row
 
 
@@ -98,7 +103,8 @@ def refresh_states(profile: Profile) -> dict[str, str | None]:
         if row is None:
             row = ConsentState(shop_id=profile.shop_id, profile_id=profile.id, channel=channel)
             db.session.add(row)
-        row.status, row.record_id = deciding.status, deciding.id
+        if (row.status, row.record_id) != (deciding.status, deciding.id):
+            row.status, row.record_id, row.updated_at = deciding.status, deciding.id, utcnow()
     global_outs = [r for r in records if r.channel == ALL and r.status == OPTED_OUT]
     latest_global = max(global_outs, key=lambda r: r.captured_at, default=None)
     profile.globally_unsubscribed = latest_global is not None and all(s != OPTED_IN for s in states.values())
@@ -127,12 +133,16 @@ def record_consent(
         external_ref: a source id (webhook id, message sid) so a replay adds nothing.
 
     Raises:
-        ValidationFailed: an unknown channel or status.
+        ValidationFailed: an unknown channel or status, or a naive ``captured_at``.
     """
     if channel not in (*CHANNELS, ALL):
         raise ValidationFailed(f"channel must be one of {', '.join(CHANNELS)}", field="channel")
     if status not in (OPTED_IN, OPTED_OUT):
         raise ValidationFailed("status must be opted_in or opted_out", field="status")
+    if not isinstance(captured_at, dt.datetime) or captured_at.tzinfo is None:
+        raise ValidationFailed("captured_at must be a timestamp with a time zone", field="captured_at")
+    # Serialise with the gate's reservation: a send in flight finishes first, every later one sees this.
+    lock_profiles(profile.shop_id, [profile.id])
     if external_ref:
         existing = db.session.scalar(
             scoped(ConsentRecord, profile.shop_id).where(
@@ -183,3 +193,27 @@ def channel_states(profile: Profile) -> dict[str, str | None]:
     states = dict.fromkeys(CHANNELS)
     states.update(dict(rows.all()))
     return states
+
+
+def consents_section(shop: Shop, profile: Profile) -> dict:
+    """The profile document's ``consents`` and ``globally_unsubscribed`` keys."""
+    rows = db.session.execute(
+        scoped(ConsentState, shop.id, ConsentState.channel, ConsentRecord, ConsentText.body)
+        .join(ConsentRecord, ConsentRecord.id == ConsentState.record_id)
+        .outerjoin(ConsentText, ConsentText.id == ConsentRecord.consent_text_id)
+        .where(ConsentState.profile_id == profile.id)
+    )
+    consents: dict[str, dict | None] = dict.fromkeys(CHANNELS)
+    for channel, record, body in rows:
+        consents[channel] = {
+            "status": record.status,
+            "consent_text": body,
+            "captured_at": record.captured_at.isoformat(),
+            "source": record.source,
+            "explicit": record.explicit,
+            "global_unsubscribe": record.channel == ALL,
+        }
+    for channel in CHANNELS:
+        if consents[channel] is None:
+            consents[channel] = {"status": None, "consent_text": None, "captured_at": None, "source": None}
+    return {"consents": consents, "globally_unsubscribed": profile.globally_unsubscribed}

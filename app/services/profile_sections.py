@@ -12,7 +12,8 @@ from importlib import import_module
 from typing import Any
 
 SECTION_PATHS: list[str] = [
-    # "app.services.consent.profile_section",
+    "app.services.consent.consents_section",
+    "app.services.messaging.messaging_section",
 ]
 
 

@@ -7,19 +7,21 @@ order counts survive an erasure unchanged.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import Order, Profile
+from app.models import ConsentState, Message, Order, Profile, Shop
+from app.models.base import utcnow
 from app.models.profile import LIFECYCLE_STAGES
 from app.services.profile_view import money
 from app.tenancy import scoped
 
 
 def shop_stats(shop_id: int) -> dict[str, Any]:
-    """``{profiles, buyers, orders, revenue, lifecycle{stage: count}}`` for one shop."""
+    """``{profiles, buyers, orders, revenue, lifecycle{stage: count}, fatigue_share, coverage}``."""
     live = (Profile.merged_into_id.is_(None),)
     lifecycle = dict.fromkeys(LIFECYCLE_STAGES, 0)
     stmt = (
@@ -46,4 +48,43 @@ def shop_stats(shop_id: int) -> dict[str, Any]:
         "orders": orders,
         "revenue": money(revenue),
         "lifecycle": lifecycle,
+        **messaging_stats(shop_id),
+    }
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def messaging_stats(shop_id: int, now: dt.datetime | None = None) -> dict[str, Any]:
+    """``fatigue_share`` (live profiles at fatigue ≥ threshold) and ``coverage`` per channel."""
+    from app.services.gate import CHANNELS, FATIGUE_WINDOW
+    from app.services.gate_facts import load_policy
+
+    now = now or utcnow()
+    live = (Profile.merged_into_id.is_(None), Profile.erased_at.is_(None))
+    total = db.session.scalar(scoped(Profile, shop_id, sa.func.count()).where(*live)) or 0
+    threshold_count = load_policy(db.session.get(Shop, shop_id)).fatigue_block_count
+    tired = (
+        scoped(Message, shop_id, Message.profile_id)
+        .where(Message.status == "sent", Message.created_at > now - FATIGUE_WINDOW)
+        .group_by(Message.profile_id)
+        .having(sa.func.count() >= threshold_count)
+        .subquery()
+    )
+    fatigued = db.session.scalar(
+        scoped(Profile, shop_id, sa.func.count()).where(*live, Profile.id.in_(sa.select(tired.c.profile_id)))
+    )
+    opted = dict.fromkeys(CHANNELS, 0)
+    stmt = (
+        scoped(ConsentState, shop_id, ConsentState.channel, sa.func.count())
+        .join(Profile, Profile.id == ConsentState.profile_id)
+        .where(*live, ConsentState.status == "opted_in", Profile.globally_unsubscribed.is_(False))
+        .group_by(ConsentState.channel)
+    )
+    for channel, count in db.session.execute(stmt):
+        opted[channel] = count
+    return {
+        "fatigue_share": _share(fatigued or 0, total),
+        "coverage": {c: _share(n, total) for c, n in opted.items()},
     }

@@ -7,6 +7,7 @@ route is registered, and a test fails when a route has no description.
 from flask import current_app, jsonify
 
 from app.blueprints.api import bp
+from app.blueprints.api.messaging_openapi import OPENAPI_PATHS as MESSAGING_PATHS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 JSON_OBJECT = {"type": "object"}
@@ -39,6 +40,7 @@ def _op(summary: str, status: int = 200, body: bool = False, params: tuple = ())
 
 
 PID = ("id", "path", "integer")
+DETAILED: dict[str, dict] = {**MESSAGING_PATHS}
 OPERATIONS: dict[tuple[str, str], dict] = {
     ("/events", "post"): _op("Record a generic signal (support touch, push, marketplace order…)", 202, True),
     ("/profiles", "get"): _op(
@@ -102,6 +104,11 @@ def document() -> dict:
     for path, method in sorted(api_routes()):
         if (path, method) in OPERATIONS:
             paths.setdefault(path, {})[method] = OPERATIONS[(path, method)]
+    # Features with detailed schemas describe their own operations.
+    for path, item in DETAILED.items():
+        for method, operation in item.items():
+            if method in paths.get(path, {}):
+                paths[path][method] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": "Customer 360 admin API", "version": "1"},

@@ -1,0 +1,39 @@
+"""The message log's filter bar: which filters exist and the values to offer."""
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Message
+from app.models.messaging import MESSAGE_SOURCES, MESSAGE_STATUSES
+from app.services.gate import CHANNELS
+
+FILTERS = ("reason", "channel", "campaign_id", "status", "source")
+REASON_KINDS = (
+    "erased",
+    "global_unsubscribe",
+    "no_consent",
+    "global_cap_reached",
+    "channel_cap_reached",
+    "fatigue",
+    "quiet_hours",
+    "no_address",
+    "provider_rejected",
+)
+
+
+def filter_choices(shop_id: int) -> dict[str, list[str]]:
+    """The values each filter offers; campaigns are the shop's own ids."""
+    campaigns = db.session.scalars(
+        sa.select(Message.campaign_id)
+        .where(Message.shop_id == shop_id, Message.campaign_id.is_not(None))
+        .distinct()
+        .order_by(Message.campaign_id)
+        .limit(200)
+    )
+    return {
+        "reason": list(REASON_KINDS),
+        "channel": list(CHANNELS),
+        "campaign_id": list(campaigns),
+        "status": list(MESSAGE_STATUSES),
+        "source": list(MESSAGE_SOURCES),
+    }

@@ -1,0 +1,46 @@
+"""Views: the filterable message log, and a customer's global unsubscribe."""
+
+from flask import abort, flash, g, redirect, request, url_for
+from flask_login import current_user
+
+from app.blueprints.messages import bp
+from app.blueprints.messages.forms import FILTERS, filter_choices
+from app.extensions import db
+from app.forms import EmptyForm
+from app.htmx import render_page
+from app.models import Profile
+from app.models.base import utcnow
+from app.services import consent
+from app.services.audit import record
+from app.services.messaging import message_log
+from app.tenancy import get_scoped
+from app.web import shop_required
+
+PAGE_SIZE = 100
+
+
+@bp.get("/")
+@shop_required()
+def index():
+    """The message log; the filter bar refreshes only the ``log`` block."""
+    filters = {key: request.args.get(key) or None for key in FILTERS}
+    messages = list(db.session.scalars(message_log(g.shop.id, **filters).limit(PAGE_SIZE)))
+    return render_page(
+        "messages/index.html", "log", messages=messages, filters=filters, choices=filter_choices(g.shop.id)
+    )
+
+
+@bp.post("/unsubscribe/<int:profile_id>")
+@shop_required("staff")
+def unsubscribe(profile_id: int):
+    """Globally unsubscribe one customer from the console (every channel off)."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    profile = get_scoped(Profile, g.shop.id, profile_id)
+    if profile is None:
+        abort(404)
+    consent.unsubscribe_all(profile, source="console", captured_at=utcnow())
+    record(g.shop.id, f"user:{current_user.id}", "global_unsubscribe", "profile", profile.id)
+    db.session.commit()
+    flash("Customer unsubscribed from every channel.", "ok")
+    return redirect(url_for("customers.show", profile_id=profile.id))

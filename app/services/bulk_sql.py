@@ -1,0 +1,88 @@
+"""Bulk SQL that stays cheap for long lists: ``IN`` over many ids, many-row inserts.
+
+On PostgreSQL a list becomes one array parameter per column (``= ANY(:ids)``,
+``INSERT … SELECT unnest(:col1), unnest(:col2) …``): the statement text and
+plan are the same for every size, and the driver neither binds thousands of
+parameters nor sends one statement per row. SQLite keeps ``IN`` and
+``executemany``, which are already cheap in-process.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from app.extensions import db
+from app.models.base import JsonDoc, UTCDateTime
+
+
+def is_postgresql() -> bool:
+    """True when the session talks to PostgreSQL."""
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def id_in(column, ids: Sequence[int]):
+    """A predicate: ``column`` is one of ``ids``."""
+    if len(ids) == 1:
+        return column == ids[0]
+    if is_postgresql():
+        return column == sa.any_(sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.BigInteger())))
+    return column.in_(ids)
+
+
+def _unnest(column: sa.Column, values: list[Any]):
+    if all(v == values[0] for v in values):
+        # A column with one value for every row (shop, channel, time…) binds one scalar, not an array.
+        if isinstance(column.type, JsonDoc):
+            return sa.cast(sa.bindparam(None, json.dumps(values[0]), type_=sa.Text()), postgresql.JSONB)
+        return sa.cast(sa.bindparam(None, values[0], type_=column.type), column.type)
+    if isinstance(column.type, JsonDoc):
+        param = sa.bindparam(None, [json.dumps(v) for v in values], type_=postgresql.ARRAY(sa.Text()))
+        return sa.cast(sa.func.unnest(param), postgresql.JSONB)
+    item_type = sa.DateTime(timezone=True) if isinstance(column.type, UTCDateTime) else column.type
+    return sa.func.unnest(sa.bindparam(None, values, type_=postgresql.ARRAY(item_type)))
+
+
+def unnest_select(table: sa.Table, rows: list[dict[str, Any]]) -> tuple[list[str], sa.Select]:
+    """PostgreSQL: the rows as ``SELECT unnest(:col1), …`` (one array parameter per column)."""
+    names = list(rows[0])
+    return names, sa.select(*(_unnest(table.c[n], [r[n] for r in rows]) for n in names))
+
+
+def copy_rows(table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows that share their keys, with ``COPY`` on PostgreSQL (no per-row statements)."""
+    if not rows:
+        return
+    if not is_postgresql():
+        db.session.execute(sa.insert(table), rows)
+        return
+    names = list(rows[0])
+    json_columns = {n for n in names if isinstance(table.c[n].type, JsonDoc)}
+    cursor = db.session.connection().connection.driver_connection.cursor()
+    columns = ", ".join(f'"{n}"' for n in names)
+    with cursor, cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[n]) if n in json_columns else row[n] for n in names])
+
+
+def insert_rows(table: sa.Table, rows: list[dict[str, Any]], returning: Sequence[str] = ()) -> list:
+    """Insert rows that share their keys; return the ``returning`` columns (in no promised order)."""
+    if not rows:
+        return []
+    if not is_postgresql():
+        stmt = sa.insert(table)
+        if returning:
+            stmt = stmt.returning(*(table.c[c] for c in returning), sort_by_parameter_order=True)
+            return db.session.execute(stmt, rows).all()
+        db.session.execute(stmt, rows)
+        return []
+    names, source = unnest_select(table, rows)
+    stmt = sa.insert(table).from_select(names, source)
+    if returning:
+        return db.session.execute(stmt.returning(*(table.c[c] for c in returning))).all()
+    db.session.execute(stmt)
+    return []

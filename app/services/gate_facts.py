@@ -1,0 +1,170 @@
+"""Reading the gate's arguments from the database: the shop's policy, each profile's facts.
+
+Bulk by design: an audience of any size costs one query per chunk
+(profiles joined to their consent for the channel, with their recent
+sends aggregated as JSON), plus phones only where nothing else names a
+time zone. One profile costs one round trip.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from app.extensions import db
+from app.models import ConsentState, Identifier, Message, Profile, Shop
+from app.services.bulk_sql import id_in
+from app.services.gate import CHANNELS, FACTS_LOOKBACK, GatePolicy, ProfileFacts
+from app.services.shop_settings import effective_settings
+from app.services.timezones import resolve_zone
+
+CHUNK = 5000
+
+
+def load_policy(shop: Shop) -> GatePolicy:
+    """The shop's gate policy from its effective settings."""
+    return GatePolicy.from_settings(effective_settings(shop))
+
+
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    for i in range(0, len(ids), CHUNK):
+        yield ids[i : i + CHUNK]
+
+
+@functools.lru_cache(maxsize=32)
+def _facts_stmt(dialect: str, channel: str | None, single: bool) -> sa.Select:
+    """The facts query, built once per shape: Core columns and bind parameters, so a check pays no compile.
+
+    Parameters: ``shop_id``, ``since``, then ``pid`` (single) or ``ids``, and ``channel`` when joined.
+    """
+    pg = dialect == "postgresql"
+    p, m, c = Profile.__table__, Message.__table__, ConsentState.__table__
+    pair = (
+        sa.func.json_build_array(m.c.channel, m.c.created_at)
+        if pg
+        else sa.func.json_array(m.c.channel, m.c.created_at)
+    )
+    agg = sa.func.json_agg(pair) if pg else sa.func.json_group_array(pair)
+    sent = (
+        sa.select(agg)
+        .where(
+            m.c.shop_id == sa.bindparam("shop_id"),
+            m.c.profile_id == p.c.id,
+            m.c.status == "sent",
+            m.c.created_at > sa.bindparam("since"),
+        )
+        .correlate(p)
+        .scalar_subquery()
+        .label("sent")
+    )
+    if single:
+        which = p.c.id == sa.bindparam("pid")
+    elif pg:
+        which = p.c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.BigInteger())))
+    else:
+        which = p.c.id.in_(sa.bindparam("ids", expanding=True))
+    columns = [
+        p.c.id,
+        p.c.erased_at,
+        p.c.globally_unsubscribed,
+        p.c.timezone,
+        p.c.country,
+        p.c.province,
+        sent,
+    ]
+    if channel is None:
+        return sa.select(*columns).where(p.c.shop_id == sa.bindparam("shop_id"), which)
+    joined = p.outerjoin(c, sa.and_(c.c.profile_id == p.c.id, c.c.channel == sa.bindparam("channel")))
+    return (
+        sa.select(*columns, c.c.status)
+        .select_from(joined)
+        .where(p.c.shop_id == sa.bindparam("shop_id"), which)
+    )
+
+
+def _parse_sent(raw) -> tuple[tuple[dt.datetime, str], ...]:
+    if raw is None:
+        return ()
+    pairs = json.loads(raw) if isinstance(raw, str) else raw
+    out = []
+    for channel, at in pairs:
+        moment = dt.datetime.fromisoformat(at)
+        out.append((moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC), channel))
+    return tuple(out)
+
+
+def _profiles(shop_id: int, ids: list[int], channels: list[str], now: dt.datetime) -> tuple[list, dict]:
+    """Profile rows with their recent sends and consent states (joined in for a single channel)."""
+    single, channel = len(ids) == 1, channels[0] if len(channels) == 1 else None
+    stmt = _facts_stmt(db.session.get_bind().dialect.name, channel, single)
+    params = {"shop_id": shop_id, "since": now - FACTS_LOOKBACK, "channel": channel}
+    params.update({"pid": ids[0]} if single else {"ids": list(ids)})
+    rows = db.session.execute(stmt, params).all()
+    if channel is not None:
+        return rows, {r.id: {channel: r.status} for r in rows if r.status}
+    consents: dict[int, dict[str, str]] = {}
+    states = sa.select(ConsentState.profile_id, ConsentState.channel, ConsentState.status).where(
+        ConsentState.shop_id == shop_id,
+        id_in(ConsentState.profile_id, ids),
+        ConsentState.channel.in_(channels),
+    )
+    for pid, state_channel, status in db.session.execute(states):
+        consents.setdefault(pid, {})[state_channel] = status
+    return rows, consents
+
+
+def _phones(shop_id: int, ids: list[int]) -> dict[int, list[str]]:
+    phones: dict[int, list[str]] = {}
+    if not ids:
+        return phones
+    stmt = (
+        sa.select(Identifier.profile_id, Identifier.value)
+        .where(Identifier.shop_id == shop_id, Identifier.kind == "phone", id_in(Identifier.profile_id, ids))
+        .order_by(Identifier.profile_id, Identifier.first_seen_at)
+    )
+    for pid, value in db.session.execute(stmt):
+        phones.setdefault(pid, []).append(value)
+    return phones
+
+
+def load_facts(
+    shop: Shop,
+    profile_ids: Iterable[int],
+    now: dt.datetime,
+    channels: Iterable[str] = CHANNELS,
+    policy: GatePolicy | None = None,
+) -> dict[int, ProfileFacts]:
+    """Read the gate's facts for many profiles of one shop.
+
+    Profiles of another shop (or unknown ids) are simply absent from the result.
+    """
+    channels = list(channels)
+    shop_tz = (policy or load_policy(shop)).shop_timezone or shop.timezone
+    facts: dict[int, ProfileFacts] = {}
+    for chunk in _chunks(sorted(set(profile_ids))):
+        rows, consents = _profiles(shop.id, chunk, channels, now)
+        # Phones matter only where neither the profile nor the address names a zone.
+        phones = _phones(shop.id, [p.id for p in rows if not p.timezone and not p.country])
+        for p in rows:
+            pid = p.id
+            zone = resolve_zone(
+                profile_timezone=p.timezone,
+                country=p.country,
+                province=p.province,
+                phones=phones.get(pid, ()),
+                shop_timezone=shop_tz,
+                shop_country=shop.country,
+            )
+            facts[pid] = ProfileFacts(
+                zone=zone,
+                consents=consents.get(pid, {}),
+                globally_unsubscribed=bool(p.globally_unsubscribed),
+                erased=p.erased_at is not None,
+                sent=_parse_sent(p.sent),
+            )
+    return facts

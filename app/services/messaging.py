@@ -1,0 +1,325 @@
+"""Sending one message: the gate check and the reservation as one step, and the log.
+
+``send_message`` locks the profile (see ``profile_lock``), reads its
+facts, asks the gate, and writes the outcome in the same transaction, so
+two workers can never both take a customer's last free slot. Every
+attempt writes a ``Message`` row, sent or not. A blocked send depends on
+its source:
+
+* ``campaign`` and ``manual``: ``blocked`` — dropped from this send only
+  (``retry_at`` still says when the block clears, for the record).
+* ``journey``: ``waiting`` with ``retry_at`` (the block's own clearing
+  time) and a retry scheduled for then; ``blocked`` when waiting cannot
+  help (no consent).
+* ``time_sensitive`` (cart recovery): ``missed`` when every window before
+  its deadline (default 24 h) is blocked, else ``waiting`` until the first
+  open window; the retry sends or records the miss, it never waits again.
+
+Retries: with Redis, ``enqueue_in`` schedules ``workers.messaging.retry_message``
+(the worker runs the RQ scheduler). Embedded mode has no scheduler:
+``retry_due`` (the sweeper) picks up every waiting message whose time has
+come; it is safe to run at any time, since a retried attempt is superseded
+by the newer attempt row and never retried twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.errors import NotFound, ValidationFailed
+from app.extensions import db
+from app.models import Event, Identifier, Message, OutboxItem, Profile, Shop
+from app.models.base import utcnow
+from app.models.messaging import MESSAGE_SOURCES
+from app.services import gate, gate_facts
+from app.services.engagement import apply_engagement
+from app.services.identifiers import live_profile
+from app.services.profile_lock import lock_profiles
+from app.services.transports import provider_for
+from app.tenancy import get_scoped
+
+TIME_SENSITIVE_WINDOW = dt.timedelta(hours=24)
+RECIPIENT_KIND = {"email": "email", "sms": "phone", "whatsapp": "phone", "push": "web_client"}
+
+
+def validate_request(channel: str, source: str) -> None:
+    """Raise ``ValidationFailed`` for an unknown channel or source."""
+    if channel not in gate.CHANNELS:
+        raise ValidationFailed(f"channel must be one of {', '.join(gate.CHANNELS)}", field="channel")
+    if source not in MESSAGE_SOURCES:
+        raise ValidationFailed(f"source must be one of {', '.join(MESSAGE_SOURCES)}", field="source")
+
+
+def recipient_for(shop_id: int, profile_id: int, channel: str) -> str | None:
+    """The address to send ``channel`` to: the oldest email/phone (push: a web client id)."""
+    value = db.session.scalar(
+        sa.select(Identifier.value)
+        .where(
+            Identifier.shop_id == shop_id,
+            Identifier.profile_id == profile_id,
+            Identifier.kind == RECIPIENT_KIND[channel],
+            Identifier.blocked_reason.is_(None),
+        )
+        .order_by(Identifier.first_seen_at, Identifier.id)
+        .limit(1)
+    )
+    if value is None and channel == "push":
+        return f"profile:{profile_id}"
+    return value
+
+
+def _lock_live(shop: Shop, profile_id: int) -> Profile:
+    """Lock the profile (and the survivor it was merged into) in id order, like every other locker."""
+    profile = get_scoped(Profile, shop.id, profile_id)
+    if profile is None:
+        raise NotFound(f"profile {profile_id} not found")
+    live = live_profile(profile)
+    if not lock_profiles(shop.id, {profile_id, live.id}):
+        raise NotFound(f"profile {profile_id} not found")
+    return live
+
+
+def _blocked(
+    source: str,
+    decision: gate.GateDecision,
+    policy: gate.GatePolicy,
+    facts: gate.ProfileFacts,
+    channel: str,
+    now: dt.datetime,
+    deadline: dt.datetime | None,
+) -> tuple[str, dt.datetime | None]:
+    """``(status, retry_at)`` for a blocked attempt, by source."""
+    if source == "journey" and decision.retry_at is not None:
+        return "waiting", decision.retry_at
+    if source == "time_sensitive":
+        until = deadline or now + TIME_SENSITIVE_WINDOW
+        opening = gate.next_allowed(policy, facts, channel, now, until) if until > now else None
+        return ("waiting", opening) if opening else ("missed", None)
+    # Dropped from this send; the log keeps when the block would have cleared.
+    return "blocked", decision.retry_at
+
+
+def _record_sent(shop: Shop, profile: Profile, message: Message, content: Mapping[str, Any] | None) -> None:
+    recipient = recipient_for(shop.id, profile.id, message.channel)
+    if recipient is None:
+        message.status, message.reason, message.sent_at = "failed", f"no_address:{message.channel}", None
+        return
+    db.session.flush()
+    db.session.add(
+        Event(
+            shop_id=shop.id,
+            profile_id=profile.id,
+            type=f"{message.channel}.sent",
+            channel=message.channel,
+            source="c360",
+            external_id=f"message-{message.id}",
+            properties={
+                "message_id": message.id,
+                "source": message.source,
+                "campaign_id": message.campaign_id,
+                "journey_id": message.journey_id,
+            },
+            occurred_at=message.created_at,
+        )
+    )
+    apply_engagement(profile, message.channel, "sent", message.created_at)
+    payload = {"source": message.source, "campaign_id": message.campaign_id, "journey_id": message.journey_id}
+    payload.update(content or {})
+    db.session.add(
+        OutboxItem(
+            shop_id=shop.id,
+            message_id=message.id,
+            channel=message.channel,
+            recipient=recipient,
+            payload=payload,
+        )
+    )
+
+
+def send_message(
+    shop: Shop,
+    profile_id: int,
+    channel: str,
+    source: str,
+    campaign_id: str | None = None,
+    journey_id: str | None = None,
+    now: dt.datetime | None = None,
+    *,
+    deadline: dt.datetime | None = None,
+    content: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Message:
+    """Gate and, when allowed, send one message; commit; return its log row.
+
+    Args:
+        deadline: for ``time_sensitive`` sends, the last useful moment.
+        content: subject/text/template handed to the transport.
+        config: provider settings; with a provider for the channel the outbox
+            item is delivered by a job after commit.
+
+    Raises:
+        ValidationFailed: an unknown channel or source, or a naive ``now``.
+        NotFound: the profile is not this shop's.
+    """
+    validate_request(channel, source)
+    now = now or utcnow()
+    if now.tzinfo is None:
+        raise ValidationFailed("now must be timezone-aware", field="at")
+    profile = _lock_live(shop, profile_id)
+    policy = gate_facts.load_policy(shop)
+    facts = gate_facts.load_facts(shop, [profile.id], now, channels=[channel], policy=policy)[profile.id]
+    decision = gate.decide(policy, facts, channel, now)
+    message = Message(
+        shop_id=shop.id,
+        profile_id=profile.id,
+        channel=channel,
+        source=source,
+        campaign_id=campaign_id,
+        journey_id=journey_id,
+        reason=decision.reason,
+        created_at=now,
+        local_day=now.astimezone(facts.zone.primary).date(),
+    )
+    db.session.add(message)
+    if decision.allowed:
+        message.status, message.sent_at = "sent", now
+        _record_sent(shop, profile, message, content)
+    else:
+        message.status, message.retry_at = _blocked(source, decision, policy, facts, channel, now, deadline)
+    db.session.commit()
+    _after_commit(message, config)
+    return message
+
+
+def _after_commit(message: Message, config: Mapping[str, Any] | None) -> None:
+    from app import jobs
+
+    if message.status == "waiting" and message.retry_at is not None:
+        delay = max(0.0, (message.retry_at - utcnow()).total_seconds())
+        jobs.get_queue().enqueue_in(delay, "workers.messaging.retry_message", message.id)
+    if message.status == "sent" and config is not None and provider_for(message.channel, config):
+        jobs.enqueue(
+            "workers.messaging.deliver_message", message.id, job_id=jobs.safe_job_id("deliver", message.id)
+        )
+
+
+def _superseded(message: Message) -> bool:
+    newer = sa.select(Message.id).where(
+        Message.shop_id == message.shop_id,
+        Message.profile_id == message.profile_id,
+        Message.channel == message.channel,
+        Message.source == message.source,
+        Message.journey_id.is_not_distinct_from(message.journey_id),
+        Message.campaign_id.is_not_distinct_from(message.campaign_id),
+        Message.id > message.id,
+    )
+    return db.session.scalar(newer.limit(1)) is not None
+
+
+def retry_message(message_id: int, now: dt.datetime | None = None) -> Message | None:
+    """Make the next attempt of a waiting message (idempotent: a superseded one is skipped)."""
+    waiting = db.session.get(Message, message_id)
+    if waiting is None or waiting.status != "waiting":
+        return None
+    # Under the profile lock, so the scheduler and the sweeper never both retry one message.
+    lock_profiles(waiting.shop_id, [waiting.profile_id])
+    if _superseded(waiting):
+        db.session.rollback()
+        return None
+    # A scheduler firing a little early is harmless: the attempt simply waits again.
+    now = now or utcnow()
+    shop = db.session.get(Shop, waiting.shop_id)
+    return send_message(
+        shop,
+        waiting.profile_id,
+        waiting.channel,
+        waiting.source,
+        campaign_id=waiting.campaign_id,
+        journey_id=waiting.journey_id,
+        now=now,
+        deadline=now,  # a time-sensitive retry sends now or records the miss
+    )
+
+
+def retry_due(now: dt.datetime | None = None, shop_id: int | None = None) -> int:
+    """The sweeper: retry every waiting message whose time has come; return how many."""
+    now = now or utcnow()
+    stmt = sa.select(Message.id).where(Message.status == "waiting", Message.retry_at <= now)
+    if shop_id is not None:
+        stmt = stmt.where(Message.shop_id == shop_id)
+    done = 0
+    for message_id in list(db.session.scalars(stmt.order_by(Message.id))):
+        done += retry_message(message_id, now) is not None
+    return done
+
+
+def deliver_message(message_id: int, config: Mapping[str, Any]) -> str | None:
+    """Hand a sent message's outbox item to the channel's provider; store its id.
+
+    A provider that refuses the message for good (a 4xx) marks it ``failed``
+    with the reason, so it no longer counts against the caps; a retryable
+    error propagates for the job queue to record.
+    """
+    from app.services.transports import Outbound, TransportError
+
+    message = db.session.get(Message, message_id)
+    if message is None or message.status != "sent" or message.provider_message_id:
+        return None
+    transport = provider_for(message.channel, config)
+    item = db.session.scalar(sa.select(OutboxItem).where(OutboxItem.message_id == message.id))
+    if transport is None or item is None:
+        return None
+    try:
+        provider_id = transport.send(Outbound(message.id, message.channel, item.recipient, item.payload))
+    except TransportError as exc:
+        if exc.retryable:
+            raise
+        message.status, message.reason = "failed", f"provider_rejected:{exc.status or 'invalid'}"
+        db.session.commit()
+        return None
+    message.provider_message_id = provider_id
+    db.session.commit()
+    return provider_id
+
+
+def messaging_section(shop: Shop, profile: Profile, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The profile document's ``messaging`` key: what this customer has heard from you."""
+    now = now or utcnow()
+    facts = gate_facts.load_facts(shop, [profile.id], now).get(profile.id)
+    counts = gate.messaging_counts(facts, now) if facts else {}
+    last = db.session.execute(
+        sa.select(Message.channel, sa.func.max(Message.created_at))
+        .where(Message.shop_id == shop.id, Message.profile_id == profile.id, Message.status == "sent")
+        .group_by(Message.channel)
+    )
+    last_at: dict[str, dt.datetime | None] = dict.fromkeys(gate.CHANNELS)
+    last_at.update(dict(last.all()))
+    week = counts.get("last_7d_count", 0)
+    return {
+        "messaging": {
+            "today_count": counts.get("today_count", 0),
+            "today_by_channel": counts.get("today_by_channel", dict.fromkeys(gate.CHANNELS, 0)),
+            "last_7d_count": week,
+            "fatigue": gate.fatigue_of(week),
+            "last_contact_at": {c: (t.isoformat() if t else None) for c, t in last_at.items()},
+            # Where the time zone chain ended: the zone(s) quiet hours obey, and which step decided.
+            "quiet_hours_zones": list(facts.zone.zones) if facts else [],
+            "timezone_source": facts.zone.source if facts else None,
+        }
+    }
+
+
+def message_log(shop_id: int, **filters: str | None) -> sa.Select:
+    """The shop's message log, newest first, filtered by reason/channel/campaign/status."""
+    stmt = sa.select(Message).where(Message.shop_id == shop_id)
+    if filters.get("reason"):
+        reason = filters["reason"]
+        stmt = stmt.where(sa.or_(Message.reason == reason, Message.reason.startswith(f"{reason}:")))
+    for key in ("channel", "campaign_id", "status", "source"):
+        if filters.get(key):
+            stmt = stmt.where(getattr(Message, key) == filters[key])
+    return stmt.order_by(Message.created_at.desc(), Message.id.desc())

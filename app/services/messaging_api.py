@@ -1,0 +1,167 @@
+"""Turning the messaging API's JSON bodies into service calls, with clear 4xx errors.
+
+Kept apart from the views so the console and tests share the parsing, and
+apart from the services so they keep typed arguments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from app.errors import DomainError, NotFound, ValidationFailed
+from app.models import Profile, Shop
+from app.models.base import utcnow
+from app.services import consent, gate
+from app.services.identifiers import KINDS, live_profile, normalise
+from app.services.messaging import validate_request
+from app.services.resolution import resolve
+from app.tenancy import get_scoped
+
+NON_EXPLICIT_SOURCES = frozenset({"import", "sync", "bulk_import", "migration"})
+
+
+def parse_time(value: Any, field: str) -> dt.datetime | None:
+    """An ISO 8601 timestamp with an offset, or None when absent."""
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationFailed(f"{field} must be an ISO 8601 timestamp", field=field) from None
+    if parsed.tzinfo is None:
+        raise ValidationFailed(f"{field} must carry a UTC offset", field=field)
+    return parsed
+
+
+def _text(body: dict, key: str, required: bool = False, limit: int = 255) -> str | None:
+    value = body.get(key)
+    if value is None or value == "":
+        if required:
+            raise ValidationFailed(f"{key} is required", field=key)
+        return None
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise ValidationFailed(f"{key} must be a string", field=key)
+    value = str(value)
+    if len(value) > limit:
+        raise ValidationFailed(f"{key} is longer than {limit} characters", field=key)
+    return value
+
+
+def parse_identifier(shop: Shop, raw: Any):
+    """``KIND:VALUE`` (or a bare email/phone) normalised to an ``Ident``."""
+    if isinstance(raw, dict) and len(raw) == 1:
+        kind, value = next(iter(raw.items()))
+    elif isinstance(raw, str) and raw.strip():
+        kind, sep, value = raw.strip().partition(":")
+        if not sep or kind not in (*KINDS, "shopify"):
+            kind, value = ("email" if "@" in raw else "phone"), raw
+    else:
+        raise DomainError("identifier must be a string like email:ann@example.org", code="bad_identifier")
+    kind = {"shopify": "shopify_customer"}.get(kind, kind)
+    if kind not in KINDS:
+        raise ValidationFailed(f"unknown identifier kind {kind!r}", field="identifier")
+    ident = normalise(kind, value, shop.country)
+    if ident is None or ident.kind == "raw_phone":
+        raise ValidationFailed(f"{kind} {value!r} is not a usable identifier", field="identifier")
+    return ident
+
+
+def _profile_for(shop: Shop, body: dict, now: dt.datetime) -> Profile:
+    ident = parse_identifier(shop, body.get("identifier"))
+    profile = resolve(shop, [ident], source="api", seen_at=now)
+    if profile is None:
+        raise ValidationFailed("that identifier is blocked and cannot hold consent", field="identifier")
+    return profile
+
+
+def record_from_request(shop: Shop, body: dict) -> dict[str, Any]:
+    """``POST /consents``: append one record; answer the record and the derived states."""
+    now = utcnow()
+    channel = _text(body, "channel", required=True)
+    status = _text(body, "status", required=True)
+    if channel not in gate.CHANNELS:
+        raise ValidationFailed(f"channel must be one of {', '.join(gate.CHANNELS)}", field="channel")
+    source = _text(body, "source", limit=40) or "api"
+    explicit = body.get("explicit", source not in NON_EXPLICIT_SOURCES)
+    if not isinstance(explicit, bool):
+        raise ValidationFailed("explicit must be true or false", field="explicit")
+    text = _text(body, "consent_text", limit=20_000)
+    if status == consent.OPTED_IN and not text:
+        raise ValidationFailed("an opt-in needs the exact consent_text shown", field="consent_text")
+    captured_at = parse_time(body.get("captured_at"), "captured_at") or now
+    profile = _profile_for(shop, body, now)
+    record = consent.record_consent(
+        profile,
+        channel,
+        status,
+        source=source,
+        captured_at=captured_at,
+        text=text,
+        explicit=explicit,
+        identifier=str(body.get("identifier"))[:320],
+        ip=_text(body, "ip", limit=45),
+        user_agent=_text(body, "user_agent", limit=2000),
+    )
+    return {
+        "id": record.id,
+        "profile_id": profile.id,
+        "channel": channel,
+        "status": status,
+        "explicit": explicit,
+        "states": consent.channel_states(profile),
+        "globally_unsubscribed": profile.globally_unsubscribed,
+    }
+
+
+def unsubscribe_from_request(shop: Shop, body: dict) -> dict[str, Any]:
+    """``POST /unsubscribe``: every channel off for the profile holding ``identifier``."""
+    now = utcnow()
+    profile = _profile_for(shop, body, now)
+    consent.unsubscribe_all(profile, source=_text(body, "source", limit=40) or "api", captured_at=now)
+    return {
+        "profile_id": profile.id,
+        "globally_unsubscribed": profile.globally_unsubscribed,
+        "states": consent.channel_states(profile),
+    }
+
+
+def _profile_id(shop: Shop, body: dict) -> Profile:
+    raw = body.get("profile_id")
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        if isinstance(raw, str) and raw.isdigit():
+            raw = int(raw)
+        else:
+            raise ValidationFailed("profile_id must be an integer", field="profile_id")
+    profile = live_profile(get_scoped(Profile, shop.id, raw))
+    if profile is None:
+        raise NotFound(f"profile {raw} not found")
+    return profile
+
+
+def gate_request(shop: Shop, body: dict) -> tuple[Profile, str, dt.datetime | None]:
+    """``POST /gate/check``: the profile (this shop's), the channel and ``at``."""
+    channel = _text(body, "channel", required=True)
+    if channel not in gate.CHANNELS:
+        raise ValidationFailed(f"channel must be one of {', '.join(gate.CHANNELS)}", field="channel")
+    at = parse_time(body.get("at"), "at")
+    return _profile_id(shop, body), channel, at
+
+
+def message_request(shop: Shop, body: dict) -> dict[str, Any]:
+    """``POST /messages``: keyword arguments for ``send_message``."""
+    channel = _text(body, "channel", required=True)
+    source = _text(body, "source", required=True)
+    validate_request(channel, source)
+    content = body.get("content")
+    if content is not None and not isinstance(content, dict):
+        raise ValidationFailed("content must be an object (subject, text, template)", field="content")
+    return {
+        "profile_id": _profile_id(shop, body).id,
+        "channel": channel,
+        "source": source,
+        "campaign_id": _text(body, "campaign_id", limit=64),
+        "journey_id": _text(body, "journey_id", limit=64),
+        "deadline": parse_time(body.get("deadline"), "deadline"),
+        "content": content,
+    }

@@ -1,0 +1,408 @@
+"""Benchmark the send-time gate: batched check+reserve, single checks, unsubscribe propagation.
+
+    .venv/bin/python -m bench.gate --quick      # 5,000 profiles
+    .venv/bin/python -m bench.gate              # 100,000 profiles (the issue's size)
+
+Runs on PostgreSQL (``DATABASE_URL``, default ``postgresql://postgres@127.0.0.1:5432/postgres``)
+in a throw-away database it creates and drops; ``--sqlite`` uses a temporary
+SQLite file instead. The floor is a bare ``SELECT 1`` round trip measured in
+the same run; every latency is also printed as a multiple of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+
+import sqlalchemy as sa
+
+TARGET_BATCH, TARGET_CHECK_P99_MS, TARGET_PROPAGATION_P99_MS = 20_000, 2.0, 1000.0
+ZONES = [
+    ("Europe/London", None, None),
+    ("Australia/Sydney", None, None),
+    (None, "US", None),
+    (None, "AU", "NSW"),
+]
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def make_database(use_sqlite: bool) -> tuple[str, callable]:
+    if use_sqlite:
+        return f"sqlite:///{tempfile.mkdtemp(prefix='c360-bench-')}/bench.sqlite", lambda: None
+    base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    url = sa.engine.make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
+    name = f"c360_gatebench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop():
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    return url.set(database=name).render_as_string(hide_password=False), drop
+
+
+def seed(db, shop, n: int, now: dt.datetime) -> list[int]:
+    """N profiles with an email, 90 % opted in to email and SMS, 3 % unsubscribed, 5 % capped today."""
+    from app.models import ConsentState, Identifier, Message, Profile
+    from app.services.bulk_sql import insert_rows
+
+    rng = random.Random(7)
+    profile_rows = []
+    for i in range(n):
+        tz, country, province = ZONES[i % len(ZONES)]
+        profile_rows.append(
+            {
+                "shop_id": shop.id,
+                "timezone": tz,
+                "country": country,
+                "province": province,
+                "globally_unsubscribed": rng.random() < 0.03,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    ids = []
+    for start in range(0, n, 10_000):
+        ids += [
+            row.id for row in insert_rows(Profile.__table__, profile_rows[start : start + 10_000], ("id",))
+        ]
+    ids.sort()
+    insert_rows(
+        Identifier.__table__,
+        [
+            {
+                "shop_id": shop.id,
+                "profile_id": pid,
+                "kind": "email",
+                "value": f"p{pid}@bench.test",
+                "source": "bench",
+                "first_seen_at": now,
+                "last_seen_at": now,
+            }
+            for pid in ids
+        ],
+    )
+    states = [
+        {"shop_id": shop.id, "profile_id": pid, "channel": channel, "status": "opted_in", "updated_at": now}
+        for pid in ids
+        if rng.random() < 0.9
+        for channel in ("email", "sms")
+    ]
+    insert_rows(ConsentState.__table__, states)
+    earlier = now - dt.timedelta(minutes=30)
+    capped = [pid for pid in ids if rng.random() < 0.05]
+    insert_rows(
+        Message.__table__,
+        [
+            {
+                "shop_id": shop.id,
+                "profile_id": pid,
+                "channel": "email",
+                "source": "campaign",
+                "status": "sent",
+                "created_at": earlier,
+                "sent_at": earlier,
+            }
+            for pid in capped
+            for _ in range(3)
+        ],
+    )
+    db.session.commit()
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(sa.text("ANALYZE"))  # fresh bulk data: give the planner its statistics
+        db.session.commit()
+    return ids
+
+
+def floor_ms(db, rounds: int = 2000) -> list[float]:
+    samples = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        db.session.execute(sa.text("SELECT 1")).scalar()
+        samples.append((time.perf_counter() - t0) * 1000)
+    db.session.rollback()
+    return samples
+
+
+def commit_floor_ms(db, shop_id: int, rounds: int = 200) -> list[float]:
+    """A one-row write and its commit: the floor under anything that must be durable before it answers."""
+    samples = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        db.session.execute(sa.text("UPDATE shops SET name = name WHERE id = :id"), {"id": shop_id})
+        db.session.commit()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
+def single_checks(db, gate, shop, ids, now, rounds) -> list[float]:
+    rng = random.Random(11)
+    samples = []
+    for _ in range(rounds):
+        pid = rng.choice(ids)
+        t0 = time.perf_counter()
+        gate.check(shop, pid, "sms", now)
+        samples.append((time.perf_counter() - t0) * 1000)
+    db.session.rollback()
+    return samples
+
+
+def _ingest_and_send(database_url: str, shop_id: int, others: list[int], stop, counter, seed_: int) -> None:
+    """A load process: an ingest-like write (new identifier, event) and a send, in a loop until stopped."""
+    from app import create_app
+    from app.extensions import db
+    from app.models import Event, Shop
+    from app.models.base import utcnow
+    from app.services.identifiers import Ident
+    from app.services.messaging import send_message
+    from app.services.resolution import resolve
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "bench", "REDIS_URL": None})
+    rng = random.Random(seed_)
+    with app.app_context():
+        shop = db.session.get(Shop, shop_id)
+        i = 0
+        while not stop.is_set():
+            i += 1
+            now = utcnow()
+            profile = resolve(
+                shop, [Ident("email", f"load{seed_}-{i}@bench.test")], source="bench", seen_at=now
+            )
+            db.session.add(
+                Event(
+                    shop_id=shop_id,
+                    profile_id=profile.id,
+                    type="page_viewed",
+                    source="bench",
+                    external_id=f"load-{seed_}-{i}",
+                    occurred_at=now,
+                )
+            )
+            db.session.commit()
+            send_message(shop, rng.choice(others), "email", "manual", now=now)
+            with counter.get_lock():
+                counter.value += 1
+        db.engine.dispose()
+
+
+def propagation(
+    app, url: str, shop_id: int, ids: list[int], trials: int, load: int
+) -> tuple[list[float], int]:
+    """Unsubscribe under ingest + send load from other processes; time until a separate checker refuses."""
+    import multiprocessing
+
+    from app.extensions import db
+    from app.models import Profile, Shop
+    from app.models.base import utcnow
+    from app.services import gate
+    from app.services.consent import unsubscribe_all
+
+    ctx = multiprocessing.get_context("spawn")
+    stop, counter = ctx.Event(), ctx.Value("i", 0)
+    targets, others = ids[:trials], ids[trials:]
+    workers = [
+        ctx.Process(target=_ingest_and_send, args=(url, shop_id, others, stop, counter, i))
+        for i in range(load)
+    ]
+    for w in workers:
+        w.start()
+    while counter.value < load:  # every load process is up and writing
+        time.sleep(0.05)
+    # One long-lived checker polls the current target, as a worker about to send would.
+    state = {"pid": None, "seen": threading.Event(), "done": False}
+
+    def checker():
+        with app.app_context():
+            checker_shop = db.session.get(Shop, shop_id)
+            while not state["done"]:
+                pid = state["pid"]
+                if pid is not None and not state["seen"].is_set():
+                    if gate.check(checker_shop, pid, "email", utcnow()).reason == "global_unsubscribe":
+                        state["seen"].set()
+                    db.session.rollback()
+                else:
+                    time.sleep(0.0005)
+
+    watcher = threading.Thread(target=checker)
+    watcher.start()
+    samples = []
+    with app.app_context():
+        for pid in targets:
+            profile = db.session.get(Profile, pid)
+            state["seen"] = threading.Event()
+            state["pid"] = pid
+            t0 = time.perf_counter()
+            unsubscribe_all(profile, source="bench", captured_at=utcnow())
+            db.session.commit()  # the API answers 200 here
+            state["seen"].wait(10)
+            samples.append((time.perf_counter() - t0) * 1000)
+    state["done"] = True
+    watcher.join()
+    stop.set()
+    for w in workers:
+        w.join()
+    return samples, counter.value
+
+
+_WORKER_APP = None
+
+
+def _init_worker(database_url: str) -> None:
+    """Build the app once per worker process, before the clock starts."""
+    global _WORKER_APP
+    from app import create_app
+
+    _WORKER_APP = create_app(
+        {"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "bench", "REDIS_URL": None}
+    )
+
+
+def _ready(_: int) -> bool:
+    time.sleep(0.2)  # each worker takes one of these, so all have finished starting
+    return _WORKER_APP is not None
+
+
+def send_slice(shop_id: int, ids: list[int], now_iso: str) -> int:
+    """One worker process of the parallel campaign send: gate and reserve its slice of the audience."""
+    from app.extensions import db
+    from app.models import Shop
+    from app.services.messaging_bulk import send_many
+
+    with _WORKER_APP.app_context():
+        shop = db.session.get(Shop, shop_id)
+        now = dt.datetime.fromisoformat(now_iso)
+        return send_many(shop, ids, "email", campaign_id="bench-parallel", now=now).decisions
+
+
+def parallel_send(url: str, shop_id: int, ids: list[int], now: dt.datetime, workers: int) -> float:
+    """Decisions/s of a second campaign sent by ``workers`` processes, each on its own slice."""
+    import multiprocessing
+
+    slices = [ids[i::workers] for i in range(workers)]
+    with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (url,)) as pool:
+        assert all(pool.map(_ready, range(workers), chunksize=1))
+        t0 = time.perf_counter()
+        done = sum(pool.starmap(send_slice, [(shop_id, s, now.isoformat()) for s in slices], chunksize=1))
+        return done / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="5,000 profiles instead of 100,000")
+    parser.add_argument("--profiles", type=int, help="audience size (overrides --quick)")
+    parser.add_argument("--sqlite", action="store_true", help="use a temporary SQLite file")
+    parser.add_argument("--workers", type=int, default=1, help="processes for the parallel campaign send")
+    args = parser.parse_args()
+    n = args.profiles or (5_000 if args.quick else 100_000)
+    url, drop = make_database(args.sqlite)
+    os.environ.setdefault("C360_INSTANCE_PATH", tempfile.mkdtemp(prefix="c360-bench-"))
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db
+    from app.models import Shop
+    from app.services import accounts, gate
+    from app.services.messaging_bulk import send_many
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench", "REDIS_URL": None})
+    try:
+        with app.app_context():
+            upgrade()
+            shop = accounts.create_shop(
+                "bench.myshopify.com",
+                secret="bench-secret",  # noqa: S106
+                plan="pro",
+                timezone="Europe/London",
+                currency="GBP",
+                country="GB",
+            )
+            db.session.commit()
+            shop_id = shop.id
+            now = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+            t0 = time.perf_counter()
+            ids = seed(db, shop, n, now)
+            print(
+                f"backend {db.engine.dialect.name}; seeded {n:,} profiles in {time.perf_counter() - t0:.1f} s"
+            )
+            floor = floor_ms(db)
+            f50 = statistics.median(floor)
+            print(f"floor: SELECT 1 round trip p50 {f50:.3f} ms, p99 {pct(floor, 99):.3f} ms")
+            commits = commit_floor_ms(db, shop_id)
+            c50, c99 = statistics.median(commits), pct(commits, 99)
+            print(f"floor: one-row UPDATE + COMMIT p50 {c50:.3f} ms, p99 {c99:.3f} ms")
+
+            t0 = time.perf_counter()
+            decisions = gate.gate_many(db.session.get(Shop, shop.id), ids, "email", now)
+            elapsed = time.perf_counter() - t0
+            db.session.rollback()
+            rate = len(decisions) / elapsed
+            print(
+                f"gate_many (read-only, batched): {rate:,.0f} decisions/s "
+                f"({elapsed * 1000 / len(decisions) / f50:.2f} x SELECT 1 per decision)"
+            )
+
+            t0 = time.perf_counter()
+            result = send_many(db.session.get(Shop, shop.id), ids, "email", campaign_id="bench", now=now)
+            elapsed = time.perf_counter() - t0
+            rate = result.decisions / elapsed
+            if db.engine.dialect.name == "postgresql":
+                db.session.execute(sa.text("ANALYZE messages"))  # as autovacuum would after a big send
+                db.session.commit()
+            verdict = "meets" if rate >= TARGET_BATCH else "BELOW"
+            print(
+                f"send_many (check + reserve, batched): {rate:,.0f} decisions/s; {verdict} target "
+                f"{TARGET_BATCH:,} ({rate / TARGET_BATCH:.2f} x); "
+                f"sent {result.sent:,}, blocked {result.blocked:,}; "
+                f"top reasons {dict(result.reasons.most_common(4))}"
+            )
+
+            if args.workers > 1:
+                rate = parallel_send(url, shop_id, ids, now + dt.timedelta(minutes=1), args.workers)
+                verdict = "meets" if rate >= TARGET_BATCH else "BELOW"
+                print(
+                    f"send_many x {args.workers} processes (check + reserve, a second campaign): "
+                    f"{rate:,.0f} decisions/s; {verdict} target {TARGET_BATCH:,} "
+                    f"({rate / TARGET_BATCH:.2f} x)"
+                )
+            checks = single_checks(
+                db, gate, db.session.get(Shop, shop.id), ids, now, 2000 if n > 5000 else 1000
+            )
+            p50, p99 = statistics.median(checks), pct(checks, 99)
+            verdict = "meets" if p99 <= TARGET_CHECK_P99_MS else "ABOVE"
+            print(
+                f"single check: p50 {p50:.3f} ms ({p50 / f50:.1f} x SELECT 1), p99 {p99:.3f} ms "
+                f"({p99 / f50:.1f} x SELECT 1); {verdict} target p99 <= {TARGET_CHECK_P99_MS} ms"
+            )
+        trials = 100 if n > 5000 else 40
+        samples, load = propagation(app, url, shop_id, ids, trials, load=2)
+        p50, p99 = statistics.median(samples), pct(samples, 99)
+        verdict = "meets" if p99 <= TARGET_PROPAGATION_P99_MS else "ABOVE"
+        print(
+            f"unsubscribe propagation under load (2 processes, {load:,} ingest writes + sends meanwhile): "
+            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms ({p99 / f50:.0f} x SELECT 1, {p99 / c99:.1f} x the commit "
+            f"floor's p99); {verdict} target p99 <= "
+            f"{TARGET_PROPAGATION_P99_MS:.0f} ms"
+        )
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        drop()
+
+
+if __name__ == "__main__":
+    main()

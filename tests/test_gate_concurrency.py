@@ -1,0 +1,56 @@
+"""Check and reservation are one step: threads and processes hammering one profile never pass a cap."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+
+import sqlalchemy as sa
+
+from app.models import Message, Shop
+from app.services.messaging import send_message
+from tests.concurrency_worker import hammer
+from tests.gate_helpers import NOON, make_profile
+
+THREADS, PROCESSES, ROUNDS = 6, 2, 3
+
+
+def test_threads_and_processes_never_exceed_the_daily_cap(app, db, shop):
+    profiles = [make_profile(shop.id, f"c{i}@shopper.test", None).id for i in range(3)]
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    errors: list[BaseException] = []
+
+    def thread_body():
+        try:
+            with app.app_context():
+                model = db.session.get(Shop, shop.id)
+                for _ in range(ROUNDS):
+                    for pid in profiles:
+                        send_message(model, pid, "email", "campaign", "storm", now=NOON)
+        except BaseException as exc:  # surfaced below: a thread must not fail silently
+            errors.append(exc)
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(PROCESSES) as pool:
+        pending = [
+            pool.apply_async(hammer, (url, shop.id, profiles, ROUNDS, NOON.isoformat()))
+            for _ in range(PROCESSES)
+        ]
+        threads = [threading.Thread(target=thread_body) for _ in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        [p.get(timeout=120) for p in pending]
+    assert not errors, errors
+    db.session.expire_all()
+    rows = db.session.execute(
+        sa.select(Message.profile_id, Message.status, sa.func.count()).group_by(
+            Message.profile_id, Message.status
+        )
+    ).all()
+    counts = {(pid, status): n for pid, status, n in rows}
+    attempts = (THREADS + PROCESSES) * ROUNDS
+    for pid in profiles:
+        assert counts[(pid, "sent")] == 3  # the global daily cap, exactly
+        assert counts[(pid, "blocked")] == attempts - 3

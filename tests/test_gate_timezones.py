@@ -1,0 +1,76 @@
+"""The customer's time zone fallback chain, and the gate loader that walks it from the database."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from app.services import gate
+from app.services.timezones import country_zones, resolve_zone
+from tests.gate_helpers import make_profile
+
+SHOP = {"shop_timezone": "Europe/London", "shop_country": "GB"}
+
+
+@pytest.mark.parametrize(
+    ("profile_tz", "country", "province", "phones", "zones", "country_out", "source"),
+    [
+        ("Australia/Sydney", "GB", None, ["+447911123456"], ("Australia/Sydney",), "AU", "profile"),
+        ("Not/AZone", "AU", "NSW", [], ("Australia/Sydney",), "AU", "address"),
+        (None, "AU", "wa", [], ("Australia/Perth",), "AU", "address"),
+        (None, "FR", None, ["+12125550123"], ("Europe/Paris",), "FR", "address"),
+        (None, None, None, ["+61412345678"], country_zones("AU"), "AU", "phone"),
+        (None, None, None, ["+12125550123"], country_zones("US"), "US", "phone"),
+        (None, None, None, [], ("Europe/London",), "GB", "shop"),
+    ],
+)
+def test_zone_fallback_chain(profile_tz, country, province, phones, zones, country_out, source):
+    found = resolve_zone(
+        profile_timezone=profile_tz, country=country, province=province, phones=phones, **SHOP
+    )
+    assert (found.zones, found.country, found.source) == (zones, country_out, source)
+
+
+def test_multi_zone_countries_list_every_zone():
+    us = country_zones("US")
+    assert {"America/New_York", "America/Los_Angeles", "Pacific/Honolulu"} <= set(us)
+    assert country_zones("GB") == ("Europe/London",)
+    assert country_zones("ZZ") == ()
+
+
+def test_loader_reads_zone_from_phone_when_nothing_else_is_known(db, shop):
+    profile = make_profile(shop.id, phone="+12125550123", timezone=None)
+    # 14:00 UTC in January: 09:00 in New York but 06:00 on the west coast.
+    morning = dt.datetime(2026, 1, 15, 14, tzinfo=dt.UTC)
+    decision = gate.check(shop.model, profile.id, "sms", morning)
+    assert decision == gate.GateDecision(False, "quiet_hours", dt.datetime(2026, 1, 15, 19, tzinfo=dt.UTC))
+
+
+def test_loader_prefers_the_address_over_the_phone(db, shop):
+    profile = make_profile(shop.id, phone="+12125550123", timezone=None)
+    profile.country, profile.province = "AU", "NSW"
+    db.session.commit()
+    ten_utc = dt.datetime(2026, 11, 18, 10, tzinfo=dt.UTC)  # 21:00 in Sydney
+    assert gate.check(shop.model, profile.id, "sms", ten_utc).reason == "quiet_hours"
+
+
+def test_regional_quiet_hours_need_starter_and_apply_by_country(db, client, shop):
+    from tests.helpers import make_shop
+
+    free = make_shop("free.myshopify.com", plan="free")
+    regions = {"quiet_hours": {"regions": {"AU": {"start": "20:00", "end": "08:00"}}}}
+    assert client.put("/api/v1/settings", json=regions, headers=free.auth).status_code == 403
+    assert client.put("/api/v1/settings", json=regions, headers=shop.auth).status_code == 200
+    profile = make_profile(shop.id, timezone="Australia/Sydney")
+    half_past_eight = dt.datetime(2026, 11, 18, 9, 30, tzinfo=dt.UTC)  # 20:30 AEDT
+    assert gate.check(shop.model, profile.id, "sms", half_past_eight).reason == "quiet_hours"
+
+
+def test_gate_many_answers_for_this_shops_profiles_only(db, shop, other_shop):
+    mine = [make_profile(shop.id, f"p{i}@shopper.test", None).id for i in range(3)]
+    theirs = make_profile(other_shop.id, "x@shopper.test", None).id
+    noon = dt.datetime(2026, 11, 18, 12, tzinfo=dt.UTC)
+    answers = gate.gate_many(shop.model, [*mine, theirs], "email", noon)
+    assert set(answers) == set(mine)
+    assert all(a.allowed for a in answers.values())

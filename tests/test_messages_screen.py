@@ -1,0 +1,61 @@
+"""The console's Messages screen and its global-unsubscribe action."""
+
+from __future__ import annotations
+
+from app.services.messaging import send_message
+from tests.gate_helpers import CHANNELS, NOON, make_profile
+
+
+def seed_log(shop):
+    profile = make_profile(shop.id)
+    for _ in range(4):
+        send_message(shop.model, profile.id, "email", "campaign", "spring-sale", now=NOON)
+    send_message(shop.model, profile.id, "sms", "journey", journey_id="welcome", now=NOON)
+    return profile
+
+
+def test_messages_screen_lists_every_attempt_with_its_reason(client, auth, shop):
+    seed_log(shop)
+    auth.login_as(shop)
+    page = client.get("/messages/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "<html" in html and "global_cap_reached:3/3" in html and "spring-sale" in html
+
+
+def test_messages_filter_returns_only_the_log_fragment(client, auth, shop):
+    seed_log(shop)
+    auth.login_as(shop)
+    fragment = client.get("/messages/?reason=global_cap_reached&channel=sms", headers={"HX-Request": "true"})
+    html = fragment.get_data(as_text=True)
+    assert "<html" not in html and "<table" in html
+    assert "global_cap_reached:3/3" in html and "spring-sale" not in html  # the SMS journey, not the emails
+    sent_only = client.get("/messages/?status=sent", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert sent_only.count("badge sent") == 3 and "badge blocked" not in sent_only
+
+
+def test_messages_screen_is_scoped_to_the_signed_in_shop(client, auth, shop, other_shop):
+    seed_log(other_shop)
+    auth.login_as(shop)
+    assert "spring-sale" not in client.get("/messages/").get_data(as_text=True)
+
+
+def test_console_unsubscribe_turns_every_channel_off(client, auth, shop):
+    profile = make_profile(shop.id)
+    auth.login_as(shop)
+    assert client.post(f"/messages/unsubscribe/{profile.id}", csrf=False).status_code == 400
+    assert client.post(f"/messages/unsubscribe/{profile.id}").status_code == 302
+    for channel in CHANNELS:
+        body = {"profile_id": profile.id, "channel": channel, "at": NOON.isoformat()}
+        answer = client.post("/api/v1/gate/check", json=body, headers=shop.auth).get_json()
+        assert answer["reason"] == "global_unsubscribe"
+
+
+def test_console_unsubscribe_of_another_shops_profile_is_404(client, auth, shop, other_shop):
+    theirs = make_profile(other_shop.id)
+    auth.login_as(shop)
+    assert client.post(f"/messages/unsubscribe/{theirs.id}").status_code == 404
+
+
+def test_messages_screen_needs_a_login(client, shop):
+    assert client.get("/messages/").status_code == 302

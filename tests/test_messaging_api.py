@@ -1,0 +1,260 @@
+"""The consent, gate and messages API: answers, 4xx errors, tenancy and unsubscribe propagation."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from app.models import ConsentRecord, ConsentText, Message
+from tests.gate_helpers import CHANNELS, NOON, TEXT, make_profile
+
+AT = NOON.isoformat()
+
+
+def check(client, shop, profile_id, channel, at=AT):
+    body = {"profile_id": profile_id, "channel": channel, "at": at}
+    return client.post("/api/v1/gate/check", json=body, headers=shop.auth)
+
+
+def every_channel(client, shop, profile_id):
+    return {c: check(client, shop, profile_id, c).get_json()["reason"] for c in CHANNELS}
+
+
+def test_gate_check_answers_allowed_and_is_read_only(client, shop):
+    profile = make_profile(shop.id)
+    answer = check(client, shop, profile.id, "sms")
+    assert answer.status_code == 200
+    assert answer.get_json() == {"allowed": True, "reason": None, "retry_at": None}
+    late = check(client, shop, profile.id, "sms", at="2026-11-18T22:30:00+00:00").get_json()
+    assert late == {"allowed": False, "reason": "quiet_hours", "retry_at": "2026-11-19T09:00:00+00:00"}
+    from app.extensions import db
+
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Message)) == 0
+
+
+def test_api_unsubscribe_refuses_every_channel_at_once(client, shop):
+    profile = make_profile(shop.id)
+    response = client.post(
+        "/api/v1/unsubscribe", json={"identifier": "email:ann@shopper.test"}, headers=shop.auth
+    )
+    assert response.status_code == 200
+    assert response.get_json()["globally_unsubscribed"] is True
+    assert every_channel(client, shop, profile.id) == dict.fromkeys(CHANNELS, "global_unsubscribe")
+    sent = client.post(
+        "/api/v1/messages",
+        json={"profile_id": profile.id, "channel": "email", "source": "campaign"},
+        headers=shop.auth,
+    )
+    assert sent.status_code == 200
+    assert sent.get_json()["status"] == "blocked"
+    assert sent.get_json()["reason"] == "global_unsubscribe"
+
+
+def test_api_unsubscribe_by_phone_finds_the_same_person(client, shop):
+    profile = make_profile(shop.id)
+    response = client.post(
+        "/api/v1/unsubscribe", json={"identifier": "phone:+44 7911 123456"}, headers=shop.auth
+    )
+    assert response.get_json()["profile_id"] == profile.id
+    assert every_channel(client, shop, profile.id) == dict.fromkeys(CHANNELS, "global_unsubscribe")
+
+
+def test_api_opt_out_refuses_that_channel_only(client, shop):
+    profile = make_profile(shop.id)
+    body = {
+        "identifier": "email:ann@shopper.test",
+        "channel": "sms",
+        "status": "opted_out",
+        "source": "api",
+        "captured_at": NOON.isoformat(),
+    }
+    response = client.post("/api/v1/consents", json=body, headers=shop.auth)
+    assert response.status_code == 200
+    assert response.get_json()["states"]["sms"] == "opted_out"
+    assert every_channel(client, shop, profile.id) == {
+        "email": None,
+        "sms": "no_consent:sms",
+        "whatsapp": None,
+        "push": None,
+    }
+
+
+def test_explicit_opt_in_after_global_unsubscribe_restores_only_that_channel(client, shop):
+    profile = make_profile(shop.id)
+    client.post("/api/v1/unsubscribe", json={"identifier": "ann@shopper.test"}, headers=shop.auth)
+    later = "2099-01-01T10:00:00+00:00"
+    imported = {
+        "identifier": "ann@shopper.test",
+        "channel": "email",
+        "status": "opted_in",
+        "source": "import",
+        "consent_text": TEXT,
+        "captured_at": later,
+    }
+    assert client.post("/api/v1/consents", json=imported, headers=shop.auth).get_json()["explicit"] is False
+    assert check(client, shop, profile.id, "email").get_json()["reason"] == "global_unsubscribe"
+    explicit = {**imported, "source": "popup", "ip": "203.0.113.9"}
+    answer = client.post("/api/v1/consents", json=explicit, headers=shop.auth).get_json()
+    assert answer["globally_unsubscribed"] is False
+    assert every_channel(client, shop, profile.id) == {
+        "email": None,
+        "sms": "no_consent:sms",
+        "whatsapp": "no_consent:whatsapp",
+        "push": "no_consent:push",
+    }
+
+
+def test_consent_text_is_stored_once_with_hash_and_version(client, shop):
+    make_profile(shop.id, consents=())
+    for channel in ("email", "sms"):
+        body = {
+            "identifier": "ann@shopper.test",
+            "channel": channel,
+            "status": "opted_in",
+            "source": "checkout",
+            "consent_text": TEXT,
+            "captured_at": AT,
+        }
+        assert client.post("/api/v1/consents", json=body, headers=shop.auth).status_code == 200
+    from app.extensions import db
+
+    texts = list(db.session.scalars(sa.select(ConsentText)))
+    assert len(texts) == 1 and texts[0].version == 1 and len(texts[0].sha256) == 64
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ConsentRecord)) == 2
+
+
+def test_consent_for_a_new_identifier_creates_the_profile(client, shop):
+    body = {
+        "identifier": "email:new@shopper.test",
+        "channel": "email",
+        "status": "opted_in",
+        "consent_text": TEXT,
+        "source": "popup",
+        "captured_at": AT,
+    }
+    answer = client.post("/api/v1/consents", json=body, headers=shop.auth).get_json()
+    assert check(client, shop, answer["profile_id"], "email").get_json()["allowed"] is True
+
+
+BAD_CONSENTS = [
+    ({"identifier": "ann@shopper.test", "channel": "fax", "status": "opted_in"}, 422),
+    ({"identifier": "ann@shopper.test", "channel": "sms", "status": "maybe"}, 422),
+    ({"identifier": "ann@shopper.test", "channel": "sms", "status": "opted_in"}, 422),  # no consent text
+    (
+        {
+            "identifier": "ann@shopper.test",
+            "channel": "sms",
+            "status": "opted_out",
+            "captured_at": "yesterday",
+        },
+        422,
+    ),
+    (
+        {
+            "identifier": "ann@shopper.test",
+            "channel": "sms",
+            "status": "opted_out",
+            "captured_at": "2026-01-01T10:00",
+        },
+        422,
+    ),
+    ({"identifier": "not an email", "channel": "sms", "status": "opted_out"}, 422),
+    ({"identifier": "fax:123", "channel": "sms", "status": "opted_out"}, 422),
+    ({"identifier": 7, "channel": "sms", "status": "opted_out"}, 400),
+]
+
+
+def test_bad_consent_bodies_are_refused_with_a_reason(client, shop):
+    make_profile(shop.id)
+    for body, status in BAD_CONSENTS:
+        response = client.post("/api/v1/consents", json=body, headers=shop.auth)
+        assert response.status_code == status, body
+        assert response.get_json()["error"]["message"]
+    bad_json = client.post(
+        "/api/v1/consents", data="nope", headers={**shop.auth, "Content-Type": "application/json"}
+    )
+    assert bad_json.status_code == 400
+
+
+def test_bad_gate_and_message_bodies_are_422(client, shop):
+    profile = make_profile(shop.id)
+    cases = [
+        ("/api/v1/gate/check", {"profile_id": profile.id, "channel": "fax"}),
+        ("/api/v1/gate/check", {"profile_id": "abc", "channel": "sms"}),
+        ("/api/v1/gate/check", {"profile_id": profile.id, "channel": "sms", "at": "2026-11-18T12:00:00"}),
+        ("/api/v1/messages", {"profile_id": profile.id, "channel": "sms", "source": "newsletter"}),
+        ("/api/v1/messages", {"profile_id": profile.id, "channel": "sms"}),
+        (
+            "/api/v1/messages",
+            {"profile_id": profile.id, "channel": "email", "source": "manual", "content": "hi"},
+        ),
+    ]
+    for path, body in cases:
+        response = client.post(path, json=body, headers=shop.auth)
+        assert response.status_code == 422, (path, body)
+        assert set(response.get_json()["error"]) == {"code", "message"}
+
+
+def test_shop_a_token_cannot_gate_or_message_shop_b_profiles(client, shop, other_shop):
+    theirs = make_profile(other_shop.id)
+    assert check(client, shop, theirs.id, "email").status_code == 404
+    message = {"profile_id": theirs.id, "channel": "email", "source": "campaign"}
+    assert client.post("/api/v1/messages", json=message, headers=shop.auth).status_code == 404
+    assert client.post("/api/v1/messages", json=message, headers=other_shop.auth).status_code == 200
+    assert (
+        client.post("/api/v1/gate/check", json={"profile_id": theirs.id, "channel": "email"}).status_code
+        == 401
+    )
+
+
+def test_unsubscribe_through_shop_a_leaves_shop_b_alone(client, shop, other_shop):
+    theirs = make_profile(other_shop.id)
+    client.post("/api/v1/unsubscribe", json={"identifier": "ann@shopper.test"}, headers=shop.auth)
+    assert check(client, other_shop, theirs.id, "email").get_json()["allowed"] is True
+
+
+def test_post_messages_sends_and_logs(client, shop):
+    profile = make_profile(shop.id)
+    body = {"profile_id": profile.id, "channel": "email", "source": "campaign", "campaign_id": "black-friday"}
+    answers = [client.post("/api/v1/messages", json=body, headers=shop.auth).get_json() for _ in range(4)]
+    assert [a["status"] for a in answers] == ["sent", "sent", "sent", "blocked"]
+    assert answers[3]["reason"] == "global_cap_reached:3/3"
+    assert answers[3]["retry_at"] is not None
+    assert answers[0]["id"] < answers[3]["id"]
+
+
+def test_settings_reject_negative_caps_and_empty_quiet_windows(client, shop):
+    for patch in ({"caps": {"sms": -1}}, {"quiet_hours": {"start": "21:00", "end": "21:00"}}):
+        response = client.put("/api/v1/settings", json=patch, headers=shop.auth)
+        assert response.status_code == 422
+    assert (
+        client.put("/api/v1/settings", json={"caps": {"global_daily": 1}}, headers=shop.auth).status_code
+        == 200
+    )
+    profile = make_profile(shop.id)
+    body = {"profile_id": profile.id, "channel": "email", "source": "manual"}
+    statuses = [
+        client.post("/api/v1/messages", json=body, headers=shop.auth).get_json()["reason"] for _ in range(2)
+    ]
+    assert statuses == [None, "global_cap_reached:1/1"]
+
+
+def test_erased_profile_answers_erased_on_every_channel(client, shop):
+    from app.extensions import db
+
+    profile = make_profile(shop.id)
+    profile.erased_at = NOON
+    db.session.commit()
+    assert every_channel(client, shop, profile.id) == dict.fromkeys(CHANNELS, "erased")
+
+
+def test_a_merged_away_id_is_gated_as_its_survivor(client, shop):
+    from app.extensions import db
+
+    survivor = make_profile(shop.id)
+    merged = make_profile(shop.id, "old@shopper.test", None, consents=())
+    merged.merged_into_id = survivor.id
+    db.session.commit()
+    assert check(client, shop, merged.id, "sms").get_json()["allowed"] is True
+    body = {"profile_id": merged.id, "channel": "email", "source": "manual"}
+    answer = client.post("/api/v1/messages", json=body, headers=shop.auth).get_json()
+    assert answer["profile_id"] == survivor.id and answer["status"] == "sent"

@@ -1,0 +1,187 @@
+"""send_message: the reservation, the log row for every attempt, and what a block means by source."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from app.errors import NotFound, ValidationFailed
+from app.models import EngagementCounter, Event, Message, OutboxItem
+from app.services.messaging import retry_due, send_message
+from tests.gate_helpers import NOON, make_profile
+from tests.helpers import make_shop
+
+
+def count(db, model, *where):
+    return db.session.scalar(sa.select(sa.func.count()).select_from(model).where(*where))
+
+
+def test_third_message_of_the_day_is_sent_and_the_fourth_blocked(db, shop):
+    profile = make_profile(shop.id)
+    results = [send_message(shop.model, profile.id, "email", "campaign", "c1", now=NOON) for _ in range(4)]
+    assert [m.status for m in results] == ["sent", "sent", "sent", "blocked"]
+    assert results[3].reason == "global_cap_reached:3/3"
+    assert count(db, Message) == 4
+    assert count(db, Event, Event.type == "email.sent", Event.profile_id == profile.id) == 3
+    assert count(db, OutboxItem) == 3
+    counter = db.session.scalar(sa.select(EngagementCounter).where(EngagementCounter.metric == "sent"))
+    assert (counter.channel, counter.count) == ("email", 3)
+    outbox = db.session.scalars(sa.select(OutboxItem)).first()
+    assert outbox.recipient == "ann@shopper.test"
+
+
+def test_sms_goes_to_the_phone_and_its_cap_is_one(db, shop):
+    profile = make_profile(shop.id)
+    first = send_message(shop.model, profile.id, "sms", "manual", now=NOON)
+    second = send_message(shop.model, profile.id, "sms", "manual", now=NOON)
+    assert (first.status, second.status, second.reason) == ("sent", "blocked", "channel_cap_reached:sms:1/1")
+    assert db.session.scalar(sa.select(OutboxItem.recipient)) == "+447911123456"
+
+
+def test_blocked_journey_waits_and_campaign_is_dropped(db, shop):
+    profile = make_profile(shop.id)
+    for _ in range(3):
+        send_message(shop.model, profile.id, "email", "campaign", "c1", now=NOON)
+    campaign = send_message(shop.model, profile.id, "email", "campaign", "c2", now=NOON)
+    journey = send_message(shop.model, profile.id, "email", "journey", journey_id="welcome", now=NOON)
+    midnight = dt.datetime(2026, 11, 19, 0, tzinfo=dt.UTC)
+    assert (campaign.status, campaign.retry_at) == ("blocked", midnight)
+    assert (journey.status, journey.reason, journey.retry_at) == (
+        "waiting",
+        "global_cap_reached:3/3",
+        midnight,
+    )
+
+
+def test_journey_without_consent_is_blocked_not_waiting(db, shop):
+    profile = make_profile(shop.id, consents=("email",))
+    message = send_message(shop.model, profile.id, "sms", "journey", journey_id="j", now=NOON)
+    assert (message.status, message.reason, message.retry_at) == ("blocked", "no_consent:sms", None)
+
+
+def test_time_sensitive_send_is_missed_when_every_window_before_its_deadline_is_blocked(db, shop):
+    profile = make_profile(shop.id)
+    late = NOON + dt.timedelta(hours=10)  # 22:00 London: quiet for SMS
+    missed = send_message(
+        shop.model, profile.id, "sms", "time_sensitive", now=late, deadline=late + dt.timedelta(hours=4)
+    )
+    assert (missed.status, missed.reason, missed.retry_at) == ("missed", "quiet_hours", None)
+    waiting = send_message(
+        shop.model, profile.id, "sms", "time_sensitive", now=late, deadline=late + dt.timedelta(hours=12)
+    )
+    assert (waiting.status, waiting.retry_at) == ("waiting", dt.datetime(2026, 11, 19, 9, tzinfo=dt.UTC))
+
+
+def test_sweeper_retries_a_waiting_journey_once(db, shop):
+    profile = make_profile(shop.id)
+    for _ in range(3):
+        send_message(shop.model, profile.id, "email", "campaign", "c1", now=NOON)
+    waiting = send_message(shop.model, profile.id, "email", "journey", journey_id="welcome", now=NOON)
+    assert retry_due(now=NOON + dt.timedelta(hours=1)) == 0
+    next_morning = waiting.retry_at + dt.timedelta(hours=10)
+    assert retry_due(now=next_morning) == 1
+    assert retry_due(now=next_morning) == 0
+    latest = db.session.scalars(sa.select(Message).order_by(Message.id.desc())).first()
+    assert (latest.source, latest.journey_id, latest.status) == ("journey", "welcome", "sent")
+
+
+def test_seventh_message_in_seven_days_is_fatigue(db, shop):
+    profile = make_profile(shop.id)
+    for day in range(6, 0, -1):
+        assert (
+            send_message(
+                shop.model, profile.id, "email", "campaign", f"d{day}", now=NOON - dt.timedelta(days=day)
+            ).status
+            == "sent"
+        )
+    seventh = send_message(shop.model, profile.id, "email", "campaign", "d0", now=NOON)
+    assert seventh.status == "sent"
+    eighth = send_message(
+        shop.model, profile.id, "email", "campaign", "late", now=NOON + dt.timedelta(hours=1)
+    )
+    assert (eighth.status, eighth.reason) == ("blocked", "fatigue")
+    assert eighth.retry_at == NOON - dt.timedelta(days=6) + dt.timedelta(days=7)
+
+
+def test_send_refuses_other_shops_profiles_and_bad_input(db, shop):
+    other = make_shop("bravo.myshopify.com")
+    theirs = make_profile(other.id)
+    with pytest.raises(NotFound):
+        send_message(shop.model, theirs.id, "email", "campaign", now=NOON)
+    with pytest.raises(ValidationFailed):
+        send_message(shop.model, theirs.id, "fax", "campaign", now=NOON)
+    with pytest.raises(ValidationFailed):
+        send_message(shop.model, theirs.id, "email", "newsletter", now=NOON)
+    assert count(db, Message) == 0
+
+
+def test_profile_document_shows_consents_and_what_they_have_heard(db, client, shop):
+    profile = make_profile(shop.id, consents=("email", "sms"))
+    now = dt.datetime.now(dt.UTC)
+    send_message(shop.model, profile.id, "email", "campaign", "c1", now=now)
+    doc = client.get(f"/api/v1/profiles/{profile.id}", headers=shop.auth).get_json()
+    assert doc["consents"]["email"]["status"] == "opted_in"
+    assert doc["consents"]["email"]["consent_text"].startswith("Yes, send me news")
+    assert doc["consents"]["email"]["source"] == "checkout"
+    assert doc["consents"]["whatsapp"]["status"] is None
+    assert doc["globally_unsubscribed"] is False
+    messaging = doc["messaging"]
+    assert messaging["today_by_channel"]["email"] == 1
+    assert (messaging["last_7d_count"], messaging["fatigue"]) == (1, 0.1)
+    assert messaging["last_contact_at"]["email"] == now.isoformat()
+    assert messaging["last_contact_at"]["sms"] is None
+    assert (messaging["quiet_hours_zones"], messaging["timezone_source"]) == (["Europe/London"], "profile")
+
+
+def test_stats_report_fatigue_share_and_channel_coverage(db, client, shop):
+    tired = make_profile(shop.id, "tired@shopper.test", None)
+    make_profile(shop.id, "fresh@shopper.test", None, consents=("email",))
+    now = dt.datetime.now(dt.UTC)
+    for day in range(7):
+        send_message(
+            shop.model, tired.id, "email", "campaign", f"d{day}", now=now - dt.timedelta(days=day, hours=1)
+        )
+    stats = client.get("/api/v1/stats", headers=shop.auth).get_json()
+    assert stats["fatigue_share"] == 0.5
+    assert stats["coverage"] == {"email": 1.0, "sms": 0.5, "whatsapp": 0.5, "push": 0.5}
+
+
+def test_waiting_journey_schedules_its_retry_on_rq(app, db, shop):
+    queue = app.extensions["rq"]
+    if not hasattr(queue, "queue_names"):
+        pytest.skip("embedded mode has no scheduler: retry_due (the sweeper) retries")
+    from rq.job import Job
+    from rq.registry import ScheduledJobRegistry
+
+    registry = ScheduledJobRegistry(queue=queue.queue("default"))
+    for job_id in registry.get_job_ids():  # left by earlier tests of this run
+        registry.remove(job_id, delete_job=True)
+    profile = make_profile(shop.id)
+    for _ in range(3):
+        send_message(shop.model, profile.id, "email", "campaign", "c1", now=NOON)
+    waiting = send_message(shop.model, profile.id, "email", "journey", journey_id="welcome", now=NOON)
+    job = Job.fetch(registry.get_job_ids()[0], connection=queue.connection)
+    assert (job.func_name, job.args) == ("workers.messaging.retry_message", (waiting.id,))
+    job.perform()  # what the worker's scheduler runs at retry_at
+    latest = db.session.scalars(sa.select(Message).order_by(Message.id.desc())).first()
+    assert (latest.journey_id, latest.status) == ("welcome", "sent")
+
+
+def test_retry_due_command_sweeps_waiting_messages(db, runner, shop):
+    profile = make_profile(shop.id)
+    for _ in range(3):
+        send_message(shop.model, profile.id, "email", "campaign", "c1", now=NOON)
+    send_message(shop.model, profile.id, "email", "journey", journey_id="welcome", now=NOON)
+    result = runner.invoke(args=["messages", "retry-due"])
+    assert result.exit_code == 0, result.output
+    assert "retried 1 waiting message(s)" in result.output
+    assert "retried 0" in runner.invoke(args=["messages", "retry-due"]).output
+
+
+def test_allowed_send_without_an_address_is_failed_not_counted(db, shop):
+    profile = make_profile(shop.id, phone=None)
+    message = send_message(shop.model, profile.id, "sms", "manual", now=NOON)
+    assert (message.status, message.reason, message.sent_at) == ("failed", "no_address:sms", None)
+    assert count(db, OutboxItem) == 0 and count(db, Event) == 0

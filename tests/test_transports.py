@@ -1,0 +1,161 @@
+"""Provider adapters against a local fake HTTP server speaking each provider's send API."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import sqlalchemy as sa
+
+from app.models import Message
+from app.services.messaging import send_message
+from app.services.transports import Outbound, TransportError, provider_for
+from app.services.transports.sendgrid import SendGridTransport
+from app.services.transports.twilio import TwilioTransport
+from app.services.transports.whatsapp import WhatsAppTransport
+from tests.gate_helpers import NOON, make_profile
+
+
+class FakeProvider(BaseHTTPRequestHandler):
+    """Records each request and answers like SendGrid, Twilio or the WhatsApp Cloud API."""
+
+    requests: list[dict] = []
+    fail_with: int | None = None
+
+    def do_POST(self):  # noqa: N802
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).requests.append({"path": self.path, "headers": dict(self.headers), "body": raw.decode()})
+        if self.fail_with:
+            self._answer(self.fail_with, {"errors": [{"message": "nope"}]})
+        elif self.path == "/v3/mail/send":
+            self._answer(202, None, {"X-Message-Id": "sg-123"})
+        elif self.path.endswith("/Messages.json"):
+            self._answer(201, {"sid": "SM123", "status": "queued"})
+        else:
+            self._answer(200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.ABC"}]})
+
+    def _answer(self, status, body, headers=None):
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        return None
+
+
+@pytest.fixture()
+def provider():
+    FakeProvider.requests, FakeProvider.fail_with = [], None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeProvider)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_sendgrid_adapter_posts_v3_mail_send(provider):
+    transport = SendGridTransport("SG.key", "shop@brand.test", provider)
+    provider_id = transport.send(Outbound(7, "email", "ann@shopper.test", {"subject": "Hi", "text": "Hello"}))
+    assert provider_id == "sg-123"
+    sent = FakeProvider.requests[0]
+    assert sent["headers"]["Authorization"] == "Bearer SG.key"
+    body = json.loads(sent["body"])
+    assert body["personalizations"] == [{"to": [{"email": "ann@shopper.test"}]}]
+    assert body["from"] == {"email": "shop@brand.test"} and body["subject"] == "Hi"
+    assert body["custom_args"] == {"c360_message_id": "7"}
+
+
+def test_twilio_adapter_posts_form_encoded_messages_with_basic_auth(provider):
+    transport = TwilioTransport("AC1", "tok", "+15005550006", provider)
+    assert transport.send(Outbound(8, "sms", "+447911123456", {"text": "Your cart"})) == "SM123"
+    sent = FakeProvider.requests[0]
+    assert sent["path"] == "/2010-04-01/Accounts/AC1/Messages.json"
+    assert sent["headers"]["Authorization"] == "Basic " + base64.b64encode(b"AC1:tok").decode()
+    assert urllib.parse.parse_qs(sent["body"]) == {
+        "To": ["+447911123456"],
+        "From": ["+15005550006"],
+        "Body": ["Your cart"],
+    }
+
+
+def test_whatsapp_adapter_posts_cloud_api_messages(provider):
+    transport = WhatsAppTransport("EAAG", "1055", provider)
+    assert (
+        transport.send(Outbound(9, "whatsapp", "+447911123456", {"template": "cart", "language": "en_GB"}))
+        == "wamid.ABC"
+    )
+    sent = FakeProvider.requests[0]
+    assert sent["path"] == "/1055/messages" and sent["headers"]["Authorization"] == "Bearer EAAG"
+    body = json.loads(sent["body"])
+    assert body == {
+        "messaging_product": "whatsapp",
+        "to": "447911123456",
+        "type": "template",
+        "template": {"name": "cart", "language": {"code": "en_GB"}},
+    }
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(500, True), (429, True), (400, False)])
+def test_provider_errors_say_whether_to_retry(provider, status, retryable):
+    FakeProvider.fail_with = status
+    with pytest.raises(TransportError) as caught:
+        SendGridTransport("k", "a@b.test", provider).send(Outbound(1, "email", "x@y.test"))
+    assert (caught.value.status, caught.value.retryable) == (status, retryable)
+
+
+def test_unreachable_provider_is_a_retryable_error():
+    with pytest.raises(TransportError) as caught:
+        TwilioTransport("AC1", "tok", "+1", "http://127.0.0.1:9").send(Outbound(1, "sms", "+1"))
+    assert caught.value.retryable
+
+
+def test_no_provider_configured_means_the_outbox_alone():
+    assert provider_for("email", {}) is None
+    assert provider_for("push", {"C360_SENDGRID_API_KEY": "k", "C360_SENDGRID_FROM": "a@b.test"}) is None
+
+
+def test_a_sent_message_is_delivered_after_commit_and_keeps_the_provider_id(
+    app, db, shop, provider, drain, monkeypatch
+):
+    config = {
+        "C360_TWILIO_ACCOUNT_SID": "AC1",
+        "C360_TWILIO_API_TOKEN": "tok",
+        "C360_TWILIO_FROM": "+15005550006",
+        "C360_TWILIO_BASE_URL": provider,
+    }
+    for key, value in config.items():
+        monkeypatch.setitem(app.config, key, value)
+    profile = make_profile(shop.id)
+    message = send_message(shop.model, profile.id, "sms", "manual", now=NOON, config=config)
+    drain()
+    db.session.expire_all()
+    assert (
+        db.session.scalar(sa.select(Message.provider_message_id).where(Message.id == message.id)) == "SM123"
+    )
+    assert len(FakeProvider.requests) == 1
+
+
+def test_a_message_the_provider_refuses_is_failed_and_frees_its_slot(app, db, shop, provider, monkeypatch):
+    from app.services.messaging import deliver_message
+
+    FakeProvider.fail_with = 400
+    config = {
+        "C360_TWILIO_ACCOUNT_SID": "AC1",
+        "C360_TWILIO_API_TOKEN": "tok",
+        "C360_TWILIO_FROM": "+1500",
+        "C360_TWILIO_BASE_URL": provider,
+    }
+    profile = make_profile(shop.id)
+    message = send_message(shop.model, profile.id, "sms", "manual", now=NOON)
+    assert deliver_message(message.id, config) is None
+    assert (message.status, message.reason) == ("failed", "provider_rejected:400")
+    assert send_message(shop.model, profile.id, "sms", "manual", now=NOON).status == "sent"

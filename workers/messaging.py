@@ -1,0 +1,29 @@
+"""Jobs for sends: retry a waiting message, deliver a sent one to its provider."""
+
+from __future__ import annotations
+
+import os
+
+from flask import current_app
+
+from app.logging import get_logger
+from app.services import messaging
+from app.services.transports import TransportError
+
+log = get_logger("workers.messaging")
+
+
+def retry_message(message_id: int) -> int | None:
+    """Make the next attempt of a waiting journey/time-sensitive message."""
+    attempt = messaging.retry_message(message_id)
+    return attempt.id if attempt else None
+
+
+def deliver_message(message_id: int) -> str | None:
+    """Hand a sent message to the channel's provider; a retryable failure re-raises for RQ."""
+    config = {**os.environ, **current_app.config}
+    try:
+        return messaging.deliver_message(message_id, config)
+    except TransportError as exc:
+        log.warning("delivery of message %s failed, will retry: %s", message_id, exc)
+        raise
