@@ -24,6 +24,8 @@ BLUEPRINTS = (
     "customers",
     "settings",
     "api",
+    "webhooks",
+    "deliveries",
 )
 
 

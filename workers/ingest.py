@@ -1,0 +1,148 @@
+"""Ingest jobs: work one inbox row, retry it with backoff, dead-letter it, sweep the inbox.
+
+``process_delivery`` is idempotent: it reloads the row, exits unless the
+row still needs work, and applies the delivery in one transaction with
+the status change, so a crash leaves the row pending for the sweeper.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.exc import DBAPIError
+
+from app.extensions import db
+from app.jobs import enqueue, get_queue, safe_job_id
+from app.logging import get_logger
+from app.models import Shop, WebhookDelivery
+from app.models.base import utcnow
+from app.services.ingest import process_delivery_row
+from app.services.ingest.inbox import due_for_sweep, reset_for_retry
+
+JOB = "workers.ingest.process_delivery"
+WORKABLE = ("pending", "failed", "processing")
+log = get_logger("ingest")
+
+
+def max_attempts() -> int:
+    """Attempts before a delivery is dead-lettered."""
+    return int(current_app.config.get("C360_INGEST_MAX_ATTEMPTS", 5))
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Exponential backoff after the ``attempts``-th failure: base, 2×base, 4×base…"""
+    base = float(current_app.config.get("C360_INGEST_RETRY_BASE_SECONDS", 30))
+    return base * 2 ** max(attempts - 1, 0)
+
+
+def enqueue_delivery(delivery_id: int, *suffix: object) -> None:
+    """Queue the work for a committed delivery under a deterministic job id."""
+    enqueue(JOB, delivery_id, job_id=safe_job_id("ingest", delivery_id, *suffix), queue="webhooks")
+
+
+def _error_text(exc: Exception) -> str:
+    """The error for the dead-letter queue; a database error's first line only (no row values)."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"{type(exc.orig).__name__}: {str(exc.orig).splitlines()[0] if str(exc.orig) else ''}"[:2000]
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def _record_failure(delivery_id: int, exc: Exception) -> None:
+    row = db.session.get(WebhookDelivery, delivery_id)
+    if row is None:
+        return
+    row.attempts += 1
+    row.last_error = _error_text(exc)
+    if row.attempts >= max_attempts():
+        row.status, row.next_attempt_at = "dead", None
+        db.session.commit()
+        log.error("delivery %s dead after %s attempts (%s)", delivery_id, row.attempts, type(exc).__name__)
+        return
+    delay = backoff_seconds(row.attempts)
+    row.status, row.next_attempt_at = "failed", utcnow() + dt.timedelta(seconds=delay)
+    db.session.commit()
+    log.warning(
+        "delivery %s failed (attempt %s, %s); retry in %ss",
+        delivery_id,
+        row.attempts,
+        type(exc).__name__,
+        delay,
+    )
+    get_queue().enqueue_in(delay, JOB, delivery_id, queue="webhooks")
+
+
+def process_delivery(delivery_id: int) -> str:
+    """Apply one inbox row; on error schedule a retry or dead-letter it. Returns the row's status."""
+    # Row lock by primary key: a second worker holding the same delivery skips it.
+    stmt = (
+        sa.select(WebhookDelivery).where(WebhookDelivery.id == delivery_id).with_for_update(skip_locked=True)
+    )
+    row = db.session.scalar(stmt)
+    if row is None or row.status not in WORKABLE:
+        status = row.status if row is not None else "skipped"
+        db.session.rollback()
+        return status
+    try:
+        process_delivery_row(db.session.get(Shop, row.shop_id), row)
+        row.status, row.processed_at, row.next_attempt_at, row.last_error = "processed", utcnow(), None, None
+        row.attempts += 1
+        db.session.commit()
+        return "processed"
+    except Exception as exc:  # noqa: BLE001 - every failure is retried, then dead-lettered
+        db.session.rollback()
+        _record_failure(delivery_id, exc)
+        return "failed"
+
+
+def sweep_deliveries(now: dt.datetime | None = None, stale_after_seconds: float = 60) -> int:
+    """Re-enqueue rows committed but never worked, and failed rows whose retry time has come."""
+    now = now or utcnow()
+    bucket = int(time.time())
+    due = []
+    for shop_id in db.session.scalars(sa.select(Shop.id).order_by(Shop.id)):
+        due += due_for_sweep(shop_id, now, dt.timedelta(seconds=stale_after_seconds))
+    db.session.rollback()
+    for delivery_id, attempts in due:
+        enqueue_delivery(delivery_id, "sweep", attempts, bucket)
+    if due:
+        log.info("sweeper re-enqueued %s deliveries", len(due))
+    return len(due)
+
+
+def retry_delivery(delivery_id: int) -> bool:
+    """Give a failed or dead delivery fresh attempts and queue it; False when it is not retryable."""
+    row = db.session.get(WebhookDelivery, delivery_id)
+    if row is None or not reset_for_retry(row):
+        return False
+    db.session.commit()
+    enqueue_delivery(delivery_id, "retry", int(time.time() * 1000))
+    return True
+
+
+def sweep_job() -> int:
+    """The periodic sweep under RQ: sweep, then schedule the next run a minute on."""
+    count = sweep_deliveries()
+    schedule_sweep()
+    return count
+
+
+def schedule_sweep(delay_seconds: int = 60) -> None:
+    """Schedule ``sweep_job`` once per minute slot across all workers (RQ only)."""
+    queue = get_queue()
+    if not hasattr(queue, "queue_names"):
+        return
+    from rq.exceptions import DuplicateJobError
+
+    slot = int(time.time() // 60) + 1
+    try:
+        queue.queue("default").enqueue_in(
+            dt.timedelta(seconds=delay_seconds),
+            "workers.ingest.sweep_job",
+            job_id=safe_job_id("ingest-sweep", slot),
+            unique=True,
+        )
+    except DuplicateJobError:
+        pass
