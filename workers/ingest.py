@@ -20,7 +20,7 @@ from app.logging import get_logger
 from app.models import Shop, WebhookDelivery
 from app.models.base import utcnow
 from app.services.ingest import process_delivery_row
-from app.services.ingest.inbox import due_for_sweep, reset_for_retry
+from app.services.ingest.inbox import due_for_sweep, reset_for_retry, row_token
 
 JOB = "workers.ingest.process_delivery"
 WORKABLE = ("pending", "failed", "processing")
@@ -38,9 +38,13 @@ def backoff_seconds(attempts: int) -> float:
     return base * 2 ** max(attempts - 1, 0)
 
 
-def enqueue_delivery(delivery_id: int, *suffix: object) -> None:
-    """Queue the work for a committed delivery under a deterministic job id."""
-    enqueue(JOB, delivery_id, job_id=safe_job_id("ingest", delivery_id, *suffix), queue="webhooks")
+def enqueue_delivery(delivery_id: int, token: str, *suffix: object) -> None:
+    """Queue the work for a committed delivery under a deterministic job id.
+
+    ``ingest-<id>-<token>``: the token (the row's receipt time) keeps ids
+    unique when a database is recreated and its ids start again at 1.
+    """
+    enqueue(JOB, delivery_id, job_id=safe_job_id("ingest", delivery_id, token, *suffix), queue="webhooks")
 
 
 def _error_text(exc: Exception) -> str:
@@ -100,13 +104,14 @@ def process_delivery(delivery_id: int) -> str:
 def sweep_deliveries(now: dt.datetime | None = None, stale_after_seconds: float = 60) -> int:
     """Re-enqueue rows committed but never worked, and failed rows whose retry time has come."""
     now = now or utcnow()
-    bucket = int(time.time())
+    bucket = int(time.time() * 1000)
     due = []
     for shop_id in db.session.scalars(sa.select(Shop.id).order_by(Shop.id)):
-        due += due_for_sweep(shop_id, now, dt.timedelta(seconds=stale_after_seconds))
+        rows = due_for_sweep(shop_id, now, dt.timedelta(seconds=stale_after_seconds))
+        due += [(row.id, row_token(row), row.attempts) for row in rows]
     db.session.rollback()
-    for delivery_id, attempts in due:
-        enqueue_delivery(delivery_id, "sweep", attempts, bucket)
+    for delivery_id, token, attempts in due:
+        enqueue_delivery(delivery_id, token, "sweep", attempts, bucket)
     if due:
         log.info("sweeper re-enqueued %s deliveries", len(due))
     return len(due)
@@ -117,8 +122,9 @@ def retry_delivery(delivery_id: int) -> bool:
     row = db.session.get(WebhookDelivery, delivery_id)
     if row is None or not reset_for_retry(row):
         return False
+    token = row_token(row)
     db.session.commit()
-    enqueue_delivery(delivery_id, "retry", int(time.time() * 1000))
+    enqueue_delivery(delivery_id, token, "retry", int(time.time() * 1000))
     return True
 
 
@@ -141,7 +147,7 @@ def schedule_sweep(delay_seconds: int = 60) -> None:
         queue.queue("default").enqueue_in(
             dt.timedelta(seconds=delay_seconds),
             "workers.ingest.sweep_job",
-            job_id=safe_job_id("ingest-sweep", slot),
+            job_id=safe_job_id(current_app.config["C360_QUEUE_PREFIX"], "ingest-sweep", slot),
             unique=True,
         )
     except DuplicateJobError:

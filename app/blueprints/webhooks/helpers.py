@@ -51,8 +51,8 @@ def accept(stored: list[Stored], **extra):
 
     db.session.commit()
     for item in stored:
-        if item.created and not item.waiting:
-            enqueue_delivery(item.delivery_id)
+        if item.needs_work:
+            enqueue_delivery(item.delivery_id, item.token)
     created = sum(1 for s in stored if s.created)
     return jsonify({"accepted": created, "duplicates": len(stored) - created, **extra}), 200
 

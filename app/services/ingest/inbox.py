@@ -32,6 +32,12 @@ class Stored:
     delivery_id: int | None
     created: bool
     waiting: bool = False
+    token: str = ""
+
+    @property
+    def needs_work(self) -> bool:
+        """True for a new row that a job must process."""
+        return self.created and not self.waiting
 
 
 def store_delivery(
@@ -71,7 +77,12 @@ def store_delivery(
             db.session.add(row)
     except IntegrityError:
         return Stored(None, False)
-    return Stored(row.id, True, waiting)
+    return Stored(row.id, True, waiting, row_token(row))
+
+
+def row_token(row: WebhookDelivery) -> str:
+    """A per-row token for job ids: ids restart in a fresh database, receipt times do not."""
+    return str(int(row.received_at.timestamp() * 1_000_000))
 
 
 def ingest_status(shop_id: int) -> dict[str, int]:
@@ -111,9 +122,9 @@ def reset_for_retry(delivery: WebhookDelivery) -> bool:
     return True
 
 
-def due_for_sweep(shop_id: int, now: dt.datetime, stale_after: dt.timedelta) -> list[tuple[int, int]]:
-    """``(id, attempts)`` of rows committed but never worked, or whose retry time has come."""
-    stmt = scoped(WebhookDelivery, shop_id, WebhookDelivery.id, WebhookDelivery.attempts).where(
+def due_for_sweep(shop_id: int, now: dt.datetime, stale_after: dt.timedelta) -> list[WebhookDelivery]:
+    """Rows committed but never worked, or whose retry time has come."""
+    stmt = scoped(WebhookDelivery, shop_id).where(
         sa.or_(
             sa.and_(WebhookDelivery.status == "pending", WebhookDelivery.received_at <= now - stale_after),
             sa.and_(
@@ -122,4 +133,4 @@ def due_for_sweep(shop_id: int, now: dt.datetime, stale_after: dt.timedelta) -> 
             ),
         )
     )
-    return [(i, a) for i, a in db.session.execute(stmt.order_by(WebhookDelivery.id))]
+    return list(db.session.scalars(stmt.order_by(WebhookDelivery.id)))
