@@ -50,7 +50,8 @@ def enqueue_delivery(delivery_id: int, token: str, *suffix: object) -> None:
 def _error_text(exc: Exception) -> str:
     """The error for the dead-letter queue; a database error's first line only (no row values)."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:
-        return f"{type(exc.orig).__name__}: {str(exc.orig).splitlines()[0] if str(exc.orig) else ''}"[:2000]
+        detail = (str(exc.orig).splitlines() or [""])[0]
+        return f"{type(exc).__name__} ({type(exc.orig).__name__}): {detail}"[:2000]
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
