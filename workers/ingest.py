@@ -23,6 +23,7 @@ from app.services.ingest import process_delivery_row
 from app.services.ingest.inbox import due_for_sweep, reset_for_retry, row_token
 
 JOB = "workers.ingest.process_delivery"
+BATCH_JOB = "workers.ingest.process_deliveries"
 WORKABLE = ("pending", "failed", "processing")
 log = get_logger("ingest")
 
@@ -45,6 +46,16 @@ def enqueue_delivery(delivery_id: int, token: str, *suffix: object) -> None:
     unique when a database is recreated and its ids start again at 1.
     """
     enqueue(JOB, delivery_id, job_id=safe_job_id("ingest", delivery_id, token, *suffix), queue="webhooks")
+
+
+def enqueue_deliveries(pending: list[tuple[int, str]]) -> None:
+    """Queue the rows one request brought (a pixel batch, a SendGrid batch) as one job."""
+    if len(pending) == 1:
+        enqueue_delivery(*pending[0])
+    elif pending:
+        (first_id, token), ids = pending[0], [delivery_id for delivery_id, _ in pending]
+        job_id = safe_job_id("ingest", first_id, token, "batch", len(ids))
+        enqueue(BATCH_JOB, ids, job_id=job_id, queue="webhooks")
 
 
 def _error_text(exc: Exception) -> str:
@@ -90,6 +101,10 @@ def process_delivery(delivery_id: int) -> str:
         status = row.status if row is not None else "skipped"
         db.session.rollback()
         return status
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Safe: the status change commits with the work, so a commit lost in a crash
+        # leaves the row pending for the sweeper. The web's accept commit stays synchronous.
+        db.session.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
     try:
         process_delivery_row(db.session.get(Shop, row.shop_id), row)
         row.status, row.processed_at, row.next_attempt_at, row.last_error = "processed", utcnow(), None, None
@@ -100,6 +115,11 @@ def process_delivery(delivery_id: int) -> str:
         db.session.rollback()
         _record_failure(delivery_id, exc)
         return "failed"
+
+
+def process_deliveries(delivery_ids: list[int]) -> list[str]:
+    """Work several rows in one job (one queue round trip), each in its own transaction."""
+    return [process_delivery(delivery_id) for delivery_id in delivery_ids]
 
 
 def sweep_deliveries(now: dt.datetime | None = None, stale_after_seconds: float = 60) -> int:

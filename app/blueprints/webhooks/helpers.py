@@ -47,12 +47,10 @@ def parse_json(body: bytes) -> Any:
 
 def accept(stored: list[Stored], **extra):
     """Commit the stored deliveries, then queue the new ones; answer 200 either way."""
-    from workers.ingest import enqueue_delivery
+    from workers.ingest import enqueue_deliveries
 
     db.session.commit()
-    for item in stored:
-        if item.needs_work:
-            enqueue_delivery(item.delivery_id, item.token)
+    enqueue_deliveries([(item.delivery_id, item.token) for item in stored if item.needs_work])
     created = sum(1 for s in stored if s.created)
     return jsonify({"accepted": created, "duplicates": len(stored) - created, **extra}), 200
 
