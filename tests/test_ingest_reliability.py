@@ -196,3 +196,35 @@ def test_another_shops_delivery_cannot_be_retried_from_this_console(client, auth
     assert client.post(f"/deliveries/{row.id}/retry").status_code == 404
     assert f"/deliveries/{row.id}/retry" not in client.get("/deliveries/").get_data(as_text=True)
     assert delivery().status == "dead"
+
+
+def test_one_failing_event_in_a_batch_does_not_hold_back_the_others(client, ishop, drain, flaky):
+    flaky["failures"] = 1
+    assert post_pixel(client, fixture("pixel/batch.json")).get_json()["accepted"] == 2
+    drain()
+    statuses = sorted(db.session.scalars(sa.select(WebhookDelivery.status)))
+    assert statuses == ["failed", "processed"] and events() == 1
+    sweep(drain)
+    assert set(db.session.scalars(sa.select(WebhookDelivery.status))) == {"processed"} and events() == 2
+
+
+def test_a_failure_at_commit_is_still_counted_and_retried(client, ishop, drain, monkeypatch):
+    from workers import ingest as worker
+
+    event = fixture("pixel/page_viewed.json")
+    stored = store_delivery(ishop.model, "pixel", event["name"], event["id"], event)
+    db.session.commit()
+    real_commit, calls = db.session.commit, {"n": 0}
+
+    def broken_commit():
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+        return real_commit()
+
+    monkeypatch.setattr(db.session, "commit", broken_commit)
+    assert worker.process_delivery(stored.delivery_id) == "failed"
+    monkeypatch.undo()
+    row = delivery()
+    assert (row.status, row.attempts) == ("failed", 1) and "server closed" in row.last_error
+    assert events() == 0

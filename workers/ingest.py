@@ -8,6 +8,7 @@ the status change, so a crash leaves the row pending for the sweeper.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 
 import sqlalchemy as sa
@@ -66,60 +67,115 @@ def _error_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
-def _record_failure(delivery_id: int, exc: Exception) -> None:
-    row = db.session.get(WebhookDelivery, delivery_id)
-    if row is None:
-        return
+def _mark_failed(row: WebhookDelivery, exc: Exception) -> float | None:
+    """Count the failed attempt on the row; the retry delay, or None once it is dead."""
     row.attempts += 1
     row.last_error = _error_text(exc)
     if row.attempts >= max_attempts():
         row.status, row.next_attempt_at = "dead", None
-        db.session.commit()
-        log.error("delivery %s dead after %s attempts (%s)", delivery_id, row.attempts, type(exc).__name__)
-        return
+        log.error("delivery %s dead after %s attempts (%s)", row.id, row.attempts, type(exc).__name__)
+        return None
     delay = backoff_seconds(row.attempts)
     row.status, row.next_attempt_at = "failed", utcnow() + dt.timedelta(seconds=delay)
-    db.session.commit()
     log.warning(
-        "delivery %s failed (attempt %s, %s); retry in %ss",
-        delivery_id,
-        row.attempts,
-        type(exc).__name__,
-        delay,
+        "delivery %s failed (attempt %s, %s); retry in %ss", row.id, row.attempts, type(exc).__name__, delay
     )
-    get_queue().enqueue_in(delay, JOB, delivery_id, queue="webhooks")
+    return delay
 
 
-def process_delivery(delivery_id: int) -> str:
-    """Apply one inbox row; on error schedule a retry or dead-letter it. Returns the row's status."""
-    # Row lock by primary key: a second worker holding the same delivery skips it.
+def _claim(delivery_ids: list[int]) -> list[WebhookDelivery]:
+    """Lock the rows still needing work; rows another worker holds are skipped, not waited for."""
+    connection = db.session.connection()
+    if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
+        # pysqlite begins lazily; without a real BEGIN each savepoint release would commit on its own.
+        connection.exec_driver_sql("BEGIN")
     stmt = (
-        sa.select(WebhookDelivery).where(WebhookDelivery.id == delivery_id).with_for_update(skip_locked=True)
+        sa.select(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.status.in_(WORKABLE))
+        .order_by(WebhookDelivery.id)
+        .with_for_update(skip_locked=True)
     )
-    row = db.session.scalar(stmt)
-    if row is None or row.status not in WORKABLE:
-        status = row.status if row is not None else "skipped"
-        db.session.rollback()
-        return status
-    if db.session.get_bind().dialect.name == "postgresql":
+    rows = list(db.session.scalars(stmt))
+    if rows and db.session.get_bind().dialect.name == "postgresql":
         # Safe: the status change commits with the work, so a commit lost in a crash
         # leaves the row pending for the sweeper. The web's accept commit stays synchronous.
         db.session.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
+    return rows
+
+
+def _apply(row: WebhookDelivery, shops: dict[int, Shop]) -> Exception | None:
+    """Apply one row inside a savepoint, so its failure leaves the rest of the batch intact."""
+    shop = shops.get(row.shop_id) or shops.setdefault(row.shop_id, db.session.get(Shop, row.shop_id))
     try:
-        process_delivery_row(db.session.get(Shop, row.shop_id), row)
-        row.status, row.processed_at, row.next_attempt_at, row.last_error = "processed", utcnow(), None, None
-        row.attempts += 1
-        db.session.commit()
-        return "processed"
+        with db.session.begin_nested():
+            process_delivery_row(shop, row)
+            row.status, row.processed_at, row.next_attempt_at, row.last_error = (
+                "processed",
+                utcnow(),
+                None,
+                None,
+            )
+            row.attempts += 1
     except Exception as exc:  # noqa: BLE001 - every failure is retried, then dead-lettered
+        return exc
+    return None
+
+
+def process_deliveries(delivery_ids: list[int]) -> dict[int, str]:
+    """Work rows in one transaction (one savepoint each); failures are retried with backoff.
+
+    Returns:
+        ``{id: status}``: processed, failed, dead, or ``skipped`` (done already, or
+        held by another worker).
+    """
+    outcome = dict.fromkeys(delivery_ids, "skipped")
+    retries: list[tuple[int, float]] = []
+    try:
+        shops: dict[int, Shop] = {}
+        for row in _claim(delivery_ids):
+            exc = _apply(row, shops)
+            if exc is None:
+                outcome[row.id] = "processed"
+                continue
+            delay = _mark_failed(row, exc)
+            outcome[row.id] = "dead" if delay is None else "failed"
+            if delay is not None:
+                retries.append((row.id, delay))
+        db.session.commit()
+    except Exception:
+        # The transaction itself broke (connection lost…): nothing was committed, the
+        # rows are still pending; work them one by one so each failure is recorded.
         db.session.rollback()
-        _record_failure(delivery_id, exc)
-        return "failed"
+        if len(delivery_ids) > 1:
+            return {i: process_deliveries([i])[i] for i in delivery_ids}
+        return _record_broken_transaction(delivery_ids[0])
+    for delivery_id, delay in retries:
+        get_queue().enqueue_in(delay, JOB, delivery_id, queue="webhooks")
+    return outcome
 
 
-def process_deliveries(delivery_ids: list[int]) -> list[str]:
-    """Work several rows in one job (one queue round trip), each in its own transaction."""
-    return [process_delivery(delivery_id) for delivery_id in delivery_ids]
+def _record_broken_transaction(delivery_id: int) -> dict[int, str]:
+    """Count a failure that broke the whole transaction (e.g. at commit) in a fresh one."""
+    exc = sys.exc_info()[1]
+    row = db.session.get(WebhookDelivery, delivery_id)
+    if row is None or row.status not in WORKABLE:
+        db.session.rollback()
+        return {delivery_id: "skipped"}
+    delay = _mark_failed(row, exc)
+    db.session.commit()
+    if delay is not None:
+        get_queue().enqueue_in(delay, JOB, delivery_id, queue="webhooks")
+    return {delivery_id: "dead" if delay is None else "failed"}
+
+
+def process_delivery(delivery_id: int) -> str:
+    """Apply one inbox row; on error schedule a retry or dead-letter it. Returns the outcome."""
+    outcome = process_deliveries([delivery_id])[delivery_id]
+    if outcome == "skipped":
+        row = db.session.get(WebhookDelivery, delivery_id)
+        outcome = row.status if row is not None else "skipped"
+        db.session.rollback()
+    return outcome
 
 
 def sweep_deliveries(now: dt.datetime | None = None, stale_after_seconds: float = 60) -> int:
