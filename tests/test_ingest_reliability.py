@@ -228,3 +228,24 @@ def test_a_failure_at_commit_is_still_counted_and_retried(client, ishop, drain, 
     row = delivery()
     assert (row.status, row.attempts) == ("failed", 1) and "server closed" in row.last_error
     assert events() == 0
+
+
+def test_embedded_mode_sweeps_due_deliveries_on_webhook_traffic(app, client, ishop):
+    if app.config.get("REDIS_URL"):
+        pytest.skip("embedded mode only: with Redis the workers schedule the sweep")
+    from app.blueprints.webhooks import helpers
+
+    event = fixture("pixel/page_viewed.json")
+    store_delivery(ishop.model, "pixel", event["name"], "stale-1", event)
+    row = delivery()
+    row.received_at = utcnow() - dt.timedelta(minutes=5)
+    db.session.commit()
+    app.config["TESTING"], helpers._last_sweep[0] = False, 0.0
+    try:
+        fresh = fixture("pixel/page_viewed.json")
+        fresh["id"] = "fresh-1"
+        assert post_pixel(client, fresh).status_code == 200
+    finally:
+        app.config["TESTING"] = True
+    db.session.expire_all()
+    assert set(db.session.scalars(sa.select(WebhookDelivery.status))) == {"processed"} and events() == 2
