@@ -409,7 +409,8 @@ def main() -> None:
 
         print(
             f"ingest bench: {n} events (70% pixel, 15% engagement, 10% orders, 5% consents), "
-            f"{args.web} web + {args.workers} RQ workers, PostgreSQL + Redis, {os.cpu_count()} CPUs"
+            f"{args.web} web + {args.workers} RQ workers, PostgreSQL + Redis, {os.cpu_count()} CPUs "
+            f"(load average before start: {os.getloadavg()[0]:.1f})"
         )
         reqs = requests_for(bulk)
         t0 = time.perf_counter()
