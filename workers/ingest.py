@@ -103,55 +103,69 @@ def _claim(delivery_ids: list[int]) -> list[WebhookDelivery]:
     return rows
 
 
-def _apply(row: WebhookDelivery, shops: dict[int, Shop]) -> Exception | None:
-    """Apply one row inside a savepoint, so its failure leaves the rest of the batch intact."""
+def _apply(row: WebhookDelivery, shops: dict[int, Shop], isolate: bool) -> Exception | None:
+    """Apply one row; with ``isolate`` inside a savepoint so a failure spares the rest of the batch."""
     shop = shops.get(row.shop_id) or shops.setdefault(row.shop_id, db.session.get(Shop, row.shop_id))
+    if not isolate:
+        process_delivery_row(shop, row)
+        _mark_processed(row)
+        return None
     try:
         with db.session.begin_nested():
             process_delivery_row(shop, row)
-            row.status, row.processed_at, row.next_attempt_at, row.last_error = (
-                "processed",
-                utcnow(),
-                None,
-                None,
-            )
-            row.attempts += 1
+            _mark_processed(row)
     except Exception as exc:  # noqa: BLE001 - every failure is retried, then dead-lettered
         return exc
     return None
 
 
+def _mark_processed(row: WebhookDelivery) -> None:
+    row.status, row.processed_at, row.next_attempt_at, row.last_error = "processed", utcnow(), None, None
+    row.attempts += 1
+
+
+def _work(delivery_ids: list[int], isolate: bool) -> dict[int, str]:
+    """One transaction over the rows; without ``isolate`` the first failure aborts it all."""
+    outcome = dict.fromkeys(delivery_ids, "skipped")
+    retries: list[tuple[int, float]] = []
+    shops: dict[int, Shop] = {}
+    for row in _claim(delivery_ids):
+        exc = _apply(row, shops, isolate)
+        if exc is None:
+            outcome[row.id] = "processed"
+            continue
+        delay = _mark_failed(row, exc)
+        outcome[row.id] = "dead" if delay is None else "failed"
+        if delay is not None:
+            retries.append((row.id, delay))
+    db.session.commit()
+    for delivery_id, delay in retries:
+        get_queue().enqueue_in(delay, JOB, delivery_id, queue="webhooks")
+    return outcome
+
+
 def process_deliveries(delivery_ids: list[int]) -> dict[int, str]:
-    """Work rows in one transaction (one savepoint each); failures are retried with backoff.
+    """Work rows in one transaction; failures are counted and retried with backoff.
+
+    Optimistic: the batch runs without savepoints (they cost two round trips per row);
+    only when something fails is it rolled back and re-run with a savepoint per row.
 
     Returns:
         ``{id: status}``: processed, failed, dead, or ``skipped`` (done already, or
         held by another worker).
     """
-    outcome = dict.fromkeys(delivery_ids, "skipped")
-    retries: list[tuple[int, float]] = []
-    try:
-        shops: dict[int, Shop] = {}
-        for row in _claim(delivery_ids):
-            exc = _apply(row, shops)
-            if exc is None:
-                outcome[row.id] = "processed"
-                continue
-            delay = _mark_failed(row, exc)
-            outcome[row.id] = "dead" if delay is None else "failed"
-            if delay is not None:
-                retries.append((row.id, delay))
-        db.session.commit()
-    except Exception:
-        # The transaction itself broke (connection lost…): nothing was committed, the
-        # rows are still pending; work them one by one so each failure is recorded.
-        db.session.rollback()
-        if len(delivery_ids) > 1:
-            return {i: process_deliveries([i])[i] for i in delivery_ids}
-        return _record_broken_transaction(delivery_ids[0])
-    for delivery_id, delay in retries:
-        get_queue().enqueue_in(delay, JOB, delivery_id, queue="webhooks")
-    return outcome
+    if len(delivery_ids) == 1:
+        try:
+            return _work(delivery_ids, isolate=False)
+        except Exception:  # noqa: BLE001 - counted in a fresh transaction
+            db.session.rollback()
+            return _record_broken_transaction(delivery_ids[0])
+    for isolate in (False, True):
+        try:
+            return _work(delivery_ids, isolate=isolate)
+        except Exception:  # noqa: BLE001 - retried with savepoints, then one by one
+            db.session.rollback()
+    return {i: process_deliveries([i])[i] for i in delivery_ids}
 
 
 def _record_broken_transaction(delivery_id: int) -> dict[int, str]:

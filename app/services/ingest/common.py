@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from app.errors import DomainError
 from app.extensions import db
 from app.models import Event, Identifier, Profile, Shop
+from app.models.base import utcnow
 from app.services.identifiers import Ident, normalise
 from app.tenancy import scoped
 
@@ -82,12 +83,6 @@ def ident_doc(found: Iterable[Ident]) -> dict[str, list[str]]:
     return doc
 
 
-def event_exists(shop_id: int, source: str, external_id: str) -> bool:
-    """True when this signal has already been stored (a replay)."""
-    stmt = scoped(Event, shop_id, Event.id).where(Event.source == source, Event.external_id == external_id)
-    return db.session.scalar(stmt) is not None
-
-
 def record_event(
     shop: Shop,
     profile: Profile | None,
@@ -100,26 +95,42 @@ def record_event(
     found: Iterable[Ident] = (),
     properties: dict[str, Any] | None = None,
     delivery_id: int | None = None,
-) -> Event | None:
-    """Store one signal once; None when it was already stored (the caller then skips counters)."""
-    if event_exists(shop.id, source, external_id):
+) -> int | None:
+    """Store one signal once; its new id, or None when it was already stored (skip counters then).
+
+    One ``INSERT … ON CONFLICT DO NOTHING`` on ``(shop_id, source, external_id)``:
+    a replay, or two workers racing on the same signal, adds nothing and raises nothing.
+    """
+    values = {
+        "shop_id": shop.id,
+        "profile_id": profile.id if profile is not None else None,
+        "type": type,
+        "channel": channel,
+        "source": source,
+        "external_id": external_id[:255],
+        "identifiers": ident_doc(found),
+        "properties": properties or {},
+        "occurred_at": occurred_at,
+        "received_at": utcnow(),
+        "delivery_id": delivery_id,
+    }
+    insert = _dialect_insert()(Event).values(**values)
+    insert = insert.on_conflict_do_nothing(index_elements=["shop_id", "source", "external_id"])
+    event_id = db.session.scalar(insert.returning(Event.id))
+    if event_id is None:
         return None
-    event = Event(
-        shop_id=shop.id,
-        profile_id=profile.id if profile is not None else None,
-        type=type,
-        channel=channel,
-        source=source,
-        external_id=external_id[:255],
-        identifiers=ident_doc(found),
-        properties=properties or {},
-        occurred_at=occurred_at,
-        delivery_id=delivery_id,
-    )
-    db.session.add(event)
     if profile is not None and (profile.last_seen_at is None or profile.last_seen_at < occurred_at):
         profile.last_seen_at = occurred_at
-    return event
+    return event_id
+
+
+def _dialect_insert():
+    """The INSERT construct with ``on_conflict_do_nothing`` for the database in use."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 def set_names(profile: Profile, first: Any, last: Any, *, authoritative: bool) -> None:
