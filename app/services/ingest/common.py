@@ -114,7 +114,7 @@ def record_event(
         "received_at": utcnow(),
         "delivery_id": delivery_id,
     }
-    insert = _dialect_insert()(Event).values(**values)
+    insert = dialect_insert()(Event).values(**values)
     insert = insert.on_conflict_do_nothing(index_elements=["shop_id", "source", "external_id"])
     event_id = db.session.scalar(insert.returning(Event.id))
     if event_id is None:
@@ -124,7 +124,7 @@ def record_event(
     return event_id
 
 
-def _dialect_insert():
+def dialect_insert():
     """The INSERT construct with ``on_conflict_do_nothing`` for the database in use."""
     if db.session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert

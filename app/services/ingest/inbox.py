@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import Event, Shop, WebhookDelivery
@@ -54,35 +53,43 @@ def store_delivery(
 ) -> Stored:
     """Insert one delivery unless its id was seen before (the caller commits).
 
-    Uses a savepoint so that a duplicate in a batch leaves the others intact.
+    ``INSERT … ON CONFLICT DO NOTHING`` on the unique ``(shop, provider, external_id)``:
+    a duplicate, even one racing in on another connection, is answered without an error.
     """
+    from app.services.ingest.common import dialect_insert
+
     raw = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
     waiting = provider == "shopify" and topic in WAITING_TOPICS
-    row = WebhookDelivery(
-        shop_id=shop.id,
-        provider=provider,
-        topic=topic[:80],
-        external_id=external_id[:255],
-        event_id=event_id[:255] if event_id else None,
-        triggered_at=triggered_at,
-        api_version=api_version[:20] if api_version else None,
-        headers=headers or {},
-        body=raw,
-        status="waiting" if waiting else "pending",
-        attempts=0,
-        received_at=utcnow(),
-    )
-    try:
-        with db.session.begin_nested():
-            db.session.add(row)
-    except IntegrityError:
+    received_at = utcnow()
+    values = {
+        "shop_id": shop.id,
+        "provider": provider,
+        "topic": topic[:80],
+        "external_id": external_id[:255],
+        "event_id": event_id[:255] if event_id else None,
+        "triggered_at": triggered_at,
+        "api_version": api_version[:20] if api_version else None,
+        "headers": headers or {},
+        "body": raw,
+        "status": "waiting" if waiting else "pending",
+        "attempts": 0,
+        "received_at": received_at,
+    }
+    insert = dialect_insert()(WebhookDelivery).values(**values)
+    insert = insert.on_conflict_do_nothing(index_elements=["shop_id", "provider", "external_id"])
+    delivery_id = db.session.scalar(insert.returning(WebhookDelivery.id))
+    if delivery_id is None:
         return Stored(None, False)
-    return Stored(row.id, True, waiting, row_token(row))
+    return Stored(delivery_id, True, waiting, _token(received_at))
+
+
+def _token(received_at: dt.datetime) -> str:
+    return str(int(received_at.timestamp() * 1_000_000))
 
 
 def row_token(row: WebhookDelivery) -> str:
     """A per-row token for job ids: ids restart in a fresh database, receipt times do not."""
-    return str(int(row.received_at.timestamp() * 1_000_000))
+    return _token(row.received_at)
 
 
 def ingest_status(shop_id: int) -> dict[str, int]:
