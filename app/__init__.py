@@ -26,6 +26,8 @@ BLUEPRINTS = (
     "duplicates",
     "messages",
     "api",
+    "webhooks",
+    "deliveries",
 )
 
 

@@ -161,12 +161,17 @@ def worker(burst: bool):
 
     if not current_app.config.get("REDIS_URL"):
         raise click.ClickException("REDIS_URL is not set: in embedded mode jobs run in-process")
+    from workers.ingest import schedule_sweep
+
+    schedule_sweep()
     run_worker(burst=burst)
 
 
 def register_commands(app: Flask) -> None:
     """Attach every command to ``app.cli``."""
-    for command in (serve, shop_group, token_group, user_group, seed_group, worker):
+    from app.cli_ingest import COMMANDS as INGEST_COMMANDS
+
+    for command in (serve, shop_group, token_group, user_group, seed_group, worker, *INGEST_COMMANDS):
         app.cli.add_command(command)
 
 

@@ -3,7 +3,8 @@
 ``resolve`` is the one entry point ingest calls, once per signal. Rules
 (the README and docs/identity.md repeat them):
 
-* Junk never links anyone: test@test.com, addresses at example.com/.org,
+* Junk never links anyone: test@test.com, placeholder addresses (test@, email@,
+  user@… at example.com/.net/.org), addresses at test.com and mailinator.com,
   noreply@/no-reply@ senders, 0000000000, 1234567890 and the like, and the
   shop's own ``identity.blocked_values``. Unparseable phones are kept on
   the profile as ``raw_phone`` and never link.
@@ -47,7 +48,14 @@ from app.tenancy import scoped
 DEFAULT_BLOCKED = frozenset(
     {"test@test.com", "test@example.com", "0000000000", "1234567890", "+10000000000", "+11234567890"}
 )
-JUNK_EMAIL_DOMAINS = frozenset({"example.com", "example.org", "example.net", "test.com", "mailinator.com"})
+JUNK_EMAIL_DOMAINS = frozenset({"test.com", "mailinator.com"})
+# RFC 2606 domains: the placeholder addresses people type into forms are junk,
+# but named addresses there (dave@example.net) are how test suites, sandboxes and
+# provider samples spell real people, and an unsubscribe from one must count.
+PLACEHOLDER_DOMAINS = frozenset({"example.com", "example.org", "example.net"})
+PLACEHOLDER_LOCAL_PARTS = frozenset(
+    {"test", "email", "user", "name", "example", "me", "you", "a", "abc", "asdf"}
+)
 JUNK_LOCAL_PARTS = ("noreply", "no-reply", "donotreply", "do-not-reply")
 
 
@@ -60,7 +68,8 @@ def is_blocked(shop: Shop, ident: Ident, extra: Iterable[str] | None = None) -> 
         return True
     if ident.kind == "email":
         local, _, domain = value.partition("@")
-        return domain in JUNK_EMAIL_DOMAINS or local.startswith(JUNK_LOCAL_PARTS)
+        placeholder = domain in PLACEHOLDER_DOMAINS and local in PLACEHOLDER_LOCAL_PARTS
+        return placeholder or domain in JUNK_EMAIL_DOMAINS or local.startswith(JUNK_LOCAL_PARTS)
     if ident.kind in ("phone", "raw_phone"):
         digits = re.sub(r"\D", "", value)
         # One digit repeated, or a run like 123456789 or 987654321: typed to get past a form.

@@ -1,0 +1,51 @@
+"""Views: list the shop's failed and dead deliveries; retry one or all (HTMX, CSRF-protected)."""
+
+from flask import abort, g, redirect, url_for
+
+from app.blueprints.deliveries import bp
+from app.htmx import is_partial_request, render_page
+from app.models import WebhookDelivery
+from app.services.ingest.inbox import failed_deliveries, ingest_status
+from app.tenancy import get_scoped
+from app.web import shop_required
+from workers.ingest import retry_delivery
+
+
+def _list(message: str | None = None):
+    rows = failed_deliveries(g.shop.id)
+    return render_page(
+        "deliveries/index.html", "deliveries", rows=rows, status=ingest_status(g.shop.id), message=message
+    )
+
+
+@bp.get("/")
+@shop_required("staff")
+def index():
+    """Failed and dead deliveries of the current shop, newest first."""
+    return _list()
+
+
+@bp.post("/<int:delivery_id>/retry")
+@shop_required("staff")
+def retry(delivery_id: int):
+    """Retry one delivery of this shop; answers the refreshed list."""
+    row = get_scoped(WebhookDelivery, g.shop.id, delivery_id)
+    if row is None:
+        abort(404)
+    done = retry_delivery(row.id)
+    if not is_partial_request():
+        return redirect(url_for("deliveries.index"), 303)
+    return _list(
+        f"Delivery {delivery_id} queued again." if done else f"Delivery {delivery_id} is not failed."
+    )
+
+
+@bp.post("/retry-all")
+@shop_required("staff")
+def retry_all():
+    """Retry every failed or dead delivery of this shop."""
+    ids = [row.id for row in failed_deliveries(g.shop.id, limit=10_000)]
+    count = sum(1 for delivery_id in ids if retry_delivery(delivery_id))
+    if not is_partial_request():
+        return redirect(url_for("deliveries.index"), 303)
+    return _list(f"{count} deliveries queued again.")

@@ -1,0 +1,41 @@
+"""``/collect``: the storefront pixel, public, CORS-enabled, validated and rate-limited."""
+
+from __future__ import annotations
+
+from flask import request
+
+from app.blueprints.webhooks import bp
+from app.blueprints.webhooks.helpers import accept, error, parse_json, raw_body, shop_or_404
+from app.blueprints.webhooks.ratelimit import allow
+from app.services.ingest.inbox import store_delivery
+from app.services.ingest.pixel import parse_events
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+@bp.after_request
+def add_cors(response):
+    """Let any storefront origin post events (no cookies are read, so no credentials are allowed)."""
+    if request.endpoint == "webhooks.collect":
+        response.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin") or "*"
+        response.vary.add("Origin")
+        response.headers.update(CORS_HEADERS)
+    return response
+
+
+@bp.route("/collect", methods=["POST", "OPTIONS"])
+def collect():
+    """Store one pixel event or a batch, each under its event id, then queue them."""
+    if request.method == "OPTIONS":
+        return "", 204  # the CORS preflight; headers are added below
+    body = raw_body()
+    events = parse_events(parse_json(body))
+    shop = shop_or_404(events[0]["shop"])
+    if not allow(f"{shop.id}:{events[0]['clientId']}", cost=len(events)):
+        return error(429, "rate_limited", "too many events from this client; slow down")
+    stored = [store_delivery(shop, "pixel", e["name"], e["id"].strip(), e) for e in events]
+    return accept(stored)

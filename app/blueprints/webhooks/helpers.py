@@ -1,0 +1,94 @@
+"""What every webhook view shares: the raw body, error answers, and accept-then-enqueue."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from flask import abort, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from app.errors import DomainError
+from app.extensions import db
+from app.models import Shop
+from app.services.accounts import shop_by_domain
+from app.services.ingest.common import BadPayload
+from app.services.ingest.inbox import Stored
+
+
+def error(status: int, code: str, message: str):
+    """The contract's error body: ``{"error": {"code", "message"}}``."""
+    return jsonify({"error": {"code": code, "message": message}}), status
+
+
+def raw_body() -> bytes:
+    """The exact bytes the provider signed; 413 past ``MAX_CONTENT_LENGTH`` (1 MiB)."""
+    limit = request.max_content_length
+    if limit is not None and (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge()
+    return request.get_data(cache=True)
+
+
+def shop_or_404(domain: str | None) -> Shop:
+    """The shop a webhook names, or a 404."""
+    shop = shop_by_domain(domain) if domain and domain.strip() else None
+    if shop is None:
+        abort(404, description="unknown shop")
+    return shop
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as JSON, or ``BadPayload`` saying it is not."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadPayload(f"the body is not valid JSON ({type(exc).__name__})") from None
+
+
+def accept(stored: list[Stored], **extra):
+    """Commit the stored deliveries, then queue the new ones; answer 200 either way."""
+    from workers.ingest import enqueue_deliveries
+
+    db.session.commit()
+    enqueue_deliveries([(item.delivery_id, item.token) for item in stored if item.needs_work])
+    _sweep_when_embedded()
+    created = sum(1 for s in stored if s.created)
+    return jsonify({"accepted": created, "duplicates": len(stored) - created, **extra}), 200
+
+
+_last_sweep = [0.0]
+
+
+def _sweep_when_embedded() -> None:
+    """Embedded mode has no scheduler: retry due deliveries on webhook traffic, at most once a minute."""
+    if current_app.config.get("REDIS_URL") or current_app.testing:
+        return
+    now = time.monotonic()
+    if _last_sweep[0] and now - _last_sweep[0] < 60:
+        return
+    _last_sweep[0] = now
+    from workers.ingest import sweep_deliveries
+
+    sweep_deliveries()
+
+
+def register_errors(bp) -> None:
+    """JSON answers for the blueprint's errors (never an HTML page to a provider)."""
+
+    @bp.errorhandler(DomainError)
+    def domain_error(exc: DomainError):
+        db.session.rollback()
+        return error(exc.status, exc.code, exc.message)
+
+    @bp.errorhandler(404)
+    def not_found(exc):
+        return error(404, "not_found", getattr(exc, "description", None) or "not found")
+
+    @bp.errorhandler(413)
+    def too_large(_exc):
+        return error(413, "too_large", "request body over 1 MiB")
+
+    @bp.errorhandler(405)
+    def method_not_allowed(_exc):
+        return error(405, "method_not_allowed", "method not allowed")

@@ -1,0 +1,37 @@
+"""A per-client, per-minute rate limit for the public pixel endpoint.
+
+Counts live in Redis when it is configured (shared by every web process)
+and in this process otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from flask import current_app
+
+_lock = threading.Lock()
+_local: dict[str, int] = {}
+_minute = [0]
+
+
+def allow(key: str, cost: int = 1) -> bool:
+    """Count ``cost`` events for ``key`` in this minute; False once over the limit."""
+    limit = int(current_app.config.get("C360_PIXEL_RATE_PER_MINUTE", 600))
+    minute = int(time.time() // 60)
+    queue = current_app.extensions.get("rq")
+    connection = getattr(queue, "connection", None)
+    if connection is not None:
+        redis_key = f"{current_app.config['C360_QUEUE_PREFIX']}:rate:{key}:{minute}"
+        pipe = connection.pipeline()
+        pipe.incrby(redis_key, cost)
+        pipe.expire(redis_key, 120)
+        count, _ = pipe.execute()
+        return int(count) <= limit
+    with _lock:
+        if _minute[0] != minute:  # a new window: forget the last one
+            _local.clear()
+            _minute[0] = minute
+        _local[key] = _local.get(key, 0) + cost
+        return _local[key] <= limit

@@ -1,0 +1,96 @@
+"""``c360 dlq …`` and ``c360 backfill``: the dead-letter queue and order history import."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import with_appcontext
+
+from app.errors import DomainError
+from app.extensions import db
+from app.services import accounts
+
+
+@click.group("dlq")
+def dlq_group():
+    """The dead-letter queue of failed deliveries."""
+
+
+@dlq_group.command("list")
+@click.option("--shop", "domain", default=None, help="only this shop")
+@with_appcontext
+def dlq_list(domain):
+    """List dead and failed deliveries, newest first."""
+    from app.services.ingest.inbox import failed_deliveries
+
+    shop_id = _shop(domain).id if domain else None
+    rows = failed_deliveries(shop_id, limit=1000)
+    if not rows:
+        click.echo("The dead-letter queue is empty.")
+        return
+    click.echo(f"{'id':>8}  {'shop':>5}  {'provider':<9} {'topic':<40} {'status':<7} {'tries':>5}  error")
+    for r in rows:
+        error = (r.last_error or "").replace("\n", " ")[:80]
+        topic = r.topic[:40]
+        where = f"{r.id:>8}  {r.shop_id:>5}  {r.provider:<9} {topic:<40}"
+        click.echo(f"{where} {r.status:<7} {r.attempts:>5}  {error}")
+
+
+@dlq_group.command("retry")
+@click.argument("delivery_id", required=False, type=int)
+@click.option("--all", "retry_all", is_flag=True, help="retry every dead or failed delivery")
+@with_appcontext
+def dlq_retry(delivery_id, retry_all):
+    """Retry one delivery by ID, or all of them with --all."""
+    from app.services.ingest.inbox import failed_deliveries
+    from workers.ingest import retry_delivery
+
+    if bool(delivery_id) == bool(retry_all):
+        raise click.UsageError("give either a delivery ID or --all")
+    ids = [r.id for r in failed_deliveries(None, limit=1_000_000)] if retry_all else [delivery_id]
+    done = sum(1 for i in ids if retry_delivery(i))
+    if not retry_all and not done:
+        raise click.ClickException(f"delivery {delivery_id} is not in the dead-letter queue")
+    click.echo(f"{done} deliveries queued again.")
+
+
+@dlq_group.command("sweep")
+@click.option(
+    "--stale-after", default=60, show_default=True, help="seconds before a pending row is re-queued"
+)
+@with_appcontext
+def dlq_sweep(stale_after):
+    """Re-queue deliveries committed but never processed, and failed ones whose retry is due."""
+    from workers.ingest import sweep_deliveries
+
+    click.echo(f"{sweep_deliveries(stale_after_seconds=stale_after)} deliveries queued.")
+
+
+@click.command("backfill")
+@click.option("--shop", "domain", required=True)
+@click.option("--orders", "orders_file", required=True, type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def backfill(domain, orders_file):
+    """Import Shopify order history: one order object (REST Admin API shape) per line."""
+    from app.services.ingest.backfill import backfill_orders
+
+    shop = _shop(domain)
+    with open(orders_file, encoding="utf-8") as fh:
+        total = sum(1 for _ in fh)
+    with open(orders_file, encoding="utf-8") as fh, click.progressbar(length=total, label="orders") as bar:
+        result = backfill_orders(shop, fh, progress=bar.update)
+    click.echo(f"{result.applied} orders imported, {len(result.failed)} lines skipped.")
+    for number, reason in result.failed[:20]:
+        click.echo(f"  line {number}: {reason}", err=True)
+    if result.failed:
+        raise SystemExit(1)
+
+
+def _shop(domain: str):
+    try:
+        return accounts.require_shop(domain)
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+
+
+COMMANDS = (dlq_group, backfill)

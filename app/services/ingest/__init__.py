@@ -1,0 +1,54 @@
+"""Ingest: turn every stored delivery (webhook, pixel event, API event) into profile updates.
+
+One module per provider family parses and applies its signals;
+``process_delivery_row`` routes a ``WebhookDelivery`` to the right one.
+Handlers are idempotent: every signal is an ``Event`` with a unique
+``(shop, source, external_id)`` and counters move only when that event is
+new, so a replayed delivery changes nothing.
+
+Event types written here: ``web.<pixel event>``, ``order.placed``,
+``order.cancelled``, ``order.refunded``, ``customer.created|updated|deleted``,
+``consent.email|sms``, ``<channel>.<metric>`` engagement (``email.opened``,
+``sms.replied``, ``whatsapp.delivered``…), ``sms.keyword``, ``email.spamreport``,
+``email.unsubscribe``, and any type an API client sends.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qsl
+
+from app.models import Shop, WebhookDelivery
+from app.services.ingest.common import BadPayload
+
+
+def _json(delivery: WebhookDelivery):
+    try:
+        return json.loads(delivery.body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadPayload("stored body is not JSON") from None
+
+
+def process_delivery_row(shop: Shop, delivery: WebhookDelivery) -> None:
+    """Apply one delivery to the shop's profiles (the caller owns the transaction).
+
+    Raises:
+        Exception: anything; the job records it and retries, then dead-letters.
+    """
+    from app.services.ingest import api_events, pixel, sendgrid, shopify, twilio, whatsapp
+
+    provider = delivery.provider
+    if provider == "shopify":
+        shopify.apply_shopify(shop, delivery, _json(delivery))
+    elif provider == "pixel":
+        pixel.apply_pixel_event(shop, _json(delivery), delivery)
+    elif provider == "sendgrid":
+        sendgrid.apply_sendgrid_event(shop, _json(delivery), delivery)
+    elif provider == "twilio":
+        twilio.apply_twilio(shop, dict(parse_qsl(delivery.body.decode(), keep_blank_values=True)), delivery)
+    elif provider == "whatsapp":
+        whatsapp.apply_whatsapp(shop, delivery.topic, _json(delivery), delivery)
+    elif provider == "api":
+        api_events.apply_api_event(shop, _json(delivery), delivery)
+    else:
+        raise BadPayload(f"no handler for provider {provider!r}")

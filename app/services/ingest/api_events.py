@@ -1,0 +1,156 @@
+"""Generic signals from ``POST /api/v1/events``: support touches, push, POS visits, marketplace orders.
+
+Shape: ``{type, occurred_at, identifiers: {email?, phone?, shopify_customer_id?,
+web_client_id?, amazon_buyer_id?, ebay_user?}, channel?, properties}``.
+A ``push.opened``-style type counts as engagement; ``order.placed`` with
+channel ``marketplace`` becomes an order.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+from app.extensions import db
+from app.models import Order, OrderLine, Shop, WebhookDelivery
+from app.services.counters import recompute_order_counters
+from app.services.engagement import ENGAGEMENT_TYPES
+from app.services.ingest.common import (
+    BadPayload,
+    as_dict,
+    engage,
+    first,
+    idents,
+    money,
+    parse_time,
+    record_event,
+    refresh_search_text,
+)
+from app.services.resolution import resolve
+from app.tenancy import scoped
+
+SOURCE = "api"
+IDENTIFIER_KEYS = {
+    "email": "email",
+    "phone": "phone",
+    "shopify_customer_id": "shopify_customer",
+    "web_client_id": "web_client",
+    "amazon_buyer_id": "amazon_buyer",
+    "ebay_user": "ebay_user",
+}
+TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
+CHANNELS = frozenset({"email", "sms", "whatsapp", "push", "web", "pos", "marketplace", "support", "phone"})
+
+
+def check_event(body: Any) -> dict:
+    """The validated API event.
+
+    Raises:
+        BadPayload: a missing or malformed field, named in the message.
+    """
+    if not isinstance(body, dict):
+        raise BadPayload("the body must be a JSON object")
+    etype = body.get("type")
+    if not isinstance(etype, str) or len(etype) > 60 or not TYPE_RE.match(etype):
+        raise BadPayload("type is required: lower-case words joined by dots, e.g. push.opened")
+    parse_time(body.get("occurred_at"), "occurred_at")
+    ids = body.get("identifiers")
+    if not isinstance(ids, dict) or not ids:
+        raise BadPayload("identifiers must be an object with at least one of " + ", ".join(IDENTIFIER_KEYS))
+    unknown = set(ids) - set(IDENTIFIER_KEYS)
+    if unknown:
+        raise BadPayload(f"unknown identifier kinds: {', '.join(sorted(unknown))}")
+    if not any(isinstance(v, str | int) and str(v).strip() for v in ids.values()):
+        raise BadPayload("identifiers must hold at least one non-empty value")
+    if body.get("channel") is not None and body["channel"] not in CHANNELS:
+        raise BadPayload(f"channel must be one of {', '.join(sorted(CHANNELS))}")
+    if body.get("properties") is not None and not isinstance(body["properties"], dict):
+        raise BadPayload("properties must be an object")
+    if _is_marketplace_order(body):
+        props = as_dict(body.get("properties"))
+        if not props.get("order_id") or money(props.get("total")) is None:
+            raise BadPayload("a marketplace order needs properties.order_id and properties.total")
+    return body
+
+
+def _is_marketplace_order(body: dict) -> bool:
+    return body.get("type") == "order.placed" and body.get("channel") == "marketplace"
+
+
+def _marketplace_order(shop: Shop, body: dict, profile, at) -> None:
+    """An order from Amazon, eBay…: stored like a Shopify order so counters include it."""
+    props = as_dict(body.get("properties"))
+    source = str(
+        first(
+            props.get("marketplace"),
+            "amazon"
+            if body["identifiers"].get("amazon_buyer_id")
+            else "ebay"
+            if body["identifiers"].get("ebay_user")
+            else "marketplace",
+        )
+    )[:20]
+    order = db.session.scalar(
+        scoped(Order, shop.id).where(Order.source == source, Order.external_id == str(props["order_id"])[:64])
+    )
+    if order is not None:
+        return
+    order = Order(
+        shop_id=shop.id,
+        profile_id=profile.id if profile else None,
+        source=source,
+        external_id=str(props["order_id"])[:64],
+        number=str(props.get("number") or "")[:64] or None,
+        channel="marketplace",
+        source_name=source,
+        placed_at=at,
+        processed_at=at,
+        source_updated_at=at,
+        currency=str(props.get("currency") or shop.currency)[:3],
+        total=money(props["total"]),
+        refunded=Decimal("0"),
+    )
+    order.lines = [
+        OrderLine(
+            shop_id=shop.id,
+            product_id=str(item.get("product_id") or "")[:64] or None,
+            sku=str(item.get("sku") or "")[:120] or None,
+            title=str(item.get("title") or "")[:255] or None,
+            quantity=int(item.get("quantity") or 1),
+            price=money(item.get("price")) or Decimal("0"),
+        )
+        for item in props.get("line_items") or []
+        if isinstance(item, dict)
+    ]
+    db.session.add(order)
+    db.session.flush()
+    if profile is not None:
+        recompute_order_counters(profile)
+
+
+def apply_api_event(shop: Shop, body: dict, delivery: WebhookDelivery) -> None:
+    """Resolve the identifiers, store the event, and count engagement or the order it carries."""
+    check_event(body)
+    at = parse_time(body["occurred_at"])
+    found = idents(shop, [(IDENTIFIER_KEYS[k], v) for k, v in body["identifiers"].items()])
+    profile = resolve(shop, found, source=SOURCE, seen_at=at, evidence={"api_event": delivery.external_id})
+    if profile is not None and any(i.kind in ("email", "phone") for i in found):
+        refresh_search_text(profile)
+    etype = body["type"]
+    channel = body.get("channel") or (etype.split(".", 1)[0] if etype in ENGAGEMENT_TYPES else None)
+    common = {
+        "source": SOURCE,
+        "external_id": delivery.external_id,
+        "occurred_at": at,
+        "found": found,
+        "properties": as_dict(body.get("properties")),
+        "delivery_id": delivery.id,
+    }
+    if etype in ENGAGEMENT_TYPES:
+        ch, metric = etype.split(".", 1)
+        engage(shop, profile, channel=ch, metric=metric, **common)
+        return
+    stored = record_event(shop, profile, type=etype, channel=channel, **common)
+    if stored is not None and _is_marketplace_order(body):
+        _marketplace_order(shop, body, profile, at)

@@ -1,0 +1,228 @@
+"""Helpers every ingest handler shares: times, identifiers, events and profile touches."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.errors import DomainError
+from app.extensions import db
+from app.models import Event, Identifier, Profile, Shop
+from app.models.base import utcnow
+from app.services.identifiers import Ident, normalise
+from app.tenancy import scoped
+
+
+class BadPayload(DomainError):
+    """A body that is not the provider's format (answered 400 with the reason)."""
+
+    status = 400
+    code = "bad_payload"
+
+
+def parse_time(value: Any, field: str = "timestamp") -> dt.datetime:
+    """An aware UTC datetime from ISO 8601 text or epoch seconds.
+
+    Raises:
+        BadPayload: the value is neither.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(float(value), dt.UTC)
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text.isdigit():
+            return dt.datetime.fromtimestamp(int(text), dt.UTC)
+        try:
+            parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadPayload(f"{field} is not an ISO 8601 time: {text[:40]!r}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed.astimezone(dt.UTC)
+    raise BadPayload(f"{field} is required (ISO 8601 or epoch seconds)")
+
+
+def optional_time(value: Any, field: str = "timestamp") -> dt.datetime | None:
+    """Like ``parse_time`` but None for a missing or empty value."""
+    if value in (None, ""):
+        return None
+    return parse_time(value, field)
+
+
+def money(value: Any) -> Decimal | None:
+    """A Decimal from Shopify's string amounts, or None."""
+    if value in (None, ""):
+        return None
+    try:
+        return Decimal(str(value)).quantize(Decimal("0.01"))
+    except InvalidOperation:
+        raise BadPayload(f"not an amount: {str(value)[:20]!r}") from None
+
+
+def idents(shop: Shop, pairs: Iterable[tuple[str, Any]]) -> list[Ident]:
+    """Normalise ``(kind, raw)`` pairs with the shop's country, dropping empty ones."""
+    out: list[Ident] = []
+    for kind, raw in pairs:
+        if raw in (None, ""):
+            continue
+        ident = normalise(kind, raw, shop.country)
+        if ident is not None and ident not in out:
+            out.append(ident)
+    return out
+
+
+def ident_doc(found: Iterable[Ident]) -> dict[str, list[str]]:
+    """``{"email": [...], "phone": [...]}`` for the Event's identifiers column."""
+    doc: dict[str, list[str]] = {}
+    for ident in found:
+        doc.setdefault(ident.kind, []).append(ident.value)
+    return doc
+
+
+def record_event(
+    shop: Shop,
+    profile: Profile | None,
+    *,
+    type: str,
+    source: str,
+    external_id: str,
+    occurred_at: dt.datetime,
+    channel: str | None = None,
+    found: Iterable[Ident] = (),
+    properties: dict[str, Any] | None = None,
+    delivery_id: int | None = None,
+) -> int | None:
+    """Store one signal once; its new id, or None when it was already stored (skip counters then).
+
+    One ``INSERT … ON CONFLICT DO NOTHING`` on ``(shop_id, source, external_id)``:
+    a replay, or two workers racing on the same signal, adds nothing and raises nothing.
+    """
+    values = {
+        "shop_id": shop.id,
+        "profile_id": profile.id if profile is not None else None,
+        "type": type,
+        "channel": channel,
+        "source": source,
+        "external_id": external_id[:255],
+        "identifiers": ident_doc(found),
+        "properties": properties or {},
+        "occurred_at": occurred_at,
+        "received_at": utcnow(),
+        "delivery_id": delivery_id,
+    }
+    insert = dialect_insert()(Event).values(**values)
+    insert = insert.on_conflict_do_nothing(index_elements=["shop_id", "source", "external_id"])
+    event_id = db.session.scalar(insert.returning(Event.id))
+    if event_id is None:
+        return None
+    if profile is not None and (profile.last_seen_at is None or profile.last_seen_at < occurred_at):
+        profile.last_seen_at = occurred_at
+    return event_id
+
+
+def dialect_insert():
+    """The INSERT construct with ``on_conflict_do_nothing`` for the database in use."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def set_names(profile: Profile, first: Any, last: Any, *, authoritative: bool) -> None:
+    """Take names from a customer record (``authoritative``) or fill blanks from anything else."""
+    for attr, value in (("first_name", first), ("last_name", last)):
+        value = str(value).strip()[:255] if value else None
+        if value and (authoritative or not getattr(profile, attr)):
+            setattr(profile, attr, value)
+
+
+def set_location(profile: Profile, address: dict | None) -> None:
+    """Country and province (codes) from a Shopify address."""
+    if not isinstance(address, dict):
+        return
+    country = address.get("country_code")
+    if isinstance(country, str) and len(country) == 2:
+        profile.country = country.upper()
+        province = address.get("province_code")
+        profile.province = str(province)[:16] if province else None
+
+
+def refresh_search_text(profile: Profile) -> None:
+    """Rebuild the lower-cased "first last emails phones" the console searches."""
+    values = db.session.scalars(
+        scoped(Identifier, profile.shop_id, Identifier.value)
+        .where(Identifier.profile_id == profile.id, Identifier.kind.in_(("email", "phone")))
+        .order_by(Identifier.kind, Identifier.value)
+    )
+    parts = [profile.first_name or "", profile.last_name or "", *values]
+    profile.search_text = " ".join(p for p in parts if p).lower() or None
+
+
+def first(*values: Any) -> Any:
+    """The first value that is not None or empty."""
+    return next((v for v in values if v not in (None, "")), None)
+
+
+def as_dict(value: Any) -> dict:
+    """``value`` when it is a dict, else an empty one (payloads carry nulls)."""
+    return value if isinstance(value, dict) else {}
+
+
+def engage(
+    shop: Shop,
+    profile: Profile | None,
+    *,
+    channel: str,
+    metric: str,
+    source: str,
+    external_id: str,
+    occurred_at: dt.datetime,
+    found: Iterable[Ident] = (),
+    properties: dict[str, Any] | None = None,
+    delivery_id: int | None = None,
+) -> bool:
+    """Store a ``<channel>.<metric>`` event and count it once; False for a replay."""
+    from app.services.engagement import apply_engagement
+
+    event = record_event(
+        shop,
+        profile,
+        type=f"{channel}.{metric}",
+        channel=channel,
+        source=source,
+        external_id=external_id,
+        occurred_at=occurred_at,
+        found=found,
+        properties=properties,
+        delivery_id=delivery_id,
+    )
+    if event is None:
+        return False
+    if profile is not None:
+        apply_engagement(profile, channel, metric, occurred_at)
+    return True
+
+
+def message_profile(shop: Shop, *message_refs: Any) -> Profile | None:
+    """The profile a message we sent went to, from its id or the provider's message id."""
+    from app.models import Message
+
+    for ref in message_refs:
+        if ref in (None, ""):
+            continue
+        text = str(ref)
+        digits = text.rsplit("-", 1)[-1]
+        criteria = [Message.provider_message_id == text[:255]]
+        if digits.isdigit():
+            criteria.append(Message.id == int(digits))
+        profile_id = db.session.scalar(scoped(Message, shop.id, Message.profile_id).where(sa.or_(*criteria)))
+        if profile_id is not None:
+            from app.services.identifiers import live_profile
+
+            return live_profile(db.session.get(Profile, profile_id))
+    return None

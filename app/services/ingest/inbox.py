@@ -1,0 +1,143 @@
+"""The durable inbox: every accepted delivery is a ``WebhookDelivery`` row first.
+
+Webhook, pixel and API signals all land here, are committed, and only then
+are worked by ``workers.ingest.process_delivery``. The row's unique
+``(shop_id, provider, external_id)`` is what makes a repeated delivery a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Event, Shop, WebhookDelivery
+from app.models.base import utcnow
+from app.tenancy import scoped
+
+# Deliveries parked for a pipeline built elsewhere (GDPR): kept, never dropped.
+WAITING_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact", "app/uninstalled"})
+RETRYABLE = ("failed", "dead")
+
+
+@dataclass
+class Stored:
+    """The outcome of storing one delivery."""
+
+    delivery_id: int | None
+    created: bool
+    waiting: bool = False
+    token: str = ""
+
+    @property
+    def needs_work(self) -> bool:
+        """True for a new row that a job must process."""
+        return self.created and not self.waiting
+
+
+def store_delivery(
+    shop: Shop,
+    provider: str,
+    topic: str,
+    external_id: str,
+    body: bytes | dict | list,
+    *,
+    headers: dict[str, Any] | None = None,
+    event_id: str | None = None,
+    triggered_at: dt.datetime | None = None,
+    api_version: str | None = None,
+) -> Stored:
+    """Insert one delivery unless its id was seen before (the caller commits).
+
+    ``INSERT … ON CONFLICT DO NOTHING`` on the unique ``(shop, provider, external_id)``:
+    a duplicate, even one racing in on another connection, is answered without an error.
+    """
+    from app.services.ingest.common import dialect_insert
+
+    raw = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+    waiting = provider == "shopify" and topic in WAITING_TOPICS
+    received_at = utcnow()
+    values = {
+        "shop_id": shop.id,
+        "provider": provider,
+        "topic": topic[:80],
+        "external_id": external_id[:255],
+        "event_id": event_id[:255] if event_id else None,
+        "triggered_at": triggered_at,
+        "api_version": api_version[:20] if api_version else None,
+        "headers": headers or {},
+        "body": raw,
+        "status": "waiting" if waiting else "pending",
+        "attempts": 0,
+        "received_at": received_at,
+    }
+    insert = dialect_insert()(WebhookDelivery).values(**values)
+    insert = insert.on_conflict_do_nothing(index_elements=["shop_id", "provider", "external_id"])
+    delivery_id = db.session.scalar(insert.returning(WebhookDelivery.id))
+    if delivery_id is None:
+        return Stored(None, False)
+    return Stored(delivery_id, True, waiting, _token(received_at))
+
+
+def _token(received_at: dt.datetime) -> str:
+    return str(int(received_at.timestamp() * 1_000_000))
+
+
+def row_token(row: WebhookDelivery) -> str:
+    """A per-row token for job ids: ids restart in a fresh database, receipt times do not."""
+    return _token(row.received_at)
+
+
+def ingest_status(shop_id: int) -> dict[str, int]:
+    """``{received, pending, processed, dead_letter, waiting, events}`` for one shop."""
+    rows = db.session.execute(
+        scoped(WebhookDelivery, shop_id, WebhookDelivery.status, sa.func.count()).group_by(
+            WebhookDelivery.status
+        )
+    )
+    by_status = dict(rows.all())
+    events = db.session.scalar(scoped(Event, shop_id, sa.func.count())) or 0
+    return {
+        "received": sum(by_status.values()),
+        "pending": sum(by_status.get(s, 0) for s in ("pending", "processing", "failed")),
+        "processed": by_status.get("processed", 0),
+        "dead_letter": by_status.get("dead", 0),
+        "waiting": by_status.get("waiting", 0),
+        "events": events,
+    }
+
+
+def failed_deliveries(shop_id: int | None = None, limit: int = 200) -> list[WebhookDelivery]:
+    """Dead and failed deliveries, newest first; all shops for the operator's CLI."""
+    stmt = (sa.select(WebhookDelivery) if shop_id is None else scoped(WebhookDelivery, shop_id)).where(
+        WebhookDelivery.status.in_(RETRYABLE)
+    )
+    return list(db.session.scalars(stmt.order_by(WebhookDelivery.id.desc()).limit(limit)))
+
+
+def reset_for_retry(delivery: WebhookDelivery) -> bool:
+    """Give a failed or dead delivery a fresh set of attempts; False when it is not retryable."""
+    if delivery.status not in RETRYABLE:
+        return False
+    delivery.status = "pending"
+    delivery.attempts = 0
+    delivery.next_attempt_at = None
+    return True
+
+
+def due_for_sweep(shop_id: int, now: dt.datetime, stale_after: dt.timedelta) -> list[WebhookDelivery]:
+    """Rows committed but never worked, or whose retry time has come."""
+    stmt = scoped(WebhookDelivery, shop_id).where(
+        sa.or_(
+            sa.and_(WebhookDelivery.status == "pending", WebhookDelivery.received_at <= now - stale_after),
+            sa.and_(
+                WebhookDelivery.status.in_(("failed", "processing")),
+                sa.or_(WebhookDelivery.next_attempt_at.is_(None), WebhookDelivery.next_attempt_at <= now),
+            ),
+        )
+    )
+    return list(db.session.scalars(stmt.order_by(WebhookDelivery.id)))

@@ -1,0 +1,323 @@
+"""Shopify orders and refunds: the order row, its lines, and the buyer's counters.
+
+Out-of-order delivery is safe: an order version is applied only when its
+``updated_at`` is newer than the one stored, and refunds are kept as
+events keyed by order, so a refund that arrives before its order is
+counted as soon as the order lands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from app.extensions import db
+from app.models import Event, Order, OrderLine, Profile, Shop, WebhookDelivery
+from app.services.counters import recompute_order_counters
+from app.services.ingest.common import (
+    BadPayload,
+    as_dict,
+    first,
+    idents,
+    money,
+    optional_time,
+    parse_time,
+    record_event,
+    refresh_search_text,
+    set_location,
+    set_names,
+)
+from app.services.ingest.customers import apply_inline_consent
+from app.services.resolution import resolve
+from app.tenancy import scoped
+
+SOURCE = "shopify"
+MARKETPLACES = frozenset({"amazon", "ebay", "etsy", "walmart", "zalando", "google", "facebook", "tiktok"})
+ZERO = Decimal("0")
+
+
+def sales_channel(source_name: str | None) -> str:
+    """``online``, ``pos`` or ``marketplace`` from Shopify's ``source_name``."""
+    name = (source_name or "").lower()
+    if name == "pos":
+        return "pos"
+    if name in MARKETPLACES or "marketplace" in name:
+        return "marketplace"
+    return "online"
+
+
+def utm_source(landing_site: str | None) -> str | None:
+    """``utm_source`` from the landing page URL, lower-cased."""
+    if not landing_site:
+        return None
+    values = parse_qs(urlsplit(landing_site).query).get("utm_source")
+    return values[0].strip().lower()[:120] if values and values[0].strip() else None
+
+
+def shop_amount(payload: dict, field: str) -> Decimal | None:
+    """An amount in shop money: ``<field>_set.shop_money`` when present (multi-currency)."""
+    shop_money = as_dict(as_dict(payload.get(f"{field}_set")).get("shop_money"))
+    return money(first(shop_money.get("amount"), payload.get(field)))
+
+
+def check_order(payload: Any) -> None:
+    """Reject a body that is not a Shopify order object.
+
+    Raises:
+        BadPayload: with what is missing.
+    """
+    if not isinstance(payload, dict):
+        raise BadPayload("an order must be a JSON object")
+    if not isinstance(payload.get("id"), int | str) or payload.get("id") in ("", None):
+        raise BadPayload("order.id is required")
+    if not isinstance(payload.get("line_items", []), list):
+        raise BadPayload("order.line_items must be a list")
+    if payload.get("created_at") in (None, ""):
+        raise BadPayload("order.created_at is required")
+
+
+def check_refund(payload: Any) -> None:
+    """Reject a body that is not a Shopify refund object."""
+    if (
+        not isinstance(payload, dict)
+        or payload.get("id") in (None, "")
+        or payload.get("order_id") in (None, "")
+    ):
+        raise BadPayload("a refund needs id and order_id")
+
+
+def _refund_amount(refund: dict, shop: Shop) -> Decimal:
+    """What a refund gave back, in shop money."""
+    total = ZERO
+    for tx in refund.get("transactions") or []:
+        if (
+            not isinstance(tx, dict)
+            or tx.get("kind") != "refund"
+            or tx.get("status") not in ("success", None)
+        ):
+            continue
+        amount = as_dict(as_dict(tx.get("amount_set")).get("shop_money")).get("amount")
+        total += money(first(amount, tx.get("amount"))) or ZERO
+    return total
+
+
+def _refund_events(shop_id: int, order_external_id: str) -> dict[str, Decimal]:
+    prefix = f"refund:{order_external_id}:"
+    stmt = scoped(Event, shop_id, Event.external_id, Event.properties).where(
+        Event.source == SOURCE, Event.type == "order.refunded", Event.external_id.like(prefix + "%")
+    )
+    return {
+        ext[len(prefix) :]: Decimal(str(props.get("amount", "0"))) for ext, props in db.session.execute(stmt)
+    }
+
+
+def _refunded_total(shop: Shop, order_external_id: str) -> Decimal:
+    """Every known refund of the order counted once, whether it came inline or on its own topic."""
+    return sum(_refund_events(shop.id, order_external_id).values(), ZERO)
+
+
+def _record_refund(
+    shop: Shop, profile: Profile | None, order_external_id: str, refund: dict, delivery
+) -> None:
+    """One ``order.refunded`` event per refund id: the single record refunds are summed from."""
+    amount = _refund_amount(refund, shop)
+    record_event(
+        shop,
+        profile,
+        type="order.refunded",
+        source=SOURCE,
+        external_id=f"refund:{order_external_id}:{refund['id']}",
+        occurred_at=parse_time(first(refund.get("processed_at"), refund.get("created_at")), "created_at"),
+        properties={"order_id": order_external_id, "refund_id": str(refund["id"]), "amount": str(amount)},
+        delivery_id=delivery.id if delivery else None,
+    )
+
+
+def _buyer(
+    shop: Shop, payload: dict, seen_at: dt.datetime, delivery: WebhookDelivery | None
+) -> tuple[Profile | None, list]:
+    """Resolve the buyer from the identifiers the order carries, and refresh what it tells of them."""
+    customer = as_dict(payload.get("customer"))
+    found = idents(
+        shop,
+        [
+            ("shopify_customer", customer.get("id")),
+            ("email", first(customer.get("email"), payload.get("email"), payload.get("contact_email"))),
+            ("phone", first(customer.get("phone"), payload.get("phone"))),
+        ],
+    )
+    evidence = {"order": str(payload.get("id")), "delivery": delivery.external_id if delivery else None}
+    profile = resolve(shop, found, source=SOURCE, seen_at=seen_at, evidence=evidence)
+    if profile is None:
+        return None, found
+    address = as_dict(first(payload.get("billing_address"), payload.get("shipping_address")))
+    set_names(
+        profile,
+        first(customer.get("first_name"), address.get("first_name")),
+        first(customer.get("last_name"), address.get("last_name")),
+        authoritative=bool(customer),
+    )
+    set_location(
+        profile,
+        first(
+            payload.get("shipping_address"), payload.get("billing_address"), customer.get("default_address")
+        ),
+    )
+    if payload.get("currency"):
+        profile.currency = str(payload["currency"])[:3]
+    refresh_search_text(profile)
+    if customer:
+        apply_inline_consent(shop, profile, customer, delivery)
+    return profile, found
+
+
+def _fill_order(order: Order, payload: dict, shop: Shop, updated_at: dt.datetime | None) -> None:
+    billing, shipping = as_dict(payload.get("billing_address")), as_dict(payload.get("shipping_address"))
+    customer = as_dict(payload.get("customer"))
+    order.number = str(first(payload.get("name"), payload.get("order_number")) or "")[:64] or None
+    order.source_name = str(payload.get("source_name") or "")[:64] or None
+    order.channel = sales_channel(order.source_name)
+    order.location_id = str(payload["location_id"]) if payload.get("location_id") else None
+    order.placed_at = parse_time(first(payload.get("created_at"), payload.get("processed_at")), "created_at")
+    order.processed_at = optional_time(payload.get("processed_at"), "processed_at")
+    order.source_updated_at = updated_at
+    order.currency = str(first(payload.get("currency"), shop.currency))[:3]
+    order.presentment_currency = str(payload.get("presentment_currency") or "")[:3] or None
+    order.total = shop_amount(payload, "total_price") or ZERO
+    order.subtotal = shop_amount(payload, "subtotal_price")
+    order.total_discounts = shop_amount(payload, "total_discounts")
+    order.total_tax = shop_amount(payload, "total_tax")
+    order.financial_status = str(payload.get("financial_status") or "")[:32] or None
+    order.cancelled_at = optional_time(payload.get("cancelled_at"), "cancelled_at")
+    order.discount_codes = [
+        {"code": d.get("code"), "amount": d.get("amount"), "type": d.get("type")}
+        for d in payload.get("discount_codes") or []
+        if isinstance(d, dict)
+    ]
+    order.landing_site = payload.get("landing_site") or None
+    order.referring_site = payload.get("referring_site") or None
+    order.utm_source = utm_source(order.landing_site)
+    order.billing_country = (billing.get("country_code") or None) and str(billing["country_code"])[:2]
+    order.billing_province = (billing.get("province_code") or None) and str(billing["province_code"])[:16]
+    order.shipping_country = (shipping.get("country_code") or None) and str(shipping["country_code"])[:2]
+    order.shipping_province = (shipping.get("province_code") or None) and str(shipping["province_code"])[:16]
+    order.email = str(first(payload.get("email"), customer.get("email")) or "")[:320] or None
+    order.phone = str(first(payload.get("phone"), customer.get("phone")) or "")[:40] or None
+    name = " ".join(str(p) for p in (customer.get("first_name"), customer.get("last_name")) if p)
+    order.customer_name = name or None
+    order.lines = [_line(shop, item) for item in payload.get("line_items") or [] if isinstance(item, dict)]
+
+
+def _line(shop: Shop, item: dict) -> OrderLine:
+    def text(key: str, size: int = 64) -> str | None:
+        return str(item[key])[:size] if item.get(key) not in (None, "") else None
+
+    price_set = as_dict(as_dict(item.get("price_set")).get("shop_money"))
+    return OrderLine(
+        shop_id=shop.id,
+        external_id=text("id"),
+        product_id=text("product_id"),
+        variant_id=text("variant_id"),
+        sku=text("sku", 120),
+        title=text("title", 255),
+        quantity=int(item.get("quantity") or 0),
+        price=money(first(price_set.get("amount"), item.get("price"))) or ZERO,
+    )
+
+
+def apply_order(shop: Shop, payload: dict, delivery: WebhookDelivery | None = None) -> Order:
+    """Create or update an order from any Shopify order topic (or a backfill line).
+
+    Returns:
+        The order row, whether or not this version was newer than the stored one.
+    """
+    check_order(payload)
+    external_id = str(payload["id"])
+    updated_at = optional_time(payload.get("updated_at"), "updated_at")
+    placed_at = parse_time(first(payload.get("created_at"), payload.get("processed_at")), "created_at")
+    order = db.session.scalar(
+        scoped(Order, shop.id).where(Order.source == SOURCE, Order.external_id == external_id)
+    )
+    stale = (
+        order is not None
+        and order.source_updated_at is not None
+        and (updated_at is None or updated_at <= order.source_updated_at)
+    )
+    profile, found = _buyer(shop, payload, updated_at or placed_at, delivery)
+    previous_profile_id = order.profile_id if order is not None else None
+    if order is None:
+        order = Order(shop_id=shop.id, source=SOURCE, external_id=external_id, refunded=ZERO)
+        db.session.add(order)
+    if not stale:
+        _fill_order(order, payload, shop, updated_at)
+        if profile is not None:
+            order.profile_id = profile.id
+    db.session.flush()
+    _order_events(shop, order, profile, found, delivery)
+    for refund in payload.get("refunds") or []:
+        if isinstance(refund, dict) and refund.get("id") is not None and refund.get("created_at"):
+            _record_refund(shop, profile, external_id, refund, delivery)
+    order.refunded = _refunded_total(shop, external_id)
+    _recount(shop, order.profile_id, previous_profile_id)
+    return order
+
+
+def _order_events(shop: Shop, order: Order, profile: Profile | None, found: list, delivery) -> None:
+    """The order's timeline events: placed once, cancelled once."""
+    delivery_id = delivery.id if delivery else None
+    props = {
+        "order_id": order.external_id,
+        "number": order.number,
+        "total": str(order.total),
+        "currency": order.currency,
+        "channel": order.channel,
+    }
+    record_event(
+        shop,
+        profile,
+        type="order.placed",
+        source=SOURCE,
+        external_id=f"order:{order.external_id}",
+        occurred_at=order.placed_at,
+        channel=order.channel,
+        found=found,
+        properties=props,
+        delivery_id=delivery_id,
+    )
+    if order.cancelled_at is not None:
+        record_event(
+            shop,
+            profile,
+            type="order.cancelled",
+            source=SOURCE,
+            external_id=f"order-cancelled:{order.external_id}",
+            occurred_at=order.cancelled_at,
+            channel=order.channel,
+            properties=props,
+            delivery_id=delivery_id,
+        )
+
+
+def _recount(shop: Shop, *profile_ids: int | None) -> None:
+    """Bring each touched buyer's purchase counters up to date (cheap: one profile's orders)."""
+    for profile_id in {p for p in profile_ids if p}:
+        profile = db.session.get(Profile, profile_id)
+        if profile is not None and profile.shop_id == shop.id:
+            recompute_order_counters(profile)
+
+
+def apply_refund(shop: Shop, payload: dict, delivery: WebhookDelivery | None) -> None:
+    """Record a refund and lower the order's net value (and its buyer's spend)."""
+    check_refund(payload)
+    order_external_id = str(payload["order_id"])
+    order = db.session.scalar(
+        scoped(Order, shop.id).where(Order.source == SOURCE, Order.external_id == order_external_id)
+    )
+    profile = db.session.get(Profile, order.profile_id) if order is not None and order.profile_id else None
+    _record_refund(shop, profile, order_external_id, payload, delivery)
+    if order is None:
+        return  # counted when the order itself arrives
+    order.refunded = _refunded_total(shop, order_external_id)
+    _recount(shop, order.profile_id)

@@ -1,0 +1,108 @@
+"""SendGrid event webhook: opens, clicks, deliveries, bounces, spam reports, unsubscribes.
+
+A spam report or an unsubscribe revokes email consent; both are the
+recipient's own act, so they are explicit opt-outs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.models import Shop, WebhookDelivery
+from app.services.consent import OPTED_OUT, record_consent
+from app.services.ingest.common import (
+    BadPayload,
+    engage,
+    idents,
+    message_profile,
+    parse_time,
+    record_event,
+)
+from app.services.resolution import resolve
+
+SOURCE = "sendgrid"
+EVENTS = frozenset(
+    {
+        "processed",
+        "deferred",
+        "delivered",
+        "open",
+        "click",
+        "bounce",
+        "dropped",
+        "spamreport",
+        "unsubscribe",
+        "group_unsubscribe",
+        "group_resubscribe",
+    }
+)
+# SendGrid event -> engagement metric (counted); "processed" is counted as sent by the sender itself.
+METRICS = {
+    "delivered": "delivered",
+    "open": "opened",
+    "click": "clicked",
+    "bounce": "bounced",
+    "dropped": "bounced",
+}
+OPT_OUTS = frozenset({"spamreport", "unsubscribe", "group_unsubscribe"})
+MAX_BATCH = 1000
+
+
+def parse_events(body: Any) -> list[dict]:
+    """The validated events of a SendGrid batch.
+
+    Raises:
+        BadPayload: not a JSON array of SendGrid events.
+    """
+    if not isinstance(body, list) or not body:
+        raise BadPayload("SendGrid posts a non-empty JSON array of events")
+    if len(body) > MAX_BATCH:
+        raise BadPayload(f"a batch holds at most {MAX_BATCH} events")
+    for index, event in enumerate(body):
+        where = f"events[{index}]"
+        if not isinstance(event, dict):
+            raise BadPayload(f"{where}: an event must be a JSON object")
+        if event.get("event") not in EVENTS:
+            raise BadPayload(f"{where}: unknown event {str(event.get('event'))[:40]!r}")
+        if not isinstance(event.get("email"), str) or not event["email"].strip():
+            raise BadPayload(f"{where}: email is required")
+        if not isinstance(event.get("sg_event_id"), str) or not event["sg_event_id"]:
+            raise BadPayload(f"{where}: sg_event_id is required")
+        parse_time(event.get("timestamp"), f"{where}: timestamp")
+    return body
+
+
+def apply_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) -> None:
+    """Count the engagement on the recipient's profile, or record the opt-out."""
+    parse_events([event])
+    at = parse_time(event["timestamp"])
+    kind = event["event"]
+    found = idents(shop, [("email", event["email"])])
+    provider_id = str(event.get("sg_message_id") or "").split(".", 1)[0]
+    profile = message_profile(shop, event.get("c360_message_id"), provider_id) or resolve(
+        shop, found, source=SOURCE, seen_at=at, evidence={"sendgrid_event": event["sg_event_id"]}
+    )
+    props = {k: event.get(k) for k in ("url", "reason", "status", "c360_message_id", "sg_message_id")}
+    props = {"event": kind, **{k: v for k, v in props.items() if v not in (None, "")}}
+    common = {
+        "source": SOURCE,
+        "external_id": event["sg_event_id"],
+        "occurred_at": at,
+        "found": found,
+        "properties": props,
+        "delivery_id": delivery.id if delivery else None,
+    }
+    if kind in METRICS:
+        engage(shop, profile, channel="email", metric=METRICS[kind], **common)
+        return
+    stored = record_event(shop, profile, type=f"email.{kind}", channel="email", **common)
+    if stored is not None and profile is not None and kind in OPT_OUTS:
+        record_consent(
+            profile,
+            "email",
+            OPTED_OUT,
+            source=f"sendgrid_{kind}",
+            captured_at=at,
+            identifier=found[0].value if found else None,
+            external_ref=event["sg_event_id"],
+        )

@@ -1,0 +1,88 @@
+"""Twilio SMS: delivery status callbacks and inbound messages (with the STOP/START keywords)."""
+
+from __future__ import annotations
+
+from app.models import Shop, WebhookDelivery
+from app.services.consent import OPTED_IN, OPTED_OUT, record_consent
+from app.services.ingest.common import BadPayload, engage, idents, message_profile, record_event
+from app.services.resolution import resolve
+
+SOURCE = "twilio"
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+START_WORDS = frozenset({"START", "UNSTOP"})
+# Twilio MessageStatus -> engagement metric; "sent" is counted by the sender itself.
+METRICS = {"delivered": "delivered", "undelivered": "bounced", "failed": "bounced", "read": "opened"}
+
+
+def keyword(body: str | None) -> str | None:
+    """``STOP``/``START``… when the whole message is one keyword (any case, spaces ignored)."""
+    word = (body or "").strip().upper()
+    return word if word in STOP_WORDS | START_WORDS else None
+
+
+def parse_form(form: dict[str, str]) -> tuple[str, str]:
+    """``(topic, external id)`` of a Twilio form post.
+
+    Raises:
+        BadPayload: neither a status callback nor an inbound message.
+    """
+    sid = form.get("MessageSid") or form.get("SmsSid")
+    if not sid:
+        raise BadPayload("MessageSid is required")
+    if form.get("MessageStatus") and form.get("MessageStatus") != "received":
+        if not form.get("To"):
+            raise BadPayload("a status callback needs To")
+        return "status", f"{sid}:{form['MessageStatus']}"
+    if not form.get("From") or "Body" not in form:
+        raise BadPayload("an inbound message needs From and Body")
+    return "inbound", f"{sid}:inbound"
+
+
+def apply_twilio(shop: Shop, form: dict[str, str], delivery: WebhookDelivery) -> None:
+    """A status becomes an engagement; an inbound keyword changes SMS consent, other text is a reply."""
+    topic, external_id = parse_form(form)
+    at = delivery.received_at
+    sid = form.get("MessageSid") or form.get("SmsSid")
+    phone = form.get("To") if topic == "status" else form.get("From")
+    found = idents(shop, [("phone", phone)])
+    linked = message_profile(shop, sid) if topic == "status" else None
+    profile = linked or resolve(shop, found, source=SOURCE, seen_at=at, evidence={"twilio": sid})
+    common = {
+        "source": SOURCE,
+        "external_id": external_id,
+        "occurred_at": at,
+        "found": found,
+        "delivery_id": delivery.id,
+    }
+    if topic == "status":
+        status = form["MessageStatus"]
+        props = {"status": status, "message_sid": sid, "error_code": form.get("ErrorCode") or None}
+        if status in METRICS:
+            engage(shop, profile, channel="sms", metric=METRICS[status], properties=props, **common)
+        else:
+            record_event(shop, profile, type=f"sms.{status}", channel="sms", properties=props, **common)
+        return
+    word = keyword(form.get("Body"))
+    if word is None:
+        engage(shop, profile, channel="sms", metric="replied", properties={"message_sid": sid}, **common)
+        return
+    stored = record_event(
+        shop,
+        profile,
+        type="sms.keyword",
+        channel="sms",
+        properties={"keyword": word, "message_sid": sid},
+        **common,
+    )
+    if stored is not None and profile is not None:
+        status = OPTED_OUT if word in STOP_WORDS else OPTED_IN
+        record_consent(
+            profile,
+            "sms",
+            status,
+            source="keyword",
+            captured_at=at,
+            explicit=True,
+            identifier=found[0].value if found else None,
+            external_ref=sid,
+        )

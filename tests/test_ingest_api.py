@@ -1,0 +1,133 @@
+"""``POST /api/v1/events``, ``GET /api/v1/ingest/status`` and ``c360 backfill``."""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Event, Order
+from tests.helpers import make_shop
+from tests.ingest_support import doc_of, fixture, ishop_fixture, post_pixel, post_shopify
+
+ishop = ishop_fixture
+
+
+def event(**over):
+    body = {
+        "type": "support.contacted",
+        "occurred_at": "2026-10-05T10:00:00+01:00",
+        "identifiers": {"email": " Sarah.J.Home@Gmail.com "},
+        "channel": "support",
+        "properties": {"ticket": "T-1"},
+    }
+    body.update(over)
+    return body
+
+
+def test_generic_event_is_accepted_with_202_and_lands_on_the_profile(client, ishop, drain):
+    response = client.post("/api/v1/events", json=event(), headers=ishop.auth)
+    drain()
+    assert response.status_code == 202
+    event_id = response.get_json()["event_id"]
+    row = db.session.scalar(sa.select(Event).where(Event.external_id == event_id))
+    assert (row.type, row.channel, row.source, row.properties) == (
+        "support.contacted",
+        "support",
+        "api",
+        {"ticket": "T-1"},
+    )
+    assert doc_of(ishop, "email", "sarah.j.home@gmail.com")["id"] == row.profile_id
+
+
+def test_client_supplied_id_makes_a_resend_a_no_op(client, ishop, drain):
+    for _ in range(3):
+        response = client.post("/api/v1/events", json=event(id="evt-42"), headers=ishop.auth)
+        assert response.status_code == 202 and response.get_json()["event_id"] == "evt-42"
+    drain()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Event)) == 1
+
+
+def test_push_open_and_dismissal_count_as_push_engagement(client, ishop, drain):
+    for etype in ("push.opened", "push.dismissed"):
+        client.post("/api/v1/events", json=event(type=etype, channel="push"), headers=ishop.auth)
+    drain()
+    push = doc_of(ishop, "email", "sarah.j.home@gmail.com")["engagement"]["by_channel"]["push"]
+    assert (push["opened"], push["dismissed"]) == (1, 1)
+
+
+def test_marketplace_order_counts_in_marketplace_spend(client, ishop, drain):
+    body = event(
+        type="order.placed",
+        channel="marketplace",
+        identifiers={"amazon_buyer_id": "AMZ-1", "email": "sarah.j.home@gmail.com"},
+        properties={
+            "order_id": "111-222",
+            "total": "30.50",
+            "currency": "GBP",
+            "marketplace": "amazon",
+            "line_items": [{"sku": "LS-M", "quantity": 1, "price": "30.50"}],
+        },
+    )
+    for _ in range(2):
+        assert client.post("/api/v1/events", json=body, headers=ishop.auth).status_code == 202
+    drain()
+    orders = doc_of(ishop, "amazon_buyer", "AMZ-1")["orders"]
+    assert orders["marketplace"] == {"count": 1, "spend": 30.5}
+    assert db.session.scalar(sa.select(Order.source)) == "amazon"
+
+
+def test_bad_events_are_400_with_the_reason(client, ishop):
+    cases = [
+        (event(type="Not A Type"), "type is required"),
+        (event(occurred_at="soon"), "occurred_at"),
+        (event(identifiers={}), "identifiers"),
+        (event(identifiers={"passport": "X"}), "unknown identifier kinds"),
+        (event(channel="pigeon"), "channel must be one of"),
+        (event(properties=[1]), "properties must be an object"),
+        (event(type="order.placed", channel="marketplace", properties={}), "order_id"),
+    ]
+    for body, reason in cases:
+        response = client.post("/api/v1/events", json=body, headers=ishop.auth)
+        assert response.status_code == 400, body
+        assert reason in response.get_json()["error"]["message"]
+    assert client.post("/api/v1/events", data="nope", headers=ishop.auth).status_code == 400
+    assert client.post("/api/v1/events", json=event()).status_code == 401
+
+
+def test_ingest_status_counts_this_shops_deliveries_only(client, ishop, drain):
+    other = make_shop("bravo.myshopify.com")
+    post_pixel(client, fixture("pixel/batch.json"))
+    post_shopify(client, ishop, "shop/redact", fixture("shopify/shop_redact.json"), "wh-redact")
+    client.post("/api/v1/events", json=event(), headers=other.auth)
+    drain()
+    status = client.get("/api/v1/ingest/status", headers=ishop.auth).get_json()
+    assert status == {
+        "received": 3,
+        "pending": 0,
+        "processed": 2,
+        "dead_letter": 0,
+        "waiting": 1,
+        "events": 2,
+    }
+    assert client.get("/api/v1/ingest/status", headers=other.auth).get_json()["processed"] == 1
+
+
+def test_backfill_imports_order_history_with_progress_and_is_rerunnable(runner, ishop, tmp_path):
+    lines = [
+        json.dumps(fixture(f"shopify/{name}.json"))
+        for name in ("orders_create_web", "orders_create_pos", "orders_cancelled")
+    ]
+    path = tmp_path / "orders.jsonl"
+    path.write_text("\n".join([*lines, "{not json", json.dumps({"id": 9})]) + "\n")
+    for _ in range(2):
+        result = runner.invoke(args=["backfill", "--shop", ishop.domain, "--orders", str(path)])
+        assert result.exit_code == 1
+        assert "3 orders imported, 2 lines skipped" in result.output
+        assert "line 4" in result.output and "line 5" in result.output
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 3
+    orders = doc_of(ishop, "shopify_customer", "7001")["orders"]
+    assert (orders["count"], orders["lifetime_spend"], orders["pos"]["count"]) == (2, 126.0, 1)
+    missing = runner.invoke(args=["backfill", "--shop", "nobody.myshopify.com", "--orders", str(path)])
+    assert missing.exit_code != 0

@@ -1,0 +1,154 @@
+"""Email, SMS and WhatsApp provider events become engagement and consent on the right profile."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import ConsentRecord, Event, WebhookDelivery
+from app.services.consent import channel_states, record_consent
+from app.services.ingest.twilio import keyword
+from tests.ingest_support import (
+    fixture,
+    fixture_bytes,
+    ishop_fixture,
+    post_shopify,
+    profile_of,
+    sendgrid_post,
+    twilio_post,
+    whatsapp_post,
+)
+
+ishop = ishop_fixture
+PHONE = "+447911123456"  # a valid UK mobile (the fixtures' drama-range numbers do not validate)
+
+
+def counters(shop, kind, value, channel):
+    from app.services.profile_view import profile_document
+
+    return profile_document(shop.model, profile_of(shop, kind, value))["engagement"]["by_channel"][channel]
+
+
+def known_customer(client, shop, drain, phone=PHONE):
+    order = fixture("shopify/orders_create_web.json")
+    order["phone"] = order["customer"]["phone"] = phone
+    assert post_shopify(client, shop, "orders/create", order, "wh-order").status_code == 200
+    drain()
+    return profile_of(shop, "phone", phone)
+
+
+def sms_form(body: str, sid: str, phone=PHONE) -> bytes:
+    from urllib.parse import urlencode
+
+    return urlencode(
+        {
+            "MessageSid": sid,
+            "AccountSid": "AC1",
+            "From": phone,
+            "To": "+447700900000",
+            "Body": body,
+            "NumMedia": "0",
+        }
+    ).encode()
+
+
+def test_keywords_are_whole_messages_in_any_case():
+    assert keyword(" Stop ") == "STOP" and keyword("stopall") == "STOPALL" and keyword("unstop") == "UNSTOP"
+    assert keyword("please stop") is None and keyword("") is None and keyword(None) is None
+
+
+def test_inbound_stop_revokes_sms_consent_and_start_restores_it(client, ishop, drain):
+    profile = known_customer(client, ishop, drain)
+    record_consent(profile, "sms", "opted_in", source="checkout", captured_at=profile.first_seen_at)
+    db.session.commit()
+    stop = fixture_bytes("twilio/inbound_stop.form").replace(b"%2B447700900123", b"%2B447911123456")
+    assert twilio_post(client, ishop.domain, stop).status_code == 200
+    drain()
+    assert channel_states(profile_of(ishop, "phone", PHONE))["sms"] == "opted_out"
+    for word in ("  start ", "UNSTOP"):
+        assert twilio_post(client, ishop.domain, sms_form(word, f"SM-{word.strip()}")).status_code == 200
+        drain()
+        assert channel_states(profile_of(ishop, "phone", PHONE))["sms"] == "opted_in"
+    assert twilio_post(client, ishop.domain, sms_form("QUIT", "SM-quit")).status_code == 200
+    drain()
+    assert channel_states(profile_of(ishop, "phone", PHONE))["sms"] == "opted_out"
+    record = db.session.scalar(sa.select(ConsentRecord).order_by(ConsentRecord.id.desc()))
+    assert (record.source, record.explicit) == ("keyword", True)
+
+
+def test_replayed_stop_adds_no_second_record(client, ishop, drain):
+    known_customer(client, ishop, drain)
+    for _ in range(3):
+        assert twilio_post(client, ishop.domain, sms_form("STOP", "SM-same")).status_code == 200
+    drain()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ConsentRecord)) == 1
+
+
+def test_other_inbound_text_is_a_reply_and_status_callbacks_count(client, ishop, drain):
+    known_customer(client, ishop, drain)
+    twilio_post(client, ishop.domain, sms_form("Is the shirt in stock?", "SM-q"))
+    status = fixture_bytes("twilio/status_delivered.form").replace(b"%2B447700900123", b"%2B447911123456")
+    for _ in range(2):
+        assert twilio_post(client, ishop.domain, status).status_code == 200
+    drain()
+    sms = counters(ishop, "phone", PHONE, "sms")
+    assert (sms["replied"], sms["delivered"]) == (1, 1)
+    assert channel_states(profile_of(ishop, "phone", PHONE))["sms"] is None
+
+
+def test_sendgrid_batch_counts_engagement_and_revokes_on_spam_and_unsubscribe(client, ishop, drain):
+    known_customer(client, ishop, drain)
+    events = fixture("sendgrid/events.json")
+    events[4]["email"] = "sarah.j.home@gmail.com"  # the fixture's ana@example.com is on the blocklist
+    events[3]["email"] = "dave@example.net"
+    record_consent(
+        profile_of(ishop, "phone", PHONE),
+        "email",
+        "opted_in",
+        source="checkout",
+        captured_at=profile_of(ishop, "phone", PHONE).first_seen_at,
+    )
+    db.session.commit()
+    response = sendgrid_post(client, ishop.domain, events)
+    assert response.status_code == 200 and response.get_json()["accepted"] == 5
+    assert sendgrid_post(client, ishop.domain, events).get_json()["duplicates"] == 5
+    drain()
+    email = counters(ishop, "email", "sarah.j.home@gmail.com", "email")
+    assert (email["delivered"], email["opened"], email["clicked"]) == (1, 1, 1)
+    assert channel_states(profile_of(ishop, "email", "sarah.j.home@gmail.com"))["email"] == "opted_out"
+    assert channel_states(profile_of(ishop, "email", "dave@example.net"))["email"] == "opted_out"
+    assert (
+        db.session.scalar(sa.select(sa.func.count()).select_from(Event).where(Event.source == "sendgrid"))
+        == 5
+    )
+    assert profile_of(ishop, "email", "sarah.j.home@gmail.com").last_engaged_at is not None
+
+
+def test_whatsapp_inbound_is_a_reply_from_the_wa_id_phone(client, ishop, drain):
+    profile = known_customer(client, ishop, drain)
+    body = fixture("whatsapp/inbound_text.json")
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["from"] = PHONE.lstrip("+")
+    for _ in range(2):
+        assert whatsapp_post(client, ishop.domain, body).status_code == 200
+    drain()
+    assert profile_of(ishop, "phone", PHONE).id == profile.id
+    assert counters(ishop, "phone", PHONE, "whatsapp")["replied"] == 1
+
+
+def test_whatsapp_inbound_from_a_new_number_creates_a_reachable_profile(client, ishop, drain):
+    body = fixture("whatsapp/inbound_text.json")
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["from"] = "14155550100"
+    assert whatsapp_post(client, ishop.domain, body).status_code == 200
+    drain()
+    assert counters(ishop, "phone", "+14155550100", "whatsapp")["replied"] == 1
+
+
+def test_whatsapp_read_status_counts_as_opened(client, ishop, drain):
+    known_customer(client, ishop, drain)
+    body = fixture("whatsapp/status_read.json")
+    body["entry"][0]["changes"][0]["value"]["statuses"][0]["recipient_id"] = PHONE.lstrip("+")
+    assert whatsapp_post(client, ishop.domain, body).status_code == 200
+    drain()
+    assert counters(ishop, "phone", PHONE, "whatsapp")["opened"] == 1
+    row = db.session.scalar(sa.select(WebhookDelivery).where(WebhookDelivery.provider == "whatsapp"))
+    assert (row.topic, row.external_id, row.status) == ("status", "wamid.HBgM2:read", "processed")

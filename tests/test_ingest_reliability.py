@@ -1,0 +1,251 @@
+"""Nothing accepted is lost: retries with backoff, the dead-letter queue, the sweeper, DLQ tools."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
+
+from app.extensions import db
+from app.models import Event, WebhookDelivery
+from app.models.base import utcnow
+from app.services.ingest import pixel
+from app.services.ingest.inbox import store_delivery
+from tests.helpers import make_shop
+from tests.ingest_support import fixture, ishop_fixture, post_pixel
+from workers.ingest import process_delivery, sweep_deliveries
+
+ishop = ishop_fixture
+LATER = dt.timedelta(days=1)
+
+
+def delivery() -> WebhookDelivery:
+    db.session.expire_all()
+    return db.session.scalar(sa.select(WebhookDelivery).order_by(WebhookDelivery.id.desc()))
+
+
+def events() -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(Event))
+
+
+def sweep(drain, **kw):
+    sweep_deliveries(now=utcnow() + LATER, **kw)
+    drain()
+
+
+@pytest.fixture()
+def flaky(monkeypatch):
+    """Make pixel processing fail ``state["failures"]`` times with a transient database error."""
+    state = {"failures": 1, "calls": 0}
+    real = pixel.apply_pixel_event
+
+    def apply(shop, event, delivery_row):
+        state["calls"] += 1
+        if state["failures"] > 0:
+            state["failures"] -= 1
+            raise OperationalError("UPDATE profiles", {}, Exception("lock timeout"))
+        return real(shop, event, delivery_row)
+
+    monkeypatch.setattr(pixel, "apply_pixel_event", apply)
+    return state
+
+
+def test_transient_failure_is_retried_with_backoff_and_then_succeeds(client, ishop, drain, flaky):
+    flaky["failures"] = 2
+    assert post_pixel(client, fixture("pixel/page_viewed.json")).status_code == 200
+    drain()
+    row = delivery()
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert "OperationalError" in row.last_error and events() == 0
+    first_delay = row.next_attempt_at - utcnow()
+    sweep(drain)
+    row = delivery()
+    assert (row.status, row.attempts) == ("failed", 2)
+    assert row.next_attempt_at - utcnow() > first_delay * 1.5  # exponential
+    sweep(drain)
+    assert (delivery().status, delivery().attempts, delivery().last_error) == ("processed", 3, None)
+    assert events() == 1
+
+
+def test_a_retry_that_is_not_due_yet_is_left_alone(client, ishop, drain, flaky):
+    post_pixel(client, fixture("pixel/page_viewed.json"))
+    drain()
+    assert sweep_deliveries() == 0
+    assert delivery().status == "failed"
+
+
+def test_always_failing_delivery_is_dead_lettered_then_retried_from_the_cli(
+    app, client, runner, ishop, drain, flaky
+):
+    flaky["failures"] = 10**6
+    post_pixel(client, fixture("pixel/page_viewed.json"))
+    drain()
+    for _ in range(app.config.get("C360_INGEST_MAX_ATTEMPTS", 5) - 1):
+        sweep(drain)
+    row = delivery()
+    assert (row.status, row.attempts, row.next_attempt_at) == ("dead", 5, None)
+    assert sweep_deliveries(now=utcnow() + LATER) == 0  # the sweeper leaves the dead alone
+    listed = runner.invoke(args=["dlq", "list"])
+    assert listed.exit_code == 0 and f"{row.id:>8}" in listed.output and "OperationalError" in listed.output
+    flaky["failures"] = 0  # "fixed"
+    result = runner.invoke(args=["dlq", "retry", str(row.id)])
+    assert result.exit_code == 0, result.output
+    drain()
+    assert delivery().status == "processed" and events() == 1
+    assert "empty" in runner.invoke(args=["dlq", "list"]).output
+    again = runner.invoke(args=["dlq", "retry", str(row.id)])
+    assert again.exit_code != 0 and "not in the dead-letter queue" in again.output
+
+
+def test_dlq_retry_all_requeues_every_dead_delivery(client, runner, ishop, drain, flaky):
+    flaky["failures"] = 10**6
+    batch = fixture("pixel/batch.json")
+    post_pixel(client, batch)
+    drain()
+    for row in db.session.scalars(sa.select(WebhookDelivery)):
+        row.status = "dead"
+    db.session.commit()
+    flaky["failures"] = 0
+    assert runner.invoke(args=["dlq", "retry"]).exit_code != 0  # neither ID nor --all
+    result = runner.invoke(args=["dlq", "retry", "--all"])
+    assert "2 deliveries queued again" in result.output
+    drain()
+    assert events() == 2
+
+
+def test_killing_the_worker_between_commit_and_enqueue_loses_nothing(client, ishop, drain):
+    event = fixture("pixel/page_viewed.json")
+    store_delivery(ishop.model, "pixel", event["name"], event["id"], event)
+    db.session.commit()  # committed, never enqueued: the process died here
+    assert delivery().status == "pending"
+    assert sweep_deliveries() == 0  # too fresh: its own job may still be on the way
+    sweep(drain, stale_after_seconds=0)
+    assert delivery().status == "processed" and events() == 1
+
+
+def test_a_delivery_left_processing_by_a_dead_worker_is_picked_up(client, ishop, drain):
+    event = fixture("pixel/page_viewed.json")
+    store_delivery(ishop.model, "pixel", event["name"], event["id"], event)
+    row = delivery()
+    row.status, row.next_attempt_at = "processing", utcnow()
+    db.session.commit()
+    sweep(drain)
+    assert delivery().status == "processed"
+
+
+def test_the_job_is_idempotent(client, ishop, drain):
+    post_pixel(client, fixture("pixel/page_viewed.json"))
+    drain()
+    row = delivery()
+    assert process_delivery(row.id) == "processed"
+    assert process_delivery(row.id) == "processed"
+    assert process_delivery(10**9) == "skipped"
+    assert delivery().attempts == 1 and events() == 1
+
+
+def test_a_well_formed_body_that_cannot_be_processed_is_dead_lettered_not_dropped(app, client, ishop, drain):
+    body = {
+        "type": "order.placed",
+        "occurred_at": "2026-10-01T10:00:00Z",
+        "channel": "marketplace",
+        "identifiers": {"amazon_buyer_id": "A1"},
+        "properties": {"order_id": "X", "total": "10"},
+    }
+    store_delivery(ishop.model, "api", "order.placed", "bad-1", json.dumps(body).encode()[:-5])
+    db.session.commit()
+    for _ in range(app.config.get("C360_INGEST_MAX_ATTEMPTS", 5)):
+        sweep(drain, stale_after_seconds=0)
+    row = delivery()
+    assert row.status == "dead" and "not JSON" in row.last_error
+
+
+def test_failed_deliveries_page_lists_and_retries_with_htmx(client, auth, ishop, drain, flaky):
+    flaky["failures"] = 10**6
+    post_pixel(client, fixture("pixel/page_viewed.json"))
+    drain()
+    row = delivery()
+    row.status = "dead"
+    db.session.commit()
+    auth.login_as(ishop)
+    page = client.get("/deliveries/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Failed deliveries" in html and "OperationalError" in html and "page_viewed" in html
+    assert f"/deliveries/{row.id}/retry" in html
+    fragment = client.get("/deliveries/", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "<html" not in fragment and "OperationalError" in fragment
+    assert client.post(f"/deliveries/{row.id}/retry", csrf=False).status_code == 400
+    flaky["failures"] = 0
+    retried = client.post(f"/deliveries/{row.id}/retry", headers={"HX-Request": "true"})
+    drain()
+    assert retried.status_code == 200 and "queued again" in retried.get_data(as_text=True)
+    assert delivery().status == "processed"
+
+
+def test_another_shops_delivery_cannot_be_retried_from_this_console(client, auth, ishop):
+    other = make_shop("bravo.myshopify.com")
+    event = fixture("pixel/page_viewed.json")
+    stored = store_delivery(other.model, "pixel", "page_viewed", event["id"], event)
+    row = db.session.get(WebhookDelivery, stored.delivery_id)
+    row.status = "dead"
+    db.session.commit()
+    auth.login_as(ishop)
+    assert client.post(f"/deliveries/{row.id}/retry").status_code == 404
+    assert f"/deliveries/{row.id}/retry" not in client.get("/deliveries/").get_data(as_text=True)
+    assert delivery().status == "dead"
+
+
+def test_one_failing_event_in_a_batch_does_not_hold_back_the_others(client, ishop, drain, flaky):
+    flaky["failures"] = 2  # the optimistic batch fails, then the first event again under its savepoint
+    assert post_pixel(client, fixture("pixel/batch.json")).get_json()["accepted"] == 2
+    drain()
+    statuses = sorted(db.session.scalars(sa.select(WebhookDelivery.status)))
+    assert statuses == ["failed", "processed"] and events() == 1
+    sweep(drain)
+    assert set(db.session.scalars(sa.select(WebhookDelivery.status))) == {"processed"} and events() == 2
+
+
+def test_a_failure_at_commit_is_still_counted_and_retried(client, ishop, drain, monkeypatch):
+    from workers import ingest as worker
+
+    event = fixture("pixel/page_viewed.json")
+    stored = store_delivery(ishop.model, "pixel", event["name"], event["id"], event)
+    db.session.commit()
+    real_commit, calls = db.session.commit, {"n": 0}
+
+    def broken_commit():
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+        return real_commit()
+
+    monkeypatch.setattr(db.session, "commit", broken_commit)
+    assert worker.process_delivery(stored.delivery_id) == "failed"
+    monkeypatch.undo()
+    row = delivery()
+    assert (row.status, row.attempts) == ("failed", 1) and "server closed" in row.last_error
+    assert events() == 0
+
+
+def test_embedded_mode_sweeps_due_deliveries_on_webhook_traffic(app, client, ishop):
+    if app.config.get("REDIS_URL"):
+        pytest.skip("embedded mode only: with Redis the workers schedule the sweep")
+    from app.blueprints.webhooks import helpers
+
+    event = fixture("pixel/page_viewed.json")
+    store_delivery(ishop.model, "pixel", event["name"], "stale-1", event)
+    row = delivery()
+    row.received_at = utcnow() - dt.timedelta(minutes=5)
+    db.session.commit()
+    app.config["TESTING"], helpers._last_sweep[0] = False, 0.0
+    try:
+        fresh = fixture("pixel/page_viewed.json")
+        fresh["id"] = "fresh-1"
+        assert post_pixel(client, fresh).status_code == 200
+    finally:
+        app.config["TESTING"] = True
+    db.session.expire_all()
+    assert set(db.session.scalars(sa.select(WebhookDelivery.status))) == {"processed"} and events() == 2

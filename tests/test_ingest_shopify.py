@@ -1,0 +1,241 @@
+"""Every Shopify topic from realistic payloads lands on the right profile, once, in any order."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import ConsentRecord, Event, Order, Shop, WebhookDelivery
+from app.services.consent import channel_states
+from app.services.counters import recompute_order_counters
+from app.services.identifiers import normalise
+from tests.ingest_support import doc_of, fixture, ishop_fixture, post_shopify, profile_of
+
+ishop = ishop_fixture
+
+
+def send(client, drain, shop, topic, name_or_body, webhook_id, **kw):
+    body = fixture(f"shopify/{name_or_body}.json") if isinstance(name_or_body, str) else name_or_body
+    response = post_shopify(client, shop, topic, body, webhook_id, **kw)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    drain()
+    return response
+
+
+def order(shop, external_id: str) -> Order:
+    db.session.expire_all()
+    return db.session.scalar(
+        sa.select(Order).where(Order.shop_id == shop.id, Order.external_id == external_id)
+    )
+
+
+def test_web_order_builds_order_lines_and_the_buyers_profile(client, ishop, drain):
+    send(client, drain, ishop, "orders/create", "orders_create_web", "wh-1")
+    row = order(ishop, "5001")
+    assert (row.channel, row.number, row.total, row.currency) == ("online", "#1001", 84, "GBP")
+    assert row.utm_source == "instagram" and row.referring_site == "https://l.instagram.com/"
+    assert (row.billing_country, row.shipping_country) == ("GB", "GB")
+    assert [(ln.sku, ln.quantity, ln.price, ln.product_id) for ln in row.lines] == [("LS-M", 1, 84, "4")]
+    doc = doc_of(ishop, "shopify_customer", "7001")
+    assert doc["name"] == "Sarah Jones" and doc["country"] == "GB"
+    assert doc["emails"] == ["sarah.j.home@gmail.com"]
+    # The fixture uses a drama-range number; it links only if the identifiers service calls it a phone.
+    phone = normalise("phone", "+447700900123", "GB")
+    assert doc["phones"] == ([phone.value] if phone.kind == "phone" else [])
+    assert doc["orders"]["count"] == 1 and doc["orders"]["lifetime_spend"] == 84.0
+    assert "instagram" in doc["orders"]["acquisition_channel"]
+    profile = profile_of(ishop, "email", "sarah.j.home@gmail.com")
+    assert profile.search_text.startswith("sarah jones sarah.j.home@gmail.com")
+    assert row.profile_id == profile.id
+
+
+def test_pos_order_counts_as_pos_with_its_location(client, ishop, drain):
+    send(client, drain, ishop, "orders/create", "orders_create_pos", "wh-pos")
+    assert order(ishop, "5002").location_id == "3001"
+    pos = doc_of(ishop, "shopify_customer", "7001")["orders"]["pos"]
+    assert (pos["count"], pos["spend"], pos["preferred_location"]) == (1, 42.0, 3001)
+    assert pos["last_visit_at"].startswith("2026-10-28T12:10")
+
+
+def test_guest_checkout_links_by_email_and_phone_without_a_customer_id(client, ishop, drain):
+    guest = fixture("shopify/orders_create_guest.json")
+    guest.update(email="pat.guest@gmail.com", phone="07911 123456")  # fixture values are on blocklists
+    send(client, drain, ishop, "orders/create", guest, "wh-guest")
+    assert profile_of(ishop, "email", "pat.guest@gmail.com") is not None
+    doc = doc_of(ishop, "phone", "+447911123456")
+    assert doc["orders"]["count"] == 1 and doc["orders"]["lifetime_spend"] == 19.99
+    assert not [i for i in doc["identifiers"] if i["kind"] == "shopify_customer"]
+    assert doc["name"] == "Pat Guest"
+
+
+def test_multicurrency_order_is_counted_in_shop_money(client, ishop, drain):
+    send(client, drain, ishop, "orders/create", "orders_create_multicurrency", "wh-mc")
+    row = order(ishop, "5004")
+    assert (row.total, row.currency, row.presentment_currency) == (120, "GBP", "USD")
+    assert doc_of(ishop, "email", "dave@example.net")["orders"]["lifetime_spend"] == 120.0
+
+
+def test_cancelled_order_is_kept_but_not_counted(client, ishop, drain):
+    send(client, drain, ishop, "orders/create", "orders_create_web", "wh-1")
+    send(client, drain, ishop, "orders/cancelled", "orders_cancelled", "wh-c")
+    assert order(ishop, "5005").cancelled_at is not None
+    doc = doc_of(ishop, "shopify_customer", "7001")
+    assert doc["orders"]["count"] == 1 and doc["orders"]["lifetime_spend"] == 84.0
+    types = set(db.session.scalars(sa.select(Event.type)))
+    assert {"order.placed", "order.cancelled"} <= types
+
+
+def test_partial_refund_lowers_net_spend(client, ishop, drain):
+    send(client, drain, ishop, "orders/create", "orders_create_web", "wh-1")
+    send(client, drain, ishop, "refunds/create", "refunds_create", "wh-r")
+    assert order(ishop, "5001").refunded == 20
+    assert doc_of(ishop, "shopify_customer", "7001")["orders"]["lifetime_spend"] == 64.0
+
+
+def test_refund_before_its_order_is_counted_when_the_order_arrives(client, ishop, drain):
+    send(client, drain, ishop, "refunds/create", "refunds_create", "wh-r")
+    send(client, drain, ishop, "orders/create", "orders_create_web", "wh-1")
+    assert doc_of(ishop, "shopify_customer", "7001")["orders"]["lifetime_spend"] == 64.0
+
+
+def test_inline_refund_and_refund_topic_count_once(client, ishop, drain):
+    refund = fixture("shopify/refunds_create.json")
+    updated = fixture("shopify/orders_create_web.json")
+    updated["updated_at"] = "2026-10-12T10:05:00+01:00"
+    updated["financial_status"] = "partially_refunded"
+    updated["refunds"] = [refund]
+    send(client, drain, ishop, "orders/create", "orders_create_web", "wh-1")
+    send(client, drain, ishop, "refunds/create", refund, "wh-r")
+    send(client, drain, ishop, "orders/updated", updated, "wh-u")
+    assert order(ishop, "5001").refunded == 20
+    assert order(ishop, "5001").financial_status == "partially_refunded"
+
+
+def test_stale_update_after_a_newer_one_changes_nothing(client, ishop, drain):
+    newer = fixture("shopify/orders_create_web.json")
+    newer["updated_at"] = "2026-10-04T10:00:00+01:00"
+    newer["total_price"] = "90.00"
+    newer["total_price_set"]["shop_money"]["amount"] = "90.00"
+    send(client, drain, ishop, "orders/updated", newer, "wh-new")  # before its create
+    send(client, drain, ishop, "orders/create", "orders_create_web", "wh-old")
+    assert order(ishop, "5001").total == 90
+    assert doc_of(ishop, "shopify_customer", "7001")["orders"]["lifetime_spend"] == 90.0
+
+
+def test_same_webhook_id_three_times_is_stored_and_counted_once(client, ishop, drain):
+    for _ in range(3):
+        send(client, drain, ishop, "orders/create", "orders_create_web", "wh-dup")
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery)) == 1
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 1
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Event)) == 1
+    assert doc_of(ishop, "shopify_customer", "7001")["orders"]["count"] == 1
+
+
+def test_incremental_counters_equal_a_full_recompute(client, ishop, drain):
+    for topic, name, wid in [
+        ("orders/create", "orders_create_web", "1"),
+        ("orders/create", "orders_create_pos", "2"),
+        ("refunds/create", "refunds_create", "3"),
+        ("orders/cancelled", "orders_cancelled", "4"),
+    ]:
+        send(client, drain, ishop, topic, name, wid)
+    profile = profile_of(ishop, "shopify_customer", "7001")
+    before = (profile.order_count, profile.lifetime_spend, profile.pos_spend, profile.acquisition_channel)
+    recompute_order_counters(profile)
+    assert before == (
+        profile.order_count,
+        profile.lifetime_spend,
+        profile.pos_spend,
+        profile.acquisition_channel,
+    )
+    assert before[:2] == (2, 106)
+
+
+def test_customer_create_2025_has_no_consent_and_names_the_profile(client, ishop, drain):
+    send(client, drain, ishop, "customers/create", "customers_create_2025_10", "wh-cc")
+    profile = profile_of(ishop, "shopify_customer", "7001")
+    assert profile.name == "Sarah Jones" and profile.country == "GB"
+    assert channel_states(profile) == {"email": None, "sms": None, "whatsapp": None, "push": None}
+
+
+def test_legacy_inline_consent_on_customer_update(client, ishop, drain):
+    send(
+        client,
+        drain,
+        ishop,
+        "customers/update",
+        "customers_update_2024_10_legacy_consent",
+        "wh-cu",
+        api_version="2024-10",
+    )
+    profile = profile_of(ishop, "shopify_customer", "7003")
+    assert profile.country == "AU" and profile.province == "NSW"
+    states = channel_states(profile)
+    assert states["email"] == "opted_in" and states["sms"] == "opted_in"
+
+
+def test_consent_topics_set_email_and_sms_and_replays_add_nothing(client, ishop, drain):
+    for _ in range(2):
+        send(
+            client,
+            drain,
+            ishop,
+            "customers/email_marketing_consent_update",
+            "customers_email_marketing_consent_update",
+            "wh-e",
+        )
+        send(
+            client,
+            drain,
+            ishop,
+            "customers/marketing_consent_update",
+            "customers_marketing_consent_update",
+            "wh-s",
+        )
+    profile = profile_of(ishop, "shopify_customer", "7001")
+    assert channel_states(profile)["email"] == "opted_in"
+    assert channel_states(profile)["sms"] == "opted_in"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ConsentRecord)) == 2
+
+
+def test_latest_consent_updated_at_wins_whatever_the_arrival_order(client, ishop, drain):
+    newer = fixture("shopify/customers_email_marketing_consent_update.json")
+    newer["email_marketing_consent"] = {"state": "unsubscribed", "consent_updated_at": "2026-11-01T09:00:00Z"}
+    send(client, drain, ishop, "customers/email_marketing_consent_update", newer, "wh-new")
+    send(
+        client,
+        drain,
+        ishop,
+        "customers/email_marketing_consent_update",
+        "customers_email_marketing_consent_update",
+        "wh-old",
+    )
+    assert channel_states(profile_of(ishop, "shopify_customer", "7001"))["email"] == "opted_out"
+    inline = fixture("shopify/customers_update_2024_10_legacy_consent.json")
+    inline.update(id=7001, email="sarah.j.home@gmail.com", phone="+447700900123")
+    inline["email_marketing_consent"]["consent_updated_at"] = "2026-11-02T09:00:00Z"
+    send(client, drain, ishop, "customers/update", inline, "wh-inline", api_version="2024-10")
+    assert channel_states(profile_of(ishop, "shopify_customer", "7001"))["email"] == "opted_in"
+
+
+def test_customer_delete_keeps_the_profile(client, ishop, drain):
+    send(client, drain, ishop, "orders/create", "orders_create_web", "wh-1")
+    send(client, drain, ishop, "customers/delete", {"id": 7001}, "wh-del")
+    doc = doc_of(ishop, "shopify_customer", "7001")
+    assert doc["orders"]["count"] == 1
+    assert "customer.deleted" in set(db.session.scalars(sa.select(Event.type)))
+
+
+def test_privacy_topics_wait_in_the_inbox_and_uninstall_is_recorded(client, ishop, drain):
+    for topic, name in [
+        ("customers/data_request", "customers_data_request"),
+        ("customers/redact", "customers_redact"),
+        ("shop/redact", "shop_redact"),
+        ("app/uninstalled", "app_uninstalled"),
+    ]:
+        send(client, drain, ishop, topic, name, f"wh-{name}")
+    rows = db.session.scalars(sa.select(WebhookDelivery)).all()
+    assert len(rows) == 4 and {r.status for r in rows} == {"waiting"}
+    db.session.expire_all()
+    assert db.session.get(Shop, ishop.id).uninstalled_at is not None
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Event)) == 0
