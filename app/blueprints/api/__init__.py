@@ -71,7 +71,7 @@ def json_body() -> dict:
 
 def init_app(app):
     """Register the API blueprint, exempt from CSRF."""
-    from app.blueprints.api import profiles, settings, stats  # noqa: F401
+    from app.blueprints.api import jobs, profiles, settings, stats  # noqa: F401
 
     csrf.exempt(bp)
     app.register_blueprint(bp)

@@ -1,0 +1,115 @@
+"""SQL → DataFrame: one bulk read per table for a whole shop, as of a moment.
+
+Timestamps travel as epoch seconds (floats) and money as floats so a
+million rows load without building a Python object per value; ``frame``
+turns them back into UTC timestamps. Aggregation that would otherwise
+pull every event into memory (the decayed activity sum) runs in SQL with
+the weights and half-life owned by ``app.analytics.engagement``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pandas as pd
+import sqlalchemy as sa
+
+from app.analytics.engagement import HALF_LIFE_DAYS, MESSAGE_ACTIONS, WEIGHTS
+from app.extensions import db
+from app.models import Event, Order, Profile
+from app.tenancy import scoped
+
+SECONDS_PER_DAY = 86400.0
+
+
+def epoch(column, dialect: str):
+    """A SQL expression for ``column`` as epoch seconds (double precision)."""
+    if dialect == "sqlite":
+        return (sa.func.julianday(column) - 2440587.5) * SECONDS_PER_DAY
+    return sa.cast(sa.extract("epoch", column), sa.Float)
+
+
+def _to_float(column):
+    return sa.cast(column, sa.Float)
+
+
+def _frame(rows, columns: list[str], index: str) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    for name in columns:
+        if name.endswith("_at"):
+            frame[name] = pd.to_datetime(pd.to_numeric(frame[name], errors="coerce"), unit="s", utc=True)
+    return frame.set_index(index)
+
+
+def load_profiles(shop_id: int) -> pd.DataFrame:
+    """Live profiles (not merged away, not erased) with the activity their counters know."""
+    dialect = db.engine.dialect.name
+    cols = {
+        "id": Profile.id,
+        "lifecycle_stage": Profile.lifecycle_stage,
+        "lifecycle_changed_at": epoch(Profile.lifecycle_changed_at, dialect),
+        "first_seen_at": epoch(Profile.first_seen_at, dialect),
+        "last_seen_at": epoch(Profile.last_seen_at, dialect),
+        "last_engaged_at": epoch(Profile.last_engaged_at, dialect),
+    }
+    stmt = scoped(Profile, shop_id, *cols.values()).where(
+        Profile.merged_into_id.is_(None), Profile.erased_at.is_(None)
+    )
+    return _frame(db.session.execute(stmt).all(), list(cols), "id")
+
+
+def load_order_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
+    """Per profile: live orders placed by ``as_of``, net spend, first and last order."""
+    dialect = db.engine.dialect.name
+    placed = epoch(Order.placed_at, dialect)
+    cols = {
+        "profile_id": Order.profile_id,
+        "orders": sa.func.count(),
+        "spend": sa.func.sum(_to_float(Order.total - Order.refunded)),
+        "first_order_at": sa.func.min(placed),
+        "last_order_at": sa.func.max(placed),
+    }
+    stmt = (
+        scoped(Order, shop_id, *cols.values())
+        .where(Order.profile_id.is_not(None), Order.cancelled_at.is_(None), Order.placed_at <= as_of)
+        .group_by(Order.profile_id)
+    )
+    return _frame(db.session.execute(stmt).all(), list(cols), "profile_id")
+
+
+def _weight_case():
+    return sa.case(
+        *[(Event.type.like(f"%{action}"), weight) for action, weight in WEIGHTS.items()], else_=0.0
+    )
+
+
+def load_event_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
+    """Per profile: decayed activity ``A`` as of ``as_of`` and the first/last customer activity."""
+    dialect = db.engine.dialect.name
+    at = epoch(Event.occurred_at, dialect)
+    message = sa.or_(*[Event.type.like(f"%{a}") for a in MESSAGE_ACTIONS])
+    inner = (
+        scoped(
+            Event,
+            shop_id,
+            Event.profile_id.label("pid"),
+            _weight_case().label("w"),
+            at.label("t"),
+            sa.case((message, at), else_=None).label("m"),
+        )
+        .where(Event.profile_id.is_not(None), Event.occurred_at <= as_of)
+        .subquery()
+    )
+    as_of_s = as_of.timestamp()
+    rate = math.log(2) / (HALF_LIFE_DAYS * SECONDS_PER_DAY)
+    active = inner.c.w > 0
+    cols = {
+        "profile_id": inner.c.pid,
+        "activity": sa.func.sum(inner.c.w * sa.func.exp((inner.c.t - as_of_s) * rate)),
+        "first_active_at": sa.func.min(inner.c.t),
+        "last_active_at": sa.func.max(inner.c.t),
+        "last_message_engaged_at": sa.func.max(inner.c.m),
+    }
+    stmt = sa.select(*cols.values()).where(active).group_by(inner.c.pid)
+    return _frame(db.session.execute(stmt).all(), list(cols), "profile_id")

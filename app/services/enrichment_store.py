@@ -1,0 +1,130 @@
+"""Writing enrichment results back: one bulk update by primary key, in chunks.
+
+PostgreSQL gets the fast path (COPY into a temporary table, then one
+``UPDATE … FROM``); other databases get SQLAlchemy's bulk UPDATE by
+primary key (executemany). Either way no ORM object is built per profile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Event, Profile
+from app.services.lifecycle import EVENT_SOURCE, EVENT_TYPE, change_external_id
+
+COLUMNS = (
+    "lifecycle_stage",
+    "lifecycle_changed_at",
+    "engagement_score",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "churn_risk",
+    "predicted_ltv_90d",
+    "predicted_next_order_at",
+    "enriched_at",
+)
+_PG_TYPES = {
+    "lifecycle_stage": "varchar(16)",
+    "lifecycle_changed_at": "timestamptz",
+    "engagement_score": "float8",
+    "rfm_r": "int",
+    "rfm_f": "int",
+    "rfm_m": "int",
+    "churn_risk": "float8",
+    "predicted_ltv_90d": "numeric(14,2)",
+    "predicted_next_order_at": "timestamptz",
+    "enriched_at": "timestamptz",
+}
+
+
+def prepare(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give the result frame the column types the profiles table expects."""
+    out = frame[list(COLUMNS)].copy()
+    for name in ("rfm_r", "rfm_f", "rfm_m"):
+        out[name] = out[name].astype("Int64")
+    for name in ("lifecycle_changed_at", "predicted_next_order_at", "enriched_at"):
+        out[name] = pd.to_datetime(out[name], utc=True).dt.floor("us")
+    return out
+
+
+def write_chunk(shop_id: int, chunk: pd.DataFrame) -> None:
+    """Update the chunk's profiles (index = profile id) in one round of bulk statements."""
+    if chunk.empty:
+        return
+    if db.engine.dialect.name == "postgresql":
+        _copy_update(shop_id, chunk)
+    else:
+        db.session.execute(sa.update(Profile), _records(chunk))
+
+
+def _copy_update(shop_id: int, chunk: pd.DataFrame) -> None:
+    buffer = io.StringIO()
+    chunk.to_csv(buffer, header=False, date_format="%Y-%m-%d %H:%M:%S.%f+00:00")
+    columns = ", ".join(f"{name} {_PG_TYPES[name]}" for name in COLUMNS)
+    assignments = ", ".join(f"{name} = t.{name}" for name in COLUMNS)
+    raw = db.session.connection().connection.driver_connection
+    with raw.cursor() as cur:
+        cur.execute(f"CREATE TEMP TABLE enrich_chunk (id bigint PRIMARY KEY, {columns}) ON COMMIT DROP")
+        with cur.copy("COPY enrich_chunk FROM STDIN (FORMAT csv)") as copy:
+            copy.write(buffer.getvalue())
+        # Column names come from COLUMNS above, never from input.
+        update = f"UPDATE profiles p SET {assignments}, updated_at = t.enriched_at FROM enrich_chunk t "  # noqa: S608
+        cur.execute(update + "WHERE p.id = t.id AND p.shop_id = %s", (shop_id,))
+        cur.execute("DROP TABLE enrich_chunk")
+
+
+def _python(value):
+    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if value is pd.NA:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def _records(chunk: pd.DataFrame) -> list[dict]:
+    records = []
+    for pid, row in zip(chunk.index, chunk.itertuples(index=False), strict=True):
+        rec = {name: _python(value) for name, value in zip(COLUMNS, row, strict=True)}
+        if rec["predicted_ltv_90d"] is not None:
+            rec["predicted_ltv_90d"] = Decimal(str(rec["predicted_ltv_90d"]))
+        rec["id"] = int(pid)
+        rec["updated_at"] = rec["enriched_at"]
+        records.append(rec)
+    return records
+
+
+def record_changes(shop_id: int, changes: pd.DataFrame, at: dt.datetime) -> int:
+    """Insert one ``lifecycle.changed`` event per row of ``changes`` (``from``/``to`` columns)."""
+    if changes.empty:
+        return 0
+    rows = [
+        {
+            "shop_id": shop_id,
+            "profile_id": int(pid),
+            "type": EVENT_TYPE,
+            "channel": None,
+            "source": EVENT_SOURCE,
+            "external_id": change_external_id(int(pid), new, at),
+            "identifiers": {},
+            "properties": {"from": old, "to": new, "at": at.isoformat()},
+            "occurred_at": at,
+            "received_at": at,
+        }
+        for pid, old, new in zip(changes.index, changes["from"], changes["to"], strict=True)
+    ]
+    db.session.execute(sa.insert(Event), rows)
+    return len(rows)
