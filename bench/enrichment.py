@@ -279,7 +279,13 @@ def main() -> None:
             run = enrichment.run_enrichment(shop.id, run.id)
             total = time.perf_counter() - started
             timings = run.result["timings"]
-            for stage in ("load_profiles_orders", "load_events", "compute", "write_profiles", "write_events_snapshot"):
+            for stage in (
+                "load_profiles_orders",
+                "load_events",
+                "compute",
+                "write_profiles",
+                "write_events_snapshot",
+            ):
                 print(f"  {stage:<44} {timings[stage]:8.2f} s")
             print(f"  {'total (job, incl. progress commits)':<44} {total:8.2f} s   target ≤ 120 s full size")
             with db.engine.connect() as conn:
