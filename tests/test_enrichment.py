@@ -67,11 +67,11 @@ def test_cli_enrich_scores_every_profile(runner, shop):
     # Net spend: 80 + (60 − 20) + 40, the cancelled 999 left out; 3 orders, one at POS.
     assert (loyal.order_count, float(loyal.lifetime_spend), loyal.pos_count) == (3, 160.0, 1)
     assert (float(loyal.pos_spend), loyal.preferred_location) == (40.0, "3001")
-    # R: 5 days → 5; F among 2 buyers: 3 orders → 1+⌊5·1/2⌋ = 3; M: AOV 53.33 < 200 → 1.
+    # R: 10 days → 5; F among 2 buyers: 3 orders → 1+⌊5·1/2⌋ = 3; M: AOV 53.33 < 200 → 1.
     assert (loyal.rfm_r, loyal.rfm_f, loyal.rfm_m, loyal.rfm_code) == (5, 3, 1, "5-3-1")
     assert (lapsed.rfm_r, lapsed.rfm_f, lapsed.rfm_m) == (2, 1, 3)
     assert browser.rfm_code is None
-    # Churn: loyal is 5 quiet days (last order after the cancelled one is 10 days ago; the cancel is ignored).
+    # Churn: Lou's last live order is 10 days ago (the cancelled one 5 days ago does not count).
     assert loyal.churn_risk == round(0.6 * 10 / 90 + 0.25 * (5 - 3) / 4 + 0.15 * (5 - 1) / 4, 3)
     assert lapsed.churn_risk == round(0.6 * 1 + 0.25 * 1 + 0.15 * (5 - 3) / 4, 3)
     # Engagement: click now (3) + page view 20 days ago (0.5·2^(−20/30)) + open 30 days ago (1·½).
@@ -171,3 +171,15 @@ def test_a_failed_run_records_its_error(app, shop, monkeypatch):
         pass
     row = db.session.get(JobRun, run.id)
     assert row.status == "failed" and "database went away" in row.error
+
+
+def test_profile_api_shows_scores_after_enrichment(client, shop, drain):
+    people = _small_shop(shop.id)
+    client.post("/api/v1/enrichment/run", headers=shop.auth)
+    drain()
+    doc = client.get(f"/api/v1/profiles/{people['loyal'].id}", headers=shop.auth).get_json()
+    assert doc["lifecycle_stage"] == "loyal" and doc["rfm"]["code"] == "5-3-1"
+    # 0.6·10/90 + 0.25·2/4 + 0.15·4/4 = 0.342: drifting.
+    assert doc["churn_band"] == "drifting" and doc["enriched_at"] is not None
+    assert doc["predicted_ltv_90d"] > 0 and doc["predicted_next_order_at"] is not None
+    assert doc["orders"]["lifetime_spend"] == 160.0 and doc["orders"]["pos"]["preferred_location"] == 3001

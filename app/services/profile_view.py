@@ -82,6 +82,13 @@ def _location(value: str | None):
     return int(value) if value.isdigit() else value
 
 
+def _churn_band(risk: float | None) -> str | None:
+    from app.analytics.churn import band_of
+
+    band = band_of(risk)
+    return band.key if band else None
+
+
 def recent_orders(shop_id: int, profile_id: int, limit: int = 50) -> list[Order]:
     """The profile's latest orders, newest first."""
     stmt = (
@@ -117,6 +124,8 @@ def profile_document(shop: Shop, profile: Profile) -> dict[str, Any]:
         "lifecycle_stage": profile.lifecycle_stage,
         "rfm": {"r": profile.rfm_r, "f": profile.rfm_f, "m": profile.rfm_m, "code": profile.rfm_code},
         "churn_risk": None if profile.churn_risk is None else round(profile.churn_risk, 3),
+        "churn_band": _churn_band(profile.churn_risk),
+        "enriched_at": iso(profile.enriched_at),
         "predicted_ltv_90d": money(profile.predicted_ltv_90d) if predictions else None,
         "predicted_next_order_at": iso(profile.predicted_next_order_at) if predictions else None,
         "globally_unsubscribed": profile.globally_unsubscribed,
