@@ -241,11 +241,16 @@ def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20,000 profiles instead of 1,000,000")
-    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards (prints its URL)")
+    parser.add_argument(
+        "--reuse", metavar="URL", help="enrich a database kept by --keep instead of generating"
+    )
     args = parser.parse_args()
     n = 20_000 if args.quick else 1_000_000
     sizes = {"profiles": n, "orders": 5 * n, "events": 20 * n}
-    url, drop = create_database()
+    url, drop = (args.reuse, lambda: None) if args.reuse else create_database()
+    if args.keep:
+        print(f"database kept at {url}")
     os.environ["C360_INSTANCE_PATH"] = tempfile.mkdtemp(prefix="c360-bench-")
     from flask_migrate import upgrade
 
@@ -258,21 +263,28 @@ def main() -> None:
     )
     try:
         with app.app_context():
-            upgrade()
-            shop = accounts.create_shop(
-                "bench.myshopify.com", plan="pro", timezone="Europe/London", currency="GBP"
-            )
-            accounts.create_user("owner@bench.test", "bench password 1", shop, "owner")
-            db.session.commit()
+            if args.reuse:
+                shop = accounts.require_shop("bench.myshopify.com")
+                pid = db.session.scalar(sa.text("SELECT id FROM profiles WHERE first_name = 'Heavy'"))
+                db.session.execute(sa.text("UPDATE shops SET first_enrichment_at = NULL"))
+                db.session.commit()
+            else:
+                upgrade()
+                shop = accounts.create_shop(
+                    "bench.myshopify.com", plan="pro", timezone="Europe/London", currency="GBP"
+                )
+                accounts.create_user("owner@bench.test", "bench password 1", shop, "owner")
+                db.session.commit()
             print(
                 f"Enrichment benchmark: {sizes['profiles']:,} profiles, {sizes['orders']:,} orders, "
                 f"{sizes['events']:,} events (PostgreSQL)"
             )
-            print("Generating data (not timed against the target):")
-            with db.engine.begin() as conn:
-                _timed("generate_series load + indexes", generate, conn, shop.id, *sizes.values())
-                pid = heavy_profile(conn, shop.id)
-                conn.execute(sa.text("ANALYZE"))
+            if not args.reuse:
+                print("Generating data (not timed against the target):")
+                with db.engine.begin() as conn:
+                    _timed("generate_series load + indexes", generate, conn, shop.id, *sizes.values())
+                    pid = heavy_profile(conn, shop.id)
+                    conn.execute(sa.text("ANALYZE"))
             print("Enrichment stages:")
             run, _ = enrichment.create_run(shop)
             started = time.perf_counter()
@@ -295,7 +307,7 @@ def main() -> None:
             print(f"  stages: {run.result['stages']}")
             page_bench(app, shop.id, pid)
     finally:
-        if not args.keep:
+        if not (args.keep or args.reuse):
             with app.app_context():
                 db.session.remove()
                 db.engine.dispose()

@@ -45,6 +45,16 @@ MESSAGE_ACTIONS = ("opened", "clicked", "replied")
 FORMULA = "score = 100 · (1 − e^(−A/10)), A = Σ weight · 2^(−age in days / 30)"
 
 
+def weight_of(event_type: str) -> float:
+    """The weight of an event type, by the action at its end (``email.opened`` → ``opened``)."""
+    return WEIGHTS.get(event_type.rsplit(".", 1)[-1], 0.0)
+
+
+def is_message_engagement(event_type: str) -> bool:
+    """True for an open, click or reply of a message on any channel."""
+    return event_type.rsplit(".", 1)[-1] in MESSAGE_ACTIONS
+
+
 def decay(age_days: float) -> float:
     """The share of an event's weight left after ``age_days``."""
     return math.pow(2.0, -max(age_days, 0.0) / HALF_LIFE_DAYS)

@@ -15,12 +15,13 @@ import math
 import pandas as pd
 import sqlalchemy as sa
 
-from app.analytics.engagement import HALF_LIFE_DAYS, MESSAGE_ACTIONS, WEIGHTS
+from app.analytics.engagement import HALF_LIFE_DAYS, is_message_engagement, weight_of
 from app.extensions import db
 from app.models import Event, Order, Profile
 from app.tenancy import scoped
 
 SECONDS_PER_DAY = 86400.0
+EVENT_STAT_COLUMNS = ("activity", "first_active_at", "last_active_at", "last_message_engaged_at")
 
 
 def epoch(column, dialect: str):
@@ -78,32 +79,49 @@ def load_order_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
     return _frame(db.session.execute(stmt).all(), list(cols), "profile_id")
 
 
-def _weight_case():
-    return sa.case(
-        *[(Event.type.like(f"%{action}"), weight) for action, weight in WEIGHTS.items()], else_=0.0
+# A loose index scan: each step is one probe of ix_events_shop_type_time, not a scan of every event.
+_DISTINCT_TYPES = sa.text(
+    """
+    WITH RECURSIVE types(type) AS (
+        SELECT min(type) FROM events WHERE shop_id = :shop
+        UNION ALL
+        SELECT (SELECT min(e.type) FROM events e WHERE e.shop_id = :shop AND e.type > types.type)
+        FROM types WHERE types.type IS NOT NULL
     )
+    SELECT type FROM types WHERE type IS NOT NULL
+    """
+)
+
+
+def event_types(shop_id: int) -> list[str]:
+    """The distinct event types of one shop."""
+    return list(db.session.scalars(_DISTINCT_TYPES, {"shop": shop_id}))
 
 
 def load_event_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
     """Per profile: decayed activity ``A`` as of ``as_of`` and the first/last customer activity."""
     dialect = db.engine.dialect.name
     at = epoch(Event.occurred_at, dialect)
-    message = sa.or_(*[Event.type.like(f"%{a}") for a in MESSAGE_ACTIONS])
+    weights = {t: weight_of(t) for t in event_types(shop_id)}
+    weighted = sorted(t for t, w in weights.items() if w > 0)
+    messages = [t for t in weighted if is_message_engagement(t)]
+    if not weighted:
+        return _frame([], ["profile_id", *EVENT_STAT_COLUMNS], "profile_id")
+    weight = sa.case({t: weights[t] for t in weighted}, value=Event.type, else_=0.0)
     inner = (
         scoped(
             Event,
             shop_id,
             Event.profile_id.label("pid"),
-            _weight_case().label("w"),
+            weight.label("w"),
             at.label("t"),
-            sa.case((message, at), else_=None).label("m"),
+            (sa.case((Event.type.in_(messages), at), else_=None) if messages else sa.null()).label("m"),
         )
-        .where(Event.profile_id.is_not(None), Event.occurred_at <= as_of)
+        .where(Event.profile_id.is_not(None), Event.occurred_at <= as_of, Event.type.in_(weighted))
         .subquery()
     )
     as_of_s = as_of.timestamp()
     rate = math.log(2) / (HALF_LIFE_DAYS * SECONDS_PER_DAY)
-    active = inner.c.w > 0
     cols = {
         "profile_id": inner.c.pid,
         "activity": sa.func.sum(inner.c.w * sa.func.exp((inner.c.t - as_of_s) * rate)),
@@ -111,5 +129,5 @@ def load_event_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
         "last_active_at": sa.func.max(inner.c.t),
         "last_message_engaged_at": sa.func.max(inner.c.m),
     }
-    stmt = sa.select(*cols.values()).where(active).group_by(inner.c.pid)
+    stmt = sa.select(*cols.values()).group_by(inner.c.pid)
     return _frame(db.session.execute(stmt).all(), list(cols), "profile_id")
