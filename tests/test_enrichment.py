@@ -183,3 +183,25 @@ def test_profile_api_shows_scores_after_enrichment(client, shop, drain):
     assert doc["churn_band"] == "drifting" and doc["enriched_at"] is not None
     assert doc["predicted_ltv_90d"] > 0 and doc["predicted_next_order_at"] is not None
     assert doc["orders"]["lifetime_spend"] == 160.0 and doc["orders"]["pos"]["preferred_location"] == 3001
+
+
+def test_shop_with_only_storefront_views_scores_engagement(runner, db):
+    views = make_shop("views.myshopify.com")
+    p = add_profile(views.id, first_name="Vi", seen_days_ago=3)
+    add_event(p, "page_viewed", _ago(3))
+    add_event(p, "product_viewed", _ago(0))
+    add_event(p, "email.sent", _ago(0), "email")  # a send is not the person's doing
+    db.session.commit()
+    result = runner.invoke(args=["enrich", "--shop", views.domain])
+    assert result.exit_code == 0, result.output
+    p = _reload(p)
+    activity = 0.5 * 2 ** (-3 / 30) + 1.0
+    assert p.engagement_score == round(100 * (1 - math.exp(-activity / 10)), 1)
+    assert p.lifecycle_stage == "engaged"
+
+
+def test_an_empty_shop_enriches_to_nothing_and_counts_as_backfilled(runner, shop):
+    result = runner.invoke(args=["enrich", "--shop", shop.domain])
+    assert result.exit_code == 0, result.output
+    assert "enriched 0 profiles" in result.output
+    assert shop.model.first_enrichment_at is not None

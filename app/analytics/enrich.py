@@ -51,10 +51,11 @@ def person_facts(
     require_columns(events, EVENT_COLUMNS, "event stats")
     moment = require_aware(as_of)
     frame = profiles.join(orders, how="left").join(events, how="left")
-    frame["orders"] = frame["orders"].fillna(0).astype("int64")
-    frame["spend"] = frame["spend"].fillna(0.0)
-    frame["activity"] = frame["activity"].fillna(0.0)
-    frame["aov"] = (frame["spend"] / frame["orders"]).where(frame["orders"] > 0)
+    # An empty read comes back as object columns: make every number a float first.
+    for name in ("orders", "spend", "activity"):
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64").fillna(0.0)
+    frame["orders"] = frame["orders"].astype("int64")
+    frame["aov"] = frame["spend"] / frame["orders"].where(frame["orders"] > 0)
     seen = {c: _known_by(frame[c], moment) for c in ("first_seen_at", "last_seen_at", "last_engaged_at")}
     frame["engaged_at"] = pd.concat([seen["last_engaged_at"], frame["last_message_engaged_at"]], axis=1).max(
         axis=1

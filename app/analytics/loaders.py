@@ -115,7 +115,11 @@ def load_event_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
             Event.profile_id.label("pid"),
             weight.label("w"),
             at.label("t"),
-            (sa.case((Event.type.in_(messages), at), else_=None) if messages else sa.null()).label("m"),
+            (
+                sa.case((Event.type.in_(messages), at), else_=None)
+                if messages
+                else sa.cast(sa.null(), sa.Float)
+            ).label("m"),
         )
         .where(Event.profile_id.is_not(None), Event.occurred_at <= as_of, Event.type.in_(weighted))
         .subquery()
