@@ -1,14 +1,13 @@
 """Writing enrichment results back: one bulk update by primary key, in chunks.
 
-PostgreSQL gets the fast path (COPY into a temporary table, then one
-``UPDATE … FROM``); other databases get SQLAlchemy's bulk UPDATE by
+PostgreSQL gets the fast path (one ``UPDATE … FROM unnest(...)`` per
+chunk, each column sent as a single array parameter); other databases get SQLAlchemy's bulk UPDATE by
 primary key (executemany). Either way no ORM object is built per profile.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 from decimal import Decimal
 
 import numpy as np
@@ -31,6 +30,18 @@ COLUMNS = (
     "predicted_next_order_at",
     "enriched_at",
 )
+_PG_ARRAY_TYPES = {
+    "lifecycle_stage": "text[]",
+    "lifecycle_changed_at": "float8[]",
+    "engagement_score": "float8[]",
+    "rfm_r": "int[]",
+    "rfm_f": "int[]",
+    "rfm_m": "int[]",
+    "churn_risk": "float8[]",
+    "predicted_ltv_90d": "numeric[]",
+    "predicted_next_order_at": "float8[]",
+    "enriched_at": "float8[]",
+}
 _PG_TYPES = {
     "lifecycle_stage": "varchar(16)",
     "lifecycle_changed_at": "timestamptz",
@@ -60,25 +71,39 @@ def write_chunk(shop_id: int, chunk: pd.DataFrame) -> None:
     if chunk.empty:
         return
     if db.engine.dialect.name == "postgresql":
-        _copy_update(shop_id, chunk)
+        _unnest_update(shop_id, chunk)
     else:
         db.session.execute(sa.update(Profile), _records(chunk))
 
 
-def _copy_update(shop_id: int, chunk: pd.DataFrame) -> None:
-    buffer = io.StringIO()
-    chunk.to_csv(buffer, header=False, date_format="%Y-%m-%d %H:%M:%S.%f+00:00")
-    columns = ", ".join(f"{name} {_PG_TYPES[name]}" for name in COLUMNS)
-    assignments = ", ".join(f"{name} = t.{name}" for name in COLUMNS)
+_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+def _array(series: pd.Series) -> list:
+    """A column as a Python list for a PostgreSQL array parameter (NULL where missing)."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        series = (series - _EPOCH) / pd.Timedelta(seconds=1)
+    values = series.astype(object)
+    return values.where(series.notna(), None).tolist()
+
+
+def _unnest_update(shop_id: int, chunk: pd.DataFrame) -> None:
+    """One ``UPDATE … FROM unnest(arrays)``: each column travels as one array parameter."""
+    arrays = [chunk.index.to_numpy(dtype="int64").tolist()] + [_array(chunk[name]) for name in COLUMNS]
+    columns = ", ".join(["id", *COLUMNS])
+    casts = ", ".join(["%s::bigint[]"] + [f"%s::{_PG_ARRAY_TYPES[name]}" for name in COLUMNS])
+    assignments = ", ".join(
+        f"{name} = to_timestamp(t.{name})" if _PG_TYPES[name] == "timestamptz" else f"{name} = t.{name}"
+        for name in COLUMNS
+    )
+    # Column names come from COLUMNS above, never from input.
+    statement = (
+        f"UPDATE profiles p SET {assignments}, updated_at = to_timestamp(t.enriched_at) "  # noqa: S608
+        f"FROM unnest({casts}) AS t({columns}) WHERE p.id = t.id AND p.shop_id = %s"
+    )
     raw = db.session.connection().connection.driver_connection
     with raw.cursor() as cur:
-        cur.execute(f"CREATE TEMP TABLE enrich_chunk (id bigint PRIMARY KEY, {columns}) ON COMMIT DROP")
-        with cur.copy("COPY enrich_chunk FROM STDIN (FORMAT csv)") as copy:
-            copy.write(buffer.getvalue())
-        # Column names come from COLUMNS above, never from input.
-        update = f"UPDATE profiles p SET {assignments}, updated_at = t.enriched_at FROM enrich_chunk t "  # noqa: S608
-        cur.execute(update + "WHERE p.id = t.id AND p.shop_id = %s", (shop_id,))
-        cur.execute("DROP TABLE enrich_chunk")
+        cur.execute(statement, (*arrays, shop_id))
 
 
 def _python(value):
