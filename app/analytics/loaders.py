@@ -10,6 +10,7 @@ the weights and half-life owned by ``app.analytics.engagement``.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import math
 
 import pandas as pd
@@ -42,8 +43,24 @@ def _to_float(column):
     return sa.cast(column, sa.Float)
 
 
+def _read(stmt, columns: list[str], index: str) -> pd.DataFrame:
+    """Run ``stmt`` into a DataFrame; on PostgreSQL through ``COPY … TO STDOUT`` (no Python row objects)."""
+    if db.engine.dialect.name != "postgresql":
+        return _frame(db.session.execute(stmt).all(), columns, index)
+    compiled = stmt.compile(dialect=db.engine.dialect, compile_kwargs={"render_postcompile": True})
+    buffer = io.BytesIO()
+    raw = db.session.connection().connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f"COPY ({compiled}) TO STDOUT (FORMAT csv)", compiled.params) as copy:
+        for block in copy:
+            buffer.write(block)
+    buffer.seek(0)
+    if not buffer.getbuffer().nbytes:
+        return _frame([], columns, index)
+    return _frame(pd.read_csv(buffer, header=None, names=columns), columns, index)
+
+
 def _frame(rows, columns: list[str], index: str) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(rows, columns=columns)
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(rows, columns=columns)
     for name in columns:
         if name.endswith("_at"):
             frame[name] = pd.to_datetime(pd.to_numeric(frame[name], errors="coerce"), unit="s", utc=True)
@@ -64,7 +81,7 @@ def load_profiles(shop_id: int) -> pd.DataFrame:
     stmt = scoped(Profile, shop_id, *cols.values()).where(
         Profile.merged_into_id.is_(None), Profile.erased_at.is_(None)
     )
-    return _frame(db.session.execute(stmt).all(), list(cols), "id")
+    return _read(stmt, list(cols), "id")
 
 
 def load_order_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
@@ -84,7 +101,7 @@ def load_order_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
         .where(Order.profile_id.is_not(None), Order.cancelled_at.is_(None), Order.placed_at <= as_of)
         .group_by(Order.profile_id)
     )
-    return _frame(db.session.execute(stmt).all(), list(cols), "profile_id")
+    return _read(stmt, list(cols), "profile_id")
 
 
 # A loose index scan: each step is one probe of ix_events_shop_type_time, not a scan of every event.
@@ -143,4 +160,4 @@ def load_event_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
     }
     stmt = sa.select(*cols.values()).group_by(inner.c.pid)
     _bulk_read_memory()
-    return _frame(db.session.execute(stmt).all(), list(cols), "profile_id")
+    return _read(stmt, list(cols), "profile_id")

@@ -77,6 +77,14 @@ def write_chunk(shop_id: int, chunk: pd.DataFrame) -> None:
 
 
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+# Rows whose scores did not move are left alone: a nightly run rewrites only what changed
+# (``enriched_at`` is when enrichment last changed the profile). Times compare to the minute.
+_CHANGED = (
+    "(p.lifecycle_stage, p.engagement_score, p.rfm_r, p.rfm_f, p.rfm_m, p.churn_risk, p.predicted_ltv_90d, "
+    "date_trunc('minute', p.predicted_next_order_at)) IS DISTINCT FROM "
+    "(t.lifecycle_stage, t.engagement_score, t.rfm_r, t.rfm_f, t.rfm_m, t.churn_risk, t.predicted_ltv_90d, "
+    "date_trunc('minute', to_timestamp(t.predicted_next_order_at)))"
+)
 
 
 def _array(series: pd.Series) -> list:
@@ -99,7 +107,7 @@ def _unnest_update(shop_id: int, chunk: pd.DataFrame) -> None:
     # Column names come from COLUMNS above, never from input.
     statement = (
         f"UPDATE profiles p SET {assignments}, updated_at = to_timestamp(t.enriched_at) "  # noqa: S608
-        f"FROM unnest({casts}) AS t({columns}) WHERE p.id = t.id AND p.shop_id = %s"
+        f"FROM unnest({casts}) AS t({columns}) WHERE p.id = t.id AND p.shop_id = %s AND {_CHANGED}"
     )
     raw = db.session.connection().connection.driver_connection
     with raw.cursor() as cur:
