@@ -21,7 +21,7 @@ from app.models.base import utcnow
 from app.models.profile import CHANNELS
 from app.plans import has_capability
 from app.services.lifecycle import shop_windows
-from app.services.profile_view import profile_document
+from app.services.profile_view import orders_summary, profile_document
 from app.tenancy import scoped
 
 ORDERS_PAGE = 25
@@ -84,6 +84,18 @@ def header(shop: Shop, profile: Profile) -> dict[str, Any]:
         "formula": engagement.FORMULA,
         "gauge": gauge_point(doc.get("churn_risk")),
     }
+    return doc
+
+
+def section_context(shop: Shop, profile: Profile) -> dict[str, Any]:
+    """What a lazily loaded section needs of the profile, without building the whole document."""
+    doc: dict[str, Any] = {
+        "id": profile.id,
+        "name": profile.name,
+        "timezone": profile.timezone or shop.timezone,
+    }
+    doc["orders"] = orders_summary(profile, shop)
+    doc["page"] = {"zone": zone_of(doc, shop), "erased_at": profile.erased_at, "formula": engagement.FORMULA}
     return doc
 
 

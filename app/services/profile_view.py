@@ -53,7 +53,8 @@ def _engagement(shop_id: int, profile: Profile) -> dict[str, Any]:
     }
 
 
-def _orders(profile: Profile, shop: Shop) -> dict[str, Any]:
+def orders_summary(profile: Profile, shop: Shop) -> dict[str, Any]:
+    """The document's ``orders`` block: counts and spend by channel, first/last order, AOV."""
     count = profile.order_count or 0
     spend = profile.lifetime_spend or Decimal("0")
     return {
@@ -119,7 +120,7 @@ def profile_document(shop: Shop, profile: Profile) -> dict[str, Any]:
             {"kind": i.kind, "value": i.value, "source": i.source, "first_seen_at": iso(i.first_seen_at)}
             for i in idents
         ],
-        "orders": _orders(profile, shop),
+        "orders": orders_summary(profile, shop),
         "engagement": _engagement(shop.id, profile),
         "lifecycle_stage": profile.lifecycle_stage,
         "rfm": {"r": profile.rfm_r, "f": profile.rfm_f, "m": profile.rfm_m, "code": profile.rfm_code},

@@ -4,7 +4,7 @@ from flask import abort, g, redirect, request, url_for
 
 from app.blueprints.customers import bp
 from app.errors import ValidationFailed
-from app.htmx import render_page
+from app.htmx import is_partial_request, render_page
 from app.models import Profile
 from app.services import customer_activity as activity
 from app.services import customer_page as page
@@ -71,5 +71,5 @@ def show(profile_id: int):
 def section(profile_id: int, name: str):
     """One section as an HTMX fragment, or the whole page with that section filled in."""
     profile = _profile_or_404(profile_id)
-    doc = page.header(g.shop, profile)
+    doc = page.section_context(g.shop, profile) if is_partial_request() else page.header(g.shop, profile)
     return render_page("customers/show.html", name, p=doc, sections={name: _section(name, profile, doc)})
