@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -205,3 +206,28 @@ def test_an_empty_shop_enriches_to_nothing_and_counts_as_backfilled(runner, shop
     assert result.exit_code == 0, result.output
     assert "enriched 0 profiles" in result.output
     assert shop.model.first_enrichment_at is not None
+
+
+def test_a_profile_ingest_touches_during_the_run_keeps_its_fresher_stage(shop, monkeypatch):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the optimistic skip is part of the PostgreSQL write path")
+    from app.analytics import loaders
+    from app.services import enrichment
+    from app.services.lifecycle import refresh_lifecycle
+
+    people = _small_shop(shop.id)
+    runner_read = loaders.load_event_stats
+
+    def read_then_ingest(*args):
+        frame = runner_read(*args)
+        newcomer = db.session.get(Profile, people["newcomer"].id)
+        add_order(newcomer, _ago(0), "25.00")  # an order arrives mid-run
+        refresh_lifecycle(shop.model, newcomer, utcnow())
+        db.session.commit()
+        return frame
+
+    monkeypatch.setattr(loaders, "load_event_stats", read_then_ingest)
+    run, _ = enrichment.create_run(shop.model)
+    run = enrichment.run_enrichment(shop.id, run.id)
+    assert run.result["written"] == 3
+    assert _reload(people["newcomer"]).lifecycle_stage == "converted"

@@ -180,15 +180,17 @@ def _execute(shop: Shop, run: JobRun, as_of: dt.datetime | None) -> None:
     timings["compute"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()
+    written: set[int] = set()
     for offset in range(0, len(table), CHUNK):
-        enrichment_store.write_chunk(shop.id, table.iloc[offset : offset + CHUNK])
+        written |= enrichment_store.write_chunk(shop.id, table.iloc[offset : offset + CHUNK], now)
         run.progress = min(offset + CHUNK, len(table))
         db.session.commit()
     timings["write_profiles"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()
     announce = as_of is None and shop.first_enrichment_at is not None
-    changes = result.loc[changed, ["previous_stage", "lifecycle_stage"]]
+    # A profile ingest touched meanwhile was not written: its own refresh recorded any change.
+    changes = result.loc[changed & result.index.isin(written), ["previous_stage", "lifecycle_stage"]]
     changes.columns = ["from", "to"]
     recorded = enrichment_store.record_changes(shop.id, changes, now) if announce else 0
     _store_snapshot(shop.id, result, orders, moment)
@@ -202,6 +204,7 @@ def _execute(shop: Shop, run: JobRun, as_of: dt.datetime | None) -> None:
         "as_of": as_of.isoformat() if as_of else None,
         "profiles": len(table),
         "stage_changes": int(changed.sum()),
+        "written": len(written),
         "events_recorded": recorded,
         "stages": {k: int(v) for k, v in result["lifecycle_stage"].value_counts().items()},
         "timings": timings,

@@ -66,14 +66,18 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_chunk(shop_id: int, chunk: pd.DataFrame) -> None:
-    """Update the chunk's profiles (index = profile id) in one round of bulk statements."""
+def write_chunk(shop_id: int, chunk: pd.DataFrame, read_at: dt.datetime) -> set[int]:
+    """Update the chunk's profiles (index = profile id) in one bulk statement; return the ids written.
+
+    On PostgreSQL a profile that ingest touched after ``read_at`` is skipped: its
+    counters and stage are newer than what this run computed from.
+    """
     if chunk.empty:
-        return
+        return set()
     if db.engine.dialect.name == "postgresql":
-        _unnest_update(shop_id, chunk)
-    else:
-        db.session.execute(sa.update(Profile), _records(chunk))
+        return _unnest_update(shop_id, chunk, read_at)
+    db.session.execute(sa.update(Profile), _records(chunk))
+    return set(chunk.index.tolist())
 
 
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
@@ -95,7 +99,7 @@ def _array(series: pd.Series) -> list:
     return values.where(series.notna(), None).tolist()
 
 
-def _unnest_update(shop_id: int, chunk: pd.DataFrame) -> None:
+def _unnest_update(shop_id: int, chunk: pd.DataFrame, read_at: dt.datetime) -> set[int]:
     """One ``UPDATE … FROM unnest(arrays)``: each column travels as one array parameter."""
     arrays = [chunk.index.to_numpy(dtype="int64").tolist()] + [_array(chunk[name]) for name in COLUMNS]
     columns = ", ".join(["id", *COLUMNS])
@@ -107,11 +111,13 @@ def _unnest_update(shop_id: int, chunk: pd.DataFrame) -> None:
     # Column names come from COLUMNS above, never from input.
     statement = (
         f"UPDATE profiles p SET {assignments}, updated_at = to_timestamp(t.enriched_at) "  # noqa: S608
-        f"FROM unnest({casts}) AS t({columns}) WHERE p.id = t.id AND p.shop_id = %s AND {_CHANGED}"
+        f"FROM unnest({casts}) AS t({columns}) WHERE p.id = t.id AND p.shop_id = %s AND p.updated_at <= %s "
+        f"AND {_CHANGED} RETURNING p.id"
     )
     raw = db.session.connection().connection.driver_connection
     with raw.cursor() as cur:
-        cur.execute(statement, (*arrays, shop_id))
+        cur.execute(statement, (*arrays, shop_id, read_at))
+        return {row[0] for row in cur.fetchall()}
 
 
 def _python(value):
