@@ -203,6 +203,25 @@ def heavy_profile(conn, shop_id: int) -> int:
     return pid
 
 
+def reset_scores(shop_id: int) -> None:
+    """Put a kept database back to its never-enriched state (for --reuse), compacted."""
+    from app.extensions import db
+
+    db.session.execute(sa.text("UPDATE shops SET first_enrichment_at = NULL"))
+    db.session.execute(
+        sa.text(
+            "UPDATE profiles SET lifecycle_stage = 'new', lifecycle_changed_at = NULL, "
+            "engagement_score = NULL, rfm_r = NULL, rfm_f = NULL, rfm_m = NULL, churn_risk = NULL, "
+            "predicted_ltv_90d = NULL, predicted_next_order_at = NULL, enriched_at = NULL WHERE shop_id = :s"
+        ),
+        {"s": shop_id},
+    )
+    db.session.execute(sa.text("DELETE FROM job_runs"))
+    db.session.commit()
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM FULL ANALYZE profiles"))
+
+
 def run_once(shop, title: str) -> float:
     """Run one enrichment of ``shop`` and print its stages; return the total seconds."""
     from app.services import enrichment
@@ -301,8 +320,7 @@ def main() -> None:
             if args.reuse:
                 shop = accounts.require_shop("bench.myshopify.com")
                 pid = db.session.scalar(sa.text("SELECT id FROM profiles WHERE first_name = 'Heavy'"))
-                db.session.execute(sa.text("UPDATE shops SET first_enrichment_at = NULL"))
-                db.session.commit()
+                reset_scores(shop.id)
             else:
                 upgrade()
                 shop = accounts.create_shop(

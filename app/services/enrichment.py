@@ -180,11 +180,12 @@ def _execute(shop: Shop, run: JobRun, as_of: dt.datetime | None) -> None:
     timings["compute"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()
-    written: set[int] = set()
-    for offset in range(0, len(table), CHUNK):
-        written |= enrichment_store.write_chunk(shop.id, table.iloc[offset : offset + CHUNK], now)
-        run.progress = min(offset + CHUNK, len(table))
+
+    def progress(done: int) -> None:
+        run.progress = done
         db.session.commit()
+
+    written = enrichment_store.write_all(shop.id, table, now, CHUNK, progress)
     timings["write_profiles"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()

@@ -8,6 +8,8 @@ primary key (executemany). Either way no ORM object is built per profile.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from decimal import Decimal
 
 import numpy as np
@@ -18,6 +20,7 @@ from app.extensions import db
 from app.models import Event, Profile
 from app.services.lifecycle import EVENT_SOURCE, EVENT_TYPE, change_external_id
 
+WRITERS = 2  # parallel UPDATE connections on PostgreSQL (one per core of the reference machine)
 COLUMNS = (
     "lifecycle_stage",
     "lifecycle_changed_at",
@@ -66,18 +69,39 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_chunk(shop_id: int, chunk: pd.DataFrame, read_at: dt.datetime) -> set[int]:
-    """Update the chunk's profiles (index = profile id) in one bulk statement; return the ids written.
+def write_all(
+    shop_id: int,
+    table: pd.DataFrame,
+    read_at: dt.datetime,
+    chunk_size: int,
+    on_progress: Callable[[int], None],
+) -> set[int]:
+    """Write every row of ``table`` (index = profile id) in chunks; return the ids written.
 
-    On PostgreSQL a profile that ingest touched after ``read_at`` is skipped: its
-    counters and stage are newer than what this run computed from.
+    On PostgreSQL ``WRITERS`` connections update disjoint chunks at once (each
+    chunk is its own transaction), and a profile that ingest touched after
+    ``read_at`` is skipped: its counters and stage are newer than what this run
+    computed from. Elsewhere chunks go one by one through the session.
+    ``on_progress(rows_done)`` is called after each chunk, in this thread.
     """
-    if chunk.empty:
-        return set()
-    if db.engine.dialect.name == "postgresql":
-        return _unnest_update(shop_id, chunk, read_at)
-    db.session.execute(sa.update(Profile), _records(chunk))
-    return set(chunk.index.tolist())
+    chunks = [table.iloc[i : i + chunk_size] for i in range(0, len(table), chunk_size)]
+    written: set[int] = set()
+    done = 0
+    if db.engine.dialect.name != "postgresql":
+        for chunk in chunks:
+            db.session.execute(sa.update(Profile), _records(chunk))
+            written |= set(chunk.index.tolist())
+            done += len(chunk)
+            on_progress(done)
+        return written
+    engine = db.engine  # threads have no app context: hand them the engine itself
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        futures = {pool.submit(_unnest_update, engine, shop_id, c, read_at): len(c) for c in chunks}
+        for future in as_completed(futures):
+            written |= future.result()
+            done += futures[future]
+            on_progress(done)
+    return written
 
 
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
@@ -99,8 +123,8 @@ def _array(series: pd.Series) -> list:
     return values.where(series.notna(), None).tolist()
 
 
-def _unnest_update(shop_id: int, chunk: pd.DataFrame, read_at: dt.datetime) -> set[int]:
-    """One ``UPDATE … FROM unnest(arrays)``: each column travels as one array parameter."""
+def _unnest_update(engine, shop_id: int, chunk: pd.DataFrame, read_at: dt.datetime) -> set[int]:
+    """One ``UPDATE … FROM unnest(arrays)`` in its own transaction; each column is one array parameter."""
     arrays = [chunk.index.to_numpy(dtype="int64").tolist()] + [_array(chunk[name]) for name in COLUMNS]
     columns = ", ".join(["id", *COLUMNS])
     casts = ", ".join(["%s::bigint[]"] + [f"%s::{_PG_ARRAY_TYPES[name]}" for name in COLUMNS])
@@ -114,8 +138,7 @@ def _unnest_update(shop_id: int, chunk: pd.DataFrame, read_at: dt.datetime) -> s
         f"FROM unnest({casts}) AS t({columns}) WHERE p.id = t.id AND p.shop_id = %s AND p.updated_at <= %s "
         f"AND {_CHANGED} RETURNING p.id"
     )
-    raw = db.session.connection().connection.driver_connection
-    with raw.cursor() as cur:
+    with engine.begin() as conn, conn.connection.driver_connection.cursor() as cur:
         cur.execute(statement, (*arrays, shop_id, read_at))
         return {row[0] for row in cur.fetchall()}
 
