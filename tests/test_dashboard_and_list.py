@@ -108,12 +108,12 @@ def test_list_sorts_by_lifetime_value_and_last_order(client, auth, shop, populat
     assert _names(client, "sort=last_order") == ["Big", "Mid", "Small", "Browser"]
 
 
-@pytest.mark.parametrize("query", ["stage=zombie", "rfm=9-9-9", "churn=doomed", "optin=fax", "sort=random"])
-def test_list_rejects_a_bad_filter_with_the_reason(client, auth, shop, query):
+def test_list_rejects_a_bad_filter_with_the_reason(client, auth, shop):
     auth.login_as(shop)
-    response = client.get(f"/customers/?{query}")
-    assert response.status_code == 422
-    assert "must" in response.get_data(as_text=True)
+    for query in ("stage=zombie", "rfm=9-9-9", "churn=doomed", "optin=fax", "sort=random"):
+        response = client.get(f"/customers/?{query}")
+        assert response.status_code == 422, query
+        assert "must" in response.get_data(as_text=True)
 
 
 def test_settings_put_lifecycle_on_free_plan_is_403_and_bad_windows_422(client, db):
