@@ -54,7 +54,3 @@ def rfm_scores(buyers: pd.DataFrame) -> pd.DataFrame:
     out["rfm_m"] = quintile_score(buyers["aov"].where(is_buyer).astype("float"))
     return out
 
-
-def rfm_code(r: int | None, f: int | None, m: int | None) -> str | None:
-    """The "R-F-M" code, e.g. "5-4-3"."""
-    return None if None in (r, f, m) else f"{r}-{f}-{m}"
