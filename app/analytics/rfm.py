@@ -53,4 +53,3 @@ def rfm_scores(buyers: pd.DataFrame) -> pd.DataFrame:
     out["rfm_f"] = quintile_score(buyers["orders"].where(is_buyer).astype("float"))
     out["rfm_m"] = quintile_score(buyers["aov"].where(is_buyer).astype("float"))
     return out
-
