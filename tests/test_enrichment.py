@@ -231,3 +231,15 @@ def test_a_profile_ingest_touches_during_the_run_keeps_its_fresher_stage(shop, m
     run = enrichment.run_enrichment(shop.id, run.id)
     assert run.result["written"] == 3
     assert _reload(people["newcomer"]).lifecycle_stage == "converted"
+
+
+def test_nightly_all_shops_can_be_queued_for_workers(runner, shop, other_shop, drain):
+    _small_shop(shop.id)
+    result = runner.invoke(args=["enrich", "--all", "--queue"])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"{shop.domain}: queued job" in result.output and f"{other_shop.domain}: queued job" in result.output
+    )
+    drain()
+    runs = db.session.scalars(sa.select(JobRun).order_by(JobRun.shop_id)).all()
+    assert [(r.shop_id, r.status) for r in runs] == [(shop.id, "done"), (other_shop.id, "done")]
