@@ -130,3 +130,13 @@ def test_settings_put_lifecycle_on_free_plan_is_403_and_bad_windows_422(client, 
         client.put("/api/v1/settings", json=body, headers=pro.auth).get_json()["lifecycle"]
         == body["lifecycle"]
     )
+
+
+def test_support_staff_see_the_dashboard_but_cannot_start_enrichment(client, auth, db):
+    from tests.helpers import make_shop
+
+    support = make_shop("support.myshopify.com", role="support")
+    auth.login_as(support)
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert "Backfill before launching" in html and "Run enrichment now" not in html
+    assert client.post("/dashboard/enrich", headers=HX).status_code == 403
