@@ -167,11 +167,42 @@ def worker(burst: bool):
     run_worker(burst=burst)
 
 
+@click.command("enrich")
+@click.option("--shop", "domain", default=None, help="the shop's domain")
+@click.option("--all", "all_shops", is_flag=True, help="every installed shop (the nightly cron entry)")
+@click.option("--as-of", "as_of", default=None, help="evaluate as of DATE (YYYY-MM-DD) for backtests")
+@click.option("--queue", "use_queue", is_flag=True, help="queue for `c360 worker` instead")
+@with_appcontext
+def enrich(domain, all_shops, as_of, use_queue):
+    """Recompute lifecycle, RFM, churn risk, LTV and predictions now, or as they were on DATE."""
+    from app.services import enrichment
+
+    if bool(domain) == bool(all_shops):
+        raise click.UsageError("give --shop DOMAIN or --all")
+    try:
+        moment = enrichment.parse_as_of(as_of)
+        shops = enrichment.shops_to_enrich() if all_shops else [accounts.require_shop(domain)]
+        for shop in shops:
+            if use_queue:
+                run = enrichment.start_enrichment(shop, moment)
+                click.echo(f"{shop.domain}: queued job {run.id}")
+                continue
+            run, _ = enrichment.create_run(shop, moment)
+            run = enrichment.run_enrichment(shop.id, run.id, moment)
+            stages = ", ".join(f"{k} {v}" for k, v in sorted(run.result["stages"].items()))
+            when = f" as of {moment.isoformat()}" if moment else ""
+            click.echo(
+                f"{shop.domain}: enriched {run.result['profiles']} profiles{when} ({stages}); job {run.id}"
+            )
+    except DomainError as exc:
+        _fail(exc)
+
+
 def register_commands(app: Flask) -> None:
     """Attach every command to ``app.cli``."""
     from app.cli_ingest import COMMANDS as INGEST_COMMANDS
 
-    for command in (serve, shop_group, token_group, user_group, seed_group, worker, *INGEST_COMMANDS):
+    for command in (serve, shop_group, token_group, user_group, seed_group, worker, enrich, *INGEST_COMMANDS):
         app.cli.add_command(command)
 
 

@@ -53,7 +53,8 @@ def _engagement(shop_id: int, profile: Profile) -> dict[str, Any]:
     }
 
 
-def _orders(profile: Profile, shop: Shop) -> dict[str, Any]:
+def orders_summary(profile: Profile, shop: Shop) -> dict[str, Any]:
+    """The document's ``orders`` block: counts and spend by channel, first/last order, AOV."""
     count = profile.order_count or 0
     spend = profile.lifetime_spend or Decimal("0")
     return {
@@ -80,6 +81,13 @@ def _location(value: str | None):
     if value is None:
         return None
     return int(value) if value.isdigit() else value
+
+
+def _churn_band(risk: float | None) -> str | None:
+    from app.analytics.churn import band_of
+
+    band = band_of(risk)
+    return band.key if band else None
 
 
 def recent_orders(shop_id: int, profile_id: int, limit: int = 50) -> list[Order]:
@@ -112,11 +120,13 @@ def profile_document(shop: Shop, profile: Profile) -> dict[str, Any]:
             {"kind": i.kind, "value": i.value, "source": i.source, "first_seen_at": iso(i.first_seen_at)}
             for i in idents
         ],
-        "orders": _orders(profile, shop),
+        "orders": orders_summary(profile, shop),
         "engagement": _engagement(shop.id, profile),
         "lifecycle_stage": profile.lifecycle_stage,
         "rfm": {"r": profile.rfm_r, "f": profile.rfm_f, "m": profile.rfm_m, "code": profile.rfm_code},
         "churn_risk": None if profile.churn_risk is None else round(profile.churn_risk, 3),
+        "churn_band": _churn_band(profile.churn_risk),
+        "enriched_at": iso(profile.enriched_at),
         "predicted_ltv_90d": money(profile.predicted_ltv_90d) if predictions else None,
         "predicted_next_order_at": iso(profile.predicted_next_order_at) if predictions else None,
         "globally_unsubscribed": profile.globally_unsubscribed,

@@ -1,39 +1,80 @@
-"""Views: the customers list (live search) and one customer's page."""
+"""Views: the customers list (search, filters, sorts) and one customer's 360 page with its lazy sections."""
 
 from flask import abort, g, redirect, request, url_for
 
 from app.blueprints.customers import bp
-from app.htmx import render_page
+from app.errors import ValidationFailed
+from app.htmx import is_partial_request, render_page
 from app.models import Profile
+from app.services import customer_activity as activity
+from app.services import customer_page as page
+from app.services.profile_filters import ListQuery, parse_filters
 from app.services.profile_search import identifiers_by_profile, search_profiles
-from app.services.profile_view import profile_detail
 from app.tenancy import get_scoped
 from app.web import shop_required
+
+SECTIONS = ("identities", "orders", "timeline", "consents", "messages", "predictions")
 
 
 @bp.get("/")
 @shop_required()
 def index():
-    """List customers; the search box refreshes only the results block."""
-    q = request.args.get("q", "")
-    page = search_profiles(
+    """List customers; the search box and filters refresh only the results block."""
+    try:
+        query = parse_filters(g.shop.id, request.args)
+    except ValidationFailed as exc:
+        ctx = {"query": ListQuery(), "page": None, "idents": {}, "error": exc.message}
+        return render_page("customers/index.html", "results", **ctx), 422
+    found = search_profiles(
         g.shop.id,
-        q,
+        query.q,
         cursor=request.args.get("cursor"),
-        sort=request.args.get("sort", "recent"),
+        sort=query.sort,
+        filters=query.criteria,
         region=g.shop.country,
     )
-    idents = identifiers_by_profile(g.shop.id, [p.id for p in page.items])
-    return render_page("customers/index.html", "results", q=q, page=page, idents=idents)
+    idents = identifiers_by_profile(g.shop.id, [p.id for p in found.items])
+    return render_page("customers/index.html", "results", query=query, page=found, idents=idents, error=None)
+
+
+def _profile_or_404(profile_id: int) -> Profile:
+    profile = get_scoped(Profile, g.shop.id, profile_id)
+    if profile is None:
+        abort(404)
+    return profile
+
+
+def _section(name: str, profile: Profile, doc: dict):
+    """Build one section's data (the views below stay one line each)."""
+    number = request.args.get("page", "0")
+    number = int(number) if number.isdigit() else 0
+    if name == "identities":
+        return page.identities_section(g.shop.id, profile)
+    if name == "orders":
+        return page.orders_section(g.shop.id, profile, number)
+    if name == "timeline":
+        return activity.timeline_section(g.shop.id, profile, number)
+    if name == "consents":
+        return activity.consents_section(g.shop.id, profile)
+    if name == "messages":
+        return activity.messages_section(g.shop.id, profile, doc["page"]["zone"])
+    return page.predictions_section(g.shop, profile)
 
 
 @bp.get("/<int:profile_id>")
 @shop_required()
 def show(profile_id: int):
-    """One customer's 360 page; a merged-away id redirects to the survivor."""
-    profile = get_scoped(Profile, g.shop.id, profile_id)
-    if profile is None:
-        abort(404)
+    """One customer's 360 page: the header now, each section lazily over HTMX."""
+    profile = _profile_or_404(profile_id)
     if profile.merged_into_id:
         return redirect(url_for("customers.show", profile_id=profile.merged_into_id), 301)
-    return render_page("customers/show.html", "profile", p=profile_detail(g.shop, profile))
+    return render_page("customers/show.html", "header", p=page.header(g.shop, profile), sections={})
+
+
+@bp.get("/<int:profile_id>/<any(identities, orders, timeline, consents, messages, predictions):name>")
+@shop_required()
+def section(profile_id: int, name: str):
+    """One section as an HTMX fragment, or the whole page with that section filled in."""
+    profile = _profile_or_404(profile_id)
+    doc = page.section_context(g.shop, profile) if is_partial_request() else page.header(g.shop, profile)
+    return render_page("customers/show.html", name, p=doc, sections={name: _section(name, profile, doc)})

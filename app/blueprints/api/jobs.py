@@ -1,0 +1,24 @@
+"""API: ``POST /enrichment/run`` and ``GET /jobs/{id}`` (progress of long jobs)."""
+
+from flask import g, jsonify, request, url_for
+
+from app.blueprints.api import bp
+from app.services.enrichment import job_status, parse_as_of, start_enrichment
+
+
+@bp.post("/enrichment/run")
+def run_enrichment():
+    """Queue a whole-shop enrichment (optional ``{"as_of": DATE}``); 202 with the job id."""
+    body = request.get_json(silent=True) or {}
+    as_of = parse_as_of(body.get("as_of") if isinstance(body, dict) else None)
+    run = start_enrichment(g.api_shop, as_of)
+    response = jsonify({"job_id": run.id, "status": run.status})
+    response.status_code = 202
+    response.headers["Location"] = url_for("api.get_job", job_id=run.id)
+    return response
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str):
+    """Status, progress, total and error of one of this shop's jobs."""
+    return jsonify(job_status(g.api_shop.id, job_id))

@@ -1,0 +1,232 @@
+"""The customer 360 page: full page and every HTMX fragment, heavy, hostile and erased profiles."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import ConsentRecord, ConsentState, ConsentText, Event, Merge, Message, Profile
+from app.models.base import utcnow
+from app.services.customer_activity import EVENTS_PAGE
+from tests.enrichment_helpers import add_event, add_order
+from tests.enrichment_helpers import add_profile as _add_profile
+
+SECTIONS = ("identities", "orders", "timeline", "consents", "messages", "predictions")
+HX = {"HX-Request": "true"}
+
+
+def add_profile(shop_id: int, **kw) -> Profile:
+    return _add_profile(shop_id, now=utcnow(), **kw)
+
+
+def _ago(days: float) -> dt.datetime:
+    return utcnow() - dt.timedelta(days=days)
+
+
+@pytest.fixture()
+def rich(shop):
+    """A profile with orders on every channel, consents with wording, messages and a merge."""
+    p = add_profile(
+        shop.id, first_name="Sarah", last_name="Jones", seen_days_ago=60, timezone="Australia/Sydney"
+    )
+    other = add_profile(shop.id, first_name="S", seen_days_ago=70)
+    add_order(p, _ago(50), "120.00")
+    add_order(p, _ago(20), "35.00", channel="pos", location_id="3001")
+    add_order(p, _ago(5), "80.00", channel="marketplace", source="amazon", refunded="10.00")
+    add_event(p, "email.opened", _ago(3), "email")
+    add_event(p, "product_viewed", _ago(2))
+    text = ConsentText(
+        shop_id=shop.id, sha256="a" * 64, version=2, body="Yes, text me offers. Reply STOP to opt out."
+    )
+    db.session.add(text)
+    db.session.flush()
+    rec = ConsentRecord(
+        shop_id=shop.id,
+        profile_id=p.id,
+        channel="sms",
+        status="opted_in",
+        source="checkout",
+        captured_at=_ago(40),
+        consent_text_id=text.id,
+    )
+    db.session.add(rec)
+    db.session.flush()
+    db.session.add(
+        ConsentState(shop_id=shop.id, profile_id=p.id, channel="sms", status="opted_in", record_id=rec.id)
+    )
+    db.session.add(
+        Message(
+            shop_id=shop.id,
+            profile_id=p.id,
+            channel="sms",
+            source="campaign",
+            status="sent",
+            campaign_id="spring",
+        )
+    )
+    db.session.add(
+        Message(
+            shop_id=shop.id,
+            profile_id=p.id,
+            channel="sms",
+            source="campaign",
+            status="blocked",
+            reason="quiet_hours",
+        )
+    )
+    db.session.add(
+        Merge(
+            shop_id=shop.id,
+            winner_id=p.id,
+            loser_id=other.id,
+            reason="same_email",
+            undo_deadline=_ago(-7),
+            actor="user:1",
+        )
+    )
+    other.merged_into_id = p.id
+    db.session.commit()
+    return p
+
+
+def test_full_page_has_header_and_lazy_sections(client, auth, shop, rich, drain):
+    auth.login_as(shop)
+    client.post("/api/v1/enrichment/run", headers=shop.auth)
+    drain()
+    html = client.get(f"/customers/{rich.id}").get_data(as_text=True)
+    assert "Sarah Jones" in html and 'class="badge loyal"' in html
+    assert "RFM 5-" in html and "churn risk" in html and "fatigue 0.1" in html
+    assert "sms ✓" in html and "email ?" in html
+    assert "AEST" in html or "AEDT" in html  # the profile's own time zone
+    for name in SECTIONS:
+        assert f'hx-get="/customers/{rich.id}/{name}" hx-trigger="load"' in html
+    assert "/static/vendor/chart.umd.js" in html and "cdn" not in html.lower()
+
+
+def test_header_alone_as_htmx_fragment(client, auth, shop, rich):
+    auth.login_as(shop)
+    html = client.get(f"/customers/{rich.id}", headers=HX).get_data(as_text=True)
+    assert "Sarah Jones" in html and "<html" not in html and "hx-trigger" not in html
+
+
+EXPECTED = {
+    "identities": "merged into",
+    "orders": "location 3001",
+    "timeline": "product viewed",
+    "consents": "Yes, text me offers. Reply STOP to opt out.",
+    "messages": "quiet_hours",
+    "predictions": "Predicted value",
+}
+
+
+def test_each_section_as_fragment_and_as_full_page(client, auth, shop, rich):
+    auth.login_as(shop)
+    for name, expected in EXPECTED.items():
+        fragment = client.get(f"/customers/{rich.id}/{name}", headers=HX)
+        assert fragment.status_code == 200 and "HX-Request" in fragment.headers["Vary"]
+        text = fragment.get_data(as_text=True)
+        assert expected in text and "<html" not in text, name
+        page = client.get(f"/customers/{rich.id}/{name}").get_data(as_text=True)
+        assert "<html" in page and expected in page and "Sarah Jones" in page, name
+        assert f'hx-get="/customers/{rich.id}/{name}"' not in page  # filled in, not lazy
+
+
+def test_orders_section_splits_online_pos_and_marketplace(client, auth, shop, rich):
+    auth.login_as(shop)
+    html = client.get(f"/customers/{rich.id}/orders", headers=HX).get_data(as_text=True)
+    assert "<strong>Online</strong> 1 · 120.00" in html
+    assert "<strong>POS</strong> 1 · 35.00" in html and "usually location 3001" in html
+    assert "<strong>Marketplace</strong> 1 · 70.00" in html and "(amazon)" in html
+
+
+def test_profile_with_no_orders_renders(client, auth, shop):
+    p = add_profile(shop.id, first_name="Nobody", seen_days_ago=1)
+    db.session.commit()
+    auth.login_as(shop)
+    assert "Nobody" in client.get(f"/customers/{p.id}").get_data(as_text=True)
+    for name in SECTIONS:
+        assert client.get(f"/customers/{p.id}/{name}", headers=HX).status_code == 200
+    assert "No orders yet." in client.get(f"/customers/{p.id}/orders", headers=HX).get_data(as_text=True)
+
+
+def test_profile_with_ten_thousand_events_renders_a_page_of_them(client, auth, shop):
+    p = add_profile(shop.id, first_name="Busy", seen_days_ago=200)
+    start = utcnow()
+    db.session.execute(
+        sa.insert(Event),
+        [
+            {
+                "shop_id": shop.id,
+                "profile_id": p.id,
+                "type": "page_viewed",
+                "channel": None,
+                "source": "bulk",
+                "external_id": f"b{i}",
+                "identifiers": {},
+                "properties": {},
+                "occurred_at": start - dt.timedelta(hours=i / 2),
+                "received_at": start,
+            }
+            for i in range(10_000)
+        ],
+    )
+    db.session.commit()
+    auth.login_as(shop)
+    assert client.get(f"/customers/{p.id}").status_code == 200
+    html = client.get(f"/customers/{p.id}/timeline", headers=HX).get_data(as_text=True)
+    # 10,000 half-hourly views span ~208 days, all inside the 26-week chart but the oldest week.
+    assert html.count("<tr><td>") == EVENTS_PAGE and "Older →" in html
+    assert '"web": [' in html
+    second = client.get(f"/customers/{p.id}/timeline?page=1", headers=HX).get_data(as_text=True)
+    assert "← Newer" in second
+
+
+def test_a_script_name_is_shown_as_text(client, auth, shop):
+    name = "<script>alert(1)</script>"
+    p = add_profile(shop.id, first_name=name, search_text=name, seen_days_ago=1)
+    db.session.commit()
+    auth.login_as(shop)
+    html = client.get(f"/customers/{p.id}").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    listing = client.get("/customers/?q=alert").get_data(as_text=True)
+    assert "&lt;script&gt;" in listing and "<script>alert" not in listing
+
+
+def test_page_renders_after_erasure(client, auth, shop, rich):
+    rich.first_name = rich.last_name = None
+    rich.search_text = None
+    rich.erased_at = utcnow()
+    db.session.commit()
+    auth.login_as(shop)
+    html = client.get(f"/customers/{rich.id}").get_data(as_text=True)
+    assert "Erased customer" in html and "Personal data erased" in html and "Sarah" not in html
+    for name in SECTIONS:
+        assert client.get(f"/customers/{rich.id}/{name}", headers=HX).status_code == 200
+
+
+def test_another_shops_profile_is_404(client, auth, shop, other_shop):
+    p = add_profile(other_shop.id, first_name="Theirs", seen_days_ago=1)
+    db.session.commit()
+    auth.login_as(shop)
+    assert client.get(f"/customers/{p.id}").status_code == 404
+    assert client.get(f"/customers/{p.id}/orders", headers=HX).status_code == 404
+
+
+def test_predictions_are_hidden_below_pro(client, auth, db, drain):
+    from tests.helpers import make_shop
+
+    free = make_shop("free.myshopify.com", plan="free")
+    p = add_profile(free.id, first_name="Fay", seen_days_ago=10)
+    add_order(p, _ago(10))
+    add_order(p, _ago(5))
+    db.session.commit()
+    client.post("/api/v1/enrichment/run", headers=free.auth)
+    drain()
+    auth.login_as(free)
+    html = client.get(f"/customers/{p.id}/predictions", headers=HX).get_data(as_text=True)
+    assert "Predictions come with the Pro plan" in html
+    assert client.get(f"/api/v1/profiles/{p.id}", headers=free.auth).get_json()["predicted_ltv_90d"] is None

@@ -1,0 +1,122 @@
+"""RFM with ties, churn-risk components, the engagement score and predictions (hand-computed)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.analytics.churn import band_bounds, band_of, churn_components, churn_risk
+from app.analytics.engagement import decay, engagement_score
+from app.analytics.predictions import predict
+from app.analytics.rfm import quintile_score, recency_score, rfm_scores
+from app.errors import ValidationFailed
+
+
+def test_r_bands_by_days_since_last_order():
+    days = pd.Series([0, 30, 31, 60, 61, 90, 91, 180, 181, 900, np.nan])
+    assert recency_score(days).tolist()[:-1] == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
+    assert math.isnan(recency_score(days).iloc[-1])
+
+
+def test_quintiles_give_the_top_fifth_a_five():
+    scores = quintile_score(pd.Series(range(1, 11), dtype=float))
+    assert scores.tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+
+
+def test_equal_customers_get_equal_scores_on_a_small_shop_with_ties():
+    # 8 one-order buyers and 2 two-order buyers: 0 lower → 1; 8 of 10 lower → 1 + ⌊4⌋ = 5.
+    orders = pd.Series([1] * 8 + [2] * 2, dtype=float)
+    assert quintile_score(orders).tolist() == [1] * 8 + [5] * 2
+    # Values 10, 20, 20, 20, 50: lower counts 0, 1, 1, 1, 4 → 1, 2, 2, 2, 5.
+    assert quintile_score(pd.Series([10.0, 20, 20, 20, 50])).tolist() == [1, 2, 2, 2, 5]
+
+
+def test_rfm_uses_average_order_value_and_skips_non_buyers():
+    frame = pd.DataFrame(
+        {
+            "days_since_order": [5.0, 40, 100, np.nan],
+            "orders": [4, 1, 2, 0],
+            "aov": [25.0, 100.0, 50.0, np.nan],
+        }
+    )
+    out = rfm_scores(frame)
+    # F among 3 buyers: 4 orders → 2 lower → 1+⌊10/3⌋ = 4; 1 order → 1; 2 orders → 1+⌊5/3⌋ = 2.
+    assert out.loc[0].tolist() == [5, 4, 1]
+    assert out.loc[1].tolist() == [4, 1, 4]
+    assert out.loc[2].tolist() == [2, 2, 2]
+    assert out.loc[3].isna().all()
+
+
+def test_churn_components_are_weighted_60_25_15():
+    frame = pd.DataFrame(
+        {
+            "days_since_activity": [45.0, 0, 200, np.nan],
+            "rfm_f": [3, 5, 1, np.nan],
+            "rfm_m": [1, 5, 1, np.nan],
+        }
+    )
+    parts = churn_components(frame, churned_days=90)
+    assert parts.loc[0].tolist() == [0.5, 0.5, 1.0]
+    risk = churn_risk(frame, 90)
+    assert risk.tolist() == [round(0.6 * 0.5 + 0.25 * 0.5 + 0.15 * 1.0, 3), 0.0, 1.0, 1.0]
+
+
+def test_churn_bands_and_their_actions():
+    assert [band_of(v).key for v in (0.0, 0.299, 0.3, 0.499, 0.5, 0.699, 0.7, 1.0)] == [
+        "healthy",
+        "healthy",
+        "drifting",
+        "drifting",
+        "at_risk",
+        "at_risk",
+        "likely_lost",
+        "likely_lost",
+    ]
+    assert band_of(None) is None
+    assert "win" in band_of(0.6).action.lower()
+    assert band_bounds("drifting") == (0.3, 0.5)
+    with pytest.raises(ValidationFailed):
+        band_bounds("doomed")
+
+
+def test_engagement_score_halves_an_events_weight_every_thirty_days():
+    assert decay(0) == 1.0 and decay(30) == 0.5 and decay(60) == 0.25
+    scores = engagement_score(pd.Series([0.0, 10.0, 5.0, np.nan]))
+    assert scores.tolist() == [
+        0.0,
+        round(100 * (1 - math.exp(-1)), 1),
+        round(100 * (1 - math.exp(-0.5)), 1),
+        0.0,
+    ]
+    with pytest.raises(ValidationFailed):
+        engagement_score(pd.Series([-1.0]))
+
+
+def test_predictions_use_the_average_gap_and_shop_median_for_one_order_buyers():
+    t = pd.Timestamp("2026-01-01", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "orders": [3, 2, 1, 0],
+            "first_order_at": [t, t, t, pd.NaT],
+            "last_order_at": [t + pd.Timedelta(days=60), t + pd.Timedelta(days=10), t, pd.NaT],
+            "aov": [40.0, 20.0, 30.0, np.nan],
+            "churn_risk": [0.5, 0.0, 0.2, 1.0],
+        }
+    )
+    out = predict(frame)
+    # Gaps: 30 days, 10 days; the one-order buyer gets the median (20).
+    assert out["predicted_next_order_at"].tolist()[:3] == [
+        t + pd.Timedelta(days=90),
+        t + pd.Timedelta(days=20),
+        t + pd.Timedelta(days=20),
+    ]
+    assert out["predicted_ltv_90d"].tolist()[:3] == [60.0, 180.0, 108.0]
+    assert pd.isna(out["predicted_next_order_at"].iloc[3]) and pd.isna(out["predicted_ltv_90d"].iloc[3])
+
+
+def test_rfm_refuses_a_frame_without_its_columns():
+    with pytest.raises(ValidationFailed):
+        rfm_scores(pd.DataFrame({"orders": [1]}))
