@@ -131,9 +131,7 @@ def _ensure_identifiers(shop: Shop, usable: list[Ident], source: str, seen_at: d
     keys = [(i.kind, i.value) for i in usable]
     rows = {
         (r.kind, r.value): r
-        for r in db.session.scalars(
-            scoped(Identifier, shop.id).where(sa.tuple_(Identifier.kind, Identifier.value).in_(keys))
-        )
+        for r in db.session.scalars(scoped(Identifier, shop.id).where(identity_links.keys_match(keys)))
     }
     earlier = False
     for row in rows.values():
