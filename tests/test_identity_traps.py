@@ -151,3 +151,32 @@ def test_typed_junk_phones_are_blocked_but_real_ones_are_not(shop):
     assert is_blocked(model, Ident("email", "email@example.net"))
     # Named people at RFC 2606 domains are how provider samples spell customers.
     assert not is_blocked(model, Ident("email", "ana@example.com"))
+
+
+def test_an_identifier_discovered_out_of_order_moves_with_its_orders(shop):
+    from decimal import Decimal
+
+    from app.models import Order
+
+    model = shop.model
+    (late,) = feed(model, [sig(("shopify_customer", "1"), ("email", "a@mail.uk"), at=10)])
+    db.session.add(
+        Order(
+            shop_id=shop.id,
+            profile_id=late.id,
+            source="shopify",
+            external_id="o1",
+            channel="online",
+            placed_at=T0,
+            currency="GBP",
+            total=Decimal("20"),
+            email="A@mail.uk ",
+        )
+    )
+    db.session.flush()
+    (early,) = feed(model, [sig(("shopify_customer", "2"), ("email", "a@mail.uk"), at=5)])
+    assert idents_of(early)["email"] == ["a@mail.uk"]  # first seen with customer 2
+    order = db.session.scalar(sa.select(Order).where(Order.external_id == "o1"))
+    assert order.profile_id == early.id
+    assert early.order_count == 1 and db.session.get(type(early), late.id).order_count == 0
+    assert [c.reason for c in open_candidates(shop.id)] == ["shared_email"]

@@ -27,13 +27,18 @@ def _pair(a: int, b: int) -> tuple[int, int]:
     return (a, b) if a < b else (b, a)
 
 
+def keys_match(keys) -> sa.ColumnElement[bool]:
+    """``(kind, value) IN keys`` written as ORs, which SQLite answers from the unique index."""
+    return sa.or_(*[sa.and_(Identifier.kind == k, Identifier.value == v) for k, v in keys])
+
+
 def identifier_ids(shop_id: int, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
     """``{(kind, value): id}`` for the keys that exist in the shop."""
     keys = [tuple(k) for k in keys]
     if not keys:
         return {}
     stmt = scoped(Identifier, shop_id, Identifier.kind, Identifier.value, Identifier.id).where(
-        sa.tuple_(Identifier.kind, Identifier.value).in_(keys)
+        keys_match(keys)
     )
     return {(k, v): i for k, v, i in db.session.execute(stmt)}
 
@@ -74,7 +79,9 @@ def record_sightings(
         for r in db.session.scalars(
             scoped(IdentifierLink, shop_id).where(
                 IdentifierLink.relation == "seen",
-                sa.tuple_(IdentifierLink.a_id, IdentifierLink.b_id).in_(list(pairs)),
+                # Every pair among ``ids`` is wanted, so two INs select exactly them (and use the index).
+                IdentifierLink.a_id.in_(ids),
+                IdentifierLink.b_id.in_(ids),
             )
         )
     }

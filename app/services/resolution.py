@@ -38,10 +38,11 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import Event, Identifier, MergeCandidate, Profile, Shop
+from app.models import Event, Identifier, MergeCandidate, Order, Profile, Shop
 from app.services import identity_graph, identity_links, merges
+from app.services.counters import recompute_order_counters
 from app.services.engagement import recompute_engagement_counters
-from app.services.identifiers import TRUST, Ident
+from app.services.identifiers import TRUST, Ident, normalise
 from app.services.shop_settings import effective_settings
 from app.tenancy import scoped
 
@@ -139,9 +140,7 @@ def _ensure_identifiers(shop: Shop, usable: list[Ident], source: str, seen_at: d
     keys = [(i.kind, i.value) for i in usable]
     rows = {
         (r.kind, r.value): r
-        for r in db.session.scalars(
-            scoped(Identifier, shop.id).where(sa.tuple_(Identifier.kind, Identifier.value).in_(keys))
-        )
+        for r in db.session.scalars(scoped(Identifier, shop.id).where(identity_links.keys_match(keys)))
     }
     earlier = False
     for row in rows.values():
@@ -277,7 +276,7 @@ def _apply(shop: Shop, part: identity_graph.Partition, row_of: dict, source: str
 
 
 def _rehome_events(shop: Shop, profile_ids: set[int]) -> None:
-    """After identifiers moved, events follow the owner of their most trusted identifier."""
+    """After identifiers moved, events and orders follow the owner of their most trusted identifier."""
     owner = {
         (k, v): p
         for k, v, p in db.session.execute(
@@ -291,11 +290,17 @@ def _rehome_events(shop: Shop, profile_ids: set[int]) -> None:
             if key in owner:
                 event.profile_id = owner[key]
                 break
+    for order in db.session.scalars(scoped(Order, shop.id).where(Order.profile_id.in_(profile_ids))):
+        found = [normalise("email", order.email), normalise("phone", order.phone, shop.country)]
+        keys = [(i.kind, i.value) for i in found if i is not None and (i.kind, i.value) in owner]
+        if keys:
+            order.profile_id = owner[keys[0]]
     db.session.flush()
     for pid in profile_ids:
         profile = db.session.get(Profile, pid)
         if profile is not None:
             recompute_engagement_counters(profile)
+            recompute_order_counters(profile)
 
 
 def _event_keys(identifiers: dict) -> list[tuple[str, str]]:
