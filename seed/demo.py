@@ -20,6 +20,7 @@ from app.extensions import db
 from app.models import Identifier, Order, OrderLine, Profile, User
 from app.models.base import utcnow
 from app.services import accounts
+from app.services.consent import record_consent, unsubscribe_all
 from app.services.counters import recompute_order_counters
 
 DOMAIN = "demo.myshopify.com"
@@ -98,7 +99,8 @@ def _owner(shop) -> Login:
 def _customer(shop, rng: random.Random, index: int, now: dt.datetime) -> None:
     first, last = rng.choice(FIRST), rng.choice(LAST)
     email = f"{first}.{last}{index}@example.net".lower()
-    phone = f"+4477009{index:05d}"
+    # 07700 91xxxx: clear of the 900xxx numbers the Sarah story uses.
+    phone = f"+4477009{index + 10000:05d}"
     seen = now - dt.timedelta(days=rng.randint(1, 400))
     profile = Profile(
         shop_id=shop.id,
@@ -130,6 +132,25 @@ def _customer(shop, rng: random.Random, index: int, now: dt.datetime) -> None:
         span = (now - seen).total_seconds()
         _order(shop, rng, profile, email, seen + dt.timedelta(seconds=rng.uniform(0, span)), f"{index}{n}")
     recompute_order_counters(profile)
+    _consents(profile, rng, seen)
+
+
+CONSENT_TEXTS = {
+    "email": "Email me news and offers from Demo Goods. Unsubscribe any time.",
+    "sms": "Text me offers from Demo Goods. Msg & data rates may apply. Reply STOP to opt out.",
+}
+
+
+def _consents(profile, rng: random.Random, seen: dt.datetime) -> None:
+    """Most demo customers took email at checkout; fewer took SMS; a few left."""
+    for channel, share in (("email", 0.65), ("sms", 0.3)):
+        if rng.random() < share:
+            record_consent(
+                profile, channel, "opted_in", source="checkout", captured_at=seen, text=CONSENT_TEXTS[channel]
+            )
+    if rng.random() < 0.04:
+        left = min(seen + dt.timedelta(days=30), utcnow())
+        unsubscribe_all(profile, source="email_link", captured_at=left)
 
 
 def _order(shop, rng, profile, email, placed, suffix) -> None:
@@ -173,6 +194,15 @@ def _order(shop, rng, profile, email, placed, suffix) -> None:
     db.session.add(order)
 
 
+def _enrich(shop, progress: Callable[[str], None]) -> None:
+    """Run the first full enrichment so the dashboard opens with stages and scores."""
+    from app.services import enrichment
+
+    run, _ = enrichment.create_run(shop)
+    run = enrichment.run_enrichment(shop.id, run.id)
+    progress(f"  enriched {run.result['profiles']} profiles")
+
+
 def seed_demo(customers: int = 300, progress: Callable[[str], None] = print) -> Login:
     """Create (or refresh) the demo shop and return the owner's login."""
     shop = accounts.shop_by_domain(DOMAIN)
@@ -194,7 +224,9 @@ def seed_demo(customers: int = 300, progress: Callable[[str], None] = print) -> 
                 progress(f"  {index + 1}/{customers} customers")
         from seed.story import replay_sarah
 
+        db.session.commit()
         replay_sarah(shop)
+        _enrich(shop, progress)
     else:
         progress("Demo shop already exists: keeping its data.")
     login = _owner(shop)

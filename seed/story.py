@@ -37,9 +37,9 @@ def signed_headers(shop, endpoint: str, raw: bytes, headers: dict | None) -> dic
         digest = hmac.new(shop.shopify_secret.encode(), raw, hashlib.sha256).digest()
         out["X-Shopify-Hmac-Sha256"] = base64.b64encode(digest).decode()
     elif endpoint.startswith("/webhooks/whatsapp/"):
-        out["X-Hub-Signature-256"] = "sha256=" + hmac.new(
-            shop.whatsapp_app_secret.encode(), raw, hashlib.sha256
-        ).hexdigest()
+        out["X-Hub-Signature-256"] = (
+            "sha256=" + hmac.new(shop.whatsapp_app_secret.encode(), raw, hashlib.sha256).hexdigest()
+        )
     return out
 
 
