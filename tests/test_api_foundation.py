@@ -45,6 +45,8 @@ def test_put_settings_merges_only_the_given_keys(client, shop):
         ({"fatigue_threshold": 1.5}, "fatigue_threshold"),
         ({"timezone": "Nowhere/Else"}, "time zone"),
         ({"colour": "blue"}, "unknown settings"),
+        ({"identity": {"max_people_per_identifier": 1}}, "identity.max_people_per_identifier"),
+        ({"identity": {"max_identifiers_per_kind": "ten"}}, "identity.max_identifiers_per_kind"),
     ],
 )
 def test_put_settings_rejects_bad_values_with_a_422_reason(client, shop, patch, field):

@@ -148,6 +148,10 @@ def test_sarah_story_ends_as_one_person_matching_expected_json(app, db, client, 
     candidates = client.get("/api/v1/merge-candidates", headers=shop.auth).get_json()["merge_candidates"]
     assert len(candidates) <= 1
     for candidate in candidates:
+        # The reviewer sees which signals made the link, by their own ids.
+        events = {link["event"] for link in candidate["evidence"]["links"]}
+        assert {"pixel event: s2", "pixel event: s8"} <= events
+    for candidate in candidates:
         accepted = client.post(f"/api/v1/merge-candidates/{candidate['id']}/accept", headers=shop.auth)
         assert accepted.status_code == 200
     drain()

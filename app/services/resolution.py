@@ -130,9 +130,13 @@ def resolve(
 
 
 def _event_ref(evidence: dict | None) -> str | None:
+    """Name the signal for reviewers: ``event_ref``, else the first named source id ("order: 5001")."""
     evidence = evidence or {}
     ref = evidence.get("event_ref") or evidence.get("external_id") or evidence.get("event")
-    return None if ref is None else str(ref)
+    if ref is None:
+        named = [(key, value) for key, value in evidence.items() if value not in (None, "")]
+        ref = f"{named[0][0].replace('_', ' ')}: {named[0][1]}" if named else None
+    return None if ref is None else str(ref)[:255]
 
 
 def _ensure_identifiers(shop: Shop, usable: list[Ident], source: str, seen_at: dt.datetime):

@@ -109,6 +109,8 @@ def validate(settings: dict[str, Any]) -> None:
     blocked = identity.get("blocked_values")
     if not isinstance(blocked, list) or not all(isinstance(v, str) for v in blocked):
         raise ValidationFailed("identity.blocked_values must be a list of strings")
+    _positive_int(identity.get("max_identifiers_per_kind"), "identity.max_identifiers_per_kind", 1)
+    _positive_int(identity.get("max_people_per_identifier"), "identity.max_people_per_identifier", 2)
 
 
 def update_settings(shop: Shop, patch: dict[str, Any]) -> dict[str, Any]:
