@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qsl
 
-from app.models import Shop, WebhookDelivery
+from app.extensions import db
+from app.models import Profile, Shop, WebhookDelivery
+from app.models.base import utcnow
 from app.services.ingest.common import BadPayload
 
 
@@ -52,3 +54,19 @@ def process_delivery_row(shop: Shop, delivery: WebhookDelivery) -> None:
         api_events.apply_api_event(shop, _json(delivery), delivery)
     else:
         raise BadPayload(f"no handler for provider {provider!r}")
+    refresh_touched_lifecycles(shop)
+
+
+def refresh_touched_lifecycles(shop: Shop) -> None:
+    """Keep the stage of every profile this signal changed current between enrichment runs."""
+    from app.services.lifecycle import refresh_lifecycle
+
+    now = utcnow()
+    touched = [
+        obj
+        for obj in (*db.session.new, *db.session.dirty)
+        if isinstance(obj, Profile) and obj.shop_id == shop.id and obj.merged_into_id is None
+    ]
+    for profile in touched:
+        if profile.erased_at is None:
+            refresh_lifecycle(shop, profile, now)
