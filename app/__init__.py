@@ -25,6 +25,7 @@ BLUEPRINTS = (
     "settings",
     "duplicates",
     "messages",
+    "agency",
     "api",
     "webhooks",
     "deliveries",

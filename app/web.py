@@ -88,7 +88,12 @@ def nav_items() -> list[tuple[str, str]]:
     for endpoint, label, min_role in NAV:
         if endpoint not in current_app.view_functions:
             continue
-        if min_role == "agency" and g.get("role") not in ("agency", "owner"):
+        if min_role == "agency":
+            from app.services.agency import can_view_rollup
+
+            if not can_view_rollup(g.get("memberships") or []):
+                continue
+            items.append((endpoint, label))
             continue
         if min_role != "agency" and role_rank < ROLE_RANK[min_role]:
             continue
