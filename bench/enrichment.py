@@ -21,9 +21,10 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 
 import sqlalchemy as sa
+
+from bench.scratch import scratch_database
 
 BASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 EVENT_TYPES = (
@@ -65,17 +66,7 @@ def _timed(label: str, fn, *args):
 
 def create_database() -> tuple[str, callable]:
     """A fresh database for this run and a function that drops it."""
-    url = sa.engine.make_url(BASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"c360_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    return url.set(database=name).render_as_string(hide_password=False), drop
+    return scratch_database(BASE_URL)
 
 
 def _drop_secondary_indexes(conn, table: str) -> None:

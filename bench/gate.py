@@ -19,9 +19,10 @@ import statistics
 import tempfile
 import threading
 import time
-import uuid
 
 import sqlalchemy as sa
+
+from bench.scratch import scratch_database
 
 TARGET_BATCH, TARGET_CHECK_P99_MS, TARGET_PROPAGATION_P99_MS = 20_000, 2.0, 1000.0
 ZONES = [
@@ -42,17 +43,7 @@ def make_database(use_sqlite: bool) -> tuple[str, callable]:
     if use_sqlite:
         return f"sqlite:///{tempfile.mkdtemp(prefix='c360-bench-')}/bench.sqlite", lambda: None
     base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    url = sa.engine.make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"c360_gatebench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    return url.set(database=name).render_as_string(hide_password=False), drop
+    return scratch_database(base, prefix="c360_gatebench")
 
 
 def seed(db, shop, n: int, now: dt.datetime) -> list[int]:
