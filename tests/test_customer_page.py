@@ -230,3 +230,26 @@ def test_predictions_are_hidden_below_pro(client, auth, db, drain):
     html = client.get(f"/customers/{p.id}/predictions", headers=HX).get_data(as_text=True)
     assert "Predictions come with the Pro plan" in html
     assert client.get(f"/api/v1/profiles/{p.id}", headers=free.auth).get_json()["predicted_ltv_90d"] is None
+
+
+def test_staff_set_a_customers_time_zone_by_hand(client, auth, shop):
+    from app.extensions import db
+    from app.models import Profile
+
+    profile = Profile(shop_id=shop.id, first_name="Tz")
+    db.session.add(profile)
+    db.session.commit()
+    auth.login_as(shop)
+    response = client.post(f"/customers/{profile.id}/timezone", data={"timezone": "Australia/Sydney"})
+    assert response.status_code == 303
+    db.session.expire_all()
+    saved = db.session.get(Profile, profile.id)
+    assert (saved.timezone, saved.timezone_source) == ("Australia/Sydney", "manual")
+    assert b"Australia/Sydney" in client.get(f"/customers/{profile.id}").data
+    client.post(f"/customers/{profile.id}/timezone", data={"timezone": "Mars/Olympus"})
+    db.session.expire_all()
+    assert db.session.get(Profile, profile.id).timezone == "Australia/Sydney"
+    assert (
+        client.post(f"/customers/{profile.id}/timezone", data={"timezone": "UTC"}, csrf=False).status_code
+        == 400
+    )

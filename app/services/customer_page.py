@@ -83,6 +83,7 @@ def header(shop: Shop, profile: Profile) -> dict[str, Any]:
         "predictions": has_capability(shop.plan, "predictions"),
         "formula": engagement.FORMULA,
         "gauge": gauge_point(doc.get("churn_risk")),
+        "own_timezone": profile.timezone,
     }
     return doc
 

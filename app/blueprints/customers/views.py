@@ -1,15 +1,19 @@
 """Views: the customers list (search, filters, sorts) and one customer's 360 page with its lazy sections."""
 
-from flask import abort, g, redirect, request, url_for
+from flask import abort, flash, g, redirect, request, url_for
+from flask_login import current_user
 
 from app.blueprints.customers import bp
 from app.errors import ValidationFailed
+from app.extensions import db
 from app.htmx import is_partial_request, render_page
 from app.models import Profile
 from app.services import customer_activity as activity
 from app.services import customer_page as page
+from app.services.audit import record
 from app.services.profile_filters import ListQuery, parse_filters
 from app.services.profile_search import identifiers_by_profile, search_profiles
+from app.services.profile_timezone import set_profile_timezone
 from app.tenancy import get_scoped
 from app.web import shop_required
 
@@ -78,3 +82,27 @@ def section(profile_id: int, name: str):
     profile = _profile_or_404(profile_id)
     doc = page.section_context(g.shop, profile) if is_partial_request() else page.header(g.shop, profile)
     return render_page("customers/show.html", name, p=doc, sections={name: _section(name, profile, doc)})
+
+
+@bp.post("/<int:profile_id>/timezone")
+@shop_required("staff")
+def set_timezone(profile_id: int):
+    """Set the customer's time zone by hand; quiet hours and daily caps follow it."""
+    profile = _profile_or_404(profile_id)
+    try:
+        set_profile_timezone(profile, request.form.get("timezone"))
+    except ValidationFailed as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("customers.show", profile_id=profile.id)), 303
+    record(
+        g.shop.id,
+        f"user:{current_user.id}",
+        "set_timezone",
+        "profile",
+        profile.id,
+        {"timezone": profile.timezone},
+    )
+    db.session.commit()
+    flash("Time zone saved.", "ok")
+    return redirect(url_for("customers.show", profile_id=profile.id)), 303
