@@ -253,3 +253,23 @@ def test_staff_set_a_customers_time_zone_by_hand(client, auth, shop):
         client.post(f"/customers/{profile.id}/timezone", data={"timezone": "UTC"}, csrf=False).status_code
         == 400
     )
+
+
+def test_the_consents_section_offers_a_global_unsubscribe_that_turns_every_channel_off(client, auth, shop):
+    from app.extensions import db
+    from app.models import Profile
+    from app.models.base import utcnow
+    from app.services.consent import channel_states, record_consent
+
+    profile = Profile(shop_id=shop.id, first_name="Una")
+    db.session.add(profile)
+    db.session.flush()
+    record_consent(profile, "sms", "opted_in", source="checkout", captured_at=utcnow(), text="Texts, please")
+    db.session.commit()
+    auth.login_as(shop)
+    section = client.get(f"/customers/{profile.id}/consents", headers={"HX-Request": "true"}).data
+    assert f"/messages/unsubscribe/{profile.id}".encode() in section
+    assert client.post(f"/messages/unsubscribe/{profile.id}").status_code == 302
+    db.session.expire_all()
+    refreshed = db.session.get(Profile, profile.id)
+    assert refreshed.globally_unsubscribed and channel_states(refreshed)["sms"] == "opted_out"
