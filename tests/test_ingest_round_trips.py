@@ -60,3 +60,20 @@ def test_a_batch_is_marked_processed_in_one_statement(client, ishop, drain):
     rows = list(db.session.scalars(sa.select(WebhookDelivery).order_by(WebhookDelivery.id)))
     assert [(r.status, r.attempts) for r in rows] == [("processed", 1)] * 5
     assert all(r.processed_at is not None and r.last_error is None for r in rows)
+
+
+def test_a_pixel_batch_is_stored_in_one_insert_and_repeats_are_answered_as_duplicates(client, ishop, drain):
+    batch = [page_view("pv-1", "2026-10-01T08:00:00Z"), page_view("pv-2", "2026-10-01T09:00:00Z")]
+    batch.append(page_view("pv-1", "2026-10-01T08:00:00Z"))  # the same event twice in one request
+    with statements() as seen:
+        first = post_pixel(client, batch)
+    inserts = [s for s in seen if s.lstrip().upper().startswith("INSERT INTO WEBHOOK_DELIVERIES")]
+    assert len(inserts) == 1
+    assert first.get_json() == {"accepted": 2, "duplicates": 1}
+    again = post_pixel(client, batch[1:] + [page_view("pv-3", "2026-10-01T10:00:00Z")])
+    assert again.get_json() == {"accepted": 1, "duplicates": 2}
+    drain()
+    ids = set(db.session.scalars(sa.select(Event.external_id)))
+    assert ids == {"pv-1", "pv-2", "pv-3"}
+    statuses = set(db.session.scalars(sa.select(WebhookDelivery.status)))
+    assert statuses == {"processed"}
