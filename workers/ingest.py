@@ -13,7 +13,7 @@ import time
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.extensions import db
 from app.jobs import enqueue, get_queue, safe_job_id
@@ -26,6 +26,7 @@ from app.services.ingest.inbox import due_for_sweep, reset_for_retry, row_token
 JOB = "workers.ingest.process_delivery"
 BATCH_JOB = "workers.ingest.process_deliveries"
 WORKABLE = ("pending", "failed", "processing")
+RACE_RETRY_SECONDS = 1.0
 log = get_logger("ingest")
 
 
@@ -59,6 +60,15 @@ def enqueue_deliveries(pending: list[tuple[int, str]]) -> None:
         enqueue(BATCH_JOB, ids, job_id=job_id, queue="webhooks")
 
 
+def lost_a_race(exc: Exception) -> bool:
+    """A unique key another worker committed first (two workers creating one new identifier).
+
+    Retrying at once finds the other worker's row; the normal backoff would hold the
+    event back for half a minute for nothing.
+    """
+    return isinstance(exc, IntegrityError) and type(exc.orig).__name__ == "UniqueViolation"
+
+
 def _error_text(exc: Exception) -> str:
     """The error for the dead-letter queue; a database error's first line only (no row values)."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:
@@ -75,7 +85,7 @@ def _mark_failed(row: WebhookDelivery, exc: Exception) -> float | None:
         row.status, row.next_attempt_at = "dead", None
         log.error("delivery %s dead after %s attempts (%s)", row.id, row.attempts, type(exc).__name__)
         return None
-    delay = backoff_seconds(row.attempts)
+    delay = RACE_RETRY_SECONDS if row.attempts == 1 and lost_a_race(exc) else backoff_seconds(row.attempts)
     row.status, row.next_attempt_at = "failed", utcnow() + dt.timedelta(seconds=delay)
     log.warning(
         "delivery %s failed (attempt %s, %s); retry in %ss", row.id, row.attempts, type(exc).__name__, delay
