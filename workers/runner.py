@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import current_app
 from rq import SimpleWorker
 
 from app.jobs import QUEUES
+
+# Idle heartbeats closer together than this are skipped: the worker key's TTL
+# (``worker_ttl``, minutes) is far longer, and each one costs three Redis round trips.
+HEARTBEAT_EVERY_SECONDS = 10.0
+
+
+class IngestWorker(SimpleWorker):
+    """A ``SimpleWorker`` that sends its idle heartbeat at most every few seconds, not around every job."""
+
+    _last_beat = 0.0
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None):
+        """Skip a default heartbeat sent less than ``HEARTBEAT_EVERY_SECONDS`` after the last one."""
+        beat = time.monotonic()
+        if timeout is None and pipeline is None and beat - self._last_beat < HEARTBEAT_EVERY_SECONDS:
+            return
+        if pipeline is None:
+            self._last_beat = beat
+        super().heartbeat(timeout, pipeline)
 
 
 def run_worker(burst: bool = False) -> bool:
@@ -17,5 +38,5 @@ def run_worker(burst: bool = False) -> bool:
     """
     queue = current_app.extensions["rq"]
     queues = [queue.queue(name) for name in QUEUES]
-    worker = SimpleWorker(queues, connection=queue.connection)
+    worker = IngestWorker(queues, connection=queue.connection)
     return worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")

@@ -7,7 +7,7 @@ from flask import request
 from app.blueprints.webhooks import bp
 from app.blueprints.webhooks.helpers import accept, error, parse_json, raw_body, shop_or_404
 from app.blueprints.webhooks.ratelimit import allow
-from app.services.ingest.inbox import store_delivery
+from app.services.ingest.inbox import store_deliveries
 from app.services.ingest.pixel import parse_events
 
 CORS_HEADERS = {
@@ -37,5 +37,5 @@ def collect():
     shop = shop_or_404(events[0]["shop"])
     if not allow(f"{shop.id}:{events[0]['clientId']}", cost=len(events)):
         return error(429, "rate_limited", "too many events from this client; slow down")
-    stored = [store_delivery(shop, "pixel", e["name"], e["id"].strip(), e) for e in events]
+    stored = store_deliveries(shop, "pixel", [(e["name"], e["id"].strip(), e) for e in events])
     return accept(stored)

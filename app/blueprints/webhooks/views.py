@@ -13,7 +13,7 @@ from app.blueprints.webhooks.helpers import accept, error, parse_json, raw_body,
 from app.models.base import utcnow
 from app.services.ingest import sendgrid, twilio, whatsapp
 from app.services.ingest.common import BadPayload, optional_time
-from app.services.ingest.inbox import store_delivery
+from app.services.ingest.inbox import store_deliveries, store_delivery
 from app.services.ingest.shopify import check_shopify
 from app.services.ingest.signatures import verify_sendgrid, verify_shopify, verify_twilio, verify_whatsapp
 
@@ -83,7 +83,7 @@ def sendgrid_events(shop_domain: str):
     ):
         return _unauthorized()
     events = sendgrid.parse_events(parse_json(body))
-    stored = [store_delivery(shop, "sendgrid", e["event"], e["sg_event_id"], e) for e in events]
+    stored = store_deliveries(shop, "sendgrid", [(e["event"], e["sg_event_id"], e) for e in events])
     return accept(stored)
 
 

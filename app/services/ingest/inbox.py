@@ -83,6 +83,43 @@ def store_delivery(
     return Stored(delivery_id, True, waiting, _token(received_at))
 
 
+def store_deliveries(shop: Shop, provider: str, items: list[tuple[str, str, dict]]) -> list[Stored]:
+    """Insert a request's deliveries ``(topic, external_id, body)`` in one statement (the caller commits).
+
+    Same outcome as ``store_delivery`` for each item in turn (a repeated id, in the batch or
+    before it, is not created again) with one round trip instead of one per item.
+    """
+    from app.services.ingest.common import dialect_insert
+
+    if provider == "shopify":
+        raise ValueError("Shopify deliveries carry headers: store them one by one")
+    received_at = utcnow()
+    values = [
+        {
+            "shop_id": shop.id,
+            "provider": provider,
+            "topic": topic[:80],
+            "external_id": external_id[:255],
+            "headers": {},
+            "body": json.dumps(body, separators=(",", ":")).encode(),
+            "status": "pending",
+            "attempts": 0,
+            "received_at": received_at,
+        }
+        for topic, external_id, body in items
+    ]
+    insert = dialect_insert()(WebhookDelivery).values(values)
+    insert = insert.on_conflict_do_nothing(index_elements=["shop_id", "provider", "external_id"])
+    new_ids = dict(
+        db.session.execute(insert.returning(WebhookDelivery.external_id, WebhookDelivery.id)).all()
+    )
+    token, out = _token(received_at), []
+    for row in values:
+        delivery_id = new_ids.pop(row["external_id"], None)
+        out.append(Stored(delivery_id, True, False, token) if delivery_id else Stored(None, False))
+    return out
+
+
 def _token(received_at: dt.datetime) -> str:
     return str(int(received_at.timestamp() * 1_000_000))
 
