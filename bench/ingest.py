@@ -34,6 +34,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.scratch import scratch_database
+
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = "bench.myshopify.com"
 SECRET = "bench-secret"  # noqa: S105 - a throwaway shop in a scratch database
@@ -251,20 +253,6 @@ class Sender:
         for t in threads:
             t.join()
         return time.perf_counter() - start
-
-
-def scratch_database(base: str) -> tuple[str, callable]:
-    url = sa.engine.make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"c360_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    return url.set(database=name).render_as_string(hide_password=False), drop
 
 
 def wait_processed(engine, total: int, timeout: float) -> float:
