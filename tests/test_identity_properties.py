@@ -4,6 +4,7 @@ import datetime as dt
 import itertools
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +32,9 @@ signal = st.tuples(
     st.integers(min_value=0, max_value=40),
 )
 SHOP_NUMBER = itertools.count()
+# Derandomized: CI runs the same examples every time; raise C360_HYPOTHESIS_EXAMPLES to explore.
 SLOW = settings(
+    derandomize=True,
     max_examples=int(os.environ.get("C360_HYPOTHESIS_EXAMPLES", "10")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
@@ -116,3 +119,21 @@ def test_undo_after_new_events_keeps_the_new_events_on_the_right_side(db, later)
         assert (
             db.session.query(Event).filter_by(shop_id=shop.id, external_id=ref).one().profile_id == expected
         )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: with every signal at the same instant, arrival order still decides the "
+    "partition of this household (two accounts sharing email a and phone P); found by hypothesis",
+)
+def test_simultaneous_signals_in_any_order_give_the_same_partition(db):
+    c1, c2 = ("shopify_customer", "1"), ("shopify_customer", "2")
+    a, b, p = ("email", "a@mail.uk"), ("email", "b@mail.uk"), ("phone", "+447700900002")
+    signals = [([c1], 0), ([c1], 0), ([a, p, b], 0), ([c1], 0), ([c1, c2, a], 0), ([c1, c2, p], 0)]
+    partitions = set()
+    for n, order in enumerate(itertools.permutations(signals)):
+        if n % 37 == 0:
+            partitions.add(
+                repr(sorted(sorted(person) for person in run(make_shop(f"t{n}.myshopify.com"), list(order))))
+            )
+    assert len(partitions) == 1
