@@ -85,6 +85,32 @@ def backfill(domain, orders_file):
         raise SystemExit(1)
 
 
+@click.command("import-profiles")
+@click.option("--shop", "domain", required=True)
+@click.option("--csv", "csv_file", required=True, type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def import_profiles(domain, csv_file):
+    """Import a Klaviyo-style profile export (Email, Phone Number, names, consent columns)."""
+    from app.services.ingest.profile_import import import_profiles as run_import
+
+    shop = _shop(domain)
+    with open(csv_file, encoding="utf-8-sig", newline="") as fh:
+        total = max(0, sum(1 for _ in fh) - 1)
+    with (
+        open(csv_file, encoding="utf-8-sig", newline="") as fh,
+        click.progressbar(length=total, label="profiles") as bar,
+    ):
+        try:
+            result = run_import(shop, fh, progress=bar.update)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"{result.imported} profiles imported, {len(result.failed)} rows skipped.")
+    for number, reason in result.failed[:20]:
+        click.echo(f"  row {number}: {reason}", err=True)
+    if result.failed:
+        raise SystemExit(1)
+
+
 def _shop(domain: str):
     try:
         return accounts.require_shop(domain)
@@ -93,4 +119,4 @@ def _shop(domain: str):
         raise click.ClickException(exc.message) from None
 
 
-COMMANDS = (dlq_group, backfill)
+COMMANDS = (dlq_group, backfill, import_profiles)
