@@ -25,12 +25,6 @@ def scoped(model: type[T], shop_id: int, *columns) -> sa.Select:
     return stmt.where(model.shop_id == shop_id)
 
 
-def count_scoped(model: type[T], shop_id: int, *criteria) -> int:
-    """Count one shop's rows of ``model`` matching ``criteria``."""
-    stmt = scoped(model, shop_id, sa.func.count()).select_from(model).where(*criteria)
-    return db.session.scalar(stmt) or 0
-
-
 def get_scoped(model: type[T], shop_id: int, row_id) -> T | None:
     """Load one row by primary key, or None when it is missing or another shop's."""
     row = db.session.get(model, row_id)

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections import Counter
 from decimal import Decimal
 
-import sqlalchemy as sa
-
 from app.extensions import db
 from app.models import Order, Profile
 from app.tenancy import scoped
@@ -66,13 +64,3 @@ def recompute_order_counters(profile: Profile) -> None:
         if locations
         else None
     )
-
-
-def order_totals(shop_id: int, profile_id: int) -> tuple[int, Decimal]:
-    """Live order count and net spend straight from the orders table."""
-    count, spend = db.session.execute(
-        scoped(
-            Order, shop_id, sa.func.count(), sa.func.coalesce(sa.func.sum(Order.total - Order.refunded), 0)
-        ).where(Order.profile_id == profile_id, Order.cancelled_at.is_(None))
-    ).one()
-    return count, Decimal(spend)

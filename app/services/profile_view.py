@@ -10,10 +10,8 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
-
 from app.extensions import db
-from app.models import EngagementCounter, Identifier, Order, Profile, Shop
+from app.models import EngagementCounter, Identifier, Profile, Shop
 from app.models.profile import CHANNELS
 from app.plans import has_capability
 from app.tenancy import scoped
@@ -90,17 +88,6 @@ def _churn_band(risk: float | None) -> str | None:
     return band.key if band else None
 
 
-def recent_orders(shop_id: int, profile_id: int, limit: int = 50) -> list[Order]:
-    """The profile's latest orders, newest first."""
-    stmt = (
-        scoped(Order, shop_id)
-        .where(Order.profile_id == profile_id)
-        .order_by(Order.placed_at.desc())
-        .limit(limit)
-    )
-    return list(db.session.scalars(stmt))
-
-
 def profile_document(shop: Shop, profile: Profile) -> dict[str, Any]:
     """Return the contract's profile shape for ``profile`` (see CONTRACT.md §3)."""
     from app.services import profile_sections
@@ -142,19 +129,3 @@ def profile_document(shop: Shop, profile: Profile) -> dict[str, Any]:
     for section in profile_sections.sections():
         doc.update(section(shop, profile))
     return doc
-
-
-def profile_detail(shop: Shop, profile: Profile) -> dict[str, Any]:
-    """What the customer page shows: the document plus the profile row and orders."""
-    doc = profile_document(shop, profile)
-    doc["profile"] = profile
-    doc["recent_orders"] = recent_orders(shop.id, profile.id)
-    return doc
-
-
-def count_profiles(shop_id: int) -> int:
-    """Live profiles of a shop."""
-    stmt = scoped(Profile, shop_id, sa.func.count()).where(
-        Profile.merged_into_id.is_(None), Profile.erased_at.is_(None)
-    )
-    return db.session.scalar(stmt) or 0
