@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -128,6 +129,25 @@ def resolve(
     _keep_raw_phones(shop, profile, raw, source, seen_at)
     db.session.flush()
     return profile
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Identifiers seen together in one signal, with where and when: one ``resolve`` call's arguments."""
+
+    idents: tuple[Ident, ...]
+    source: str
+    seen_at: dt.datetime
+    evidence: dict | None = None
+
+
+def resolve_many(shop: Shop, signals: Sequence[Signal]) -> list[Profile | None]:
+    """Resolve a batch of one shop's signals; the same result as ``resolve`` on each, in order.
+
+    Ingest jobs call this once per batch of deliveries, so that a batch can
+    share its reads and writes.
+    """
+    return [resolve(shop, s.idents, source=s.source, seen_at=s.seen_at, evidence=s.evidence) for s in signals]
 
 
 def _event_ref(evidence: dict | None) -> str | None:
