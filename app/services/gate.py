@@ -26,6 +26,7 @@ Rules:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -136,11 +137,22 @@ ALLOWED = GateDecision(True)
 
 def local_day_bounds(zone: CustomerZone, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """The customer's current local day as ``[midnight, next midnight)`` in UTC."""
-    tz = zone.primary
+    return _day_bounds(zone.primary, now)
+
+
+# An audience shares a handful of zones and one ``now``: these pure helpers are cached by their arguments.
+@functools.lru_cache(maxsize=1024)
+def _day_bounds(tz: dt.tzinfo, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     day = now.astimezone(tz).date()
     start = dt.datetime.combine(day, dt.time(0), tzinfo=tz).astimezone(dt.UTC)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=tz).astimezone(dt.UTC)
     return start, end
+
+
+@functools.lru_cache(maxsize=1024)
+def local_date(tz: dt.tzinfo, now: dt.datetime) -> dt.date:
+    """The calendar date in ``tz`` at ``now``."""
+    return now.astimezone(tz).date()
 
 
 def messaging_counts(facts: ProfileFacts, now: dt.datetime) -> dict[str, Any]:
@@ -210,7 +222,11 @@ def _quiet_until(window: Window, zones: Iterable, at: dt.datetime) -> dt.datetim
 def _quiet(policy: GatePolicy, facts: ProfileFacts, channel: str, now: dt.datetime) -> GateDecision | None:
     if channel in QUIET_EXEMPT:
         return None
-    window, zones = policy.window_for(facts.zone.country), facts.zone.infos
+    return _quiet_block(policy.window_for(facts.zone.country), facts.zone.infos, now)
+
+
+@functools.lru_cache(maxsize=1024)
+def _quiet_block(window: Window, zones: tuple, now: dt.datetime) -> GateDecision | None:
     until = _quiet_until(window, zones, now)
     if until is None:
         return None

@@ -70,7 +70,7 @@ def _facts_stmt(dialect: str, channel: str | None, single: bool) -> sa.Select:
         which = p.c.id.in_(sa.bindparam("ids", expanding=True))
     columns = [
         p.c.id,
-        p.c.erased_at,
+        p.c.erased_at.is_not(None).label("erased"),
         p.c.globally_unsubscribed,
         p.c.timezone,
         p.c.country,
@@ -79,12 +79,16 @@ def _facts_stmt(dialect: str, channel: str | None, single: bool) -> sa.Select:
     ]
     if channel is None:
         return sa.select(*columns).where(p.c.shop_id == sa.bindparam("shop_id"), which)
-    joined = p.outerjoin(c, sa.and_(c.c.profile_id == p.c.id, c.c.channel == sa.bindparam("channel")))
-    return (
-        sa.select(*columns, c.c.status)
-        .select_from(joined)
-        .where(p.c.shop_id == sa.bindparam("shop_id"), which)
+    # A correlated lookup (one unique-index probe per profile): as a join, PostgreSQL would hash
+    # the whole consent table for every chunk of a large audience.
+    status = (
+        sa.select(c.c.status)
+        .where(c.c.profile_id == p.c.id, c.c.channel == sa.bindparam("channel"))
+        .correlate(p)
+        .scalar_subquery()
+        .label("status")
     )
+    return sa.select(*columns, status).where(p.c.shop_id == sa.bindparam("shop_id"), which)
 
 
 def _parse_sent(raw) -> tuple[tuple[dt.datetime, str], ...]:
@@ -99,14 +103,14 @@ def _parse_sent(raw) -> tuple[tuple[dt.datetime, str], ...]:
 
 
 def _profiles(shop_id: int, ids: list[int], channels: list[str], now: dt.datetime) -> tuple[list, dict]:
-    """Profile rows with their recent sends and consent states (joined in for a single channel)."""
+    """Profile rows (plain tuples, in ``_facts_stmt`` column order) and consent states by profile."""
     single, channel = len(ids) == 1, channels[0] if len(channels) == 1 else None
     stmt = _facts_stmt(db.session.get_bind().dialect.name, channel, single)
     params = {"shop_id": shop_id, "since": now - FACTS_LOOKBACK, "channel": channel}
     params.update({"pid": ids[0]} if single else {"ids": list(ids)})
     rows = db.session.execute(stmt, params).all()
     if channel is not None:
-        return rows, {r.id: {channel: r.status} for r in rows if r.status}
+        return rows, {r[0]: {channel: r[7]} for r in rows if r[7]}
     consents: dict[int, dict[str, str]] = {}
     states = sa.select(ConsentState.profile_id, ConsentState.channel, ConsentState.status).where(
         ConsentState.shop_id == shop_id,
@@ -146,25 +150,25 @@ def load_facts(
     channels = list(channels)
     shop_tz = (policy or load_policy(shop)).shop_timezone or shop.timezone
     facts: dict[int, ProfileFacts] = {}
+    shop_id, shop_country, no_phones = shop.id, shop.country, ()
     for chunk in _chunks(sorted(set(profile_ids))):
-        rows, consents = _profiles(shop.id, chunk, channels, now)
+        rows, consents = _profiles(shop_id, chunk, channels, now)
         # Phones matter only where neither the profile nor the address names a zone.
-        phones = _phones(shop.id, [p.id for p in rows if not p.timezone and not p.country])
-        for p in rows:
-            pid = p.id
+        phones = _phones(shop_id, [r[0] for r in rows if not r[3] and not r[4]])
+        for pid, erased, unsubscribed, timezone, country, province, sent, *_ in rows:
             zone = resolve_zone(
-                profile_timezone=p.timezone,
-                country=p.country,
-                province=p.province,
-                phones=phones.get(pid, ()),
+                profile_timezone=timezone,
+                country=country,
+                province=province,
+                phones=phones.get(pid, no_phones),
                 shop_timezone=shop_tz,
-                shop_country=shop.country,
+                shop_country=shop_country,
             )
             facts[pid] = ProfileFacts(
                 zone=zone,
                 consents=consents.get(pid, {}),
-                globally_unsubscribed=bool(p.globally_unsubscribed),
-                erased=p.erased_at is not None,
-                sent=_parse_sent(p.sent),
+                globally_unsubscribed=bool(unsubscribed),
+                erased=bool(erased),
+                sent=_parse_sent(sent),
             )
     return facts

@@ -6,11 +6,20 @@ sends), read the facts with a handful of queries, decide, and write the
 message log, the ``<channel>.sent`` events, the engagement counters and
 the outbox in the same transaction. A blocked profile is dropped from
 this send (``blocked``) and stays in the audience.
+
+On PostgreSQL the writes of a chunk are one statement: the decisions
+travel as one JSON parameter, and data-modifying CTEs insert the
+messages and, from their ``RETURNING``, the events, the outbox and the
+counter upserts (the recipient is looked up in the same statement). Most
+of the cost of a chunk is then the server's own work per row (indexes and
+foreign-key checks), not Python. SQLite keeps plain bulk inserts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,9 +29,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 from app.models import EngagementCounter, Event, Identifier, Message, OutboxItem, Shop
-from app.models.base import utcnow
+from app.models.base import UTCDateTime, utcnow
 from app.services import gate, gate_facts
-from app.services.bulk_sql import copy_rows, id_in, insert_rows, is_postgresql, unnest_select
+from app.services.bulk_sql import id_in, insert_rows, is_postgresql
 from app.services.messaging import RECIPIENT_KIND, validate_request
 from app.services.profile_lock import lock_profiles
 
@@ -44,6 +53,213 @@ class BulkResult:
         return self.sent + self.blocked + self.failed
 
 
+@dataclass(frozen=True)
+class _Send:
+    """What one bulk send writes on every row: shop, channel, source, campaign and the moment."""
+
+    shop_id: int
+    channel: str
+    source: str
+    campaign_id: str | None
+    now: dt.datetime
+
+    @property
+    def props(self) -> dict:
+        return {"source": self.source, "campaign_id": self.campaign_id, "journey_id": None}
+
+    @property
+    def no_address(self) -> str:
+        return f"no_address:{self.channel}"
+
+
+def _decide(policy: gate.GatePolicy, facts: dict, send: _Send) -> list[tuple]:
+    """``(profile_id, status, reason, retry_at, local_day)`` per profile, as the gate answers."""
+    channel, now, days = send.channel, send.now, {}
+    rows = []
+    for pid, profile_facts in facts.items():
+        decision = gate.decide(policy, profile_facts, channel, now)
+        tz = profile_facts.zone.primary
+        day = days.get(tz)
+        if day is None:
+            day = days[tz] = gate.local_date(tz, now)
+        if decision.allowed:
+            rows.append((pid, "sent", None, None, day))
+        else:
+            rows.append((pid, "blocked", decision.reason, decision.retry_at, day))
+    return rows
+
+
+@functools.lru_cache(maxsize=1)
+def _write_stmt() -> sa.Select:
+    """PostgreSQL: a chunk's writes as one statement; it returns the allowed profiles with no address.
+
+    Parameters: ``rows`` (JSON: ``[{pid, status, reason, retry_at, local_day}]``), ``shop_id``,
+    ``channel``, ``source``, ``campaign_id``, ``now``, ``kind`` (the recipient's identifier kind),
+    ``fallback`` (the recipient prefix when there is none: push only), ``no_address``, ``props``.
+    """
+    msg, ev, out, cnt = Message.__table__, Event.__table__, OutboxItem.__table__, EngagementCounter.__table__
+    ident = Identifier.__table__
+    names = ("channel", "source", "campaign_id", "kind", "fallback")
+    text = {n: sa.bindparam(n, type_=sa.Text()) for n in names}
+    shop_id, now = sa.bindparam("shop_id", type_=sa.BigInteger()), sa.bindparam("now", type_=UTCDateTime())
+    props = sa.cast(sa.bindparam("props", type_=sa.Text()), postgresql.JSONB)
+    d = (
+        sa.func.json_to_recordset(sa.cast(sa.bindparam("rows", type_=sa.Text()), postgresql.JSON))
+        .table_valued(
+            sa.column("pid", sa.BigInteger()),
+            sa.column("status", sa.Text()),
+            sa.column("reason", sa.Text()),
+            sa.column("retry_at", sa.DateTime(timezone=True)),
+            sa.column("local_day", sa.Date()),
+        )
+        .render_derived(name="d", with_types=True)
+    )
+    # The oldest usable address, as ``recipient_for``; looked up for allowed rows only.
+    address = (
+        sa.select(ident.c.value)
+        .where(
+            d.c.status == "sent",
+            ident.c.shop_id == shop_id,
+            ident.c.profile_id == d.c.pid,
+            ident.c.kind == text["kind"],
+            ident.c.blocked_reason.is_(None),
+        )
+        .order_by(ident.c.first_seen_at, ident.c.id)
+        .limit(1)
+        .lateral("a")
+    )
+    recipient = sa.func.coalesce(address.c.value, text["fallback"].concat(d.c.pid))
+    failed = sa.and_(d.c.status == "sent", recipient.is_(None))
+    decided = (
+        sa.select(
+            d.c.pid,
+            sa.case((failed, "failed"), else_=d.c.status).label("status"),
+            sa.case((failed, sa.bindparam("no_address", type_=sa.Text())), else_=d.c.reason).label("reason"),
+            d.c.retry_at,
+            d.c.local_day,
+            recipient.label("recipient"),
+        )
+        .select_from(d.outerjoin(address, sa.true()))
+        .cte("r")
+    )
+    messages = (
+        sa.insert(msg)
+        .from_select(
+            [
+                "shop_id",
+                "profile_id",
+                "channel",
+                "source",
+                "campaign_id",
+                "status",
+                "reason",
+                "retry_at",
+                "created_at",
+                "sent_at",
+                "local_day",
+            ],
+            sa.select(
+                shop_id,
+                decided.c.pid,
+                text["channel"],
+                text["source"],
+                text["campaign_id"],
+                decided.c.status,
+                decided.c.reason,
+                decided.c.retry_at,
+                now,
+                sa.case((decided.c.status == "sent", now)),
+                decided.c.local_day,
+            ),
+        )
+        .returning(msg.c.id, msg.c.profile_id, msg.c.status)
+        .cte("m")
+    )
+    sent = (
+        sa.select(messages.c.id, messages.c.profile_id, decided.c.recipient)
+        .join_from(messages, decided, decided.c.pid == messages.c.profile_id)
+        .where(messages.c.status == "sent")
+        .cte("s")
+    )
+    events = (
+        sa.insert(ev)
+        .from_select(
+            [
+                "shop_id",
+                "profile_id",
+                "type",
+                "channel",
+                "source",
+                "external_id",
+                "identifiers",
+                "properties",
+                "occurred_at",
+                "received_at",
+            ],
+            sa.select(
+                shop_id,
+                sent.c.profile_id,
+                text["channel"].concat(".sent"),
+                text["channel"],
+                sa.literal("c360"),
+                sa.literal("message-").concat(sent.c.id),
+                sa.func.jsonb_build_object(),
+                props.op("||")(sa.func.jsonb_build_object(sa.literal_column("'message_id'"), sent.c.id)),
+                now,
+                now,
+            ),
+        )
+        .cte("e")
+    )
+    outbox = (
+        sa.insert(out)
+        .from_select(
+            ["shop_id", "message_id", "channel", "recipient", "payload", "created_at"],
+            sa.select(shop_id, sent.c.id, text["channel"], sent.c.recipient, props, now),
+        )
+        .cte("o")
+    )
+    counters = postgresql.insert(cnt).from_select(
+        ["shop_id", "profile_id", "channel", "metric", "count", "last_at"],
+        sa.select(shop_id, sent.c.profile_id, text["channel"], sa.literal("sent"), sa.literal(1), now),
+    )
+    counters = counters.on_conflict_do_update(
+        index_elements=["profile_id", "channel", "metric"],
+        set_={"count": cnt.c.count + 1, "last_at": counters.excluded.last_at},
+    ).cte("c")
+    failed_ids = sa.select(messages.c.profile_id).where(messages.c.status == "failed")
+    return failed_ids.add_cte(events, outbox, counters)
+
+
+def _write_postgresql(send: _Send, rows: list[tuple]) -> set[int]:
+    """Write a decided chunk in one statement; return the allowed profiles that had no address."""
+    doc = [
+        {"pid": pid, "status": status, "local_day": day.isoformat()}
+        if reason is None
+        else {
+            "pid": pid,
+            "status": status,
+            "reason": reason,
+            "retry_at": retry_at.isoformat() if retry_at else None,
+            "local_day": day.isoformat(),
+        }
+        for pid, status, reason, retry_at, day in rows
+    ]
+    params = {
+        "rows": json.dumps(doc),
+        "shop_id": send.shop_id,
+        "channel": send.channel,
+        "source": send.source,
+        "campaign_id": send.campaign_id,
+        "now": send.now,
+        "kind": RECIPIENT_KIND[send.channel],
+        "fallback": "profile:" if send.channel == "push" else None,
+        "no_address": send.no_address,
+        "props": json.dumps(send.props),
+    }
+    return set(db.session.scalars(_write_stmt(), params))
+
+
 def _recipients(shop_id: int, profile_ids: list[int], channel: str) -> dict[int, str]:
     stmt = (
         sa.select(Identifier.profile_id, Identifier.value)
@@ -62,76 +278,41 @@ def _recipients(shop_id: int, profile_ids: list[int], channel: str) -> dict[int,
     return found
 
 
-def _count_sent(shop_id: int, profile_ids: list[int], channel: str, now: dt.datetime) -> None:
-    """Add one ``sent`` to each profile's engagement counter (an upsert)."""
-    rows = [
+def _write_rows(send: _Send, rows: list[tuple]) -> set[int]:
+    """The portable path (SQLite): bulk inserts, row by row in the driver; same rows, same answer."""
+    allowed = [pid for pid, status, *_ in rows if status == "sent"]
+    recipients = _recipients(send.shop_id, allowed, send.channel) if allowed else {}
+    failed = {pid for pid in allowed if pid not in recipients}
+    now = send.now
+    messages = [
         {
-            "shop_id": shop_id,
+            "shop_id": send.shop_id,
             "profile_id": pid,
-            "channel": channel,
-            "metric": "sent",
-            "count": 1,
-            "last_at": now,
+            "channel": send.channel,
+            "source": send.source,
+            "campaign_id": send.campaign_id,
+            "status": "failed" if pid in failed else status,
+            "reason": send.no_address if pid in failed else reason,
+            "retry_at": retry_at,
+            "created_at": now,
+            "sent_at": now if status == "sent" and pid not in failed else None,
+            "local_day": day,
         }
-        for pid in profile_ids
+        for pid, status, reason, retry_at, day in rows
     ]
-    table = EngagementCounter.__table__
-    if is_postgresql():
-        stmt = postgresql.insert(table).from_select(*unnest_select(table, rows))
-    else:
-        stmt = sqlite.insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["profile_id", "channel", "metric"],
-        set_={"count": table.c.count + 1, "last_at": stmt.excluded.last_at},
-    )
-    db.session.execute(stmt) if is_postgresql() else db.session.execute(stmt, rows)
-
-
-def _send_chunk(
-    shop: Shop, policy: gate.GatePolicy, ids: list[int], channel: str, source: str, campaign_id, now, result
-) -> None:
-    lock_profiles(shop.id, ids)
-    facts = gate_facts.load_facts(shop, ids, now, channels=[channel], policy=policy)
-    decisions = {pid: gate.decide(policy, f, channel, now) for pid, f in facts.items()}
-    allowed = [pid for pid, d in decisions.items() if d.allowed]
-    recipients = _recipients(shop.id, allowed, channel) if allowed else {}
-    rows = []
-    for pid, decision in decisions.items():
-        status, reason = ("sent", None) if decision.allowed else ("blocked", decision.reason)
-        if decision.allowed and pid not in recipients:
-            status, reason = "failed", f"no_address:{channel}"
-        result.reasons[reason or "sent"] += 1
-        setattr(result, status, getattr(result, status) + 1)
-        rows.append(
-            {
-                "shop_id": shop.id,
-                "profile_id": pid,
-                "channel": channel,
-                "source": source,
-                "campaign_id": campaign_id,
-                "status": status,
-                "reason": reason,
-                "retry_at": None if decision.allowed else decision.retry_at,
-                "created_at": now,
-                "sent_at": now if status == "sent" else None,
-                "local_day": now.astimezone(facts[pid].zone.primary).date(),
-            }
-        )
-    if not rows:
-        return
-    inserted = insert_rows(Message.__table__, rows, returning=("id", "profile_id", "status"))
+    inserted = insert_rows(Message.__table__, messages, returning=("id", "profile_id", "status"))
     sent = [(mid, pid) for mid, pid, status in inserted if status == "sent"]
     if not sent:
-        return
-    props = {"source": source, "campaign_id": campaign_id, "journey_id": None}
-    copy_rows(
+        return failed
+    props = send.props
+    insert_rows(
         Event.__table__,
         [
             {
-                "shop_id": shop.id,
+                "shop_id": send.shop_id,
                 "profile_id": pid,
-                "type": f"{channel}.sent",
-                "channel": channel,
+                "type": f"{send.channel}.sent",
+                "channel": send.channel,
                 "source": "c360",
                 "external_id": f"message-{mid}",
                 "identifiers": {},
@@ -142,14 +323,33 @@ def _send_chunk(
             for mid, pid in sent
         ],
     )
-    _count_sent(shop.id, [pid for _, pid in sent], channel, now)
-    copy_rows(
+    table = EngagementCounter.__table__
+    upsert = sqlite.insert(table)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["profile_id", "channel", "metric"],
+        set_={"count": table.c.count + 1, "last_at": upsert.excluded.last_at},
+    )
+    db.session.execute(
+        upsert,
+        [
+            {
+                "shop_id": send.shop_id,
+                "profile_id": pid,
+                "channel": send.channel,
+                "metric": "sent",
+                "count": 1,
+                "last_at": now,
+            }
+            for _, pid in sent
+        ],
+    )
+    insert_rows(
         OutboxItem.__table__,
         [
             {
-                "shop_id": shop.id,
+                "shop_id": send.shop_id,
                 "message_id": mid,
-                "channel": channel,
+                "channel": send.channel,
                 "recipient": recipients[pid],
                 "payload": props,
                 "created_at": now,
@@ -157,6 +357,25 @@ def _send_chunk(
             for mid, pid in sent
         ],
     )
+    return failed
+
+
+def _send_chunk(shop: Shop, policy: gate.GatePolicy, ids: list[int], send: _Send, result: BulkResult) -> None:
+    lock_profiles(shop.id, ids)
+    facts = gate_facts.load_facts(shop, ids, send.now, channels=[send.channel], policy=policy)
+    rows = _decide(policy, facts, send)
+    if not rows:
+        return
+    failed = (_write_postgresql if is_postgresql() else _write_rows)(send, rows)
+    reasons = Counter(reason or "sent" for _, _, reason, _, _ in rows)
+    blocked = len(rows) - reasons["sent"]
+    if failed:
+        reasons.subtract({"sent": len(failed)})
+        reasons[send.no_address] += len(failed)
+    result.reasons.update(+reasons)  # unary + drops a "sent" count that fell to zero
+    result.blocked += blocked
+    result.failed += len(failed)
+    result.sent += len(rows) - blocked - len(failed)
 
 
 def send_many(
@@ -175,11 +394,11 @@ def send_many(
         ValidationFailed: an unknown channel or source.
     """
     validate_request(channel, source)
-    now = now or utcnow()
+    send = _Send(shop.id, channel, source, campaign_id, now or utcnow())
     policy = gate_facts.load_policy(shop)
     result = BulkResult()
     ids = sorted(set(profile_ids))
     for start in range(0, len(ids), chunk):
-        _send_chunk(shop, policy, ids[start : start + chunk], channel, source, campaign_id, now, result)
+        _send_chunk(shop, policy, ids[start : start + chunk], send, result)
         db.session.commit()
     return result
