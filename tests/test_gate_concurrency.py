@@ -7,8 +7,9 @@ import threading
 
 import sqlalchemy as sa
 
-from app.models import Message, Shop
+from app.models import EngagementCounter, Message, OutboxItem, Shop
 from app.services.messaging import send_message
+from app.services.messaging_bulk import send_many
 from tests.concurrency_worker import hammer
 from tests.gate_helpers import NOON, make_profile
 
@@ -54,3 +55,54 @@ def test_threads_and_processes_never_exceed_the_daily_cap(app, db, shop):
     for pid in profiles:
         assert counts[(pid, "sent")] == 3  # the global daily cap, exactly
         assert counts[(pid, "blocked")] == attempts - 3
+
+
+def test_bulk_and_single_sends_together_never_exceed_the_daily_cap(app, db, shop):
+    profiles = [make_profile(shop.id, f"b{i}@shopper.test", None).id for i in range(5)]
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    errors: list[BaseException] = []
+
+    def bulk_body(i: int):
+        try:
+            with app.app_context():
+                model = db.session.get(Shop, shop.id)
+                for r in range(ROUNDS):
+                    send_many(model, profiles, "email", campaign_id=f"bulk-{i}-{r}", now=NOON, chunk=2)
+        except BaseException as exc:  # surfaced below: a thread must not fail silently
+            errors.append(exc)
+
+    def single_body():
+        try:
+            with app.app_context():
+                model = db.session.get(Shop, shop.id)
+                for _ in range(ROUNDS):
+                    for pid in reversed(profiles):
+                        send_message(model, pid, "email", "campaign", "storm", now=NOON)
+        except BaseException as exc:
+            errors.append(exc)
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        pending = pool.apply_async(hammer, (url, shop.id, profiles, ROUNDS, NOON.isoformat()))
+        threads = [threading.Thread(target=bulk_body, args=(i,)) for i in range(3)]
+        threads += [threading.Thread(target=single_body) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        pending.get(timeout=120)
+    assert not errors, errors
+    db.session.expire_all()
+    sent = dict(
+        db.session.execute(
+            sa.select(Message.profile_id, sa.func.count())
+            .where(Message.status == "sent")
+            .group_by(Message.profile_id)
+        ).all()
+    )
+    assert sent == dict.fromkeys(profiles, 3)  # the global daily cap, exactly
+    counters = dict(
+        db.session.execute(sa.select(EngagementCounter.profile_id, EngagementCounter.count)).all()
+    )
+    assert counters == dict.fromkeys(profiles, 3)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(OutboxItem)) == 3 * len(profiles)

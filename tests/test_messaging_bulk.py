@@ -64,3 +64,69 @@ def test_send_many_twice_stops_at_the_cap(db, shop):
         sa.select(EngagementCounter.count).where(EngagementCounter.channel == "whatsapp")
     )
     assert counter == 2
+
+
+def _log(db, campaign_id: str, names: dict[int, str]) -> list[tuple]:
+    """Each attempt of a campaign with its event and outbox item.
+
+    What differs between two audiences by construction is left out or normalised: profile and
+    message ids, the campaign id, the audience's tag in email addresses (``<tag>-fresh@…``).
+    """
+    rows = db.session.scalars(
+        sa.select(Message).where(Message.campaign_id == campaign_id).order_by(Message.profile_id)
+    ).all()
+    out = []
+    for m in rows:
+        event = db.session.scalar(sa.select(Event).where(Event.external_id == f"message-{m.id}"))
+        item = db.session.scalar(sa.select(OutboxItem).where(OutboxItem.message_id == m.id))
+        if event is not None:
+            assert (event.profile_id, event.properties["message_id"]) == (m.profile_id, m.id)
+        recipient = (
+            item and item.recipient.replace(f"profile:{m.profile_id}", "profile:<id>").split("-", 1)[-1]
+        )
+        same = {"message_id", "campaign_id"}
+        out.append(
+            (
+                names[m.profile_id],
+                (m.channel, m.source, m.status, m.reason, m.retry_at, m.local_day, m.created_at, m.sent_at),
+                event and (event.type, event.channel, event.source, event.occurred_at),
+                event and {k: v for k, v in event.properties.items() if k not in same},
+                item and (item.channel, recipient, {k: v for k, v in item.payload.items() if k not in same}),
+            )
+        )
+    return out
+
+
+def test_send_many_writes_what_send_message_writes_for_every_outcome(db, shop):
+    def audience(tag: str, phone: str) -> dict[int, str]:
+        profiles = {
+            "fresh": make_profile(shop.id, f"{tag}-fresh@shopper.test", None),
+            "sydney": make_profile(shop.id, f"{tag}-sydney@shopper.test", None, timezone="Australia/Sydney"),
+            "no consent": make_profile(shop.id, f"{tag}-none@shopper.test", f"{phone}1", consents=("email",)),
+            "capped": make_profile(shop.id, f"{tag}-capped@shopper.test", f"{phone}2"),
+        }
+        send_message(shop.model, profiles["capped"].id, "sms", "manual", now=NOON)
+        return {p.id: name for name, p in profiles.items()}
+
+    single, bulk = audience("single", "+44791100011"), audience("bulk", "+44791100022")
+    for channel in ("sms", "push", "email"):
+        for pid in single:
+            send_message(shop.model, pid, channel, "campaign", campaign_id=f"one-{channel}", now=NOON)
+        result = send_many(shop.model, list(bulk), channel, campaign_id=f"many-{channel}", now=NOON, chunk=3)
+        one, many = _log(db, f"one-{channel}", single), _log(db, f"many-{channel}", bulk)
+        for a, b in zip(sorted(many, key=str), sorted(one, key=str), strict=True):
+            assert a == b, channel
+        statuses = [row[1][2] for row in many]
+        assert (result.sent, result.blocked, result.failed) == tuple(
+            statuses.count(s) for s in ("sent", "blocked", "failed")
+        )
+    reasons = {row[1][3] for row in _log(db, "many-sms", bulk)}
+    assert reasons == {"quiet_hours", "no_address:sms", "no_consent:sms", "channel_cap_reached:sms:1/1"}
+    assert {row[4][1] for row in _log(db, "many-push", bulk) if row[4]} == {"profile:<id>"}
+    counters = db.session.execute(
+        sa.select(EngagementCounter.profile_id, EngagementCounter.channel, EngagementCounter.count)
+    )
+    by_name = sorted(
+        (names[pid], channel, n) for pid, channel, n in counters for names in (single, bulk) if pid in names
+    )
+    assert by_name[::2] == by_name[1::2]  # each (name, channel, count) once for each audience
