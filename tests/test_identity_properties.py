@@ -4,7 +4,6 @@ import datetime as dt
 import itertools
 import os
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -121,11 +120,6 @@ def test_undo_after_new_events_keeps_the_new_events_on_the_right_side(db, later)
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: with every signal at the same instant, arrival order still decides the "
-    "partition of this household (two accounts sharing email a and phone P); found by hypothesis",
-)
 def test_simultaneous_signals_in_any_order_give_the_same_partition(db):
     c1, c2 = ("shopify_customer", "1"), ("shopify_customer", "2")
     a, b, p = ("email", "a@mail.uk"), ("email", "b@mail.uk"), ("phone", "+447700900002")

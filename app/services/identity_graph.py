@@ -24,8 +24,13 @@ Rules (the README and docs/identity.md repeat them):
   merge candidate, with the node and the signals as evidence.
 * A node whose more trusted neighbours belong to more than
   ``max_people`` people is blocked (``shared_by_many``): it becomes its own
-  profile, links nobody and raises no more candidates; once blocked it
-  stays blocked.
+  profile, links nobody and raises no more candidates. A block is lasting
+  (it stays blocked) once it holds on the links seen before the signal
+  being resolved; a block that only the signal's own instant justifies
+  is re-decided by the next signal of that instant, so simultaneous
+  signals decide it together whatever order they arrive in (a household
+  phone seen with four people for an instant, until the same instant
+  shows two of them are one).
 * A person keeps at most ``max_per_kind`` identifiers of each kind; the
   next one (in first-seen order) starts a profile of its own.
 * Human decisions win: ``same`` pairs (a merge a person made) join the
@@ -86,6 +91,8 @@ class Partition:
     root_of: dict[Key, Key]
     blocked: set[Key]
     candidates: list[Candidate]
+    # The blocks that stay: decided on the links seen before ``settle_before`` (all of them without it).
+    lasting: set[Key] = field(default_factory=set)
 
     def people(self) -> dict[Key, set[Key]]:
         """Group nodes by person: ``{root: {nodes}}``."""
@@ -205,6 +212,7 @@ def partition(
     blocked: Iterable[Key] = (),
     max_per_kind: int = 10,
     max_people: int = 3,
+    settle_before: dt.datetime | None = None,
 ) -> Partition:
     """Split ``nodes`` (key → first seen) into people following the module's rules.
 
@@ -212,7 +220,34 @@ def partition(
         sightings: the ``seen`` links among the nodes (each pair once, earliest time).
         same / not_same: human decisions between two nodes.
         blocked: nodes already blocked as shared by too many people (sticky).
+        settle_before: the instant being resolved; only blocks that hold on the links
+            seen before it are ``lasting`` (see the module's rules). None: every block lasts.
     """
+    sightings = list(sightings)
+    same, not_same = list(same), list(not_same)
+    lasting = {k for k in blocked if k in nodes}
+    if settle_before is not None:
+        before = [s for s in sightings if s.at < settle_before]
+        if _may_block(before, lasting, max_people):
+            earlier = {k: t for k, t in nodes.items() if t < settle_before}
+            lasting = _partition(earlier, before, same, not_same, lasting, max_per_kind, max_people).blocked
+    part = _partition(nodes, sightings, same, not_same, lasting, max_per_kind, max_people)
+    part.lasting = lasting if settle_before is not None else set(part.blocked)
+    return part
+
+
+def _may_block(sightings: list[Sighting], blocked: set[Key], max_people: int) -> bool:
+    """Whether any node has more trusted neighbours than ``max_people`` (else nothing can be blocked)."""
+    above: dict[Key, set[Key]] = defaultdict(set)
+    for s in sightings:
+        if trust(s.a) != trust(s.b):
+            low, high = (s.a, s.b) if trust(s.a) > trust(s.b) else (s.b, s.a)
+            if low not in blocked:
+                above[low].add(high)
+    return any(len(v) > max_people for v in above.values())
+
+
+def _partition(nodes, sightings, same, not_same, blocked, max_per_kind, max_people) -> Partition:
     run = _Attacher(nodes, sightings, not_same, blocked, max_per_kind, max_people)
     # Most trusted first, then first seen: a node's neighbours above it are settled.
     for node in sorted(nodes, key=lambda k: (trust(k), nodes[k], k[1])):

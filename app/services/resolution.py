@@ -245,8 +245,9 @@ def _repartition(shop: Shop, ids: list[int], settings: dict, source: str, seen_a
         blocked=[k for k, r in row_of.items() if r.blocked_reason],
         max_per_kind=settings["max_identifiers_per_kind"],
         max_people=settings["max_people_per_identifier"],
+        settle_before=seen_at,
     )
-    for key in part.blocked:
+    for key in part.lasting:
         if row_of[key].blocked_reason is None:
             row_of[key].blocked_reason = "shared_by_many"
     home = _apply(shop, part, row_of, source, seen_at)
