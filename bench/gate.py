@@ -140,6 +140,54 @@ def commit_floor_ms(db, shop_id: int, rounds: int = 200) -> list[float]:
     return samples
 
 
+def backend_cpu_s(db) -> tuple[int, float] | None:
+    """This session's PostgreSQL backend and the CPU seconds it has used (None unless the server is local)."""
+    if db.engine.dialect.name != "postgresql":
+        return None
+    pid = db.session.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return pid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Meter:
+    """Wall time, this process's CPU time, the server backend's CPU time and the statements sent."""
+
+    def __init__(self, db):
+        self.db, self.statements = db, 0
+
+    def _count(self, *args) -> None:
+        self.statements += 1
+
+    def __enter__(self):
+        self.server0 = backend_cpu_s(self.db)
+        sa.event.listen(self.db.engine, "before_cursor_execute", self._count)
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall0
+        self.cpu = time.process_time() - self.cpu0
+        sa.event.remove(self.db.engine, "before_cursor_execute", self._count)
+        server = backend_cpu_s(self.db)
+        # The session kept one connection throughout (else the figure would mix two backends).
+        same = server is not None and self.server0 is not None and server[0] == self.server0[0]
+        self.server = server[1] - self.server0[1] if same else None
+
+    def cpu_line(self, decisions: int) -> str:
+        """Decisions per CPU-second: independent of what else the machine runs, unlike the wall rate."""
+        if self.server is None:
+            return f"client CPU {self.cpu:.2f} s ({decisions / self.cpu:,.0f} decisions per client CPU-s)"
+        total = self.cpu + self.server
+        return (
+            f"client CPU {self.cpu:.2f} s + server backend CPU {self.server:.2f} s "
+            f"= {decisions / total:,.0f} decisions per CPU-second"
+        )
+
+
 def single_checks(db, gate, shop, ids, now, rounds) -> list[float]:
     rng = random.Random(11)
     samples = []
@@ -267,8 +315,11 @@ def _ready(_: int) -> bool:
     return _WORKER_APP is not None
 
 
-def send_slice(shop_id: int, ids: list[int], now_iso: str) -> int:
-    """One worker process of the parallel campaign send: gate and reserve its slice of the audience."""
+def send_slice(shop_id: int, ids: list[int], now_iso: str) -> tuple[int, float, float | None]:
+    """One worker process of the parallel campaign send: gate and reserve its slice of the audience.
+
+    Returns the decisions, this process's CPU seconds and its server backend's (None when unknown).
+    """
     from app.extensions import db
     from app.models import Shop
     from app.services.messaging_bulk import send_many
@@ -276,19 +327,32 @@ def send_slice(shop_id: int, ids: list[int], now_iso: str) -> int:
     with _WORKER_APP.app_context():
         shop = db.session.get(Shop, shop_id)
         now = dt.datetime.fromisoformat(now_iso)
-        return send_many(shop, ids, "email", campaign_id="bench-parallel", now=now).decisions
+        with Meter(db) as meter:
+            decisions = send_many(shop, ids, "email", campaign_id="bench-parallel", now=now).decisions
+        return decisions, meter.cpu, meter.server
 
 
-def parallel_send(url: str, shop_id: int, ids: list[int], now: dt.datetime, workers: int) -> float:
-    """Decisions/s of a second campaign sent by ``workers`` processes, each on its own slice."""
+def parallel_send(
+    url: str, shop_id: int, ids: list[int], now: dt.datetime, workers: int
+) -> tuple[float, str]:
+    """Decisions/s of a second campaign sent by ``workers`` processes, one slice each; and their CPU."""
     import multiprocessing
 
     slices = [ids[i::workers] for i in range(workers)]
     with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (url,)) as pool:
         assert all(pool.map(_ready, range(workers), chunksize=1))
         t0 = time.perf_counter()
-        done = sum(pool.starmap(send_slice, [(shop_id, s, now.isoformat()) for s in slices], chunksize=1))
-        return done / (time.perf_counter() - t0)
+        parts = pool.starmap(send_slice, [(shop_id, s, now.isoformat()) for s in slices], chunksize=1)
+        elapsed = time.perf_counter() - t0
+    done = sum(p[0] for p in parts)
+    client = sum(p[1] for p in parts)
+    if any(p[2] is None for p in parts):
+        return done / elapsed, f"client CPU {client:.2f} s in all"
+    server = sum(p[2] for p in parts)
+    return done / elapsed, (
+        f"client CPU {client:.2f} s + server backends CPU {server:.2f} s in all "
+        f"= {done / (client + server):,.0f} decisions per CPU-second"
+    )
 
 
 def main() -> None:
@@ -307,7 +371,7 @@ def main() -> None:
     from app.extensions import db
     from app.models import Shop
     from app.services import accounts, gate
-    from app.services.messaging_bulk import send_many
+    from app.services.messaging_bulk import CHUNK, send_many
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench", "REDIS_URL": None})
     try:
@@ -346,10 +410,10 @@ def main() -> None:
                 f"({elapsed * 1000 / len(decisions) / f50:.2f} x SELECT 1 per decision)"
             )
 
-            t0 = time.perf_counter()
-            result = send_many(db.session.get(Shop, shop.id), ids, "email", campaign_id="bench", now=now)
-            elapsed = time.perf_counter() - t0
-            rate = result.decisions / elapsed
+            bulk_shop = db.session.get(Shop, shop.id)
+            with Meter(db) as meter:
+                result = send_many(bulk_shop, ids, "email", campaign_id="bench", now=now)
+            rate = result.decisions / meter.wall
             if db.engine.dialect.name == "postgresql":
                 db.session.execute(sa.text("ANALYZE messages"))  # as autovacuum would after a big send
                 db.session.commit()
@@ -360,14 +424,19 @@ def main() -> None:
                 f"sent {result.sent:,}, blocked {result.blocked:,}; "
                 f"top reasons {dict(result.reasons.most_common(4))}"
             )
+            chunks, cpu = -(-len(ids) // CHUNK), meter.cpu_line(result.decisions)
+            print(
+                f"  one process, one connection: wall {meter.wall:.2f} s; {cpu}; "
+                f"{meter.statements} statements for {chunks} chunks of {CHUNK:,}"
+            )
 
             if args.workers > 1:
-                rate = parallel_send(url, shop_id, ids, now + dt.timedelta(minutes=1), args.workers)
+                rate, cpu = parallel_send(url, shop_id, ids, now + dt.timedelta(minutes=1), args.workers)
                 verdict = "meets" if rate >= TARGET_BATCH else "BELOW"
                 print(
-                    f"send_many x {args.workers} processes (check + reserve, a second campaign): "
-                    f"{rate:,.0f} decisions/s; {verdict} target {TARGET_BATCH:,} "
-                    f"({rate / TARGET_BATCH:.2f} x)"
+                    f"send_many x {args.workers} processes, {args.workers} connections (check + reserve, "
+                    f"a second campaign): {rate:,.0f} decisions/s; {verdict} target {TARGET_BATCH:,} "
+                    f"({rate / TARGET_BATCH:.2f} x) WITH {args.workers} PROCESSES, not one; {cpu}"
                 )
             checks = single_checks(
                 db, gate, db.session.get(Shop, shop.id), ids, now, 2000 if n > 5000 else 1000

@@ -14,11 +14,10 @@ import json
 from collections.abc import Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from app.extensions import db
 from app.models import ConsentState, Identifier, Message, Profile, Shop
-from app.services.bulk_sql import id_in
+from app.services.bulk_sql import id_array, id_in
 from app.services.gate import CHANNELS, FACTS_LOOKBACK, GatePolicy, ProfileFacts
 from app.services.shop_settings import effective_settings
 from app.services.timezones import resolve_zone
@@ -65,7 +64,7 @@ def _facts_stmt(dialect: str, channel: str | None, single: bool) -> sa.Select:
     if single:
         which = p.c.id == sa.bindparam("pid")
     elif pg:
-        which = p.c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.BigInteger())))
+        which = p.c.id == sa.any_(id_array("ids"))
     else:
         which = p.c.id.in_(sa.bindparam("ids", expanding=True))
     columns = [

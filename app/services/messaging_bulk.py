@@ -233,15 +233,16 @@ def _write_stmt() -> sa.Select:
 
 def _write_postgresql(send: _Send, rows: list[tuple]) -> set[int]:
     """Write a decided chunk in one statement; return the allowed profiles that had no address."""
+    days = {day: day.isoformat() for day in {row[4] for row in rows}}
     doc = [
-        {"pid": pid, "status": status, "local_day": day.isoformat()}
+        {"pid": pid, "status": status, "local_day": days[day]}
         if reason is None
         else {
             "pid": pid,
             "status": status,
             "reason": reason,
             "retry_at": retry_at.isoformat() if retry_at else None,
-            "local_day": day.isoformat(),
+            "local_day": days[day],
         }
         for pid, status, reason, retry_at, day in rows
     ]

@@ -32,11 +32,11 @@ def lock_profiles(shop_id: int, profile_ids: Iterable[int]) -> list[int]:
             .order_by(table.c.id)
             .with_for_update()
         )
-        return list(db.session.scalars(stmt))
+        return db.session.scalars(stmt).all()
     db.session.execute(
         sa.update(table)
         .where(table.c.shop_id == shop_id, id_in(table.c.id, ids))
         .values(id=table.c.id, updated_at=table.c.updated_at)
     )
     found = sa.select(table.c.id).where(table.c.shop_id == shop_id, id_in(table.c.id, ids))
-    return list(db.session.scalars(found))
+    return db.session.scalars(found).all()

@@ -64,4 +64,3 @@ def undo_merge(merge_id: int):
     row = merges.undo(g.api_shop, merge_id, _actor())
     db.session.commit()
     return jsonify({"merge": merge_candidates.merge_json(row)})
-
