@@ -44,7 +44,7 @@ order the signals arrived in, which is what makes resolution deterministic.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -128,16 +128,36 @@ class _Union:
 
 
 class _Attacher:
-    """The state of one partition run: who is placed where, and the doubts raised."""
+    """The state of one partition run: who is placed where, and the doubts raised.
+
+    Built for speed on a whole shop at once (the batch pass): each node keeps
+    only its more trusted neighbours, trust is looked up once per node, and
+    the members of each person are tracked only when a ``not_same`` needs them.
+    """
 
     def __init__(self, nodes, sightings, not_same, blocked, max_per_kind, max_people):
         self.nodes = nodes
         self.max_per_kind, self.max_people = max_per_kind, max_people
-        self.adjacent: dict[Key, list[tuple[Key, Sighting]]] = defaultdict(list)
-        for s in sightings:
-            if s.a in nodes and s.b in nodes and s.a != s.b:
-                self.adjacent[s.a].append((s.b, s))
-                self.adjacent[s.b].append((s.a, s))
+        rank = self.rank = {k: TRUST[k[0]] for k in nodes}
+        # More trusted neighbours, in sighting order; equally trusted pairs are only reviewed.
+        self.up: dict[Key, list[tuple[Key, Sighting]]] = {}
+        self.peers: list[tuple[int, int, Key, Key, Sighting]] = []
+        appeared: dict[Key, int] = {}
+        for n, s in enumerate(sightings):
+            a, b = s.a, s.b
+            ra, rb = rank.get(a), rank.get(b)
+            if ra is None or rb is None or a == b:
+                continue
+            appeared.setdefault(a, len(appeared))
+            appeared.setdefault(b, len(appeared))
+            if ra > rb:
+                self.up.setdefault(a, []).append((b, s))
+            elif rb > ra:
+                self.up.setdefault(b, []).append((a, s))
+            else:
+                self.peers.append((n, *((a, b) if a < b else (b, a)), s))
+        # Reviewed in the order the smaller node first appeared, then sighting order (as always).
+        self.peers.sort(key=lambda p: (appeared[p[1]], p[0]))
         self.apart: dict[Key, set[Key]] = defaultdict(set)
         for a, b in not_same:
             self.apart[a].add(b)
@@ -146,41 +166,53 @@ class _Attacher:
         # Nodes seen with several people: they glue nobody, not even the weaker nodes below them.
         self.ambiguous: set[Key] = set()
         self.root_of: dict[Key, Key] = {}
-        self.members: dict[Key, set[Key]] = defaultdict(set)
-        self.kinds: dict[Key, Counter] = defaultdict(Counter)
+        self.members: dict[Key, set[Key]] | None = defaultdict(set) if self.apart else None
+        self.kinds: dict[tuple[Key, str], int] = {}
         self.candidates: list[Candidate] = []
 
     def place(self, node: Key, root: Key) -> None:
         self.root_of[node] = root
-        self.members[root].add(node)
-        self.kinds[root][node[0]] += 1
+        if self.members is not None:
+            self.members[root].add(node)
+        count = (root, node[0])
+        self.kinds[count] = self.kinds.get(count, 0) + 1
 
     def options(self, node: Key) -> dict[Key, tuple[dt.datetime, list[Sighting]]]:
         """The people ``node``'s more trusted neighbours belong to, with the earliest link to each."""
         found: dict[Key, tuple[dt.datetime, list[Sighting]]] = {}
-        for other, sighting in self.adjacent[node]:
-            if trust(other) >= trust(node) or other in self.blocked or other in self.ambiguous:
+        apart = self.apart.get(node) if self.members is not None else None
+        blocked, ambiguous, root_of = self.blocked, self.ambiguous, self.root_of
+        for other, sighting in self.up.get(node, ()):
+            if other in blocked or other in ambiguous:
                 continue
-            root = self.root_of[other]
-            if self.apart[node] & self.members[root]:
+            root = root_of[other]
+            if apart and apart & self.members[root]:
                 continue
-            first, links = found.get(root, (sighting.at, []))
-            found[root] = (min(first, sighting.at), [*links, sighting])
+            known = found.get(root)
+            if known is None:
+                found[root] = (sighting.at, [sighting])
+            else:
+                known[1].append(sighting)
+                if sighting.at < known[0]:
+                    found[root] = (sighting.at, known[1])
         return found
 
     def attach(self, node: Key) -> None:
         """Place one node: alone, with its one person, or with the first of several (and doubt the rest)."""
-        options = {} if node in self.blocked else self.options(node)
+        options = {} if node in self.blocked or node not in self.up else self.options(node)
         if len(options) > self.max_people:
             self.blocked.add(node)
             options = {}
         if not options:
             self.place(node, node)
             return
-        ranked = sorted(options, key=lambda r: (options[r][0], trust(r), r[1]))
+        rank = self.rank
+        ranked = (
+            sorted(options, key=lambda r: (options[r][0], rank[r], r[1])) if len(options) > 1 else [*options]
+        )
         chosen = ranked[0]
         exclusive = node[0] in EXCLUSIVE_KINDS
-        if self.kinds[chosen][node[0]] >= (1 if exclusive else self.max_per_kind):
+        if self.kinds.get((chosen, node[0]), 0) >= (1 if exclusive else self.max_per_kind):
             self.place(node, node)
             if exclusive:
                 links = options[chosen][1][:EVIDENCE_LINKS]
@@ -195,12 +227,10 @@ class _Attacher:
 
     def peer_candidates(self, final: dict[Key, Key]) -> None:
         """Equally trusted identifiers seen together (two emails on one order) stay apart but are reviewed."""
-        for node, links in self.adjacent.items():
-            for other, sighting in links:
-                if trust(other) != trust(node) or not node < other or final[node] == final[other]:
-                    continue
-                if node not in self.blocked and other not in self.blocked:
-                    self.candidates.append(Candidate((node, other), "seen_together", node, [sighting]))
+        blocked = self.blocked
+        for _n, node, other, sighting in self.peers:
+            if final[node] != final[other] and node not in blocked and other not in blocked:
+                self.candidates.append(Candidate((node, other), "seen_together", node, [sighting]))
 
 
 def partition(
@@ -249,14 +279,17 @@ def _may_block(sightings: list[Sighting], blocked: set[Key], max_people: int) ->
 
 def _partition(nodes, sightings, same, not_same, blocked, max_per_kind, max_people) -> Partition:
     run = _Attacher(nodes, sightings, not_same, blocked, max_per_kind, max_people)
+    rank = run.rank
     # Most trusted first, then first seen: a node's neighbours above it are settled.
-    for node in sorted(nodes, key=lambda k: (trust(k), nodes[k], k[1])):
+    for node in sorted(nodes, key=lambda k: (rank[k], nodes[k], k[1])):
         run.attach(node)
-    joined = _Union()
-    for a, b in same:
-        if a in run.root_of and b in run.root_of:
-            joined.union(run.root_of[a], run.root_of[b])
-    final = {node: joined.find(root) for node, root in run.root_of.items()}
+    final = run.root_of
+    if same:
+        joined = _Union()
+        for a, b in same:
+            if a in run.root_of and b in run.root_of:
+                joined.union(run.root_of[a], run.root_of[b])
+        final = {node: joined.find(root) for node, root in run.root_of.items()}
     run.peer_candidates(final)
     return Partition(final, run.blocked, _distinct(run.candidates, final, run.apart))
 
@@ -266,8 +299,9 @@ def _distinct(
 ) -> list[Candidate]:
     """One candidate per pair of final people; none for pairs a person said are different."""
     groups: dict[Key, set[Key]] = defaultdict(set)
-    for node, root in final.items():
-        groups[root].add(node)
+    if any(apart.values()):
+        for node, root in final.items():
+            groups[root].add(node)
     seen: set[tuple[Key, Key]] = set()
     out = []
     for cand in candidates:

@@ -68,46 +68,56 @@ def decide(shop_id: int, key_a, key_b, relation: str, *, source: str, at: dt.dat
 
 
 def record_sightings(
-    shop_id: int, ids: list[int], *, source: str, at: dt.datetime, event_ref: str | None
-) -> bool:
-    """Link every pair of ``ids`` as seen together at ``at``; True when a link is new or earlier."""
+    shop_id: int,
+    ids: list[int],
+    *,
+    source: str,
+    at: dt.datetime,
+    event_ref: str | None,
+    known: dict[tuple[int, int], IdentifierLink] | None = None,
+) -> list[IdentifierLink]:
+    """Link every pair of ``ids`` as seen together at ``at``; return the links it created.
+
+    Args:
+        known: the ``seen`` links among ``ids`` already read (a batch holds them),
+            which saves the query; a pair missing from it does not exist.
+    """
     pairs = {_pair(a, b) for i, a in enumerate(ids) for b in ids[i + 1 :] if a != b}
     if not pairs:
-        return False
-    existing = {
-        (r.a_id, r.b_id): r
-        for r in db.session.scalars(
-            scoped(IdentifierLink, shop_id).where(
-                IdentifierLink.relation == "seen",
-                # Every pair among ``ids`` is wanted, so two INs select exactly them (and use the index).
-                IdentifierLink.a_id.in_(ids),
-                IdentifierLink.b_id.in_(ids),
-            )
-        )
-    }
-    changed = False
-    for a, b in sorted(pairs):
-        row = existing.get((a, b))
-        if row is None:
-            db.session.add(
-                IdentifierLink(
-                    shop_id=shop_id,
-                    a_id=a,
-                    b_id=b,
-                    relation="seen",
-                    source=source[:40],
-                    event_ref=(event_ref or "")[:255] or None,
-                    first_seen_at=at,
-                    last_seen_at=at,
+        return []
+    if known is None:
+        known = {
+            (r.a_id, r.b_id): r
+            for r in db.session.scalars(
+                scoped(IdentifierLink, shop_id).where(
+                    IdentifierLink.relation == "seen",
+                    # Every pair among ``ids`` is wanted, so two INs select exactly them (and use the index).
+                    IdentifierLink.a_id.in_(ids),
+                    IdentifierLink.b_id.in_(ids),
                 )
             )
-            changed = True
+        }
+    made = []
+    for a, b in sorted(pairs):
+        row = known.get((a, b))
+        if row is None:
+            row = IdentifierLink(
+                shop_id=shop_id,
+                a_id=a,
+                b_id=b,
+                relation="seen",
+                source=source[:40],
+                event_ref=(event_ref or "")[:255] or None,
+                first_seen_at=at,
+                last_seen_at=at,
+            )
+            db.session.add(row)
+            made.append(row)
         elif at < row.first_seen_at:
             row.first_seen_at, row.source, row.event_ref = at, source[:40], (event_ref or "")[:255] or None
-            changed = True
         elif at > row.last_seen_at:
             row.last_seen_at = at
-    return changed
+    return made
 
 
 def load_component(

@@ -27,6 +27,7 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 
 from app.errors import Conflict, NotFound
 from app.extensions import db
@@ -123,7 +124,7 @@ def merge(
     }
     _take_derived(shop.id, [winner.id, loser.id], snapshot)
     _move_rows(shop.id, loser.id, winner.id, snapshot)
-    db.session.expire_all()
+    _sync_session(loser.id, winner.id, snapshot, [winner, loser])
     _fill_winner(winner, loser)
     loser.merged_into_id = winner.id
     plan = get_plan(shop.plan)
@@ -337,6 +338,39 @@ def _move_rows(shop_id: int, loser_id: int, winner_id: int, snapshot: dict[str, 
         if ids:
             snapshot["moved"][name] = ids
             db.session.execute(sa.update(table).where(mine).values({column.name: winner_id}))
+
+
+def _sync_session(loser_id: int, winner_id: int, snapshot: dict[str, Any], profiles: list[Profile]) -> None:
+    """Tell the session's objects what the bulk UPDATEs and DELETEs of a merge did.
+
+    Expiring the whole session instead would make a batch of signals, which
+    holds thousands of identifiers, re-read every one of them after each
+    automatic merge. Moved rows get the winner's id, rows deleted or taken
+    aside (derived read models, unique-key clashes) are expired, and
+    relationships that point through a changed column are expired.
+    """
+    moved: dict[str, list[str]] = {}
+    for name in snapshot["moved"]:
+        moved.setdefault(name.split(".")[0], []).append(name.split(".")[1])
+    gone = {name.split(".")[0] for name in snapshot["removed"]} | set(profile_rows.DERIVED_TABLES)
+    tables = moved.keys() | gone
+    for key, obj in list(db.session.identity_map.items()):
+        table = getattr(key[0], "__tablename__", None)
+        if table not in tables:
+            continue
+        mapper = sa.inspect(key[0])
+        if table in gone:
+            db.session.expire(obj)
+        for name in moved.get(table, ()):
+            column = mapper.local_table.c[name]
+            prop = mapper.get_property_by_column(column)
+            if obj.__dict__.get(prop.key) == loser_id:
+                so.attributes.set_committed_value(obj, prop.key, winner_id)
+                stale = [r.key for r in mapper.relationships if column in r.local_columns]
+                if stale:
+                    db.session.expire(obj, stale)
+    for profile in profiles:
+        db.session.expire(profile, [r.key for r in sa.inspect(Profile).relationships])
 
 
 def _fill_winner(winner: Profile, loser: Profile) -> None:

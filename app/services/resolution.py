@@ -40,11 +40,11 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.extensions import db
-from app.models import Event, Identifier, MergeCandidate, Order, Profile, Shop
+from app.models import Event, Identifier, IdentifierLink, MergeCandidate, Order, Profile, Shop
 from app.services import identity_graph, identity_links, merges
 from app.services.counters import recompute_order_counters
 from app.services.engagement import recompute_engagement_counters
-from app.services.identifiers import TRUST, Ident, normalise
+from app.services.identifiers import TRUST, Ident, live_profile, normalise
 from app.services.shop_settings import effective_settings
 from app.tenancy import scoped
 
@@ -100,33 +100,10 @@ def resolve(
     Returns:
         The profile, or None when no usable identifier was given.
     """
-    settings = effective_settings(shop)["identity"]
-    extra = settings["blocked_values"]
-    given = {i for i in idents if i.kind in TRUST}
-    raw = sorted(i for i in given if i.kind == "raw_phone" and not is_blocked(shop, i, extra))
-    usable = sorted(
-        (i for i in given if i.kind != "raw_phone" and not is_blocked(shop, i, extra)),
-        key=lambda i: (TRUST[i.kind], i.value),
-    )
-    if not usable:
-        return None
-    event_ref = _event_ref(evidence)
-    rows, created, earlier = _ensure_identifiers(shop, usable, source, seen_at)
-    ids = [rows[(i.kind, i.value)].id for i in usable]
-    identity_links.record_sightings(shop.id, ids, source=source, at=seen_at, event_ref=event_ref)
-    owners = {r.profile_id for r in rows.values()}
-    # Nothing can change when the signal only repeats what one profile already holds,
-    # or is a single identifier never seen before; everything else re-partitions.
-    if earlier or len(owners) > 1 or (created and len(usable) > 1):
-        db.session.flush()
-        _repartition(shop, ids, settings, source, seen_at)
-    best = rows[(usable[0].kind, usable[0].value)]
-    profile = db.session.get(Profile, best.profile_id)
-    if profile.last_seen_at is None or profile.last_seen_at < seen_at:
-        profile.last_seen_at = seen_at
-    if profile.first_seen_at is None or profile.first_seen_at > seen_at:
-        profile.first_seen_at = seen_at
-    _keep_raw_phones(shop, profile, raw, source, seen_at)
+    batch = _Batch(shop)
+    signal = batch.prepare(Signal(tuple(idents), source, seen_at, evidence))
+    batch.load(signal)
+    profile = batch.resolve(signal)
     db.session.flush()
     return profile
 
@@ -142,12 +119,220 @@ class Signal:
 
 
 def resolve_many(shop: Shop, signals: Sequence[Signal]) -> list[Profile | None]:
-    """Resolve a batch of one shop's signals; the same result as ``resolve`` on each, in order.
+    """Resolve a batch of one shop's signals, in order, leaving what ``resolve`` on each would leave.
 
-    Ingest jobs call this once per batch of deliveries, so that a batch can
-    share its reads and writes.
+    Ingest jobs call this once per batch of deliveries. The batch reads every
+    identifier it names (with its owner) and the links among them in a few
+    queries up front, so a signal that brings nothing new (or one identifier
+    never seen before) is resolved from memory, and new rows and changed
+    timestamps are written together. A signal that changes who is who goes
+    through the same re-partition ``resolve`` runs, at its place in the
+    order, so the database ends exactly as after calling ``resolve`` on each
+    signal in turn (``tests/test_identity_batch.py`` checks it).
+
+    Two workers creating the same new identifier still collide on its unique
+    key when the batch flushes: the IntegrityError ends the transaction and
+    the deliveries are retried, as with ``resolve``.
+
+    Returns:
+        For each signal, the live profile holding its most trusted identifier once
+        the whole batch is resolved (where ``resolve`` plus a later merge or move
+        would have put the signal's rows), or None when it named nobody usable.
     """
-    return [resolve(shop, s.idents, source=s.source, seen_at=s.seen_at, evidence=s.evidence) for s in signals]
+    batch = _Batch(shop)
+    prepared = [batch.prepare(s) for s in signals]
+    batch.load(*prepared)
+    for signal in prepared:
+        batch.resolve(signal)
+    db.session.flush()
+    return [batch.owner(signal) for signal in prepared]
+
+
+@dataclass
+class _Prepared:
+    usable: list[Ident]
+    raw: list[Ident]
+    source: str
+    seen_at: dt.datetime
+    event_ref: str | None
+
+    @property
+    def keys(self) -> list[tuple[str, str]]:
+        return [(i.kind, i.value) for i in self.usable]
+
+
+class _Batch:
+    """One shop's identifiers and links as read once for a batch of signals, kept current as it resolves.
+
+    Invariant: every ``seen`` link between two identifiers of ``rows`` is in
+    ``links`` (read with them, or created by this batch), so a signal whose
+    identifiers are all here needs no query to know its links.
+    """
+
+    def __init__(self, shop: Shop):
+        self.shop = shop
+        self.settings = effective_settings(shop)["identity"]
+        self.extra = {v.strip().lower() for v in self.settings["blocked_values"]}
+        self.rows: dict[tuple[str, str], Identifier] = {}
+        self.links: dict[tuple[int, int], IdentifierLink] = {}
+
+    def prepare(self, signal: Signal) -> _Prepared:
+        """Drop junk and sort the signal's identifiers by trust (most trusted first)."""
+        given = {i for i in signal.idents if i.kind in TRUST}
+        raw = sorted(i for i in given if i.kind == "raw_phone" and not is_blocked(self.shop, i, self.extra))
+        usable = sorted(
+            (i for i in given if i.kind != "raw_phone" and not is_blocked(self.shop, i, self.extra)),
+            key=lambda i: (TRUST[i.kind], i.value),
+        )
+        return _Prepared(usable, raw, signal.source, signal.seen_at, _event_ref(signal.evidence))
+
+    def load(self, *signals: _Prepared) -> None:
+        """Read the signals' identifiers (with their profiles) and the seen links among them."""
+        wanted = {(i.kind, i.value) for s in signals for i in (*s.usable, *s.raw)} - set(self.rows)
+        if not wanted:
+            return
+        values = sorted({v for _k, v in wanted})
+        found: list[Identifier] = []
+        for chunk in _chunks(values, 500):
+            # By value, which both databases answer from ix_identifiers_value; the kind is checked here.
+            stmt = (
+                scoped(Identifier, self.shop.id)
+                .where(Identifier.value.in_(chunk))
+                .options(so.joinedload(Identifier.profile))
+            )
+            found += [r for r in db.session.scalars(stmt) if (r.kind, r.value) in wanted]
+        new_ids = [r.id for r in found]
+        self.rows.update(((r.kind, r.value), r) for r in found)
+        all_ids = [r.id for r in self.rows.values() if r.id is not None]
+        for chunk in _chunks(new_ids if len(all_ids) > 1 else [], 500):
+            stmt = scoped(IdentifierLink, self.shop.id).where(
+                IdentifierLink.relation == "seen",
+                sa.or_(
+                    sa.and_(IdentifierLink.a_id.in_(chunk), IdentifierLink.b_id.in_(all_ids)),
+                    sa.and_(IdentifierLink.b_id.in_(chunk), IdentifierLink.a_id.in_(all_ids)),
+                ),
+            )
+            self.links.update(((r.a_id, r.b_id), r) for r in db.session.scalars(stmt))
+
+    def resolve(self, signal: _Prepared) -> Profile | None:
+        """``resolve`` for one signal against what the batch holds; flushes only when ids are needed."""
+        if not signal.usable:
+            return None
+        seen_at, source = signal.seen_at, signal.source
+        keys = signal.keys
+        self._refresh(keys)
+        created, earlier = self._ensure(keys, source, seen_at)
+        rows = [self.rows[k] for k in keys]
+        if len(rows) > 1:
+            if any(r.id is None for r in rows):
+                db.session.flush()
+            self._sightings([r.id for r in rows], source, seen_at, signal.event_ref)
+        owners = {r.profile_id if r.profile_id is not None else id(r.profile) for r in rows}
+        # Nothing can change when the signal only repeats what one profile already holds,
+        # or is a single identifier never seen before; everything else re-partitions.
+        if earlier or len(owners) > 1 or (created and len(rows) > 1):
+            db.session.flush()
+            _repartition(self.shop, [r.id for r in rows], self.settings, source, seen_at)
+            self._refresh(keys)
+        profile = self._profile(rows[0])
+        if profile.last_seen_at is None or profile.last_seen_at < seen_at:
+            profile.last_seen_at = seen_at
+        if profile.first_seen_at is None or profile.first_seen_at > seen_at:
+            profile.first_seen_at = seen_at
+        self._keep_raw_phones(profile, signal.raw, source, seen_at)
+        return profile
+
+    def owner(self, signal: _Prepared) -> Profile | None:
+        """The live profile holding the signal's most trusted identifier now."""
+        if not signal.usable:
+            return None
+        self._refresh(signal.keys[:1])
+        return live_profile(self._profile(self.rows[signal.keys[0]]))
+
+    def _profile(self, row: Identifier) -> Profile:
+        # A row created by this batch and not flushed yet knows its profile only as an object.
+        return row.profile if row.profile_id is None else db.session.get(Profile, row.profile_id)
+
+    def _refresh(self, keys: list[tuple[str, str]]) -> None:
+        """Re-read, in one query, what a merge expired (merges expire the whole session)."""
+        if not any(sa.inspect(self.rows[k]).expired for k in keys if k in self.rows):
+            return
+        stale = _expired_ids(self.rows.values())
+        for chunk in _chunks(stale, 500):
+            stmt = scoped(Identifier, self.shop.id).where(Identifier.id.in_(chunk))
+            db.session.scalars(stmt.options(so.joinedload(Identifier.profile))).all()
+        stale = _expired_ids(self.links.values())
+        for chunk in _chunks(stale, 500):
+            db.session.scalars(sa.select(IdentifierLink).where(IdentifierLink.id.in_(chunk))).all()
+
+    def _ensure(self, keys: list[tuple[str, str]], source: str, seen_at: dt.datetime) -> tuple[bool, bool]:
+        """Note the sighting on known identifiers; create missing ones on a provisional owner.
+
+        Returns ``(created, earlier)``: whether any was missing, and whether the
+        signal is earlier than an identifier's first sighting.
+        """
+        earlier = False
+        for key in keys:
+            row = self.rows.get(key)
+            if row is None:
+                continue
+            if seen_at < row.first_seen_at:
+                row.first_seen_at, row.source, earlier = seen_at, source[:40], True
+            elif seen_at > row.last_seen_at:
+                row.last_seen_at = seen_at
+        missing = [k for k in keys if k not in self.rows]
+        if missing:
+            known = next((self.rows[k] for k in keys if k in self.rows), None)
+            if known is not None:
+                owner = self._profile(known)
+            else:
+                owner = Profile(shop_id=self.shop.id, first_seen_at=seen_at, last_seen_at=seen_at)
+                db.session.add(owner)
+            for kind, value in missing:
+                self.rows[(kind, value)] = self._new_row(owner, kind, value, source, seen_at)
+        return bool(missing), earlier
+
+    def _new_row(self, owner: Profile, kind: str, value: str, source: str, seen_at: dt.datetime):
+        row = Identifier(
+            shop_id=self.shop.id,
+            kind=kind,
+            value=value,
+            source=source[:40],
+            first_seen_at=seen_at,
+            last_seen_at=seen_at,
+        )
+        if owner.id is None:
+            row.profile = owner
+        else:
+            row.profile_id = owner.id
+        db.session.add(row)
+        return row
+
+    def _sightings(self, ids: list[int], source: str, seen_at: dt.datetime, event_ref: str | None) -> None:
+        """Link every pair of ``ids`` as seen together (``identity_links.record_sightings``, from memory)."""
+        made = identity_links.record_sightings(
+            self.shop.id, ids, source=source, at=seen_at, event_ref=event_ref, known=self.links
+        )
+        self.links.update(((r.a_id, r.b_id), r) for r in made)
+
+    def _keep_raw_phones(self, profile: Profile, raw: list[Ident], source: str, seen_at: dt.datetime) -> None:
+        """Keep unparseable phones on the profile as text; they never find or link anyone."""
+        for ident in raw:
+            if (ident.kind, ident.value) not in self.rows:
+                self.rows[(ident.kind, ident.value)] = self._new_row(
+                    profile, ident.kind, ident.value, source, seen_at
+                )
+
+
+def _expired_ids(objects) -> list[int]:
+    # The id from the identity key: reading ``obj.id`` on an expired object would load it alone.
+    states = (sa.inspect(o) for o in objects)
+    return [state.identity[0] for state in states if state.expired and state.identity]
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _event_ref(evidence: dict | None) -> str | None:
@@ -158,68 +343,6 @@ def _event_ref(evidence: dict | None) -> str | None:
         named = [(key, value) for key, value in evidence.items() if value not in (None, "")]
         ref = f"{named[0][0].replace('_', ' ')}: {named[0][1]}" if named else None
     return None if ref is None else str(ref)[:255]
-
-
-def _ensure_identifiers(shop: Shop, usable: list[Ident], source: str, seen_at: dt.datetime):
-    """Load the signal's identifiers, creating missing ones on a provisional owner."""
-    keys = [(i.kind, i.value) for i in usable]
-    # The owners come in the same read: a signal from a known visitor costs one query here.
-    stmt = (
-        scoped(Identifier, shop.id)
-        .where(identity_links.keys_match(keys))
-        .options(so.joinedload(Identifier.profile))
-    )
-    rows = {(r.kind, r.value): r for r in db.session.scalars(stmt)}
-    earlier = False
-    for row in rows.values():
-        if seen_at < row.first_seen_at:
-            row.first_seen_at, row.source, earlier = seen_at, source[:40], True
-        elif seen_at > row.last_seen_at:
-            row.last_seen_at = seen_at
-    missing = [k for k in keys if k not in rows]
-    if missing:
-        owner_id = next((rows[k].profile_id for k in keys if k in rows), None)
-        if owner_id is None:
-            profile = Profile(shop_id=shop.id, first_seen_at=seen_at, last_seen_at=seen_at)
-            db.session.add(profile)
-            db.session.flush()
-            owner_id = profile.id
-        for kind, value in missing:
-            row = Identifier(
-                shop_id=shop.id,
-                profile_id=owner_id,
-                kind=kind,
-                value=value,
-                source=source[:40],
-                first_seen_at=seen_at,
-                last_seen_at=seen_at,
-            )
-            db.session.add(row)
-            rows[(kind, value)] = row
-        db.session.flush()
-    return rows, bool(missing), earlier
-
-
-def _keep_raw_phones(
-    shop: Shop, profile: Profile, raw: list[Ident], source: str, seen_at: dt.datetime
-) -> None:
-    """Keep unparseable phones on the profile as text; they never find or link anyone."""
-    if not raw:
-        return
-    known = set(identity_links.identifier_ids(shop.id, [(i.kind, i.value) for i in raw]))
-    for ident in raw:
-        if (ident.kind, ident.value) not in known:
-            db.session.add(
-                Identifier(
-                    shop_id=shop.id,
-                    profile_id=profile.id,
-                    kind=ident.kind,
-                    value=ident.value,
-                    source=source[:40],
-                    first_seen_at=seen_at,
-                    last_seen_at=seen_at,
-                )
-            )
 
 
 def _repartition(shop: Shop, ids: list[int], settings: dict, source: str, seen_at: dt.datetime) -> None:

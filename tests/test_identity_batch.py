@@ -1,0 +1,143 @@
+"""``resolve_many`` leaves exactly what ``resolve`` on each signal in turn leaves.
+
+Both paths run on two fresh shops with the same signals; the whole identity
+state is then compared with database ids replaced by their rank in the shop
+(profiles, identifiers and links are created in the same order by both):
+identifiers with owners, timestamps, sources and blocks; links; profiles
+with merges; merges; candidates with evidence; and the profile each
+signal's event ends on.
+"""
+
+import datetime as dt
+import itertools
+import os
+
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.extensions import db
+from app.models import Event, Identifier, IdentifierLink, Merge, MergeCandidate, Profile
+from app.services.identifiers import Ident
+from app.services.resolution import Signal, resolve_many
+from tests.identity_helpers import T0, feed, sarah_signals
+from tests.test_identity_properties import POOL, make_shop
+
+SHOP_NUMBER = itertools.count()
+POOL_WITH_RAW = [*POOL, ("raw_phone", "12345"), ("amazon_buyer", "AMZ1"), ("amazon_buyer", "AMZ2")]
+signal = st.tuples(
+    st.lists(st.sampled_from(POOL_WITH_RAW), min_size=1, max_size=4, unique=True),
+    st.integers(min_value=0, max_value=12),
+)
+EXAMPLES = settings(
+    derandomize=True,
+    max_examples=int(os.environ.get("C360_HYPOTHESIS_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def _signals(drawn):
+    return [
+        ([Ident(k, v) for k, v in idents], T0 + dt.timedelta(hours=h), "test", f"s{n}")
+        for n, (idents, h) in enumerate(drawn)
+    ]
+
+
+def feed_batches(shop, signals, size):
+    """Like ``feed``, but through ``resolve_many`` in batches, events written after each batch."""
+    for start in range(0, len(signals), size):
+        chunk = signals[start : start + size]
+        batch = [Signal(tuple(i), source, at, {"event_ref": ref}) for i, at, source, ref in chunk]
+        profiles = resolve_many(shop, batch)
+        for n, ((idents, at, source, ref), profile) in enumerate(zip(chunk, profiles, strict=True)):
+            if profile is None:
+                continue
+            identifiers: dict = {}
+            for i in idents:
+                identifiers.setdefault(i.kind, []).append(i.value)
+            db.session.add(
+                Event(
+                    shop_id=shop.id,
+                    profile_id=profile.id,
+                    type="signal",
+                    source=source,
+                    external_id=f"{ref}-{start + n}",
+                    identifiers=identifiers,
+                    occurred_at=at,
+                )
+            )
+        db.session.flush()
+
+
+def state(shop_id: int) -> dict:
+    """The shop's identity state with ids replaced by their rank among the shop's rows."""
+    db.session.expire_all()
+
+    def ranks(model):
+        ids = db.session.scalars(sa.select(model.id).where(model.shop_id == shop_id).order_by(model.id))
+        return {i: n for n, i in enumerate(ids)}
+
+    pr, ir = ranks(Profile), ranks(Identifier)
+    pr[None] = None
+    rows = lambda model: db.session.scalars(  # noqa: E731
+        sa.select(model).where(model.shop_id == shop_id).order_by(model.id)
+    )
+    return {
+        "identifiers": [
+            (i.kind, i.value, pr[i.profile_id], i.source, i.blocked_reason, i.first_seen_at, i.last_seen_at)
+            for i in rows(Identifier)
+        ],
+        "links": sorted(
+            (ir[k.a_id], ir[k.b_id], k.relation, k.source, k.event_ref, k.first_seen_at, k.last_seen_at)
+            for k in rows(IdentifierLink)
+        ),
+        "profiles": [(pr[p.merged_into_id], p.first_seen_at, p.last_seen_at) for p in rows(Profile)],
+        "merges": [(pr[m.winner_id], pr[m.loser_id], m.reason, m.automatic) for m in rows(Merge)],
+        "candidates": [
+            (pr[c.profile_a_id], pr[c.profile_b_id], c.reason, c.status, c.evidence)
+            for c in rows(MergeCandidate)
+        ],
+        "events": sorted((e.external_id, pr[e.profile_id]) for e in rows(Event) if e.type == "signal"),
+    }
+
+
+def both(signals, size):
+    one = make_shop(f"seq{next(SHOP_NUMBER)}.myshopify.com")
+    many = make_shop(f"bat{next(SHOP_NUMBER)}.myshopify.com")
+    feed(one, signals)
+    feed_batches(many, signals, size)
+    return state(one.id), state(many.id)
+
+
+@EXAMPLES
+@given(
+    drawn=st.lists(signal, min_size=1, max_size=int(os.environ.get("C360_HYPOTHESIS_SIGNALS", "14"))),
+    size=st.integers(min_value=1, max_value=16),
+    in_time_order=st.booleans(),
+)
+def test_resolve_many_leaves_what_resolve_on_each_leaves(db, drawn, size, in_time_order):
+    if in_time_order:
+        drawn = sorted(drawn, key=lambda s: s[1])
+    sequential, batched = both(_signals(drawn), size)
+    assert batched == sequential
+
+
+def test_sarah_through_one_batch_is_sarah_one_signal_at_a_time(db, fixtures_dir):
+    sequential, batched = both(sarah_signals(fixtures_dir), 100)
+    assert batched == sequential
+    assert len(batched["candidates"]) == 1
+
+
+def test_a_batch_returns_the_live_profile_of_each_signal(db):
+    shop = make_shop(f"live{next(SHOP_NUMBER)}.myshopify.com")
+    w1, w2, e = Ident("web_client", "w1"), Ident("web_client", "w2"), Ident("email", "a@mail.uk")
+    at = [T0 + dt.timedelta(hours=h) for h in range(4)]
+    out = resolve_many(
+        shop,
+        [Signal((w1,), "pixel", at[0]), Signal((w2,), "pixel", at[1]), Signal((w1, e), "pixel", at[2])]
+        + [Signal((w2, e), "pixel", at[3]), Signal((Ident("email", "test@test.com"),), "pixel", at[3])],
+    )
+    assert out[4] is None
+    assert len({p.id for p in out[:4]}) == 1 and out[0].merged_into_id is None
+    assert db.session.scalar(sa.select(sa.func.count(Merge.id)).where(Merge.shop_id == shop.id)) == 1
