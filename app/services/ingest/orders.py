@@ -18,6 +18,7 @@ from app.models import Event, Order, OrderLine, Profile, Shop, WebhookDelivery
 from app.services.counters import recompute_order_counters
 from app.services.ingest.common import (
     BadPayload,
+    Planned,
     as_dict,
     first,
     idents,
@@ -30,7 +31,7 @@ from app.services.ingest.common import (
     set_names,
 )
 from app.services.ingest.customers import apply_inline_consent
-from app.services.resolution import resolve
+from app.services.resolution import Signal, resolve
 from app.tenancy import scoped
 
 SOURCE = "shopify"
@@ -135,10 +136,8 @@ def _record_refund(
     )
 
 
-def _buyer(
-    shop: Shop, payload: dict, seen_at: dt.datetime, delivery: WebhookDelivery | None
-) -> tuple[Profile | None, list]:
-    """Resolve the buyer from the identifiers the order carries, and refresh what it tells of them."""
+def buyer_signal(shop: Shop, payload: dict, delivery: WebhookDelivery | None) -> tuple[Signal, list]:
+    """The buyer's identifiers as the signal to resolve, and the identifiers themselves."""
     customer = as_dict(payload.get("customer"))
     found = idents(
         shop,
@@ -148,10 +147,27 @@ def _buyer(
             ("phone", first(customer.get("phone"), payload.get("phone"))),
         ],
     )
+    updated_at = optional_time(payload.get("updated_at"), "updated_at")
+    seen_at = updated_at or parse_time(
+        first(payload.get("created_at"), payload.get("processed_at")), "created_at"
+    )
     evidence = {"order": str(payload.get("id")), "delivery": delivery.external_id if delivery else None}
-    profile = resolve(shop, found, source=SOURCE, seen_at=seen_at, evidence=evidence)
-    if profile is None:
-        return None, found
+    return Signal(tuple(found), SOURCE, seen_at, evidence), found
+
+
+def _buyer(shop: Shop, payload: dict, delivery: WebhookDelivery | None) -> tuple[Profile | None, list]:
+    """Resolve the buyer from the identifiers the order carries, and refresh what it tells of them."""
+    signal, found = buyer_signal(shop, payload, delivery)
+    profile = resolve(shop, found, source=SOURCE, seen_at=signal.seen_at, evidence=signal.evidence)
+    if profile is not None:
+        update_buyer(shop, profile, payload, delivery)
+        refresh_search_text(profile)
+    return profile, found
+
+
+def update_buyer(shop: Shop, profile: Profile, payload: dict, delivery: WebhookDelivery | None) -> None:
+    """Names, location, currency and inline consent the order tells of its buyer."""
+    customer = as_dict(payload.get("customer"))
     address = as_dict(first(payload.get("billing_address"), payload.get("shipping_address")))
     set_names(
         profile,
@@ -167,10 +183,8 @@ def _buyer(
     )
     if payload.get("currency"):
         profile.currency = str(payload["currency"])[:3]
-    refresh_search_text(profile)
     if customer:
         apply_inline_consent(shop, profile, customer, delivery)
-    return profile, found
 
 
 def _fill_order(order: Order, payload: dict, shop: Shop, updated_at: dt.datetime | None) -> None:
@@ -227,8 +241,31 @@ def _line(shop: Shop, item: dict) -> OrderLine:
     )
 
 
-def apply_order(shop: Shop, payload: dict, delivery: WebhookDelivery | None = None) -> Order:
+def plan_order(shop: Shop, payload: dict, delivery: WebhookDelivery) -> Planned:
+    """Parse a stored order topic: the buyer to resolve, then the order applied on the result."""
+    check_order(payload)
+    signal, found = buyer_signal(shop, payload, delivery)
+
+    def after(profile: Profile | None) -> None:
+        if profile is not None:
+            update_buyer(shop, profile, payload, delivery)
+        apply_order(shop, payload, delivery, buyer=(profile, found))
+
+    return Planned(signal=signal, after=after, contact=True)
+
+
+def apply_order(
+    shop: Shop,
+    payload: dict,
+    delivery: WebhookDelivery | None = None,
+    *,
+    buyer: tuple[Profile | None, list] | None = None,
+) -> Order:
     """Create or update an order from any Shopify order topic (or a backfill line).
+
+    Args:
+        buyer: the buyer already resolved and updated, with the order's identifiers
+            (a batch resolves every row's signal first); resolved here when None.
 
     Returns:
         The order row, whether or not this version was newer than the stored one.
@@ -236,7 +273,6 @@ def apply_order(shop: Shop, payload: dict, delivery: WebhookDelivery | None = No
     check_order(payload)
     external_id = str(payload["id"])
     updated_at = optional_time(payload.get("updated_at"), "updated_at")
-    placed_at = parse_time(first(payload.get("created_at"), payload.get("processed_at")), "created_at")
     order = db.session.scalar(
         scoped(Order, shop.id).where(Order.source == SOURCE, Order.external_id == external_id)
     )
@@ -245,7 +281,7 @@ def apply_order(shop: Shop, payload: dict, delivery: WebhookDelivery | None = No
         and order.source_updated_at is not None
         and (updated_at is None or updated_at <= order.source_updated_at)
     )
-    profile, found = _buyer(shop, payload, updated_at or placed_at, delivery)
+    profile, found = buyer or _buyer(shop, payload, delivery)
     previous_profile_id = order.profile_id if order is not None else None
     if order is None:
         order = Order(shop_id=shop.id, source=SOURCE, external_id=external_id, refunded=ZERO)
