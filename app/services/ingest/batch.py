@@ -123,18 +123,27 @@ def apply_run(shop: Shop, run: list[Planned]) -> None:
 
     if not run:
         return
+    from app.services.ingest.orders import OrderRun
+
     _resolve(shop, run)
+    refs = [p.order_ref for p in run if p.order_ref is not None]
+    orders = OrderRun.load(shop, refs) if refs else None
     touched: dict[int, Profile] = {}
     for planned in run:
         if planned.after is not None:
-            planned.after(planned.profile)
+            planned.after(planned.profile, orders)
             touched.update(_dirty_profiles(shop))
+    if orders is not None:
+        orders.finish()
+        touched.update(_dirty_profiles(shop))
     # As row by row, a profile's stage is refreshed when the signal changed it after resolving:
     # each step below sets attributes only after its own statement, so nothing is flushed unseen.
     refresh_search_texts(shop, {p.profile for p in run if p.contact and p.profile is not None})
     touched.update(_dirty_profiles(shop))
     stored = [p for p in run if p.event is not None]
-    new = record_events(shop, [(p.profile, p.event) for p in stored])
+    new = record_events(
+        shop, [(p.profile, p.event) for p in stored] + (orders.events if orders is not None else [])
+    )[: len(stored)]
     touched.update(_dirty_profiles(shop))
     apply_engagements(
         shop.id,

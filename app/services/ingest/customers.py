@@ -173,7 +173,7 @@ def plan_consent_topic(shop: Shop, payload: dict, delivery: WebhookDelivery, cha
     )
     at = first(optional_time(consent.get("consent_updated_at")), delivery.triggered_at, delivery.received_at)
 
-    def after(profile: Profile | None) -> None:
+    def after(profile: Profile | None, _run) -> None:
         if profile is not None:
             apply_consent(profile, channel, consent, delivery, contact)
 
