@@ -50,6 +50,13 @@ class InProcessQueue:
         """Embedded mode has no scheduler: the sweeper picks the work up later."""
         return None
 
+    def enqueue_once(self, key: str, func_path: str, *args, queue: str = "default", ttl: int = 60):
+        """Nothing can be queued twice in-process: the job runs now."""
+        return self.enqueue(func_path, *args, queue=queue)
+
+    def release_once(self, key: str) -> None:
+        """No flag to clear in-process."""
+
 
 class RQQueue:
     """RQ on Redis; a repeated ``job_id`` is a no-op (``unique=True``)."""
@@ -79,6 +86,25 @@ class RQQueue:
             return job_id
         return job.id
 
+    def enqueue_once(self, key: str, func_path: str, *args, queue: str = "default", ttl: int = 60):
+        """Queue the job unless one queued under ``key`` has not started yet (it will see our work).
+
+        A Redis ``SET NX`` flag, cleared by the job itself (``release_once``) before it reads
+        anything: work committed before a failed ``SET NX`` is read by the job holding the flag,
+        work committed after the clear queues a new job. The TTL only bounds a flag whose job was
+        lost (the sweeper covers that work meanwhile).
+        """
+        if not self.connection.set(self._once_key(key), 1, nx=True, ex=ttl):
+            return None
+        return self.enqueue(func_path, *args, queue=queue)
+
+    def release_once(self, key: str) -> None:
+        """Clear ``key``'s flag: the next ``enqueue_once`` queues a new job."""
+        self.connection.delete(self._once_key(key))
+
+    def _once_key(self, key: str) -> str:
+        return f"{self.prefix}:once:{key}"
+
     def enqueue_in(self, delay_seconds: float, func_path: str, *args, queue: str = "default", **kw):
         import datetime as dt
 
@@ -103,3 +129,8 @@ def get_queue():
 def enqueue(func_path: str, *args, job_id: str | None = None, queue: str = "default"):
     """Enqueue ``func_path(*args)``; call only after committing what the job reads."""
     return get_queue().enqueue(func_path, *args, job_id=job_id, queue=queue)
+
+
+def enqueue_once(key: str, func_path: str, *args, queue: str = "default", ttl: int = 60):
+    """Enqueue ``func_path(*args)`` unless a job queued under ``key`` has not cleared it yet."""
+    return get_queue().enqueue_once(key, func_path, *args, queue=queue, ttl=ttl)

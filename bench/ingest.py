@@ -255,6 +255,38 @@ class Sender:
         return time.perf_counter() - start
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of processes and their children still alive (Linux ``/proc``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, seen, todo = 0.0, set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL process on this machine (other users' work included)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return cpu_seconds(pids)
+
+
 def wait_processed(engine, total: int, timeout: float) -> float:
     """Block until ``total`` deliveries are processed (or dead); return when that happened."""
     deadline = time.perf_counter() + timeout
@@ -396,14 +428,17 @@ def main() -> None:
         )
         reqs = requests_for(bulk)
         # Phase 1 alone (no worker running): the web tier's accept rate.
+        web_cpu = cpu_seconds([procs[0].pid])
         accept_s = sender.run(reqs)
+        web_cpu = cpu_seconds([procs[0].pid]) - web_cpu
         deliveries = _count(engine)
         print(
             f"  accepted: {len(reqs)} requests in {accept_s:.1f}s = {len(reqs) / accept_s:,.0f} requests/s "
-            f"({n / accept_s:,.0f} events/s), committed to the inbox before each 200"
+            f"({n / accept_s:,.0f} events/s), committed to the inbox before each 200; "
+            f"web CPU {web_cpu / n * 1000:.2f} ms/event"
         )
         # Phase 2: start the workers on the full inbox: the processing rate.
-        t0 = time.perf_counter()
+        t0, pg_cpu = time.perf_counter(), postgres_cpu()
         for _ in range(args.workers):
             procs.append(
                 subprocess.Popen(
@@ -412,9 +447,15 @@ def main() -> None:
             )
         done_at = wait_processed(engine, deliveries, timeout=3600)
         process_s = done_at - t0
+        worker_cpu = cpu_seconds([p.pid for p in procs[1:]])
+        pg_cpu = postgres_cpu() - pg_cpu
         print(
             f"  processed: {deliveries} deliveries in {process_s:.1f}s = {deliveries / process_s:,.0f} "
             f"events/s with {args.workers} workers (profiles, orders, consents and counters updated)"
+        )
+        print(
+            f"  CPU per processed event: workers {worker_cpu / deliveries * 1000:.2f} ms, PostgreSQL "
+            f"{pg_cpu / deliveries * 1000:.2f} ms (all backends on the machine: includes others' load)"
         )
 
         throughput = deliveries / process_s

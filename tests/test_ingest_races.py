@@ -22,7 +22,7 @@ class UniqueViolation(Exception):
 
 
 def fail_once_with(monkeypatch, error: Exception) -> None:
-    real = pixel.apply_pixel_event
+    real = pixel.plan_pixel_event
     state = {"failed": False}
 
     def apply(shop, event, delivery_row):
@@ -31,7 +31,7 @@ def fail_once_with(monkeypatch, error: Exception) -> None:
             raise error
         return real(shop, event, delivery_row)
 
-    monkeypatch.setattr(pixel, "apply_pixel_event", apply)
+    monkeypatch.setattr(pixel, "plan_pixel_event", apply)
 
 
 def retry_delay(client, drain) -> dt.timedelta:

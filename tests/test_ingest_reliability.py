@@ -38,9 +38,9 @@ def sweep(drain, **kw):
 
 @pytest.fixture()
 def flaky(monkeypatch):
-    """Make pixel processing fail ``state["failures"]`` times with a transient database error."""
+    """Make pixel parsing (batch and row paths) fail ``state["failures"]`` times, as a transient DB error."""
     state = {"failures": 1, "calls": 0}
-    real = pixel.apply_pixel_event
+    real = pixel.plan_pixel_event
 
     def apply(shop, event, delivery_row):
         state["calls"] += 1
@@ -49,7 +49,7 @@ def flaky(monkeypatch):
             raise OperationalError("UPDATE profiles", {}, Exception("lock timeout"))
         return real(shop, event, delivery_row)
 
-    monkeypatch.setattr(pixel, "apply_pixel_event", apply)
+    monkeypatch.setattr(pixel, "plan_pixel_event", apply)
     return state
 
 

@@ -1,38 +1,54 @@
-"""Ingest jobs: work one inbox row, retry it with backoff, dead-letter it, sweep the inbox.
+"""Ingest jobs: drain a shop's inbox in batches, retry failures with backoff, dead-letter, sweep.
 
-``process_delivery`` is idempotent: it reloads the row, exits unless the
-row still needs work, and applies the delivery in one transaction with
-the status change, so a crash leaves the row pending for the sweeper.
+Accepting a request queues at most one ``drain_shop`` job per shop (``enqueue_once``);
+the job claims the shop's workable rows in id order, a batch at a time
+(``FOR UPDATE SKIP LOCKED``), applies each batch in one transaction with the
+status change, and loops until nothing is left. Every job is idempotent: a
+row already processed is never claimed again, and a crash leaves the row
+pending for the sweeper.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 import time
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.extensions import db
-from app.jobs import enqueue, get_queue, safe_job_id
+from app.jobs import enqueue, enqueue_once, get_queue, safe_job_id
 from app.logging import get_logger
 from app.models import Shop, WebhookDelivery
 from app.models.base import utcnow
 from app.services.ingest import process_delivery_row
+from app.services.ingest.batch import process_batch
 from app.services.ingest.inbox import due_for_sweep, reset_for_retry, row_token
 
 JOB = "workers.ingest.process_delivery"
 BATCH_JOB = "workers.ingest.process_deliveries"
+DRAIN_JOB = "workers.ingest.drain_shop"
 WORKABLE = ("pending", "failed", "processing")
 RACE_RETRY_SECONDS = 1.0
+# How long a "drain queued" flag may outlive a lost job; the sweeper covers the gap.
+DRAIN_FLAG_SECONDS = 60
+# pg_advisory_xact_lock(namespace, shop_id): one batch of a shop at a time.
+SHOP_LOCK_NAMESPACE = 3603
 log = get_logger("ingest")
 
 
 def max_attempts() -> int:
     """Attempts before a delivery is dead-lettered."""
     return int(current_app.config.get("C360_INGEST_MAX_ATTEMPTS", 5))
+
+
+def batch_size() -> int:
+    """Rows a drain claims and applies per transaction."""
+    return int(current_app.config.get("C360_INGEST_BATCH", 500))
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -42,7 +58,7 @@ def backoff_seconds(attempts: int) -> float:
 
 
 def enqueue_delivery(delivery_id: int, token: str, *suffix: object) -> None:
-    """Queue the work for a committed delivery under a deterministic job id.
+    """Queue the work for one committed delivery under a deterministic job id (retries, DLQ).
 
     ``ingest-<id>-<token>``: the token (the row's receipt time) keeps ids
     unique when a database is recreated and its ids start again at 1.
@@ -50,14 +66,15 @@ def enqueue_delivery(delivery_id: int, token: str, *suffix: object) -> None:
     enqueue(JOB, delivery_id, job_id=safe_job_id("ingest", delivery_id, token, *suffix), queue="webhooks")
 
 
-def enqueue_deliveries(pending: list[tuple[int, str]]) -> None:
-    """Queue the rows one request brought (a pixel batch, a SendGrid batch) as one job."""
-    if len(pending) == 1:
-        enqueue_delivery(*pending[0])
-    elif pending:
-        (first_id, token), ids = pending[0], [delivery_id for delivery_id, _ in pending]
-        job_id = safe_job_id("ingest", first_id, token, "batch", len(ids))
-        enqueue(BATCH_JOB, ids, job_id=job_id, queue="webhooks")
+def drain_key(shop_id: int) -> str:
+    """The ``enqueue_once`` key of a shop's drain job."""
+    return f"ingest-drain-{shop_id}"
+
+
+def enqueue_deliveries(shop_ids: list[int | None]) -> None:
+    """Queue a drain of each shop a request stored work for, unless one is queued and not started."""
+    for shop_id in dict.fromkeys(s for s in shop_ids if s is not None):
+        enqueue_once(drain_key(shop_id), DRAIN_JOB, shop_id, queue="webhooks", ttl=DRAIN_FLAG_SECONDS)
 
 
 def lost_a_race(exc: Exception) -> bool:
@@ -93,25 +110,43 @@ def _mark_failed(row: WebhookDelivery, exc: Exception) -> float | None:
     return delay
 
 
-def _claim(delivery_ids: list[int], shops: dict[int, Shop]) -> list[WebhookDelivery]:
-    """Lock the rows still needing work, loading their shops; rows another worker holds are skipped."""
+def _begin() -> sa.Connection:
     connection = db.session.connection()
     if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
         # pysqlite begins lazily; without a real BEGIN each savepoint release would commit on its own.
-        connection.exec_driver_sql("BEGIN")
+        # IMMEDIATE: the claim is a write, and it serialises two processes' drains of one inbox
+        # (SQLite has no SKIP LOCKED) instead of letting both read the same pending rows.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    return connection
+
+
+def _lock_shops(connection: sa.Connection, shop_ids: list[int]) -> None:
+    """Serialise batches per shop (PostgreSQL): two concurrent batches of one shop would fight
+    over the same profiles' rows, and could deadlock. Held until the batch commits."""
+    if connection.dialect.name != "postgresql":
+        return
+    for shop_id in sorted(set(shop_ids)):
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(SHOP_LOCK_NAMESPACE, shop_id)))
+
+
+def _claim_stmt(where) -> sa.Select:
     stmt = (
         sa.select(WebhookDelivery, Shop)
         .join(Shop, Shop.id == WebhookDelivery.shop_id)
-        .where(WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.status.in_(WORKABLE))
+        .where(*where)
         .order_by(WebhookDelivery.id)
         .with_for_update(skip_locked=True, of=WebhookDelivery)
     )
-    if connection.dialect.name == "postgresql":
+    if db.session.get_bind().dialect.name == "postgresql":
         # Safe: the status change commits with the work, so a commit lost in a crash
         # leaves the row pending for the sweeper. The web's accept commit stays synchronous.
         # Set in the claim itself (only when a row is claimed): one round trip, not two.
         stmt = stmt.add_columns(sa.func.set_config("synchronous_commit", "off", True))
-    # The shops come with the rows (one read per job, not two) and are kept in ``shops`` for ``_apply``.
+    return stmt
+
+
+def _load_claim(stmt: sa.Select, shops: dict[int, Shop]) -> list[WebhookDelivery]:
+    # The shops come with the rows (one read per batch, not two) and are kept in ``shops``.
     rows = []
     for row, shop, *_ in db.session.execute(stmt.execution_options(populate_existing=True)):
         rows.append(row)
@@ -119,13 +154,43 @@ def _claim(delivery_ids: list[int], shops: dict[int, Shop]) -> list[WebhookDeliv
     return rows
 
 
-def _apply(row: WebhookDelivery, shops: dict[int, Shop], isolate: bool) -> Exception | None:
-    """Apply one row; with ``isolate`` inside a savepoint so a failure spares the rest of the batch."""
+def _claim(delivery_ids: list[int], shops: dict[int, Shop]) -> list[WebhookDelivery]:
+    """Lock the given rows still needing work, loading their shops; rows another worker holds are skipped."""
+    connection = _begin()
+    if connection.dialect.name == "postgresql":
+        shop_ids = db.session.scalars(
+            sa.select(WebhookDelivery.shop_id).where(WebhookDelivery.id.in_(delivery_ids)).distinct()
+        ).all()
+        _lock_shops(connection, list(shop_ids))
+    where = (WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.status.in_(WORKABLE))
+    return _load_claim(_claim_stmt(where), shops)
+
+
+def _claim_next(
+    shop_id: int, limit: int, shops: dict[int, Shop], before: Callable[[], None], after_id: int = 0
+) -> list[WebhookDelivery]:
+    """Lock the shop's next ``limit`` workable rows past ``after_id``, in id order (pending, or due)."""
+    connection = _begin()
+    _lock_shops(connection, [shop_id])
+    before()
+    now = utcnow()
+    where = (
+        WebhookDelivery.shop_id == shop_id,
+        WebhookDelivery.id > after_id,
+        sa.or_(
+            WebhookDelivery.status == "pending",
+            sa.and_(
+                WebhookDelivery.status.in_(("failed", "processing")),
+                sa.or_(WebhookDelivery.next_attempt_at.is_(None), WebhookDelivery.next_attempt_at <= now),
+            ),
+        ),
+    )
+    return _load_claim(_claim_stmt(where).limit(limit), shops)
+
+
+def _apply(row: WebhookDelivery, shops: dict[int, Shop]) -> Exception | None:
+    """Apply one row inside a savepoint, so that a failure spares the rest of the batch."""
     shop = shops.get(row.shop_id) or shops.setdefault(row.shop_id, db.session.get(Shop, row.shop_id))
-    if not isolate:
-        # Marked processed by the caller once the batch is through: one UPDATE for the lot.
-        process_delivery_row(shop, row)
-        return None
     try:
         with db.session.begin_nested():
             process_delivery_row(shop, row)
@@ -140,14 +205,14 @@ def _mark_processed(row: WebhookDelivery) -> None:
     row.attempts += 1
 
 
-def _mark_all_processed(rows: list[WebhookDelivery]) -> None:
+def _mark_all_processed(delivery_ids: list[int]) -> None:
     """Mark a batch processed in one statement (the ORM would flush one UPDATE per row between rows)."""
-    if not rows:
+    if not delivery_ids:
         return
     now = utcnow()
     db.session.execute(
         sa.update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_([row.id for row in rows]))
+        .where(WebhookDelivery.id.in_(delivery_ids))
         .values(
             status="processed",
             processed_at=now,
@@ -157,55 +222,130 @@ def _mark_all_processed(rows: list[WebhookDelivery]) -> None:
         )
         .execution_options(synchronize_session=False)
     )
-    for row in rows:
-        db.session.expire(row)
+    for delivery_id in delivery_ids:
+        row = db.session.identity_map.get(
+            sa.inspect(WebhookDelivery).identity_key_from_primary_key((delivery_id,))
+        )
+        if row is not None:
+            db.session.expire(row)
 
 
-def _work(delivery_ids: list[int], isolate: bool) -> dict[int, str]:
-    """One transaction over the rows; without ``isolate`` the first failure aborts it all."""
-    outcome = dict.fromkeys(delivery_ids, "skipped")
-    retries: list[tuple[int, float]] = []
+Claim = Callable[[dict[int, Shop]], list[WebhookDelivery]]
+
+
+def _work(claim: Claim, isolate: bool) -> dict[int, str]:
+    """One transaction over the claimed rows; without ``isolate`` the first failure aborts it all."""
     shops: dict[int, Shop] = {}
-    rows = _claim(delivery_ids, shops)
-    for row in rows:
-        exc = _apply(row, shops, isolate)
-        if exc is None:
-            outcome[row.id] = "processed"
-            continue
-        delay = _mark_failed(row, exc)
-        outcome[row.id] = "dead" if delay is None else "failed"
-        if delay is not None:
-            retries.append((row.id, delay))
+    rows = claim(shops)
+    outcome: dict[int, str] = {}
+    retries: list[tuple[int, float]] = []
     if not isolate:
-        _mark_all_processed(rows)
+        # Read before applying: a merge expires every object, and a reload costs a query per row.
+        ids = [row.id for row in rows]
+        by_shop: dict[int, list[WebhookDelivery]] = {}
+        for row in rows:
+            by_shop.setdefault(row.shop_id, []).append(row)
+        for shop_id, shop_rows in by_shop.items():
+            process_batch(shops[shop_id], shop_rows)
+        _mark_all_processed(ids)
+        outcome = dict.fromkeys(ids, "processed")
+    else:
+        for row in rows:
+            exc = _apply(row, shops)
+            if exc is None:
+                outcome[row.id] = "processed"
+                continue
+            delay = _mark_failed(row, exc)
+            outcome[row.id] = "dead" if delay is None else "failed"
+            if delay is not None:
+                retries.append((row.id, delay))
     db.session.commit()
     for delivery_id, delay in retries:
         get_queue().enqueue_in(delay, JOB, delivery_id, queue="webhooks")
     return outcome
 
 
-def process_deliveries(delivery_ids: list[int]) -> dict[int, str]:
-    """Work rows in one transaction; failures are counted and retried with backoff.
+def _run(claim: Claim) -> dict[int, str]:
+    """Apply what ``claim`` locks: optimistically as one batch, else row by row.
 
-    Optimistic: the batch runs without savepoints (they cost two round trips per row);
-    only when something fails is it rolled back and re-run with a savepoint per row.
+    The batch runs without savepoints (they cost two round trips per row); only when
+    something fails is it rolled back and re-run with a savepoint per row, and if even
+    that breaks (e.g. at commit), one row per transaction.
+    """
+    claimed: list[int] = []
+
+    def noting(shops: dict[int, Shop]) -> list[WebhookDelivery]:
+        rows = claim(shops)
+        claimed[:] = [row.id for row in rows]
+        return rows
+
+    try:
+        return _work(noting, isolate=False)
+    except Exception as exc:  # noqa: BLE001 - retried with savepoints, then one by one
+        db.session.rollback()
+        log.warning("batch of %s failed (%s); redone row by row", len(claimed), type(exc).__name__)
+        if os.environ.get("C360_INGEST_DEBUG"):
+            log.warning("batch failure", exc_info=exc)
+        if len(claimed) == 1:
+            return _record_broken_transaction(claimed[0])
+        if not claimed:
+            raise
+    try:
+        return _work(lambda shops: _claim(claimed, shops), isolate=True)
+    except Exception:  # noqa: BLE001 - one by one, each failure counted in its own transaction
+        db.session.rollback()
+    out: dict[int, str] = {}
+    for delivery_id in claimed:
+        out.update(process_deliveries([delivery_id]))
+    return out
+
+
+def process_deliveries(delivery_ids: list[int]) -> dict[int, str]:
+    """Work the given rows (retries, the sweeper, the DLQ); failures are retried with backoff.
 
     Returns:
         ``{id: status}``: processed, failed, dead, or ``skipped`` (done already, or
         held by another worker).
     """
-    if len(delivery_ids) == 1:
-        try:
-            return _work(delivery_ids, isolate=False)
-        except Exception:  # noqa: BLE001 - counted in a fresh transaction
+    outcome = dict.fromkeys(delivery_ids, "skipped")
+    outcome.update(_run(lambda shops: _claim(delivery_ids, shops)))
+    return outcome
+
+
+def drain_shop(shop_id: int) -> int:
+    """Work a shop's inbox in id order, a batch per transaction, until nothing workable is left.
+
+    The job clears its ``enqueue_once`` flag under the shop lock and before its first read:
+    a row committed before the clear is claimed here, one committed after queues a new drain.
+
+    Returns:
+        How many rows were claimed (processed, failed or dead-lettered).
+    """
+    flag = [True]
+
+    def release() -> None:
+        if flag[0]:
+            flag[0] = False
+            get_queue().release_once(drain_key(shop_id))
+
+    # Each claim starts past the last batch: the index scan does not wade through the rows this
+    # job just processed. A row committed later with a lower id queued its own drain (the flag
+    # was clear), and a failed row's retry has its own job.
+    limit, total, claimed, after = batch_size(), 0, [0], [0]
+
+    def claim(shops: dict[int, Shop]) -> list[WebhookDelivery]:
+        rows = _claim_next(shop_id, limit, shops, release, after[0])
+        claimed[0] = len(rows)
+        after[0] = max([after[0], *(row.id for row in rows)])
+        return rows
+
+    while True:
+        claimed[0] = 0
+        _run(claim)
+        total += claimed[0]
+        if claimed[0] < limit:
             db.session.rollback()
-            return _record_broken_transaction(delivery_ids[0])
-    for isolate in (False, True):
-        try:
-            return _work(delivery_ids, isolate=isolate)
-        except Exception:  # noqa: BLE001 - retried with savepoints, then one by one
-            db.session.rollback()
-    return {i: process_deliveries([i])[i] for i in delivery_ids}
+            return total
 
 
 def _record_broken_transaction(delivery_id: int) -> dict[int, str]:
@@ -233,19 +373,26 @@ def process_delivery(delivery_id: int) -> str:
 
 
 def sweep_deliveries(now: dt.datetime | None = None, stale_after_seconds: float = 60) -> int:
-    """Re-enqueue rows committed but never worked, and failed rows whose retry time has come."""
+    """Re-enqueue rows committed but never worked, and failed rows whose retry time has come.
+
+    One job per shop and batch of rows (``process_deliveries``), under ids unique to this sweep.
+    """
     now = now or utcnow()
     bucket = int(time.time() * 1000)
-    due = []
+    due: list[list[tuple[int, str, int]]] = []
     for shop_id in db.session.scalars(sa.select(Shop.id).order_by(Shop.id)):
         rows = due_for_sweep(shop_id, now, dt.timedelta(seconds=stale_after_seconds))
-        due += [(row.id, row_token(row), row.attempts) for row in rows]
+        found = [(row.id, row_token(row), row.attempts) for row in rows]
+        due += [found[i : i + batch_size()] for i in range(0, len(found), batch_size())]
     db.session.rollback()
-    for delivery_id, token, attempts in due:
-        enqueue_delivery(delivery_id, token, "sweep", attempts, bucket)
-    if due:
-        log.info("sweeper re-enqueued %s deliveries", len(due))
-    return len(due)
+    for chunk in due:
+        (first_id, token, attempts), ids = chunk[0], [delivery_id for delivery_id, _, _ in chunk]
+        job_id = safe_job_id("ingest", first_id, token, "sweep", attempts, len(ids), bucket)
+        enqueue(BATCH_JOB, ids, job_id=job_id, queue="webhooks")
+    count = sum(len(chunk) for chunk in due)
+    if count:
+        log.info("sweeper re-enqueued %s deliveries", count)
+    return count
 
 
 def retry_delivery(delivery_id: int) -> bool:

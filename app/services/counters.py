@@ -39,6 +39,26 @@ def recompute_order_counters(profile: Profile) -> None:
             .order_by(Order.placed_at, Order.id)
         )
     )
+    _set_counters(profile, orders)
+
+
+def recompute_order_counters_many(profiles: list[Profile]) -> None:
+    """``recompute_order_counters`` for one shop's profiles, in one read of their orders."""
+    if not profiles:
+        return
+    by_profile: dict[int, list[Order]] = {p.id: [] for p in profiles}
+    stmt = (
+        scoped(Order, profiles[0].shop_id)
+        .where(Order.profile_id.in_(list(by_profile)))
+        .order_by(Order.placed_at, Order.id)
+    )
+    for order in db.session.scalars(stmt):
+        by_profile[order.profile_id].append(order)
+    for profile in profiles:
+        _set_counters(profile, by_profile[profile.id])
+
+
+def _set_counters(profile: Profile, orders: list[Order]) -> None:
     live = [o for o in orders if o.cancelled_at is None]
     spend = {"online": ZERO, "pos": ZERO, "marketplace": ZERO}
     count = {"online": 0, "pos": 0, "marketplace": 0}

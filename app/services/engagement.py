@@ -53,6 +53,50 @@ def apply_engagement(profile: Profile, channel: str, metric: str, at: dt.datetim
         profile.last_engaged_at = at
 
 
+def apply_engagements(shop_id: int, counted: list[tuple[Profile, str, str, dt.datetime]]) -> None:
+    """``apply_engagement`` for many ``(profile, channel, metric, at)`` in one upsert.
+
+    Counter rows the session holds are expired afterwards, so nothing reads a stale count.
+    """
+    from app.services.ingest.common import dialect_insert
+
+    if not counted:
+        return
+    db.session.flush()  # counters the session holds (a merge's recount) are in the table first
+    totals: dict[tuple[int, str, str], list] = {}
+    for profile, channel, metric, at in counted:
+        event_type(channel, metric)
+        total = totals.setdefault((profile.id, channel, metric), [0, at])
+        total[0] += 1
+        total[1] = max(total[1], at)
+    table = EngagementCounter.__table__
+    insert = dialect_insert()(table)
+    insert = insert.on_conflict_do_update(
+        index_elements=["profile_id", "channel", "metric"],
+        set_={
+            "count": table.c.count + insert.excluded["count"],
+            "last_at": sa.case(
+                (
+                    sa.or_(table.c.last_at.is_(None), table.c.last_at < insert.excluded["last_at"]),
+                    insert.excluded["last_at"],
+                ),
+                else_=table.c.last_at,
+            ),
+        },
+    )
+    rows = [
+        {"shop_id": shop_id, "profile_id": pid, "channel": c, "metric": m, "count": n, "last_at": at}
+        for (pid, c, m), (n, at) in sorted(totals.items())
+    ]
+    db.session.execute(insert, rows)
+    for profile, _channel, metric, at in counted:
+        if metric in ACTIVE_METRICS and (profile.last_engaged_at is None or profile.last_engaged_at < at):
+            profile.last_engaged_at = at
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, EngagementCounter):
+            db.session.expire(obj)
+
+
 def recompute_engagement_counters(profile: Profile) -> None:
     """Rebuild the profile's counters and ``last_engaged_at`` from its events."""
     db.session.execute(

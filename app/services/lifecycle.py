@@ -168,9 +168,20 @@ def refresh_lifecycle(shop: Shop, profile: Profile, now: dt.datetime) -> str:
     Returns:
         The profile's stage after the refresh.
     """
+    return _refresh(shop, profile, now, shop_windows(shop))
+
+
+def refresh_lifecycles(shop: Shop, profiles: list[Profile], now: dt.datetime) -> None:
+    """``refresh_lifecycle`` for every profile a batch touched (the shop's windows read once)."""
+    windows = shop_windows(shop)
+    for profile in profiles:
+        _refresh(shop, profile, now, windows)
+
+
+def _refresh(shop: Shop, profile: Profile, now: dt.datetime, windows: Windows) -> str:
     if profile.shop_id != shop.id:
         raise ValueError("profile belongs to another shop")
-    new = stage_of(facts_of(profile, now), shop_windows(shop))
+    new = stage_of(facts_of(profile, now), windows)
     old = profile.lifecycle_stage
     if new != old:
         profile.lifecycle_stage = new

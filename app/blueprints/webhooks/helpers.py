@@ -51,7 +51,7 @@ def accept(stored: list[Stored], **extra):
     from workers.ingest import enqueue_deliveries
 
     db.session.commit()
-    enqueue_deliveries([(item.delivery_id, item.token) for item in stored if item.needs_work])
+    enqueue_deliveries([item.shop_id for item in stored if item.needs_work])
     _sweep_when_embedded()
     created = sum(1 for s in stored if s.created)
     return jsonify({"accepted": created, "duplicates": len(stored) - created, **extra}), 200

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -15,6 +16,27 @@ from app.models import Event, Identifier, Profile, Shop
 from app.models.base import utcnow
 from app.services.identifiers import Ident, normalise
 from app.tenancy import scoped
+
+
+@dataclass
+class Planned:
+    """One delivery, parsed: the signal to resolve and what to store on the profile it resolves to.
+
+    ``plan_*`` functions build it without touching the database, so a batch can parse every
+    row first, resolve all their signals in one call, and write the events in bulk.
+    """
+
+    signal: Any = None  # resolution.Signal, or None when nothing is to be resolved
+    # ``record_event`` keyword arguments (profile and shop aside), or None for no event.
+    event: dict[str, Any] | None = None
+    metric: tuple[str, str] | None = None  # (channel, metric) counted once when the event is new
+    contact: bool = False  # an email or phone was seen: the profile's search text is refreshed
+    message_refs: tuple = ()  # our message ids: their recipient is the profile, without resolving
+    # Row-specific work on the resolved profile, in delivery order: ``after(profile, run)``,
+    # ``run`` the batch's shared state for orders (None on the row-by-row path).
+    after: Callable[[Any, Any], None] | None = None
+    order_ref: str | None = None  # a Shopify order id: the batch reads its stored version up front
+    profile: Any = field(default=None, repr=False)  # filled in once resolved
 
 
 class BadPayload(DomainError):
@@ -226,3 +248,131 @@ def message_profile(shop: Shop, *message_refs: Any) -> Profile | None:
 
             return live_profile(db.session.get(Profile, profile_id))
     return None
+
+
+def apply_planned(shop: Shop, planned: Planned) -> Profile | None:
+    """Apply one planned delivery on its own: resolve, then store (the row-by-row path)."""
+    from app.services.resolution import resolve
+
+    profile = message_profile(shop, *planned.message_refs) if planned.message_refs else None
+    if profile is None and planned.signal is not None:
+        sig = planned.signal
+        profile = resolve(shop, sig.idents, source=sig.source, seen_at=sig.seen_at, evidence=sig.evidence)
+    if planned.after is not None:
+        planned.after(profile, None)
+    if profile is not None and planned.contact:
+        refresh_search_text(profile)
+    if planned.event is not None:
+        stored = record_event(shop, profile, **planned.event)
+        if stored is not None and profile is not None and planned.metric is not None:
+            from app.services.engagement import apply_engagement
+
+            apply_engagement(profile, *planned.metric, planned.event["occurred_at"])
+    return profile
+
+
+def message_profiles(shop: Shop, refs: list[tuple]) -> list[Profile | None]:
+    """``message_profile`` for many rows' message references, in one read."""
+    from app.models import Message
+    from app.services.identifiers import live_profile
+
+    texts, ids = set(), set()
+    for row_refs in refs:
+        for ref in row_refs:
+            if ref not in (None, ""):
+                text = str(ref)
+                texts.add(text[:255])
+                digits = text.rsplit("-", 1)[-1]
+                if digits.isdigit():
+                    ids.add(int(digits))
+    if not texts:
+        return [None] * len(refs)
+    by_text, by_id = {}, {}
+    stmt = scoped(Message, shop.id, Message.id, Message.provider_message_id, Message.profile_id).where(
+        sa.or_(Message.provider_message_id.in_(texts), Message.id.in_(ids))
+    )
+    for message_id, provider_id, profile_id in db.session.execute(stmt):
+        by_id[message_id] = profile_id
+        if provider_id is not None:
+            by_text.setdefault(provider_id, profile_id)
+    out: list[Profile | None] = []
+    for row_refs in refs:
+        profile_id = None
+        for ref in row_refs:
+            if ref in (None, "") or profile_id is not None:
+                continue
+            text = str(ref)
+            digits = text.rsplit("-", 1)[-1]
+            profile_id = by_text.get(text[:255])
+            if profile_id is None and digits.isdigit():
+                profile_id = by_id.get(int(digits))
+        out.append(live_profile(db.session.get(Profile, profile_id)) if profile_id is not None else None)
+    return out
+
+
+def refresh_search_texts(shop: Shop, profiles: Iterable[Profile]) -> None:
+    """``refresh_search_text`` for many profiles, in one read of their emails and phones."""
+    profiles = {p.id: p for p in profiles}
+    if not profiles:
+        return
+    values: dict[int, list[str]] = {pid: [] for pid in profiles}
+    stmt = (
+        scoped(Identifier, shop.id, Identifier.profile_id, Identifier.value)
+        .where(Identifier.profile_id.in_(list(profiles)), Identifier.kind.in_(("email", "phone")))
+        .order_by(Identifier.profile_id, Identifier.kind, Identifier.value)
+    )
+    for profile_id, value in db.session.execute(stmt):
+        values[profile_id].append(value)
+    for profile_id, profile in profiles.items():
+        parts = [profile.first_name or "", profile.last_name or "", *values[profile_id]]
+        text = " ".join(p for p in parts if p).lower() or None
+        if profile.search_text != text:
+            profile.search_text = text
+
+
+def record_events(shop: Shop, rows: list[tuple[Profile | None, dict[str, Any]]]) -> list[bool]:
+    """``record_event`` for many events in one ``INSERT … ON CONFLICT DO NOTHING RETURNING``.
+
+    Returns, for each ``(profile, record_event keyword arguments)``, whether it was new
+    (a replay, or a repeat earlier in ``rows``, is not); new events move ``last_seen_at``.
+    """
+    if not rows:
+        return []
+    received_at = utcnow()
+    values: dict[tuple[str, str], dict[str, Any]] = {}
+    keys = []
+    for profile, event in rows:
+        key = (event["source"], event["external_id"][:255])
+        keys.append(key)
+        if key in values:
+            continue
+        values[key] = {
+            "shop_id": shop.id,
+            "profile_id": profile.id if profile is not None else None,
+            "type": event["type"],
+            "channel": event.get("channel"),
+            "source": key[0],
+            "external_id": key[1],
+            "identifiers": ident_doc(event.get("found", ())),
+            "properties": event.get("properties") or {},
+            "occurred_at": event["occurred_at"],
+            "received_at": received_at,
+            "delivery_id": event.get("delivery_id"),
+        }
+    # Core ``executemany``: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues") under one
+    # cached compiled statement, RETURNING included; ``.values(list)`` would compile anew each time.
+    table = Event.__table__
+    insert = dialect_insert()(table).on_conflict_do_nothing(
+        index_elements=["shop_id", "source", "external_id"]
+    )
+    result = db.session.execute(insert.returning(table.c.source, table.c.external_id), list(values.values()))
+    created = {(s, e) for s, e in result}
+    out = []
+    for key, (profile, event) in zip(keys, rows, strict=True):
+        new = key in created
+        created.discard(key)  # a repeat later in the batch is not new
+        out.append(new)
+        at = event["occurred_at"]
+        if new and profile is not None and (profile.last_seen_at is None or profile.last_seen_at < at):
+            profile.last_seen_at = at
+    return out

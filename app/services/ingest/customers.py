@@ -15,6 +15,8 @@ from app.models.base import utcnow
 from app.services.consent import OPTED_IN, OPTED_OUT, record_consent
 from app.services.ingest.common import (
     BadPayload,
+    Planned,
+    apply_planned,
     as_dict,
     first,
     idents,
@@ -25,7 +27,7 @@ from app.services.ingest.common import (
     set_location,
     set_names,
 )
-from app.services.resolution import resolve
+from app.services.resolution import Signal, resolve
 
 SOURCE = "shopify"
 CONSENT_FIELDS = {"email": "email_marketing_consent", "sms": "sms_marketing_consent"}
@@ -157,8 +159,8 @@ def apply_customer_delete(shop: Shop, payload: dict, delivery: WebhookDelivery) 
     )
 
 
-def apply_consent_topic(shop: Shop, payload: dict, delivery: WebhookDelivery, channel: str) -> None:
-    """customers/email_marketing_consent_update and customers/marketing_consent_update (SMS)."""
+def plan_consent_topic(shop: Shop, payload: dict, delivery: WebhookDelivery, channel: str) -> Planned:
+    """Parse customers/email_marketing_consent_update or customers/marketing_consent_update (SMS)."""
     check_consent(payload, channel)
     consent = as_dict(payload.get(CONSENT_FIELDS[channel]))
     contact = payload.get("email_address") if channel == "email" else payload.get("phone")
@@ -170,19 +172,28 @@ def apply_consent_topic(shop: Shop, payload: dict, delivery: WebhookDelivery, ch
         ],
     )
     at = first(optional_time(consent.get("consent_updated_at")), delivery.triggered_at, delivery.received_at)
-    profile = resolve(shop, found, source=SOURCE, seen_at=at, evidence={"consent": delivery.external_id})
-    if profile is not None:
-        apply_consent(profile, channel, consent, delivery, contact)
-        refresh_search_text(profile)
-    record_event(
-        shop,
-        profile,
-        type=f"consent.{channel}",
-        channel=channel,
-        source=SOURCE,
-        external_id=f"webhook:{delivery.external_id}",
-        occurred_at=at,
-        found=found,
-        properties={"state": consent.get("state"), "opt_in_level": consent.get("opt_in_level")},
-        delivery_id=delivery.id,
+
+    def after(profile: Profile | None, _run) -> None:
+        if profile is not None:
+            apply_consent(profile, channel, consent, delivery, contact)
+
+    return Planned(
+        signal=Signal(tuple(found), SOURCE, at, {"consent": delivery.external_id}),
+        event={
+            "type": f"consent.{channel}",
+            "channel": channel,
+            "source": SOURCE,
+            "external_id": f"webhook:{delivery.external_id}",
+            "occurred_at": at,
+            "found": found,
+            "properties": {"state": consent.get("state"), "opt_in_level": consent.get("opt_in_level")},
+            "delivery_id": delivery.id,
+        },
+        contact=True,
+        after=after,
     )
+
+
+def apply_consent_topic(shop: Shop, payload: dict, delivery: WebhookDelivery, channel: str) -> None:
+    """customers/email_marketing_consent_update and customers/marketing_consent_update (SMS)."""
+    apply_planned(shop, plan_consent_topic(shop, payload, delivery, channel))

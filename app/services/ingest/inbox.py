@@ -1,7 +1,7 @@
 """The durable inbox: every accepted delivery is a ``WebhookDelivery`` row first.
 
 Webhook, pixel and API signals all land here, are committed, and only then
-are worked by ``workers.ingest.process_delivery``. The row's unique
+are worked by ``workers.ingest.drain_shop``. The row's unique
 ``(shop_id, provider, external_id)`` is what makes a repeated delivery a no-op.
 """
 
@@ -32,6 +32,7 @@ class Stored:
     created: bool
     waiting: bool = False
     token: str = ""
+    shop_id: int | None = None
 
     @property
     def needs_work(self) -> bool:
@@ -80,7 +81,7 @@ def store_delivery(
     delivery_id = db.session.scalar(insert.returning(WebhookDelivery.id))
     if delivery_id is None:
         return Stored(None, False)
-    return Stored(delivery_id, True, waiting, _token(received_at))
+    return Stored(delivery_id, True, waiting, _token(received_at), shop.id)
 
 
 def store_deliveries(shop: Shop, provider: str, items: list[tuple[str, str, dict]]) -> list[Stored]:
@@ -116,7 +117,7 @@ def store_deliveries(shop: Shop, provider: str, items: list[tuple[str, str, dict
     token, out = _token(received_at), []
     for row in values:
         delivery_id = new_ids.pop(row["external_id"], None)
-        out.append(Stored(delivery_id, True, False, token) if delivery_id else Stored(None, False))
+        out.append(Stored(delivery_id, True, False, token, shop.id) if delivery_id else Stored(None, False))
     return out
 
 

@@ -9,15 +9,19 @@ counted as soon as the order lands.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import sqlalchemy as sa
+
 from app.extensions import db
 from app.models import Event, Order, OrderLine, Profile, Shop, WebhookDelivery
-from app.services.counters import recompute_order_counters
+from app.services.counters import recompute_order_counters, recompute_order_counters_many
 from app.services.ingest.common import (
     BadPayload,
+    Planned,
     as_dict,
     first,
     idents,
@@ -30,7 +34,7 @@ from app.services.ingest.common import (
     set_names,
 )
 from app.services.ingest.customers import apply_inline_consent
-from app.services.resolution import resolve
+from app.services.resolution import Signal, resolve
 from app.tenancy import scoped
 
 SOURCE = "shopify"
@@ -118,13 +122,21 @@ def _refunded_total(shop: Shop, order_external_id: str) -> Decimal:
     return sum(_refund_events(shop.id, order_external_id).values(), ZERO)
 
 
+def _recorder(shop: Shop, run: OrderRun | None):
+    """``record_event`` now, or left to the batch's one INSERT."""
+    if run is None:
+        return lambda profile, **event: record_event(shop, profile, **event)
+    return lambda profile, **event: run.events.append((profile, event))
+
+
 def _record_refund(
-    shop: Shop, profile: Profile | None, order_external_id: str, refund: dict, delivery
+    shop: Shop, profile: Profile | None, order_external_id: str, refund: dict, delivery, run=None
 ) -> None:
     """One ``order.refunded`` event per refund id: the single record refunds are summed from."""
     amount = _refund_amount(refund, shop)
-    record_event(
-        shop,
+    if run is not None:  # the first record of a refund id is the one kept, as in the table
+        run.refunds.setdefault(order_external_id, {}).setdefault(str(refund["id"]), amount)
+    _recorder(shop, run)(
         profile,
         type="order.refunded",
         source=SOURCE,
@@ -135,10 +147,8 @@ def _record_refund(
     )
 
 
-def _buyer(
-    shop: Shop, payload: dict, seen_at: dt.datetime, delivery: WebhookDelivery | None
-) -> tuple[Profile | None, list]:
-    """Resolve the buyer from the identifiers the order carries, and refresh what it tells of them."""
+def buyer_signal(shop: Shop, payload: dict, delivery: WebhookDelivery | None) -> tuple[Signal, list]:
+    """The buyer's identifiers as the signal to resolve, and the identifiers themselves."""
     customer = as_dict(payload.get("customer"))
     found = idents(
         shop,
@@ -148,10 +158,27 @@ def _buyer(
             ("phone", first(customer.get("phone"), payload.get("phone"))),
         ],
     )
+    updated_at = optional_time(payload.get("updated_at"), "updated_at")
+    seen_at = updated_at or parse_time(
+        first(payload.get("created_at"), payload.get("processed_at")), "created_at"
+    )
     evidence = {"order": str(payload.get("id")), "delivery": delivery.external_id if delivery else None}
-    profile = resolve(shop, found, source=SOURCE, seen_at=seen_at, evidence=evidence)
-    if profile is None:
-        return None, found
+    return Signal(tuple(found), SOURCE, seen_at, evidence), found
+
+
+def _buyer(shop: Shop, payload: dict, delivery: WebhookDelivery | None) -> tuple[Profile | None, list]:
+    """Resolve the buyer from the identifiers the order carries, and refresh what it tells of them."""
+    signal, found = buyer_signal(shop, payload, delivery)
+    profile = resolve(shop, found, source=SOURCE, seen_at=signal.seen_at, evidence=signal.evidence)
+    if profile is not None:
+        update_buyer(shop, profile, payload, delivery)
+        refresh_search_text(profile)
+    return profile, found
+
+
+def update_buyer(shop: Shop, profile: Profile, payload: dict, delivery: WebhookDelivery | None) -> None:
+    """Names, location, currency and inline consent the order tells of its buyer."""
+    customer = as_dict(payload.get("customer"))
     address = as_dict(first(payload.get("billing_address"), payload.get("shipping_address")))
     set_names(
         profile,
@@ -167,10 +194,8 @@ def _buyer(
     )
     if payload.get("currency"):
         profile.currency = str(payload["currency"])[:3]
-    refresh_search_text(profile)
     if customer:
         apply_inline_consent(shop, profile, customer, delivery)
-    return profile, found
 
 
 def _fill_order(order: Order, payload: dict, shop: Shop, updated_at: dt.datetime | None) -> None:
@@ -227,8 +252,71 @@ def _line(shop: Shop, item: dict) -> OrderLine:
     )
 
 
-def apply_order(shop: Shop, payload: dict, delivery: WebhookDelivery | None = None) -> Order:
+@dataclass
+class OrderRun:
+    """What a batch's orders share: one read of their stored versions and refunds, and the
+    writes they leave for the batch's bulk statements (events; counters recomputed once)."""
+
+    orders: dict[str, Order]
+    refunds: dict[str, dict[str, Decimal]]
+    events: list[tuple[Profile | None, dict]] = field(default_factory=list)
+    recount: set[int] = field(default_factory=set)
+
+    @classmethod
+    def load(cls, shop: Shop, external_ids: list[str]) -> OrderRun:
+        """The stored orders and refund amounts of ``external_ids`` (two reads for the batch)."""
+        ids = sorted(set(external_ids))
+        orders = {
+            o.external_id: o
+            for o in db.session.scalars(
+                scoped(Order, shop.id).where(Order.source == SOURCE, Order.external_id.in_(ids))
+            )
+        }
+        refunds: dict[str, dict[str, Decimal]] = {i: {} for i in ids}
+        stmt = scoped(Event, shop.id, Event.external_id, Event.properties).where(
+            Event.source == SOURCE,
+            Event.type == "order.refunded",
+            sa.or_(*[Event.external_id.like(f"refund:{i}:%") for i in ids]),
+        )
+        for ext, props in db.session.execute(stmt):
+            order_id, refund_id = ext[len("refund:") :].rsplit(":", 1)
+            if order_id in refunds:
+                refunds[order_id].setdefault(refund_id, Decimal(str(props.get("amount", "0"))))
+        return cls(orders, refunds)
+
+    def finish(self) -> None:
+        """Recompute the purchase counters of every buyer the batch's orders touched."""
+        profiles = [db.session.get(Profile, pid) for pid in sorted(self.recount)]
+        recompute_order_counters_many([p for p in profiles if p is not None])
+
+
+def plan_order(shop: Shop, payload: dict, delivery: WebhookDelivery) -> Planned:
+    """Parse a stored order topic: the buyer to resolve, then the order applied on the result."""
+    check_order(payload)
+    signal, found = buyer_signal(shop, payload, delivery)
+
+    def after(profile: Profile | None, run: OrderRun) -> None:
+        if profile is not None:
+            update_buyer(shop, profile, payload, delivery)
+        apply_order(shop, payload, delivery, buyer=(profile, found), run=run)
+
+    return Planned(signal=signal, after=after, contact=True, order_ref=str(payload["id"]))
+
+
+def apply_order(
+    shop: Shop,
+    payload: dict,
+    delivery: WebhookDelivery | None = None,
+    *,
+    buyer: tuple[Profile | None, list] | None = None,
+    run: OrderRun | None = None,
+) -> Order:
     """Create or update an order from any Shopify order topic (or a backfill line).
+
+    Args:
+        buyer: the buyer already resolved and updated, with the order's identifiers
+            (a batch resolves every row's signal first); resolved here when None.
+        run: the batch's shared reads and deferred writes; None applies everything now.
 
     Returns:
         The order row, whether or not this version was newer than the stored one.
@@ -236,36 +324,48 @@ def apply_order(shop: Shop, payload: dict, delivery: WebhookDelivery | None = No
     check_order(payload)
     external_id = str(payload["id"])
     updated_at = optional_time(payload.get("updated_at"), "updated_at")
-    placed_at = parse_time(first(payload.get("created_at"), payload.get("processed_at")), "created_at")
-    order = db.session.scalar(
-        scoped(Order, shop.id).where(Order.source == SOURCE, Order.external_id == external_id)
-    )
+    if run is not None:
+        order = run.orders.get(external_id)
+    else:
+        order = db.session.scalar(
+            scoped(Order, shop.id).where(Order.source == SOURCE, Order.external_id == external_id)
+        )
     stale = (
         order is not None
         and order.source_updated_at is not None
         and (updated_at is None or updated_at <= order.source_updated_at)
     )
-    profile, found = _buyer(shop, payload, updated_at or placed_at, delivery)
+    profile, found = buyer or _buyer(shop, payload, delivery)
     previous_profile_id = order.profile_id if order is not None else None
     if order is None:
         order = Order(shop_id=shop.id, source=SOURCE, external_id=external_id, refunded=ZERO)
         db.session.add(order)
+        if run is not None:
+            run.orders[external_id] = order
     if not stale:
         _fill_order(order, payload, shop, updated_at)
         if profile is not None:
             order.profile_id = profile.id
-    db.session.flush()
-    _order_events(shop, order, profile, found, delivery)
+    if run is None:
+        db.session.flush()
+    _order_events(shop, order, profile, found, delivery, run)
     for refund in payload.get("refunds") or []:
         if isinstance(refund, dict) and refund.get("id") is not None and refund.get("created_at"):
-            _record_refund(shop, profile, external_id, refund, delivery)
-    order.refunded = _refunded_total(shop, external_id)
-    _recount(shop, order.profile_id, previous_profile_id)
+            _record_refund(shop, profile, external_id, refund, delivery, run)
+    if run is None:
+        order.refunded = _refunded_total(shop, external_id)
+        _recount(shop, order.profile_id, previous_profile_id)
+    else:
+        order.refunded = sum(run.refunds.setdefault(external_id, {}).values(), ZERO)
+        run.recount.update(p for p in (order.profile_id, previous_profile_id) if p)
     return order
 
 
-def _order_events(shop: Shop, order: Order, profile: Profile | None, found: list, delivery) -> None:
+def _order_events(
+    shop: Shop, order: Order, profile: Profile | None, found: list, delivery, run: OrderRun | None
+) -> None:
     """The order's timeline events: placed once, cancelled once."""
+    record = _recorder(shop, run)
     delivery_id = delivery.id if delivery else None
     props = {
         "order_id": order.external_id,
@@ -274,8 +374,7 @@ def _order_events(shop: Shop, order: Order, profile: Profile | None, found: list
         "currency": order.currency,
         "channel": order.channel,
     }
-    record_event(
-        shop,
+    record(
         profile,
         type="order.placed",
         source=SOURCE,
@@ -287,8 +386,7 @@ def _order_events(shop: Shop, order: Order, profile: Profile | None, found: list
         delivery_id=delivery_id,
     )
     if order.cancelled_at is not None:
-        record_event(
-            shop,
+        record(
             profile,
             type="order.cancelled",
             source=SOURCE,

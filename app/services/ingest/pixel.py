@@ -14,14 +14,14 @@ from typing import Any
 from app.models import Shop, WebhookDelivery
 from app.services.ingest.common import (
     BadPayload,
+    Planned,
+    apply_planned,
     as_dict,
     first,
     idents,
     parse_time,
-    record_event,
-    refresh_search_text,
 )
-from app.services.resolution import resolve
+from app.services.resolution import Signal
 
 SOURCE = "pixel"
 STANDARD_EVENTS = frozenset(
@@ -150,23 +150,27 @@ def _properties(event: dict) -> dict[str, Any]:
     return {k: v for k, v in props.items() if v not in (None, "")}
 
 
-def apply_pixel_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) -> None:
-    """Link the browser to whoever it reveals, and store the event on the profile's timeline."""
+def plan_pixel_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) -> Planned:
+    """Parse a stored pixel event: the browser and whoever it reveals, and the timeline event."""
     _check_event(event, "event")
     at = parse_time(event["timestamp"])
     found = idents(shop, _identifiers(event))
-    profile = resolve(shop, found, source=SOURCE, seen_at=at, evidence={"pixel_event": event["id"]})
-    if profile is not None and any(i.kind in ("email", "phone") for i in found):
-        refresh_search_text(profile)
-    record_event(
-        shop,
-        profile,
-        type=f"web.{event['name']}",
-        channel="web",
-        source=SOURCE,
-        external_id=event["id"].strip(),
-        occurred_at=at,
-        found=found,
-        properties=_properties(event),
-        delivery_id=delivery.id if delivery else None,
+    return Planned(
+        signal=Signal(tuple(found), SOURCE, at, {"pixel_event": event["id"]}),
+        event={
+            "type": f"web.{event['name']}",
+            "channel": "web",
+            "source": SOURCE,
+            "external_id": event["id"].strip(),
+            "occurred_at": at,
+            "found": found,
+            "properties": _properties(event),
+            "delivery_id": delivery.id if delivery else None,
+        },
+        contact=any(i.kind in ("email", "phone") for i in found),
     )
+
+
+def apply_pixel_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) -> None:
+    """Link the browser to whoever it reveals, and store the event on the profile's timeline."""
+    apply_planned(shop, plan_pixel_event(shop, event, delivery))

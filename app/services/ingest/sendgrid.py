@@ -12,13 +12,14 @@ from app.models import Shop, WebhookDelivery
 from app.services.consent import OPTED_OUT, record_consent
 from app.services.ingest.common import (
     BadPayload,
-    engage,
+    Planned,
+    apply_planned,
     idents,
     message_profile,
     parse_time,
     record_event,
 )
-from app.services.resolution import resolve
+from app.services.resolution import Signal, resolve
 
 SOURCE = "sendgrid"
 EVENTS = frozenset(
@@ -72,37 +73,61 @@ def parse_events(body: Any) -> list[dict]:
     return body
 
 
-def apply_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) -> None:
-    """Count the engagement on the recipient's profile, or record the opt-out."""
+def plan_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) -> Planned:
+    """Parse a stored SendGrid event: its recipient and the engagement (or other) event.
+
+    Opt-outs carry their consent change in ``after`` (applied only when the event is new).
+    """
     parse_events([event])
     at = parse_time(event["timestamp"])
     kind = event["event"]
     found = idents(shop, [("email", event["email"])])
     provider_id = str(event.get("sg_message_id") or "").split(".", 1)[0]
-    profile = message_profile(shop, event.get("c360_message_id"), provider_id) or resolve(
-        shop, found, source=SOURCE, seen_at=at, evidence={"sendgrid_event": event["sg_event_id"]}
-    )
     props = {k: event.get(k) for k in ("url", "reason", "status", "c360_message_id", "sg_message_id")}
-    props = {"event": kind, **{k: v for k, v in props.items() if v not in (None, "")}}
-    common = {
-        "source": SOURCE,
-        "external_id": event["sg_event_id"],
-        "occurred_at": at,
-        "found": found,
-        "properties": props,
-        "delivery_id": delivery.id if delivery else None,
-    }
-    if kind in METRICS:
-        engage(shop, profile, channel="email", metric=METRICS[kind], **common)
+    return Planned(
+        signal=Signal(tuple(found), SOURCE, at, {"sendgrid_event": event["sg_event_id"]}),
+        event={
+            "type": f"email.{METRICS.get(kind, kind)}",
+            "channel": "email",
+            "source": SOURCE,
+            "external_id": event["sg_event_id"],
+            "occurred_at": at,
+            "found": found,
+            "properties": {"event": kind, **{k: v for k, v in props.items() if v not in (None, "")}},
+            "delivery_id": delivery.id if delivery else None,
+        },
+        metric=("email", METRICS[kind]) if kind in METRICS else None,
+        message_refs=(event.get("c360_message_id"), provider_id),
+    )
+
+
+def is_opt_out(event: dict) -> bool:
+    """A spam report or an unsubscribe: the batch path leaves these to ``apply_sendgrid_event``."""
+    return event.get("event") in OPT_OUTS
+
+
+def apply_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) -> None:
+    """Count the engagement on the recipient's profile, or record the opt-out."""
+    planned = plan_sendgrid_event(shop, event, delivery)
+    if not is_opt_out(event):
+        apply_planned(shop, planned)
         return
-    stored = record_event(shop, profile, type=f"email.{kind}", channel="email", **common)
-    if stored is not None and profile is not None and kind in OPT_OUTS:
+    profile = message_profile(shop, *planned.message_refs) or resolve(
+        shop,
+        planned.signal.idents,
+        source=SOURCE,
+        seen_at=planned.signal.seen_at,
+        evidence=planned.signal.evidence,
+    )
+    stored = record_event(shop, profile, **planned.event)
+    if stored is not None and profile is not None:
+        found = planned.event["found"]
         record_consent(
             profile,
             "email",
             OPTED_OUT,
-            source=f"sendgrid_{kind}",
-            captured_at=at,
+            source=f"sendgrid_{event['event']}",
+            captured_at=planned.event["occurred_at"],
             identifier=found[0].value if found else None,
             external_ref=event["sg_event_id"],
         )

@@ -1,0 +1,167 @@
+"""Apply a claimed batch of one shop's deliveries in one go (the caller owns the transaction).
+
+Every row is parsed first (``plan_*``, no database), the signals of the batch are
+resolved in one ``resolve_many`` call, rows with work of their own (orders, consent
+topics) do it in delivery order on their resolved profile, and then the events,
+engagement counters, search texts and lifecycle stages are written in bulk: a small,
+constant number of statements for a batch of page views and email events.
+
+Rows no plan covers (Twilio, WhatsApp, API events, customer records, refunds, SendGrid
+opt-outs) are applied on their own, in their place: the batch is cut into runs around
+them, so every row still sees the rows before it applied.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Profile, Shop, WebhookDelivery
+from app.models.base import utcnow
+from app.services.identifiers import live_profile
+from app.services.ingest.common import Planned, message_profiles, record_events, refresh_search_texts
+
+CONSENT_TOPICS = {
+    "customers/email_marketing_consent_update": "email",
+    "customers/marketing_consent_update": "sms",
+}
+
+
+def plan_row(shop: Shop, row: WebhookDelivery) -> Planned | None:
+    """The row's plan, or None when it is applied on its own."""
+    from app.services.ingest import _json, customers, orders, pixel, sendgrid
+    from app.services.ingest.shopify import ORDER_TOPICS
+
+    if row.provider == "pixel":
+        return pixel.plan_pixel_event(shop, _json(row), row)
+    if row.provider == "sendgrid":
+        event = _json(row)
+        return None if sendgrid.is_opt_out(event) else sendgrid.plan_sendgrid_event(shop, event, row)
+    if row.provider == "shopify" and row.topic in ORDER_TOPICS:
+        return orders.plan_order(shop, _json(row), row)
+    if row.provider == "shopify" and row.topic in CONSENT_TOPICS:
+        return customers.plan_consent_topic(shop, _json(row), row, CONSENT_TOPICS[row.topic])
+    return None
+
+
+def process_batch(shop: Shop, rows: list[WebhookDelivery]) -> None:
+    """Apply ``rows`` (one shop's, in id order) with the same outcome as one after the other.
+
+    Raises:
+        Exception: anything; the caller rolls the batch back and redoes it row by row.
+    """
+    from app.services.ingest import process_delivery_row
+
+    run: list[Planned] = []
+    for row in rows:
+        planned = plan_row(shop, row)
+        if planned is not None:
+            run.append(planned)
+            continue
+        apply_run(shop, run)
+        run = []
+        process_delivery_row(shop, row)
+    apply_run(shop, run)
+
+
+def _resolve(shop: Shop, run: list[Planned]) -> None:
+    """Set each plan's profile: the recipient of our message, else its signal resolved (one call)."""
+    from app.services.resolution import resolve_many
+
+    with_refs = [p for p in run if p.message_refs]
+    for planned, profile in zip(
+        with_refs, message_profiles(shop, [p.message_refs for p in with_refs]), strict=True
+    ):
+        planned.profile = profile
+    todo = [p for p in run if p.profile is None and p.signal is not None]
+    if todo:
+        for planned, profile in zip(todo, resolve_many(shop, [p.signal for p in todo]), strict=True):
+            planned.profile = profile
+    _reload_expired(run)
+    # A later signal of the batch may have merged an earlier one's profile away: its events
+    # belong to the survivor, where they would have moved had they been stored first.
+    for planned in run:
+        planned.profile = live_profile(planned.profile)
+
+
+def _reload_expired(run: list[Planned]) -> None:
+    """Reload in one read each what a merge expired: the run's profiles and their survivors, the rows.
+
+    (A merge expires the whole session; lazy reloads would cost a query per object.)
+    """
+    profiles = [p.profile for p in run if p.profile is not None]
+    for _ in range(10):  # merge chains are short
+        expired = {sa.inspect(p).identity[0] for p in profiles if sa.inspect(p).expired_attributes}
+        if expired:
+            db.session.scalars(sa.select(Profile).where(Profile.id.in_(expired))).all()
+        survivors = {p.merged_into_id for p in profiles if p.merged_into_id is not None}
+        held = {pid: _held(Profile, pid) for pid in survivors}
+        profiles = [p for p in held.values() if p is not None]
+        missing = [pid for pid, p in held.items() if p is None]
+        if missing:
+            profiles += db.session.scalars(sa.select(Profile).where(Profile.id.in_(missing))).all()
+        if not profiles:
+            break
+    rows = [
+        state.identity[0]
+        for state in (sa.inspect(obj) for obj in db.session.identity_map.values())
+        if state.mapper.class_ is WebhookDelivery and state.expired_attributes
+    ]
+    if rows:
+        db.session.scalars(sa.select(WebhookDelivery).where(WebhookDelivery.id.in_(rows))).all()
+
+
+def _held(model, pk: int):
+    """The session's object for ``pk`` without loading it (None when the session has none)."""
+    return db.session.identity_map.get(sa.inspect(model).identity_key_from_primary_key((pk,)))
+
+
+def apply_run(shop: Shop, run: list[Planned]) -> None:
+    """Resolve, apply and store a run of plans in bulk."""
+    from app.services.engagement import apply_engagements
+    from app.services.lifecycle import refresh_lifecycles
+
+    if not run:
+        return
+    from app.services.ingest.orders import OrderRun
+
+    _resolve(shop, run)
+    refs = [p.order_ref for p in run if p.order_ref is not None]
+    orders = OrderRun.load(shop, refs) if refs else None
+    touched: dict[int, Profile] = {}
+    for planned in run:
+        if planned.after is not None:
+            planned.after(planned.profile, orders)
+            touched.update(_dirty_profiles(shop))
+    if orders is not None:
+        orders.finish()
+        touched.update(_dirty_profiles(shop))
+    # As row by row, a profile's stage is refreshed when the signal changed it after resolving:
+    # each step below sets attributes only after its own statement, so nothing is flushed unseen.
+    refresh_search_texts(shop, {p.profile for p in run if p.contact and p.profile is not None})
+    touched.update(_dirty_profiles(shop))
+    stored = [p for p in run if p.event is not None]
+    new = record_events(
+        shop, [(p.profile, p.event) for p in stored] + (orders.events if orders is not None else [])
+    )[: len(stored)]
+    touched.update(_dirty_profiles(shop))
+    apply_engagements(
+        shop.id,
+        [
+            (p.profile, *p.metric, p.event["occurred_at"])
+            for p, is_new in zip(stored, new, strict=True)
+            if is_new and p.metric is not None and p.profile is not None
+        ],
+    )
+    touched.update(_dirty_profiles(shop))
+    live = [p for p in touched.values() if p.merged_into_id is None and p.erased_at is None]
+    refresh_lifecycles(shop, sorted(live, key=lambda p: p.id), utcnow())
+    db.session.flush()
+
+
+def _dirty_profiles(shop: Shop) -> dict[int, Profile]:
+    return {
+        obj.id: obj
+        for obj in (*db.session.new, *db.session.dirty)
+        if isinstance(obj, Profile) and obj.shop_id == shop.id and obj.id is not None
+    }

@@ -1,0 +1,216 @@
+"""Drain jobs: one queued per shop, a whole batch applied in bulk, with the outcome of row by row."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.jobs import get_queue
+from app.models import ConsentRecord, EngagementCounter, Event, Identifier, Order, Profile, WebhookDelivery
+from app.services.ingest.inbox import store_deliveries, store_delivery
+from bench.ingest import build_events
+from tests.helpers import make_shop
+from tests.ingest_support import fixture, ishop_fixture, post_pixel
+from workers import ingest as worker
+
+ishop = ishop_fixture
+SIGNALS = Event.type != "lifecycle.changed"
+
+
+def store_mix(shop, n: int = 240, seed: int = 3) -> None:
+    """The benchmark's mix (page views, email events, orders, consents), plus rows applied on their own."""
+    for index, (kind, body) in enumerate(build_events(n, seed=seed)):
+        if kind == "pixel":
+            store_deliveries(shop, "pixel", [(body["name"], body["id"], body)])
+        elif kind == "sendgrid":
+            if index % 17 == 0:
+                body["event"] = "unsubscribe"  # an opt-out: applied on its own, in its place
+            store_deliveries(shop, "sendgrid", [(body["event"], body["sg_event_id"], body)])
+        else:
+            topic = "orders/create" if kind == "order" else "customers/email_marketing_consent_update"
+            store_delivery(shop, "shopify", topic, f"wh-{index}", json.dumps(body).encode())
+        if index % 50 == 25:
+            api = {
+                "type": "support.ticket",
+                "occurred_at": "2026-10-02T10:00:00Z",
+                "identifiers": {"email": f"person{index % 7}@bench-mail.net"},
+                "properties": {},
+            }
+            store_delivery(shop, "api", "support.ticket", f"api-{index}", api)
+    db.session.commit()
+
+
+def snapshot(shop_id: int) -> dict:
+    """Every live profile by its identifiers, with what ingest keeps on it; ids and clocks left out.
+
+    Not the lifecycle stage: row by row it is refreshed after each row that changed the profile,
+    a batch refreshes it once at its end, from the same or later facts (never an older stage).
+    """
+    idents: dict[int, list] = {}
+    for kind, value, profile_id in db.session.execute(
+        sa.select(Identifier.kind, Identifier.value, Identifier.profile_id).where(
+            Identifier.shop_id == shop_id
+        )
+    ):
+        idents.setdefault(profile_id, []).append((kind, value))
+    key = {pid: tuple(sorted(values)) for pid, values in idents.items()}
+    out: dict = {}
+    for p in db.session.scalars(sa.select(Profile).where(Profile.shop_id == shop_id)):
+        if p.merged_into_id is not None or p.id not in key:
+            continue
+        out[key[p.id]] = {
+            "seen": (p.first_seen_at, p.last_seen_at, p.last_engaged_at),
+            "names": (p.first_name, p.last_name, p.search_text),
+            "orders": (p.order_count, str(p.lifetime_spend), p.last_order_at, p.acquisition_channel),
+        }
+    counters = db.session.execute(
+        sa.select(EngagementCounter.profile_id, EngagementCounter.channel, EngagementCounter.metric)
+        .add_columns(EngagementCounter.count, EngagementCounter.last_at)
+        .where(EngagementCounter.shop_id == shop_id)
+    )
+    for pid, channel, metric, count, last_at in counters:
+        out[key[pid]].setdefault("counters", {})[(channel, metric)] = (count, last_at)
+    events = db.session.execute(sa.select(Event.external_id, Event.profile_id).where(SIGNALS))
+    out["events"] = sorted((ext, key.get(pid)) for ext, pid in events)
+    out["orders"] = sorted(
+        (o.external_id, key.get(o.profile_id), str(o.total)) for o in db.session.scalars(sa.select(Order))
+    )
+    consents = db.session.execute(
+        sa.select(ConsentRecord.profile_id, ConsentRecord.channel, ConsentRecord.status)
+    )
+    out["consents"] = sorted((key.get(pid), channel, status) for pid, channel, status in consents)
+    return out
+
+
+def row_by_row(delivery_ids: list[int]) -> None:
+    """The reference: each row applied by its own handler, one after the other."""
+    for delivery_id in delivery_ids:
+        worker._work(lambda shops, i=delivery_id: worker._claim([i], shops), isolate=True)
+
+
+def statuses() -> list[str]:
+    db.session.expire_all()
+    return list(db.session.scalars(sa.select(WebhookDelivery.status).order_by(WebhookDelivery.id)))
+
+
+def test_a_drained_batch_ends_like_the_rows_applied_one_by_one(app, db):
+    shop = make_shop("batch.myshopify.com")
+    store_mix(shop_model(shop))
+    ids = list(db.session.scalars(sa.select(WebhookDelivery.id).order_by(WebhookDelivery.id)))
+    row_by_row(ids)
+    assert set(statuses()) == {"processed"}
+    expected = snapshot(shop.id)
+    from tests.conftest import _truncate_all
+
+    _truncate_all()
+    shop = make_shop("batch.myshopify.com")
+    store_mix(shop_model(shop))
+    app.config["C360_INGEST_BATCH"] = 1000
+    try:
+        assert worker.drain_shop(shop.id) == len(ids)
+    finally:
+        app.config.pop("C360_INGEST_BATCH")
+    assert set(statuses()) == {"processed"}
+    assert snapshot(shop.id) == expected
+
+
+def shop_model(shop):
+    from app.models import Shop
+
+    return db.session.get(Shop, shop.id)
+
+
+def test_one_bad_row_in_a_batch_fails_alone_and_is_retried(app, db):
+    shop = make_shop("batch.myshopify.com")
+    events = []
+    for i in range(6):
+        event = fixture("pixel/page_viewed.json")
+        event.update(id=f"pv-{i}", timestamp=f"2026-10-01T0{i}:00:00Z")
+        events.append(event)
+    events[3]["timestamp"] = "yesterday"  # stored as is, fails when applied
+    store_deliveries(shop_model(shop), "pixel", [(e["name"], e["id"], e) for e in events])
+    db.session.commit()
+    assert worker.drain_shop(shop.id) == 6
+    assert statuses() == ["processed"] * 3 + ["failed"] + ["processed"] * 2
+    row = db.session.scalar(sa.select(WebhookDelivery).where(WebhookDelivery.status == "failed"))
+    assert row.attempts == 1 and "timestamp" in row.last_error and row.next_attempt_at is not None
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Event).where(SIGNALS)) == 5
+    # Not due yet: a drain leaves it alone until its retry time.
+    assert worker.drain_shop(shop.id) == 0
+
+
+def test_a_drain_works_batch_after_batch_in_id_order(app, db):
+    shop = make_shop("batch.myshopify.com")
+    events = []
+    for i in range(7):
+        event = fixture("pixel/page_viewed.json")
+        event.update(id=f"pv-{i}", timestamp=f"2026-10-01T0{i}:00:00Z")
+        events.append(event)
+    store_deliveries(shop_model(shop), "pixel", [(e["name"], e["id"], e) for e in events])
+    db.session.commit()
+    app.config["C360_INGEST_BATCH"] = 3
+    try:
+        assert worker.drain_shop(shop.id) == 7
+    finally:
+        app.config.pop("C360_INGEST_BATCH")
+    assert statuses() == ["processed"] * 7
+
+
+def rq_only(app):
+    if not app.config.get("REDIS_URL"):
+        pytest.skip("embedded mode runs the drain inline: nothing is queued")
+
+
+def queued() -> int:
+    return get_queue().queue("webhooks").count
+
+
+def test_a_burst_of_requests_queues_one_drain_per_shop(app, client, ishop, drain):
+    rq_only(app)
+    other = make_shop("bravo.myshopify.com")
+    for i in range(5):
+        event = fixture("pixel/page_viewed.json")
+        event["id"] = f"burst-{i}"
+        assert post_pixel(client, event).status_code == 200
+    assert queued() == 1
+    event = fixture("pixel/page_viewed.json")
+    event.update(id="other-1", shop=other.domain)
+    assert post_pixel(client, event, origin=f"https://{other.domain}").status_code == 200
+    assert queued() == 2
+    drain()
+    assert set(statuses()) == {"processed"}
+    event = fixture("pixel/page_viewed.json")
+    event["id"] = "after-1"
+    post_pixel(client, event)
+    assert queued() == 1  # the drain cleared its flag: new work queues a new drain
+    drain()
+    assert set(statuses()) == {"processed"}
+
+
+def test_a_row_committed_while_a_drain_runs_is_never_stranded(app, client, ishop, drain, monkeypatch):
+    """The drain clears its flag before it claims: a row committed after the claim queues a new drain."""
+    rq_only(app)
+    real_claim, posted = worker._claim_next, []
+
+    def claim_then_accept(*args, **kwargs):
+        rows = real_claim(*args, **kwargs)
+        if not posted:  # another web process accepts a row right after this claim was read
+            event = fixture("pixel/page_viewed.json")
+            event["id"] = f"late-{uuid.uuid4().hex[:6]}"
+            posted.append(
+                app.test_client().post("/collect", data=json.dumps(event), content_type="text/plain")
+            )
+        return rows
+
+    monkeypatch.setattr(worker, "_claim_next", claim_then_accept)
+    event = fixture("pixel/page_viewed.json")
+    event["id"] = "early-1"
+    post_pixel(client, event)
+    assert queued() == 1
+    drain()  # runs the first drain, which misses the late row, then the drain the late row queued
+    assert posted and posted[0].status_code == 200
+    assert statuses() == ["processed", "processed"]
