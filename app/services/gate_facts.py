@@ -1,9 +1,9 @@
 """Reading the gate's arguments from the database: the shop's policy, each profile's facts.
 
 Bulk by design: an audience of any size costs one query per chunk
-(profiles joined to their consent for the channel, with their recent
-sends aggregated as JSON), plus phones only where nothing else names a
-time zone. One profile costs one round trip.
+(profiles with their consent for the channel and their recent sends
+aggregated as JSON, each a correlated index lookup), plus phones only
+where nothing else names a time zone. One profile costs one round trip.
 """
 
 from __future__ import annotations
