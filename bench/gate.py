@@ -7,6 +7,12 @@ Runs on PostgreSQL (``DATABASE_URL``, default ``postgresql://postgres@127.0.0.1:
 in a throw-away database it creates and drops; ``--sqlite`` uses a temporary
 SQLite file instead. The floor is a bare ``SELECT 1`` round trip measured in
 the same run; every latency is also printed as a multiple of it.
+
+The batched send also prints its CPU time, the client process's and (when the
+server is local) its PostgreSQL backend's, as decisions per CPU-second: on a
+shared machine the wall-clock rate moves with everything else that runs, the
+CPU figure much less. ``--workers N`` adds a second campaign sent by N
+processes; that line says how many processes it took.
 """
 
 from __future__ import annotations

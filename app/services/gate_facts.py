@@ -1,9 +1,9 @@
 """Reading the gate's arguments from the database: the shop's policy, each profile's facts.
 
 Bulk by design: an audience of any size costs one query per chunk
-(profiles joined to their consent for the channel, with their recent
-sends aggregated as JSON), plus phones only where nothing else names a
-time zone. One profile costs one round trip.
+(profiles with their consent for the channel and their recent sends
+aggregated as JSON, each a correlated index lookup), plus phones only
+where nothing else names a time zone. One profile costs one round trip.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from app.models import ConsentState, Identifier, Message, Profile, Shop
 from app.services.bulk_sql import id_array, id_in
 from app.services.gate import CHANNELS, FACTS_LOOKBACK, GatePolicy, ProfileFacts
 from app.services.shop_settings import effective_settings
-from app.services.timezones import resolve_zone
+from app.services.timezones import CustomerZone, resolve_zone
 
 CHUNK = 5000
 
@@ -149,20 +149,27 @@ def load_facts(
     channels = list(channels)
     shop_tz = (policy or load_policy(shop)).shop_timezone or shop.timezone
     facts: dict[int, ProfileFacts] = {}
-    shop_id, shop_country, no_phones = shop.id, shop.country, ()
+    shop_id, shop_country = shop.id, shop.country
+    # Without phones the zone depends on (timezone, country, province) alone: an audience has few.
+    zones: dict[tuple, CustomerZone] = {}
     for chunk in _chunks(sorted(set(profile_ids))):
         rows, consents = _profiles(shop_id, chunk, channels, now)
         # Phones matter only where neither the profile nor the address names a zone.
         phones = _phones(shop_id, [r[0] for r in rows if not r[3] and not r[4]])
         for pid, erased, unsubscribed, timezone, country, province, sent, *_ in rows:
-            zone = resolve_zone(
-                profile_timezone=timezone,
-                country=country,
-                province=province,
-                phones=phones.get(pid, no_phones),
-                shop_timezone=shop_tz,
-                shop_country=shop_country,
-            )
+            key = (timezone, country, province)
+            zone = None if pid in phones else zones.get(key)
+            if zone is None:
+                zone = resolve_zone(
+                    profile_timezone=timezone,
+                    country=country,
+                    province=province,
+                    phones=phones.get(pid, ()),
+                    shop_timezone=shop_tz,
+                    shop_country=shop_country,
+                )
+                if pid not in phones:
+                    zones[key] = zone
             facts[pid] = ProfileFacts(
                 zone=zone,
                 consents=consents.get(pid, {}),
