@@ -257,3 +257,22 @@ def test_page_views_and_email_events_cost_a_constant_number_of_statements_per_ba
     # set of changed profile columns, lifecycle changes, rows marked processed.
     small, large = statements_for(40, 1), statements_for(160, 2)
     assert large <= small + 2 and large <= 16, (small, large)
+
+
+def test_a_long_drain_hands_over_to_a_fresh_job(app, client, ishop, drain):
+    """A drain stops after its time budget and queues its continuation: nothing is left behind."""
+    rq_only(app)
+    events = []
+    for i in range(7):
+        event = fixture("pixel/page_viewed.json")
+        event.update(id=f"pv-{i}", timestamp=f"2026-10-01T0{i}:00:00Z")
+        events.append(event)
+    app.config.update(C360_INGEST_BATCH=2, C360_INGEST_DRAIN_SECONDS=0)
+    try:
+        post_pixel(client, events)
+        assert queued() == 1
+        drain()
+    finally:
+        app.config.pop("C360_INGEST_BATCH")
+        app.config.pop("C360_INGEST_DRAIN_SECONDS")
+    assert statuses() == ["processed"] * 7
