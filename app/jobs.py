@@ -39,6 +39,8 @@ def resolve(func_path: str) -> Callable:
 class InProcessQueue:
     """Runs each job at once in this process (embedded mode, and the fallback)."""
 
+    runs_inline = True
+
     def enqueue(self, func_path: str, *args, job_id: str | None = None, queue: str = "default"):
         try:
             resolve(func_path)(*args)
@@ -60,6 +62,8 @@ class InProcessQueue:
 
 class RQQueue:
     """RQ on Redis; a repeated ``job_id`` is a no-op (``unique=True``)."""
+
+    runs_inline = False
 
     def __init__(self, redis_url: str, prefix: str):
         from redis import Redis

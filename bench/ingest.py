@@ -256,7 +256,10 @@ class Sender:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of processes and their children still alive (Linux ``/proc``)."""
+    """User + system CPU seconds of processes, their live children and the children they reaped.
+
+    Linux ``/proc``: a reaped child's time moves to its parent's ``cutime``/``cstime``.
+    """
     ticks = os.sysconf("SC_CLK_TCK")
     total, seen, todo = 0.0, set(), list(pids)
     while todo:
@@ -266,7 +269,7 @@ def cpu_seconds(pids: list[int]) -> float:
         seen.add(pid)
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
+            total += sum(int(f) for f in fields[11:15]) / ticks
             for task in Path(f"/proc/{pid}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError, IndexError):

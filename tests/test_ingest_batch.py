@@ -214,3 +214,65 @@ def test_a_row_committed_while_a_drain_runs_is_never_stranded(app, client, ishop
     drain()  # runs the first drain, which misses the late row, then the drain the late row queued
     assert posted and posted[0].status_code == 200
     assert statuses() == ["processed", "processed"]
+
+
+def test_page_views_and_email_events_cost_a_constant_number_of_statements_per_batch(app, db, monkeypatch):
+    """Outside identity resolution a batch is a fixed set of bulk statements, whatever its size."""
+    from app.services import resolution
+
+    real, inside = resolution.resolve_many, [False]
+
+    def counted(*args, **kwargs):
+        inside[0] = True
+        try:
+            return real(*args, **kwargs)
+        finally:
+            inside[0] = False
+
+    monkeypatch.setattr(resolution, "resolve_many", counted)
+
+    def statements_for(n: int, offset: int) -> int:
+        shop = shop_model(make_shop(f"s{offset}.myshopify.com"))
+        for kind, body in build_events(n, seed=offset):
+            if kind == "pixel":
+                store_deliveries(shop, "pixel", [(body["name"], body["id"], body)])
+            elif kind == "sendgrid":
+                store_deliveries(shop, "sendgrid", [(body["event"], body["sg_event_id"], body)])
+        db.session.commit()
+        seen: list[str] = []
+
+        def listener(conn, cursor, statement, params, context, executemany):
+            if not inside[0]:
+                seen.append(statement)
+
+        sa.event.listen(db.engine, "before_cursor_execute", listener)
+        try:
+            worker.drain_shop(shop.id)
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", listener)
+        assert set(statuses()) == {"processed"}
+        return len(seen)
+
+    # Claim, shop lock or BEGIN, message lookup, search texts, events, counters, one UPDATE per
+    # set of changed profile columns, lifecycle changes, rows marked processed.
+    small, large = statements_for(40, 1), statements_for(160, 2)
+    assert large <= small + 2 and large <= 16, (small, large)
+
+
+def test_a_long_drain_hands_over_to_a_fresh_job(app, client, ishop, drain):
+    """A drain stops after its time budget and queues its continuation: nothing is left behind."""
+    rq_only(app)
+    events = []
+    for i in range(7):
+        event = fixture("pixel/page_viewed.json")
+        event.update(id=f"pv-{i}", timestamp=f"2026-10-01T0{i}:00:00Z")
+        events.append(event)
+    app.config.update(C360_INGEST_BATCH=2, C360_INGEST_DRAIN_SECONDS=0)
+    try:
+        post_pixel(client, events)
+        assert queued() == 1
+        drain()
+    finally:
+        app.config.pop("C360_INGEST_BATCH")
+        app.config.pop("C360_INGEST_DRAIN_SECONDS")
+    assert statuses() == ["processed"] * 7

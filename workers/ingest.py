@@ -51,6 +51,14 @@ def batch_size() -> int:
     return int(current_app.config.get("C360_INGEST_BATCH", 500))
 
 
+def drain_seconds() -> float:
+    """How long one drain job works before it hands over to a fresh one (RQ only).
+
+    Well inside RQ's job timeout, and it lets other shops' drains take their turn.
+    """
+    return float(current_app.config.get("C360_INGEST_DRAIN_SECONDS", 60))
+
+
 def backoff_seconds(attempts: int) -> float:
     """Exponential backoff after the ``attempts``-th failure: base, 2×base, 4×base…"""
     base = float(current_app.config.get("C360_INGEST_RETRY_BASE_SECONDS", 30))
@@ -318,6 +326,9 @@ def drain_shop(shop_id: int) -> int:
     The job clears its ``enqueue_once`` flag under the shop lock and before its first read:
     a row committed before the clear is claimed here, one committed after queues a new drain.
 
+    A job stops after ``drain_seconds()`` and queues its continuation (as a request would:
+    its flag is clear, so exactly one more drain is queued).
+
     Returns:
         How many rows were claimed (processed, failed or dead-lettered).
     """
@@ -339,12 +350,17 @@ def drain_shop(shop_id: int) -> int:
         after[0] = max([after[0], *(row.id for row in rows)])
         return rows
 
+    queue, started = get_queue(), time.monotonic()
     while True:
         claimed[0] = 0
         _run(claim)
         total += claimed[0]
         if claimed[0] < limit:
             db.session.rollback()
+            return total
+        if not queue.runs_inline and time.monotonic() - started > drain_seconds():
+            db.session.rollback()
+            enqueue_deliveries([shop_id])
             return total
 
 

@@ -62,7 +62,8 @@ def apply_engagements(shop_id: int, counted: list[tuple[Profile, str, str, dt.da
 
     if not counted:
         return
-    db.session.flush()  # counters the session holds (a merge's recount) are in the table first
+    if any(isinstance(obj, EngagementCounter) for obj in (*db.session.new, *db.session.dirty)):
+        db.session.flush()  # counters the session holds (a merge's recount) go to the table first
     totals: dict[tuple[int, str, str], list] = {}
     for profile, channel, metric, at in counted:
         event_type(channel, metric)

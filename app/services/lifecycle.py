@@ -171,11 +171,46 @@ def refresh_lifecycle(shop: Shop, profile: Profile, now: dt.datetime) -> str:
     return _refresh(shop, profile, now, shop_windows(shop))
 
 
-def refresh_lifecycles(shop: Shop, profiles: list[Profile], now: dt.datetime) -> None:
-    """``refresh_lifecycle`` for every profile a batch touched (the shop's windows read once)."""
-    windows = shop_windows(shop)
+def refresh_lifecycles(shop: Shop, profiles: list[Profile], now: dt.datetime) -> list[dict]:
+    """``refresh_lifecycle`` for every profile a batch touched, with the shop's windows read once.
+
+    Returns:
+        The ``lifecycle.changed`` events as rows for ``record_changes`` (one INSERT for the batch).
+    """
+    windows, changes = shop_windows(shop), []
     for profile in profiles:
-        _refresh(shop, profile, now, windows)
+        if profile.shop_id != shop.id:
+            raise ValueError("profile belongs to another shop")
+        new = stage_of(facts_of(profile, now), windows)
+        old = profile.lifecycle_stage
+        if new != old:
+            profile.lifecycle_stage, profile.lifecycle_changed_at = new, now
+            changes.append(
+                {
+                    "shop_id": profile.shop_id,
+                    "profile_id": profile.id,
+                    "type": EVENT_TYPE,
+                    "source": EVENT_SOURCE,
+                    "external_id": change_external_id(profile.id, new, now),
+                    "identifiers": {},
+                    "properties": {"from": old, "to": new, "at": now.isoformat()},
+                    "occurred_at": now,
+                    "received_at": now,
+                }
+            )
+    return changes
+
+
+def record_changes(changes: list[dict]) -> None:
+    """Store ``refresh_lifecycles``' change events in one statement (a replayed change is stored once)."""
+    from app.services.ingest.common import dialect_insert
+
+    if changes:
+        table = Event.__table__
+        insert = dialect_insert()(table).on_conflict_do_nothing(
+            index_elements=["shop_id", "source", "external_id"]
+        )
+        db.session.execute(insert, changes)
 
 
 def _refresh(shop: Shop, profile: Profile, now: dt.datetime, windows: Windows) -> str:

@@ -14,6 +14,7 @@ them, so every row still sees the rows before it applied.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.extensions import db
 from app.models import Profile, Shop, WebhookDelivery
@@ -119,7 +120,7 @@ def _held(model, pk: int):
 def apply_run(shop: Shop, run: list[Planned]) -> None:
     """Resolve, apply and store a run of plans in bulk."""
     from app.services.engagement import apply_engagements
-    from app.services.lifecycle import refresh_lifecycles
+    from app.services.lifecycle import record_changes, refresh_lifecycles
 
     if not run:
         return
@@ -136,27 +137,58 @@ def apply_run(shop: Shop, run: list[Planned]) -> None:
     if orders is not None:
         orders.finish()
         touched.update(_dirty_profiles(shop))
-    # As row by row, a profile's stage is refreshed when the signal changed it after resolving:
-    # each step below sets attributes only after its own statement, so nothing is flushed unseen.
-    refresh_search_texts(shop, {p.profile for p in run if p.contact and p.profile is not None})
-    touched.update(_dirty_profiles(shop))
-    stored = [p for p in run if p.event is not None]
-    new = record_events(
-        shop, [(p.profile, p.event) for p in stored] + (orders.events if orders is not None else [])
-    )[: len(stored)]
-    touched.update(_dirty_profiles(shop))
-    apply_engagements(
-        shop.id,
-        [
-            (p.profile, *p.metric, p.event["occurred_at"])
-            for p, is_new in zip(stored, new, strict=True)
-            if is_new and p.metric is not None and p.profile is not None
-        ],
-    )
-    touched.update(_dirty_profiles(shop))
-    live = [p for p in touched.values() if p.merged_into_id is None and p.erased_at is None]
-    refresh_lifecycles(shop, sorted(live, key=lambda p: p.id), utcnow())
+    # As row by row, a profile's stage is refreshed when the signal changed it after resolving.
+    # No autoflush from here on: the profile changes go out together at the end (executemany).
+    with db.session.no_autoflush:
+        refresh_search_texts(shop, {p.profile for p in run if p.contact and p.profile is not None})
+        touched.update(_dirty_profiles(shop))
+        stored = [p for p in run if p.event is not None]
+        deferred = orders.events if orders is not None else []
+        new = record_events(shop, [(p.profile, p.event) for p in stored] + deferred)[: len(stored)]
+        touched.update(_dirty_profiles(shop))
+        apply_engagements(
+            shop.id,
+            [
+                (p.profile, *p.metric, p.event["occurred_at"])
+                for p, is_new in zip(stored, new, strict=True)
+                if is_new and p.metric is not None and p.profile is not None
+            ],
+        )
+        touched.update(_dirty_profiles(shop))
+        live = [p for p in touched.values() if p.merged_into_id is None and p.erased_at is None]
+        changes = refresh_lifecycles(shop, sorted(live, key=lambda p: p.id), utcnow())
+        _write_profiles(touched.values())
     db.session.flush()
+    record_changes(changes)
+
+
+def _write_profiles(profiles) -> None:
+    """Write changed profiles with one executemany UPDATE per set of changed columns.
+
+    The ORM's flush would split them into one statement per run of equal column sets
+    in id order, i.e. nearly one per profile once a batch mixes kinds of change.
+    """
+    mapper = sa.inspect(Profile)
+    table = Profile.__table__
+    groups: dict[tuple[str, ...], list[Profile]] = {}
+    for profile in profiles:
+        state = sa.inspect(profile)
+        keys = tuple(sorted(state.committed_state))
+        if keys and state.persistent and all(k in mapper.column_attrs for k in keys):
+            groups.setdefault(keys, []).append(profile)
+    now = utcnow()
+    for keys, members in groups.items():
+        columns = {mapper.column_attrs[k].columns[0].name: sa.bindparam(f"v_{k}") for k in keys}
+        columns["updated_at"] = sa.bindparam("v_updated_at_")
+        stmt = sa.update(table).where(table.c.id == sa.bindparam("pk_")).values(columns)
+        rows = [
+            {"pk_": p.id, "v_updated_at_": now, **{f"v_{k}": getattr(p, k) for k in keys}} for p in members
+        ]
+        db.session.execute(stmt, rows)
+        for profile in members:
+            for key in keys:
+                set_committed_value(profile, key, getattr(profile, key))
+            set_committed_value(profile, "updated_at", now)
 
 
 def _dirty_profiles(shop: Shop) -> dict[int, Profile]:
