@@ -347,28 +347,32 @@ def _sync_session(loser_id: int, winner_id: int, snapshot: dict[str, Any], profi
     holds thousands of identifiers, re-read every one of them after each
     automatic merge. Moved rows get the winner's id, rows deleted or taken
     aside (derived read models, unique-key clashes) are expired, and
-    relationships that point through a changed column are expired.
+    relationships that point through a changed column are expired. The
+    snapshot names every such row by id, so only those are looked up.
     """
-    moved: dict[str, list[str]] = {}
-    for name in snapshot["moved"]:
-        moved.setdefault(name.split(".")[0], []).append(name.split(".")[1])
-    gone = {name.split(".")[0] for name in snapshot["removed"]} | set(profile_rows.DERIVED_TABLES)
-    tables = moved.keys() | gone
-    for key, obj in list(db.session.identity_map.items()):
-        table = getattr(key[0], "__tablename__", None)
-        if table not in tables:
+    classes = {m.local_table.name: m for m in db.Model.registry.mappers}
+    identity = db.session.identity_map
+    for name, ids in snapshot["moved"].items():
+        table, column_name = name.split(".")
+        mapper = classes.get(table)
+        if mapper is None:
             continue
-        mapper = sa.inspect(key[0])
-        if table in gone:
-            db.session.expire(obj)
-        for name in moved.get(table, ()):
-            column = mapper.local_table.c[name]
-            prop = mapper.get_property_by_column(column)
-            if obj.__dict__.get(prop.key) == loser_id:
-                so.attributes.set_committed_value(obj, prop.key, winner_id)
-                stale = [r.key for r in mapper.relationships if column in r.local_columns]
+        column = mapper.local_table.c[column_name]
+        key = mapper.get_property_by_column(column).key
+        stale = [r.key for r in mapper.relationships if column in r.local_columns]
+        for row_id in ids:
+            obj = identity.get(mapper.identity_key_from_primary_key([row_id]))
+            if obj is not None and obj.__dict__.get(key) == loser_id:
+                so.attributes.set_committed_value(obj, key, winner_id)
                 if stale:
                     db.session.expire(obj, stale)
+    gone = [(name.split(".")[0], rows) for name, rows in snapshot["removed"].items()]
+    for table, rows in [*gone, *snapshot["derived"].items()]:
+        mapper = classes.get(table)
+        for row in rows if mapper is not None else ():
+            obj = identity.get(mapper.identity_key_from_primary_key([row["id"]]))
+            if obj is not None:
+                db.session.expire(obj)
     for profile in profiles:
         db.session.expire(profile, [r.key for r in sa.inspect(Profile).relationships])
 

@@ -35,6 +35,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -175,6 +176,8 @@ class _Batch:
         self.extra = {v.strip().lower() for v in self.settings["blocked_values"]}
         self.rows: dict[tuple[str, str], Identifier] = {}
         self.links: dict[tuple[int, int], IdentifierLink] = {}
+        # The neighbourhoods of every identifier of the batch, read once (None: too big, read per signal).
+        self.graph: _Graph | None = None
 
     def prepare(self, signal: Signal) -> _Prepared:
         """Drop junk and sort the signal's identifiers by trust (most trusted first)."""
@@ -213,6 +216,8 @@ class _Batch:
                 ),
             )
             self.links.update(((r.a_id, r.b_id), r) for r in db.session.scalars(stmt))
+        if len(signals) > 1:
+            self.graph = _Graph.read(self.shop.id, new_ids)
 
     def resolve(self, signal: _Prepared) -> Profile | None:
         """``resolve`` for one signal against what the batch holds; flushes only when ids are needed."""
@@ -232,7 +237,11 @@ class _Batch:
         # or is a single identifier never seen before; everything else re-partitions.
         if earlier or len(owners) > 1 or (created and len(rows) > 1):
             db.session.flush()
-            _repartition(self.shop, [r.id for r in rows], self.settings, source, seen_at)
+            component = None
+            if self.graph is not None:
+                self.graph.add_rows(rows)
+                component = self.graph.component
+            _repartition(self.shop, [r.id for r in rows], self.settings, source, seen_at, component)
             self._refresh(keys)
         profile = self._profile(rows[0])
         if profile.last_seen_at is None or profile.last_seen_at < seen_at:
@@ -306,6 +315,8 @@ class _Batch:
         else:
             row.profile_id = owner.id
         db.session.add(row)
+        if self.graph is not None:
+            self.graph.unflushed_rows.append(row)
         return row
 
     def _sightings(self, ids: list[int], source: str, seen_at: dt.datetime, event_ref: str | None) -> None:
@@ -314,6 +325,8 @@ class _Batch:
             self.shop.id, ids, source=source, at=seen_at, event_ref=event_ref, known=self.links
         )
         self.links.update(((r.a_id, r.b_id), r) for r in made)
+        if self.graph is not None:
+            self.graph.unflushed += made
 
     def _keep_raw_phones(self, profile: Profile, raw: list[Ident], source: str, seen_at: dt.datetime) -> None:
         """Keep unparseable phones on the profile as text; they never find or link anyone."""
@@ -322,6 +335,111 @@ class _Batch:
                 self.rows[(ident.kind, ident.value)] = self._new_row(
                     profile, ident.kind, ident.value, source, seen_at
                 )
+
+
+class _Graph:
+    """The identifiers and links around a batch, read once, walked in memory like ``load_component``.
+
+    Read from every identifier the batch names, it holds every neighbourhood a
+    signal of the batch can have: the batch only adds links between its own
+    identifiers and moves identifiers between profiles already held. Rows and
+    links are the session's objects, so moves made by re-partitions and
+    merges are seen as they happen.
+    """
+
+    LIMIT = 20_000
+
+    def __init__(self):
+        self.rows: dict[int, Identifier] = {}
+        self.links: dict[int, IdentifierLink] = {}
+        self.adjacent: dict[int, list[IdentifierLink]] = {}
+        # Links the batch made since the last walk: they get their ids when the session flushes.
+        self.unflushed: list[IdentifierLink] = []
+        self.unflushed_rows: list[Identifier] = []
+
+    @classmethod
+    def read(cls, shop_id: int, start_ids: list[int]) -> _Graph | None:
+        """Walk out from ``start_ids`` as ``load_component`` does, with no cap but ``LIMIT`` for the whole."""
+        graph = cls()
+        walked: set[int] = set()
+        frontier = set(start_ids)
+        while frontier:
+            rows = [graph.rows[i] for i in frontier if i in graph.rows]
+            rows += _in_chunks(scoped(Identifier, shop_id), Identifier.id, frontier - set(graph.rows))
+            graph.add_rows(rows)
+            walked.update(frontier)
+            open_ids = [r.id for r in rows if r.blocked_reason is None]
+            links = _in_chunks(scoped(IdentifierLink, shop_id), IdentifierLink.a_id, open_ids)
+            links += _in_chunks(scoped(IdentifierLink, shop_id), IdentifierLink.b_id, open_ids)
+            graph.add_links(links)
+            pids = {r.profile_id for r in rows}
+            held = _in_chunks(scoped(Identifier, shop_id), Identifier.profile_id, pids)
+            graph.add_rows(held)
+            frontier = ({i for link in links for i in (link.a_id, link.b_id)} | {r.id for r in held}) - walked
+            if len(graph.rows) > cls.LIMIT:
+                return None
+        # Links between two blocked identifiers were not followed by the walk, but belong to the component.
+        blocked = [i for i, r in graph.rows.items() if r.blocked_reason is not None]
+        if blocked:
+            stmt = scoped(IdentifierLink, shop_id).where(IdentifierLink.b_id.in_(blocked))
+            graph.add_links(_in_chunks(stmt, IdentifierLink.a_id, blocked))
+        return graph
+
+    def add_rows(self, rows) -> None:
+        for row in rows:
+            if row.id is not None and row.id not in self.rows:
+                self.rows[row.id] = row
+
+    def add_links(self, links) -> None:
+        for link in links:
+            assert link.id is not None, "links join the graph once flushed"
+            if link.id not in self.links:
+                self.links[link.id] = link
+                self.adjacent.setdefault(link.a_id, []).append(link)
+                self.adjacent.setdefault(link.b_id, []).append(link)
+
+    def component(self, start_ids) -> tuple[dict[int, Identifier], list[IdentifierLink]]:
+        """``identity_links.load_component`` answered from memory (the same walk, the same cap)."""
+        self.add_links(self.unflushed)
+        self.add_rows(self.unflushed_rows)
+        self.unflushed, self.unflushed_rows = [], []
+        held: dict[int, list[int]] = {}
+        for i, row in self.rows.items():
+            held.setdefault(row.profile_id, []).append(i)
+        nodes: dict[int, Identifier] = {}
+        frontier = set(start_ids)
+        while frontier and len(nodes) < identity_links.MAX_COMPONENT:
+            if not frontier <= self.rows.keys():
+                raise _NotHeld  # cannot happen by the class's invariant; the caller reads the database then
+            rows = [self.rows[i] for i in frontier]
+            nodes.update((r.id, r) for r in rows)
+            nxt: set[int] = set()
+            for row in rows:
+                if row.blocked_reason is None:
+                    for link in self.adjacent.get(row.id, ()):
+                        nxt.update((link.a_id, link.b_id))
+            for pid in {r.profile_id for r in rows}:
+                nxt.update(held.get(pid, ()))
+            frontier = nxt - set(nodes)
+        links = {
+            link.id: link
+            for i in nodes
+            for link in self.adjacent.get(i, ())
+            if link.a_id in nodes and link.b_id in nodes
+        }
+        return nodes, list(links.values())
+
+
+class _NotHeld(Exception):
+    """The batch's graph lacks an identifier a walk reached."""
+
+
+def _in_chunks(stmt, column, values) -> list:
+    values = sorted(values)
+    out: list = []
+    for chunk in _chunks(values, 500):
+        out += db.session.scalars(stmt.where(column.in_(chunk))).all()
+    return out
 
 
 def _expired_ids(objects) -> list[int]:
@@ -345,9 +463,20 @@ def _event_ref(evidence: dict | None) -> str | None:
     return None if ref is None else str(ref)[:255]
 
 
-def _repartition(shop: Shop, ids: list[int], settings: dict, source: str, seen_at: dt.datetime) -> None:
-    """Re-partition the signal's neighbourhood and make the profiles match."""
-    nodes, links = identity_links.load_component(shop.id, ids)
+def _repartition(
+    shop: Shop, ids: list[int], settings: dict, source: str, seen_at: dt.datetime, component=None
+) -> None:
+    """Re-partition the signal's neighbourhood and make the profiles match.
+
+    ``component`` loads the neighbourhood (a batch answers from memory); by default
+    ``identity_links.load_component`` reads it from the database.
+    """
+    try:
+        nodes, links = (component or partial(identity_links.load_component, shop.id))(ids)
+    except _NotHeld:
+        nodes, links = identity_links.load_component(shop.id, ids)
+    # In the order the links were made, so that evidence lists them the same way however they were read.
+    links = sorted(links, key=lambda link: link.id)
     nodes = {i: r for i, r in nodes.items() if r.kind != "raw_phone"}
     key_of = {i: (r.kind, r.value) for i, r in nodes.items()}
     row_of = {key_of[i]: r for i, r in nodes.items()}
@@ -388,12 +517,8 @@ def _apply(shop: Shop, part: identity_graph.Partition, row_of: dict, source: str
     held: dict[int, list] = {}
     for key, row in row_of.items():
         held.setdefault(row.profile_id, []).append(key)
-    created = {
-        pid: at
-        for pid, at in db.session.execute(
-            sa.select(Profile.id, Profile.created_at).where(Profile.id.in_(list(held)))
-        )
-    }
+    # The profiles are usually in the session already (a batch read them with their identifiers).
+    created = {pid: db.session.get(Profile, pid).created_at for pid in held}
     home: dict = {}
     taken: set[int] = set()
     for root in sorted(people, key=lambda k: (TRUST[k[0]], k[1])):
@@ -437,18 +562,24 @@ def _rehome_events(shop: Shop, profile_ids: set[int]) -> None:
             )
         )
     }
+    changed: set[int] = set()
     for event in db.session.scalars(scoped(Event, shop.id).where(Event.profile_id.in_(profile_ids))):
         for key in _event_keys(event.identifiers):
             if key in owner:
+                if event.profile_id != owner[key]:
+                    changed.update((event.profile_id, owner[key]))
                 event.profile_id = owner[key]
                 break
     for order in db.session.scalars(scoped(Order, shop.id).where(Order.profile_id.in_(profile_ids))):
         found = [normalise("email", order.email), normalise("phone", order.phone, shop.country)]
         keys = [(i.kind, i.value) for i in found if i is not None and (i.kind, i.value) in owner]
         if keys:
+            if order.profile_id != owner[keys[0]]:
+                changed.update((order.profile_id, owner[keys[0]]))
             order.profile_id = owner[keys[0]]
     db.session.flush()
-    for pid in profile_ids:
+    # Counters are rebuilt from events and orders: a profile none of them left or joined keeps its own.
+    for pid in sorted(changed):
         profile = db.session.get(Profile, pid)
         if profile is not None:
             recompute_engagement_counters(profile)
