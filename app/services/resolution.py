@@ -242,6 +242,8 @@ class _Batch:
                 self.graph.add_rows(rows)
                 component = self.graph.component
             _repartition(self.shop, [r.id for r in rows], self.settings, source, seen_at, component)
+            if self.graph is not None:
+                self.graph.resync()
             self._refresh(keys)
         profile = self._profile(rows[0])
         if profile.last_seen_at is None or profile.last_seen_at < seen_at:
@@ -356,6 +358,10 @@ class _Graph:
         # Links the batch made since the last walk: they get their ids when the session flushes.
         self.unflushed: list[IdentifierLink] = []
         self.unflushed_rows: list[Identifier] = []
+        # Which identifiers each profile holds, kept current by ``resync`` after each re-partition.
+        self.held: dict[int, set[int]] = {}
+        self.profile_of: dict[int, int] = {}
+        self.last: dict[int, Identifier] = {}
 
     @classmethod
     def read(cls, shop_id: int, start_ids: list[int]) -> _Graph | None:
@@ -389,6 +395,27 @@ class _Graph:
         for row in rows:
             if row.id is not None and row.id not in self.rows:
                 self.rows[row.id] = row
+                self._place(row)
+
+    def _place(self, row: Identifier) -> None:
+        before, now = self.profile_of.get(row.id), row.profile_id
+        if before != now:
+            if before is not None:
+                self.held[before].discard(row.id)
+            self.held.setdefault(now, set()).add(row.id)
+            self.profile_of[row.id] = now
+
+    def resync(self) -> None:
+        """Note the moves of the last re-partition: only its neighbourhood's identifiers can have moved.
+
+        Its merges move whole profiles, and a profile's identifiers are all in the
+        neighbourhood unless the walk was cut at the cap (or the database was read
+        instead); then every row is checked.
+        """
+        cut = not self.last or len(self.last) >= identity_links.MAX_COMPONENT
+        for row in (self.rows if cut else self.last).values():
+            self._place(row)
+        self.last = {}
 
     def add_links(self, links) -> None:
         for link in links:
@@ -403,9 +430,7 @@ class _Graph:
         self.add_links(self.unflushed)
         self.add_rows(self.unflushed_rows)
         self.unflushed, self.unflushed_rows = [], []
-        held: dict[int, list[int]] = {}
-        for i, row in self.rows.items():
-            held.setdefault(row.profile_id, []).append(i)
+        held = self.held
         nodes: dict[int, Identifier] = {}
         frontier = set(start_ids)
         while frontier and len(nodes) < identity_links.MAX_COMPONENT:
@@ -427,6 +452,7 @@ class _Graph:
             for link in self.adjacent.get(i, ())
             if link.a_id in nodes and link.b_id in nodes
         }
+        self.last = nodes
         return nodes, list(links.values())
 
 
