@@ -19,6 +19,18 @@ def parse_boolean(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _positive_number(env, name: str, default: str, kind=int):
+    """A positive number from the environment; a clear error at start-up instead of a crash mid-job."""
+    raw = env.get(name, default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise RuntimeError(f"{name} must be a positive number, got {raw!r}") from None
+    if value <= 0:
+        raise RuntimeError(f"{name} must be a positive number, got {raw!r}")
+    return value
+
+
 def _instance_secret(instance_path: Path) -> str:
     """Return the secret key kept in ``instance/secret_key``, creating it once."""
     instance_path.mkdir(parents=True, exist_ok=True)
@@ -75,4 +87,12 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "C360_PIXEL_RATE_PER_MINUTE": int(env.get("C360_PIXEL_RATE_PER_MINUTE", "600")),
         "C360_LOG_JSON": parse_boolean(env.get("C360_LOG_JSON"), default=production),
+        # Ingest tuning: rows per drain batch, seconds a drain runs before handing over,
+        # attempts before the dead-letter queue, and the first retry's delay (doubling after).
+        "C360_INGEST_BATCH": _positive_number(env, "C360_INGEST_BATCH", "500"),
+        "C360_INGEST_DRAIN_SECONDS": _positive_number(env, "C360_INGEST_DRAIN_SECONDS", "60", float),
+        "C360_INGEST_MAX_ATTEMPTS": _positive_number(env, "C360_INGEST_MAX_ATTEMPTS", "5"),
+        "C360_INGEST_RETRY_BASE_SECONDS": _positive_number(
+            env, "C360_INGEST_RETRY_BASE_SECONDS", "30", float
+        ),
     }

@@ -98,3 +98,15 @@ def _record(calls, value):
 
 def _explode():
     raise RuntimeError("boom")
+
+
+def test_ingest_tuning_comes_from_the_environment(tmp_path):
+    config = load_config(str(tmp_path), {"C360_INGEST_BATCH": "200", "C360_INGEST_RETRY_BASE_SECONDS": "2.5"})
+    assert config["C360_INGEST_BATCH"] == 200 and config["C360_INGEST_RETRY_BASE_SECONDS"] == 2.5
+    assert config["C360_INGEST_MAX_ATTEMPTS"] == 5 and config["C360_INGEST_DRAIN_SECONDS"] == 60
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "lots"])
+def test_a_bad_ingest_setting_is_refused_at_start_up_with_its_name(tmp_path, value):
+    with pytest.raises(RuntimeError, match="C360_INGEST_BATCH"):
+        load_config(str(tmp_path), {"C360_INGEST_BATCH": value})
