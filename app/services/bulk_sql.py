@@ -75,22 +75,6 @@ def unnest_select(table: sa.Table, rows: list[dict[str, Any]]) -> tuple[list[str
     return names, sa.select(*(_unnest(table.c[n], [r[n] for r in rows]) for n in names))
 
 
-def copy_rows(table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Insert rows that share their keys, with ``COPY`` on PostgreSQL (no per-row statements)."""
-    if not rows:
-        return
-    if not is_postgresql():
-        db.session.execute(sa.insert(table), rows)
-        return
-    names = list(rows[0])
-    json_columns = {n for n in names if isinstance(table.c[n].type, JsonDoc)}
-    cursor = db.session.connection().connection.driver_connection.cursor()
-    columns = ", ".join(f'"{n}"' for n in names)
-    with cursor, cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
-        for row in rows:
-            copy.write_row([json.dumps(row[n]) if n in json_columns else row[n] for n in names])
-
-
 def insert_rows(table: sa.Table, rows: list[dict[str, Any]], returning: Sequence[str] = ()) -> list:
     """Insert rows that share their keys; return the ``returning`` columns (in no promised order)."""
     if not rows:
