@@ -73,26 +73,31 @@ def sarah_signals(fixtures_dir) -> list[tuple[list, dt.datetime, str, str]]:
     return out
 
 
+def store_signal_event(shop, profile, idents, at, source, external_id):
+    """The event ingest would store for a resolved signal, on the profile it resolved to."""
+    identifiers: dict = {}
+    for i in idents:
+        identifiers.setdefault(i.kind, []).append(i.value)
+    db.session.add(
+        Event(
+            shop_id=shop.id,
+            profile_id=profile.id,
+            type="signal",
+            source=source,
+            external_id=external_id,
+            identifiers=identifiers,
+            occurred_at=at,
+        )
+    )
+
+
 def feed(shop, signals):
     """Resolve each signal and store an event on the returned profile, like ingest does."""
     profiles = []
     for n, (idents, at, source, ref) in enumerate(signals):
         profile = resolve(shop, idents, source=source, seen_at=at, evidence={"event_ref": ref})
         if profile is not None:
-            identifiers: dict = {}
-            for i in idents:
-                identifiers.setdefault(i.kind, []).append(i.value)
-            db.session.add(
-                Event(
-                    shop_id=shop.id,
-                    profile_id=profile.id,
-                    type="signal",
-                    source=source,
-                    external_id=f"{ref}-{n}",
-                    identifiers=identifiers,
-                    occurred_at=at,
-                )
-            )
+            store_signal_event(shop, profile, idents, at, source, f"{ref}-{n}")
             db.session.flush()
         profiles.append(profile)
     return profiles

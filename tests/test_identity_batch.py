@@ -20,7 +20,7 @@ from app.extensions import db
 from app.models import Event, Identifier, IdentifierLink, Merge, MergeCandidate, Profile
 from app.services.identifiers import Ident
 from app.services.resolution import Signal, resolve_many
-from tests.identity_helpers import T0, feed, sarah_signals
+from tests.identity_helpers import T0, feed, sarah_signals, store_signal_event
 from tests.test_identity_properties import POOL, make_shop
 
 SHOP_NUMBER = itertools.count()
@@ -51,22 +51,8 @@ def feed_batches(shop, signals, size):
         batch = [Signal(tuple(i), source, at, {"event_ref": ref}) for i, at, source, ref in chunk]
         profiles = resolve_many(shop, batch)
         for n, ((idents, at, source, ref), profile) in enumerate(zip(chunk, profiles, strict=True)):
-            if profile is None:
-                continue
-            identifiers: dict = {}
-            for i in idents:
-                identifiers.setdefault(i.kind, []).append(i.value)
-            db.session.add(
-                Event(
-                    shop_id=shop.id,
-                    profile_id=profile.id,
-                    type="signal",
-                    source=source,
-                    external_id=f"{ref}-{start + n}",
-                    identifiers=identifiers,
-                    occurred_at=at,
-                )
-            )
+            if profile is not None:
+                store_signal_event(shop, profile, idents, at, source, f"{ref}-{start + n}")
         db.session.flush()
 
 
