@@ -18,6 +18,7 @@ from app.analytics.loaders import epoch
 from app.extensions import db
 from app.models import ConsentRecord, ConsentState, Event, Message, Profile
 from app.models.base import utcnow
+from app.services.paging import newest_first
 from app.tenancy import scoped
 
 WEEKS = 26
@@ -51,21 +52,14 @@ def timeline_section(shop_id: int, profile: Profile, page: int = 0, now: dt.date
     series: dict[str, list[int]] = {}
     for index, name, count in rows:
         series.setdefault(name, [0] * WEEKS)[int(index)] += count
-    page = max(page, 0)
-    events = db.session.scalars(
-        scoped(Event, shop_id)
-        .where(Event.profile_id == profile.id)
-        .order_by(Event.occurred_at.desc(), Event.id.desc())
-        .offset(page * EVENTS_PAGE)
-        .limit(EVENTS_PAGE + 1)
-    ).all()
+    events = newest_first(Event, shop_id, profile.id, Event.occurred_at, page, EVENTS_PAGE)
     total = sum(sum(v) for v in series.values())
     return {
         "chart": {"labels": labels, "series": dict(sorted(series.items()))},
         "total": total,
-        "events": events[:EVENTS_PAGE],
-        "page": page,
-        "has_next": len(events) > EVENTS_PAGE,
+        "events": events.rows,
+        "page": events.number,
+        "has_next": events.has_next,
     }
 
 

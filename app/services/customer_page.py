@@ -21,6 +21,7 @@ from app.models.base import utcnow
 from app.models.profile import CHANNELS
 from app.plans import has_capability
 from app.services.lifecycle import shop_windows
+from app.services.paging import newest_first
 from app.services.profile_view import orders_summary, profile_document
 from app.tenancy import scoped
 
@@ -126,14 +127,7 @@ def identities_section(shop_id: int, profile: Profile) -> dict[str, Any]:
 
 def orders_section(shop_id: int, profile: Profile, page: int = 0) -> dict[str, Any]:
     """One page of orders (newest first), the channel split and the top products."""
-    page = max(page, 0)
-    rows = db.session.scalars(
-        scoped(Order, shop_id)
-        .where(Order.profile_id == profile.id)
-        .order_by(Order.placed_at.desc(), Order.id.desc())
-        .offset(page * ORDERS_PAGE)
-        .limit(ORDERS_PAGE + 1)
-    ).all()
+    orders = newest_first(Order, shop_id, profile.id, Order.placed_at, page, ORDERS_PAGE)
     top = db.session.execute(
         scoped(
             OrderLine,
@@ -149,9 +143,9 @@ def orders_section(shop_id: int, profile: Profile, page: int = 0) -> dict[str, A
         .limit(5)
     ).all()
     return {
-        "orders": rows[:ORDERS_PAGE],
-        "page": page,
-        "has_next": len(rows) > ORDERS_PAGE,
+        "orders": orders.rows,
+        "page": orders.number,
+        "has_next": orders.has_next,
         "top_products": [{"product_id": p, "title": t, "quantity": q} for p, t, q in top],
     }
 

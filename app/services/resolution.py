@@ -265,7 +265,7 @@ class _Batch:
         return row.profile if row.profile_id is None else db.session.get(Profile, row.profile_id)
 
     def _refresh(self, keys: list[tuple[str, str]]) -> None:
-        """Re-read, in one query, what a merge expired (merges expire the whole session)."""
+        """Re-read, in one query, what a merge expired (the rows it moved or set aside)."""
         if not any(sa.inspect(self.rows[k]).expired for k in keys if k in self.rows):
             return
         stale = _expired_ids(self.rows.values())

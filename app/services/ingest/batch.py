@@ -88,7 +88,7 @@ def _resolve(shop: Shop, run: list[Planned]) -> None:
 def _reload_expired(run: list[Planned]) -> None:
     """Reload in one read each what a merge expired: the run's profiles and their survivors, the rows.
 
-    (A merge expires the whole session; lazy reloads would cost a query per object.)
+    (A merge expires the rows it moved or set aside; lazy reloads would cost a query per object.)
     """
     profiles = [p.profile for p in run if p.profile is not None]
     for _ in range(10):  # merge chains are short
