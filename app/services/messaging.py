@@ -32,11 +32,10 @@ import sqlalchemy as sa
 
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
-from app.models import Event, Identifier, Message, OutboxItem, Profile, Shop
+from app.models import Identifier, Message, OutboxItem, Profile, Shop
 from app.models.base import utcnow
 from app.models.messaging import MESSAGE_SOURCES
 from app.services import gate, gate_facts
-from app.services.engagement import apply_engagement
 from app.services.identifiers import live_profile
 from app.services.profile_lock import lock_profiles
 from app.services.transports import provider_for
@@ -104,29 +103,18 @@ def _blocked(
 
 
 def _record_sent(shop: Shop, profile: Profile, message: Message, content: Mapping[str, Any] | None) -> None:
+    """Hand an allowed send to the outbox; the message row is the send's only record besides.
+
+    No ``<channel>.sent`` event and no ``sent`` counter are written: the
+    message log is where the profile's sends are counted and shown (the
+    profile's ``engagement.by_channel.*.sent``, the Messages section), and
+    a second copy of every send would double the rows a campaign writes.
+    """
     recipient = recipient_for(shop.id, profile.id, message.channel)
     if recipient is None:
         message.status, message.reason, message.sent_at = "failed", f"no_address:{message.channel}", None
         return
     db.session.flush()
-    db.session.add(
-        Event(
-            shop_id=shop.id,
-            profile_id=profile.id,
-            type=f"{message.channel}.sent",
-            channel=message.channel,
-            source="c360",
-            external_id=f"message-{message.id}",
-            properties={
-                "message_id": message.id,
-                "source": message.source,
-                "campaign_id": message.campaign_id,
-                "journey_id": message.journey_id,
-            },
-            occurred_at=message.created_at,
-        )
-    )
-    apply_engagement(profile, message.channel, "sent", message.created_at)
     payload = {"source": message.source, "campaign_id": message.campaign_id, "journey_id": message.journey_id}
     payload.update(content or {})
     db.session.add(

@@ -3,16 +3,17 @@
 ``send_many`` does per chunk of profiles what ``send_message`` does for
 one: lock the chunk (in id order, so it never deadlocks with single
 sends), read the facts with a handful of queries, decide, and write the
-message log, the ``<channel>.sent`` events, the engagement counters and
-the outbox in the same transaction. A blocked profile is dropped from
-this send (``blocked``) and stays in the audience.
+message log and the outbox in the same transaction. The message row is
+the send's one record (no event or counter copies it, see
+``messaging``). A blocked profile is dropped from this send
+(``blocked``) and stays in the audience.
 
 On PostgreSQL the writes of a chunk are one statement: the decisions
 travel as one JSON parameter, and data-modifying CTEs insert the
-messages and, from their ``RETURNING``, the events, the outbox and the
-counter upserts (the recipient is looked up in the same statement). Most
-of the cost of a chunk is then the server's own work per row (indexes and
-foreign-key checks), not Python. SQLite keeps plain bulk inserts.
+messages and, from their ``RETURNING``, the outbox items (the recipient
+is looked up in the same statement). Most of the cost of a chunk is then
+the server's own work per row (indexes and foreign-key checks), not
+Python. SQLite keeps plain bulk inserts.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
 from app.extensions import db
-from app.models import EngagementCounter, Event, Identifier, Message, OutboxItem, Shop
+from app.models import Identifier, Message, OutboxItem, Shop
 from app.models.base import UTCDateTime, utcnow
 from app.services import gate, gate_facts
 from app.services.bulk_sql import id_in, insert_rows, is_postgresql
@@ -97,7 +98,7 @@ def _write_stmt() -> sa.Select:
     ``channel``, ``source``, ``campaign_id``, ``now``, ``kind`` (the recipient's identifier kind),
     ``fallback`` (the recipient prefix when there is none: push only), ``no_address``, ``props``.
     """
-    msg, ev, out, cnt = Message.__table__, Event.__table__, OutboxItem.__table__, EngagementCounter.__table__
+    msg, out = Message.__table__, OutboxItem.__table__
     ident = Identifier.__table__
     names = ("channel", "source", "campaign_id", "kind", "fallback")
     text = {n: sa.bindparam(n, type_=sa.Text()) for n in names}
@@ -181,36 +182,6 @@ def _write_stmt() -> sa.Select:
         .where(messages.c.status == "sent")
         .cte("s")
     )
-    events = (
-        sa.insert(ev)
-        .from_select(
-            [
-                "shop_id",
-                "profile_id",
-                "type",
-                "channel",
-                "source",
-                "external_id",
-                "identifiers",
-                "properties",
-                "occurred_at",
-                "received_at",
-            ],
-            sa.select(
-                shop_id,
-                sent.c.profile_id,
-                text["channel"].concat(".sent"),
-                text["channel"],
-                sa.literal("c360"),
-                sa.literal("message-").concat(sent.c.id),
-                sa.func.jsonb_build_object(),
-                props.op("||")(sa.func.jsonb_build_object(sa.literal_column("'message_id'"), sent.c.id)),
-                now,
-                now,
-            ),
-        )
-        .cte("e")
-    )
     outbox = (
         sa.insert(out)
         .from_select(
@@ -219,16 +190,8 @@ def _write_stmt() -> sa.Select:
         )
         .cte("o")
     )
-    counters = postgresql.insert(cnt).from_select(
-        ["shop_id", "profile_id", "channel", "metric", "count", "last_at"],
-        sa.select(shop_id, sent.c.profile_id, text["channel"], sa.literal("sent"), sa.literal(1), now),
-    )
-    counters = counters.on_conflict_do_update(
-        index_elements=["profile_id", "channel", "metric"],
-        set_={"count": cnt.c.count + 1, "last_at": counters.excluded.last_at},
-    ).cte("c")
     failed_ids = sa.select(messages.c.profile_id).where(messages.c.status == "failed")
-    return failed_ids.add_cte(events, outbox, counters)
+    return failed_ids.add_cte(outbox)
 
 
 def _write_postgresql(send: _Send, rows: list[tuple]) -> set[int]:
@@ -306,44 +269,6 @@ def _write_rows(send: _Send, rows: list[tuple]) -> set[int]:
     if not sent:
         return failed
     props = send.props
-    insert_rows(
-        Event.__table__,
-        [
-            {
-                "shop_id": send.shop_id,
-                "profile_id": pid,
-                "type": f"{send.channel}.sent",
-                "channel": send.channel,
-                "source": "c360",
-                "external_id": f"message-{mid}",
-                "identifiers": {},
-                "properties": {**props, "message_id": mid},
-                "occurred_at": now,
-                "received_at": now,
-            }
-            for mid, pid in sent
-        ],
-    )
-    table = EngagementCounter.__table__
-    upsert = sqlite.insert(table)
-    upsert = upsert.on_conflict_do_update(
-        index_elements=["profile_id", "channel", "metric"],
-        set_={"count": table.c.count + 1, "last_at": upsert.excluded.last_at},
-    )
-    db.session.execute(
-        upsert,
-        [
-            {
-                "shop_id": send.shop_id,
-                "profile_id": pid,
-                "channel": send.channel,
-                "metric": "sent",
-                "count": 1,
-                "last_at": now,
-            }
-            for _, pid in sent
-        ],
-    )
     insert_rows(
         OutboxItem.__table__,
         [

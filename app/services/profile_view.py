@@ -10,8 +10,10 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
+
 from app.extensions import db
-from app.models import EngagementCounter, Identifier, Profile, Shop
+from app.models import EngagementCounter, Identifier, Message, Profile, Shop
 from app.models.profile import CHANNELS
 from app.plans import has_capability
 from app.tenancy import scoped
@@ -39,10 +41,23 @@ def _identifiers(shop_id: int, profile_id: int) -> list[Identifier]:
 
 
 def _engagement(shop_id: int, profile: Profile) -> dict[str, Any]:
+    """Engagement counters by channel; ``sent`` adds the profile's sends from the message log.
+
+    Our own sends are recorded once, as ``Message`` rows, so they are counted
+    here; the ``sent`` counter holds only sends other systems reported
+    (``POST /events`` with ``push.sent``, say).
+    """
     by_channel = {c: {m: 0 for m in ENGAGEMENT_METRICS} for c in CHANNELS}
     stmt = scoped(EngagementCounter, shop_id).where(EngagementCounter.profile_id == profile.id)
     for row in db.session.scalars(stmt):
         by_channel.setdefault(row.channel, {m: 0 for m in ENGAGEMENT_METRICS})[row.metric] = row.count
+    sends = (
+        scoped(Message, shop_id, Message.channel, sa.func.count())
+        .where(Message.profile_id == profile.id, Message.status == "sent")
+        .group_by(Message.channel)
+    )
+    for channel, count in db.session.execute(sends):
+        by_channel.setdefault(channel, {m: 0 for m in ENGAGEMENT_METRICS})["sent"] += count
     score = profile.engagement_score
     return {
         "score": None if score is None else round(score, 1),
