@@ -208,3 +208,27 @@ def test_search_never_finds_another_shops_customer(client, shop):
     assert (
         client.get(f"/api/v1/profiles?identifier=email:{SECRET_EMAIL}", headers=shop.auth).status_code == 404
     )
+
+
+def test_the_database_refuses_a_send_that_points_at_another_shops_profile(db):
+    from sqlalchemy.exc import IntegrityError
+
+    from app.models import OutboxItem
+
+    a, b = make_shop("alpha.myshopify.com"), make_shop("bravo.myshopify.com")
+    theirs = Profile(shop_id=b.id)
+    db.session.add(theirs)
+    db.session.commit()
+    db.session.add(
+        Message(shop_id=a.id, profile_id=theirs.id, channel="email", source="manual", status="sent")
+    )
+    with pytest.raises(IntegrityError):
+        db.session.flush()
+    db.session.rollback()
+    mine = Message(shop_id=b.id, profile_id=theirs.id, channel="email", source="manual", status="sent")
+    db.session.add(mine)
+    db.session.flush()
+    db.session.add(OutboxItem(shop_id=a.id, message_id=mine.id, channel="email", recipient="x", payload={}))
+    with pytest.raises(IntegrityError):
+        db.session.flush()
+    db.session.rollback()

@@ -90,6 +90,9 @@ class Base(DeclarativeBase):
 # Annotated aliases for the columns that repeat across tables.
 pk_id = Annotated[int, mapped_column(BigId, primary_key=True, autoincrement=True)]
 shop_fk = Annotated[int, mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), index=True)]
+# The shop of a row whose composite foreign key (shop_id, parent_id) -> parent (shop_id, id) both
+# keeps it in its parent's shop and, through the parent, proves the shop exists: one check, not two.
+shop_key = Annotated[int, mapped_column(BigId)]
 created_at = Annotated[dt.datetime, mapped_column(default=utcnow)]
 updated_at = Annotated[dt.datetime, mapped_column(default=utcnow, onupdate=utcnow)]
 text = Annotated[str, mapped_column(sa.Text)]

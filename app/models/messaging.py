@@ -9,8 +9,8 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.extensions import db
-from app.models.base import BigId, created_at, pk_id, shop_fk
-from app.models.profile import profile_fk
+from app.models.base import BigId, created_at, pk_id, shop_key
+from app.models.profile import profile_in_shop_fk
 
 MESSAGE_SOURCES = ("campaign", "journey", "time_sensitive", "manual")
 MESSAGE_STATUSES = ("sent", "blocked", "waiting", "missed", "failed")
@@ -21,13 +21,22 @@ class Message(db.Model):
 
     __tablename__ = "messages"
     __table_args__ = (
+        profile_in_shop_fk(),
+        # The outbox's key target; it also serves every lookup by shop.
+        sa.UniqueConstraint("shop_id", "id"),
         sa.Index("ix_messages_profile_sent", "profile_id", "status", "created_at"),
         sa.Index("ix_messages_shop_time", "shop_id", "created_at"),
+        sa.Index(
+            "ix_messages_provider_message_id",
+            "provider_message_id",
+            postgresql_where=sa.text("provider_message_id IS NOT NULL"),
+            sqlite_where=sa.text("provider_message_id IS NOT NULL"),
+        ),
     )
 
     id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True, autoincrement=True)
-    shop_id: so.Mapped[shop_fk]
-    profile_id: so.Mapped[int] = profile_fk(index=False)
+    shop_id: so.Mapped[shop_key]
+    profile_id: so.Mapped[int] = so.mapped_column(BigId)
     channel: so.Mapped[str] = so.mapped_column(sa.String(16))
     source: so.Mapped[str] = so.mapped_column(sa.String(20))
     campaign_id: so.Mapped[str | None] = so.mapped_column(sa.String(64), index=True)
@@ -37,7 +46,8 @@ class Message(db.Model):
     retry_at: so.Mapped[dt.datetime | None]
     # The customer's local calendar day of the send, for daily caps.
     local_day: so.Mapped[dt.date | None] = so.mapped_column(sa.Date)
-    provider_message_id: so.Mapped[str | None] = so.mapped_column(sa.String(255), index=True)
+    # Set once a provider accepts the message; most rows never have one, so the index skips them.
+    provider_message_id: so.Mapped[str | None] = so.mapped_column(sa.String(255))
     created_at: so.Mapped[created_at]
     sent_at: so.Mapped[dt.datetime | None]
 
@@ -46,12 +56,15 @@ class OutboxItem(db.Model):
     """A message handed to the default transport: recorded, not sent anywhere."""
 
     __tablename__ = "outbox"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["shop_id", "message_id"], ["messages.shop_id", "messages.id"], ondelete="CASCADE"
+        ),
+    )
 
     id: so.Mapped[pk_id]
-    shop_id: so.Mapped[shop_fk]
-    message_id: so.Mapped[int] = so.mapped_column(
-        BigId, sa.ForeignKey("messages.id", ondelete="CASCADE"), index=True
-    )
+    shop_id: so.Mapped[shop_key]
+    message_id: so.Mapped[int] = so.mapped_column(BigId, index=True)
     channel: so.Mapped[str] = so.mapped_column(sa.String(16))
     recipient: so.Mapped[str] = so.mapped_column(sa.String(320))
     payload: so.Mapped[dict[str, Any]] = so.mapped_column(default=dict)

@@ -30,7 +30,10 @@ def referencing_columns() -> list[tuple[sa.Table, sa.Column]]:
         if table.name in HISTORY_TABLES:
             continue
         for column in table.columns:
-            if any(fk.column.table.name == "profiles" for fk in column.foreign_keys):
+            # A composite key (shop_id, profile_id) also points shop_id at profiles.shop_id: not a profile id.
+            if any(
+                fk.column.table.name == "profiles" and fk.column.name == "id" for fk in column.foreign_keys
+            ):
                 found.append((table, column))
     return found
 
