@@ -5,9 +5,10 @@ from __future__ import annotations
 import multiprocessing
 import threading
 
+import pytest
 import sqlalchemy as sa
 
-from app.models import Message, OutboxItem, Shop
+from app.models import Event, Message, OutboxItem, Shop
 from app.services.messaging import send_message
 from app.services.messaging_bulk import send_many
 from tests.concurrency_worker import hammer
@@ -102,3 +103,35 @@ def test_bulk_and_single_sends_together_never_exceed_the_daily_cap(app, db, shop
     )
     assert sent == dict.fromkeys(profiles, 3)  # the global daily cap, exactly
     assert db.session.scalar(sa.select(sa.func.count()).select_from(OutboxItem)) == 3 * len(profiles)
+
+
+def test_a_profile_locked_for_a_send_still_takes_new_events(db, shop):
+    """The send's lock serialises senders only: ingest never waits on a campaign chunk."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time by design")
+    from app.services.profile_lock import lock_profiles
+
+    profile = make_profile(shop.id)
+    assert lock_profiles(shop.id, [profile.id]) == [profile.id]  # held until this session commits
+    with db.engine.connect() as other:
+        other.execute(sa.text("SET lock_timeout = '2s'"))
+        other.execute(
+            sa.insert(Event).values(
+                shop_id=shop.id,
+                profile_id=profile.id,
+                type="page_viewed",
+                source="pixel",
+                external_id="while-locked",
+                identifiers={},
+                properties={},
+                occurred_at=NOON,
+                received_at=NOON,
+            )
+        )
+        other.commit()
+        # ...while a second sender to the same customer does wait.
+        with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+            other.execute(
+                sa.text("SELECT id FROM profiles WHERE id = :id FOR NO KEY UPDATE"), {"id": profile.id}
+            )
+    db.session.rollback()

@@ -1,8 +1,12 @@
 """Serialise writers of one profile: the gate's reservation and consent changes.
 
-On PostgreSQL the profile row is locked with ``SELECT … FOR UPDATE``; two
-transactions for the same customer queue behind each other while other
-customers proceed. SQLite has one writer at a time: a no-op ``UPDATE`` of
+On PostgreSQL the profile row is locked with ``SELECT … FOR NO KEY UPDATE``;
+two transactions for the same customer queue behind each other while other
+customers proceed. It is the lock an ``UPDATE`` of the row takes, not the
+stronger ``FOR UPDATE``: the profile's key never changes, so ingest may
+still insert events and orders that point at a locked profile (their
+foreign-key check takes ``FOR KEY SHARE``) instead of waiting for a whole
+campaign chunk to commit. SQLite has one writer at a time: a no-op ``UPDATE`` of
 the row as the transaction's first write takes the database write lock
 (``BEGIN IMMEDIATE`` semantics), so later reads in the transaction see
 every committed send and the check-then-insert cannot interleave.
@@ -30,7 +34,7 @@ def lock_profiles(shop_id: int, profile_ids: Iterable[int]) -> list[int]:
             sa.select(table.c.id)
             .where(table.c.shop_id == shop_id, id_in(table.c.id, ids))
             .order_by(table.c.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
         return db.session.scalars(stmt).all()
     db.session.execute(
