@@ -287,6 +287,9 @@ def _write_rows(send: _Send, rows: list[tuple]) -> set[int]:
 
 
 def _send_chunk(shop: Shop, policy: gate.GatePolicy, ids: list[int], send: _Send, result: BulkResult) -> None:
+    # Two statements on purpose: a SELECT … FOR UPDATE that waited for a lock re-reads the locked
+    # rows, but the rest of that statement (the recent sends) keeps the snapshot from before the
+    # wait. The facts must be read by a later statement, after every lock is held.
     lock_profiles(shop.id, ids)
     facts = gate_facts.load_facts(shop, ids, send.now, channels=[send.channel], policy=policy)
     rows = _decide(policy, facts, send)
