@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from app import htmx, jobs
+from app import gc_tuning, htmx, jobs
 from app import logging as c360_logging
 from app.config import load_config
 from app.extensions import csrf, db, init_db, login_manager, migrate
@@ -57,6 +57,8 @@ def create_app(config: dict | None = None) -> Flask:
     from app.cli import register_commands
 
     register_commands(app)
+    gc_tuning.tune()
+    gc_tuning.freeze_startup_objects()
     return app
 
 
