@@ -159,3 +159,29 @@ def test_a_message_the_provider_refuses_is_failed_and_frees_its_slot(app, db, sh
     assert deliver_message(message.id, config) is None
     assert (message.status, message.reason) == ("failed", "provider_rejected:400")
     assert send_message(shop.model, profile.id, "sms", "manual", now=NOON).status == "sent"
+
+
+def test_a_bulk_send_hands_each_sent_message_to_the_provider(app, db, shop, provider, drain, monkeypatch):
+    from app.services.messaging_bulk import send_many
+
+    config = {
+        "C360_TWILIO_ACCOUNT_SID": "AC1",
+        "C360_TWILIO_API_TOKEN": "tok",
+        "C360_TWILIO_FROM": "+15005550006",
+        "C360_TWILIO_BASE_URL": provider,
+    }
+    for key, value in config.items():
+        monkeypatch.setitem(app.config, key, value)
+    sent = [make_profile(shop.id, f"b{i}@shopper.test", f"+44791112345{i}").id for i in range(3)]
+    silent = make_profile(shop.id, "quiet@shopper.test", "+447911123460", consents=("email",)).id
+    result = send_many(
+        shop.model, [*sent, silent], "sms", campaign_id="flash", now=NOON, chunk=2, config=config
+    )
+    drain()
+    db.session.expire_all()
+    assert (result.sent, result.blocked) == (3, 1)
+    delivered = db.session.execute(
+        sa.select(Message.profile_id, Message.provider_message_id).where(Message.campaign_id == "flash")
+    ).all()
+    assert sorted(delivered) == sorted([*((pid, "SM123") for pid in sent), (silent, None)])
+    assert len(FakeProvider.requests) == 3

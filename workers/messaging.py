@@ -19,6 +19,15 @@ def retry_message(message_id: int) -> int | None:
     return attempt.id if attempt else None
 
 
+def deliver_messages(message_ids: list[int]) -> int:
+    """Hand a bulk send's chunk to the provider, message by message; return how many it accepted.
+
+    A retryable failure re-raises for RQ after the messages before it were
+    delivered; the retry skips those (each keeps its provider id).
+    """
+    return sum(deliver_message(message_id) is not None for message_id in message_ids)
+
+
 def deliver_message(message_id: int) -> str | None:
     """Hand a sent message to the channel's provider; a retryable failure re-raises for RQ."""
     config = {**os.environ, **current_app.config}

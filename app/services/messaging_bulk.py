@@ -6,7 +6,8 @@ sends), read the facts with a handful of queries, decide, and write the
 message log and the outbox in the same transaction. The message row is
 the send's one record (no event or counter copies it, see
 ``messaging``). A blocked profile is dropped from this send
-(``blocked``) and stays in the audience.
+(``blocked``) and stays in the audience. With a provider configured for
+the channel, each committed chunk's sent messages go to it in one job.
 
 On PostgreSQL the writes of a chunk are one statement: the decisions
 travel as one JSON parameter, and data-modifying CTEs insert the
@@ -22,8 +23,9 @@ import datetime as dt
 import functools
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -35,6 +37,7 @@ from app.services import gate, gate_facts
 from app.services.bulk_sql import id_in, insert_rows, is_postgresql
 from app.services.messaging import RECIPIENT_KIND, validate_request
 from app.services.profile_lock import lock_profiles
+from app.services.transports import provider_for
 
 CHUNK = 2500
 
@@ -286,6 +289,20 @@ def _write_rows(send: _Send, rows: list[tuple]) -> set[int]:
     return failed
 
 
+def _sent_ids(send: _Send, ids: list[int]) -> list[int]:
+    """The messages this send just sent to these profiles (to hand to a provider)."""
+    stmt = sa.select(Message.id).where(
+        Message.shop_id == send.shop_id,
+        id_in(Message.profile_id, ids),
+        Message.created_at == send.now,
+        Message.channel == send.channel,
+        Message.source == send.source,
+        Message.campaign_id.is_not_distinct_from(send.campaign_id),
+        Message.status == "sent",
+    )
+    return list(db.session.scalars(stmt.order_by(Message.id)))
+
+
 def _send_chunk(shop: Shop, policy: gate.GatePolicy, ids: list[int], send: _Send, result: BulkResult) -> None:
     # Two statements on purpose: a SELECT … FOR UPDATE that waited for a lock re-reads the locked
     # rows, but the rest of that statement (the recent sends) keeps the snapshot from before the
@@ -316,18 +333,30 @@ def send_many(
     campaign_id: str | None = None,
     now: dt.datetime | None = None,
     chunk: int = CHUNK,
+    config: Mapping[str, Any] | None = None,
 ) -> BulkResult:
     """Gate and send to a whole audience of live profiles, one transaction per chunk.
+
+    Args:
+        config: provider settings, as for ``send_message``; with a provider for the
+            channel, each committed chunk's sent messages go to it in one delivery job.
 
     Raises:
         ValidationFailed: an unknown channel or source.
     """
+    from app import jobs
+
     validate_request(channel, source)
     send = _Send(shop.id, channel, source, campaign_id, now or utcnow())
     policy = gate_facts.load_policy(shop)
+    deliver = config is not None and provider_for(channel, config) is not None
     result = BulkResult()
     ids = sorted(set(profile_ids))
     for start in range(0, len(ids), chunk):
-        _send_chunk(shop, policy, ids[start : start + chunk], send, result)
+        part = ids[start : start + chunk]
+        sent_before = result.sent
+        _send_chunk(shop, policy, part, send, result)
         db.session.commit()
+        if deliver and result.sent > sent_before:
+            jobs.enqueue("workers.messaging.deliver_messages", _sent_ids(send, part))
     return result
