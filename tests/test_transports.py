@@ -118,14 +118,8 @@ def test_unreachable_provider_is_a_retryable_error():
     assert caught.value.retryable
 
 
-def test_no_provider_configured_means_the_outbox_alone():
-    assert provider_for("email", {}) is None
-    assert provider_for("push", {"C360_SENDGRID_API_KEY": "k", "C360_SENDGRID_FROM": "a@b.test"}) is None
-
-
-def test_a_sent_message_is_delivered_after_commit_and_keeps_the_provider_id(
-    app, db, shop, provider, drain, monkeypatch
-):
+def twilio_in_config(app, provider: str, monkeypatch) -> dict[str, str]:
+    """Twilio pointed at the fake provider, in the app's config (where delivery jobs read it)."""
     config = {
         "C360_TWILIO_ACCOUNT_SID": "AC1",
         "C360_TWILIO_API_TOKEN": "tok",
@@ -134,6 +128,18 @@ def test_a_sent_message_is_delivered_after_commit_and_keeps_the_provider_id(
     }
     for key, value in config.items():
         monkeypatch.setitem(app.config, key, value)
+    return config
+
+
+def test_no_provider_configured_means_the_outbox_alone():
+    assert provider_for("email", {}) is None
+    assert provider_for("push", {"C360_SENDGRID_API_KEY": "k", "C360_SENDGRID_FROM": "a@b.test"}) is None
+
+
+def test_a_sent_message_is_delivered_after_commit_and_keeps_the_provider_id(
+    app, db, shop, provider, drain, monkeypatch
+):
+    config = twilio_in_config(app, provider, monkeypatch)
     profile = make_profile(shop.id)
     message = send_message(shop.model, profile.id, "sms", "manual", now=NOON, config=config)
     drain()
@@ -164,14 +170,7 @@ def test_a_message_the_provider_refuses_is_failed_and_frees_its_slot(app, db, sh
 def test_a_bulk_send_hands_each_sent_message_to_the_provider(app, db, shop, provider, drain, monkeypatch):
     from app.services.messaging_bulk import send_many
 
-    config = {
-        "C360_TWILIO_ACCOUNT_SID": "AC1",
-        "C360_TWILIO_API_TOKEN": "tok",
-        "C360_TWILIO_FROM": "+15005550006",
-        "C360_TWILIO_BASE_URL": provider,
-    }
-    for key, value in config.items():
-        monkeypatch.setitem(app.config, key, value)
+    config = twilio_in_config(app, provider, monkeypatch)
     sent = [make_profile(shop.id, f"b{i}@shopper.test", f"+44791112345{i}").id for i in range(3)]
     silent = make_profile(shop.id, "quiet@shopper.test", "+447911123460", consents=("email",)).id
     result = send_many(
