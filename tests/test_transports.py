@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import threading
 import urllib.parse
@@ -184,3 +185,56 @@ def test_a_bulk_send_hands_each_sent_message_to_the_provider(app, db, shop, prov
     ).all()
     assert sorted(delivered) == sorted([*((pid, "SM123") for pid in sent), (silent, None)])
     assert len(FakeProvider.requests) == 3
+
+
+def test_a_hand_over_lost_in_a_crash_is_queued_again_by_the_sweeper(
+    app, db, shop, provider, drain, monkeypatch
+):
+    from app import jobs
+    from app.services.messaging import deliver_due
+
+    config = twilio_in_config(app, provider, monkeypatch)
+    profile = make_profile(shop.id)
+    lost = []
+    with pytest.MonkeyPatch.context() as crash:
+        crash.setattr(jobs, "enqueue", lambda *args, **kwargs: lost.append(args))  # Redis dies here
+        message = send_message(shop.model, profile.id, "sms", "manual", now=NOON, config=config)
+    assert lost and message.provider_message_id is None
+    assert deliver_due(NOON + dt.timedelta(seconds=30)) == 0  # its job may still be on its way
+    assert deliver_due(NOON + dt.timedelta(minutes=5)) == 1
+    drain()
+    db.session.expire_all()
+    assert db.session.get(Message, message.id).provider_message_id == "SM123"
+    assert deliver_due(NOON + dt.timedelta(minutes=10)) == 0  # delivered: never twice
+    assert len(FakeProvider.requests) == 1
+
+
+def test_a_provider_configured_later_never_sends_the_old_outbox(app, db, shop, provider, drain, monkeypatch):
+    from app.services.messaging import deliver_due
+
+    profile = make_profile(shop.id)
+    send_message(shop.model, profile.id, "sms", "manual", now=NOON)  # no provider: the outbox is delivery
+    twilio_in_config(app, provider, monkeypatch)
+    assert deliver_due(NOON + dt.timedelta(hours=1)) == 0
+    drain()
+    assert FakeProvider.requests == []
+
+
+def test_a_send_the_provider_could_not_take_is_handed_over_by_the_sweeper(
+    app, db, shop, provider, drain, monkeypatch
+):
+    from app.services.messaging import deliver_due
+
+    config = twilio_in_config(app, provider, monkeypatch)
+    profile = make_profile(shop.id)
+    FakeProvider.fail_with = 503  # the provider is down when the job runs
+    message = send_message(shop.model, profile.id, "sms", "manual", now=NOON, config=config)
+    drain()
+    db.session.expire_all()
+    assert db.session.get(Message, message.id).provider_message_id is None
+    FakeProvider.fail_with = None
+    assert deliver_due(NOON + dt.timedelta(minutes=5)) == 1
+    drain()
+    db.session.expire_all()
+    assert db.session.get(Message, message.id).provider_message_id == "SM123"
+    assert deliver_due(NOON + dt.timedelta(days=2)) == 0

@@ -423,8 +423,11 @@ def retry_delivery(delivery_id: int) -> bool:
 
 
 def sweep_job() -> int:
-    """The periodic sweep under RQ: sweep, then schedule the next run a minute on."""
+    """The periodic sweep under RQ: inbox rows and provider hand-overs a crash left behind, every minute."""
+    from app.services.messaging import deliver_due
+
     count = sweep_deliveries()
+    deliver_due()
     schedule_sweep()
     return count
 

@@ -66,6 +66,9 @@ class OutboxItem(db.Model):
     shop_id: so.Mapped[shop_key]
     message_id: so.Mapped[int] = so.mapped_column(BigId, index=True)
     channel: so.Mapped[str] = so.mapped_column(sa.String(16))
+    # Where the item is bound: a provider's name, or "outbox" when recording it is the whole delivery.
+    # Fixed at send time, so configuring a provider later never sends yesterday's outbox.
+    transport: so.Mapped[str] = so.mapped_column(sa.String(20), default="outbox", server_default="outbox")
     recipient: so.Mapped[str] = so.mapped_column(sa.String(320))
     payload: so.Mapped[dict[str, Any]] = so.mapped_column(default=dict)
     created_at: so.Mapped[created_at]

@@ -188,7 +188,7 @@ NOT_PERSONAL: dict[str, set[str]] = {
         "created_at",
         "sent_at",
     },
-    "outbox": {"id", "shop_id", "message_id", "channel", "created_at"},
+    "outbox": {"id", "shop_id", "message_id", "channel", "transport", "created_at"},
     "merge_candidates": {
         "id",
         "shop_id",

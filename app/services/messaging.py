@@ -42,6 +42,10 @@ from app.services.transports import provider_for
 from app.tenancy import get_scoped
 
 TIME_SENSITIVE_WINDOW = dt.timedelta(hours=24)
+# How long a provider-bound send may wait for its delivery job before the sweeper queues it again.
+DELIVERY_GRACE = dt.timedelta(minutes=2)
+# After a day a send is stale: the sweeper stops offering it (it stays in the log, never delivered).
+DELIVERY_GIVE_UP = dt.timedelta(days=1)
 RECIPIENT_KIND = {"email": "email", "sms": "phone", "whatsapp": "phone", "push": "web_client"}
 
 
@@ -102,7 +106,19 @@ def _blocked(
     return "blocked", decision.retry_at
 
 
-def _record_sent(shop: Shop, profile: Profile, message: Message, content: Mapping[str, Any] | None) -> None:
+def transport_name(channel: str, config: Mapping[str, Any] | None) -> str:
+    """The provider a send on ``channel`` is bound for now, or ``outbox`` (the default transport)."""
+    provider = provider_for(channel, config) if config is not None else None
+    return provider.name if provider else "outbox"
+
+
+def _record_sent(
+    shop: Shop,
+    profile: Profile,
+    message: Message,
+    content: Mapping[str, Any] | None,
+    config: Mapping[str, Any] | None,
+) -> None:
     """Hand an allowed send to the outbox; the message row is the send's only record besides.
 
     No ``<channel>.sent`` event and no ``sent`` counter are written: the
@@ -122,6 +138,7 @@ def _record_sent(shop: Shop, profile: Profile, message: Message, content: Mappin
             shop_id=shop.id,
             message_id=message.id,
             channel=message.channel,
+            transport=transport_name(message.channel, config),
             recipient=recipient,
             payload=payload,
         )
@@ -175,7 +192,7 @@ def send_message(
     db.session.add(message)
     if decision.allowed:
         message.status, message.sent_at = "sent", now
-        _record_sent(shop, profile, message, content)
+        _record_sent(shop, profile, message, content, config)
     else:
         message.status, message.retry_at = _blocked(source, decision, policy, facts, channel, now, deadline)
     db.session.commit()
@@ -189,10 +206,52 @@ def _after_commit(message: Message, config: Mapping[str, Any] | None) -> None:
     if message.status == "waiting" and message.retry_at is not None:
         delay = max(0.0, (message.retry_at - utcnow()).total_seconds())
         jobs.get_queue().enqueue_in(delay, "workers.messaging.retry_message", message.id)
-    if message.status == "sent" and config is not None and provider_for(message.channel, config):
-        jobs.enqueue(
-            "workers.messaging.deliver_message", message.id, job_id=jobs.safe_job_id("deliver", message.id)
+    if message.status == "sent" and transport_name(message.channel, config) != "outbox":
+        enqueue_delivery(message.id)
+
+
+def enqueue_delivery(message_id: int, *suffix: object) -> None:
+    """Queue the hand-over of one sent message to its provider (a repeat of one job id is a no-op)."""
+    from app import jobs
+
+    job_id = jobs.safe_job_id("deliver", message_id, *suffix)
+    jobs.enqueue("workers.messaging.deliver_message", message_id, job_id=job_id)
+
+
+def deliver_due(
+    now: dt.datetime | None = None, shop_id: int | None = None, *, grace: dt.timedelta = DELIVERY_GRACE
+) -> int:
+    """The delivery sweeper: re-queue provider-bound sends whose hand-over never happened; return how many.
+
+    A send is committed before its delivery job is queued, so a worker or
+    Redis dying in between leaves it in the outbox unsent, and a provider
+    that was down fails its job. Anything bound for a provider
+    (``OutboxItem.transport``), still without a provider id, older than
+    ``grace`` and younger than a day is queued again, once per minute at
+    most (the job id names the minute); ``deliver_message`` locks the
+    message and skips one that has its provider id, so none goes twice.
+    """
+    now = now or utcnow()
+    minute = int(now.timestamp() // 60)
+    stmt = (
+        sa.select(Message.id)
+        .join(OutboxItem, sa.and_(OutboxItem.shop_id == Message.shop_id, OutboxItem.message_id == Message.id))
+        .where(
+            OutboxItem.transport != "outbox",
+            Message.status == "sent",
+            Message.provider_message_id.is_(None),
+            Message.created_at < now - grace,
+            Message.created_at > now - DELIVERY_GIVE_UP,
         )
+        .order_by(Message.id)
+    )
+    if shop_id is not None:
+        stmt = stmt.where(Message.shop_id == shop_id)
+    ids = list(db.session.scalars(stmt))
+    db.session.rollback()  # read-only: end the transaction before the jobs (inline ones) lock rows
+    for message_id in ids:
+        enqueue_delivery(message_id, "sweep", minute)
+    return len(ids)
 
 
 def _superseded(message: Message) -> bool:
@@ -250,11 +309,13 @@ def deliver_message(message_id: int, config: Mapping[str, Any]) -> str | None:
 
     A provider that refuses the message for good (a 4xx) marks it ``failed``
     with the reason, so it no longer counts against the caps; a retryable
-    error propagates for the job queue to record.
+    error propagates for the job queue to record (the sweeper tries again).
+    The message row is locked while it is handed over, so a swept job and
+    the original one never both send it.
     """
     from app.services.transports import Outbound, TransportError
 
-    message = db.session.get(Message, message_id)
+    message = db.session.get(Message, message_id, with_for_update=True)
     if message is None or message.status != "sent" or message.provider_message_id:
         return None
     transport = provider_for(message.channel, config)

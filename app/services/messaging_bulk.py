@@ -35,9 +35,8 @@ from app.models import Identifier, Message, OutboxItem, Shop
 from app.models.base import UTCDateTime, utcnow
 from app.services import gate, gate_facts
 from app.services.bulk_sql import id_in, insert_rows, is_postgresql
-from app.services.messaging import RECIPIENT_KIND, validate_request
+from app.services.messaging import RECIPIENT_KIND, transport_name, validate_request
 from app.services.profile_lock import lock_profiles
-from app.services.transports import provider_for
 
 CHUNK = 2500
 
@@ -66,6 +65,7 @@ class _Send:
     source: str
     campaign_id: str | None
     now: dt.datetime
+    transport: str = "outbox"
 
     @property
     def props(self) -> dict:
@@ -99,11 +99,12 @@ def _write_stmt() -> sa.Select:
 
     Parameters: ``rows`` (JSON: ``[{pid, status, reason, retry_at, local_day}]``), ``shop_id``,
     ``channel``, ``source``, ``campaign_id``, ``now``, ``kind`` (the recipient's identifier kind),
-    ``fallback`` (the recipient prefix when there is none: push only), ``no_address``, ``props``.
+    ``fallback`` (the recipient prefix when there is none: push only), ``no_address``, ``transport``
+    (the outbox items' binding), ``props``.
     """
     msg, out = Message.__table__, OutboxItem.__table__
     ident = Identifier.__table__
-    names = ("channel", "source", "campaign_id", "kind", "fallback")
+    names = ("channel", "source", "campaign_id", "kind", "fallback", "transport")
     text = {n: sa.bindparam(n, type_=sa.Text()) for n in names}
     shop_id, now = sa.bindparam("shop_id", type_=sa.BigInteger()), sa.bindparam("now", type_=UTCDateTime())
     props = sa.cast(sa.bindparam("props", type_=sa.Text()), postgresql.JSONB)
@@ -188,8 +189,8 @@ def _write_stmt() -> sa.Select:
     outbox = (
         sa.insert(out)
         .from_select(
-            ["shop_id", "message_id", "channel", "recipient", "payload", "created_at"],
-            sa.select(shop_id, sent.c.id, text["channel"], sent.c.recipient, props, now),
+            ["shop_id", "message_id", "channel", "transport", "recipient", "payload", "created_at"],
+            sa.select(shop_id, sent.c.id, text["channel"], text["transport"], sent.c.recipient, props, now),
         )
         .cte("o")
     )
@@ -222,6 +223,7 @@ def _write_postgresql(send: _Send, rows: list[tuple]) -> set[int]:
         "kind": RECIPIENT_KIND[send.channel],
         "fallback": "profile:" if send.channel == "push" else None,
         "no_address": send.no_address,
+        "transport": send.transport,
         "props": json.dumps(send.props),
     }
     return set(db.session.scalars(_write_stmt(), params))
@@ -279,6 +281,7 @@ def _write_rows(send: _Send, rows: list[tuple]) -> set[int]:
                 "shop_id": send.shop_id,
                 "message_id": mid,
                 "channel": send.channel,
+                "transport": send.transport,
                 "recipient": recipients[pid],
                 "payload": props,
                 "created_at": now,
@@ -347,9 +350,9 @@ def send_many(
     from app import jobs
 
     validate_request(channel, source)
-    send = _Send(shop.id, channel, source, campaign_id, now or utcnow())
+    send = _Send(shop.id, channel, source, campaign_id, now or utcnow(), transport_name(channel, config))
     policy = gate_facts.load_policy(shop)
-    deliver = config is not None and provider_for(channel, config) is not None
+    deliver = send.transport != "outbox"
     result = BulkResult()
     ids = sorted(set(profile_ids))
     for start in range(0, len(ids), chunk):

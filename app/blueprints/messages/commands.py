@@ -3,10 +3,11 @@
 import click
 
 from app.blueprints.messages import bp
-from app.services.messaging import retry_due
+from app.services.messaging import deliver_due, retry_due
 
 
 @bp.cli.command("retry-due")
 def retry_due_command():
-    """Retry every waiting journey or time-sensitive message whose time has come."""
+    """Retry every waiting message whose time has come, and re-queue lost provider hand-overs."""
     click.echo(f"retried {retry_due()} waiting message(s)")
+    click.echo(f"queued {deliver_due()} provider hand-over(s) that never happened")
