@@ -92,3 +92,33 @@ def insert_rows(table: sa.Table, rows: list[dict[str, Any]], returning: Sequence
         return db.session.execute(stmt.returning(*(table.c[c] for c in returning))).all()
     db.session.execute(stmt)
     return []
+
+
+def insert_with_ids(table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert rows that share their keys; return their new ids in the rows' order.
+
+    ``RETURNING`` promises no order for a multi-row insert (SQLAlchemy then sends one
+    row per statement on SQLite), so the ids are chosen first and inserted with the
+    rows. PostgreSQL draws them from the table's sequence in one statement. SQLite
+    inserts the first row alone, which takes the database's write lock and gives the
+    largest id; no other writer can insert until the transaction ends, so the ids
+    above it are free.
+    """
+    if not rows:
+        return []
+    if is_postgresql():
+        ids = list(
+            db.session.scalars(
+                sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
+                {"table": table.name, "n": len(rows)},
+            )
+        )
+        insert_rows(table, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+        return ids
+    first = db.session.execute(sa.insert(table).returning(table.c.id), rows[0]).scalar_one()
+    ids = list(range(first, first + len(rows)))
+    if len(rows) > 1:
+        db.session.execute(
+            sa.insert(table), [{**row, "id": i} for row, i in zip(rows[1:], ids[1:], strict=True)]
+        )
+    return ids
