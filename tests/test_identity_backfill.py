@@ -80,10 +80,12 @@ def outcome(shop_id: int) -> dict:
     return {"people": frozenset(groups.values()), "candidates": pairs, "blocked": set(blocked)}
 
 
-def both(rows, batch: int = 5) -> tuple[dict, dict]:
+def both(rows, batch: int = 5, identity: dict | None = None) -> tuple[dict, dict]:
     """Resolve ``rows`` in time order through ``resolve_many`` on one shop and the backfill on another."""
     incremental = make_shop(f"inc{next(SHOP_NUMBER)}.myshopify.com")
     backfill = make_shop(f"bf{next(SHOP_NUMBER)}.myshopify.com")
+    for shop in (incremental, backfill) if identity else ():
+        update_settings(shop, {"identity": identity})
     ordered = as_signals(sorted(rows, key=lambda r: r[1]))
     for start in range(0, len(ordered), batch):
         resolve_many(incremental, ordered[start : start + batch])
@@ -93,13 +95,18 @@ def both(rows, batch: int = 5) -> tuple[dict, dict]:
 
 
 @EXAMPLES
-@given(drawn=st.lists(signal, min_size=1, max_size=int(os.environ.get("C360_HYPOTHESIS_SIGNALS", "14"))))
-def test_backfill_gives_the_people_and_candidates_resolve_many_gives(db, drawn):
+@given(
+    drawn=st.lists(signal, min_size=1, max_size=int(os.environ.get("C360_HYPOTHESIS_SIGNALS", "14"))),
+    tight=st.booleans(),
+)
+def test_backfill_gives_the_people_and_candidates_resolve_many_gives(db, drawn, tight):
     rows = [
         ([Ident(k, v) for k, v in idents], T0 + dt.timedelta(hours=h), "test", f"s{n}")
         for n, (idents, h) in enumerate(drawn)
     ]
-    incremental, backfill = both(rows)
+    # Tight guards make the per-kind cap and the too-many-people block trip on a small pool.
+    limits = {"max_identifiers_per_kind": 1, "max_people_per_identifier": 2} if tight else None
+    incremental, backfill = both(rows, identity=limits)
     assert backfill == incremental
 
 
