@@ -199,22 +199,9 @@ def write(shop: Shop, history: History, outcome: Outcome) -> list[int | None]:
     """Insert the profiles, identifiers, links and candidates; return each signal's profile id."""
     owner = outcome.owner
     label_of_signal = [owner[keys[0]] if keys else None for keys in history.keys]
-    # A profile's times are those of the signals landing on it, else (a cookie set apart by the
-    # per-kind cap, which no signal names first) those of its identifiers.
-    landed: dict[tuple, list] = {}
-    for n, label in enumerate(label_of_signal):
-        if label is not None:
-            _widen(landed, label, history.at[n], history.at[n])
-    held: dict[tuple, list] = {}  # in the order each profile's first identifier appeared
-    for key, first in history.first.items():
-        _widen(held, owner[key], first, history.last[key])
-    labels = list(held)
-    table = Profile.__table__
-    rows = [
-        {"shop_id": shop.id, "first_seen_at": span[0], "last_seen_at": span[1]}
-        for span in (landed.get(label, held[label]) for label in labels)
-    ]
-    profile_id = dict(zip(labels, insert_with_ids(table, rows), strict=True))
+    profile_rows = _profile_spans(history, owner, label_of_signal)
+    rows = [{"shop_id": shop.id, "first_seen_at": a, "last_seen_at": b} for a, b in profile_rows.values()]
+    profile_id = dict(zip(profile_rows, insert_with_ids(Profile.__table__, rows), strict=True))
     ident_id = _write_identifiers(shop, history, outcome, profile_id)
     _write_links(shop, history, ident_id)
     now = utcnow()
@@ -237,12 +224,31 @@ def write(shop: Shop, history: History, outcome: Outcome) -> list[int | None]:
     return [None if label is None else profile_id[label] for label in label_of_signal]
 
 
-def _widen(spans: dict, label, first, last) -> None:
-    span = spans.get(label)
-    if span is None:
-        spans[label] = [first, last]
-    else:
-        span[0], span[1] = min(span[0], first), max(span[1], last)
+def _profile_spans(history: History, owner: dict, label_of_signal: list) -> dict[tuple, list]:
+    """Each profile's first and last seen, in the order its first identifier appeared.
+
+    A profile's times are those of the signals landing on it (walked in time order, so
+    the first is the earliest), else (a cookie set apart by the per-kind cap, which no
+    signal names first) those of its identifiers.
+    """
+    landed: dict[tuple, list] = {}
+    for n in history.order:
+        label = label_of_signal[n]
+        if label is not None:
+            span = landed.get(label)
+            if span is None:
+                landed[label] = [history.at[n], history.at[n]]
+            else:
+                span[1] = history.at[n]
+    spans: dict[tuple, list] = {}
+    for key, first in history.first.items():
+        label = owner[key]
+        if label not in spans:
+            spans[label] = landed.get(label) or [first, history.last[key]]
+        elif label not in landed:
+            span = spans[label]
+            span[0], span[1] = min(span[0], first), max(span[1], history.last[key])
+    return spans
 
 
 def _write_identifiers(shop: Shop, history: History, outcome: Outcome, profile_id: dict) -> dict[Key, int]:

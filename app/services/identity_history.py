@@ -86,13 +86,14 @@ def read_history(shop: Shop, signals: Sequence[Signal], extra: set[str]) -> Hist
         history.link_last,
     )
     rank: dict[Key, int] = {}
-    trust = TRUST
+    trust, cache = TRUST, judge.cache  # the cache read inline: a call per identifier adds up
     for n in order:
         signal = signals[n]
         usable: set[Key] = set()
         raw: set[Key] = set()
         for ident in signal.idents:
-            key, ok = judge(ident.kind, ident.value)
+            found = cache.get((ident.kind, ident.value))
+            key, ok = judge(ident.kind, ident.value) if found is None else found
             if key is not None:
                 (usable if ok else raw).add(key)
         if not usable:
