@@ -91,11 +91,13 @@ def split_usable(
     so they agree on what is junk and which identifier names the signal.
     """
     given = {i for i in idents if i.kind in TRUST}
-    raw = sorted(i for i in given if i.kind == "raw_phone" and not is_blocked(shop, i, extra))
-    usable = sorted(
-        (i for i in given if i.kind != "raw_phone" and not is_blocked(shop, i, extra)),
-        key=lambda i: (TRUST[i.kind], i.value),
-    )
+    raw = [i for i in given if i.kind == "raw_phone" and not is_blocked(shop, i, extra)]
+    usable = [i for i in given if i.kind != "raw_phone" and not is_blocked(shop, i, extra)]
+    # Most signals carry one or two identifiers: sort only when there is an order to find.
+    if len(raw) > 1:
+        raw.sort()
+    if len(usable) > 1:
+        usable.sort(key=lambda i: (TRUST[i.kind], i.value))
     return usable, raw
 
 
