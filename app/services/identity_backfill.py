@@ -26,7 +26,9 @@ of the signals that land on it.
 
 The backfill applies only while the shop's identity graph is empty (an
 install-time import). Otherwise the signals go through ``resolve_many`` in
-batches, in time order, which is always correct.
+batches, in time order, which is always correct. Two backfills of one shop at
+once collide on the identifiers' unique key: the second transaction fails, and
+its retry finds the graph filled and takes the incremental path.
 """
 
 from __future__ import annotations
