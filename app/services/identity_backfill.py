@@ -43,7 +43,7 @@ from app.extensions import db
 from app.models import Identifier, IdentifierLink, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
 from app.services import identity_graph
-from app.services.bulk_sql import insert_rows, insert_with_ids
+from app.services.bulk_sql import copy_rows, insert_rows, insert_with_ids
 from app.services.identifiers import TRUST, Ident, live_profile
 from app.services.identity_graph import Key
 from app.services.identity_history import History, Normaliser, read_history
@@ -308,4 +308,4 @@ def _write_links(shop: Shop, history: History, ident_id: dict[Key, int]) -> None
                 "last_seen_at": history.link_last[pair],
             }
         )
-    insert_rows(IdentifierLink.__table__, rows)
+    copy_rows(IdentifierLink.__table__, rows)
