@@ -140,24 +140,32 @@ class _Attacher:
         self.max_per_kind, self.max_people = max_per_kind, max_people
         rank = self.rank = {k: TRUST[k[0]] for k in nodes}
         # More trusted neighbours, in sighting order; equally trusted pairs are only reviewed.
-        self.up: dict[Key, list[tuple[Key, Sighting]]] = {}
+        up: dict[Key, list[tuple[Key, Sighting]]] = {}
+        self.up = up
         self.peers: list[tuple[int, int, Key, Key, Sighting]] = []
-        appeared: dict[Key, int] = {}
+        sightings = list(sightings)
         for n, s in enumerate(sightings):
             a, b = s.a, s.b
             ra, rb = rank.get(a), rank.get(b)
-            if ra is None or rb is None or a == b:
+            if ra is None or rb is None:
                 continue
-            appeared.setdefault(a, len(appeared))
-            appeared.setdefault(b, len(appeared))
             if ra > rb:
-                self.up.setdefault(a, []).append((b, s))
+                low, high = a, b
             elif rb > ra:
-                self.up.setdefault(b, []).append((a, s))
+                low, high = b, a
             else:
-                self.peers.append((n, *((a, b) if a < b else (b, a)), s))
-        # Reviewed in the order the smaller node first appeared, then sighting order (as always).
-        self.peers.sort(key=lambda p: (appeared[p[1]], p[0]))
+                if a != b:
+                    self.peers.append((n, *((a, b) if a < b else (b, a)), s))
+                continue
+            above = up.get(low)
+            if above is None:
+                up[low] = [(high, s)]
+            else:
+                above.append((high, s))
+        if self.peers:
+            # Reviewed in the order the smaller node first appeared, then sighting order (as always).
+            appeared = _appearance(sightings, rank)
+            self.peers.sort(key=lambda p: (appeared[p[1]], p[0]))
         self.apart: dict[Key, set[Key]] = defaultdict(set)
         for a, b in not_same:
             self.apart[a].add(b)
@@ -277,11 +285,24 @@ def _may_block(sightings: list[Sighting], blocked: set[Key], max_people: int) ->
     return any(len(v) > max_people for v in above.values())
 
 
+def _appearance(sightings: list[Sighting], rank: dict[Key, int]) -> dict[Key, int]:
+    """The order in which nodes first appear in the sightings among the nodes."""
+    appeared: dict[Key, int] = {}
+    for s in sightings:
+        a, b = s.a, s.b
+        if a in rank and b in rank and a != b:
+            appeared.setdefault(a, len(appeared))
+            appeared.setdefault(b, len(appeared))
+    return appeared
+
+
 def _partition(nodes, sightings, same, not_same, blocked, max_per_kind, max_people) -> Partition:
     run = _Attacher(nodes, sightings, not_same, blocked, max_per_kind, max_people)
     rank = run.rank
-    # Most trusted first, then first seen: a node's neighbours above it are settled.
-    for node in sorted(nodes, key=lambda k: (rank[k], nodes[k], k[1])):
+    # Most trusted first, then first seen: a node's neighbours above it are settled. The sort key
+    # is built as tuples, not by a function called per node; a full tie keeps the nodes' order.
+    order = sorted([(rank[k], t, k[1], n, k) for n, (k, t) in enumerate(nodes.items())])
+    for *_key, node in order:
         run.attach(node)
     final = run.root_of
     if same:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -80,6 +80,25 @@ def is_blocked(shop: Shop, ident: Ident, extra: Iterable[str] | None = None) -> 
         tail = digits[-9:]
         return len(set(tail)) <= 1 or tail in "01234567890123456789" or tail in "98765432109876543210"
     return False
+
+
+def split_usable(
+    shop: Shop, idents: Iterable[Ident], extra: Iterable[str]
+) -> tuple[list[Ident], list[Ident]]:
+    """The identifiers that may link, most trusted first, and the raw phones kept as text; junk dropped.
+
+    ``resolve``, ``resolve_many`` and the history backfill all sort a signal with this,
+    so they agree on what is junk and which identifier names the signal.
+    """
+    given = {i for i in idents if i.kind in TRUST}
+    raw = [i for i in given if i.kind == "raw_phone" and not is_blocked(shop, i, extra)]
+    usable = [i for i in given if i.kind != "raw_phone" and not is_blocked(shop, i, extra)]
+    # Most signals carry one or two identifiers: sort only when there is an order to find.
+    if len(raw) > 1:
+        raw.sort()
+    if len(usable) > 1:
+        usable.sort(key=lambda i: (TRUST[i.kind], i.value))
+    return usable, raw
 
 
 def resolve(
@@ -181,13 +200,8 @@ class _Batch:
 
     def prepare(self, signal: Signal) -> _Prepared:
         """Drop junk and sort the signal's identifiers by trust (most trusted first)."""
-        given = {i for i in signal.idents if i.kind in TRUST}
-        raw = sorted(i for i in given if i.kind == "raw_phone" and not is_blocked(self.shop, i, self.extra))
-        usable = sorted(
-            (i for i in given if i.kind != "raw_phone" and not is_blocked(self.shop, i, self.extra)),
-            key=lambda i: (TRUST[i.kind], i.value),
-        )
-        return _Prepared(usable, raw, signal.source, signal.seen_at, _event_ref(signal.evidence))
+        usable, raw = split_usable(self.shop, signal.idents, self.extra)
+        return _Prepared(usable, raw, signal.source, signal.seen_at, event_ref(signal.evidence))
 
     def load(self, *signals: _Prepared) -> None:
         """Read the signals' identifiers (with their profiles) and the seen links among them."""
@@ -479,7 +493,7 @@ def _chunks(items: list, size: int):
         yield items[start : start + size]
 
 
-def _event_ref(evidence: dict | None) -> str | None:
+def event_ref(evidence: dict | None) -> str | None:
     """Name the signal for reviewers: ``event_ref``, else the first named source id ("order: 5001")."""
     evidence = evidence or {}
     ref = evidence.get("event_ref") or evidence.get("external_id") or evidence.get("event")
@@ -532,37 +546,63 @@ def _repartition(
     _record_candidates(shop, part, home)
 
 
-def _profile_rank(profile_id: int, keys: list, created: dict[int, dt.datetime]):
-    best = min((TRUST[k[0]] for k in keys), default=99)
-    return (best, created[profile_id], profile_id)
+def plan_homes(
+    part: identity_graph.Partition,
+    owner: dict,
+    first_seen: dict,
+    created: dict,
+    fresh: Callable[[], int],
+) -> tuple[dict, list[tuple[int, int]]]:
+    """Choose each person's profile and the profiles that merge away (pure: the rule, not the writes).
+
+    Args:
+        owner: ``{key: profile id}`` for every node of ``part`` now.
+        first_seen: ``{key: first seen}`` for the same nodes.
+        created: ``{profile id: sort key}`` giving the profiles' age (older first).
+        fresh: makes a new profile and returns its id, for a person none of whose profiles is free.
+
+    Returns:
+        ``home`` (``{root: profile id}``) and the ``(winner, loser)`` merges, in the order to run them.
+    """
+    people = part.people()
+    held: dict[int, list] = {}
+    for key, pid in owner.items():
+        held.setdefault(pid, []).append(key)
+    home: dict = {}
+    taken: set[int] = set()
+    for root in sorted(people, key=lambda k: (TRUST[k[0]], k[1])):
+        available = {owner[k] for k in people[root]} - taken
+        if available:
+            best = {p: min(TRUST[k[0]] for k in held[p]) for p in available}
+            pid = min(available, key=lambda p: (best[p], created[p], p))
+        else:
+            pid = fresh()
+        home[root] = pid
+        taken.add(pid)
+    # Profiles that are no person's home any more join the person of their best identifier.
+    merged = []
+    for pid in sorted(set(held) - taken):
+        best = min(held[pid], key=lambda k: (TRUST[k[0]], first_seen[k], k[1]))
+        merged.append((home[part.root_of[best]], pid))
+    return home, merged
 
 
 def _apply(shop: Shop, part: identity_graph.Partition, row_of: dict, source: str, seen_at: dt.datetime):
     """Merge, move and create profiles so that each person of ``part`` is one profile."""
-    people = part.people()
-    held: dict[int, list] = {}
-    for key, row in row_of.items():
-        held.setdefault(row.profile_id, []).append(key)
+    owner = {key: row.profile_id for key, row in row_of.items()}
     # The profiles are usually in the session already (a batch read them with their identifiers).
-    created = {pid: db.session.get(Profile, pid).created_at for pid in held}
-    home: dict = {}
-    taken: set[int] = set()
-    for root in sorted(people, key=lambda k: (TRUST[k[0]], k[1])):
-        available = {row_of[k].profile_id for k in people[root]} - taken
-        if available:
-            pid = min(available, key=lambda p: _profile_rank(p, held[p], created))
-        else:
-            fresh = Profile(shop_id=shop.id, first_seen_at=seen_at, last_seen_at=seen_at)
-            db.session.add(fresh)
-            db.session.flush()
-            pid = fresh.id
-        home[root] = pid
-        taken.add(pid)
-    # Profiles that are no person's home any more join the person of their best identifier.
-    for pid in sorted(set(held) - taken):
-        best = min(held[pid], key=lambda k: (TRUST[k[0]], row_of[k].first_seen_at, k[1]))
-        winner_id = home[part.root_of[best]]
-        winner, loser = merges.lock_profiles(shop, winner_id, pid)
+    created = {pid: db.session.get(Profile, pid).created_at for pid in set(owner.values())}
+
+    def fresh() -> int:
+        profile = Profile(shop_id=shop.id, first_seen_at=seen_at, last_seen_at=seen_at)
+        db.session.add(profile)
+        db.session.flush()
+        return profile.id
+
+    first_seen = {key: row.first_seen_at for key, row in row_of.items()}
+    home, merged = plan_homes(part, owner, first_seen, created, fresh)
+    for winner_id, loser_id in merged:
+        winner, loser = merges.lock_profiles(shop, winner_id, loser_id)
         merges.merge(
             shop, winner, loser, reason=f"auto: linked by {source}", actor="resolution", automatic=True
         )
@@ -620,10 +660,7 @@ def _event_keys(identifiers: dict) -> list[tuple[str, str]]:
 
 def _record_candidates(shop: Shop, part: identity_graph.Partition, home: dict) -> None:
     """Store each doubtful pair once, with the identifier and signals that raised it."""
-    for cand in part.candidates:
-        a, b = sorted((home[part.root_of[cand.roots[0]]], home[part.root_of[cand.roots[1]]]))
-        if a == b:
-            continue
+    for a, b, cand in candidate_pairs(part, home):
         exists = db.session.scalar(
             scoped(MergeCandidate, shop.id, MergeCandidate.id).where(
                 MergeCandidate.profile_a_id == a, MergeCandidate.profile_b_id == b
@@ -631,22 +668,35 @@ def _record_candidates(shop: Shop, part: identity_graph.Partition, home: dict) -
         )
         if exists is not None:
             continue
-        evidence = {
-            "identifier": {"kind": cand.via[0], "value": cand.via[1]},
-            "links": [
-                {
-                    "a": f"{s.a[0]}:{s.a[1]}",
-                    "b": f"{s.b[0]}:{s.b[1]}",
-                    "source": s.source,
-                    "event": s.event_ref,
-                    "seen_at": s.at.isoformat(),
-                }
-                for s in cand.links
-            ],
-        }
+        evidence = candidate_evidence(cand)
         db.session.add(
             MergeCandidate(
                 shop_id=shop.id, profile_a_id=a, profile_b_id=b, reason=cand.reason, evidence=evidence
             )
         )
     db.session.flush()
+
+
+def candidate_pairs(part: identity_graph.Partition, home: dict):
+    """Each candidate of ``part`` as ``(profile a, profile b, candidate)``, a < b; none within one profile."""
+    for cand in part.candidates:
+        a, b = sorted((home[part.root_of[cand.roots[0]]], home[part.root_of[cand.roots[1]]]))
+        if a != b:
+            yield a, b, cand
+
+
+def candidate_evidence(cand: identity_graph.Candidate) -> dict:
+    """What a reviewer sees of a candidate: the identifier that raised it and the signals that linked it."""
+    return {
+        "identifier": {"kind": cand.via[0], "value": cand.via[1]},
+        "links": [
+            {
+                "a": f"{s.a[0]}:{s.a[1]}",
+                "b": f"{s.b[0]}:{s.b[1]}",
+                "source": s.source,
+                "event": s.event_ref,
+                "seen_at": s.at.isoformat(),
+            }
+            for s in cand.links
+        ],
+    }
