@@ -38,7 +38,9 @@ from app.services.bulk_sql import id_in, insert_rows, is_postgresql
 from app.services.messaging import RECIPIENT_KIND, transport_name, validate_request
 from app.services.profile_lock import lock_profiles
 
-CHUNK = 2500
+# Profiles per transaction. On the bench (100,000 profiles) 5,000 beat both 2,500 and 10,000; a chunk's
+# locks are held for about a third of a second, the longest a single send to one of them waits.
+CHUNK = 5000
 
 
 @dataclass
