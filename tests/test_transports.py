@@ -238,3 +238,19 @@ def test_a_send_the_provider_could_not_take_is_handed_over_by_the_sweeper(
     db.session.expire_all()
     assert db.session.get(Message, message.id).provider_message_id == "SM123"
     assert deliver_due(NOON + dt.timedelta(days=2)) == 0
+
+
+def test_a_send_no_provider_took_in_a_day_is_failed_and_stops_counting(app, db, shop, provider, monkeypatch):
+    from app.services.messaging import deliver_due, messaging_section
+
+    config = twilio_in_config(app, provider, monkeypatch)
+    profile = make_profile(shop.id)
+    FakeProvider.fail_with = 503  # down all day
+    message = send_message(shop.model, profile.id, "sms", "manual", now=NOON, config=config)
+    later = NOON + dt.timedelta(days=1, minutes=1)
+    assert messaging_section(shop.model, profile, later)["messaging"]["last_7d_count"] == 1
+    assert deliver_due(later) == 0
+    db.session.expire_all()
+    stale = db.session.get(Message, message.id)
+    assert (stale.status, stale.reason, stale.provider_message_id) == ("failed", "provider_unreachable", None)
+    assert messaging_section(shop.model, profile, later)["messaging"]["last_7d_count"] == 0

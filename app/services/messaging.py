@@ -44,7 +44,7 @@ from app.tenancy import get_scoped
 TIME_SENSITIVE_WINDOW = dt.timedelta(hours=24)
 # How long a provider-bound send may wait for its delivery job before the sweeper queues it again.
 DELIVERY_GRACE = dt.timedelta(minutes=2)
-# After a day a send is stale: the sweeper stops offering it (it stays in the log, never delivered).
+# After a day a send is stale: the sweeper marks it failed (provider_unreachable) instead of offering it.
 DELIVERY_GIVE_UP = dt.timedelta(days=1)
 RECIPIENT_KIND = {"email": "email", "sms": "phone", "whatsapp": "phone", "push": "web_client"}
 
@@ -218,21 +218,8 @@ def enqueue_delivery(message_id: int, *suffix: object) -> None:
     jobs.enqueue("workers.messaging.deliver_message", message_id, job_id=job_id)
 
 
-def deliver_due(
-    now: dt.datetime | None = None, shop_id: int | None = None, *, grace: dt.timedelta = DELIVERY_GRACE
-) -> int:
-    """The delivery sweeper: re-queue provider-bound sends whose hand-over never happened; return how many.
-
-    A send is committed before its delivery job is queued, so a worker or
-    Redis dying in between leaves it in the outbox unsent, and a provider
-    that was down fails its job. Anything bound for a provider
-    (``OutboxItem.transport``), still without a provider id, older than
-    ``grace`` and younger than a day is queued again, once per minute at
-    most (the job id names the minute); ``deliver_message`` locks the
-    message and skips one that has its provider id, so none goes twice.
-    """
-    now = now or utcnow()
-    minute = int(now.timestamp() // 60)
+def _undelivered(shop_id: int | None) -> sa.Select:
+    """Provider-bound sends still without a provider id (``OutboxItem.transport`` names the provider)."""
     stmt = (
         sa.select(Message.id)
         .join(OutboxItem, sa.and_(OutboxItem.shop_id == Message.shop_id, OutboxItem.message_id == Message.id))
@@ -240,14 +227,40 @@ def deliver_due(
             OutboxItem.transport != "outbox",
             Message.status == "sent",
             Message.provider_message_id.is_(None),
-            Message.created_at < now - grace,
-            Message.created_at > now - DELIVERY_GIVE_UP,
         )
-        .order_by(Message.id)
     )
-    if shop_id is not None:
-        stmt = stmt.where(Message.shop_id == shop_id)
-    ids = list(db.session.scalars(stmt))
+    return stmt if shop_id is None else stmt.where(Message.shop_id == shop_id)
+
+
+def deliver_due(
+    now: dt.datetime | None = None, shop_id: int | None = None, *, grace: dt.timedelta = DELIVERY_GRACE
+) -> int:
+    """The delivery sweeper: re-queue provider-bound sends whose hand-over never happened; return how many.
+
+    A send is committed before its delivery job is queued, so a worker or
+    Redis dying in between leaves it in the outbox unsent, and a provider
+    that was down fails its job. Anything bound for a provider, still
+    without a provider id, older than ``grace`` and younger than a day is
+    queued again, once per minute at most (the job id names the minute);
+    ``deliver_message`` locks the message and skips one that has its
+    provider id, so none goes twice. A send still undelivered after a day
+    is stale: it becomes ``failed`` (``provider_unreachable``), which the
+    Messages screen shows and which no longer counts towards fatigue.
+    """
+    now = now or utcnow()
+    minute = int(now.timestamp() // 60)
+    stale = _undelivered(shop_id).where(Message.created_at <= now - DELIVERY_GIVE_UP)
+    db.session.execute(
+        sa.update(Message)
+        .where(Message.id.in_(stale.scalar_subquery()))
+        .values(status="failed", reason="provider_unreachable", sent_at=None),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.commit()
+    due = _undelivered(shop_id).where(
+        Message.created_at < now - grace, Message.created_at > now - DELIVERY_GIVE_UP
+    )
+    ids = list(db.session.scalars(due.order_by(Message.id)))
     db.session.rollback()  # read-only: end the transaction before the jobs (inline ones) lock rows
     for message_id in ids:
         enqueue_delivery(message_id, "sweep", minute)
