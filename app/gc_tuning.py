@@ -18,11 +18,13 @@ Two changes, both standard for long-running Python services:
   collections are rarer and each still frees what is garbage; the memory
   held in between is a few megabytes at most.
 
-Reference cycles are still collected; nothing here turns the collector off.
+Reference cycles are still collected; only ``paused`` turns the collector
+off, for the length of one step that holds millions of acyclic objects.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 
 YOUNG_THRESHOLD = 50_000
@@ -38,3 +40,20 @@ def freeze_startup_objects() -> None:
     """Move everything alive now out of the collector's reach: it lives as long as the process."""
     gc.collect()
     gc.freeze()
+
+
+@contextlib.contextmanager
+def paused():
+    """Pause the cycle collector for one step whose many objects form no cycles.
+
+    A history backfill holds millions of small tuples at once; the collector would
+    walk them again and again as more are made (its partition and replay took about
+    4 s of CPU instead of 2.5 s in the benchmark), yet reference counting frees them.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -28,13 +28,12 @@ if not FIXTURES.exists():  # CI clones the repo beside a copy of shared/
     FIXTURES = Path(os.environ.get("C360_FIXTURES", "../shared/fixtures")).resolve()
 
 
-def _database_url(tmp_dir: str) -> tuple[str, callable]:
-    """Create this run's database; return its URL and a function that drops it."""
+def database_url(tmp_dir: str, name: str = f"c360_test_{RUN_ID}") -> tuple[str, callable]:
+    """Create a test database (this run's, unless named); return its URL and a function that drops it."""
     base = os.environ.get("DATABASE_URL")
     if not base:
-        return f"sqlite:///{tmp_dir}/c360-test.sqlite", lambda: None
+        return f"sqlite:///{tmp_dir}/{name}.sqlite", lambda: None
     url = sa.engine.make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"c360_test_{RUN_ID}"
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -51,7 +50,7 @@ def _database_url(tmp_dir: str) -> tuple[str, callable]:
 def app():
     """One app and one migrated database for the whole run."""
     tmp = tempfile.mkdtemp(prefix="c360-test-")
-    url, drop = _database_url(tmp)
+    url, drop = database_url(tmp)
     os.environ["C360_INSTANCE_PATH"] = tmp
     application = create_app(
         {

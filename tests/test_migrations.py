@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import uuid
 
@@ -14,6 +13,7 @@ from flask_migrate import downgrade, upgrade
 
 from app import create_app
 from app.extensions import db
+from tests.conftest import database_url
 
 BEFORE_SENDS_MOVED = "87f7a0ce90d2"
 
@@ -21,22 +21,8 @@ BEFORE_SENDS_MOVED = "87f7a0ce90d2"
 @pytest.fixture()
 def blank_app():
     """An app on a database of its own, not yet migrated (SQLite, or PostgreSQL with ``DATABASE_URL``)."""
-    base = os.environ.get("DATABASE_URL")
-    drop = None
-    if base:
-        url = sa.engine.make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
-        name = f"c360_migrations_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        database = url.set(database=name).render_as_string(hide_password=False)
-
-        def drop():
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
-    else:
-        database = f"sqlite:///{tempfile.mkdtemp(prefix='c360-migrations-')}/db.sqlite"
+    name = f"c360_migrations_{uuid.uuid4().hex[:8]}"
+    database, drop = database_url(tempfile.mkdtemp(prefix="c360-migrations-"), name)
     app = create_app(
         {"TESTING": True, "SECRET_KEY": "t", "SQLALCHEMY_DATABASE_URI": database, "REDIS_URL": None}
     )
@@ -44,8 +30,7 @@ def blank_app():
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
-    if drop:
-        drop()
+    drop()
 
 
 def test_the_migrated_schema_matches_the_models(blank_app):
