@@ -117,9 +117,9 @@ def _record_sent(
     profile: Profile,
     message: Message,
     content: Mapping[str, Any] | None,
-    config: Mapping[str, Any] | None,
+    transport: str,
 ) -> None:
-    """Hand an allowed send to the outbox; the message row is the send's only record besides.
+    """Hand an allowed send to the outbox, bound for ``transport``; the message row is its only other record.
 
     No ``<channel>.sent`` event and no ``sent`` counter are written: the
     message log is where the profile's sends are counted and shown (the
@@ -138,7 +138,7 @@ def _record_sent(
             shop_id=shop.id,
             message_id=message.id,
             channel=message.channel,
-            transport=transport_name(message.channel, config),
+            transport=transport,
             recipient=recipient,
             payload=payload,
         )
@@ -174,6 +174,7 @@ def send_message(
     now = now or utcnow()
     if now.tzinfo is None:
         raise ValidationFailed("now must be timezone-aware", field="at")
+    transport = transport_name(channel, config)
     profile = _lock_live(shop, profile_id)
     policy = gate_facts.load_policy(shop)
     facts = gate_facts.load_facts(shop, [profile.id], now, channels=[channel], policy=policy)[profile.id]
@@ -192,21 +193,21 @@ def send_message(
     db.session.add(message)
     if decision.allowed:
         message.status, message.sent_at = "sent", now
-        _record_sent(shop, profile, message, content, config)
+        _record_sent(shop, profile, message, content, transport)
     else:
         message.status, message.retry_at = _blocked(source, decision, policy, facts, channel, now, deadline)
     db.session.commit()
-    _after_commit(message, config)
+    _after_commit(message, transport)
     return message
 
 
-def _after_commit(message: Message, config: Mapping[str, Any] | None) -> None:
+def _after_commit(message: Message, transport: str) -> None:
     from app import jobs
 
     if message.status == "waiting" and message.retry_at is not None:
         delay = max(0.0, (message.retry_at - utcnow()).total_seconds())
         jobs.get_queue().enqueue_in(delay, "workers.messaging.retry_message", message.id)
-    if message.status == "sent" and transport_name(message.channel, config) != "outbox":
+    if message.status == "sent" and transport != "outbox":
         enqueue_delivery(message.id)
 
 
