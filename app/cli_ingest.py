@@ -5,9 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from app.errors import DomainError
-from app.extensions import db
-from app.services import accounts
+from app.cli_support import shop_by_domain
 
 
 @click.group("dlq")
@@ -22,7 +20,7 @@ def dlq_list(domain):
     """List dead and failed deliveries, newest first."""
     from app.services.ingest.inbox import failed_deliveries
 
-    shop_id = _shop(domain).id if domain else None
+    shop_id = shop_by_domain(domain).id if domain else None
     rows = failed_deliveries(shop_id, limit=1000)
     if not rows:
         click.echo("The dead-letter queue is empty.")
@@ -73,7 +71,7 @@ def backfill(domain, orders_file):
     """Import Shopify order history: one order object (REST Admin API shape) per line."""
     from app.services.ingest.backfill import backfill_orders
 
-    shop = _shop(domain)
+    shop = shop_by_domain(domain)
     with open(orders_file, encoding="utf-8") as fh:
         total = sum(1 for _ in fh)
     with open(orders_file, encoding="utf-8") as fh, click.progressbar(length=total, label="orders") as bar:
@@ -93,7 +91,7 @@ def import_profiles(domain, csv_file):
     """Import a Klaviyo-style profile export (Email, Phone Number, names, consent columns)."""
     from app.services.ingest.profile_import import import_profiles as run_import
 
-    shop = _shop(domain)
+    shop = shop_by_domain(domain)
     with open(csv_file, encoding="utf-8-sig", newline="") as fh:
         total = max(0, sum(1 for _ in fh) - 1)
     with (
@@ -109,14 +107,6 @@ def import_profiles(domain, csv_file):
         click.echo(f"  row {number}: {reason}", err=True)
     if result.failed:
         raise SystemExit(1)
-
-
-def _shop(domain: str):
-    try:
-        return accounts.require_shop(domain)
-    except DomainError as exc:
-        db.session.rollback()
-        raise click.ClickException(exc.message) from None
 
 
 COMMANDS = (dlq_group, backfill, import_profiles)

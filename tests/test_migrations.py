@@ -98,3 +98,48 @@ def test_sends_move_to_the_message_log_and_reported_sends_keep_their_count(blank
         counters = sorted(_rows("SELECT channel, count FROM engagement_counters WHERE metric = 'sent'"))
         assert counters == [("email", 1), ("push", 1)]
         db.session.commit()
+
+
+BEFORE_OUTBOX_KEYED = "9d3b6f1a2c47"
+
+
+def test_outbox_items_keep_their_message_through_rekeying_and_back(blank_app):
+    from app.models import Message, Profile
+    from app.services import accounts
+
+    insert_item = (
+        "INSERT INTO outbox (shop_id, message_id, channel, transport, recipient, payload, created_at) "
+        "VALUES (:shop, :message, 'email', 'outbox', 'a@b.test', '{}', CURRENT_TIMESTAMP)"
+    )
+    with blank_app.app_context():
+        upgrade(revision=BEFORE_OUTBOX_KEYED)
+        shop = accounts.create_shop("k.myshopify.com", secret="s", plan="free", country="GB")  # noqa: S106
+        profile = Profile(shop_id=shop.id)
+        db.session.add(profile)
+        db.session.flush()
+        messages = [
+            Message(shop_id=shop.id, profile_id=profile.id, channel="email", source="manual", status="sent")
+            for _ in range(2)
+        ]
+        db.session.add_all(messages)
+        db.session.flush()
+        for message in messages:
+            db.session.execute(sa.text(insert_item), {"shop": shop.id, "message": message.id})
+        db.session.commit()
+        upgrade()
+        keyed = _rows("SELECT shop_id, message_id FROM outbox ORDER BY message_id")
+        assert keyed == [(shop.id, m.id) for m in messages]
+        db.session.commit()
+        downgrade(revision=BEFORE_OUTBOX_KEYED)
+        numbered = _rows("SELECT id, message_id FROM outbox ORDER BY id")
+        assert [m for _, m in numbered] == [m.id for m in messages]
+        assert len({i for i, _ in numbered}) == 2
+        # The old code inserted items without an id: the column numbers them again.
+        third = Message(
+            shop_id=shop.id, profile_id=profile.id, channel="email", source="manual", status="sent"
+        )
+        db.session.add(third)
+        db.session.flush()
+        db.session.execute(sa.text(insert_item), {"shop": shop.id, "message": third.id})
+        assert len(_rows("SELECT DISTINCT id FROM outbox")) == 3
+        db.session.commit()

@@ -423,11 +423,16 @@ def retry_delivery(delivery_id: int) -> bool:
 
 
 def sweep_job() -> int:
-    """The periodic sweep under RQ: inbox rows and provider hand-overs a crash left behind, every minute."""
+    """The periodic sweep under RQ: inbox rows, provider hand-overs and campaign chunks a crash left behind.
+
+    Runs every minute.
+    """
+    from app.services.campaign_sends import requeue_stale
     from app.services.messaging import deliver_due
 
     count = sweep_deliveries()
     deliver_due()
+    requeue_stale()
     schedule_sweep()
     return count
 

@@ -19,6 +19,14 @@ def retry_message(message_id: int) -> int | None:
     return attempt.id if attempt else None
 
 
+def send_campaign_chunk(chunk_id: int) -> int | None:
+    """Gate and write one chunk of a campaign send; return how many were sent (None: already done)."""
+    from app.services import campaign_sends
+
+    result = campaign_sends.run_chunk(chunk_id, {**os.environ, **current_app.config})
+    return result.sent if result is not None else None
+
+
 def deliver_messages(message_ids: list[int]) -> int:
     """Hand a bulk send's chunk to the provider, message by message; return how many it accepted.
 

@@ -1,6 +1,7 @@
 """Every model, imported here so Alembic and the app see the whole schema."""
 
 from app.models.activity import Event, Order, OrderLine
+from app.models.campaigns import CampaignChunk, CampaignSend
 from app.models.consent import ConsentRecord, ConsentState, ConsentText
 from app.models.identity import IdentifierLink, Merge, MergeCandidate
 from app.models.messaging import Message, OutboxItem
@@ -11,6 +12,8 @@ from app.models.shop import ApiToken, Membership, Shop, User
 __all__ = [
     "ApiToken",
     "AuditLog",
+    "CampaignChunk",
+    "CampaignSend",
     "ConsentRecord",
     "ConsentState",
     "ConsentText",

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.extensions import db
-from app.models.base import BigId, created_at, pk_id, shop_key
+from app.models.base import BigId, created_at, shop_key
 from app.models.profile import profile_in_shop_fk
 
 MESSAGE_SOURCES = ("campaign", "journey", "time_sensitive", "manual")
@@ -53,7 +53,11 @@ class Message(db.Model):
 
 
 class OutboxItem(db.Model):
-    """A message handed to the default transport: recorded, not sent anywhere."""
+    """A sent message handed to its transport: recorded here, and for a provider handed over after commit.
+
+    Keyed by its message (a message has at most one item): no sequence and no second index
+    per send, and the key holds the shop, as distribution by shop needs.
+    """
 
     __tablename__ = "outbox"
     __table_args__ = (
@@ -62,9 +66,8 @@ class OutboxItem(db.Model):
         ),
     )
 
-    id: so.Mapped[pk_id]
-    shop_id: so.Mapped[shop_key]
-    message_id: so.Mapped[int] = so.mapped_column(BigId, index=True)
+    shop_id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True)
+    message_id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True, autoincrement=False)
     channel: so.Mapped[str] = so.mapped_column(sa.String(16))
     # Where the item is bound: a provider's name, or "outbox" when recording it is the whole delivery.
     # Fixed at send time, so configuring a provider later never sends yesterday's outbox.

@@ -142,11 +142,14 @@ class Identifier(db.Model):
     __table_args__ = (
         sa.UniqueConstraint("shop_id", "kind", "value"),
         sa.Index("ix_identifiers_value", "shop_id", "value"),
+        # A profile's identifiers of one kind, oldest first: a send's recipient is the first row
+        # of an index scan (no sort per recipient); lookups by profile alone use its prefix.
+        sa.Index("ix_identifiers_profile_kind", "profile_id", "kind", "first_seen_at", "id"),
     )
 
     id: so.Mapped[pk_id]
     shop_id: so.Mapped[shop_fk]
-    profile_id: so.Mapped[int] = profile_fk()
+    profile_id: so.Mapped[int] = profile_fk(index=False)
     kind: so.Mapped[str] = so.mapped_column(sa.String(20))
     value: so.Mapped[str] = so.mapped_column(sa.String(320))
     source: so.Mapped[str] = so.mapped_column(sa.String(40))

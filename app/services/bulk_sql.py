@@ -43,6 +43,37 @@ class IdList(sa.types.TypeDecorator):
         return process
 
 
+def _array_element(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class ArrayLiteral(sa.types.TypeDecorator):
+    """PostgreSQL ``<item>[]`` (text, dates, timestamps) sent as one ``{"a",NULL}`` literal, as ``IdList``.
+
+    Parsed once on the server as the array it is cast to: for a column of a few thousand rows,
+    several times cheaper on both sides than the same values as JSON records.
+    """
+
+    impl = postgresql.ARRAY(sa.Text())
+    cache_ok = True
+
+    def __init__(self, item_type: sa.types.TypeEngine):
+        super().__init__()
+        self.item_type = item_type
+
+    def load_dialect_impl(self, dialect):
+        return dialect.type_descriptor(postgresql.ARRAY(self.item_type))
+
+    def bind_processor(self, dialect):
+        def process(value):
+            return None if value is None else "{" + ",".join(map(_array_element, value)) + "}"
+
+        return process
+
+
 def id_array(name: str | None = None, ids: Sequence[int] | None = None):
     """PostgreSQL: a ``bigint[]`` bind parameter (named ``name``, or anonymous with ``ids``)."""
     return sa.bindparam(name, ids, type_=IdList())

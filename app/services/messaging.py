@@ -333,7 +333,7 @@ def deliver_message(message_id: int, config: Mapping[str, Any]) -> str | None:
     if message is None or message.status != "sent" or message.provider_message_id:
         return None
     transport = provider_for(message.channel, config)
-    item = db.session.scalar(sa.select(OutboxItem).where(OutboxItem.message_id == message.id))
+    item = db.session.get(OutboxItem, (message.shop_id, message.id))
     if transport is None or item is None:
         return None
     try:

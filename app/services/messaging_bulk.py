@@ -34,7 +34,7 @@ from app.extensions import db
 from app.models import Identifier, Message, OutboxItem, Shop
 from app.models.base import UTCDateTime, utcnow
 from app.services import gate, gate_facts
-from app.services.bulk_sql import id_in, insert_rows, is_postgresql
+from app.services.bulk_sql import ArrayLiteral, IdList, id_in, insert_rows, is_postgresql
 from app.services.messaging import RECIPIENT_KIND, transport_name, validate_request
 from app.services.profile_lock import lock_profiles
 
@@ -57,9 +57,16 @@ class BulkResult:
         """How many profiles the gate decided on."""
         return self.sent + self.blocked + self.failed
 
+    def add(self, other: BulkResult) -> None:
+        """Count another chunk's outcome in."""
+        self.sent += other.sent
+        self.blocked += other.blocked
+        self.failed += other.failed
+        self.reasons.update(other.reasons)
+
 
 @dataclass(frozen=True)
-class _Send:
+class BulkSend:
     """What one bulk send writes on every row: shop, channel, source, campaign and the moment."""
 
     shop_id: int
@@ -78,7 +85,7 @@ class _Send:
         return f"no_address:{self.channel}"
 
 
-def _decide(policy: gate.GatePolicy, facts: dict, send: _Send) -> list[tuple]:
+def _decide(policy: gate.GatePolicy, facts: dict, send: BulkSend) -> list[tuple]:
     """``(profile_id, status, reason, retry_at, local_day)`` per profile, as the gate answers."""
     channel, now, days = send.channel, send.now, {}
     rows = []
@@ -99,10 +106,10 @@ def _decide(policy: gate.GatePolicy, facts: dict, send: _Send) -> list[tuple]:
 def _write_stmt() -> sa.Select:
     """PostgreSQL: a chunk's writes as one statement; it returns the allowed profiles with no address.
 
-    Parameters: ``rows`` (JSON: ``[{pid, status, reason, retry_at, local_day}]``), ``shop_id``,
-    ``channel``, ``source``, ``campaign_id``, ``now``, ``kind`` (the recipient's identifier kind),
-    ``fallback`` (the recipient prefix when there is none: push only), ``no_address``, ``transport``
-    (the outbox items' binding), ``props``.
+    Parameters: the decisions as four parallel arrays, ``pids``, ``reasons`` (NULL: allowed),
+    ``retry_at`` and ``local_day``; then ``shop_id``, ``channel``, ``source``, ``campaign_id``,
+    ``now``, ``kind`` (the recipient's identifier kind), ``fallback`` (the recipient prefix when
+    there is none: push only), ``no_address``, ``transport`` (the outbox items' binding), ``props``.
     """
     msg, out = Message.__table__, OutboxItem.__table__
     ident = Identifier.__table__
@@ -111,21 +118,26 @@ def _write_stmt() -> sa.Select:
     shop_id, now = sa.bindparam("shop_id", type_=sa.BigInteger()), sa.bindparam("now", type_=UTCDateTime())
     props = sa.cast(sa.bindparam("props", type_=sa.Text()), postgresql.JSONB)
     d = (
-        sa.func.json_to_recordset(sa.cast(sa.bindparam("rows", type_=sa.Text()), postgresql.JSON))
+        sa.func.unnest(
+            sa.bindparam("pids", type_=IdList()),
+            sa.bindparam("reasons", type_=ArrayLiteral(sa.Text())),
+            sa.bindparam("retry_at", type_=ArrayLiteral(sa.DateTime(timezone=True))),
+            sa.bindparam("local_day", type_=ArrayLiteral(sa.Date())),
+        )
         .table_valued(
             sa.column("pid", sa.BigInteger()),
-            sa.column("status", sa.Text()),
             sa.column("reason", sa.Text()),
             sa.column("retry_at", sa.DateTime(timezone=True)),
             sa.column("local_day", sa.Date()),
         )
-        .render_derived(name="d", with_types=True)
+        .render_derived(name="d")
     )
+    status = sa.case((d.c.reason.is_(None), "sent"), else_="blocked")
     # The oldest usable address, as ``recipient_for``; looked up for allowed rows only.
     address = (
         sa.select(ident.c.value)
         .where(
-            d.c.status == "sent",
+            d.c.reason.is_(None),
             ident.c.shop_id == shop_id,
             ident.c.profile_id == d.c.pid,
             ident.c.kind == text["kind"],
@@ -136,11 +148,11 @@ def _write_stmt() -> sa.Select:
         .lateral("a")
     )
     recipient = sa.func.coalesce(address.c.value, text["fallback"].concat(d.c.pid))
-    failed = sa.and_(d.c.status == "sent", recipient.is_(None))
+    failed = sa.and_(d.c.reason.is_(None), recipient.is_(None))
     decided = (
         sa.select(
             d.c.pid,
-            sa.case((failed, "failed"), else_=d.c.status).label("status"),
+            sa.case((failed, "failed"), else_=status).label("status"),
             sa.case((failed, sa.bindparam("no_address", type_=sa.Text())), else_=d.c.reason).label("reason"),
             d.c.retry_at,
             d.c.local_day,
@@ -200,23 +212,14 @@ def _write_stmt() -> sa.Select:
     return failed_ids.add_cte(outbox)
 
 
-def _write_postgresql(send: _Send, rows: list[tuple]) -> set[int]:
+def _write_postgresql(send: BulkSend, rows: list[tuple]) -> set[int]:
     """Write a decided chunk in one statement; return the allowed profiles that had no address."""
-    days = {day: day.isoformat() for day in {row[4] for row in rows}}
-    doc = [
-        {"pid": pid, "status": status, "local_day": days[day]}
-        if reason is None
-        else {
-            "pid": pid,
-            "status": status,
-            "reason": reason,
-            "retry_at": retry_at.isoformat() if retry_at else None,
-            "local_day": days[day],
-        }
-        for pid, status, reason, retry_at, day in rows
-    ]
+    pids, _, reasons, retry_at, local_day = zip(*rows, strict=True)
     params = {
-        "rows": json.dumps(doc),
+        "pids": pids,
+        "reasons": reasons,
+        "retry_at": retry_at,
+        "local_day": local_day,
         "shop_id": send.shop_id,
         "channel": send.channel,
         "source": send.source,
@@ -249,7 +252,7 @@ def _recipients(shop_id: int, profile_ids: list[int], channel: str) -> dict[int,
     return found
 
 
-def _write_rows(send: _Send, rows: list[tuple]) -> set[int]:
+def _write_rows(send: BulkSend, rows: list[tuple]) -> set[int]:
     """The portable path (SQLite): bulk inserts, row by row in the driver; same rows, same answer."""
     allowed = [pid for pid, status, *_ in rows if status == "sent"]
     recipients = _recipients(send.shop_id, allowed, send.channel) if allowed else {}
@@ -294,7 +297,7 @@ def _write_rows(send: _Send, rows: list[tuple]) -> set[int]:
     return failed
 
 
-def _sent_ids(send: _Send, ids: list[int]) -> list[int]:
+def _sent_ids(send: BulkSend, ids: list[int]) -> list[int]:
     """The messages this send just sent to these profiles (to hand to a provider)."""
     stmt = sa.select(Message.id).where(
         Message.shop_id == send.shop_id,
@@ -308,15 +311,19 @@ def _sent_ids(send: _Send, ids: list[int]) -> list[int]:
     return list(db.session.scalars(stmt.order_by(Message.id)))
 
 
-def _send_chunk(shop: Shop, policy: gate.GatePolicy, ids: list[int], send: _Send, result: BulkResult) -> None:
-    # Two statements on purpose: a SELECT … FOR UPDATE that waited for a lock re-reads the locked
-    # rows, but the rest of that statement (the recent sends) keeps the snapshot from before the
-    # wait. The facts must be read by a later statement, after every lock is held.
+def send_chunk(shop: Shop, ids: list[int], send: BulkSend, policy: gate.GatePolicy) -> BulkResult:
+    """Gate and write one chunk of live profiles in the caller's transaction (the caller commits).
+
+    Two statements on purpose: a SELECT … FOR UPDATE that waited for a lock re-reads the locked
+    rows, but the rest of that statement (the recent sends) keeps the snapshot from before the
+    wait. The facts must be read by a later statement, after every lock is held.
+    """
+    result = BulkResult()
     lock_profiles(shop.id, ids)
     facts = gate_facts.load_facts(shop, ids, send.now, channels=[send.channel], policy=policy)
     rows = _decide(policy, facts, send)
     if not rows:
-        return
+        return result
     failed = (_write_postgresql if is_postgresql() else _write_rows)(send, rows)
     reasons = Counter(reason or "sent" for _, _, reason, _, _ in rows)
     blocked = len(rows) - reasons["sent"]
@@ -324,9 +331,36 @@ def _send_chunk(shop: Shop, policy: gate.GatePolicy, ids: list[int], send: _Send
         reasons.subtract({"sent": len(failed)})
         reasons[send.no_address] += len(failed)
     result.reasons.update(+reasons)  # unary + drops a "sent" count that fell to zero
-    result.blocked += blocked
-    result.failed += len(failed)
-    result.sent += len(rows) - blocked - len(failed)
+    result.blocked = blocked
+    result.failed = len(failed)
+    result.sent = len(rows) - blocked - len(failed)
+    return result
+
+
+def deliver_committed(send: BulkSend, ids: list[int], result: BulkResult) -> None:
+    """After a chunk committed: queue its sent messages for the provider the send is bound for."""
+    from app import jobs
+
+    if send.transport != "outbox" and result.sent:
+        jobs.enqueue("workers.messaging.deliver_messages", _sent_ids(send, ids))
+
+
+def prepare(
+    shop: Shop,
+    channel: str,
+    *,
+    source: str = "campaign",
+    campaign_id: str | None = None,
+    now: dt.datetime | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> BulkSend:
+    """What every row of a bulk send carries, checked.
+
+    Raises:
+        ValidationFailed: an unknown channel or source.
+    """
+    validate_request(channel, source)
+    return BulkSend(shop.id, channel, source, campaign_id, now or utcnow(), transport_name(channel, config))
 
 
 def send_many(
@@ -340,7 +374,9 @@ def send_many(
     chunk: int = CHUNK,
     config: Mapping[str, Any] | None = None,
 ) -> BulkResult:
-    """Gate and send to a whole audience of live profiles, one transaction per chunk.
+    """Gate and send to a whole audience of live profiles in this process, one transaction per chunk.
+
+    A campaign spreads its chunks over the workers instead (``campaign_sends``).
 
     Args:
         config: provider settings, as for ``send_message``; with a provider for the
@@ -349,19 +385,14 @@ def send_many(
     Raises:
         ValidationFailed: an unknown channel or source.
     """
-    from app import jobs
-
-    validate_request(channel, source)
-    send = _Send(shop.id, channel, source, campaign_id, now or utcnow(), transport_name(channel, config))
+    send = prepare(shop, channel, source=source, campaign_id=campaign_id, now=now, config=config)
     policy = gate_facts.load_policy(shop)
-    deliver = send.transport != "outbox"
     result = BulkResult()
     ids = sorted(set(profile_ids))
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
-        sent_before = result.sent
-        _send_chunk(shop, policy, part, send, result)
+        done = send_chunk(shop, part, send, policy)
         db.session.commit()
-        if deliver and result.sent > sent_before:
-            jobs.enqueue("workers.messaging.deliver_messages", _sent_ids(send, part))
+        deliver_committed(send, part, done)
+        result.add(done)
     return result

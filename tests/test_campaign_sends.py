@@ -1,0 +1,166 @@
+"""A campaign send: chunks run as jobs (by the workers under RQ), each exactly once, none lost."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from app.errors import NotFound, ValidationFailed
+from app.models import CampaignChunk, Message, OutboxItem, Profile
+from app.services import campaign_sends, messaging_bulk
+from app.services.consent import unsubscribe_all
+from tests.gate_helpers import NOON, make_profile
+
+
+def _audience(db, shop, n: int, *, unsubscribed: tuple[int, ...] = ()) -> list[int]:
+    profiles = [make_profile(shop.id, f"c{i}@shopper.test", None) for i in range(n)]
+    for i in unsubscribed:
+        unsubscribe_all(profiles[i], source="api", captured_at=NOON - dt.timedelta(days=1))
+    db.session.commit()
+    return [p.id for p in profiles]
+
+
+def _log(db, campaign_id: str) -> dict[int, tuple[str, str | None]]:
+    rows = db.session.execute(
+        sa.select(Message.profile_id, Message.status, Message.reason).where(
+            Message.campaign_id == campaign_id
+        )
+    )
+    return {pid: (status, reason) for pid, status, reason in rows}
+
+
+def _count(db, model) -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(model))
+
+
+def test_a_campaign_send_runs_every_chunk_through_the_gate(db, shop, drain):
+    ids = _audience(db, shop, 5, unsubscribed=(1,))
+    send = campaign_sends.start_send(shop.model, ids, "email", campaign_id="spring", now=NOON, chunk=2)
+    drain()
+    progress = campaign_sends.progress(shop.model, send.id)
+    assert (progress.audience, progress.chunks, progress.done, progress.finished) == (5, 3, 3, True)
+    assert (progress.result.sent, progress.result.blocked, progress.result.failed) == (4, 1, 0)
+    assert progress.result.reasons == {"sent": 4, "global_unsubscribe": 1}
+    assert _log(db, "spring") == {
+        pid: ("blocked", "global_unsubscribe") if pid == ids[1] else ("sent", None) for pid in ids
+    }
+    assert _count(db, OutboxItem) == 4
+    # Every message carries the send's moment, whenever its chunk's job ran.
+    times = db.session.scalars(sa.select(Message.created_at).where(Message.campaign_id == "spring")).all()
+    assert set(times) == {NOON}
+
+
+def test_a_chunk_run_twice_writes_nothing_the_second_time(db, shop, drain):
+    ids = _audience(db, shop, 3)
+    send = campaign_sends.start_send(shop.model, ids, "email", campaign_id="once", now=NOON)
+    drain()
+    chunk_id = db.session.scalar(sa.select(CampaignChunk.id).where(CampaignChunk.send_id == send.id))
+    assert campaign_sends.run_chunk(chunk_id) is None
+    assert len(_log(db, "once")) == 3
+    assert _count(db, Message) == 3
+
+
+def test_a_chunk_whose_job_was_lost_is_sent_by_the_sweeper(db, shop, drain, monkeypatch):
+    ids = _audience(db, shop, 3)
+    with monkeypatch.context() as lost:
+        lost.setattr(campaign_sends.jobs, "enqueue", lambda *a, **kw: None)  # Redis died after the commit
+        send = campaign_sends.start_send(shop.model, ids, "email", campaign_id="lost", now=NOON, chunk=2)
+    assert _log(db, "lost") == {}
+    assert campaign_sends.requeue_stale() == 0  # too fresh: its job may still be queued
+    later = dt.datetime.now(dt.UTC) + campaign_sends.STALE_AFTER + dt.timedelta(seconds=1)
+    assert campaign_sends.requeue_stale(later) == 2
+    drain()
+    assert campaign_sends.progress(shop.model, send.id).finished
+    assert set(_log(db, "lost")) == set(ids)
+    assert campaign_sends.requeue_stale(later) == 0
+
+
+def test_a_failing_chunk_counts_its_attempts_then_fails_for_good_while_the_others_send(
+    db, shop, drain, monkeypatch
+):
+    ids = _audience(db, shop, 4)
+    real = messaging_bulk.send_chunk
+
+    def broken(shop_model, part, bulk, policy):
+        if ids[0] in part:
+            raise RuntimeError("provider template missing")
+        return real(shop_model, part, bulk, policy)
+
+    monkeypatch.setattr(messaging_bulk, "send_chunk", broken)
+    send = campaign_sends.start_send(shop.model, ids, "email", campaign_id="half", now=NOON, chunk=2)
+    drain()
+    first = db.session.scalar(
+        sa.select(CampaignChunk).where(CampaignChunk.send_id == send.id, CampaignChunk.position == 0)
+    )
+    assert (first.status, first.attempts, first.last_error) == ("pending", 1, "RuntimeError")
+    for _ in range(campaign_sends.MAX_ATTEMPTS - 1):
+        with pytest.raises(RuntimeError):
+            campaign_sends.run_chunk(first.id)
+    db.session.refresh(first)
+    assert (first.status, first.attempts) == ("failed", campaign_sends.MAX_ATTEMPTS)
+    progress = campaign_sends.progress(shop.model, send.id)
+    assert (progress.done, progress.failed_chunks, progress.finished) == (1, 1, True)
+    assert set(_log(db, "half")) == set(ids[2:])
+    later = dt.datetime.now(dt.UTC) + campaign_sends.STALE_AFTER + dt.timedelta(seconds=1)
+    assert campaign_sends.requeue_stale(later) == 0  # failed for good is not retried by itself
+
+
+def test_a_send_checks_its_request_before_recording_anything(db, shop):
+    ids = _audience(db, shop, 1)
+    with pytest.raises(ValidationFailed):
+        campaign_sends.start_send(shop.model, ids, "fax", campaign_id="x")
+    with pytest.raises(ValidationFailed):
+        campaign_sends.start_send(shop.model, [], "email", campaign_id="x")
+    with pytest.raises(ValidationFailed):
+        campaign_sends.start_send(shop.model, ids, "email", campaign_id="x", chunk=0)
+    assert _count(db, CampaignChunk) == 0
+
+
+def test_another_shops_send_is_not_found(db, shop, other_shop):
+    ids = _audience(db, shop, 1)
+    send = campaign_sends.start_send(shop.model, ids, "email", campaign_id="mine", now=NOON)
+    with pytest.raises(NotFound):
+        campaign_sends.progress(other_shop.model, send.id)
+
+
+def test_the_live_audience_leaves_out_merged_and_erased_profiles(db, shop):
+    ids = _audience(db, shop, 3)
+    db.session.get(Profile, ids[1]).merged_into_id = ids[0]
+    db.session.get(Profile, ids[2]).erased_at = NOON
+    db.session.commit()
+    assert campaign_sends.live_audience(shop.id) == [ids[0]]
+
+
+def test_the_cli_sends_to_the_whole_shop_and_reports_where_the_send_stands(db, shop, runner, drain, tmp_path):
+    ids = _audience(db, shop, 3, unsubscribed=(2,))
+    out = runner.invoke(
+        args=["messages", "send-campaign", "--shop", shop.domain, "--channel", "email", "--campaign", "cli"]
+    )
+    assert out.exit_code == 0, out.output
+    drain()
+    send_id = int(out.output.split()[1].rstrip(":"))
+    status = runner.invoke(args=["messages", "campaign-status", "--shop", shop.domain, str(send_id)])
+    assert "finished, 1/1 chunk(s) done" in status.output
+    assert "audience 3: sent 2, blocked 1, failed 0" in status.output
+    assert "global_unsubscribe: 1" in status.output
+    audience = tmp_path / "audience.txt"
+    audience.write_text(f"{ids[0]}\nnot-an-id\n")
+    bad = runner.invoke(
+        args=[
+            "messages",
+            "send-campaign",
+            "--shop",
+            shop.domain,
+            "--channel",
+            "email",
+            "--profiles",
+            str(audience),
+        ]
+    )
+    assert bad.exit_code == 1 and "one profile id per line" in bad.output
+    unknown = runner.invoke(
+        args=["messages", "send-campaign", "--shop", "nope.myshopify.com", "--channel", "sms"]
+    )
+    assert unknown.exit_code == 1
