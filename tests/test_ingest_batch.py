@@ -10,7 +10,16 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.jobs import get_queue
-from app.models import ConsentRecord, EngagementCounter, Event, Identifier, Order, Profile, WebhookDelivery
+from app.models import (
+    ConsentRecord,
+    ConsentState,
+    EngagementCounter,
+    Event,
+    Identifier,
+    Order,
+    Profile,
+    WebhookDelivery,
+)
 from app.services.ingest.inbox import store_deliveries, store_delivery
 from bench.ingest import build_events
 from tests.helpers import make_shop
@@ -32,7 +41,14 @@ def store_mix(shop, n: int = 240, seed: int = 3) -> None:
             store_deliveries(shop, "sendgrid", [(body["event"], body["sg_event_id"], body)])
         else:
             topic = "orders/create" if kind == "order" else "customers/email_marketing_consent_update"
+            if kind == "order" and index % 3 == 0:  # an older API version: consent inside the customer
+                body["customer"]["email_marketing_consent"] = {
+                    "state": "subscribed" if index % 2 else "unsubscribed",
+                    "consent_updated_at": body["created_at"],
+                }
             store_delivery(shop, "shopify", topic, f"wh-{index}", json.dumps(body).encode())
+            if kind == "consent" and index % 4 == 0:  # the same decision again, under a new webhook id
+                store_delivery(shop, "shopify", topic, f"wh-{index}-again", json.dumps(body).encode())
         if index % 50 == 25:
             api = {
                 "type": "support.ticket",
@@ -83,6 +99,19 @@ def snapshot(shop_id: int) -> dict:
         sa.select(ConsentRecord.profile_id, ConsentRecord.channel, ConsentRecord.status)
     )
     out["consents"] = sorted((key.get(pid), channel, status) for pid, channel, status in consents)
+    states = db.session.execute(
+        sa.select(
+            ConsentState.profile_id, ConsentState.channel, ConsentState.status, ConsentRecord.captured_at
+        )
+        .join(ConsentRecord, ConsentRecord.id == ConsentState.record_id)
+        .where(ConsentState.shop_id == shop_id)
+    )
+    out["consent_states"] = sorted((key.get(pid), channel, status, at) for pid, channel, status, at in states)
+    out["unsubscribed"] = sorted(
+        key[p.id]
+        for p in db.session.scalars(sa.select(Profile).where(Profile.globally_unsubscribed.is_(True)))
+        if p.id in key
+    )
     return out
 
 

@@ -91,6 +91,13 @@ def refresh_states(profile: Profile) -> dict[str, str | None]:
             scoped(ConsentState, profile.shop_id).where(ConsentState.profile_id == profile.id)
         )
     }
+    return apply_states(profile, records, existing)
+
+
+def apply_states(
+    profile: Profile, records: list[ConsentRecord], existing: dict[str, ConsentState]
+) -> dict[str, str | None]:
+    """Set the profile's state rows (``existing``, by channel) and flags from its whole ``records``."""
     states: dict[str, str | None] = {}
     for channel in CHANNELS:
         deciding = derive_state(records, channel)
@@ -110,6 +117,16 @@ def refresh_states(profile: Profile) -> dict[str, str | None]:
     profile.globally_unsubscribed = latest_global is not None and all(s != OPTED_IN for s in states.values())
     profile.globally_unsubscribed_at = latest_global.captured_at if latest_global else None
     return states
+
+
+def check_record(channel: str, status: str, captured_at: dt.datetime) -> None:
+    """Raise ``ValidationFailed`` for an unknown channel or status, or a naive ``captured_at``."""
+    if channel not in (*CHANNELS, ALL):
+        raise ValidationFailed(f"channel must be one of {', '.join(CHANNELS)}", field="channel")
+    if status not in (OPTED_IN, OPTED_OUT):
+        raise ValidationFailed("status must be opted_in or opted_out", field="status")
+    if not isinstance(captured_at, dt.datetime) or captured_at.tzinfo is None:
+        raise ValidationFailed("captured_at must be a timestamp with a time zone", field="captured_at")
 
 
 def record_consent(
@@ -135,12 +152,7 @@ def record_consent(
     Raises:
         ValidationFailed: an unknown channel or status, or a naive ``captured_at``.
     """
-    if channel not in (*CHANNELS, ALL):
-        raise ValidationFailed(f"channel must be one of {', '.join(CHANNELS)}", field="channel")
-    if status not in (OPTED_IN, OPTED_OUT):
-        raise ValidationFailed("status must be opted_in or opted_out", field="status")
-    if not isinstance(captured_at, dt.datetime) or captured_at.tzinfo is None:
-        raise ValidationFailed("captured_at must be a timestamp with a time zone", field="captured_at")
+    check_record(channel, status, captured_at)
     # Serialise with the gate's reservation: a send in flight finishes first, every later one sees this.
     lock_profiles(profile.shop_id, [profile.id])
     if external_ref:

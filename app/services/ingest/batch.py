@@ -19,6 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.extensions import db
 from app.models import Profile, Shop, WebhookDelivery
 from app.models.base import utcnow
+from app.services.consent_batch import ConsentBatch
 from app.services.identifiers import live_profile
 from app.services.ingest.common import Planned, message_profiles, record_events, refresh_search_texts
 
@@ -129,14 +130,17 @@ def apply_run(shop: Shop, run: list[Planned]) -> None:
     _resolve(shop, run)
     refs = [p.order_ref for p in run if p.order_ref is not None]
     orders = OrderRun.load(shop, refs) if refs else None
+    consents = ConsentBatch(shop.id)
     touched: dict[int, Profile] = {}
     for planned in run:
         if planned.after is not None:
-            planned.after(planned.profile, orders)
+            planned.after(planned.profile, orders, consents)
             touched.update(_dirty_profiles(shop))
     if orders is not None:
         orders.finish()
         touched.update(_dirty_profiles(shop))
+    consents.finish()
+    touched.update(_dirty_profiles(shop))
     # As row by row, a profile's stage is refreshed when the signal changed it after resolving.
     # No autoflush from here on: the profile changes go out together at the end (executemany).
     with db.session.no_autoflush:

@@ -32,9 +32,9 @@ class Planned:
     metric: tuple[str, str] | None = None  # (channel, metric) counted once when the event is new
     contact: bool = False  # an email or phone was seen: the profile's search text is refreshed
     message_refs: tuple = ()  # our message ids: their recipient is the profile, without resolving
-    # Row-specific work on the resolved profile, in delivery order: ``after(profile, run)``,
-    # ``run`` the batch's shared state for orders (None on the row-by-row path).
-    after: Callable[[Any, Any], None] | None = None
+    # Row-specific work on the resolved profile, in delivery order: ``after(profile, orders, consents)``,
+    # the batch's shared state for orders and its consent records (None on the row-by-row path).
+    after: Callable[[Any, Any, Any], None] | None = None
     order_ref: str | None = None  # a Shopify order id: the batch reads its stored version up front
     profile: Any = field(default=None, repr=False)  # filled in once resolved
 
@@ -259,7 +259,7 @@ def apply_planned(shop: Shop, planned: Planned) -> Profile | None:
         sig = planned.signal
         profile = resolve(shop, sig.idents, source=sig.source, seen_at=sig.seen_at, evidence=sig.evidence)
     if planned.after is not None:
-        planned.after(profile, None)
+        planned.after(profile, None, None)
     if profile is not None and planned.contact:
         refresh_search_text(profile)
     if planned.event is not None:

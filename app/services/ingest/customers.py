@@ -13,6 +13,7 @@ from typing import Any
 from app.models import Profile, Shop, WebhookDelivery
 from app.models.base import utcnow
 from app.services.consent import OPTED_IN, OPTED_OUT, record_consent
+from app.services.consent_batch import ConsentBatch
 from app.services.ingest.common import (
     BadPayload,
     Planned,
@@ -63,9 +64,17 @@ def _consent_status(state: str | None) -> tuple[str, bool] | None:
 
 
 def apply_consent(
-    profile: Profile, channel: str, consent: dict, delivery: WebhookDelivery | None, identifier: str | None
+    profile: Profile,
+    channel: str,
+    consent: dict,
+    delivery: WebhookDelivery | None,
+    identifier: str | None,
+    into: ConsentBatch | None = None,
 ) -> bool:
-    """Append one Shopify consent state to the history; False when it says nothing usable."""
+    """Append one Shopify consent state to the history; False when it says nothing usable.
+
+    With ``into`` (an ingest batch) the record is written with the batch's others at its end.
+    """
     mapped = _consent_status(consent.get("state"))
     captured_at = optional_time(consent.get("consent_updated_at"), "consent_updated_at")
     if mapped is None or (captured_at is None and mapped[1] is False):
@@ -75,7 +84,7 @@ def apply_consent(
     if ref is None:
         ref = f"shopify-webhook:{delivery.external_id}" if delivery else None
         captured_at = (delivery.triggered_at or delivery.received_at) if delivery else utcnow()
-    record_consent(
+    (into.add if into is not None else record_consent)(
         profile,
         channel,
         status,
@@ -89,14 +98,18 @@ def apply_consent(
 
 
 def apply_inline_consent(
-    shop: Shop, profile: Profile, customer: dict, delivery: WebhookDelivery | None
+    shop: Shop,
+    profile: Profile,
+    customer: dict,
+    delivery: WebhookDelivery | None,
+    into: ConsentBatch | None = None,
 ) -> None:
     """Consent carried inside a customer object (API versions before 2025-01)."""
     for channel, field in CONSENT_FIELDS.items():
         consent = customer.get(field)
         if isinstance(consent, dict):
             ident = customer.get("email") if channel == "email" else customer.get("phone")
-            apply_consent(profile, channel, consent, delivery, ident)
+            apply_consent(profile, channel, consent, delivery, ident, into)
 
 
 def apply_customer(shop: Shop, payload: dict, delivery: WebhookDelivery | None, topic: str) -> Profile | None:
@@ -173,9 +186,9 @@ def plan_consent_topic(shop: Shop, payload: dict, delivery: WebhookDelivery, cha
     )
     at = first(optional_time(consent.get("consent_updated_at")), delivery.triggered_at, delivery.received_at)
 
-    def after(profile: Profile | None, _run) -> None:
+    def after(profile: Profile | None, _orders, consents: ConsentBatch | None) -> None:
         if profile is not None:
-            apply_consent(profile, channel, consent, delivery, contact)
+            apply_consent(profile, channel, consent, delivery, contact, consents)
 
     return Planned(
         signal=Signal(tuple(found), SOURCE, at, {"consent": delivery.external_id}),

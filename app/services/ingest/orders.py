@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Event, Order, OrderLine, Profile, Shop, WebhookDelivery
+from app.services.consent_batch import ConsentBatch
 from app.services.counters import recompute_order_counters, recompute_order_counters_many
 from app.services.ingest.common import (
     BadPayload,
@@ -176,7 +177,13 @@ def _buyer(shop: Shop, payload: dict, delivery: WebhookDelivery | None) -> tuple
     return profile, found
 
 
-def update_buyer(shop: Shop, profile: Profile, payload: dict, delivery: WebhookDelivery | None) -> None:
+def update_buyer(
+    shop: Shop,
+    profile: Profile,
+    payload: dict,
+    delivery: WebhookDelivery | None,
+    consents: ConsentBatch | None = None,
+) -> None:
     """Names, location, currency and inline consent the order tells of its buyer."""
     customer = as_dict(payload.get("customer"))
     address = as_dict(first(payload.get("billing_address"), payload.get("shipping_address")))
@@ -195,7 +202,7 @@ def update_buyer(shop: Shop, profile: Profile, payload: dict, delivery: WebhookD
     if payload.get("currency"):
         profile.currency = str(payload["currency"])[:3]
     if customer:
-        apply_inline_consent(shop, profile, customer, delivery)
+        apply_inline_consent(shop, profile, customer, delivery, consents)
 
 
 def _fill_order(order: Order, payload: dict, shop: Shop, updated_at: dt.datetime | None) -> None:
@@ -295,9 +302,9 @@ def plan_order(shop: Shop, payload: dict, delivery: WebhookDelivery) -> Planned:
     check_order(payload)
     signal, found = buyer_signal(shop, payload, delivery)
 
-    def after(profile: Profile | None, run: OrderRun) -> None:
+    def after(profile: Profile | None, run: OrderRun, consents: ConsentBatch | None) -> None:
         if profile is not None:
-            update_buyer(shop, profile, payload, delivery)
+            update_buyer(shop, profile, payload, delivery, consents)
         apply_order(shop, payload, delivery, buyer=(profile, found), run=run)
 
     return Planned(signal=signal, after=after, contact=True, order_ref=str(payload["id"]))
