@@ -59,3 +59,38 @@ def test_console_unsubscribe_of_another_shops_profile_is_404(client, auth, shop,
 
 def test_messages_screen_needs_a_login(client, shop):
     assert client.get("/messages/").status_code == 302
+
+
+def test_the_messages_screen_shows_campaign_sends_and_polls_only_while_one_runs(
+    client, auth, shop, other_shop, monkeypatch
+):
+    from app.services import campaign_sends
+
+    ids = [make_profile(shop.id, f"s{i}@shopper.test", None).id for i in range(3)]
+    with monkeypatch.context() as queued:  # the workers have not picked the chunks up yet
+        queued.setattr(campaign_sends.jobs, "enqueue", lambda *a, **kw: None)
+        send = campaign_sends.start_send(shop.model, ids, "email", campaign_id="autumn", now=NOON, chunk=2)
+    theirs = make_profile(other_shop.id, "t@shopper.test", None)
+    campaign_sends.start_send(other_shop.model, [theirs.id], "email", campaign_id="not-yours", now=NOON)
+    auth.login_as(shop)
+    page = client.get("/messages/").get_data(as_text=True)
+    assert "Campaign sends" in page and "autumn" in page and "0/2 chunks" in page and "not-yours" not in page
+    assert 'hx-get="/messages/sends"' in page
+    running = client.get("/messages/sends", headers={"HX-Request": "true"})
+    assert running.status_code == 200 and "<html" not in running.get_data(as_text=True)
+    for chunk_id in _chunk_ids(send.id):
+        campaign_sends.run_chunk(chunk_id)
+    finished = client.get("/messages/sends", headers={"HX-Request": "true"})
+    html = finished.get_data(as_text=True)
+    assert finished.status_code == 286  # htmx stops polling
+    assert "finished" in html and 'hx-get="/messages/sends"' not in html
+    assert client.get("/messages/sends").status_code == 302  # not a partial request: the whole screen
+
+
+def _chunk_ids(send_id: int) -> list[int]:
+    import sqlalchemy as sa
+
+    from app.extensions import db
+    from app.models import CampaignChunk
+
+    return list(db.session.scalars(sa.select(CampaignChunk.id).where(CampaignChunk.send_id == send_id)))

@@ -47,6 +47,9 @@ class SendProgress:
     """Where a campaign send stands, summed over its chunks."""
 
     send_id: int
+    campaign_id: str | None
+    channel: str
+    send_at: dt.datetime
     audience: int
     chunks: int
     done: int
@@ -215,4 +218,57 @@ def progress(shop: Shop, send_id: int) -> SendProgress:
         done += status == "done"
         failed += status == "failed"
         result.add(BulkResult(sent, blocked, failed_count, Counter(reasons or {})))
-    return SendProgress(send.id, send.audience, chunks, done, failed, result)
+    return SendProgress(
+        send.id, send.campaign_id, send.channel, send.send_at, send.audience, chunks, done, failed, result
+    )
+
+
+def recent(shop: Shop, limit: int = 10) -> list[SendProgress]:
+    """The shop's latest sends with their totals (without reasons), newest first: two reads."""
+    sends = list(
+        db.session.scalars(
+            sa.select(CampaignSend)
+            .where(CampaignSend.shop_id == shop.id)
+            .order_by(CampaignSend.id.desc())
+            .limit(limit)
+        )
+    )
+    if not sends:
+        return []
+    c = CampaignChunk
+    is_done = sa.func.sum(sa.case((c.status == "done", 1), else_=0))
+    is_failed = sa.func.sum(sa.case((c.status == "failed", 1), else_=0))
+    totals = {
+        row.send_id: row
+        for row in db.session.execute(
+            sa.select(
+                c.send_id,
+                sa.func.count().label("chunks"),
+                is_done.label("done"),
+                is_failed.label("failed_chunks"),
+                sa.func.sum(c.sent).label("sent"),
+                sa.func.sum(c.blocked).label("blocked"),
+                sa.func.sum(c.failed).label("failed"),
+            )
+            .where(c.shop_id == shop.id, c.send_id.in_([s.id for s in sends]))
+            .group_by(c.send_id)
+        )
+    }
+    out = []
+    for send in sends:
+        t = totals[send.id]
+        result = BulkResult(int(t.sent), int(t.blocked), int(t.failed))
+        out.append(
+            SendProgress(
+                send.id,
+                send.campaign_id,
+                send.channel,
+                send.send_at,
+                send.audience,
+                t.chunks,
+                int(t.done),
+                int(t.failed_chunks),
+                result,
+            )
+        )
+    return out

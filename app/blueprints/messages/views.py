@@ -7,10 +7,10 @@ from app.blueprints.messages import bp
 from app.blueprints.messages.forms import FILTERS, filter_choices
 from app.extensions import db
 from app.forms import EmptyForm
-from app.htmx import render_page
+from app.htmx import HTMX_STOP_POLLING, is_partial_request, render_page
 from app.models import Profile
 from app.models.base import utcnow
-from app.services import consent
+from app.services import campaign_sends, consent
 from app.services.audit import record
 from app.services.messaging import message_log
 from app.tenancy import get_scoped
@@ -26,8 +26,24 @@ def index():
     filters = {key: request.args.get(key) or None for key in FILTERS}
     messages = list(db.session.scalars(message_log(g.shop.id, **filters).limit(PAGE_SIZE)))
     return render_page(
-        "messages/index.html", "log", messages=messages, filters=filters, choices=filter_choices(g.shop.id)
+        "messages/index.html",
+        "log",
+        messages=messages,
+        filters=filters,
+        choices=filter_choices(g.shop.id),
+        sends=campaign_sends.recent(g.shop),
     )
+
+
+@bp.get("/sends")
+@shop_required()
+def sends():
+    """The campaign sends partial; polling stops (286) once every send has finished."""
+    if not is_partial_request():
+        return redirect(url_for("messages.index"))
+    recent = campaign_sends.recent(g.shop)
+    body = render_page("messages/index.html", "sends", sends=recent)
+    return body if any(not s.finished for s in recent) else (body, HTMX_STOP_POLLING)
 
 
 @bp.post("/unsubscribe/<int:profile_id>")
