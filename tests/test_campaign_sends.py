@@ -164,3 +164,17 @@ def test_the_cli_sends_to_the_whole_shop_and_reports_where_the_send_stands(db, s
         args=["messages", "send-campaign", "--shop", "nope.myshopify.com", "--channel", "sms"]
     )
     assert unknown.exit_code == 1
+
+
+def test_a_profile_merged_away_before_its_chunk_runs_is_not_messaged(db, shop, drain, monkeypatch):
+    ids = _audience(db, shop, 3)
+    with monkeypatch.context() as queued:
+        queued.setattr(campaign_sends.jobs, "enqueue", lambda *a, **kw: None)
+        send = campaign_sends.start_send(shop.model, ids, "email", campaign_id="late", now=NOON)
+    db.session.get(Profile, ids[1]).merged_into_id = ids[0]  # resolution merged two of them meanwhile
+    db.session.commit()
+    campaign_sends.requeue_stale(dt.datetime.now(dt.UTC) + campaign_sends.STALE_AFTER * 2)
+    drain()
+    assert set(_log(db, "late")) == {ids[0], ids[2]}
+    progress = campaign_sends.progress(shop.model, send.id)
+    assert (progress.audience, progress.result.decisions, progress.finished) == (3, 2, True)

@@ -16,7 +16,6 @@ from app.extensions import db
 from app.models import Merge, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
 from app.services import merge_candidates, merges, profile_rows
-from app.services.identifiers import live_profile
 from app.tenancy import get_scoped_or_raise
 
 REASONS = {
@@ -82,8 +81,7 @@ def _counts(shop_id: int, profile_id: int) -> dict[str, int]:
 def merge_preview(shop: Shop, candidate_id: int) -> dict[str, Any]:
     """Who survives and how many rows of the other profile will move to it."""
     cand = get_scoped_or_raise(MergeCandidate, shop.id, candidate_id, "merge candidate")
-    a = live_profile(db.session.get(Profile, cand.profile_a_id))
-    b = live_profile(db.session.get(Profile, cand.profile_b_id))
+    a, b = merge_candidates.live_sides(cand)
     winner, loser = merges.survivor_order(a, b)
     return {"candidate": cand, "winner": winner, "loser": loser, "moves": _counts(shop.id, loser.id)}
 

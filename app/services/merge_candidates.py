@@ -40,13 +40,39 @@ class Side:
 
 
 def list_candidates(shop: Shop, status: str = "open", limit: int = 100) -> list[MergeCandidate]:
-    """The shop's candidates with ``status``, newest first."""
+    """The shop's candidates with ``status``, newest first.
+
+    Open candidates are shown by their live profiles: one per pair of people (a merge can
+    leave two candidates naming the same two people now), and none whose two profiles have
+    become one since it was raised.
+    """
     stmt = scoped(MergeCandidate, shop.id).order_by(
         MergeCandidate.created_at.desc(), MergeCandidate.id.desc()
     )
     if status != "all":
         stmt = stmt.where(MergeCandidate.status == status)
-    return list(db.session.scalars(stmt.limit(limit)))
+    if status != "open":
+        return list(db.session.scalars(stmt.limit(limit)))
+    shown: list[MergeCandidate] = []
+    pairs: set[tuple[int, int]] = set()
+    for cand in db.session.scalars(stmt.execution_options(yield_per=limit)):
+        a, b = live_sides(cand)
+        pair = (min(a.id, b.id), max(a.id, b.id))
+        if pair[0] == pair[1] or pair in pairs:
+            continue
+        pairs.add(pair)
+        shown.append(cand)
+        if len(shown) == limit:
+            break
+    return shown
+
+
+def live_sides(cand: MergeCandidate) -> tuple[Profile, Profile]:
+    """The live profiles the candidate's two sides belong to now (merges since may have moved them)."""
+    return (
+        live_profile(db.session.get(Profile, cand.profile_a_id)),
+        live_profile(db.session.get(Profile, cand.profile_b_id)),
+    )
 
 
 def side(shop: Shop, profile_id: int) -> Side:
@@ -76,8 +102,7 @@ def side(shop: Shop, profile_id: int) -> Side:
 
 def candidate_json(shop: Shop, cand: MergeCandidate) -> dict[str, Any]:
     """The API shape of a candidate (both sides by live profile id)."""
-    a = live_profile(db.session.get(Profile, cand.profile_a_id))
-    b = live_profile(db.session.get(Profile, cand.profile_b_id))
+    a, b = live_sides(cand)
     return {
         "id": cand.id,
         "status": cand.status,
@@ -94,8 +119,7 @@ def _open(shop: Shop, candidate_id: int) -> tuple[MergeCandidate, Profile, Profi
     cand = get_scoped_or_raise(MergeCandidate, shop.id, candidate_id, "merge candidate")
     if cand.status != "open":
         raise Conflict(f"merge candidate {cand.id} is already {cand.status}")
-    a = live_profile(db.session.get(Profile, cand.profile_a_id))
-    b = live_profile(db.session.get(Profile, cand.profile_b_id))
+    a, b = live_sides(cand)
     return cand, a, b
 
 

@@ -1,0 +1,43 @@
+"""Open candidates are listed by the people they name now, after any merges since they were raised."""
+
+from __future__ import annotations
+
+from app.extensions import db
+from app.models import MergeCandidate, Profile
+from app.services import merge_candidates, merges
+from app.services.identifiers import live_profile
+from tests.gate_helpers import make_profile
+
+
+def _candidate(shop_id: int, a: Profile, b: Profile) -> MergeCandidate:
+    cand = MergeCandidate(shop_id=shop_id, profile_a_id=a.id, profile_b_id=b.id, reason="shared_device")
+    db.session.add(cand)
+    db.session.flush()
+    return cand
+
+
+def test_two_candidates_that_now_name_the_same_two_people_are_listed_once(db, shop):
+    ann, ann_too, bob = (make_profile(shop.id, f"{n}@shopper.test", None) for n in ("ann", "ann2", "bob"))
+    with_ann = _candidate(shop.id, ann, bob)
+    with_ann_too = _candidate(shop.id, ann_too, bob)
+    db.session.commit()
+    assert {c.id for c in merge_candidates.list_candidates(shop.model)} == {with_ann.id, with_ann_too.id}
+    merges.merge_profiles(shop.model, ann.id, ann_too.id, reason="manual", actor="test")
+    db.session.commit()
+    listed = merge_candidates.list_candidates(shop.model)
+    assert len(listed) == 1
+    survivor = live_profile(db.session.get(Profile, ann.id))
+    assert {p.id for p in merge_candidates.live_sides(listed[0])} == {survivor.id, bob.id}
+
+
+def test_a_candidate_whose_two_profiles_became_one_is_not_listed(db, shop):
+    ann, ann_too, bob = (make_profile(shop.id, f"{n}@shopper.test", None) for n in ("ann", "ann2", "bob"))
+    _candidate(shop.id, ann, bob)
+    _candidate(shop.id, ann_too, bob)
+    db.session.commit()
+    merges.merge_profiles(shop.model, ann.id, ann_too.id, reason="manual", actor="test")
+    survivor = merge_candidates.live_sides(merge_candidates.list_candidates(shop.model)[0])
+    merges.merge_profiles(shop.model, *[p.id for p in survivor], reason="manual", actor="test")
+    db.session.commit()
+    assert merge_candidates.list_candidates(shop.model) == []
+    assert len(merge_candidates.list_candidates(shop.model, "all")) == 2  # history keeps both
