@@ -305,13 +305,15 @@ def propagation(
 
 
 def campaign_through_workers(
-    url: str, shop_id: int, ids: list[int], now: dt.datetime, workers: int
-) -> tuple[float, str]:
+    url: str, shop_id: int, ids: list[int], now: dt.datetime, workers: int, repeats: int
+) -> list[tuple[float, str]]:
     """A second campaign as the product sends one: ``start_send`` queues its chunks, ``workers``
     ``c360 worker`` processes (RQ on Redis) gate and write them.
 
     The clock runs from ``start_send`` (chunks recorded and queued) until every chunk is
-    done, with the workers already started and idle. Returns decisions/s and a CPU line.
+    done, with the workers already started and idle. ``repeats`` campaigns go out a day
+    apart (the same hour, so the same quiet hours; the daily caps start afresh). Returns
+    each one's decisions/s and CPU line.
     """
     import subprocess
     import uuid
@@ -322,9 +324,6 @@ def campaign_through_workers(
 
     from app import create_app
     from app.extensions import db
-    from app.models import Shop
-    from app.services import campaign_sends
-    from bench.ingest import cpu_seconds, postgres_cpu
 
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     prefix = f"c360gatebench-{uuid.uuid4().hex[:6]}"
@@ -364,18 +363,9 @@ def campaign_through_workers(
             time.sleep(0.2)
         time.sleep(1.0)  # past their first sweep and heartbeat
         with app.app_context():
-            shop = db.session.get(Shop, shop_id)
-            cpu0, pg0 = cpu_seconds([p.pid for p in procs]), postgres_cpu()
-            t0 = time.perf_counter()
-            send = campaign_sends.start_send(shop, ids, "email", campaign_id="bench-workers", now=now)
-            while True:
-                progress = campaign_sends.progress(shop, send.id)
-                db.session.rollback()
-                if progress.finished:
-                    break
-                time.sleep(0.02)
-            elapsed = time.perf_counter() - t0
-            client, server = cpu_seconds([p.pid for p in procs]) - cpu0, postgres_cpu() - pg0
+            runs = [
+                _one_campaign(db, shop_id, ids, now + dt.timedelta(days=day), procs) for day in range(repeats)
+            ]
     finally:
         for proc in procs:
             proc.terminate()
@@ -384,12 +374,34 @@ def campaign_through_workers(
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
-    done = progress.result.decisions
+    return runs
+
+
+def _one_campaign(db, shop_id: int, ids: list[int], now: dt.datetime, procs) -> tuple[float, str]:
+    """Start one send, wait until every chunk is done; its rate and CPU line."""
+    from app.models import Shop
+    from app.services import campaign_sends
+    from bench.ingest import cpu_seconds, postgres_cpu
+
+    shop = db.session.get(Shop, shop_id)
+    cpu0, pg0 = cpu_seconds([p.pid for p in procs]), postgres_cpu()
+    t0 = time.perf_counter()
+    send = campaign_sends.start_send(shop, ids, "email", campaign_id=f"bench-workers-{now:%d}", now=now)
+    while True:
+        progress = campaign_sends.progress(shop, send.id)
+        db.session.rollback()
+        if progress.finished:
+            break
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - t0
+    client, server = cpu_seconds([p.pid for p in procs]) - cpu0, postgres_cpu() - pg0
     if progress.failed_chunks:
         raise SystemExit(f"{progress.failed_chunks} chunk(s) failed")
+    done = progress.result.decisions
     return done / elapsed, (
-        f"{progress.chunks} chunks; workers CPU {client:.2f} s + PostgreSQL CPU {server:.2f} s "
-        f"(every backend on the machine) = {done / (client + server):,.0f} decisions per CPU-second"
+        f"sent {progress.result.sent:,}, blocked {progress.result.blocked:,}; {progress.chunks} chunks; "
+        f"workers CPU {client:.2f} s + PostgreSQL CPU {server:.2f} s (every backend on the machine) "
+        f"= {done / (client + server):,.0f} decisions per CPU-second"
     )
 
 
@@ -400,6 +412,9 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true", help="use a temporary SQLite file")
     parser.add_argument(
         "--workers", type=int, default=2, help="c360 worker processes for the campaign send (0: skip it)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="campaign sends through the workers, a day apart"
     )
     args = parser.parse_args()
     n = args.profiles or (5_000 if args.quick else 100_000)
@@ -471,14 +486,20 @@ def main() -> None:
             )
 
             if args.workers:
-                rate, cpu = campaign_through_workers(
-                    url, shop_id, ids, now + dt.timedelta(minutes=1), args.workers
+                runs = campaign_through_workers(
+                    url, shop_id, ids, now + dt.timedelta(days=1), args.workers, args.repeat
                 )
-                verdict = "meets" if rate >= TARGET_BATCH else "BELOW"
+                for day, (rate, cpu) in enumerate(runs, 1):
+                    print(
+                        f"campaign send through {args.workers} c360 worker(s), day +{day} (check + reserve, "
+                        f"batched): {rate:,.0f} decisions/s ({rate / TARGET_BATCH:.2f} x target); {cpu}"
+                    )
+                median = statistics.median(rate for rate, _ in runs)
+                verdict = "meets" if median >= TARGET_BATCH else "BELOW"
                 print(
-                    f"campaign send through {args.workers} c360 worker(s) (check + reserve, batched, a "
-                    f"second campaign, same audience): {rate:,.0f} decisions/s; {verdict} target "
-                    f"{TARGET_BATCH:,} ({rate / TARGET_BATCH:.2f} x); {cpu}"
+                    f"campaign send through {args.workers} c360 worker(s): median of {len(runs)} sends "
+                    f"{median:,.0f} decisions/s; {verdict} target {TARGET_BATCH:,} "
+                    f"({median / TARGET_BATCH:.2f} x)"
                 )
             checks = single_checks(
                 db, gate, db.session.get(Shop, shop.id), ids, now, 2000 if n > 5000 else 1000
