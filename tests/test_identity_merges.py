@@ -4,6 +4,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
 from app.errors import Conflict, NotFound
 from app.extensions import db
@@ -171,3 +172,41 @@ def test_undo_twice_is_refused(shop):
     merges.undo(shop.model, row.id, actor="owner")
     with pytest.raises(Conflict, match="already undone"):
         merges.undo(shop.model, row.id, actor="owner")
+
+
+def test_rows_clashing_on_a_unique_key_stay_aside_and_come_back_on_undo(shop):
+    """A table another feature adds, unique per profile and tag: the loser's duplicate tag is set aside."""
+    tags = sa.Table(
+        "test_profile_tags",
+        db.metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("shop_id", sa.BigInteger, nullable=False),
+        sa.Column("profile_id", sa.BigInteger, sa.ForeignKey("profiles.id"), nullable=False),
+        sa.Column("tag", sa.String(20), nullable=False),
+        sa.UniqueConstraint("profile_id", "tag"),
+    )
+    try:
+        tags.create(db.session.connection())
+        a, b = person(shop.model, 1), person(shop.model, 2)
+        db.session.execute(
+            sa.insert(tags),
+            [
+                {"shop_id": shop.id, "profile_id": a.id, "tag": "vip"},
+                {"shop_id": shop.id, "profile_id": b.id, "tag": "vip"},
+                {"shop_id": shop.id, "profile_id": b.id, "tag": "new"},
+            ],
+        )
+        before = dump_profiles(shop.id, [a.id, b.id])
+        row = merges.merge_profiles(shop.model, a.id, b.id, reason="manual", actor="owner")
+        assert (row.winner_id, row.loser_id) == (a.id, b.id)  # the older profile
+        held = db.session.execute(sa.select(tags.c.profile_id, tags.c.tag).order_by(tags.c.tag)).all()
+        assert held == [(a.id, "new"), (a.id, "vip")]
+        assert [r["tag"] for r in row.snapshot["removed"]["test_profile_tags.profile_id"]] == ["vip"]
+        merges.undo(shop.model, row.id, actor="owner")
+        db.session.expire_all()
+        assert dump_profiles(shop.id, [a.id, b.id]) == before
+    finally:
+        db.session.rollback()
+        tags.drop(db.session.connection(), checkfirst=True)
+        db.session.commit()
+        db.metadata.remove(tags)

@@ -105,6 +105,16 @@ def recompute_engagement_counters(profile: Profile) -> None:
             EngagementCounter.shop_id == profile.shop_id, EngagementCounter.profile_id == profile.id
         )
     )
+    add_counters_from_events(profile)
+    db.session.flush()
+
+
+def add_counters_from_events(profile: Profile) -> None:
+    """Add counter rows for the profile's events to the session, for a profile that has none.
+
+    A merge has already deleted both profiles' counters (it keeps them for
+    undo), so it needs neither the DELETE nor a flush of its own.
+    """
     stmt = (
         scoped(Event, profile.shop_id, Event.type, sa.func.count(), sa.func.max(Event.occurred_at))
         .where(Event.profile_id == profile.id, Event.type.in_(ENGAGEMENT_TYPES))
@@ -126,4 +136,3 @@ def recompute_engagement_counters(profile: Profile) -> None:
         if metric in ACTIVE_METRICS and (last_engaged is None or last_at > last_engaged):
             last_engaged = last_at
     profile.last_engaged_at = last_engaged
-    db.session.flush()

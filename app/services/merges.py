@@ -35,9 +35,9 @@ from app.models import Event, Identifier, Merge, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
 from app.plans import get_plan
 from app.services import audit, identity_links, profile_rows
-from app.services.consent import refresh_states
+from app.services.consent import rebuild_states, refresh_states
 from app.services.counters import recompute_order_counters
-from app.services.engagement import recompute_engagement_counters
+from app.services.engagement import add_counters_from_events, recompute_engagement_counters
 from app.services.identifiers import TRUST
 from app.tenancy import get_scoped_or_raise, scoped
 
@@ -47,8 +47,24 @@ PROFILE_FILL = ("first_name", "last_name", "timezone", "timezone_source", "count
 def anchor(profile: Profile) -> Identifier | None:
     """The profile's most trusted identifier (then the first seen): what names the person."""
     rows = db.session.scalars(scoped(Identifier, profile.shop_id).where(Identifier.profile_id == profile.id))
+    return _best(rows)
+
+
+def _best(rows):
     usable = [r for r in rows if r.kind != "raw_phone"]
     return min(usable, key=lambda r: (TRUST[r.kind], r.first_seen_at, r.value), default=None)
+
+
+def _anchor_keys(shop_id: int, winner: Profile, loser: Profile) -> dict[str, list[str] | None]:
+    """``anchor`` of both profiles as ``[kind, value]``, in one read of their identifiers' keys."""
+    columns = (Identifier.profile_id, Identifier.kind, Identifier.value, Identifier.first_seen_at)
+    stmt = scoped(Identifier, shop_id, *columns).where(Identifier.profile_id.in_([winner.id, loser.id]))
+    rows = list(db.session.execute(stmt))
+    keys = {}
+    for side, profile in (("winner", winner), ("loser", loser)):
+        best = _best(r for r in rows if r.profile_id == profile.id)
+        keys[side] = [best.kind, best.value] if best is not None else None
+    return keys
 
 
 def survivor_order(a: Profile, b: Profile) -> tuple[Profile, Profile]:
@@ -111,12 +127,12 @@ def merge(
         if p.erased_at is not None:
             raise Conflict(f"profile {p.id} was erased and cannot be merged")
     db.session.flush()
-    anchors = {"winner": _key(anchor(winner)), "loser": _key(anchor(loser))}
+    anchors = _anchor_keys(shop.id, winner, loser)
     snapshot: dict[str, Any] = {
         "winner": _profile_json(winner),
         "loser": _profile_json(loser),
         "anchors": anchors,
-        "watermark": _watermarks(shop.id),
+        "watermark": _watermarks(),
         "moved": {},
         "removed": {},
         "derived": {},
@@ -125,6 +141,12 @@ def merge(
     _take_derived(shop.id, [winner.id, loser.id], snapshot)
     _move_rows(shop.id, loser.id, winner.id, snapshot)
     _sync_session(loser.id, winner.id, snapshot, [winner, loser])
+    # Only reads until the flush below, so the survivor's new state is written in one UPDATE.
+    with db.session.no_autoflush:
+        snapshot["candidates"] = _close_candidates(shop.id, winner.id, loser.id, candidate, actor, now)
+        recompute_order_counters(winner)
+        add_counters_from_events(winner)  # _take_derived deleted both profiles' counters
+        rebuild_states(winner)  # and their consent states
     _fill_winner(winner, loser)
     loser.merged_into_id = winner.id
     plan = get_plan(shop.plan)
@@ -138,13 +160,10 @@ def merge(
         actor=actor,
         undo_deadline=now + plan.merge_undo_window,
         created_at=now,
+        snapshot=snapshot,
     )
     db.session.add(row)
     db.session.flush()
-    snapshot["candidates"] = _close_candidates(shop.id, winner.id, loser.id, candidate, actor, now)
-    recompute_order_counters(winner)
-    recompute_engagement_counters(winner)
-    refresh_states(winner)
     event = Event(
         shop_id=shop.id,
         profile_id=winner.id,
@@ -157,7 +176,6 @@ def merge(
     db.session.add(event)
     db.session.flush()
     row.merged_event_id = event.id
-    row.snapshot = snapshot
     if not automatic and anchors["winner"] and anchors["loser"]:
         identity_links.decide(shop.id, anchors["winner"], anchors["loser"], "same", source=actor, at=now)
     audit.record(
@@ -272,10 +290,6 @@ def _days(window: dt.timedelta) -> str:
     )
 
 
-def _key(ident: Identifier | None) -> list[str] | None:
-    return [ident.kind, ident.value] if ident is not None else None
-
-
 def _chunks(ids: list[int], size: int = 500):
     for start in range(0, len(ids), size):
         yield ids[start : start + size]
@@ -293,13 +307,18 @@ def _restore_profile(profile: Profile, data: dict[str, Any]) -> None:
             setattr(profile, column.key, values[column.name])
 
 
-def _watermarks(shop_id: int) -> dict[str, int]:
-    """The highest id of each profile-owned table: rows above it arrived after the merge."""
-    marks = {}
-    for table, _column in profile_rows.referencing_columns():
-        if "id" in table.c and table.name not in profile_rows.DERIVED_TABLES:
-            marks[table.name] = db.session.scalar(sa.select(sa.func.max(table.c.id))) or 0
-    return marks
+def _watermarks() -> dict[str, int]:
+    """The highest id of each profile-owned table: rows above it arrived after the merge.
+
+    One SELECT of a ``max(id)`` subquery per table (ids are global, not per shop).
+    """
+    tables = {
+        table.name: table
+        for table, _column in profile_rows.referencing_columns()
+        if "id" in table.c and table.name not in profile_rows.DERIVED_TABLES
+    }
+    stmt = sa.select(*[sa.select(sa.func.max(t.c.id)).scalar_subquery() for t in tables.values()])
+    return {name: mark or 0 for name, mark in zip(tables, db.session.execute(stmt).one(), strict=True)}
 
 
 def _take_derived(shop_id: int, profile_ids: list[int], snapshot: dict[str, Any]) -> None:
@@ -307,9 +326,8 @@ def _take_derived(shop_id: int, profile_ids: list[int], snapshot: dict[str, Any]
         if table.name in profile_rows.DERIVED_TABLES:
             where = sa.and_(table.c.shop_id == shop_id, column.in_(profile_ids))
             snapshot["derived"][table.name] = [
-                profile_rows.to_json(table, r) for r in profile_rows.select_rows(table, where)
+                profile_rows.to_json(table, r) for r in profile_rows.delete_rows(table, where)
             ]
-            db.session.execute(sa.delete(table).where(where))
 
 
 def _drop_derived(shop_id: int, profile_ids: list[int]) -> None:
@@ -320,6 +338,7 @@ def _drop_derived(shop_id: int, profile_ids: list[int]) -> None:
 
 def _move_rows(shop_id: int, loser_id: int, winner_id: int, snapshot: dict[str, Any]) -> None:
     """Point the loser's rows at the winner; rows that would clash on a unique key are kept aside."""
+    moves = []
     for table, column in profile_rows.referencing_columns():
         if table.name in profile_rows.DERIVED_TABLES:
             continue
@@ -330,14 +349,34 @@ def _move_rows(shop_id: int, loser_id: int, winner_id: int, snapshot: dict[str, 
                 table.c.shop_id == shop_id, column == winner_id
             )
             clash = sa.tuple_(*[table.c[o] for o in others]).in_(theirs) if others else sa.true()
-            rows = profile_rows.select_rows(table, sa.and_(mine, clash))
+            rows = profile_rows.delete_rows(table, sa.and_(mine, clash))
             if rows:
                 snapshot["removed"].setdefault(name, []).extend(profile_rows.to_json(table, r) for r in rows)
-                db.session.execute(sa.delete(table).where(table.c.id.in_([r["id"] for r in rows])))
-        ids = list(db.session.scalars(sa.select(table.c.id).where(mine)))
+        # UPDATE … RETURNING names the rows it moves (SQLite has it since 3.35).
+        moves.append(
+            (name, sa.update(table).where(mine).values({column.name: winner_id}).returning(table.c.id))
+        )
+    for name, ids in _run_moves(moves):
         if ids:
-            snapshot["moved"][name] = ids
-            db.session.execute(sa.update(table).where(mine).values({column.name: winner_id}))
+            snapshot["moved"][name] = sorted(ids)
+
+
+def _run_moves(moves: list[tuple[str, sa.Update]]) -> list[tuple[str, list[int]]]:
+    """Run the UPDATEs; on PostgreSQL as one statement of data-modifying CTEs (a round trip each costs).
+
+    Only when no table is updated twice: two CTEs changing the same row is undefined in PostgreSQL.
+    """
+    tables = [name.split(".")[0] for name, _stmt in moves]
+    if db.session.get_bind().dialect.name != "postgresql" or len(set(tables)) < len(tables) or not moves:
+        return [(name, list(db.session.scalars(stmt))) for name, stmt in moves]
+    parts = []
+    for n, (_name, stmt) in enumerate(moves):
+        cte = stmt.cte(f"moved_{n}")
+        parts.append(sa.select(sa.literal(n).label("n"), cte.c.id))
+    found: list[list[int]] = [[] for _ in moves]
+    for n, row_id in db.session.execute(sa.union_all(*parts)):
+        found[n].append(row_id)
+    return [(name, ids) for (name, _stmt), ids in zip(moves, found, strict=True)]
 
 
 def _sync_session(loser_id: int, winner_id: int, snapshot: dict[str, Any], profiles: list[Profile]) -> None:
