@@ -24,17 +24,17 @@ Rules (the README and docs/identity.md repeat them):
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
-import sqlalchemy.orm as so
 
 from app.errors import Conflict, NotFound
 from app.extensions import db
 from app.models import Event, Identifier, Merge, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
 from app.plans import get_plan
-from app.services import audit, identity_links, profile_rows
+from app.services import audit, identity_links, merge_rows, profile_rows
 from app.services.consent import rebuild_states, refresh_states
 from app.services.counters import recompute_order_counters
 from app.services.engagement import add_counters_from_events, recompute_engagement_counters
@@ -55,14 +55,11 @@ def _best(rows):
     return min(usable, key=lambda r: (TRUST[r.kind], r.first_seen_at, r.value), default=None)
 
 
-def _anchor_keys(shop_id: int, winner: Profile, loser: Profile) -> dict[str, list[str] | None]:
-    """``anchor`` of both profiles as ``[kind, value]``, in one read of their identifiers' keys."""
-    columns = (Identifier.profile_id, Identifier.kind, Identifier.value, Identifier.first_seen_at)
-    stmt = scoped(Identifier, shop_id, *columns).where(Identifier.profile_id.in_([winner.id, loser.id]))
-    rows = list(db.session.execute(stmt))
+def _anchors(identifiers: list[dict[str, Any]], winner: Profile, loser: Profile) -> dict[str, Any]:
+    """``anchor`` of both profiles as ``[kind, value]``, from the identifiers ``merge_rows.take`` read."""
     keys = {}
     for side, profile in (("winner", winner), ("loser", loser)):
-        best = _best(r for r in rows if r.profile_id == profile.id)
+        best = _best(SimpleNamespace(**r) for r in identifiers if r["profile_id"] == profile.id)
         keys[side] = [best.kind, best.value] if best is not None else None
     return keys
 
@@ -127,25 +124,24 @@ def merge(
         if p.erased_at is not None:
             raise Conflict(f"profile {p.id} was erased and cannot be merged")
     db.session.flush()
-    anchors = _anchor_keys(shop.id, winner, loser)
     snapshot: dict[str, Any] = {
         "winner": _profile_json(winner),
         "loser": _profile_json(loser),
-        "anchors": anchors,
-        "watermark": _watermarks(),
+        "anchors": None,
+        "watermark": {},
         "moved": {},
         "removed": {},
         "derived": {},
         "candidates": [],
     }
-    _take_derived(shop.id, [winner.id, loser.id], snapshot)
-    _move_rows(shop.id, loser.id, winner.id, snapshot)
-    _sync_session(loser.id, winner.id, snapshot, [winner, loser])
+    identifiers = merge_rows.take(shop.id, winner.id, loser.id, snapshot)
+    anchors = snapshot["anchors"] = _anchors(identifiers, winner, loser)
+    merge_rows.sync_session(loser.id, winner.id, snapshot, [winner, loser])
     # Only reads until the flush below, so the survivor's new state is written in one UPDATE.
     with db.session.no_autoflush:
         snapshot["candidates"] = _close_candidates(shop.id, winner.id, loser.id, candidate, actor, now)
         recompute_order_counters(winner)
-        add_counters_from_events(winner)  # _take_derived deleted both profiles' counters
+        add_counters_from_events(winner)  # merge_rows.take deleted both profiles' counters
         rebuild_states(winner)  # and their consent states
     _fill_winner(winner, loser)
     loser.merged_into_id = winner.id
@@ -222,8 +218,8 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
         )
     snap = row.snapshot
     db.session.flush()
-    _drop_derived(shop.id, [winner.id, loser.id])
-    _move_back(shop.id, winner.id, loser.id, snap)
+    merge_rows.drop_derived(shop.id, [winner.id, loser.id])
+    merge_rows.put_back(shop.id, winner.id, loser.id, snap)
     if row.merged_event_id:
         db.session.execute(sa.delete(Event.__table__).where(Event.id == row.merged_event_id))
     db.session.expire_all()
@@ -260,23 +256,6 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
     return row
 
 
-def _move_back(shop_id: int, winner_id: int, loser_id: int, snap: dict[str, Any]) -> None:
-    """Point the moved rows at the loser again and re-insert the rows set aside."""
-    for name, ids in snap["moved"].items():
-        table_name, column_name = name.split(".")
-        table = db.metadata.tables[table_name]
-        column = table.c[column_name]
-        for chunk in _chunks(ids):
-            db.session.execute(
-                sa.update(table)
-                .where(table.c.shop_id == shop_id, table.c.id.in_(chunk), column == winner_id)
-                .values({column_name: loser_id})
-            )
-    for name, rows in snap["removed"].items():
-        table = db.metadata.tables[name.split(".")[0]]
-        db.session.execute(sa.insert(table), [profile_rows.from_json(table, r) for r in rows])
-
-
 def can_undo(shop: Shop, row: Merge, now: dt.datetime | None = None) -> bool:
     """True while the merge is not undone and its window is open."""
     return row.undone_at is None and (now or utcnow()) <= row.undo_deadline
@@ -290,11 +269,6 @@ def _days(window: dt.timedelta) -> str:
     )
 
 
-def _chunks(ids: list[int], size: int = 500):
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
-
-
 def _profile_json(profile: Profile) -> dict[str, Any]:
     table = Profile.__table__
     return profile_rows.to_json(table, {c.name: getattr(profile, c.key) for c in table.columns})
@@ -305,115 +279,6 @@ def _restore_profile(profile: Profile, data: dict[str, Any]) -> None:
     for column in Profile.__table__.columns:
         if column.name != "id":
             setattr(profile, column.key, values[column.name])
-
-
-def _watermarks() -> dict[str, int]:
-    """The highest id of each profile-owned table: rows above it arrived after the merge.
-
-    One SELECT of a ``max(id)`` subquery per table (ids are global, not per shop).
-    """
-    tables = {
-        table.name: table
-        for table, _column in profile_rows.referencing_columns()
-        if "id" in table.c and table.name not in profile_rows.DERIVED_TABLES
-    }
-    stmt = sa.select(*[sa.select(sa.func.max(t.c.id)).scalar_subquery() for t in tables.values()])
-    return {name: mark or 0 for name, mark in zip(tables, db.session.execute(stmt).one(), strict=True)}
-
-
-def _take_derived(shop_id: int, profile_ids: list[int], snapshot: dict[str, Any]) -> None:
-    for table, column in profile_rows.referencing_columns():
-        if table.name in profile_rows.DERIVED_TABLES:
-            where = sa.and_(table.c.shop_id == shop_id, column.in_(profile_ids))
-            snapshot["derived"][table.name] = [
-                profile_rows.to_json(table, r) for r in profile_rows.delete_rows(table, where)
-            ]
-
-
-def _drop_derived(shop_id: int, profile_ids: list[int]) -> None:
-    for table, column in profile_rows.referencing_columns():
-        if table.name in profile_rows.DERIVED_TABLES:
-            db.session.execute(sa.delete(table).where(table.c.shop_id == shop_id, column.in_(profile_ids)))
-
-
-def _move_rows(shop_id: int, loser_id: int, winner_id: int, snapshot: dict[str, Any]) -> None:
-    """Point the loser's rows at the winner; rows that would clash on a unique key are kept aside."""
-    moves = []
-    for table, column in profile_rows.referencing_columns():
-        if table.name in profile_rows.DERIVED_TABLES:
-            continue
-        name = f"{table.name}.{column.name}"
-        mine = sa.and_(table.c.shop_id == shop_id, column == loser_id)
-        for others in profile_rows.unique_groups(table, column):
-            theirs = sa.select(*[table.c[o] for o in others]).where(
-                table.c.shop_id == shop_id, column == winner_id
-            )
-            clash = sa.tuple_(*[table.c[o] for o in others]).in_(theirs) if others else sa.true()
-            rows = profile_rows.delete_rows(table, sa.and_(mine, clash))
-            if rows:
-                snapshot["removed"].setdefault(name, []).extend(profile_rows.to_json(table, r) for r in rows)
-        # UPDATE … RETURNING names the rows it moves (SQLite has it since 3.35).
-        moves.append(
-            (name, sa.update(table).where(mine).values({column.name: winner_id}).returning(table.c.id))
-        )
-    for name, ids in _run_moves(moves):
-        if ids:
-            snapshot["moved"][name] = sorted(ids)
-
-
-def _run_moves(moves: list[tuple[str, sa.Update]]) -> list[tuple[str, list[int]]]:
-    """Run the UPDATEs; on PostgreSQL as one statement of data-modifying CTEs (a round trip each costs).
-
-    Only when no table is updated twice: two CTEs changing the same row is undefined in PostgreSQL.
-    """
-    tables = [name.split(".")[0] for name, _stmt in moves]
-    if db.session.get_bind().dialect.name != "postgresql" or len(set(tables)) < len(tables) or not moves:
-        return [(name, list(db.session.scalars(stmt))) for name, stmt in moves]
-    parts = []
-    for n, (_name, stmt) in enumerate(moves):
-        cte = stmt.cte(f"moved_{n}")
-        parts.append(sa.select(sa.literal(n).label("n"), cte.c.id))
-    found: list[list[int]] = [[] for _ in moves]
-    for n, row_id in db.session.execute(sa.union_all(*parts)):
-        found[n].append(row_id)
-    return [(name, ids) for (name, _stmt), ids in zip(moves, found, strict=True)]
-
-
-def _sync_session(loser_id: int, winner_id: int, snapshot: dict[str, Any], profiles: list[Profile]) -> None:
-    """Tell the session's objects what the bulk UPDATEs and DELETEs of a merge did.
-
-    Expiring the whole session instead would make a batch of signals, which
-    holds thousands of identifiers, re-read every one of them after each
-    automatic merge. Moved rows get the winner's id, rows deleted or taken
-    aside (derived read models, unique-key clashes) are expired, and
-    relationships that point through a changed column are expired. The
-    snapshot names every such row by id, so only those are looked up.
-    """
-    classes = {m.local_table.name: m for m in db.Model.registry.mappers}
-    identity = db.session.identity_map
-    for name, ids in snapshot["moved"].items():
-        table, column_name = name.split(".")
-        mapper = classes.get(table)
-        if mapper is None:
-            continue
-        column = mapper.local_table.c[column_name]
-        key = mapper.get_property_by_column(column).key
-        stale = [r.key for r in mapper.relationships if column in r.local_columns]
-        for row_id in ids:
-            obj = identity.get(mapper.identity_key_from_primary_key([row_id]))
-            if obj is not None and obj.__dict__.get(key) == loser_id:
-                so.attributes.set_committed_value(obj, key, winner_id)
-                if stale:
-                    db.session.expire(obj, stale)
-    gone = [(name.split(".")[0], rows) for name, rows in snapshot["removed"].items()]
-    for table, rows in [*gone, *snapshot["derived"].items()]:
-        mapper = classes.get(table)
-        for row in rows if mapper is not None else ():
-            obj = identity.get(mapper.identity_key_from_primary_key([row["id"]]))
-            if obj is not None:
-                db.session.expire(obj)
-    for profile in profiles:
-        db.session.expire(profile, [r.key for r in sa.inspect(Profile).relationships])
 
 
 def _fill_winner(winner: Profile, loser: Profile) -> None:
