@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from app.errors import Conflict, NotFound
 from app.extensions import db
-from app.models import Event, Merge, Message, Order, Profile
+from app.models import Event, Merge, MergeCandidate, Message, Order, Profile
 from app.services import merges
 from app.services.consent import record_consent
 from app.services.engagement import apply_engagement
@@ -210,3 +210,17 @@ def test_rows_clashing_on_a_unique_key_stay_aside_and_come_back_on_undo(shop):
         tags.drop(db.session.connection(), checkfirst=True)
         db.session.commit()
         db.metadata.remove(tags)
+
+
+def test_open_candidates_between_the_two_are_settled_by_the_merge_and_rejected_by_its_undo(shop):
+    a, b, c = person(shop.model, 1), person(shop.model, 2), person(shop.model, 3)
+    pair = MergeCandidate(shop_id=shop.id, profile_a_id=b.id, profile_b_id=a.id, reason="same email")
+    other = MergeCandidate(shop_id=shop.id, profile_a_id=a.id, profile_b_id=c.id, reason="same phone")
+    db.session.add_all([pair, other])
+    db.session.flush()
+    row = merges.merge_profiles(shop.model, a.id, b.id, reason="manual", actor="owner")
+    assert (pair.status, pair.decided_by, other.status) == ("merged", "owner", "open")
+    assert row.snapshot["candidates"] == [{"id": pair.id, "status": "open"}]
+    merges.undo(shop.model, row.id, actor="owner")
+    db.session.expire_all()
+    assert (db.session.get(MergeCandidate, pair.id).status, other.status) == ("rejected", "open")

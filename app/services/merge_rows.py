@@ -1,12 +1,13 @@
 """The rows a merge moves, takes aside and puts back: the SQL half of ``merges``.
 
 A merge reads the two profiles' identifiers (to name them), the highest id
-of each profile-owned table (to tell later arrivals on undo), deletes both
-profiles' derived rows (kept in the snapshot) and points the loser's rows
-at the winner. Those are many small statements, so they are built once
-with bind parameters and sent as one (``bulk_sql.OneTrip``) on PostgreSQL.
-A table with a unique key that includes the profile column goes on its own
-afterwards, since its clashing rows must be set aside before the rest move.
+of each profile-owned table (to tell later arrivals on undo), their
+engagement totals and open candidates, deletes both profiles' derived rows
+(kept in the snapshot) and points the loser's rows at the winner. Those
+are many small statements, so they are built once with bind parameters and
+sent as one (``bulk_sql.OneTrip``) on PostgreSQL. A table with a unique key
+that includes the profile column goes on its own afterwards, since its
+clashing rows must be set aside before the rest move.
 """
 
 from __future__ import annotations
@@ -17,24 +18,29 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.extensions import db
-from app.models import Identifier, Profile
+from app.models import Identifier, MergeCandidate, Profile
 from app.services import profile_rows
 from app.services.bulk_sql import OneTrip, is_postgresql
+from app.services.engagement import totals_by_type
 
 _PLANS: dict[tuple, tuple[OneTrip, list[str], list[str]]] = {}
+EVENTS = "events.profile_id"
+FIXED = 4  # parts before the derived tables' DELETEs: identifiers, watermarks, candidates, engagement
 SHOP, WINNER, LOSER = sa.bindparam("m_shop"), sa.bindparam("m_winner"), sa.bindparam("m_loser")
 
 
-def take(shop_id: int, winner_id: int, loser_id: int, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+def take(shop_id: int, winner_id: int, loser_id: int, snapshot: dict[str, Any]) -> dict[str, list]:
     """Move the loser's rows to the winner and note in ``snapshot`` how to undo it.
 
-    Fills ``watermark``, ``derived``, ``moved`` and ``removed``; returns both
-    profiles' identifiers (``profile_id``, ``kind``, ``value``, ``first_seen_at``)
-    as they were before.
+    Fills ``watermark``, ``derived``, ``moved`` and ``removed``. Returns what
+    the merge needs besides: ``identifiers`` (``profile_id``, ``kind``,
+    ``value``, ``first_seen_at``) of both profiles as they were, the
+    winner's ``engagement`` totals now (``engagement.totals_by_type`` rows)
+    and the ids of ``open_candidates`` between the two.
     """
     trip, derived, moved = _plan()
     params = {"m_shop": shop_id, "m_winner": winner_id, "m_loser": loser_id}
-    identifiers, (marks,), *rest = trip.run(params)
+    identifiers, (marks,), candidates, totals, *rest = trip.run(params)
     snapshot["watermark"] = {name: mark or 0 for name, mark in marks.items()}
     for name, rows in zip(derived, rest[: len(derived)], strict=True):
         table = db.metadata.tables[name]
@@ -43,7 +49,14 @@ def take(shop_id: int, winner_id: int, loser_id: int, snapshot: dict[str, Any]) 
         if rows:
             snapshot["moved"][name] = sorted(r["id"] for r in rows)
     _move_clashing(shop_id, winner_id, loser_id, snapshot)
-    return identifiers
+    if EVENTS not in moved:
+        # Some events may stay with the loser (kept aside): count the winner's after the move.
+        totals = list(db.session.execute(totals_by_type(shop_id, [winner_id])).mappings())
+    return {
+        "identifiers": identifiers,
+        "engagement": totals,
+        "open_candidates": sorted(r["id"] for r in candidates),
+    }
 
 
 def _by_id(row: dict[str, Any]):
@@ -55,17 +68,27 @@ def _plan() -> tuple[OneTrip, list[str], list[str]]:
     key = (tuple(db.metadata.tables), is_postgresql())
     if key not in _PLANS:
         identifiers = Identifier.__table__
+        candidates = MergeCandidate.__table__
+        pair = [WINNER, LOSER]
         parts: list[sa.Executable] = [
             sa.select(
                 identifiers.c.profile_id, identifiers.c.kind, identifiers.c.value, identifiers.c.first_seen_at
-            ).where(identifiers.c.shop_id == SHOP, identifiers.c.profile_id.in_([WINNER, LOSER])),
+            ).where(identifiers.c.shop_id == SHOP, identifiers.c.profile_id.in_(pair)),
             _watermarks(),
+            sa.select(candidates.c.id).where(
+                candidates.c.shop_id == SHOP,
+                candidates.c.status == "open",
+                candidates.c.profile_a_id.in_(pair),
+                candidates.c.profile_b_id.in_(pair),
+            ),
+            # Both profiles' events before the move are the winner's after it, when all of them move.
+            totals_by_type(SHOP, pair),
         ]
         derived, moved = [], []
         for table, column in profile_rows.referencing_columns():
             if table.name in profile_rows.DERIVED_TABLES:
                 where = sa.and_(table.c.shop_id == SHOP, column.in_([WINNER, LOSER]))
-                parts.insert(2 + len(derived), sa.delete(table).where(where).returning(*table.c))
+                parts.insert(FIXED + len(derived), sa.delete(table).where(where).returning(*table.c))
                 derived.append(table.name)
             elif not profile_rows.unique_groups(table, column):
                 mine = sa.and_(table.c.shop_id == SHOP, column == LOSER)
@@ -73,7 +96,7 @@ def _plan() -> tuple[OneTrip, list[str], list[str]]:
                 moved.append(f"{table.name}.{column.name}")
         if len({name.split(".")[0] for name in moved}) < len(moved):
             # Two profile columns in one table: one statement may not update a row twice.
-            parts, moved = parts[: 2 + len(derived)], []
+            parts, moved = parts[: FIXED + len(derived)], []
         _PLANS[key] = (OneTrip(parts), derived, moved)
     return _PLANS[key]
 

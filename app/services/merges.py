@@ -37,7 +37,7 @@ from app.plans import get_plan
 from app.services import audit, identity_links, merge_rows, profile_rows
 from app.services.consent import rebuild_states, refresh_states
 from app.services.counters import recompute_order_counters
-from app.services.engagement import add_counters_from_events, recompute_engagement_counters
+from app.services.engagement import add_counters, recompute_engagement_counters
 from app.services.identifiers import TRUST
 from app.tenancy import get_scoped_or_raise, scoped
 
@@ -134,14 +134,14 @@ def merge(
         "derived": {},
         "candidates": [],
     }
-    identifiers = merge_rows.take(shop.id, winner.id, loser.id, snapshot)
-    anchors = snapshot["anchors"] = _anchors(identifiers, winner, loser)
+    read = merge_rows.take(shop.id, winner.id, loser.id, snapshot)
+    anchors = snapshot["anchors"] = _anchors(read["identifiers"], winner, loser)
     merge_rows.sync_session(loser.id, winner.id, snapshot, [winner, loser])
     # Only reads until the flush below, so the survivor's new state is written in one UPDATE.
     with db.session.no_autoflush:
-        snapshot["candidates"] = _close_candidates(shop.id, winner.id, loser.id, candidate, actor, now)
+        snapshot["candidates"] = _close_candidates(read["open_candidates"], candidate, actor, now)
         recompute_order_counters(winner)
-        add_counters_from_events(winner)  # merge_rows.take deleted both profiles' counters
+        add_counters(winner, read["engagement"])  # merge_rows.take deleted both profiles' counters
         rebuild_states(winner)  # and their consent states
     _fill_winner(winner, loser)
     loser.merged_into_id = winner.id
@@ -294,16 +294,10 @@ def _fill_winner(winner: Profile, loser: Profile) -> None:
     winner.search_text = " ".join(texts) or None
 
 
-def _close_candidates(shop_id, winner_id, loser_id, candidate, actor, now) -> list[dict[str, Any]]:
-    """Open candidates between the two profiles are settled by this merge."""
-    pair = {winner_id, loser_id}
+def _close_candidates(open_ids: list[int], candidate, actor, now) -> list[dict[str, Any]]:
+    """Open candidates between the two profiles (``open_ids``, read by ``merge_rows.take``) are settled."""
     changed = []
-    stmt = scoped(MergeCandidate, shop_id).where(
-        MergeCandidate.status == "open",
-        MergeCandidate.profile_a_id.in_(pair),
-        MergeCandidate.profile_b_id.in_(pair),
-    )
-    rows = list(db.session.scalars(stmt))
+    rows = [db.session.get(MergeCandidate, i) for i in open_ids]
     if candidate is not None and candidate not in rows:
         rows.append(candidate)
     for cand in rows:
