@@ -224,3 +224,26 @@ def test_open_candidates_between_the_two_are_settled_by_the_merge_and_rejected_b
     merges.undo(shop.model, row.id, actor="owner")
     db.session.expire_all()
     assert (db.session.get(MergeCandidate, pair.id).status, other.status) == ("rejected", "open")
+
+
+def test_the_merged_event_names_the_merge_and_the_merge_names_the_event(shop):
+    """PostgreSQL draws both ids in advance; SQLite inserts one then the other: same rows either way."""
+    a, b = person(shop.model, 1), person(shop.model, 2)
+    first = merges.merge_profiles(shop.model, a.id, b.id, reason="manual", actor="owner")
+    c = person(shop.model, 3)
+    second = merges.merge_profiles(shop.model, a.id, c.id, reason="manual", actor="owner")
+    db.session.expire_all()
+    for row in (first, second):
+        event = db.session.get(Event, row.merged_event_id)
+        assert (event.type, event.external_id, event.properties["merge_id"]) == (
+            "profile.merged",
+            f"merge-{row.id}",
+            row.id,
+        )
+    assert second.id > first.id and second.merged_event_id > first.merged_event_id
+    late = Event(
+        shop_id=shop.id, profile_id=a.id, type="page.viewed", source="pixel", external_id="v1", occurred_at=T0
+    )
+    db.session.add(late)
+    db.session.flush()
+    assert late.id > second.merged_event_id  # the sequence moved past the ids drawn

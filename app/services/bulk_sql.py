@@ -251,8 +251,13 @@ class OneTrip:
                 values = [sa.literal(n, sa.Integer).label("part")]
                 for m, columns in enumerate(slots):
                     for k, column in enumerate(columns):
-                        value = column if m == n else sa.cast(sa.null(), column.type)
+                        value = column if m == n else _typed_null(column.type)
                         values.append(value.label(f"p{m}_{k}"))
                 branches.append(sa.select(*values).select_from(source))
             self._union = sa.union_all(*branches)
         return self._union
+
+
+def _typed_null(type_):
+    """NULL cast to ``type_``: a UNION's branches must agree on their columns' types."""
+    return sa.null() if isinstance(type_, sa.types.NullType) else sa.cast(sa.null(), type_)

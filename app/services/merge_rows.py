@@ -23,39 +23,42 @@ from app.services import profile_rows
 from app.services.bulk_sql import OneTrip, is_postgresql
 from app.services.engagement import totals_by_type
 
-_PLANS: dict[tuple, tuple[OneTrip, list[str], list[str]]] = {}
+_PLANS: dict[tuple, tuple[OneTrip, list[str]]] = {}
 EVENTS = "events.profile_id"
-FIXED = 4  # parts before the derived tables' DELETEs: identifiers, watermarks, candidates, engagement
 SHOP, WINNER, LOSER = sa.bindparam("m_shop"), sa.bindparam("m_winner"), sa.bindparam("m_loser")
 
 
-def take(shop_id: int, winner_id: int, loser_id: int, snapshot: dict[str, Any]) -> dict[str, list]:
+def take(shop_id: int, winner_id: int, loser_id: int, snapshot: dict[str, Any]) -> dict[str, Any]:
     """Move the loser's rows to the winner and note in ``snapshot`` how to undo it.
 
     Fills ``watermark``, ``derived``, ``moved`` and ``removed``. Returns what
     the merge needs besides: ``identifiers`` (``profile_id``, ``kind``,
     ``value``, ``first_seen_at``) of both profiles as they were, the
-    winner's ``engagement`` totals now (``engagement.totals_by_type`` rows)
-    and the ids of ``open_candidates`` between the two.
+    winner's ``engagement`` totals now (``engagement.totals_by_type`` rows),
+    the ids of ``open_candidates`` between the two, and on PostgreSQL
+    ``new_ids``: a ``merge_id`` and an ``event_id`` drawn from their sequences.
     """
-    trip, derived, moved = _plan()
+    trip, names = _plan()
     params = {"m_shop": shop_id, "m_winner": winner_id, "m_loser": loser_id}
-    identifiers, (marks,), candidates, totals, *rest = trip.run(params)
-    snapshot["watermark"] = {name: mark or 0 for name, mark in marks.items()}
-    for name, rows in zip(derived, rest[: len(derived)], strict=True):
-        table = db.metadata.tables[name]
-        snapshot["derived"][name] = [profile_rows.to_json(table, r) for r in sorted(rows, key=_by_id)]
-    for name, rows in zip(moved, rest[len(derived) :], strict=True):
-        if rows:
+    found = dict(zip(names, trip.run(params), strict=True))
+    snapshot["watermark"] = {name: mark or 0 for name, mark in found["watermark"][0].items()}
+    for name, rows in found.items():
+        kind, _, name = name.partition(":")
+        if kind == "derived":
+            table = db.metadata.tables[name]
+            snapshot["derived"][name] = [profile_rows.to_json(table, r) for r in sorted(rows, key=_by_id)]
+        elif kind == "moved" and rows:
             snapshot["moved"][name] = sorted(r["id"] for r in rows)
     _move_clashing(shop_id, winner_id, loser_id, snapshot)
-    if EVENTS not in moved:
+    totals = found.get("engagement")
+    if totals is None:
         # Some events may stay with the loser (kept aside): count the winner's after the move.
         totals = list(db.session.execute(totals_by_type(shop_id, [winner_id])).mappings())
     return {
-        "identifiers": identifiers,
+        "identifiers": found["identifiers"],
         "engagement": totals,
-        "open_candidates": sorted(r["id"] for r in candidates),
+        "open_candidates": sorted(r["id"] for r in found["candidates"]),
+        "new_ids": found["new_ids"][0] if "new_ids" in found else None,
     }
 
 
@@ -63,42 +66,61 @@ def _by_id(row: dict[str, Any]):
     return row["id"]
 
 
-def _plan() -> tuple[OneTrip, list[str], list[str]]:
-    """The statements of ``take`` for this schema, built once (building them costs as much as running)."""
+def _plan() -> tuple[OneTrip, list[str]]:
+    """The statements of ``take`` for this schema, built once (building them costs as much as running).
+
+    Named ``identifiers``, ``watermark``, ``candidates``, ``engagement``,
+    ``new_ids``, ``derived:<table>`` and ``moved:<table>.<column>``.
+    """
     key = (tuple(db.metadata.tables), is_postgresql())
     if key not in _PLANS:
         identifiers = Identifier.__table__
         candidates = MergeCandidate.__table__
         pair = [WINNER, LOSER]
-        parts: list[sa.Executable] = [
-            sa.select(
+        parts: dict[str, sa.Executable] = {
+            "identifiers": sa.select(
                 identifiers.c.profile_id, identifiers.c.kind, identifiers.c.value, identifiers.c.first_seen_at
             ).where(identifiers.c.shop_id == SHOP, identifiers.c.profile_id.in_(pair)),
-            _watermarks(),
-            sa.select(candidates.c.id).where(
+            "watermark": _watermarks(),
+            "candidates": sa.select(candidates.c.id).where(
                 candidates.c.shop_id == SHOP,
                 candidates.c.status == "open",
                 candidates.c.profile_a_id.in_(pair),
                 candidates.c.profile_b_id.in_(pair),
             ),
             # Both profiles' events before the move are the winner's after it, when all of them move.
-            totals_by_type(SHOP, pair),
-        ]
-        derived, moved = [], []
+            "engagement": totals_by_type(SHOP, pair),
+        }
+        if is_postgresql():
+            parts["new_ids"] = sa.select(
+                _next_id("merges").label("merge_id"), _next_id("events").label("event_id")
+            )
+        moves = {}
         for table, column in profile_rows.referencing_columns():
             if table.name in profile_rows.DERIVED_TABLES:
-                where = sa.and_(table.c.shop_id == SHOP, column.in_([WINNER, LOSER]))
-                parts.insert(FIXED + len(derived), sa.delete(table).where(where).returning(*table.c))
-                derived.append(table.name)
+                where = sa.and_(table.c.shop_id == SHOP, column.in_(pair))
+                parts[f"derived:{table.name}"] = sa.delete(table).where(where).returning(*table.c)
             elif not profile_rows.unique_groups(table, column):
                 mine = sa.and_(table.c.shop_id == SHOP, column == LOSER)
-                parts.append(sa.update(table).where(mine).values({column.name: WINNER}).returning(table.c.id))
-                moved.append(f"{table.name}.{column.name}")
-        if len({name.split(".")[0] for name in moved}) < len(moved):
-            # Two profile columns in one table: one statement may not update a row twice.
-            parts, moved = parts[: FIXED + len(derived)], []
-        _PLANS[key] = (OneTrip(parts), derived, moved)
+                update = sa.update(table).where(mine).values({column.name: WINNER})
+                moves[f"moved:{table.name}.{column.name}"] = update.returning(table.c.id)
+        # Two profile columns in one table: one statement may not update a row twice.
+        if len({name.split(".")[0] for name in moves}) == len(moves):
+            parts.update(moves)
+        if f"moved:{EVENTS}" not in parts:
+            del parts["engagement"]
+        _PLANS[key] = (OneTrip(list(parts.values())), list(parts))
     return _PLANS[key]
+
+
+def _next_id(table: str):
+    """PostgreSQL: the next id of ``table`` from its sequence, to insert a row with it."""
+    return sa.func.nextval(sa.func.pg_get_serial_sequence(table, "id"), type_=sa.BigInteger)
+
+
+def _planned(name: str) -> bool:
+    """True when ``_plan`` moves the rows of ``name`` (``table.column``) in its single statement."""
+    return f"moved:{name}" in _plan()[1]
 
 
 def _watermarks() -> sa.Select:
@@ -116,10 +138,9 @@ def _move_clashing(shop_id: int, winner_id: int, loser_id: int, snapshot: dict[s
 
     Rows that would clash with the winner's on a unique key are kept aside first.
     """
-    _trip, _derived, planned = _plan()
     for table, column in profile_rows.referencing_columns():
         name = f"{table.name}.{column.name}"
-        if table.name in profile_rows.DERIVED_TABLES or name in planned:
+        if table.name in profile_rows.DERIVED_TABLES or _planned(name):
             continue
         mine = sa.and_(table.c.shop_id == shop_id, column == loser_id)
         for others in profile_rows.unique_groups(table, column):

@@ -158,9 +158,14 @@ def merge(
         created_at=now,
         snapshot=snapshot,
     )
+    new_ids = read["new_ids"]
     db.session.add(row)
-    db.session.flush()
+    if new_ids:  # PostgreSQL drew the ids: the merge, its event and the audit row go in one flush
+        row.id, row.merged_event_id = new_ids["merge_id"], new_ids["event_id"]
+    else:  # the event's external id names the merge
+        db.session.flush()
     event = Event(
+        id=row.merged_event_id,
         shop_id=shop.id,
         profile_id=winner.id,
         type="profile.merged",
@@ -170,8 +175,9 @@ def merge(
         occurred_at=now,
     )
     db.session.add(event)
-    db.session.flush()
-    row.merged_event_id = event.id
+    if not new_ids:
+        db.session.flush()
+        row.merged_event_id = event.id
     if not automatic and anchors["winner"] and anchors["loser"]:
         identity_links.decide(shop.id, anchors["winner"], anchors["loser"], "same", source=actor, at=now)
     audit.record(
