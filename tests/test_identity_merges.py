@@ -247,3 +247,43 @@ def test_the_merged_event_names_the_merge_and_the_merge_names_the_event(shop):
     db.session.add(late)
     db.session.flush()
     assert late.id > second.merged_event_id  # the sequence moved past the ids drawn
+
+
+def test_a_table_pointing_at_profiles_twice_moves_both_columns_and_comes_back_on_undo(shop):
+    """Two profile columns in one table cannot move in one statement: the merge moves them one by one."""
+    pairs = sa.Table(
+        "test_profile_pairs",
+        db.metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("shop_id", sa.BigInteger, nullable=False),
+        sa.Column("first_id", sa.BigInteger, sa.ForeignKey("profiles.id"), nullable=False),
+        sa.Column("second_id", sa.BigInteger, sa.ForeignKey("profiles.id"), nullable=False),
+    )
+    try:
+        pairs.create(db.session.connection())
+        a, b = person(shop.model, 1, opens=2), person(shop.model, 2, opens=3)
+        db.session.execute(
+            sa.insert(pairs),
+            [
+                {"shop_id": shop.id, "first_id": b.id, "second_id": b.id},
+                {"shop_id": shop.id, "first_id": a.id, "second_id": b.id},
+            ],
+        )
+        before = dump_profiles(shop.id, [a.id, b.id])
+        row = merges.merge_profiles(shop.model, a.id, b.id, reason="manual", actor="owner")
+        held = db.session.execute(sa.select(pairs.c.first_id, pairs.c.second_id).order_by(pairs.c.id)).all()
+        assert held == [(a.id, a.id), (a.id, a.id)]
+        db.session.expire_all()
+        assert db.session.get(Profile, a.id).last_engaged_at is not None
+        counters = db.session.execute(
+            sa.text("SELECT count FROM engagement_counters WHERE profile_id = :p"), {"p": a.id}
+        ).scalars()
+        assert list(counters) == [5]  # both profiles' opens, counted after the move
+        merges.undo(shop.model, row.id, actor="owner")
+        db.session.expire_all()
+        assert dump_profiles(shop.id, [a.id, b.id]) == before
+    finally:
+        db.session.rollback()
+        pairs.drop(db.session.connection(), checkfirst=True)
+        db.session.commit()
+        db.metadata.remove(pairs)

@@ -52,13 +52,13 @@ def take(shop_id: int, winner_id: int, loser_id: int, snapshot: dict[str, Any]) 
     _move_clashing(shop_id, winner_id, loser_id, snapshot)
     totals = found.get("engagement")
     if totals is None:
-        # Some events may stay with the loser (kept aside): count the winner's after the move.
+        # The events did not move in the one statement: count the winner's now they have.
         totals = list(db.session.execute(totals_by_type(shop_id, [winner_id])).mappings())
     return {
         "identifiers": found["identifiers"],
         "engagement": totals,
         "open_candidates": sorted(r["id"] for r in found["candidates"]),
-        "new_ids": found["new_ids"][0] if "new_ids" in found else None,
+        "new_ids": _drawn(found.get("new_ids")),
     }
 
 
@@ -111,6 +111,11 @@ def _plan() -> tuple[OneTrip, list[str]]:
             del parts["engagement"]
         _PLANS[key] = (OneTrip(list(parts.values())), list(parts))
     return _PLANS[key]
+
+
+def _drawn(rows: list[dict[str, Any]] | None) -> dict[str, int] | None:
+    """The ids drawn, or None when a table has no sequence to draw from (the caller inserts first)."""
+    return rows[0] if rows and None not in rows[0].values() else None
 
 
 def _next_id(table: str):

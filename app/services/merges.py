@@ -137,7 +137,7 @@ def merge(
     read = merge_rows.take(shop.id, winner.id, loser.id, snapshot)
     anchors = snapshot["anchors"] = _anchors(read["identifiers"], winner, loser)
     merge_rows.sync_session(loser.id, winner.id, snapshot, [winner, loser])
-    # Only reads until the flush below, so the survivor's new state is written in one UPDATE.
+    # No autoflush while rebuilding the survivor: its new state goes out in the one flush below.
     with db.session.no_autoflush:
         snapshot["candidates"] = _close_candidates(read["open_candidates"], candidate, actor, now)
         recompute_order_counters(winner)
