@@ -7,7 +7,8 @@ engagement totals and open candidates, deletes both profiles' derived rows
 are many small statements, so they are built once with bind parameters and
 sent as one (``bulk_sql.OneTrip``) on PostgreSQL. A table with a unique key
 that includes the profile column goes on its own afterwards, since its
-clashing rows must be set aside before the rest move.
+clashing rows must be set aside before the rest move; so does every table
+when one has two profile columns (one statement may not update a row twice).
 """
 
 from __future__ import annotations
