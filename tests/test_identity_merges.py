@@ -4,10 +4,11 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
 from app.errors import Conflict, NotFound
 from app.extensions import db
-from app.models import Event, Merge, Message, Order, Profile
+from app.models import Event, Merge, MergeCandidate, Message, Order, Profile
 from app.services import merges
 from app.services.consent import record_consent
 from app.services.engagement import apply_engagement
@@ -171,3 +172,118 @@ def test_undo_twice_is_refused(shop):
     merges.undo(shop.model, row.id, actor="owner")
     with pytest.raises(Conflict, match="already undone"):
         merges.undo(shop.model, row.id, actor="owner")
+
+
+def test_rows_clashing_on_a_unique_key_stay_aside_and_come_back_on_undo(shop):
+    """A table another feature adds, unique per profile and tag: the loser's duplicate tag is set aside."""
+    tags = sa.Table(
+        "test_profile_tags",
+        db.metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("shop_id", sa.BigInteger, nullable=False),
+        sa.Column("profile_id", sa.BigInteger, sa.ForeignKey("profiles.id"), nullable=False),
+        sa.Column("tag", sa.String(20), nullable=False),
+        sa.UniqueConstraint("profile_id", "tag"),
+    )
+    try:
+        tags.create(db.session.connection())
+        a, b = person(shop.model, 1), person(shop.model, 2)
+        db.session.execute(
+            sa.insert(tags),
+            [
+                {"shop_id": shop.id, "profile_id": a.id, "tag": "vip"},
+                {"shop_id": shop.id, "profile_id": b.id, "tag": "vip"},
+                {"shop_id": shop.id, "profile_id": b.id, "tag": "new"},
+            ],
+        )
+        before = dump_profiles(shop.id, [a.id, b.id])
+        row = merges.merge_profiles(shop.model, a.id, b.id, reason="manual", actor="owner")
+        assert (row.winner_id, row.loser_id) == (a.id, b.id)  # the older profile
+        held = db.session.execute(sa.select(tags.c.profile_id, tags.c.tag).order_by(tags.c.tag)).all()
+        assert held == [(a.id, "new"), (a.id, "vip")]
+        assert [r["tag"] for r in row.snapshot["removed"]["test_profile_tags.profile_id"]] == ["vip"]
+        merges.undo(shop.model, row.id, actor="owner")
+        db.session.expire_all()
+        assert dump_profiles(shop.id, [a.id, b.id]) == before
+    finally:
+        db.session.rollback()
+        tags.drop(db.session.connection(), checkfirst=True)
+        db.session.commit()
+        db.metadata.remove(tags)
+
+
+def test_open_candidates_between_the_two_are_settled_by_the_merge_and_rejected_by_its_undo(shop):
+    a, b, c = person(shop.model, 1), person(shop.model, 2), person(shop.model, 3)
+    pair = MergeCandidate(shop_id=shop.id, profile_a_id=b.id, profile_b_id=a.id, reason="same email")
+    other = MergeCandidate(shop_id=shop.id, profile_a_id=a.id, profile_b_id=c.id, reason="same phone")
+    db.session.add_all([pair, other])
+    db.session.flush()
+    row = merges.merge_profiles(shop.model, a.id, b.id, reason="manual", actor="owner")
+    assert (pair.status, pair.decided_by, other.status) == ("merged", "owner", "open")
+    assert row.snapshot["candidates"] == [{"id": pair.id, "status": "open"}]
+    merges.undo(shop.model, row.id, actor="owner")
+    db.session.expire_all()
+    assert (db.session.get(MergeCandidate, pair.id).status, other.status) == ("rejected", "open")
+
+
+def test_the_merged_event_names_the_merge_and_the_merge_names_the_event(shop):
+    """PostgreSQL draws both ids in advance; SQLite inserts one then the other: same rows either way."""
+    a, b = person(shop.model, 1), person(shop.model, 2)
+    first = merges.merge_profiles(shop.model, a.id, b.id, reason="manual", actor="owner")
+    c = person(shop.model, 3)
+    second = merges.merge_profiles(shop.model, a.id, c.id, reason="manual", actor="owner")
+    db.session.expire_all()
+    for row in (first, second):
+        event = db.session.get(Event, row.merged_event_id)
+        assert (event.type, event.external_id, event.properties["merge_id"]) == (
+            "profile.merged",
+            f"merge-{row.id}",
+            row.id,
+        )
+    assert second.id > first.id and second.merged_event_id > first.merged_event_id
+    late = Event(
+        shop_id=shop.id, profile_id=a.id, type="page.viewed", source="pixel", external_id="v1", occurred_at=T0
+    )
+    db.session.add(late)
+    db.session.flush()
+    assert late.id > second.merged_event_id  # the sequence moved past the ids drawn
+
+
+def test_a_table_pointing_at_profiles_twice_moves_both_columns_and_comes_back_on_undo(shop):
+    """Two profile columns in one table cannot move in one statement: the merge moves them one by one."""
+    pairs = sa.Table(
+        "test_profile_pairs",
+        db.metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("shop_id", sa.BigInteger, nullable=False),
+        sa.Column("first_id", sa.BigInteger, sa.ForeignKey("profiles.id"), nullable=False),
+        sa.Column("second_id", sa.BigInteger, sa.ForeignKey("profiles.id"), nullable=False),
+    )
+    try:
+        pairs.create(db.session.connection())
+        a, b = person(shop.model, 1, opens=2), person(shop.model, 2, opens=3)
+        db.session.execute(
+            sa.insert(pairs),
+            [
+                {"shop_id": shop.id, "first_id": b.id, "second_id": b.id},
+                {"shop_id": shop.id, "first_id": a.id, "second_id": b.id},
+            ],
+        )
+        before = dump_profiles(shop.id, [a.id, b.id])
+        row = merges.merge_profiles(shop.model, a.id, b.id, reason="manual", actor="owner")
+        held = db.session.execute(sa.select(pairs.c.first_id, pairs.c.second_id).order_by(pairs.c.id)).all()
+        assert held == [(a.id, a.id), (a.id, a.id)]
+        db.session.expire_all()
+        assert db.session.get(Profile, a.id).last_engaged_at is not None
+        counters = db.session.execute(
+            sa.text("SELECT count FROM engagement_counters WHERE profile_id = :p"), {"p": a.id}
+        ).scalars()
+        assert list(counters) == [5]  # both profiles' opens, counted after the move
+        merges.undo(shop.model, row.id, actor="owner")
+        db.session.expire_all()
+        assert dump_profiles(shop.id, [a.id, b.id]) == before
+    finally:
+        db.session.rollback()
+        pairs.drop(db.session.connection(), checkfirst=True)
+        db.session.commit()
+        db.metadata.remove(pairs)

@@ -236,3 +236,59 @@ def _converter(type_, dialect, memo: dict[str, dict]):
             return process(value)
 
     return convert
+
+
+class OneTrip:
+    """SELECTs and ``DML … RETURNING`` that cost one round trip on PostgreSQL.
+
+    There they become one statement: each part a CTE (data-modifying or not)
+    and a ``UNION ALL`` of one branch per part, each branch filling its own
+    columns and NULL in the others'. Every part sees the database as it was
+    before the statement, so no part may depend on another's writes, and no
+    two may write one table (PostgreSQL leaves that undefined). SQLite runs
+    the parts in turn. Build it once with bind parameters and keep it: the
+    union is built on first use and reused.
+    """
+
+    def __init__(self, parts: Sequence[sa.Executable]):
+        written = [p.table.name for p in parts if isinstance(p, sa.sql.dml.UpdateBase)]
+        if len(set(written)) < len(written):
+            raise ValueError("two parts write the same table")
+        self.parts = list(parts)
+        self._union: sa.CompoundSelect | None = None
+        self._layout: list[tuple[int, list[str]]] = []
+
+    def run(self, params: dict[str, Any]) -> list[list[dict[str, Any]]]:
+        """Each part's rows as dicts, in the parts' order (rows in no particular order)."""
+        if not is_postgresql() or len(self.parts) < 2:
+            return [[dict(r._mapping) for r in db.session.execute(p, params)] for p in self.parts]
+        found: list[list[dict[str, Any]]] = [[] for _ in self.parts]
+        for row in db.session.execute(self._union_statement(), params):
+            offset, keys = self._layout[row[0]]
+            found[row[0]].append(dict(zip(keys, row[offset : offset + len(keys)], strict=True)))
+        return found
+
+    def _union_statement(self) -> sa.CompoundSelect:
+        if self._union is None:
+            sources = [part.cte(f"part_{n}") for n, part in enumerate(self.parts)]
+            slots, offset = [], 1
+            for source in sources:
+                columns = list(source.c)
+                self._layout.append((offset, [c.key for c in columns]))
+                slots.append(columns)
+                offset += len(columns)
+            branches = []
+            for n, source in enumerate(sources):
+                values = [sa.literal(n, sa.Integer).label("part")]
+                for m, columns in enumerate(slots):
+                    for k, column in enumerate(columns):
+                        value = column if m == n else _typed_null(column.type)
+                        values.append(value.label(f"p{m}_{k}"))
+                branches.append(sa.select(*values).select_from(source))
+            self._union = sa.union_all(*branches)
+        return self._union
+
+
+def _typed_null(type_):
+    """NULL cast to ``type_``: a UNION's branches must agree on their columns' types."""
+    return sa.null() if isinstance(type_, sa.types.NullType) else sa.cast(sa.null(), type_)

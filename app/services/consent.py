@@ -80,11 +80,7 @@ def derive_state(records: Iterable[ConsentRecord], channel: str) -> ConsentRecor
 
 def refresh_states(profile: Profile) -> dict[str, str | None]:
     """Rebuild the profile's ``consent_states`` rows from its history."""
-    records = list(
-        db.session.scalars(
-            scoped(ConsentRecord, profile.shop_id).where(ConsentRecord.profile_id == profile.id)
-        )
-    )
+    records = _records_of(profile)
     existing = {
         s.channel: s
         for s in db.session.scalars(
@@ -92,6 +88,19 @@ def refresh_states(profile: Profile) -> dict[str, str | None]:
         )
     }
     return apply_states(profile, records, existing)
+
+
+def rebuild_states(profile: Profile) -> dict[str, str | None]:
+    """``refresh_states`` for a profile with no state rows: a merge has just taken them aside for undo."""
+    return apply_states(profile, _records_of(profile), {})
+
+
+def _records_of(profile: Profile) -> list[ConsentRecord]:
+    return list(
+        db.session.scalars(
+            scoped(ConsentRecord, profile.shop_id).where(ConsentRecord.profile_id == profile.id)
+        )
+    )
 
 
 def apply_states(

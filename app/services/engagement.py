@@ -105,25 +105,48 @@ def recompute_engagement_counters(profile: Profile) -> None:
             EngagementCounter.shop_id == profile.shop_id, EngagementCounter.profile_id == profile.id
         )
     )
-    stmt = (
-        scoped(Event, profile.shop_id, Event.type, sa.func.count(), sa.func.max(Event.occurred_at))
-        .where(Event.profile_id == profile.id, Event.type.in_(ENGAGEMENT_TYPES))
+    add_counters(profile, db.session.execute(totals_by_type(profile.shop_id, [profile.id])).mappings())
+    db.session.flush()
+
+
+def totals_by_type(shop_id, profile_ids) -> sa.Select:
+    """``type``, ``count`` and ``last_at`` of these profiles' engagement events, one row per type.
+
+    The shop and the ids may be bind parameters: a merge builds the statement once.
+    """
+    return (
+        scoped(
+            Event,
+            shop_id,
+            Event.type.label("type"),
+            sa.func.count().label("count"),
+            sa.func.max(Event.occurred_at).label("last_at"),
+        )
+        .where(Event.profile_id.in_(profile_ids), Event.type.in_(sorted(ENGAGEMENT_TYPES)))
         .group_by(Event.type)
     )
+
+
+def add_counters(profile: Profile, totals) -> None:
+    """Add counter rows from ``totals_by_type`` rows, for a profile that has none; set ``last_engaged_at``.
+
+    A merge has already deleted both profiles' counters (it keeps them for
+    undo) and read both profiles' totals with its other reads, so it needs
+    neither the DELETE, nor a query, nor a flush of its own.
+    """
     last_engaged = None
-    for etype, count, last_at in db.session.execute(stmt):
-        channel, metric = etype.split(".", 1)
+    for total in totals:
+        channel, metric = total["type"].split(".", 1)
         db.session.add(
             EngagementCounter(
                 shop_id=profile.shop_id,
                 profile_id=profile.id,
                 channel=channel,
                 metric=metric,
-                count=count,
-                last_at=last_at,
+                count=total["count"],
+                last_at=total["last_at"],
             )
         )
-        if metric in ACTIVE_METRICS and (last_engaged is None or last_at > last_engaged):
-            last_engaged = last_at
+        if metric in ACTIVE_METRICS and (last_engaged is None or total["last_at"] > last_engaged):
+            last_engaged = total["last_at"]
     profile.last_engaged_at = last_engaged
-    db.session.flush()

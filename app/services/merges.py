@@ -24,20 +24,20 @@ Rules (the README and docs/identity.md repeat them):
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
-import sqlalchemy.orm as so
 
 from app.errors import Conflict, NotFound
 from app.extensions import db
 from app.models import Event, Identifier, Merge, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
 from app.plans import get_plan
-from app.services import audit, identity_links, profile_rows
-from app.services.consent import refresh_states
+from app.services import audit, identity_links, merge_rows, profile_rows
+from app.services.consent import rebuild_states, refresh_states
 from app.services.counters import recompute_order_counters
-from app.services.engagement import recompute_engagement_counters
+from app.services.engagement import add_counters, recompute_engagement_counters
 from app.services.identifiers import TRUST
 from app.tenancy import get_scoped_or_raise, scoped
 
@@ -47,8 +47,21 @@ PROFILE_FILL = ("first_name", "last_name", "timezone", "timezone_source", "count
 def anchor(profile: Profile) -> Identifier | None:
     """The profile's most trusted identifier (then the first seen): what names the person."""
     rows = db.session.scalars(scoped(Identifier, profile.shop_id).where(Identifier.profile_id == profile.id))
+    return _best(rows)
+
+
+def _best(rows):
     usable = [r for r in rows if r.kind != "raw_phone"]
     return min(usable, key=lambda r: (TRUST[r.kind], r.first_seen_at, r.value), default=None)
+
+
+def _anchors(identifiers: list[dict[str, Any]], winner: Profile, loser: Profile) -> dict[str, Any]:
+    """``anchor`` of both profiles as ``[kind, value]``, from the identifiers ``merge_rows.take`` read."""
+    keys = {}
+    for side, profile in (("winner", winner), ("loser", loser)):
+        best = _best(SimpleNamespace(**r) for r in identifiers if r["profile_id"] == profile.id)
+        keys[side] = [best.kind, best.value] if best is not None else None
+    return keys
 
 
 def survivor_order(a: Profile, b: Profile) -> tuple[Profile, Profile]:
@@ -111,20 +124,25 @@ def merge(
         if p.erased_at is not None:
             raise Conflict(f"profile {p.id} was erased and cannot be merged")
     db.session.flush()
-    anchors = {"winner": _key(anchor(winner)), "loser": _key(anchor(loser))}
     snapshot: dict[str, Any] = {
         "winner": _profile_json(winner),
         "loser": _profile_json(loser),
-        "anchors": anchors,
-        "watermark": _watermarks(shop.id),
+        "anchors": None,
+        "watermark": {},
         "moved": {},
         "removed": {},
         "derived": {},
         "candidates": [],
     }
-    _take_derived(shop.id, [winner.id, loser.id], snapshot)
-    _move_rows(shop.id, loser.id, winner.id, snapshot)
-    _sync_session(loser.id, winner.id, snapshot, [winner, loser])
+    read = merge_rows.take(shop.id, winner.id, loser.id, snapshot)
+    anchors = snapshot["anchors"] = _anchors(read["identifiers"], winner, loser)
+    merge_rows.sync_session(loser.id, winner.id, snapshot, [winner, loser])
+    # No autoflush while rebuilding the survivor: its new state goes out in the one flush below.
+    with db.session.no_autoflush:
+        snapshot["candidates"] = _close_candidates(read["open_candidates"], candidate, actor, now)
+        recompute_order_counters(winner)
+        add_counters(winner, read["engagement"])  # merge_rows.take deleted both profiles' counters
+        rebuild_states(winner)  # and their consent states
     _fill_winner(winner, loser)
     loser.merged_into_id = winner.id
     plan = get_plan(shop.plan)
@@ -138,14 +156,16 @@ def merge(
         actor=actor,
         undo_deadline=now + plan.merge_undo_window,
         created_at=now,
+        snapshot=snapshot,
     )
+    new_ids = read["new_ids"]
     db.session.add(row)
-    db.session.flush()
-    snapshot["candidates"] = _close_candidates(shop.id, winner.id, loser.id, candidate, actor, now)
-    recompute_order_counters(winner)
-    recompute_engagement_counters(winner)
-    refresh_states(winner)
+    if new_ids:  # PostgreSQL drew the ids: the merge, its event and the audit row go in one flush
+        row.id, row.merged_event_id = new_ids["merge_id"], new_ids["event_id"]
+    else:  # the event's external id names the merge
+        db.session.flush()
     event = Event(
+        id=row.merged_event_id,
         shop_id=shop.id,
         profile_id=winner.id,
         type="profile.merged",
@@ -155,9 +175,9 @@ def merge(
         occurred_at=now,
     )
     db.session.add(event)
-    db.session.flush()
-    row.merged_event_id = event.id
-    row.snapshot = snapshot
+    if not new_ids:
+        db.session.flush()
+        row.merged_event_id = event.id
     if not automatic and anchors["winner"] and anchors["loser"]:
         identity_links.decide(shop.id, anchors["winner"], anchors["loser"], "same", source=actor, at=now)
     audit.record(
@@ -204,8 +224,8 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
         )
     snap = row.snapshot
     db.session.flush()
-    _drop_derived(shop.id, [winner.id, loser.id])
-    _move_back(shop.id, winner.id, loser.id, snap)
+    merge_rows.drop_derived(shop.id, [winner.id, loser.id])
+    merge_rows.put_back(shop.id, winner.id, loser.id, snap)
     if row.merged_event_id:
         db.session.execute(sa.delete(Event.__table__).where(Event.id == row.merged_event_id))
     db.session.expire_all()
@@ -242,23 +262,6 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
     return row
 
 
-def _move_back(shop_id: int, winner_id: int, loser_id: int, snap: dict[str, Any]) -> None:
-    """Point the moved rows at the loser again and re-insert the rows set aside."""
-    for name, ids in snap["moved"].items():
-        table_name, column_name = name.split(".")
-        table = db.metadata.tables[table_name]
-        column = table.c[column_name]
-        for chunk in _chunks(ids):
-            db.session.execute(
-                sa.update(table)
-                .where(table.c.shop_id == shop_id, table.c.id.in_(chunk), column == winner_id)
-                .values({column_name: loser_id})
-            )
-    for name, rows in snap["removed"].items():
-        table = db.metadata.tables[name.split(".")[0]]
-        db.session.execute(sa.insert(table), [profile_rows.from_json(table, r) for r in rows])
-
-
 def can_undo(shop: Shop, row: Merge, now: dt.datetime | None = None) -> bool:
     """True while the merge is not undone and its window is open."""
     return row.undone_at is None and (now or utcnow()) <= row.undo_deadline
@@ -272,15 +275,6 @@ def _days(window: dt.timedelta) -> str:
     )
 
 
-def _key(ident: Identifier | None) -> list[str] | None:
-    return [ident.kind, ident.value] if ident is not None else None
-
-
-def _chunks(ids: list[int], size: int = 500):
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
-
-
 def _profile_json(profile: Profile) -> dict[str, Any]:
     table = Profile.__table__
     return profile_rows.to_json(table, {c.name: getattr(profile, c.key) for c in table.columns})
@@ -291,90 +285,6 @@ def _restore_profile(profile: Profile, data: dict[str, Any]) -> None:
     for column in Profile.__table__.columns:
         if column.name != "id":
             setattr(profile, column.key, values[column.name])
-
-
-def _watermarks(shop_id: int) -> dict[str, int]:
-    """The highest id of each profile-owned table: rows above it arrived after the merge."""
-    marks = {}
-    for table, _column in profile_rows.referencing_columns():
-        if "id" in table.c and table.name not in profile_rows.DERIVED_TABLES:
-            marks[table.name] = db.session.scalar(sa.select(sa.func.max(table.c.id))) or 0
-    return marks
-
-
-def _take_derived(shop_id: int, profile_ids: list[int], snapshot: dict[str, Any]) -> None:
-    for table, column in profile_rows.referencing_columns():
-        if table.name in profile_rows.DERIVED_TABLES:
-            where = sa.and_(table.c.shop_id == shop_id, column.in_(profile_ids))
-            snapshot["derived"][table.name] = [
-                profile_rows.to_json(table, r) for r in profile_rows.select_rows(table, where)
-            ]
-            db.session.execute(sa.delete(table).where(where))
-
-
-def _drop_derived(shop_id: int, profile_ids: list[int]) -> None:
-    for table, column in profile_rows.referencing_columns():
-        if table.name in profile_rows.DERIVED_TABLES:
-            db.session.execute(sa.delete(table).where(table.c.shop_id == shop_id, column.in_(profile_ids)))
-
-
-def _move_rows(shop_id: int, loser_id: int, winner_id: int, snapshot: dict[str, Any]) -> None:
-    """Point the loser's rows at the winner; rows that would clash on a unique key are kept aside."""
-    for table, column in profile_rows.referencing_columns():
-        if table.name in profile_rows.DERIVED_TABLES:
-            continue
-        name = f"{table.name}.{column.name}"
-        mine = sa.and_(table.c.shop_id == shop_id, column == loser_id)
-        for others in profile_rows.unique_groups(table, column):
-            theirs = sa.select(*[table.c[o] for o in others]).where(
-                table.c.shop_id == shop_id, column == winner_id
-            )
-            clash = sa.tuple_(*[table.c[o] for o in others]).in_(theirs) if others else sa.true()
-            rows = profile_rows.select_rows(table, sa.and_(mine, clash))
-            if rows:
-                snapshot["removed"].setdefault(name, []).extend(profile_rows.to_json(table, r) for r in rows)
-                db.session.execute(sa.delete(table).where(table.c.id.in_([r["id"] for r in rows])))
-        ids = list(db.session.scalars(sa.select(table.c.id).where(mine)))
-        if ids:
-            snapshot["moved"][name] = ids
-            db.session.execute(sa.update(table).where(mine).values({column.name: winner_id}))
-
-
-def _sync_session(loser_id: int, winner_id: int, snapshot: dict[str, Any], profiles: list[Profile]) -> None:
-    """Tell the session's objects what the bulk UPDATEs and DELETEs of a merge did.
-
-    Expiring the whole session instead would make a batch of signals, which
-    holds thousands of identifiers, re-read every one of them after each
-    automatic merge. Moved rows get the winner's id, rows deleted or taken
-    aside (derived read models, unique-key clashes) are expired, and
-    relationships that point through a changed column are expired. The
-    snapshot names every such row by id, so only those are looked up.
-    """
-    classes = {m.local_table.name: m for m in db.Model.registry.mappers}
-    identity = db.session.identity_map
-    for name, ids in snapshot["moved"].items():
-        table, column_name = name.split(".")
-        mapper = classes.get(table)
-        if mapper is None:
-            continue
-        column = mapper.local_table.c[column_name]
-        key = mapper.get_property_by_column(column).key
-        stale = [r.key for r in mapper.relationships if column in r.local_columns]
-        for row_id in ids:
-            obj = identity.get(mapper.identity_key_from_primary_key([row_id]))
-            if obj is not None and obj.__dict__.get(key) == loser_id:
-                so.attributes.set_committed_value(obj, key, winner_id)
-                if stale:
-                    db.session.expire(obj, stale)
-    gone = [(name.split(".")[0], rows) for name, rows in snapshot["removed"].items()]
-    for table, rows in [*gone, *snapshot["derived"].items()]:
-        mapper = classes.get(table)
-        for row in rows if mapper is not None else ():
-            obj = identity.get(mapper.identity_key_from_primary_key([row["id"]]))
-            if obj is not None:
-                db.session.expire(obj)
-    for profile in profiles:
-        db.session.expire(profile, [r.key for r in sa.inspect(Profile).relationships])
 
 
 def _fill_winner(winner: Profile, loser: Profile) -> None:
@@ -390,16 +300,10 @@ def _fill_winner(winner: Profile, loser: Profile) -> None:
     winner.search_text = " ".join(texts) or None
 
 
-def _close_candidates(shop_id, winner_id, loser_id, candidate, actor, now) -> list[dict[str, Any]]:
-    """Open candidates between the two profiles are settled by this merge."""
-    pair = {winner_id, loser_id}
+def _close_candidates(open_ids: list[int], candidate, actor, now) -> list[dict[str, Any]]:
+    """Open candidates between the two profiles (``open_ids``, read by ``merge_rows.take``) are settled."""
     changed = []
-    stmt = scoped(MergeCandidate, shop_id).where(
-        MergeCandidate.status == "open",
-        MergeCandidate.profile_a_id.in_(pair),
-        MergeCandidate.profile_b_id.in_(pair),
-    )
-    rows = list(db.session.scalars(stmt))
+    rows = [db.session.get(MergeCandidate, i) for i in open_ids]
     if candidate is not None and candidate not in rows:
         rows.append(candidate)
     for cand in rows:
