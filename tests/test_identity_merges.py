@@ -1,5 +1,6 @@
 """Merges move everything and undo puts everything back, within the plan's window only."""
 
+import contextlib
 import datetime as dt
 from decimal import Decimal
 
@@ -174,19 +175,34 @@ def test_undo_twice_is_refused(shop):
         merges.undo(shop.model, row.id, actor="owner")
 
 
-def test_rows_clashing_on_a_unique_key_stay_aside_and_come_back_on_undo(shop):
-    """A table another feature adds, unique per profile and tag: the loser's duplicate tag is set aside."""
-    tags = sa.Table(
-        "test_profile_tags",
+@contextlib.contextmanager
+def extra_table(name: str, *columns):
+    """A table another feature might add (``id``, ``shop_id`` and ``columns``), dropped afterwards."""
+    table = sa.Table(
+        name,
         db.metadata,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("shop_id", sa.BigInteger, nullable=False),
+        *columns,
+    )
+    try:
+        table.create(db.session.connection())
+        yield table
+    finally:
+        db.session.rollback()
+        table.drop(db.session.connection(), checkfirst=True)
+        db.session.commit()
+        db.metadata.remove(table)
+
+
+def test_rows_clashing_on_a_unique_key_stay_aside_and_come_back_on_undo(shop):
+    """A table another feature adds, unique per profile and tag: the loser's duplicate tag is set aside."""
+    with extra_table(
+        "test_profile_tags",
         sa.Column("profile_id", sa.BigInteger, sa.ForeignKey("profiles.id"), nullable=False),
         sa.Column("tag", sa.String(20), nullable=False),
         sa.UniqueConstraint("profile_id", "tag"),
-    )
-    try:
-        tags.create(db.session.connection())
+    ) as tags:
         a, b = person(shop.model, 1), person(shop.model, 2)
         db.session.execute(
             sa.insert(tags),
@@ -205,11 +221,6 @@ def test_rows_clashing_on_a_unique_key_stay_aside_and_come_back_on_undo(shop):
         merges.undo(shop.model, row.id, actor="owner")
         db.session.expire_all()
         assert dump_profiles(shop.id, [a.id, b.id]) == before
-    finally:
-        db.session.rollback()
-        tags.drop(db.session.connection(), checkfirst=True)
-        db.session.commit()
-        db.metadata.remove(tags)
 
 
 def test_open_candidates_between_the_two_are_settled_by_the_merge_and_rejected_by_its_undo(shop):
@@ -251,16 +262,11 @@ def test_the_merged_event_names_the_merge_and_the_merge_names_the_event(shop):
 
 def test_a_table_pointing_at_profiles_twice_moves_both_columns_and_comes_back_on_undo(shop):
     """Two profile columns in one table cannot move in one statement: the merge moves them one by one."""
-    pairs = sa.Table(
+    with extra_table(
         "test_profile_pairs",
-        db.metadata,
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("shop_id", sa.BigInteger, nullable=False),
         sa.Column("first_id", sa.BigInteger, sa.ForeignKey("profiles.id"), nullable=False),
         sa.Column("second_id", sa.BigInteger, sa.ForeignKey("profiles.id"), nullable=False),
-    )
-    try:
-        pairs.create(db.session.connection())
+    ) as pairs:
         a, b = person(shop.model, 1, opens=2), person(shop.model, 2, opens=3)
         db.session.execute(
             sa.insert(pairs),
@@ -282,8 +288,3 @@ def test_a_table_pointing_at_profiles_twice_moves_both_columns_and_comes_back_on
         merges.undo(shop.model, row.id, actor="owner")
         db.session.expire_all()
         assert dump_profiles(shop.id, [a.id, b.id]) == before
-    finally:
-        db.session.rollback()
-        pairs.drop(db.session.connection(), checkfirst=True)
-        db.session.commit()
-        db.metadata.remove(pairs)

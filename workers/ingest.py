@@ -185,6 +185,7 @@ def _claim_next(
     where = (
         WebhookDelivery.shop_id == shop_id,
         WebhookDelivery.id > after_id,
+        WebhookDelivery.status.in_(WORKABLE),  # read off ix_deliveries_workable, in id order
         sa.or_(
             WebhookDelivery.status == "pending",
             sa.and_(

@@ -28,6 +28,15 @@ class WebhookDelivery(db.Model):
         sa.UniqueConstraint("shop_id", "provider", "external_id"),
         sa.Index("ix_deliveries_status", "status", "next_attempt_at"),
         sa.Index("ix_deliveries_shop_status", "shop_id", "status"),
+        # A shop's rows still to work, in delivery order: a drain's claim reads the next batch
+        # straight off it, however many rows wait (processed rows leave it).
+        sa.Index(
+            "ix_deliveries_workable",
+            "shop_id",
+            "id",
+            postgresql_where=sa.text("status IN ('pending', 'failed', 'processing')"),
+            sqlite_where=sa.text("status IN ('pending', 'failed', 'processing')"),
+        ),
     )
 
     id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True, autoincrement=True)
