@@ -41,3 +41,19 @@ def test_a_candidate_whose_two_profiles_became_one_is_not_listed(db, shop):
     db.session.commit()
     assert merge_candidates.list_candidates(shop.model) == []
     assert len(merge_candidates.list_candidates(shop.model, "all")) == 2  # history keeps both
+
+
+def test_a_merge_settles_candidates_raised_against_profiles_merged_into_either_side_before(db, shop):
+    ann, ann_too, bob = (make_profile(shop.id, f"{n}@shopper.test", None) for n in ("ann", "ann2", "bob"))
+    stale = _candidate(shop.id, ann_too, bob)  # raised before ann_too became part of ann
+    db.session.commit()
+    first = merges.merge(shop.model, ann, ann_too, reason="manual", actor="test")
+    assert db.session.get(MergeCandidate, stale.id).status == "open"  # still names ann and bob
+    second = merges.merge_profiles(shop.model, ann.id, bob.id, reason="manual", actor="test")
+    db.session.commit()
+    assert db.session.get(MergeCandidate, stale.id).status == "merged"
+    merges.undo(shop.model, second.id, actor="test")
+    db.session.commit()
+    # As for any candidate a merge settled: its undo says "not the same person".
+    assert db.session.get(MergeCandidate, stale.id).status == "rejected"
+    assert first.undone_at is None
