@@ -305,3 +305,21 @@ def test_a_long_drain_hands_over_to_a_fresh_job(app, client, ishop, drain):
         app.config.pop("C360_INGEST_BATCH")
         app.config.pop("C360_INGEST_DRAIN_SECONDS")
     assert statuses() == ["processed"] * 7
+
+
+def test_a_stuck_backlog_is_swept_into_one_drain_not_read_row_by_row(app, db, drain):
+    rq_only(app)
+    shop = make_shop("batch.myshopify.com")
+    events = []
+    for i in range(7):
+        event = fixture("pixel/page_viewed.json")
+        event.update(id=f"stuck-{i}")
+        events.append(event)
+    store_deliveries(shop_model(shop), "pixel", [(e["name"], e["id"], e) for e in events])
+    db.session.commit()  # committed, never enqueued: the process died here
+    assert worker.sweep_deliveries() == 0  # too fresh: its drain may still be on the way
+    assert worker.sweep_deliveries(stale_after_seconds=0) == 7
+    assert worker.sweep_deliveries(stale_after_seconds=0) == 7  # found again, but not queued twice
+    assert queued() == 1
+    drain()
+    assert statuses() == ["processed"] * 7

@@ -27,7 +27,7 @@ from app.models import Shop, WebhookDelivery
 from app.models.base import utcnow
 from app.services.ingest import process_delivery_row
 from app.services.ingest.batch import process_batch
-from app.services.ingest.inbox import due_for_sweep, reset_for_retry, row_token
+from app.services.ingest.inbox import due_retries, reset_for_retry, row_token, stuck_pending
 
 JOB = "workers.ingest.process_delivery"
 BATCH_JOB = "workers.ingest.process_deliveries"
@@ -390,25 +390,36 @@ def process_delivery(delivery_id: int) -> str:
 
 
 def sweep_deliveries(now: dt.datetime | None = None, stale_after_seconds: float = 60) -> int:
-    """Re-enqueue rows committed but never worked, and failed rows whose retry time has come.
+    """Queue again what no job is going to work: rows committed but never worked, and due retries.
 
-    One job per shop and batch of rows (``process_deliveries``), under ids unique to this sweep.
+    A shop with rows pending for ``stale_after_seconds`` gets a drain (``enqueue_once``:
+    none if one is queued already); a drain works the shop's whole backlog in order, so a
+    long backlog is neither read row by row nor queued twice. Failed rows whose retry time
+    has come get one job per batch (``process_deliveries``), under ids unique to this sweep.
+
+    Returns:
+        How many deliveries the sweep found to work.
     """
     now = now or utcnow()
+    stale_after = dt.timedelta(seconds=stale_after_seconds)
     bucket = int(time.time() * 1000)
+    stuck: dict[int, int] = {}
     due: list[list[tuple[int, str, int]]] = []
     for shop_id in db.session.scalars(sa.select(Shop.id).order_by(Shop.id)):
-        rows = due_for_sweep(shop_id, now, dt.timedelta(seconds=stale_after_seconds))
-        found = [(row.id, row_token(row), row.attempts) for row in rows]
+        count = stuck_pending(shop_id, now, stale_after)
+        if count:
+            stuck[shop_id] = count
+        found = due_retries(shop_id, now)
         due += [found[i : i + batch_size()] for i in range(0, len(found), batch_size())]
     db.session.rollback()
+    enqueue_deliveries(list(stuck))
     for chunk in due:
         (first_id, token, attempts), ids = chunk[0], [delivery_id for delivery_id, _, _ in chunk]
         job_id = safe_job_id("ingest", first_id, token, "sweep", attempts, len(ids), bucket)
         enqueue(BATCH_JOB, ids, job_id=job_id, queue="webhooks")
-    count = sum(len(chunk) for chunk in due)
+    count = sum(stuck.values()) + sum(len(chunk) for chunk in due)
     if count:
-        log.info("sweeper re-enqueued %s deliveries", count)
+        log.info("sweeper queued %s deliveries", count)
     return count
 
 

@@ -167,15 +167,24 @@ def reset_for_retry(delivery: WebhookDelivery) -> bool:
     return True
 
 
-def due_for_sweep(shop_id: int, now: dt.datetime, stale_after: dt.timedelta) -> list[WebhookDelivery]:
-    """Rows committed but never worked, or whose retry time has come."""
-    stmt = scoped(WebhookDelivery, shop_id).where(
-        sa.or_(
-            sa.and_(WebhookDelivery.status == "pending", WebhookDelivery.received_at <= now - stale_after),
-            sa.and_(
-                WebhookDelivery.status.in_(("failed", "processing")),
-                sa.or_(WebhookDelivery.next_attempt_at.is_(None), WebhookDelivery.next_attempt_at <= now),
-            ),
-        )
+def stuck_pending(shop_id: int, now: dt.datetime, stale_after: dt.timedelta) -> int:
+    """How many of the shop's rows were committed ``stale_after`` ago and are still pending."""
+    w = WebhookDelivery
+    stmt = sa.select(sa.func.count()).where(
+        w.shop_id == shop_id, w.status == "pending", w.received_at <= now - stale_after
     )
-    return list(db.session.scalars(stmt.order_by(WebhookDelivery.id)))
+    return db.session.scalar(stmt) or 0
+
+
+def due_retries(shop_id: int, now: dt.datetime) -> list[tuple[int, str, int]]:
+    """``(id, token, attempts)`` of failed (or abandoned) rows whose retry time has come.
+
+    The columns the retry jobs' ids need, not the rows: a sweep never reads the bodies.
+    """
+    w = WebhookDelivery
+    stmt = sa.select(w.id, w.received_at, w.attempts).where(
+        w.shop_id == shop_id,
+        w.status.in_(("failed", "processing")),
+        sa.or_(w.next_attempt_at.is_(None), w.next_attempt_at <= now),
+    )
+    return [(i, _token(at), attempts) for i, at, attempts in db.session.execute(stmt.order_by(w.id))]
