@@ -14,16 +14,10 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from app.errors import DomainError
+from app.cli_support import domain_errors
 from app.extensions import db
 from app.plans import PLAN_ORDER
 from app.services import accounts
-
-
-def _fail(exc: DomainError):
-    db.session.rollback()
-    raise click.ClickException(exc.message)
-
 
 # Path without query string and no client address: queries carry emails and
 # phone numbers (search, identifier lookups) and the pixel's callers are shoppers.
@@ -78,7 +72,7 @@ def shop_group():
 @with_appcontext
 def shop_create(domain, secret, plan, timezone, currency, country, **provider):
     """Create a shop and print its id."""
-    try:
+    with domain_errors():
         shop = accounts.create_shop(
             domain,
             secret=secret,
@@ -88,8 +82,6 @@ def shop_create(domain, secret, plan, timezone, currency, country, **provider):
             country=country,
             **provider,
         )
-    except DomainError as exc:
-        _fail(exc)
     db.session.commit()
     click.echo(shop.id)
 
@@ -105,10 +97,8 @@ def token_group():
 @with_appcontext
 def token_create(domain, name):
     """Print a new admin API token (shown once, stored hashed)."""
-    try:
+    with domain_errors():
         token = accounts.create_token(accounts.require_shop(domain), name)
-    except DomainError as exc:
-        _fail(exc)
     db.session.commit()
     click.echo(token)
 
@@ -126,10 +116,8 @@ def user_group():
 @with_appcontext
 def user_create(email, password, domain, role):
     """Create a console user in a shop (run again with another shop for agency users)."""
-    try:
+    with domain_errors():
         user = accounts.create_user(email, password, accounts.require_shop(domain), role)
-    except DomainError as exc:
-        _fail(exc)
     db.session.commit()
     click.echo(user.id)
 
@@ -179,7 +167,7 @@ def enrich(domain, all_shops, as_of, use_queue):
 
     if bool(domain) == bool(all_shops):
         raise click.UsageError("give --shop DOMAIN or --all")
-    try:
+    with domain_errors():
         moment = enrichment.parse_as_of(as_of)
         shops = enrichment.shops_to_enrich() if all_shops else [accounts.require_shop(domain)]
         for shop in shops:
@@ -194,8 +182,6 @@ def enrich(domain, all_shops, as_of, use_queue):
             click.echo(
                 f"{shop.domain}: enriched {run.result['profiles']} profiles{when} ({stages}); job {run.id}"
             )
-    except DomainError as exc:
-        _fail(exc)
 
 
 def register_commands(app: Flask) -> None:

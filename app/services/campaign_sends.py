@@ -33,6 +33,7 @@ from app.models import CampaignChunk, CampaignSend, Profile, Shop
 from app.models.base import utcnow
 from app.services import gate_facts, messaging_bulk
 from app.services.bulk_sql import id_in
+from app.services.messaging import validate_request
 from app.services.messaging_bulk import CHUNK, BulkResult
 from app.tenancy import get_scoped_or_raise
 
@@ -86,7 +87,7 @@ def start_send(
     Raises:
         ValidationFailed: an unknown channel or source, an empty audience, a chunk size below 1.
     """
-    messaging_bulk.prepare(shop, channel, source=source, campaign_id=campaign_id)
+    validate_request(channel, source)
     ids = sorted(set(profile_ids))
     if not ids:
         raise ValidationFailed("the audience is empty", field="profile_ids")
@@ -107,16 +108,19 @@ def start_send(
         for i, start in enumerate(range(0, len(ids), chunk))
     ]
     db.session.add_all(chunks)
+    db.session.flush()
+    # Read before the commit expires them: afterwards each would be reloaded, profile ids and all.
+    keys = [(row.id, row.created_at) for row in chunks]
     db.session.commit()
-    for row in chunks:
-        _enqueue(row, "first")
+    for chunk_id, created_at in keys:
+        _enqueue(chunk_id, created_at, "first")
     return send
 
 
-def _enqueue(chunk: CampaignChunk, attempt: object) -> None:
+def _enqueue(chunk_id: int, created_at: dt.datetime, attempt: object) -> None:
     # The creation time keeps job ids unique when a database is recreated and its ids start again.
-    token = int(chunk.created_at.timestamp() * 1_000_000)
-    jobs.enqueue(CHUNK_JOB, chunk.id, job_id=jobs.safe_job_id("campaign-chunk", chunk.id, token, attempt))
+    token = int(created_at.timestamp() * 1_000_000)
+    jobs.enqueue(CHUNK_JOB, chunk_id, job_id=jobs.safe_job_id("campaign-chunk", chunk_id, token, attempt))
 
 
 def _claim(chunk_id: int) -> bool:
@@ -196,44 +200,37 @@ def _record_failure(chunk_id: int, exc: Exception) -> None:
 def requeue_stale(now: dt.datetime | None = None) -> int:
     """Queue again every pending chunk older than ``STALE_AFTER`` (its job was lost or failed)."""
     now = now or utcnow()
-    stale: list[CampaignChunk] = []
+    c = CampaignChunk
+    stale: list[tuple[int, dt.datetime, int]] = []
     for shop_id in db.session.scalars(sa.select(Shop.id).order_by(Shop.id)):
-        stmt = sa.select(CampaignChunk).where(
-            CampaignChunk.shop_id == shop_id,
-            CampaignChunk.status == "pending",
-            CampaignChunk.created_at < now - STALE_AFTER,
+        # The columns the job ids need, not the chunks' profile ids.
+        stmt = sa.select(c.id, c.created_at, c.attempts).where(
+            c.shop_id == shop_id, c.status == "pending", c.created_at < now - STALE_AFTER
         )
-        stale += db.session.scalars(stmt.order_by(CampaignChunk.id))
+        stale += db.session.execute(stmt.order_by(c.id)).all()
     db.session.rollback()
     minute = int(now.timestamp() // 60)
-    for chunk in stale:
-        _enqueue(chunk, f"sweep-{chunk.attempts}-{minute}")
+    for chunk_id, created_at, attempts in stale:
+        _enqueue(chunk_id, created_at, f"sweep-{attempts}-{minute}")
     return len(stale)
 
 
 def progress(shop: Shop, send_id: int) -> SendProgress:
-    """The send's totals so far.
+    """The send's totals so far, with the reasons its profiles were blocked.
 
     Raises:
         NotFound: no such send in this shop.
     """
     send = get_scoped_or_raise(CampaignSend, shop.id, send_id, "campaign send")
-    result, chunks, done, failed = BulkResult(), 0, 0, 0
     # Not the profile ids: a send of 100,000 holds 100,000 of them, and a console polls this.
-    c = CampaignChunk
-    rows = db.session.execute(
-        sa.select(c.status, c.sent, c.blocked, c.failed, c.reasons).where(
-            c.shop_id == shop.id, c.send_id == send.id
+    reasons: Counter = Counter()
+    for chunk_reasons in db.session.scalars(
+        sa.select(CampaignChunk.reasons).where(
+            CampaignChunk.shop_id == shop.id, CampaignChunk.send_id == send.id
         )
-    )
-    for status, sent, blocked, failed_count, reasons in rows:
-        chunks += 1
-        done += status == "done"
-        failed += status == "failed"
-        result.add(BulkResult(sent, blocked, failed_count, Counter(reasons or {})))
-    return SendProgress(
-        send.id, send.campaign_id, send.channel, send.send_at, send.audience, chunks, done, failed, result
-    )
+    ):
+        reasons.update(chunk_reasons or {})
+    return _progress(send, _totals(shop.id, [send.id])[send.id], reasons)
 
 
 def recent(shop: Shop, limit: int = 10) -> list[SendProgress]:
@@ -246,42 +243,39 @@ def recent(shop: Shop, limit: int = 10) -> list[SendProgress]:
             .limit(limit)
         )
     )
-    if not sends:
-        return []
+    totals = _totals(shop.id, [s.id for s in sends]) if sends else {}
+    return [_progress(send, totals[send.id]) for send in sends]
+
+
+def _totals(shop_id: int, send_ids: list[int]) -> dict[int, sa.Row]:
+    """Per send: its chunks, how many are done or failed, and the sent/blocked/failed sums."""
     c = CampaignChunk
-    is_done = sa.func.sum(sa.case((c.status == "done", 1), else_=0))
-    is_failed = sa.func.sum(sa.case((c.status == "failed", 1), else_=0))
-    totals = {
-        row.send_id: row
-        for row in db.session.execute(
-            sa.select(
-                c.send_id,
-                sa.func.count().label("chunks"),
-                is_done.label("done"),
-                is_failed.label("failed_chunks"),
-                sa.func.sum(c.sent).label("sent"),
-                sa.func.sum(c.blocked).label("blocked"),
-                sa.func.sum(c.failed).label("failed"),
-            )
-            .where(c.shop_id == shop.id, c.send_id.in_([s.id for s in sends]))
-            .group_by(c.send_id)
+    rows = db.session.execute(
+        sa.select(
+            c.send_id,
+            sa.func.count().label("chunks"),
+            sa.func.sum(sa.case((c.status == "done", 1), else_=0)).label("done"),
+            sa.func.sum(sa.case((c.status == "failed", 1), else_=0)).label("failed_chunks"),
+            sa.func.sum(c.sent).label("sent"),
+            sa.func.sum(c.blocked).label("blocked"),
+            sa.func.sum(c.failed).label("failed"),
         )
-    }
-    out = []
-    for send in sends:
-        t = totals[send.id]
-        result = BulkResult(int(t.sent), int(t.blocked), int(t.failed))
-        out.append(
-            SendProgress(
-                send.id,
-                send.campaign_id,
-                send.channel,
-                send.send_at,
-                send.audience,
-                t.chunks,
-                int(t.done),
-                int(t.failed_chunks),
-                result,
-            )
-        )
-    return out
+        .where(c.shop_id == shop_id, c.send_id.in_(send_ids))
+        .group_by(c.send_id)
+    )
+    return {row.send_id: row for row in rows}
+
+
+def _progress(send: CampaignSend, t: sa.Row, reasons: Counter | None = None) -> SendProgress:
+    result = BulkResult(int(t.sent), int(t.blocked), int(t.failed), reasons or Counter())
+    return SendProgress(
+        send.id,
+        send.campaign_id,
+        send.channel,
+        send.send_at,
+        send.audience,
+        t.chunks,
+        int(t.done),
+        int(t.failed_chunks),
+        result,
+    )
