@@ -80,6 +80,7 @@ def run_ours(world: World, records: list[int], *, batch: int | None = None, revi
 
     with _fresh_shop() as shop:
         from app.models import Merge
+        from app.services import planner_stats
         from app.services.identifiers import normalise
         from app.services.resolution import Signal, resolve, resolve_many
 
@@ -93,6 +94,7 @@ def run_ours(world: World, records: list[int], *, batch: int | None = None, revi
                     chunk.append(Signal(idents, s.source, s.at, {"event_ref": f"s{n}"}))
                 resolve_many(shop, chunk)
                 db.session.commit()
+                planner_stats.refresh_stale_now_and_then()  # as the ingest drain does between batches
         else:
             for n, s in enumerate(world.signals):
                 idents = [normalise(k, v, "GB") for k, v in s.idents.items()]

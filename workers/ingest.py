@@ -25,6 +25,7 @@ from app.jobs import enqueue, enqueue_once, get_queue, safe_job_id
 from app.logging import get_logger
 from app.models import Shop, WebhookDelivery
 from app.models.base import utcnow
+from app.services import planner_stats
 from app.services.ingest import process_delivery_row
 from app.services.ingest.batch import process_batch
 from app.services.ingest.inbox import due_retries, reset_for_retry, row_token, stuck_pending
@@ -356,6 +357,7 @@ def drain_shop(shop_id: int) -> int:
         claimed[0] = 0
         _run(claim)
         total += claimed[0]
+        planner_stats.refresh_stale_now_and_then()  # a shop's tables may have grown from empty
         if claimed[0] < limit:
             db.session.rollback()
             return total
@@ -437,7 +439,7 @@ def retry_delivery(delivery_id: int) -> bool:
 def sweep_job() -> int:
     """The periodic sweep under RQ: inbox rows, provider hand-overs and campaign chunks a crash left behind.
 
-    Runs every minute.
+    Runs every minute, and refreshes the planner's statistics where they went stale.
     """
     from app.services.campaign_sends import requeue_stale
     from app.services.messaging import deliver_due
@@ -445,6 +447,7 @@ def sweep_job() -> int:
     count = sweep_deliveries()
     deliver_due()
     requeue_stale()
+    planner_stats.refresh_stale()
     schedule_sweep()
     return count
 

@@ -10,7 +10,7 @@ import sqlalchemy.orm as so
 
 from app.extensions import db
 from app.models.base import BigId, created_at, pk_id, shop_fk
-from app.models.profile import profile_fk
+from app.models.profile import Identifier, profile_fk
 
 
 class MergeCandidate(db.Model):
@@ -87,3 +87,8 @@ class IdentifierLink(db.Model):
     event_ref: so.Mapped[str | None] = so.mapped_column(sa.String(255))
     first_seen_at: so.Mapped[dt.datetime]
     last_seen_at: so.Mapped[dt.datetime]
+
+    # For the unit of work's order only: a flush inserts identifiers before the links between them,
+    # also when resolution named both before either was inserted (``id_blocks``). Never loaded.
+    a: so.Mapped[Identifier] = so.relationship(foreign_keys=[a_id], lazy="raise")
+    b: so.Mapped[Identifier] = so.relationship(foreign_keys=[b_id], lazy="raise")

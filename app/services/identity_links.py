@@ -10,7 +10,7 @@ neighbourhood of a signal from here and re-partitions only that.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 
@@ -75,12 +75,14 @@ def record_sightings(
     at: dt.datetime,
     event_ref: str | None,
     known: dict[tuple[int, int], IdentifierLink] | None = None,
+    new_id: Callable[[], int | None] | None = None,
 ) -> list[IdentifierLink]:
     """Link every pair of ``ids`` as seen together at ``at``; return the links it created.
 
     Args:
         known: the ``seen`` links among ``ids`` already read (a batch holds them),
             which saves the query; a pair missing from it does not exist.
+        new_id: names a new link before its INSERT (``id_blocks``); None leaves it to the INSERT.
     """
     pairs = {_pair(a, b) for i, a in enumerate(ids) for b in ids[i + 1 :] if a != b}
     if not pairs:
@@ -102,6 +104,7 @@ def record_sightings(
         row = known.get((a, b))
         if row is None:
             row = IdentifierLink(
+                id=new_id() if new_id is not None else None,
                 shop_id=shop_id,
                 a_id=a,
                 b_id=b,

@@ -42,9 +42,11 @@ import sqlalchemy.orm as so
 
 from app.extensions import db
 from app.models import Event, Identifier, IdentifierLink, MergeCandidate, Order, Profile, Shop
+from app.models.base import utcnow
 from app.services import identity_graph, identity_links, merges
 from app.services.counters import recompute_order_counters
 from app.services.engagement import recompute_engagement_counters
+from app.services.id_blocks import IdBlocks
 from app.services.identifiers import TRUST, Ident, live_profile, normalise
 from app.services.shop_settings import effective_settings
 from app.tenancy import scoped
@@ -197,6 +199,9 @@ class _Batch:
         self.links: dict[tuple[int, int], IdentifierLink] = {}
         # The neighbourhoods of every identifier of the batch, read once (None: too big, read per signal).
         self.graph: _Graph | None = None
+        self.ids = IdBlocks()
+        # Profiles this batch made and has not flushed yet, by their drawn id.
+        self.made: dict[int, Profile] = {}
 
     def prepare(self, signal: Signal) -> _Prepared:
         """Drop junk and sort the signal's identifiers by trust (most trusted first)."""
@@ -243,19 +248,23 @@ class _Batch:
         created, earlier = self._ensure(keys, source, seen_at)
         rows = [self.rows[k] for k in keys]
         if len(rows) > 1:
-            if any(r.id is None for r in rows):
+            if any(r.id is None for r in rows) or (self.graph is not None and self.graph.pending()):
                 db.session.flush()
             self._sightings([r.id for r in rows], source, seen_at, signal.event_ref)
         owners = {r.profile_id if r.profile_id is not None else id(r.profile) for r in rows}
         # Nothing can change when the signal only repeats what one profile already holds,
         # or is a single identifier never seen before; everything else re-partitions.
         if earlier or len(owners) > 1 or (created and len(rows) > 1):
-            db.session.flush()
+            # Ids for the walk (SQLite names new rows only as it inserts them). Otherwise the
+            # session's changes wait for a query or a merge to flush them: most re-partitions
+            # change nothing, and the batch's last flush writes each changed row once.
+            if any(r.id is None for r in rows) or (self.graph is not None and self.graph.pending()):
+                db.session.flush()
             component = None
             if self.graph is not None:
                 self.graph.add_rows(rows)
                 component = self.graph.component
-            _repartition(self.shop, [r.id for r in rows], self.settings, source, seen_at, component)
+            _repartition(self.shop, [r.id for r in rows], self.settings, source, seen_at, component, self)
             if self.graph is not None:
                 self.graph.resync()
             self._refresh(keys)
@@ -276,7 +285,18 @@ class _Batch:
 
     def _profile(self, row: Identifier) -> Profile:
         # A row created by this batch and not flushed yet knows its profile only as an object.
-        return row.profile if row.profile_id is None else db.session.get(Profile, row.profile_id)
+        return row.profile if row.profile_id is None else self.get(row.profile_id)
+
+    def get(self, profile_id: int) -> Profile:
+        """The profile, from the session (a profile this batch made is not there until flushed)."""
+        return self.made.get(profile_id) or db.session.get(Profile, profile_id)
+
+    def new_id(self, seen_at: dt.datetime) -> int:
+        """A new profile's id, for a re-partition's new person (named in creation order, as all)."""
+        profile = self._new_profile(seen_at)
+        if profile.id is None:
+            db.session.flush()
+        return profile.id
 
     def _refresh(self, keys: list[tuple[str, str]]) -> None:
         """Re-read, in one query, what a merge expired (the rows it moved or set aside)."""
@@ -311,14 +331,24 @@ class _Batch:
             if known is not None:
                 owner = self._profile(known)
             else:
-                owner = Profile(shop_id=self.shop.id, first_seen_at=seen_at, last_seen_at=seen_at)
-                db.session.add(owner)
+                owner = self._new_profile(seen_at)
             for kind, value in missing:
                 self.rows[(kind, value)] = self._new_row(owner, kind, value, source, seen_at)
         return bool(missing), earlier
 
+    def _new_profile(self, seen_at: dt.datetime) -> Profile:
+        profile_id = self.ids.next(Profile.__table__)
+        owner = Profile(id=profile_id, shop_id=self.shop.id, first_seen_at=seen_at, last_seen_at=seen_at)
+        if profile_id is not None:
+            # Its age decides which profile survives a merge: set now, not at the flush.
+            owner.created_at = owner.updated_at = utcnow()
+            self.made[profile_id] = owner
+        db.session.add(owner)
+        return owner
+
     def _new_row(self, owner: Profile, kind: str, value: str, source: str, seen_at: dt.datetime):
         row = Identifier(
+            id=self.ids.next(Identifier.__table__),
             shop_id=self.shop.id,
             kind=kind,
             value=value,
@@ -338,7 +368,13 @@ class _Batch:
     def _sightings(self, ids: list[int], source: str, seen_at: dt.datetime, event_ref: str | None) -> None:
         """Link every pair of ``ids`` as seen together (``identity_links.record_sightings``, from memory)."""
         made = identity_links.record_sightings(
-            self.shop.id, ids, source=source, at=seen_at, event_ref=event_ref, known=self.links
+            self.shop.id,
+            ids,
+            source=source,
+            at=seen_at,
+            event_ref=event_ref,
+            known=self.links,
+            new_id=lambda: self.ids.next(IdentifierLink.__table__),
         )
         self.links.update(((r.a_id, r.b_id), r) for r in made)
         if self.graph is not None:
@@ -404,6 +440,10 @@ class _Graph:
             stmt = scoped(IdentifierLink, shop_id).where(IdentifierLink.b_id.in_(blocked))
             graph.add_links(_in_chunks(stmt, IdentifierLink.a_id, blocked))
         return graph
+
+    def pending(self) -> bool:
+        """Whether rows or links made since the last walk still wait for their ids (a flush)."""
+        return any(x.id is None for x in self.unflushed) or any(x.id is None for x in self.unflushed_rows)
 
     def add_rows(self, rows) -> None:
         for row in rows:
@@ -504,12 +544,19 @@ def event_ref(evidence: dict | None) -> str | None:
 
 
 def _repartition(
-    shop: Shop, ids: list[int], settings: dict, source: str, seen_at: dt.datetime, component=None
+    shop: Shop,
+    ids: list[int],
+    settings: dict,
+    source: str,
+    seen_at: dt.datetime,
+    component=None,
+    profiles: _Profiles | None = None,
 ) -> None:
     """Re-partition the signal's neighbourhood and make the profiles match.
 
     ``component`` loads the neighbourhood (a batch answers from memory); by default
-    ``identity_links.load_component`` reads it from the database.
+    ``identity_links.load_component`` reads it from the database. ``profiles`` finds
+    and makes profiles (a batch knows the ones it made and has not flushed yet).
     """
     try:
         nodes, links = (component or partial(identity_links.load_component, shop.id))(ids)
@@ -542,7 +589,7 @@ def _repartition(
     for key in part.lasting:
         if row_of[key].blocked_reason is None:
             row_of[key].blocked_reason = "shared_by_many"
-    home = _apply(shop, part, row_of, source, seen_at)
+    home = _apply(shop, part, row_of, source, seen_at, profiles or _Profiles(shop))
     _record_candidates(shop, part, home)
 
 
@@ -587,17 +634,19 @@ def plan_homes(
     return home, merged
 
 
-def _apply(shop: Shop, part: identity_graph.Partition, row_of: dict, source: str, seen_at: dt.datetime):
+def _apply(
+    shop: Shop,
+    part: identity_graph.Partition,
+    row_of: dict,
+    source: str,
+    seen_at: dt.datetime,
+    profiles: _Profiles,
+):
     """Merge, move and create profiles so that each person of ``part`` is one profile."""
     owner = {key: row.profile_id for key, row in row_of.items()}
     # The profiles are usually in the session already (a batch read them with their identifiers).
-    created = {pid: db.session.get(Profile, pid).created_at for pid in set(owner.values())}
-
-    def fresh() -> int:
-        profile = Profile(shop_id=shop.id, first_seen_at=seen_at, last_seen_at=seen_at)
-        db.session.add(profile)
-        db.session.flush()
-        return profile.id
+    created = {pid: profiles.get(pid).created_at for pid in set(owner.values())}
+    fresh = partial(profiles.new_id, seen_at)
 
     first_seen = {key: row.first_seen_at for key, row in row_of.items()}
     home, merged = plan_homes(part, owner, first_seen, created, fresh)
@@ -616,6 +665,22 @@ def _apply(shop: Shop, part: identity_graph.Partition, row_of: dict, source: str
         db.session.flush()
         _rehome_events(shop, touched)
     return home
+
+
+class _Profiles:
+    """How a lone re-partition finds and makes profiles: in the session, a new one flushed for its id."""
+
+    def __init__(self, shop: Shop):
+        self.shop = shop
+
+    def get(self, profile_id: int) -> Profile:
+        return db.session.get(Profile, profile_id)
+
+    def new_id(self, seen_at: dt.datetime) -> int:
+        profile = Profile(shop_id=self.shop.id, first_seen_at=seen_at, last_seen_at=seen_at)
+        db.session.add(profile)
+        db.session.flush()
+        return profile.id
 
 
 def _rehome_events(shop: Shop, profile_ids: set[int]) -> None:
@@ -660,6 +725,7 @@ def _event_keys(identifiers: dict) -> list[tuple[str, str]]:
 
 def _record_candidates(shop: Shop, part: identity_graph.Partition, home: dict) -> None:
     """Store each doubtful pair once, with the identifier and signals that raised it."""
+    added = False
     for a, b, cand in candidate_pairs(part, home):
         exists = db.session.scalar(
             scoped(MergeCandidate, shop.id, MergeCandidate.id).where(
@@ -674,7 +740,9 @@ def _record_candidates(shop: Shop, part: identity_graph.Partition, home: dict) -
                 shop_id=shop.id, profile_a_id=a, profile_b_id=b, reason=cand.reason, evidence=evidence
             )
         )
-    db.session.flush()
+        added = True
+    if added:
+        db.session.flush()
 
 
 def candidate_pairs(part: identity_graph.Partition, home: dict):

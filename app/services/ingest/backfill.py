@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from app.errors import DomainError
 from app.extensions import db
 from app.models import Shop
+from app.services import planner_stats
 from app.services.ingest.orders import apply_order
 
 BATCH = 200
@@ -40,6 +41,7 @@ def backfill_orders(
                 result.failed.append((number, getattr(exc, "message", None) or str(exc)[:200]))
         if number % BATCH == 0:
             db.session.commit()
+            planner_stats.refresh_stale_now_and_then()  # the shop's tables grow from empty
         if progress is not None:
             progress(1)
     db.session.commit()
