@@ -30,7 +30,8 @@ class PiiScrubber(logging.Filter):
         record.msg = scrub(record.getMessage())
         record.args = ()
         for key in list(vars(record)):
-            if key in PERSONAL_KEYS:
+            # ``name`` is personal as an extra field, but a record's own ``name`` is its logger's.
+            if key in PERSONAL_KEYS and key not in _STANDARD:
                 delattr(record, key)
         return True
 

@@ -1,13 +1,14 @@
 """Plans, logging scrubber, config and the job queue interface."""
 
 import datetime as dt
+import json
 import logging
 
 import pytest
 
 from app.config import load_config
 from app.jobs import InProcessQueue, safe_job_id
-from app.logging import PiiScrubber, scrub
+from app.logging import JsonFormatter, PiiScrubber, scrub
 from app.plans import PLANS, get_plan, has_capability
 
 
@@ -59,6 +60,26 @@ def test_log_records_lose_personal_extra_fields(caplog):
     PiiScrubber().filter(record)
     assert record.getMessage() == "hi [email]"
     assert not hasattr(record, "email") and record.profile_id == 7
+
+
+def test_a_scrubbed_record_keeps_its_logger_name_and_formats_in_both_formats():
+    record = logging.getLogger("c360.test").makeRecord(
+        "c360.test",
+        logging.INFO,
+        __file__,
+        1,
+        "refreshed %s",
+        ("profiles",),
+        None,
+        extra={"phone": "+447700900123"},
+    )
+    PiiScrubber().filter(record)
+    assert (
+        logging.Formatter("%(levelname)s %(name)s %(message)s").format(record)
+        == "INFO c360.test refreshed profiles"
+    )
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["logger"] == "c360.test" and "phone" not in doc
 
 
 def test_production_refuses_a_missing_secret(tmp_path):
