@@ -26,6 +26,7 @@ from app.logging import get_logger
 from app.models import Shop, WebhookDelivery
 from app.models.base import utcnow
 from app.services import planner_stats
+from app.services.bulk_sql import id_in
 from app.services.ingest import process_delivery_row
 from app.services.ingest.batch import process_batch
 from app.services.ingest.inbox import due_retries, reset_for_retry, row_token, stuck_pending
@@ -222,7 +223,7 @@ def _mark_all_processed(delivery_ids: list[int]) -> None:
     now = utcnow()
     db.session.execute(
         sa.update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(delivery_ids))
+        .where(id_in(WebhookDelivery.id, delivery_ids))
         .values(
             status="processed",
             processed_at=now,

@@ -88,6 +88,15 @@ def id_in(column, ids: Sequence[int]):
     return column.in_(ids)
 
 
+def value_in(column, values: Sequence[Any]):
+    """A predicate: ``column`` (text, dates) is one of ``values``; one array parameter on PostgreSQL."""
+    if len(values) == 1:
+        return column == values[0]
+    if is_postgresql():
+        return column == sa.any_(sa.bindparam(None, list(values), type_=ArrayLiteral(column.type)))
+    return column.in_(values)
+
+
 def _unnest(column: sa.Column, values: list[Any]):
     if all(v == values[0] for v in values):
         # A column with one value for every row (shop, channel, time…) binds one scalar, not an array.

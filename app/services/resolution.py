@@ -44,6 +44,7 @@ from app.extensions import db
 from app.models import Event, Identifier, IdentifierLink, MergeCandidate, Order, Profile, Shop
 from app.models.base import utcnow
 from app.services import identity_graph, identity_links, merges
+from app.services.bulk_sql import id_in, value_in
 from app.services.counters import recompute_order_counters
 from app.services.engagement import recompute_engagement_counters
 from app.services.id_blocks import IdBlocks
@@ -219,7 +220,7 @@ class _Batch:
             # By value, which both databases answer from ix_identifiers_value; the kind is checked here.
             stmt = (
                 scoped(Identifier, self.shop.id)
-                .where(Identifier.value.in_(chunk))
+                .where(value_in(Identifier.value, chunk))
                 .options(so.joinedload(Identifier.profile))
             )
             found += [r for r in db.session.scalars(stmt) if (r.kind, r.value) in wanted]
@@ -230,8 +231,8 @@ class _Batch:
             stmt = scoped(IdentifierLink, self.shop.id).where(
                 IdentifierLink.relation == "seen",
                 sa.or_(
-                    sa.and_(IdentifierLink.a_id.in_(chunk), IdentifierLink.b_id.in_(all_ids)),
-                    sa.and_(IdentifierLink.b_id.in_(chunk), IdentifierLink.a_id.in_(all_ids)),
+                    sa.and_(id_in(IdentifierLink.a_id, chunk), id_in(IdentifierLink.b_id, all_ids)),
+                    sa.and_(id_in(IdentifierLink.b_id, chunk), id_in(IdentifierLink.a_id, all_ids)),
                 ),
             )
             self.links.update(((r.a_id, r.b_id), r) for r in db.session.scalars(stmt))
@@ -304,11 +305,11 @@ class _Batch:
             return
         stale = _expired_ids(self.rows.values())
         for chunk in _chunks(stale, 500):
-            stmt = scoped(Identifier, self.shop.id).where(Identifier.id.in_(chunk))
+            stmt = scoped(Identifier, self.shop.id).where(id_in(Identifier.id, chunk))
             db.session.scalars(stmt.options(so.joinedload(Identifier.profile))).all()
         stale = _expired_ids(self.links.values())
         for chunk in _chunks(stale, 500):
-            db.session.scalars(sa.select(IdentifierLink).where(IdentifierLink.id.in_(chunk))).all()
+            db.session.scalars(sa.select(IdentifierLink).where(id_in(IdentifierLink.id, chunk))).all()
 
     def _ensure(self, keys: list[tuple[str, str]], source: str, seen_at: dt.datetime) -> tuple[bool, bool]:
         """Note the sighting on known identifiers; create missing ones on a provisional owner.
@@ -518,7 +519,7 @@ def _in_chunks(stmt, column, values) -> list:
     values = sorted(values)
     out: list = []
     for chunk in _chunks(values, 500):
-        out += db.session.scalars(stmt.where(column.in_(chunk))).all()
+        out += db.session.scalars(stmt.where(id_in(column, chunk))).all()
     return out
 
 
