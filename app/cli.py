@@ -50,6 +50,9 @@ def serve(host: str, port: int, workers: int):
                 "wsgi:app",
             ],
         )
+    from workers import embedded
+
+    embedded.start(current_app._get_current_object())
     current_app.run(host=host, port=port, threaded=True)
 
 

@@ -32,9 +32,12 @@ import time
 from bench.identity_population import World, attributable, generate, linkable_truth, pairwise
 
 KINDS = ("shopify_customer", "email", "phone", "amazon_buyer", "web_client")
-SPLINK_THRESHOLD = 0.5
-# Splink's m probabilities (exact match, anything else) set from what we know of shoppers:
-# people keep one Shopify account but use several devices, emails and sometimes phones.
+# Splink links a pair (and clusters transitively) at match weight >= -3, i.e. match probability >= 0.11;
+# see run_splink for why not 0.5.
+SPLINK_THRESHOLD_WEIGHT = -3.0
+# Splink's m probabilities (exact match, both present but different) set from what we know of shoppers:
+# people keep one Shopify and one Amazon account, so a different one is strong evidence against; they use
+# several emails, devices and sometimes phones, so a different one is only mild evidence against.
 SPLINK_M = {
     "shopify_customer": (0.99, 0.01),
     "email": (0.7, 0.3),
@@ -310,19 +313,37 @@ def run_splink(world: World, records: list[int]) -> dict | None:
     frame = pd.DataFrame(rows)
     started, cpu_started = time.perf_counter(), time.process_time()
     db_api = DuckDBAPI()
+    rules = [block_on(kind) for kind in KINDS]
     settings = SettingsCreator(
         link_type="dedupe_only",
+        # One exact-match comparison per identifier (null, exact, else), m from the priors above. Making
+        # "else" neutral for email, phone and web_client was tried: a household phone or library computer
+        # seen with two different emails then scores like one person, and F1 falls to 0.93.
         comparisons=[cl.ExactMatch(kind).configure(m_probabilities=list(SPLINK_M[kind])) for kind in KINDS],
-        blocking_rules_to_generate_predictions=[block_on(kind) for kind in KINDS],
+        # A pair is compared when it shares any one identifier.
+        blocking_rules_to_generate_predictions=rules,
     )
     linker = Linker(db_api.register(frame), settings, log_level=None)
-    linker.training.estimate_probability_two_random_records_match(
-        [block_on("shopify_customer"), block_on("email")], recall=0.8
+    # The prior: pairs sharing any identifier (the same five rules, not only account and email: most of a
+    # person's pairs share a device or phone), assumed to be 80% of true pairs.
+    linker.training.estimate_probability_two_random_records_match(rules, recall=0.8)
+    # u from 1e7 random pairs (Splink warns that the default 1e6 may be too few; 1e8 gave the same
+    # clusters in three times the time), seeded so that two runs score the same.
+    linker.training.estimate_u_using_random_sampling(max_pairs=1e7, seed=1)
+    # No EM: trained on pairs blocked by email then by web_client, it drove m(different account) to ~0,
+    # left phone and amazon_buyer untrained, added a second and gave the same clusters.
+    #
+    # Threshold: every identifier value here belongs to one person, so random pairs agree on it almost
+    # only when they are that person's records; u estimated from them is about P(same person) * m, and a
+    # lone exact match cannot pass match probability 0.5 (at 0.5 only pairs agreeing on two identifiers
+    # link, recall 0.16). The match weights form separate groups: a lone exact match, or one with a
+    # different device, -2.6 to -0.9; one contradicted by a different email (a household phone, a
+    # library computer) -3.4 to -4.2; by a different account -8 or lower. -3 is the gap between the first
+    # two groups.
+    predictions = linker.inference.predict(threshold_match_weight=SPLINK_THRESHOLD_WEIGHT)
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        predictions, threshold_match_weight=SPLINK_THRESHOLD_WEIGHT
     )
-    # EM on these sparse, mostly-null records trained worse than the m priors above, so u alone is estimated.
-    linker.training.estimate_u_using_random_sampling(max_pairs=1e6)
-    predictions = linker.inference.predict(threshold_match_probability=0.5)
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(predictions, SPLINK_THRESHOLD)
     table = clusters.as_pandas_dataframe()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     cluster_of = dict(zip(table["unique_id"], table["cluster_id"], strict=True))
@@ -418,7 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     p, r, f = pairwise(truth, peer["labels"])
     r_people = pairwise(people_truth, peer["labels"])[1]
     print(
-        f"splink (DuckDB, clusters at {SPLINK_THRESHOLD})  precision {p:.4f}  recall {r:.4f}  F1 {f:.4f}  "
+        f"splink (DuckDB, clusters at match weight {SPLINK_THRESHOLD_WEIGHT:g})  "
+        f"precision {p:.4f}  recall {r:.4f}  F1 {f:.4f}  "
         f"(recall vs whole person {r_people:.4f})"
     )
     print(

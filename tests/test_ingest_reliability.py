@@ -230,22 +230,51 @@ def test_a_failure_at_commit_is_still_counted_and_retried(client, ishop, drain, 
     assert events() == 0
 
 
-def test_embedded_mode_sweeps_due_deliveries_on_webhook_traffic(app, client, ishop):
-    if app.config.get("REDIS_URL"):
-        pytest.skip("embedded mode only: with Redis the workers schedule the sweep")
-    from app.blueprints.webhooks import helpers
+def test_the_embedded_sweeper_works_a_stale_row_and_a_due_retry_with_no_traffic(
+    app, ishop, monkeypatch, tmp_path
+):
+    """Embedded mode (jobs in-process, no RQ scheduler): the server's sweep thread does the minute sweep."""
+    from app.jobs import InProcessQueue
+    from workers import embedded
 
+    monkeypatch.setitem(app.extensions, "rq", InProcessQueue())
+    monkeypatch.setattr(app, "testing", False)
     event = fixture("pixel/page_viewed.json")
     store_delivery(ishop.model, "pixel", event["name"], "stale-1", event)
-    row = delivery()
-    row.received_at = utcnow() - dt.timedelta(minutes=5)
+    retry = fixture("pixel/page_viewed.json")
+    retry["id"] = "retry-1"
+    store_delivery(ishop.model, "pixel", retry["name"], "retry-1", retry)
+    rows = db.session.scalars(sa.select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
+    rows[0].received_at = utcnow() - dt.timedelta(minutes=5)
+    rows[1].status, rows[1].attempts = "failed", 1
+    rows[1].next_attempt_at = utcnow() - dt.timedelta(seconds=1)
     db.session.commit()
-    app.config["TESTING"], helpers._last_sweep[0] = False, 0.0
+    assert embedded.wanted(app)
+    sweeper = embedded.Sweeper(app, interval=0.05, lock_path=tmp_path / "sweeper.lock")
+    sweeper.start()
     try:
-        fresh = fixture("pixel/page_viewed.json")
-        fresh["id"] = "fresh-1"
-        assert post_pixel(client, fresh).status_code == 200
+        for _ in range(200):  # up to 10 s for the first sweep
+            if sweeper.sweeps:
+                break
+            sweeper.stopped.wait(0.05)
     finally:
-        app.config["TESTING"] = True
+        sweeper.stop()
     db.session.expire_all()
     assert set(db.session.scalars(sa.select(WebhookDelivery.status))) == {"processed"} and events() == 2
+
+
+def test_one_process_holds_the_sweepers_lock_and_another_takes_it_when_freed(app, tmp_path):
+    from workers import embedded
+
+    first = embedded.Sweeper(app, lock_path=tmp_path / "sweeper.lock")
+    second = embedded.Sweeper(app, lock_path=tmp_path / "sweeper.lock")
+    assert first.hold_lock() and not second.hold_lock()
+    first.stop()
+    assert second.hold_lock()
+    second.stop()
+
+
+def test_no_sweep_thread_with_rq_or_in_tests(app):
+    from workers import embedded
+
+    assert embedded.start(app) is None  # a test run (and, with REDIS_URL, the workers' schedule)

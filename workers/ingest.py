@@ -437,10 +437,11 @@ def retry_delivery(delivery_id: int) -> bool:
     return True
 
 
-def sweep_job() -> int:
-    """The periodic sweep under RQ: inbox rows, provider hand-overs and campaign chunks a crash left behind.
+def sweep_once() -> int:
+    """The periodic sweep: inbox rows, provider hand-overs and campaign chunks a crash left behind.
 
-    Runs every minute, and refreshes the planner's statistics where they went stale.
+    Also refreshes the planner's statistics where they went stale. Returns how many
+    deliveries it queued again.
     """
     from app.services.campaign_sends import requeue_stale
     from app.services.messaging import deliver_due
@@ -449,6 +450,12 @@ def sweep_job() -> int:
     deliver_due()
     requeue_stale()
     planner_stats.refresh_stale()
+    return count
+
+
+def sweep_job() -> int:
+    """``sweep_once`` under RQ, every minute (embedded mode runs it in a thread: ``workers.embedded``)."""
+    count = sweep_once()
     schedule_sweep()
     return count
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-from flask import abort, current_app, jsonify, request
+from flask import abort, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.errors import DomainError
@@ -52,25 +51,8 @@ def accept(stored: list[Stored], **extra):
 
     db.session.commit()
     enqueue_deliveries([item.shop_id for item in stored if item.needs_work])
-    _sweep_when_embedded()
     created = sum(1 for s in stored if s.created)
     return jsonify({"accepted": created, "duplicates": len(stored) - created, **extra}), 200
-
-
-_last_sweep = [0.0]
-
-
-def _sweep_when_embedded() -> None:
-    """Embedded mode has no scheduler: retry due deliveries on webhook traffic, at most once a minute."""
-    if current_app.config.get("REDIS_URL") or current_app.testing:
-        return
-    now = time.monotonic()
-    if _last_sweep[0] and now - _last_sweep[0] < 60:
-        return
-    _last_sweep[0] = now
-    from workers.ingest import sweep_deliveries
-
-    sweep_deliveries()
 
 
 def register_errors(bp) -> None:
