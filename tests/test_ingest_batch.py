@@ -323,3 +323,22 @@ def test_a_stuck_backlog_is_swept_into_one_drain_not_read_row_by_row(app, db, dr
     assert queued() == 1
     drain()
     assert statuses() == ["processed"] * 7
+
+
+def test_storing_a_request_keeps_each_id_once_within_it_and_across_requests(app, db):
+    shop = shop_model(make_shop("store.myshopify.com"))
+    first = store_deliveries(shop, "pixel", [("page_viewed", "e1", {"n": 1})])
+    again = store_deliveries(
+        shop,
+        "pixel",
+        [("page_viewed", "e2", {"n": 2}), ("page_viewed", "e1", {"n": 1}), ("page_viewed", "e2", {"n": 3})],
+    )
+    db.session.commit()
+    assert first[0].created and [s.created for s in again] == [True, False, False]
+    stored = db.session.execute(
+        sa.select(WebhookDelivery.id, WebhookDelivery.external_id, WebhookDelivery.body)
+        .where(WebhookDelivery.shop_id == shop.id)
+        .order_by(WebhookDelivery.id)
+    ).all()
+    assert [(i, e) for i, e, _ in stored] == [(first[0].delivery_id, "e1"), (again[0].delivery_id, "e2")]
+    assert json.loads(stored[1].body) == {"n": 2}
