@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 from app.models.base import JsonDoc, UTCDateTime
@@ -137,6 +137,27 @@ def insert_rows(table: sa.Table, rows: list[dict[str, Any]], returning: Sequence
         return db.session.execute(stmt.returning(*(table.c[c] for c in returning))).all()
     db.session.execute(stmt)
     return []
+
+
+def insert_new(
+    table: sa.Table, rows: list[dict[str, Any]], unique: Sequence[str], returning: Sequence[str]
+) -> list:
+    """Insert rows that share their keys, skipping those whose ``unique`` key exists already
+    (or earlier in ``rows``); the ``returning`` columns of the rows inserted.
+
+    PostgreSQL takes one array per column; SQLite an ``executemany``. Either way the statement
+    is the same for any number of rows, so it is compiled once per process (a many-row
+    ``VALUES`` list is compiled anew each time, and its thousands of parameters parsed anew).
+    """
+    if not rows:
+        return []
+    if is_postgresql():
+        names, source = unnest_select(table, rows)
+        stmt = postgresql.insert(table).from_select(names, source)
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(unique))
+        return db.session.execute(stmt.returning(*(table.c[c] for c in returning))).all()
+    stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(unique))
+    return db.session.execute(stmt.returning(*(table.c[c] for c in returning)), rows).all()
 
 
 def insert_with_ids(table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:

@@ -14,6 +14,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.models import Event, Identifier, Profile, Shop
 from app.models.base import utcnow
+from app.services.bulk_sql import insert_new
 from app.services.identifiers import Ident, normalise
 from app.tenancy import scoped
 
@@ -359,13 +360,8 @@ def record_events(shop: Shop, rows: list[tuple[Profile | None, dict[str, Any]]])
             "received_at": received_at,
             "delivery_id": event.get("delivery_id"),
         }
-    # Core ``executemany``: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues") under one
-    # cached compiled statement, RETURNING included; ``.values(list)`` would compile anew each time.
-    table = Event.__table__
-    insert = dialect_insert()(table).on_conflict_do_nothing(
-        index_elements=["shop_id", "source", "external_id"]
-    )
-    result = db.session.execute(insert.returning(table.c.source, table.c.external_id), list(values.values()))
+    unique = ("shop_id", "source", "external_id")
+    result = insert_new(Event.__table__, list(values.values()), unique, ("source", "external_id"))
     created = {(s, e) for s, e in result}
     out = []
     for key, (profile, event) in zip(keys, rows, strict=True):

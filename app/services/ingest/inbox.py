@@ -90,8 +90,7 @@ def store_deliveries(shop: Shop, provider: str, items: list[tuple[str, str, dict
     Same outcome as ``store_delivery`` for each item in turn (a repeated id, in the batch or
     before it, is not created again) with one round trip instead of one per item.
     """
-    from app.services.bulk_sql import is_postgresql, unnest_select
-    from app.services.ingest.common import dialect_insert
+    from app.services.bulk_sql import insert_new
 
     if provider == "shopify":
         raise ValueError("Shopify deliveries carry headers: store them one by one")
@@ -110,16 +109,8 @@ def store_deliveries(shop: Shop, provider: str, items: list[tuple[str, str, dict
         }
         for topic, external_id, body in items
     ]
-    table = WebhookDelivery.__table__
-    if is_postgresql():
-        # One array per column: the statement is the same for any number of rows, so it is
-        # compiled once per process, not once per request as a many-row VALUES list is.
-        names, rows = unnest_select(table, values)
-        insert = dialect_insert()(table).from_select(names, rows)
-    else:
-        insert = dialect_insert()(table).values(values)
-    insert = insert.on_conflict_do_nothing(index_elements=["shop_id", "provider", "external_id"])
-    new_ids = dict(db.session.execute(insert.returning(table.c.external_id, table.c.id)).all())
+    unique = ("shop_id", "provider", "external_id")
+    new_ids = dict(insert_new(WebhookDelivery.__table__, values, unique, ("external_id", "id")))
     token, out = _token(received_at), []
     for row in values:
         delivery_id = new_ids.pop(row["external_id"], None)
