@@ -73,7 +73,7 @@ def refresh_stale() -> list[str]:
     done = [table for table in db.session.scalars(_STALE).all() if _analyze(table)]
     db.session.commit()
     if done:
-        log.info("planner statistics refreshed for %s", ", ".join(done))
+        log.debug("planner statistics refreshed for %s", ", ".join(done))
     return done
 
 
