@@ -203,3 +203,26 @@ def test_allowed_send_without_an_address_is_failed_not_counted(db, shop):
     message = send_message(shop.model, profile.id, "sms", "manual", now=NOON)
     assert (message.status, message.reason, message.sent_at) == ("failed", "no_address:sms", None)
     assert count(db, OutboxItem) == 0 and count(db, Event) == 0
+
+
+def test_the_minute_sweep_retries_a_waiting_journey_message_whose_wait_is_over(db, shop, drain):
+    from workers.ingest import sweep_once
+
+    profile = make_profile(shop.id)
+    for _ in range(3):
+        send_message(shop.model, profile.id, "email", "campaign", "c1", now=NOON)
+    waiting = send_message(shop.model, profile.id, "email", "journey", journey_id="welcome", now=NOON)
+    assert waiting.status == "waiting"
+    sweep_once()  # days later: the day's cap is long past
+    drain()
+    sent = db.session.scalars(
+        sa.select(Message).where(
+            Message.shop_id == shop.id, Message.journey_id == "welcome", Message.status == "sent"
+        )
+    ).all()
+    assert len(sent) == 1
+    sweep_once()
+    assert (
+        db.session.scalar(sa.select(sa.func.count()).select_from(Message).where(Message.shop_id == shop.id))
+        == 5
+    )

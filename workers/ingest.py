@@ -438,15 +438,19 @@ def retry_delivery(delivery_id: int) -> bool:
 
 
 def sweep_once() -> int:
-    """The periodic sweep: inbox rows, provider hand-overs and campaign chunks a crash left behind.
+    """The periodic sweep: due retries, and inbox rows, provider hand-overs and campaign chunks a
+    crash left behind.
 
+    Journey and time-sensitive messages whose wait is over are retried here too (under RQ
+    each also has a scheduled job: the first to come sends it, the other finds it done).
     Also refreshes the planner's statistics where they went stale. Returns how many
     deliveries it queued again.
     """
     from app.services.campaign_sends import requeue_stale
-    from app.services.messaging import deliver_due
+    from app.services.messaging import deliver_due, retry_due
 
     count = sweep_deliveries()
+    retry_due()
     deliver_due()
     requeue_stale()
     planner_stats.refresh_stale()
