@@ -243,3 +243,26 @@ def test_nightly_all_shops_can_be_queued_for_workers(runner, shop, other_shop, d
     drain()
     runs = db.session.scalars(sa.select(JobRun).order_by(JobRun.shop_id)).all()
     assert [(r.shop_id, r.status) for r in runs] == [(shop.id, "done"), (other_shop.id, "done")]
+
+
+def test_the_minute_sweep_enriches_each_shop_once_a_day(runner, shop, other_shop, drain):
+    from app.services.enrichment import enrich_due
+    from workers.ingest import sweep_once
+
+    _small_shop(shop.id)
+    backtest = runner.invoke(args=["enrich", "--shop", shop.domain, "--as-of", _ago(30).date().isoformat()])
+    assert backtest.exit_code == 0, backtest.output  # a backtest is not the day's run
+    sweep_once()
+    drain()
+    runs = db.session.scalars(sa.select(JobRun).order_by(JobRun.shop_id, JobRun.created_at)).all()
+    daily = [(r.shop_id, r.status) for r in runs if r.result.get("as_of") is None]
+    assert daily == [(shop.id, "done"), (other_shop.id, "done")]
+    assert _reload(_small_shop_profiles(shop.id)["Lou"]).lifecycle_stage == "loyal"
+    assert enrich_due() == 0  # the same day: nothing more
+    assert enrich_due(now=utcnow() + dt.timedelta(hours=25)) == 2
+    drain()
+
+
+def _small_shop_profiles(shop_id: int) -> dict[str, Profile]:
+    found = db.session.scalars(sa.select(Profile).where(Profile.shop_id == shop_id)).all()
+    return {p.first_name: p for p in found}

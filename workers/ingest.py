@@ -443,16 +443,18 @@ def sweep_once() -> int:
 
     Journey and time-sensitive messages whose wait is over are retried here too (under RQ
     each also has a scheduled job: the first to come sends it, the other finds it done).
-    Also refreshes the planner's statistics where they went stale. Returns how many
-    deliveries it queued again.
+    A shop not enriched for a day gets its daily enrichment, and the planner's statistics
+    are refreshed where they went stale. Returns how many deliveries it queued again.
     """
     from app.services.campaign_sends import requeue_stale
+    from app.services.enrichment import enrich_due
     from app.services.messaging import deliver_due, retry_due
 
     count = sweep_deliveries()
     retry_due()
     deliver_due()
     requeue_stale()
+    enrich_due()
     planner_stats.refresh_stale()
     return count
 

@@ -32,6 +32,7 @@ from app.analytics.enrich import enrichment_frame
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
 from app.jobs import enqueue, safe_job_id
+from app.logging import get_logger
 from app.models import JobRun, RollupSnapshot, Shop
 from app.models.base import utcnow
 from app.plans import has_capability
@@ -43,6 +44,9 @@ KIND = "enrichment"
 CHUNK = 50_000
 ACTIVE = ("queued", "running")
 STALE_AFTER = dt.timedelta(hours=2)
+# How often the minute sweep enriches each shop (``enrich_due``).
+DAILY = dt.timedelta(hours=24)
+log = get_logger("enrichment")
 
 
 def parse_as_of(value: str | None) -> dt.datetime | None:
@@ -252,6 +256,38 @@ def job_status(shop_id: int, job_id: str) -> dict[str, Any]:
         "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at),
     }
+
+
+def shops_due(now: dt.datetime | None = None, every: dt.timedelta = DAILY) -> list[Shop]:
+    """Installed shops with no enrichment of the present started in the last ``every``.
+
+    A run that failed counts (it is tried again the next day, not every minute); a
+    backtest (``as_of``) does not.
+    """
+    since = (now or utcnow()) - every
+    due = []
+    for shop in shops_to_enrich():
+        recent = db.session.scalars(
+            scoped(JobRun, shop.id, JobRun.result).where(JobRun.kind == KIND, JobRun.created_at > since)
+        )
+        if not any(result.get("as_of") is None for result in recent):
+            due.append(shop)
+    return due
+
+
+def enrich_due(now: dt.datetime | None = None) -> int:
+    """Start the daily enrichment of every shop ``shops_due``; how many were started.
+
+    The minute sweep calls it, so lifecycle stages that move with time alone (at-risk,
+    churned), RFM, churn risk and predictions stay current without a cron entry, in
+    embedded mode too.
+    """
+    shops = shops_due(now)
+    for shop in shops:
+        start_enrichment(shop)
+    if shops:
+        log.info("daily enrichment started for %s shop(s)", len(shops))
+    return len(shops)
 
 
 def shops_to_enrich() -> list[Shop]:
