@@ -87,6 +87,8 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "C360_PIXEL_RATE_PER_MINUTE": int(env.get("C360_PIXEL_RATE_PER_MINUTE", "600")),
         "C360_LOG_JSON": parse_boolean(env.get("C360_LOG_JSON"), default=production),
+        # The minute sweep's daily enrichment of each shop; off leaves enrichment to cron or a person.
+        "C360_DAILY_ENRICHMENT": parse_boolean(env.get("C360_DAILY_ENRICHMENT"), default=True),
         # Ingest tuning: rows per drain batch, seconds a drain runs before handing over,
         # attempts before the dead-letter queue, and the first retry's delay (doubling after).
         "C360_INGEST_BATCH": _positive_number(env, "C360_INGEST_BATCH", "500"),

@@ -334,6 +334,7 @@ def campaign_through_workers(
         "C360_QUEUE_PREFIX": prefix,
         "SECRET_KEY": "bench",
         "C360_LOG_JSON": "0",
+        "C360_DAILY_ENRICHMENT": "0",  # no enrichment of the bench shop in the middle of a send
     }
     root = Path(__file__).resolve().parent.parent
     procs = [

@@ -7,6 +7,10 @@ as the physical baseline (with the ratio).
 
     .venv/bin/python -m bench.ingest --quick      # ~3,000 events, < 2 minutes
     .venv/bin/python -m bench.ingest              # 100,000 events, 2 workers
+    .venv/bin/python -m bench.ingest --shops 2    # the same people spread over two shops
+
+One shop's inbox is worked by one drain at a time (its batches take a per-shop lock), so
+with a single shop a second worker mostly waits; shops are drained side by side.
 
 Needs PostgreSQL and Redis (``DATABASE_URL``/``REDIS_URL``, default the local servers).
 A scratch database is created and dropped.
@@ -43,8 +47,17 @@ PIXEL_BATCH = 5  # events per /collect request (a pixel may batch)
 SENDGRID_BATCH = 10  # events per SendGrid post, as SendGrid batches them
 
 
-def build_events(n: int, seed: int = 7) -> list[tuple[str, dict]]:
-    """``n`` events in the issue's mix as ``(kind, body)``; kinds: pixel, sendgrid, order, consent."""
+def shop_domain(index: int) -> str:
+    """The bench's shops: the first is ``DOMAIN``."""
+    return DOMAIN if index == 0 else f"bench{index}.myshopify.com"
+
+
+def build_events(n: int, seed: int = 7, shops: int = 1) -> list[tuple[str, dict]]:
+    """``n`` events in the issue's mix as ``(kind, body)``; kinds: pixel, sendgrid, order, consent.
+
+    With ``shops`` > 1, person ``p`` shops at ``shop_domain(p % shops)`` (``requests_for`` sends
+    each event to its person's shop).
+    """
     rng = random.Random(seed)
     people = max(50, n // 20)
     events: list[tuple[str, dict]] = []
@@ -54,15 +67,16 @@ def build_events(n: int, seed: int = 7) -> list[tuple[str, dict]]:
         roll = rng.random()
         at = f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z"
         if roll < 0.70:
+            domain = shop_domain(p % shops)
             body = {
-                "shop": DOMAIN,
+                "shop": domain,
                 "id": f"px-{i}",
                 "clientId": f"c-{p}",
                 "name": "page_viewed",
                 "seq": i,
                 "timestamp": at,
                 "type": "standard",
-                "context": {"document": {"location": {"href": f"https://{DOMAIN}/p/{i % 40}"}}},
+                "context": {"document": {"location": {"href": f"https://{domain}/p/{i % 40}"}}},
                 "data": {},
             }
             if rng.random() < 0.1:
@@ -146,36 +160,47 @@ def _renumber(body: dict, offset: int) -> dict:
     return body
 
 
-def requests_for(events: list[tuple[str, dict]]) -> list[tuple[str, bytes, dict, int]]:
+def _person_shop(kind: str, body: dict, shops: int) -> str:
+    """The shop of an event's person (see ``build_events``)."""
+    if kind == "pixel":
+        return body["shop"]
+    email = {"sendgrid": body.get("email"), "consent": body.get("email_address")}.get(kind) or body["email"]
+    return shop_domain(int(email.split("@")[0].removeprefix("person")) % shops)
+
+
+def requests_for(events: list[tuple[str, dict]], shops: int = 1) -> list[tuple[str, bytes, dict, int]]:
     """HTTP requests ``(path, body, headers, events carried)`` for the events, batched as providers do."""
-    out, pixel, sendgrid = [], [], []
+    out: list[tuple[str, bytes, dict, int]] = []
+    pixel: dict[str, list[dict]] = {}
+    sendgrid: dict[str, list[dict]] = {}
 
-    def flush_pixel():
-        if pixel:
-            out.append(("/collect", json.dumps(pixel).encode(), {"Content-Type": "text/plain"}, len(pixel)))
-            pixel.clear()
+    def flush_pixel(domain: str):
+        if pixel.get(domain):
+            batch = pixel.pop(domain)
+            out.append(("/collect", json.dumps(batch).encode(), {"Content-Type": "text/plain"}, len(batch)))
 
-    def flush_sendgrid():
-        if sendgrid:
+    def flush_sendgrid(domain: str):
+        if sendgrid.get(domain):
+            batch = sendgrid.pop(domain)
             out.append(
                 (
-                    f"/webhooks/sendgrid/{DOMAIN}",
-                    json.dumps(sendgrid).encode(),
+                    f"/webhooks/sendgrid/{domain}",
+                    json.dumps(batch).encode(),
                     {"Content-Type": "application/json", "X-Bench-Sign": "sendgrid"},
-                    len(sendgrid),
+                    len(batch),
                 )
             )
-            sendgrid.clear()
 
     for kind, body in events:
+        domain = _person_shop(kind, body, shops)
         if kind == "pixel":
-            pixel.append(body)
-            if len(pixel) == PIXEL_BATCH:
-                flush_pixel()
+            pixel.setdefault(domain, []).append(body)
+            if len(pixel[domain]) == PIXEL_BATCH:
+                flush_pixel(domain)
         elif kind == "sendgrid":
-            sendgrid.append(body)
-            if len(sendgrid) == SENDGRID_BATCH:
-                flush_sendgrid()
+            sendgrid.setdefault(domain, []).append(body)
+            if len(sendgrid[domain]) == SENDGRID_BATCH:
+                flush_sendgrid(domain)
         else:
             topic = "orders/create" if kind == "order" else "customers/email_marketing_consent_update"
             raw = json.dumps(body).encode()
@@ -187,7 +212,7 @@ def requests_for(events: list[tuple[str, dict]]) -> list[tuple[str, bytes, dict,
                     {
                         "Content-Type": "application/json",
                         "X-Shopify-Topic": topic,
-                        "X-Shopify-Shop-Domain": DOMAIN,
+                        "X-Shopify-Shop-Domain": domain,
                         "X-Shopify-Webhook-Id": uuid.uuid4().hex,
                         "X-Shopify-Hmac-Sha256": sig,
                         "X-Shopify-API-Version": "2025-10",
@@ -195,8 +220,10 @@ def requests_for(events: list[tuple[str, dict]]) -> list[tuple[str, bytes, dict,
                     1,
                 )
             )
-    flush_pixel()
-    flush_sendgrid()
+    for domain in list(pixel):
+        flush_pixel(domain)
+    for domain in list(sendgrid):
+        flush_sendgrid(domain)
     return out
 
 
@@ -349,6 +376,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="RQ worker processes")
     parser.add_argument("--web", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--rate", type=float, default=500, help="offered events/s for the latency phase")
+    parser.add_argument(
+        "--shops",
+        type=int,
+        default=1,
+        help="spread the people over this many shops (each drained on its own)",
+    )
     args = parser.parse_args()
     n = args.events or (2000 if args.quick else 100_000)
     latency_n = min(n // 3, 1000 if args.quick else 15_000)
@@ -374,31 +407,33 @@ def main() -> None:
         "SECRET_KEY": "bench",
         "C360_PIXEL_RATE_PER_MINUTE": "1000000000",
         "C360_LOG_JSON": "0",
+        "C360_DAILY_ENRICHMENT": "0",  # the workers process the inbox only, as in a measured hour
     }
     c360 = str(ROOT / ".venv" / "bin" / "c360")
     procs: list[subprocess.Popen] = []
     try:
         subprocess.run([c360, "db", "upgrade"], env=env, check=True, capture_output=True)
-        subprocess.run(
-            [
-                c360,
-                "shop",
-                "create",
-                "--domain",
-                DOMAIN,
-                "--secret",
-                SECRET,
-                "--currency",
-                "GBP",
-                "--country",
-                "GB",
-                "--sendgrid-public-key",
-                public,
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        for index in range(args.shops):
+            subprocess.run(
+                [
+                    c360,
+                    "shop",
+                    "create",
+                    "--domain",
+                    shop_domain(index),
+                    "--secret",
+                    SECRET,
+                    "--currency",
+                    "GBP",
+                    "--country",
+                    "GB",
+                    "--sendgrid-public-key",
+                    public,
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
         port = 18000 + random.randrange(1000)
         gunicorn = str(ROOT / ".venv" / "bin" / "gunicorn")
         procs.append(
@@ -421,15 +456,16 @@ def main() -> None:
         )
         _wait_port(port)
         engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
-        bulk = build_events(n)
+        bulk = build_events(n, shops=args.shops)
         sender = Sender(port, key)
 
         print(
             f"ingest bench: {n} events (70% pixel, 15% engagement, 10% orders, 5% consents), "
-            f"{args.web} web + {args.workers} RQ workers, PostgreSQL + Redis, {os.cpu_count()} CPUs "
+            f"{args.shops} shop(s), {args.web} web + {args.workers} RQ workers, PostgreSQL + Redis, "
+            f"{os.cpu_count()} CPUs "
             f"(load average before start: {os.getloadavg()[0]:.1f})"
         )
-        reqs = requests_for(bulk)
+        reqs = requests_for(bulk, args.shops)
         # Phase 1 alone (no worker running): the web tier's accept rate.
         web_cpu = cpu_seconds([procs[0].pid])
         accept_s = sender.run(reqs)
@@ -465,10 +501,12 @@ def main() -> None:
         offsets = n
         for rate in (args.rate, round(throughput * 0.5)):
             count = min(latency_n, max(100, int(rate * 8)))  # about 8 seconds of traffic
-            paced = [(k, _renumber(b, offsets)) for k, b in build_events(count, seed=int(rate))]
+            paced = [
+                (k, _renumber(b, offsets)) for k, b in build_events(count, seed=int(rate), shops=args.shops)
+            ]
             offsets += count
             since, before = _max_id(engine), _count(engine)
-            paced_reqs = requests_for(paced)
+            paced_reqs = requests_for(paced, args.shops)
             sender.run(paced_reqs, rate_events_per_s=rate)
             wait_processed(engine, before + len(paced), timeout=3600)
             lat = latencies(engine, since)

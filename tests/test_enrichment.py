@@ -266,3 +266,12 @@ def test_the_minute_sweep_enriches_each_shop_once_a_day(runner, shop, other_shop
 def _small_shop_profiles(shop_id: int) -> dict[str, Profile]:
     found = db.session.scalars(sa.select(Profile).where(Profile.shop_id == shop_id)).all()
     return {p.first_name: p for p in found}
+
+
+def test_the_daily_enrichment_can_be_left_to_cron(app, shop, drain, monkeypatch):
+    from workers.ingest import sweep_once
+
+    monkeypatch.setitem(app.config, "C360_DAILY_ENRICHMENT", False)
+    sweep_once()
+    drain()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(JobRun)) == 0

@@ -454,7 +454,8 @@ def sweep_once() -> int:
     retry_due()
     deliver_due()
     requeue_stale()
-    enrich_due()
+    if current_app.config.get("C360_DAILY_ENRICHMENT", True):
+        enrich_due()
     planner_stats.refresh_stale()
     return count
 

@@ -280,7 +280,7 @@ def enrich_due(now: dt.datetime | None = None) -> int:
 
     The minute sweep calls it, so lifecycle stages that move with time alone (at-risk,
     churned), RFM, churn risk and predictions stay current without a cron entry, in
-    embedded mode too.
+    embedded mode too (unless ``C360_DAILY_ENRICHMENT=0``).
     """
     shops = shops_due(now)
     for shop in shops:
