@@ -4,6 +4,7 @@ and the Sarah story replays through the real pipeline."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import sqlalchemy as sa
@@ -99,7 +100,11 @@ def test_ordered_replay_gives_the_expected_profile(ordered):
     assert ordered["7002"]["orders"]["lifetime_spend"] == 120.0
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("C360_HYPOTHESIS_EXAMPLES", "6")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 def test_duplicated_and_shuffled_deliveries_end_like_the_ordered_replay(app, db, drain, ordered, data):
     n = len(deliveries())
