@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import ConsentRecord, ConsentState, Profile
+from app.models import ConsentRecord, Profile
 from app.services.bulk_sql import id_in
-from app.services.consent import apply_states, check_record
+from app.services.consent import check_record, refresh_states_many
 from app.services.profile_lock import lock_profiles
 
 
@@ -86,7 +86,7 @@ class ConsentBatch:
         self.pending.clear()
         db.session.add_all(records)
         db.session.flush()
-        self._rebuild_states(profiles)
+        refresh_states_many(self.shop_id, profiles)
 
     def _stored_refs(self, ids: list[int]) -> set[tuple[int, str, str]]:
         refs = sorted({p.values["external_ref"] for p in self.pending if p.values["external_ref"]})
@@ -100,22 +100,3 @@ class ConsentBatch:
             )
         )
         return {tuple(r) for r in rows}
-
-    def _rebuild_states(self, profiles: dict[int, Profile]) -> None:
-        ids = sorted(profiles)
-        history: dict[int, list[ConsentRecord]] = {pid: [] for pid in ids}
-        for record in db.session.scalars(
-            sa.select(ConsentRecord).where(
-                ConsentRecord.shop_id == self.shop_id, id_in(ConsentRecord.profile_id, ids)
-            )
-        ):
-            history[record.profile_id].append(record)
-        existing: dict[int, dict[str, ConsentState]] = {pid: {} for pid in ids}
-        for state in db.session.scalars(
-            sa.select(ConsentState).where(
-                ConsentState.shop_id == self.shop_id, id_in(ConsentState.profile_id, ids)
-            )
-        ):
-            existing[state.profile_id][state.channel] = state
-        for pid in ids:
-            apply_states(profiles[pid], history[pid], existing[pid])

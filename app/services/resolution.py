@@ -249,18 +249,15 @@ class _Batch:
         created, earlier = self._ensure(keys, source, seen_at)
         rows = [self.rows[k] for k in keys]
         if len(rows) > 1:
-            if any(r.id is None for r in rows) or (self.graph is not None and self.graph.pending()):
-                db.session.flush()
+            self._name_rows(rows)
             self._sightings([r.id for r in rows], source, seen_at, signal.event_ref)
         owners = {r.profile_id if r.profile_id is not None else id(r.profile) for r in rows}
         # Nothing can change when the signal only repeats what one profile already holds,
         # or is a single identifier never seen before; everything else re-partitions.
         if earlier or len(owners) > 1 or (created and len(rows) > 1):
-            # Ids for the walk (SQLite names new rows only as it inserts them). Otherwise the
-            # session's changes wait for a query or a merge to flush them: most re-partitions
-            # change nothing, and the batch's last flush writes each changed row once.
-            if any(r.id is None for r in rows) or (self.graph is not None and self.graph.pending()):
-                db.session.flush()
+            # The session's other changes wait for a query or a merge to flush them: most
+            # re-partitions change nothing, and the batch's last flush writes each row once.
+            self._name_rows(rows)
             component = None
             if self.graph is not None:
                 self.graph.add_rows(rows)
@@ -276,6 +273,11 @@ class _Batch:
             profile.first_seen_at = seen_at
         self._keep_raw_phones(profile, signal.raw, source, seen_at)
         return profile
+
+    def _name_rows(self, rows: list[Identifier]) -> None:
+        """Flush when a row or link the walk needs has no id yet (SQLite names them only by inserting)."""
+        if any(r.id is None for r in rows) or (self.graph is not None and self.graph.pending()):
+            db.session.flush()
 
     def owner(self, signal: _Prepared) -> Profile | None:
         """The live profile holding the signal's most trusted identifier now."""
