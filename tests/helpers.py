@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import pytest
+import sqlalchemy as sa
 
 from app.extensions import db
 from app.services import accounts
@@ -93,3 +95,18 @@ def fixtures_dir():
     from tests.conftest import FIXTURES
 
     return FIXTURES
+
+
+@contextlib.contextmanager
+def statements():
+    """Collect the SQL statements sent while the block runs."""
+    seen: list[str] = []
+
+    def listener(conn, cursor, statement, params, context, executemany):
+        seen.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", listener)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Event, Identifier, MergeCandidate, Profile
-from app.services.identifiers import normalise
+from app.services.identifiers import Ident, normalise
 from app.services.resolution import resolve
 
 T0 = dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.UTC)
@@ -101,6 +101,19 @@ def feed(shop, signals):
             db.session.flush()
         profiles.append(profile)
     return profiles
+
+
+def households(shop_model, numbers):
+    """Two Shopify customers sharing a phone per number: a candidate each."""
+    signals = []
+    for n in numbers:
+        phone = Ident("phone", f"+4477009{n:05d}")
+        for k, who in enumerate((1000 + 2 * n, 1001 + 2 * n)):
+            signals.append(
+                ([Ident("shopify_customer", str(who)), phone], T0 + dt.timedelta(minutes=k), "t", f"h{n}{k}")
+            )
+    feed(shop_model, signals)
+    db.session.commit()
 
 
 def live_profiles(shop_id: int) -> list[Profile]:

@@ -1,8 +1,13 @@
 """The Duplicates screen: pairs side by side, previews before merge and undo, HTMX fragments."""
 
+import datetime as dt
+
 from app.extensions import db
-from app.models import Merge, MergeCandidate
-from tests.helpers import make_shop
+from app.models import Merge, MergeCandidate, Order
+from app.services import merge_candidates, merges
+from tests.gate_helpers import make_profile
+from tests.helpers import make_shop, statements
+from tests.identity_helpers import T0, households
 from tests.test_identity_api import household
 
 HX = {"HX-Request": "true"}
@@ -66,3 +71,43 @@ def test_another_shops_candidate_answers_404(client, auth, shop):
 
 def test_duplicates_needs_login(client):
     assert client.get("/duplicates/").status_code == 302
+
+
+def test_the_duplicates_page_reads_as_much_for_twelve_pairs_as_for_three(client, auth, shop):
+    auth.login_as(shop)
+    households(shop.model, range(3))
+    with statements() as three:
+        assert client.get("/duplicates/", headers=HX).status_code == 200
+    households(shop.model, range(3, 12))
+    with statements() as twelve:
+        page = client.get("/duplicates/", headers=HX).get_data(as_text=True)
+    assert page.count("Same phone number on both") == 12
+    assert len(twelve) == len(three)
+
+
+def test_each_side_shows_its_live_profile_with_its_latest_ten_orders_newest_first(db, shop):
+    ann, bob = (make_profile(shop.id, f"{n}@shopper.test", None) for n in ("ann", "bob"))
+    ann_too = make_profile(shop.id, "ann2@shopper.test", None)
+    for n in range(12):
+        for who in (ann, bob):
+            db.session.add(
+                Order(
+                    shop_id=shop.id,
+                    profile_id=who.id,
+                    source="shopify",
+                    external_id=f"{who.id}-{n}",
+                    channel="online",
+                    placed_at=T0 + dt.timedelta(days=n),
+                    currency="GBP",
+                    total=n,
+                )
+            )
+    merges.merge(shop.model, ann, ann_too, reason="manual", actor="test")
+    db.session.commit()
+    side_of = merge_candidates.sides(shop.model, [ann_too.id, bob.id, 999_999])
+    assert set(side_of) == {ann_too.id, bob.id}  # no such profile: left out
+    assert side_of[ann_too.id].profile.id == ann.id  # merged away: shown by its survivor
+    for who in (ann, bob):
+        shown = side_of[ann_too.id if who is ann else who.id].orders
+        assert [o.external_id for o in shown] == [f"{who.id}-{n}" for n in range(11, 1, -1)]
+    assert [i.value for i in side_of[ann_too.id].identifiers] == ["ann2@shopper.test", "ann@shopper.test"]

@@ -5,7 +5,8 @@ import datetime as dt
 from app.extensions import db
 from app.models import Merge
 from app.services.identifiers import Ident
-from tests.identity_helpers import T0, feed, live_profiles
+from tests.helpers import statements
+from tests.identity_helpers import T0, feed, households, live_profiles
 
 
 def household(shop_model, tag=""):
@@ -31,6 +32,19 @@ def test_candidates_are_listed_with_reason_and_evidence(client, shop):
     assert cand["reason"] == "shared_phone"
     assert cand["evidence"]["identifier"] == {"kind": "phone", "value": "+447700900001"}
     assert len(cand["profile_ids"]) == 2
+
+
+def test_listing_twelve_candidates_reads_as_much_as_listing_three(client, shop):
+    households(shop.model, range(3))
+    with statements() as three:
+        assert (
+            len(client.get("/api/v1/merge-candidates", headers=shop.auth).get_json()["merge_candidates"]) == 3
+        )
+    households(shop.model, range(3, 12))
+    with statements() as twelve:
+        body = client.get("/api/v1/merge-candidates", headers=shop.auth).get_json()
+    assert len(body["merge_candidates"]) == 12
+    assert len(twelve) == len(three)
 
 
 def test_accepting_a_candidate_merges_and_the_loser_answers_301(client, shop):

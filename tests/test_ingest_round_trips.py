@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Event, Shop, WebhookDelivery
 from app.services.ingest.pixel import apply_pixel_event
+from tests.helpers import statements
 from tests.ingest_support import fixture, ishop_fixture, post_pixel, profile_of
 
 ishop = ishop_fixture
-
-
-@contextlib.contextmanager
-def statements():
-    """Collect the SQL statements sent while the block runs."""
-    seen: list[str] = []
-
-    def listener(conn, cursor, statement, params, context, executemany):
-        seen.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", listener)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", listener)
 
 
 def page_view(event_id: str, at: str) -> dict:

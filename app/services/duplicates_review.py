@@ -41,14 +41,16 @@ class Pair:
 
 def open_pairs(shop: Shop, limit: int = 50) -> list[Pair]:
     """Open candidates with both profiles' identifiers, orders and last activity."""
-    pairs = []
-    for cand in merge_candidates.list_candidates(shop, "open", limit):
-        sides = [
-            merge_candidates.side(shop, cand.profile_a_id),
-            merge_candidates.side(shop, cand.profile_b_id),
-        ]
-        pairs.append(Pair(cand, REASONS.get(cand.reason, cand.reason), sides))
-    return pairs
+    candidates = merge_candidates.list_candidates(shop, "open", limit)
+    side_of = merge_candidates.sides(shop, {i for c in candidates for i in (c.profile_a_id, c.profile_b_id)})
+    return [
+        Pair(
+            cand,
+            REASONS.get(cand.reason, cand.reason),
+            [side_of[cand.profile_a_id], side_of[cand.profile_b_id]],
+        )
+        for cand in candidates
+    ]
 
 
 def recent_merges(shop: Shop, now: dt.datetime | None = None) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ Rules (the README and docs/identity.md repeat them):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +26,10 @@ from app.extensions import db
 from app.models import Event, Identifier, Merge, MergeCandidate, Order, Profile, Shop
 from app.models.base import utcnow
 from app.services import identity_links, merges
-from app.services.identifiers import live_profile
+from app.services.identifiers import live_profile, live_profiles
 from app.tenancy import get_scoped_or_raise, scoped
+
+SIDE_ORDERS = 10  # the latest orders shown on each side of a pair
 
 
 @dataclass
@@ -55,15 +58,20 @@ def list_candidates(shop: Shop, status: str = "open", limit: int = 100) -> list[
         return list(db.session.scalars(stmt.limit(limit)))
     shown: list[MergeCandidate] = []
     pairs: set[tuple[int, int]] = set()
-    for cand in db.session.scalars(stmt.execution_options(yield_per=limit)):
-        a, b = live_sides(cand)
-        pair = (min(a.id, b.id), max(a.id, b.id))
-        if pair[0] == pair[1] or pair in pairs:
-            continue
-        pairs.add(pair)
-        shown.append(cand)
-        if len(shown) == limit:
-            break
+    # A page of candidates at a time, with all their profiles read at once.
+    for page in db.session.scalars(stmt.execution_options(yield_per=limit)).partitions():
+        live = live_profiles(shop.id, [i for c in page for i in (c.profile_a_id, c.profile_b_id)])
+        for cand in page:
+            a, b = live.get(cand.profile_a_id), live.get(cand.profile_b_id)
+            if a is None or b is None:
+                continue
+            pair = (min(a.id, b.id), max(a.id, b.id))
+            if pair[0] == pair[1] or pair in pairs:
+                continue
+            pairs.add(pair)
+            shown.append(cand)
+            if len(shown) == limit:
+                return shown
     return shown
 
 
@@ -75,44 +83,84 @@ def live_sides(cand: MergeCandidate) -> tuple[Profile, Profile]:
     )
 
 
-def side(shop: Shop, profile_id: int) -> Side:
-    """What a reviewer needs about one profile: identifiers, orders, last activity."""
-    profile = live_profile(get_scoped_or_raise(Profile, shop.id, profile_id, "profile"))
-    idents = list(
-        db.session.scalars(
-            scoped(Identifier, shop.id)
-            .where(Identifier.profile_id == profile.id)
-            .order_by(Identifier.kind, Identifier.value)
-        )
+def sides(shop: Shop, profile_ids: Iterable[int]) -> dict[int, Side]:
+    """What a reviewer needs about each profile (by its live profile): identifiers, orders, last activity.
+
+    ``{asked id: Side}``; ids of no profile of this shop are left out. Four reads
+    whatever the number of profiles: the Duplicates screen shows up to 50 pairs.
+    """
+    live = live_profiles(shop.id, profile_ids)
+    ids = sorted({p.id for p in live.values()})
+    if not ids:
+        return {}
+    idents: dict[int, list[Identifier]] = {i: [] for i in ids}
+    stmt = (
+        scoped(Identifier, shop.id)
+        .where(Identifier.profile_id.in_(ids))
+        .order_by(Identifier.profile_id, Identifier.kind, Identifier.value)
     )
-    orders = list(
-        db.session.scalars(
-            scoped(Order, shop.id)
-            .where(Order.profile_id == profile.id)
-            .order_by(Order.placed_at.desc())
-            .limit(10)
-        )
+    for row in db.session.scalars(stmt):
+        idents[row.profile_id].append(row)
+    orders: dict[int, list[Order]] = {i: [] for i in ids}
+    for row in db.session.scalars(_latest_orders(shop.id, ids, SIDE_ORDERS)):
+        orders[row.profile_id].append(row)
+    last_event = dict(
+        db.session.execute(
+            scoped(Event, shop.id, Event.profile_id, sa.func.max(Event.occurred_at))
+            .where(Event.profile_id.in_(ids))
+            .group_by(Event.profile_id)
+        ).all()
     )
-    last_event = db.session.scalar(
-        scoped(Event, shop.id, sa.func.max(Event.occurred_at)).where(Event.profile_id == profile.id)
+    out = {}
+    for asked, profile in live.items():
+        times = [t for t in (last_event.get(profile.id), profile.last_seen_at) if t]
+        out[asked] = Side(profile, idents[profile.id], orders[profile.id], max(times, default=None))
+    return out
+
+
+def _latest_orders(shop_id: int, profile_ids: list[int], per_profile: int) -> sa.Select:
+    """Each profile's latest ``per_profile`` orders (newest first), in one statement."""
+    newest_first = (Order.placed_at.desc(), Order.id.desc())
+    rank = sa.func.row_number().over(partition_by=Order.profile_id, order_by=newest_first)
+    ranked = (
+        scoped(Order, shop_id, Order.id, rank.label("rank"))
+        .where(Order.profile_id.in_(profile_ids))
+        .subquery()
     )
-    last = max([t for t in (last_event, profile.last_seen_at) if t], default=None)
-    return Side(profile, idents, orders, last)
+    return (
+        sa.select(Order)
+        .join(ranked, ranked.c.id == Order.id)
+        .where(ranked.c.rank <= per_profile)
+        .order_by(Order.profile_id, *newest_first)
+    )
 
 
 def candidate_json(shop: Shop, cand: MergeCandidate) -> dict[str, Any]:
     """The API shape of a candidate (both sides by live profile id)."""
-    a, b = live_sides(cand)
-    return {
-        "id": cand.id,
-        "status": cand.status,
-        "reason": cand.reason,
-        "evidence": cand.evidence,
-        "profile_ids": [a.id, b.id],
-        "created_at": cand.created_at.isoformat(),
-        "decided_at": cand.decided_at.isoformat() if cand.decided_at else None,
-        "decided_by": cand.decided_by,
-    }
+    return candidates_json(shop, [cand])[0]
+
+
+def candidates_json(shop: Shop, cands: list[MergeCandidate]) -> list[dict[str, Any]]:
+    """``candidate_json`` for a list, with every side's live profile read at once."""
+    live = live_profiles(shop.id, [i for c in cands for i in (c.profile_a_id, c.profile_b_id)])
+    return [
+        {
+            "id": cand.id,
+            "status": cand.status,
+            "reason": cand.reason,
+            "evidence": cand.evidence,
+            "profile_ids": [_live_id(live, cand.profile_a_id), _live_id(live, cand.profile_b_id)],
+            "created_at": cand.created_at.isoformat(),
+            "decided_at": cand.decided_at.isoformat() if cand.decided_at else None,
+            "decided_by": cand.decided_by,
+        }
+        for cand in cands
+    ]
+
+
+def _live_id(live: dict[int, Profile], profile_id: int) -> int:
+    profile = live.get(profile_id)
+    return profile.id if profile is not None else profile_id
 
 
 def _open(shop: Shop, candidate_id: int) -> tuple[MergeCandidate, Profile, Profile]:

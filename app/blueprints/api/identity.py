@@ -21,7 +21,7 @@ def list_merge_candidates():
     if status not in STATUSES:
         raise ValidationFailed(f"status must be one of {', '.join(STATUSES)}", field="status")
     rows = merge_candidates.list_candidates(g.api_shop, status)
-    return jsonify({"merge_candidates": [merge_candidates.candidate_json(g.api_shop, c) for c in rows]})
+    return jsonify({"merge_candidates": merge_candidates.candidates_json(g.api_shop, rows)})
 
 
 @bp.post("/merge-candidates/<int:candidate_id>/accept")
