@@ -20,6 +20,7 @@ from app.extensions import db
 from app.models import Event, Identifier, IdentifierLink, Merge, MergeCandidate, Profile
 from app.services.identifiers import Ident
 from app.services.resolution import Signal, resolve_many
+from tests.helpers import statements
 from tests.identity_helpers import T0, feed, sarah_signals, store_signal_event
 from tests.test_identity_properties import POOL, make_shop
 
@@ -157,3 +158,29 @@ def test_a_batch_names_new_people_without_flushing_each_one(db):
         .order_by(Identifier.id)
     ).all()
     assert emails == [f"p{n}@mail.uk" for n in range(6)]
+
+
+def test_a_batch_writes_the_times_it_moves_with_one_statement_per_table_and_change(db):
+    """First and last seen wait in ``DeferredStamps`` and go out grouped by what changed; the ORM
+    would write a statement per run of rows with the same change, in id order: here one per row."""
+    shop = make_shop(f"stamps{next(SHOP_NUMBER)}.myshopify.com")
+    people = [(Ident("email", f"p{n}@mail.uk"), Ident("web_client", f"c{n}")) for n in range(8)]
+    resolve_many(shop, [Signal(p, "pixel", T0, {"event_ref": f"a{n}"}) for n, p in enumerate(people)])
+    db.session.commit()
+    # Every other person is seen later (last seen moves), the others earlier (first seen moves).
+    at = [T0 + dt.timedelta(hours=1 if n % 2 else -1) for n in range(8)]
+    again = [Signal(p, "pixel", at[n], {"event_ref": f"b{n}"}) for n, p in enumerate(people)]
+    with statements() as sent:
+        resolve_many(shop, again)
+    updates = sorted(s.split(" SET ")[0] for s in sent if s.startswith("UPDATE"))
+    assert updates == [f"UPDATE {t}" for t in ("identifier_links", "identifiers", "profiles") for _ in (0, 1)]
+    db.session.commit()
+    db.session.expire_all()
+    for model in (Identifier, IdentifierLink, Profile):
+        rows = db.session.execute(
+            sa.select(model.first_seen_at, model.last_seen_at).where(model.shop_id == shop.id)
+        ).all()
+        assert sorted(rows) == sorted(
+            [(T0 - dt.timedelta(hours=1), T0)] * (len(rows) // 2)
+            + [(T0, T0 + dt.timedelta(hours=1))] * (len(rows) // 2)
+        )

@@ -139,6 +139,27 @@ def insert_rows(table: sa.Table, rows: list[dict[str, Any]], returning: Sequence
     return []
 
 
+def update_rows(table: sa.Table, rows: list[dict[str, Any]], key: str = "id") -> None:
+    """Set each row's values by its ``key``; the rows share their keys. One statement on PostgreSQL.
+
+    PostgreSQL: ``UPDATE … FROM (SELECT unnest(:id), unnest(:col) …)``; SQLite: one executemany.
+    """
+    if not rows:
+        return
+    names = [n for n in rows[0] if n != key]
+    if is_postgresql():
+        source = sa.select(
+            *(_unnest(table.c[n], [r[n] for r in rows]).label(n) for n in [key, *names])
+        ).subquery("v")
+        stmt = sa.update(table).where(table.c[key] == source.c[key]).values({n: source.c[n] for n in names})
+        db.session.execute(stmt)
+        return
+    stmt = sa.update(table).where(table.c[key] == sa.bindparam("k_")).values(
+        {n: sa.bindparam(f"v_{n}") for n in names}
+    )
+    db.session.execute(stmt, [{"k_": r[key], **{f"v_{n}": r[n] for n in names}} for r in rows])
+
+
 def insert_new(
     table: sa.Table, rows: list[dict[str, Any]], unique: Sequence[str], returning: Sequence[str]
 ) -> list:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Identifier, IdentifierLink
+from app.services.deferred_stamps import DeferredStamps
 from app.tenancy import scoped
 
 # A neighbourhood larger than this is cut (blocked identifiers already stop the walk).
@@ -76,6 +77,7 @@ def record_sightings(
     event_ref: str | None,
     known: dict[tuple[int, int], IdentifierLink] | None = None,
     new_id: Callable[[], int | None] | None = None,
+    stamps: DeferredStamps | None = None,
 ) -> list[IdentifierLink]:
     """Link every pair of ``ids`` as seen together at ``at``; return the links it created.
 
@@ -83,6 +85,7 @@ def record_sightings(
         known: the ``seen`` links among ``ids`` already read (a batch holds them),
             which saves the query; a pair missing from it does not exist.
         new_id: names a new link before its INSERT (``id_blocks``); None leaves it to the INSERT.
+        stamps: where a batch keeps known links' new times until it writes them together.
     """
     pairs = {_pair(a, b) for i, a in enumerate(ids) for b in ids[i + 1 :] if a != b}
     if not pairs:
@@ -117,10 +120,19 @@ def record_sightings(
             db.session.add(row)
             made.append(row)
         elif at < row.first_seen_at:
-            row.first_seen_at, row.source, row.event_ref = at, source[:40], (event_ref or "")[:255] or None
+            ref = (event_ref or "")[:255] or None
+            _stamp(stamps, row, {"first_seen_at": at, "source": source[:40], "event_ref": ref})
         elif at > row.last_seen_at:
-            row.last_seen_at = at
+            _stamp(stamps, row, {"last_seen_at": at})
     return made
+
+
+def _stamp(stamps: DeferredStamps | None, row: IdentifierLink, values: dict) -> None:
+    if stamps is None:
+        for name, value in values.items():
+            setattr(row, name, value)
+    else:
+        stamps.set(row, **values)
 
 
 def load_component(

@@ -46,6 +46,7 @@ from app.models.base import utcnow
 from app.services import identity_graph, identity_links, merges
 from app.services.bulk_sql import id_in, value_in
 from app.services.counters import recompute_order_counters
+from app.services.deferred_stamps import DeferredStamps
 from app.services.engagement import recompute_engagement_counters
 from app.services.id_blocks import IdBlocks
 from app.services.identifiers import TRUST, Ident, live_profile, normalise
@@ -127,7 +128,7 @@ def resolve(
     signal = batch.prepare(Signal(tuple(idents), source, seen_at, evidence))
     batch.load(signal)
     profile = batch.resolve(signal)
-    db.session.flush()
+    batch.finish()
     return profile
 
 
@@ -167,7 +168,7 @@ def resolve_many(shop: Shop, signals: Sequence[Signal]) -> list[Profile | None]:
     batch.load(*prepared)
     for signal in prepared:
         batch.resolve(signal)
-    db.session.flush()
+    batch.finish()
     return [batch.owner(signal) for signal in prepared]
 
 
@@ -201,6 +202,8 @@ class _Batch:
         # The neighbourhoods of every identifier of the batch, read once (None: too big, read per signal).
         self.graph: _Graph | None = None
         self.ids = IdBlocks()
+        # First and last seen of the rows it read, written together before each merge and at the end.
+        self.stamps = DeferredStamps()
         # Profiles this batch made and has not flushed yet, by their drawn id.
         self.made: dict[int, Profile] = {}
 
@@ -268,9 +271,9 @@ class _Batch:
             self._refresh(keys)
         profile = self._profile(rows[0])
         if profile.last_seen_at is None or profile.last_seen_at < seen_at:
-            profile.last_seen_at = seen_at
+            self.stamps.set(profile, last_seen_at=seen_at)
         if profile.first_seen_at is None or profile.first_seen_at > seen_at:
-            profile.first_seen_at = seen_at
+            self.stamps.set(profile, first_seen_at=seen_at)
         self._keep_raw_phones(profile, signal.raw, source, seen_at)
         return profile
 
@@ -293,6 +296,15 @@ class _Batch:
     def get(self, profile_id: int) -> Profile:
         """The profile, from the session (a profile this batch made is not there until flushed)."""
         return self.made.get(profile_id) or db.session.get(Profile, profile_id)
+
+    def before_merge(self) -> None:
+        """A merge reloads and snapshots its profiles' rows from the database: write the stamps first."""
+        self.stamps.write()
+
+    def finish(self) -> None:
+        """Write what the batch changed: the stamps together, then the session's rows."""
+        self.stamps.write()
+        db.session.flush()
 
     def new_id(self, seen_at: dt.datetime) -> int:
         """A new profile's id, for a re-partition's new person (named in creation order, as all)."""
@@ -325,9 +337,10 @@ class _Batch:
             if row is None:
                 continue
             if seen_at < row.first_seen_at:
-                row.first_seen_at, row.source, earlier = seen_at, source[:40], True
+                self.stamps.set(row, first_seen_at=seen_at, source=source[:40])
+                earlier = True
             elif seen_at > row.last_seen_at:
-                row.last_seen_at = seen_at
+                self.stamps.set(row, last_seen_at=seen_at)
         missing = [k for k in keys if k not in self.rows]
         if missing:
             known = next((self.rows[k] for k in keys if k in self.rows), None)
@@ -378,6 +391,7 @@ class _Batch:
             event_ref=event_ref,
             known=self.links,
             new_id=lambda: self.ids.next(IdentifierLink.__table__),
+            stamps=self.stamps,
         )
         self.links.update(((r.a_id, r.b_id), r) for r in made)
         if self.graph is not None:
@@ -653,6 +667,8 @@ def _apply(
 
     first_seen = {key: row.first_seen_at for key, row in row_of.items()}
     home, merged = plan_homes(part, owner, first_seen, created, fresh)
+    if merged:
+        profiles.before_merge()
     for winner_id, loser_id in merged:
         winner, loser = merges.lock_profiles(shop, winner_id, loser_id)
         merges.merge(
@@ -678,6 +694,9 @@ class _Profiles:
 
     def get(self, profile_id: int) -> Profile:
         return db.session.get(Profile, profile_id)
+
+    def before_merge(self) -> None:
+        """Nothing waits: a lone resolve sets its rows' values through the ORM."""
 
     def new_id(self, seen_at: dt.datetime) -> int:
         profile = Profile(shop_id=self.shop.id, first_seen_at=seen_at, last_seen_at=seen_at)
