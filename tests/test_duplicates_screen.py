@@ -73,15 +73,26 @@ def test_duplicates_needs_login(client):
     assert client.get("/duplicates/").status_code == 302
 
 
-def test_the_duplicates_page_reads_as_much_for_twelve_pairs_as_for_three(client, auth, shop):
+def merged_pairs(shop, numbers):
+    """Two profiles merged per number: a row each in Recent merges."""
+    for n in numbers:
+        a, b = (make_profile(shop.id, f"{who}{n}@shopper.test", None) for who in ("a", "b"))
+        merges.merge(shop.model, a, b, reason="manual", actor="test")
+    db.session.commit()
+
+
+def test_the_duplicates_page_reads_as_much_for_twelve_pairs_and_merges_as_for_three(client, auth, shop):
     auth.login_as(shop)
     households(shop.model, range(3))
+    merged_pairs(shop, range(3))
     with statements() as three:
         assert client.get("/duplicates/", headers=HX).status_code == 200
     households(shop.model, range(3, 12))
+    merged_pairs(shop, range(3, 12))
     with statements() as twelve:
         page = client.get("/duplicates/", headers=HX).get_data(as_text=True)
     assert page.count("Same phone number on both") == 12
+    assert page.count("Undo…</button>") == 12
     assert len(twelve) == len(three)
 
 

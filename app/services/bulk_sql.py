@@ -154,8 +154,10 @@ def update_rows(table: sa.Table, rows: list[dict[str, Any]], key: str = "id") ->
         stmt = sa.update(table).where(table.c[key] == source.c[key]).values({n: source.c[n] for n in names})
         db.session.execute(stmt)
         return
-    stmt = sa.update(table).where(table.c[key] == sa.bindparam("k_")).values(
-        {n: sa.bindparam(f"v_{n}") for n in names}
+    stmt = (
+        sa.update(table)
+        .where(table.c[key] == sa.bindparam("k_"))
+        .values({n: sa.bindparam(f"v_{n}") for n in names})
     )
     db.session.execute(stmt, [{"k_": r[key], **{f"v_{n}": r[n] for n in names}} for r in rows])
 

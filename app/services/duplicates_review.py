@@ -16,7 +16,7 @@ from app.extensions import db
 from app.models import Merge, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
 from app.services import merge_candidates, merges, profile_rows
-from app.tenancy import get_scoped_or_raise
+from app.tenancy import get_scoped_or_raise, scoped
 
 REASONS = {
     "shared_device": "Same browser (cookie) used with both",
@@ -56,13 +56,18 @@ def open_pairs(shop: Shop, limit: int = 50) -> list[Pair]:
 def recent_merges(shop: Shop, now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """The latest merges with both profiles' names and whether Undo is still offered."""
     now = now or utcnow()
-    out = []
-    for row in merge_candidates.list_merges(shop, RECENT_MERGES):
-        winner, loser = db.session.get(Profile, row.winner_id), db.session.get(Profile, row.loser_id)
-        out.append(
-            {"merge": row, "winner": winner, "loser": loser, "undoable": merges.can_undo(shop, row, now)}
-        )
-    return out
+    rows = merge_candidates.list_merges(shop, RECENT_MERGES)
+    ids = {i for row in rows for i in (row.winner_id, row.loser_id)}
+    profiles = {p.id: p for p in db.session.scalars(scoped(Profile, shop.id).where(Profile.id.in_(ids)))}
+    return [
+        {
+            "merge": row,
+            "winner": profiles.get(row.winner_id),
+            "loser": profiles.get(row.loser_id),
+            "undoable": merges.can_undo(row, now),
+        }
+        for row in rows
+    ]
 
 
 def _counts(shop_id: int, profile_id: int) -> dict[str, int]:
@@ -100,5 +105,5 @@ def undo_preview(shop: Shop, merge_id: int) -> dict[str, Any]:
         "winner": db.session.get(Profile, row.winner_id),
         "loser": db.session.get(Profile, row.loser_id),
         "moves": moved,
-        "undoable": merges.can_undo(shop, row),
+        "undoable": merges.can_undo(row),
     }

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 
 from app.errors import Conflict
 from app.extensions import db
@@ -219,11 +220,11 @@ def merge_json(row: Merge, now: dt.datetime | None = None) -> dict[str, Any]:
         "created_at": row.created_at.isoformat(),
         "undo_deadline": row.undo_deadline.isoformat(),
         "undone_at": row.undone_at.isoformat() if row.undone_at else None,
-        "undoable": row.undone_at is None and (now or utcnow()) <= row.undo_deadline,
+        "undoable": merges.can_undo(row, now),
     }
 
 
 def list_merges(shop: Shop, limit: int = 100) -> list[Merge]:
-    """The shop's merges, newest first."""
+    """The shop's merges, newest first, without their undo snapshots (large, and a list shows none)."""
     stmt = scoped(Merge, shop.id).order_by(Merge.created_at.desc(), Merge.id.desc()).limit(limit)
-    return list(db.session.scalars(stmt))
+    return list(db.session.scalars(stmt.options(so.defer(Merge.snapshot))))

@@ -263,7 +263,7 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
     return row
 
 
-def can_undo(shop: Shop, row: Merge, now: dt.datetime | None = None) -> bool:
+def can_undo(row: Merge, now: dt.datetime | None = None) -> bool:
     """True while the merge is not undone and its window is open."""
     return row.undone_at is None and (now or utcnow()) <= row.undo_deadline
 
