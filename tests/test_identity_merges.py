@@ -11,12 +11,13 @@ from app.errors import Conflict, NotFound
 from app.extensions import db
 from app.models import Event, Merge, MergeCandidate, Message, Order, Profile
 from app.services import merges
-from app.services.consent import record_consent
+from app.services.consent import record_consent, refresh_states
+from app.services.counters import recompute_order_counters
 from app.services.engagement import apply_engagement
 from app.services.identifiers import Ident
 from app.services.profile_rows import dump_profiles
 from app.services.resolution import resolve
-from tests.helpers import make_shop
+from tests.helpers import make_shop, statements
 from tests.identity_helpers import T0, feed
 
 HOUR = dt.timedelta(hours=1)
@@ -288,3 +289,34 @@ def test_a_table_pointing_at_profiles_twice_moves_both_columns_and_comes_back_on
         merges.undo(shop.model, row.id, actor="owner")
         db.session.expire_all()
         assert dump_profiles(shop.id, [a.id, b.id]) == before
+
+
+@pytest.mark.parametrize(
+    ("orders", "consents", "theirs", "reads"),
+    [
+        (0, 0, 0, set()),
+        (1, 0, 0, {"orders"}),
+        (0, 1, 0, {"consent_records"}),
+        (0, 0, 2, {"consent_records"}),  # the merge took the survivor's own states aside
+        (1, 1, 2, {"orders", "consent_records"}),
+    ],
+)
+def test_a_merge_recomputes_what_only_the_losers_rows_change_when_it_had_some(
+    shop, orders, consents, theirs, reads
+):
+    """A visitor who bought nothing leaves the survivor's order counters as they were, and one who gave
+    no consent to a customer with none its consent states: the merge reads neither, and the survivor
+    ends as a full recompute says."""
+    model = shop.model
+    customer = person(model, 1, orders=2, consents=theirs, shopify="71")
+    visitor = person(model, 2, orders=orders, opens=1, consents=consents, messages=0)
+    with statements() as sent:
+        merges.merge_profiles(model, customer.id, visitor.id, reason="manual", actor="owner")
+    selects = [s.replace("\n", " ") for s in sent if s.startswith("SELECT")]
+    assert {t for t in ("orders", "consent_records") for s in selects if f"FROM {t} " in s} == reads
+    db.session.flush()
+    kept = dump_profiles(shop.id, [customer.id])
+    recompute_order_counters(customer)
+    refresh_states(customer)
+    db.session.flush()
+    assert dump_profiles(shop.id, [customer.id]) == kept

@@ -141,9 +141,13 @@ def merge(
     with db.session.no_autoflush:
         open_ids = read["open_candidates"] + _through_earlier_merges(shop.id, winner.id, loser.id)
         snapshot["candidates"] = _close_candidates(open_ids, candidate, actor, now)
-        recompute_order_counters(winner)
+        # What only the loser's rows can change is recomputed only when it had some: most automatic
+        # merges fold a visitor who bought nothing and gave no consent into a known customer.
+        if snapshot["moved"].get("orders.profile_id"):
+            recompute_order_counters(winner)
         add_counters(winner, read["engagement"])  # merge_rows.take deleted both profiles' counters
-        rebuild_states(winner)  # and their consent states
+        if snapshot["derived"].get("consent_states") or snapshot["moved"].get("consent_records.profile_id"):
+            rebuild_states(winner)  # and their consent states
     _fill_winner(winner, loser)
     loser.merged_into_id = winner.id
     plan = get_plan(shop.plan)
