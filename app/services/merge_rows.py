@@ -76,19 +76,13 @@ def _plan() -> tuple[OneTrip, list[str]]:
     key = (tuple(db.metadata.tables), is_postgresql())
     if key not in _PLANS:
         identifiers = Identifier.__table__
-        candidates = MergeCandidate.__table__
         pair = [WINNER, LOSER]
         parts: dict[str, sa.Executable] = {
             "identifiers": sa.select(
                 identifiers.c.profile_id, identifiers.c.kind, identifiers.c.value, identifiers.c.first_seen_at
             ).where(identifiers.c.shop_id == SHOP, identifiers.c.profile_id.in_(pair)),
             "watermark": _watermarks(),
-            "candidates": sa.select(candidates.c.id).where(
-                candidates.c.shop_id == SHOP,
-                candidates.c.status == "open",
-                candidates.c.profile_a_id.in_(pair),
-                candidates.c.profile_b_id.in_(pair),
-            ),
+            "candidates": _open_candidates_between(pair),
             # Both profiles' events before the move are the winner's after it, when all of them move.
             "engagement": totals_by_type(SHOP, pair),
         }
@@ -112,6 +106,31 @@ def _plan() -> tuple[OneTrip, list[str]]:
             del parts["engagement"]
         _PLANS[key] = (OneTrip(list(parts.values())), list(parts))
     return _PLANS[key]
+
+
+def _open_candidates_between(pair: list) -> sa.Select:
+    """Open candidates between the two people: their profiles, and profiles merged into them before.
+
+    A candidate raised against a profile that was merged away since names its survivor
+    now, and this merge settles it too. Profiles merged into either side, at any depth,
+    by index on ``merged_into_id``.
+    """
+    profiles, candidates = Profile.__table__, MergeCandidate.__table__
+    family = (
+        sa.select(profiles.c.id)
+        .where(profiles.c.shop_id == SHOP, profiles.c.merged_into_id.in_(pair))
+        .cte("family", recursive=True)
+    )
+    family = family.union_all(
+        sa.select(profiles.c.id).where(profiles.c.shop_id == SHOP, profiles.c.merged_into_id == family.c.id)
+    )
+    members = sa.select(family.c.id)
+    return sa.select(candidates.c.id).where(
+        candidates.c.shop_id == SHOP,
+        candidates.c.status == "open",
+        sa.or_(candidates.c.profile_a_id.in_(pair), candidates.c.profile_a_id.in_(members)),
+        sa.or_(candidates.c.profile_b_id.in_(pair), candidates.c.profile_b_id.in_(members)),
+    )
 
 
 def _drawn(rows: list[dict[str, Any]] | None) -> dict[str, int] | None:

@@ -139,8 +139,7 @@ def merge(
     merge_rows.sync_session(loser.id, winner.id, snapshot, [winner, loser])
     # No autoflush while rebuilding the survivor: its new state goes out in the one flush below.
     with db.session.no_autoflush:
-        open_ids = read["open_candidates"] + _through_earlier_merges(shop.id, winner.id, loser.id)
-        snapshot["candidates"] = _close_candidates(open_ids, candidate, actor, now)
+        snapshot["candidates"] = _close_candidates(read["open_candidates"], candidate, actor, now)
         # What only the loser's rows can change is recomputed only when it had some: most automatic
         # merges fold a visitor who bought nothing and gave no consent into a known customer.
         if snapshot["moved"].get("orders.profile_id"):
@@ -305,43 +304,8 @@ def _fill_winner(winner: Profile, loser: Profile) -> None:
     winner.search_text = " ".join(texts) or None
 
 
-def _through_earlier_merges(shop_id: int, winner_id: int, loser_id: int) -> list[int]:
-    """Open candidates that name the two people through profiles merged into them before.
-
-    ``merge_rows.take`` finds the candidates between the two profiles themselves; one
-    raised against a profile that was merged away since names its survivor now, and this
-    merge settles it too. Profiles merged into either side, at any depth, by index on
-    ``merged_into_id``.
-    """
-    p = Profile.__table__
-    family = (
-        sa.select(p.c.id)
-        .where(p.c.shop_id == shop_id, p.c.merged_into_id.in_((winner_id, loser_id)))
-        .cte("family", recursive=True)
-    )
-    family = family.union_all(
-        sa.select(p.c.id).where(p.c.shop_id == shop_id, p.c.merged_into_id == family.c.id)
-    )
-    merged = list(db.session.scalars(sa.select(family.c.id)))
-    if not merged:
-        return []
-    both = [winner_id, loser_id, *merged]
-    c = MergeCandidate.__table__
-    stmt = sa.select(c.c.id).where(
-        c.c.shop_id == shop_id,
-        c.c.status == "open",
-        c.c.profile_a_id.in_(both),
-        c.c.profile_b_id.in_(both),
-        # Not the ones between the two profiles themselves: ``take`` has read those.
-        sa.not_(
-            sa.and_(c.c.profile_a_id.in_((winner_id, loser_id)), c.c.profile_b_id.in_((winner_id, loser_id)))
-        ),
-    )
-    return sorted(db.session.scalars(stmt))
-
-
 def _close_candidates(open_ids: list[int], candidate, actor, now) -> list[dict[str, Any]]:
-    """Open candidates between the two profiles (``open_ids``, read by ``merge_rows.take``) are settled."""
+    """Open candidates between the two people (``open_ids``, read by ``merge_rows.take``) are settled."""
     changed = []
     rows = [db.session.get(MergeCandidate, i) for i in open_ids]
     if candidate is not None and candidate not in rows:
