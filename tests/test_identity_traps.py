@@ -138,6 +138,19 @@ def test_unparseable_phone_is_kept_but_never_links(shop):
     assert resolve(shop.model, [Ident("raw_phone", "12345")], source="x", seen_at=T0) is None
 
 
+def test_a_phone_is_parsed_once_however_often_it_comes_back_and_in_any_spelling_the_same(monkeypatch):
+    from app.services import identifiers
+
+    parsed = []
+    parse = identifiers.phonenumbers.parse
+    monkeypatch.setattr(identifiers.phonenumbers, "parse", lambda *a: parsed.append(a) or parse(*a))
+    spellings = ("07700 900 417", " 07700 900 417 ", "07700 900 417", "+44 7700 900417")
+    found = [identifiers.normalise("phone", raw, "gb") for raw in spellings]
+    assert found == [Ident("phone", "+447700900417")] * 4
+    assert len(parsed) == 2  # one per distinct spelling once trimmed
+    assert identifiers.normalise("phone", "07700 900 417", "US") == Ident("raw_phone", "07700900417")
+
+
 def test_typed_junk_phones_are_blocked_but_real_ones_are_not(shop):
     from app.services.resolution import is_blocked
 

@@ -14,6 +14,7 @@ Rules (the README repeats them):
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,8 +62,15 @@ def normalise_phone(raw: str, default_region: str | None) -> Ident | None:
     text = (raw or "").strip()
     if not text:
         return None
+    return _parse_phone(text, (default_region or "US").upper())
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_phone(text: str, region: str) -> Ident | None:
+    """``normalise_phone`` past its checks, remembered: a customer's phone comes back on every order,
+    consent and reply, and parsing one costs tens of microseconds (``Ident`` is immutable, so shared)."""
     try:
-        number = phonenumbers.parse(text, (default_region or "US").upper())
+        number = phonenumbers.parse(text, region)
         # "Possible" rather than "valid": numbers in ranges reserved for drama and
         # tests (UK 07700 900xxx) are real-looking inputs we must still link.
         if phonenumbers.is_possible_number(number):
