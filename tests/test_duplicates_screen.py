@@ -3,8 +3,9 @@
 import datetime as dt
 
 from app.extensions import db
-from app.models import Merge, MergeCandidate, Order
+from app.models import Merge, MergeCandidate
 from app.services import merge_candidates, merges
+from tests.enrichment_helpers import add_order
 from tests.gate_helpers import make_profile
 from tests.helpers import make_shop, statements
 from tests.identity_helpers import T0, households
@@ -99,26 +100,15 @@ def test_the_duplicates_page_reads_as_much_for_twelve_pairs_and_merges_as_for_th
 def test_each_side_shows_its_live_profile_with_its_latest_ten_orders_newest_first(db, shop):
     ann, bob = (make_profile(shop.id, f"{n}@shopper.test", None) for n in ("ann", "bob"))
     ann_too = make_profile(shop.id, "ann2@shopper.test", None)
+    placed = {ann.id: [], bob.id: []}
     for n in range(12):
         for who in (ann, bob):
-            db.session.add(
-                Order(
-                    shop_id=shop.id,
-                    profile_id=who.id,
-                    source="shopify",
-                    external_id=f"{who.id}-{n}",
-                    channel="online",
-                    placed_at=T0 + dt.timedelta(days=n),
-                    currency="GBP",
-                    total=n,
-                )
-            )
+            placed[who.id].append(add_order(who, T0 + dt.timedelta(days=n)).id)
     merges.merge(shop.model, ann, ann_too, reason="manual", actor="test")
     db.session.commit()
     side_of = merge_candidates.sides(shop.model, [ann_too.id, bob.id, 999_999])
     assert set(side_of) == {ann_too.id, bob.id}  # no such profile: left out
     assert side_of[ann_too.id].profile.id == ann.id  # merged away: shown by its survivor
-    for who in (ann, bob):
-        shown = side_of[ann_too.id if who is ann else who.id].orders
-        assert [o.external_id for o in shown] == [f"{who.id}-{n}" for n in range(11, 1, -1)]
+    for asked, who in ((ann_too.id, ann), (bob.id, bob)):
+        assert [o.id for o in side_of[asked].orders] == placed[who.id][:1:-1]
     assert [i.value for i in side_of[ann_too.id].identifiers] == ["ann2@shopper.test", "ann@shopper.test"]
