@@ -57,3 +57,17 @@ def test_a_merge_settles_candidates_raised_against_profiles_merged_into_either_s
     # As for any candidate a merge settled: its undo says "not the same person".
     assert db.session.get(MergeCandidate, stale.id).status == "rejected"
     assert first.undone_at is None
+
+
+def test_live_profiles_follows_every_merge_chain_and_leaves_out_what_this_shop_does_not_hold(
+    db, shop, other_shop
+):
+    from app.services.identifiers import live_profiles
+
+    ann, ann2, ann3, bob = (make_profile(shop.id, f"{n}@shopper.test", None) for n in ("a", "a2", "a3", "b"))
+    stranger = make_profile(other_shop.id, "s@shopper.test", None)
+    merges.merge(shop.model, ann2, ann3, reason="manual", actor="test")
+    merges.merge(shop.model, ann, ann2, reason="manual", actor="test")  # ann3 -> ann2 -> ann
+    db.session.commit()
+    found = live_profiles(shop.id, [ann3.id, ann2.id, bob.id, stranger.id, 999_999])
+    assert {k: p.id for k, p in found.items()} == {ann3.id: ann.id, ann2.id: ann.id, bob.id: bob.id}

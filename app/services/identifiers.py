@@ -117,11 +117,13 @@ def live_profiles(shop_id: int, profile_ids: Iterable[int]) -> dict[int, Profile
     """
     asked = set(profile_ids)
     loaded: dict[int, Profile] = {}
+    read: set[int] = set()
     todo = set(asked)
     while todo:
         rows = db.session.scalars(scoped(Profile, shop_id).where(Profile.id.in_(sorted(todo))))
         loaded.update((p.id, p) for p in rows)
-        todo = {p.merged_into_id for p in loaded.values() if p.merged_into_id} - loaded.keys()
+        read |= todo
+        todo = {p.merged_into_id for p in loaded.values() if p.merged_into_id} - read
     out = {}
     for profile_id in asked:
         profile, seen = loaded.get(profile_id), set()
