@@ -26,7 +26,7 @@ from app.logging import get_logger
 from app.models import Shop, WebhookDelivery
 from app.models.base import utcnow
 from app.services import planner_stats
-from app.services.bulk_sql import id_in
+from app.services.bulk_sql import id_in, is_postgresql
 from app.services.ingest import process_delivery_row
 from app.services.ingest.batch import process_batch
 from app.services.ingest.inbox import due_retries, reset_for_retry, row_token, stuck_pending
@@ -147,7 +147,7 @@ def _claim_stmt(where) -> sa.Select:
         .order_by(WebhookDelivery.id)
         .with_for_update(skip_locked=True, of=WebhookDelivery)
     )
-    if db.session.get_bind().dialect.name == "postgresql":
+    if is_postgresql():
         # Safe: the status change commits with the work, so a commit lost in a crash
         # leaves the row pending for the sweeper. The web's accept commit stays synchronous.
         # Set in the claim itself (only when a row is claimed): one round trip, not two.

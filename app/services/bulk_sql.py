@@ -116,6 +116,12 @@ def unnest_select(table: sa.Table, rows: list[dict[str, Any]]) -> tuple[list[str
     return names, sa.select(*(_unnest(table.c[n], [r[n] for r in rows]) for n in names))
 
 
+def _insert_from_arrays(table: sa.Table, rows: list[dict[str, Any]]) -> postgresql.Insert:
+    """PostgreSQL: ``INSERT … SELECT unnest(:col1), …``, one array parameter per column."""
+    names, source = unnest_select(table, rows)
+    return postgresql.insert(table).from_select(names, source)
+
+
 def insert_rows(table: sa.Table, rows: list[dict[str, Any]], returning: Sequence[str] = ()) -> list:
     """Insert rows that share their keys; return the ``returning`` columns (in no promised order)."""
     if not rows:
@@ -131,8 +137,7 @@ def insert_rows(table: sa.Table, rows: list[dict[str, Any]], returning: Sequence
         else:
             _sqlite_executemany(table, rows, defaults)
         return []
-    names, source = unnest_select(table, rows)
-    stmt = sa.insert(table).from_select(names, source)
+    stmt = _insert_from_arrays(table, rows)
     if returning:
         return db.session.execute(stmt.returning(*(table.c[c] for c in returning))).all()
     db.session.execute(stmt)
@@ -175,9 +180,7 @@ def insert_new(
     if not rows:
         return []
     if is_postgresql():
-        names, source = unnest_select(table, rows)
-        stmt = postgresql.insert(table).from_select(names, source)
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(unique))
+        stmt = _insert_from_arrays(table, rows).on_conflict_do_nothing(index_elements=list(unique))
         return db.session.execute(stmt.returning(*(table.c[c] for c in returning))).all()
     stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(unique))
     return db.session.execute(stmt.returning(*(table.c[c] for c in returning)), rows).all()
@@ -196,13 +199,7 @@ def insert_with_ids(table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
     if not rows:
         return []
     if is_postgresql():
-        drawn = db.session.scalar(
-            sa.text(
-                "SELECT array_agg(nextval(pg_get_serial_sequence(:table, 'id'))) FROM generate_series(1, :n)"
-            ),
-            {"table": table.name, "n": len(rows)},
-        )
-        ids = sorted(drawn)
+        ids = draw_ids(table, len(rows))
         copy_rows(table, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
         return ids
     first = db.session.execute(sa.insert(table).returning(table.c.id), rows[0]).scalar_one()
@@ -210,6 +207,20 @@ def insert_with_ids(table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
     if len(rows) > 1:
         copy_rows(table, [{**row, "id": i} for row, i in zip(rows[1:], ids[1:], strict=True)])
     return ids
+
+
+_DRAW = sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
+
+
+def draw_ids(table: sa.Table, n: int) -> list[int]:
+    """PostgreSQL: ``n`` new ids from ``table``'s sequence, ascending, to insert rows with.
+
+    Sent on the session's connection, without an autoflush: drawing ids is how callers
+    avoid a flush. An id drawn and not used is a gap in the sequence, as a rolled-back
+    INSERT leaves.
+    """
+    found = db.session.connection().execute(_DRAW, {"table": table.name, "n": n})
+    return sorted(row[0] for row in found)
 
 
 def copy_rows(table: sa.Table, rows: list[dict[str, Any]]) -> None:

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from app.extensions import db
+from app.services.bulk_sql import draw_ids, is_postgresql
 
 BLOCK = 64
-_DRAW = sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
 
 
 class IdBlocks:
@@ -28,7 +27,7 @@ class IdBlocks:
 
     def __init__(self, block: int = BLOCK):
         self.block = block
-        self.enabled = db.session.get_bind().dialect.name == "postgresql"
+        self.enabled = is_postgresql()
         self.drawn: dict[str, list[int]] = {}
 
     def next(self, table: sa.Table) -> int | None:
@@ -37,7 +36,5 @@ class IdBlocks:
             return None
         ids = self.drawn.get(table.name)
         if not ids:
-            # On the session's connection, without an autoflush: drawing ids is the way around a flush.
-            found = db.session.connection().execute(_DRAW, {"table": table.name, "n": self.block})
-            ids = self.drawn[table.name] = [row[0] for row in found][::-1]
+            ids = self.drawn[table.name] = draw_ids(table, self.block)[::-1]
         return ids.pop()

@@ -35,6 +35,7 @@ from app.models import Event, Identifier, Merge, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
 from app.plans import get_plan
 from app.services import audit, identity_links, merge_rows, profile_rows
+from app.services.bulk_sql import is_postgresql
 from app.services.consent import rebuild_states, refresh_states
 from app.services.counters import recompute_order_counters
 from app.services.engagement import add_counters, recompute_engagement_counters
@@ -77,7 +78,7 @@ def survivor_order(a: Profile, b: Profile) -> tuple[Profile, Profile]:
 def lock_profiles(shop: Shop, *ids: int) -> list[Profile]:
     """Load this shop's profiles by id, row-locked on PostgreSQL (``FOR UPDATE``)."""
     stmt = scoped(Profile, shop.id).where(Profile.id.in_(ids)).order_by(Profile.id)
-    if db.session.get_bind().dialect.name == "postgresql":
+    if is_postgresql():
         stmt = stmt.with_for_update()
     found = {p.id: p for p in db.session.scalars(stmt.execution_options(populate_existing=True))}
     missing = [i for i in ids if i not in found]

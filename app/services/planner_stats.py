@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.extensions import db
 from app.logging import get_logger
+from app.services.bulk_sql import is_postgresql
 
 # pg_try_advisory_xact_lock(namespace, 0): one analyzer at a time across workers.
 LOCK_NAMESPACE = 3605
@@ -63,7 +64,7 @@ def refresh_stale() -> list[str]:
     Runs in a transaction of its own (the advisory lock is held for it): call it between
     units of work, never inside one.
     """
-    if db.session.get_bind().dialect.name != "postgresql":
+    if not is_postgresql():
         return []
     db.session.rollback()
     if not db.session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(LOCK_NAMESPACE, 0))):

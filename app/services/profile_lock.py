@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Profile
-from app.services.bulk_sql import id_in
+from app.services.bulk_sql import id_in, is_postgresql
 
 
 def lock_profiles(shop_id: int, profile_ids: Iterable[int]) -> list[int]:
@@ -29,7 +29,7 @@ def lock_profiles(shop_id: int, profile_ids: Iterable[int]) -> list[int]:
     if not ids:
         return []
     table = Profile.__table__
-    if db.session.get_bind().dialect.name == "postgresql":
+    if is_postgresql():
         stmt = (
             sa.select(table.c.id)
             .where(table.c.shop_id == shop_id, id_in(table.c.id, ids))

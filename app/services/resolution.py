@@ -566,14 +566,15 @@ def _repartition(
     settings: dict,
     source: str,
     seen_at: dt.datetime,
-    component=None,
-    profiles: _Profiles | None = None,
+    component,
+    batch: _Batch,
 ) -> None:
     """Re-partition the signal's neighbourhood and make the profiles match.
 
-    ``component`` loads the neighbourhood (a batch answers from memory); by default
-    ``identity_links.load_component`` reads it from the database. ``profiles`` finds
-    and makes profiles (a batch knows the ones it made and has not flushed yet).
+    ``component`` loads the neighbourhood (a batch answers from memory); None has
+    ``identity_links.load_component`` read it from the database. ``batch`` finds and
+    makes profiles (it knows the ones it made and has not flushed yet) and writes what
+    it holds back before a merge.
     """
     try:
         nodes, links = (component or partial(identity_links.load_component, shop.id))(ids)
@@ -606,7 +607,7 @@ def _repartition(
     for key in part.lasting:
         if row_of[key].blocked_reason is None:
             row_of[key].blocked_reason = "shared_by_many"
-    home = _apply(shop, part, row_of, source, seen_at, profiles or _Profiles(shop))
+    home = _apply(shop, part, row_of, source, seen_at, batch)
     _record_candidates(shop, part, home)
 
 
@@ -657,18 +658,18 @@ def _apply(
     row_of: dict,
     source: str,
     seen_at: dt.datetime,
-    profiles: _Profiles,
+    batch: _Batch,
 ):
     """Merge, move and create profiles so that each person of ``part`` is one profile."""
     owner = {key: row.profile_id for key, row in row_of.items()}
     # The profiles are usually in the session already (a batch read them with their identifiers).
-    created = {pid: profiles.get(pid).created_at for pid in set(owner.values())}
-    fresh = partial(profiles.new_id, seen_at)
+    created = {pid: batch.get(pid).created_at for pid in set(owner.values())}
+    fresh = partial(batch.new_id, seen_at)
 
     first_seen = {key: row.first_seen_at for key, row in row_of.items()}
     home, merged = plan_homes(part, owner, first_seen, created, fresh)
     if merged:
-        profiles.before_merge()
+        batch.before_merge()
     for winner_id, loser_id in merged:
         winner, loser = merges.lock_profiles(shop, winner_id, loser_id)
         merges.merge(
@@ -684,25 +685,6 @@ def _apply(
         db.session.flush()
         _rehome_events(shop, touched)
     return home
-
-
-class _Profiles:
-    """How a lone re-partition finds and makes profiles: in the session, a new one flushed for its id."""
-
-    def __init__(self, shop: Shop):
-        self.shop = shop
-
-    def get(self, profile_id: int) -> Profile:
-        return db.session.get(Profile, profile_id)
-
-    def before_merge(self) -> None:
-        """Nothing waits: a lone resolve sets its rows' values through the ORM."""
-
-    def new_id(self, seen_at: dt.datetime) -> int:
-        profile = Profile(shop_id=self.shop.id, first_seen_at=seen_at, last_seen_at=seen_at)
-        db.session.add(profile)
-        db.session.flush()
-        return profile.id
 
 
 def _rehome_events(shop: Shop, profile_ids: set[int]) -> None:

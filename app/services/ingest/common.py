@@ -14,7 +14,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.models import Event, Identifier, Profile, Shop
 from app.models.base import utcnow
-from app.services.bulk_sql import insert_new
+from app.services.bulk_sql import insert_new, is_postgresql
 from app.services.identifiers import Ident, normalise
 from app.tenancy import scoped
 
@@ -149,7 +149,7 @@ def record_event(
 
 def dialect_insert():
     """The INSERT construct with ``on_conflict_do_nothing`` for the database in use."""
-    if db.session.get_bind().dialect.name == "postgresql":
+    if is_postgresql():
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
