@@ -446,14 +446,11 @@ def sweep_once() -> int:
     A shop not enriched for a day gets its daily enrichment, and the planner's statistics
     are refreshed where they went stale. Returns how many deliveries it queued again.
     """
-    from app.services.campaign_sends import requeue_stale
     from app.services.enrichment import enrich_due
-    from app.services.messaging import deliver_due, retry_due
+    from app.services.messaging import sweep_messages
 
     count = sweep_deliveries()
-    retry_due()
-    deliver_due()
-    requeue_stale()
+    sweep_messages()
     if current_app.config.get("C360_DAILY_ENRICHMENT", True):
         enrich_due()
     planner_stats.refresh_stale()

@@ -386,3 +386,15 @@ def message_log(shop_id: int, **filters: str | None) -> sa.Select:
         if filters.get(key):
             stmt = stmt.where(getattr(Message, key) == filters[key])
     return stmt.order_by(Message.created_at.desc(), Message.id.desc())
+
+
+def sweep_messages() -> dict[str, int]:
+    """The messages' part of the minute sweep (``workers.ingest.sweep_once``), with its counts.
+
+    Waiting journey and time-sensitive messages whose time has come are retried,
+    provider hand-overs that never happened and campaign chunks left pending are
+    queued again. ``c360 messages retry-due`` runs it on demand.
+    """
+    from app.services import campaign_sends
+
+    return {"retried": retry_due(), "handed_over": deliver_due(), "chunks": campaign_sends.requeue_stale()}

@@ -5,15 +5,16 @@ import click
 from app.blueprints.messages import bp
 from app.cli_support import domain_errors, shop_by_domain
 from app.services import campaign_sends
-from app.services.messaging import deliver_due, retry_due
+from app.services.messaging import sweep_messages
 
 
 @bp.cli.command("retry-due")
 def retry_due_command():
     """Retry every waiting message whose time has come, and re-queue lost provider hand-overs."""
-    click.echo(f"retried {retry_due()} waiting message(s)")
-    click.echo(f"queued {deliver_due()} provider hand-over(s) that never happened")
-    click.echo(f"queued {campaign_sends.requeue_stale()} campaign chunk(s) left pending")
+    done = sweep_messages()
+    click.echo(f"retried {done['retried']} waiting message(s)")
+    click.echo(f"queued {done['handed_over']} provider hand-over(s) that never happened")
+    click.echo(f"queued {done['chunks']} campaign chunk(s) left pending")
 
 
 @bp.cli.command("send-campaign")
