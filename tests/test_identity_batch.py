@@ -184,3 +184,47 @@ def test_a_batch_writes_the_times_it_moves_with_one_statement_per_table_and_chan
             [(T0 - dt.timedelta(hours=1), T0)] * (len(rows) // 2)
             + [(T0, T0 + dt.timedelta(hours=1))] * (len(rows) // 2)
         )
+
+
+def test_a_merge_writes_only_its_own_profiles_times_and_the_rest_wait_for_the_end_of_the_batch(db):
+    """Before a merge reloads its two profiles, their stamps (and their identifiers') go out; other
+    people's wait. Writing every pending stamp before each merge wrote a busy link's or profile's
+    last seen once per merge: here the links' once per merge instead of once."""
+    shop = make_shop(f"merge-stamps{next(SHOP_NUMBER)}.myshopify.com")
+    people = [(Ident("email", f"p{n}@mail.uk"), Ident("web_client", f"c{n}")) for n in range(4)]
+    visitors = [Ident("web_client", f"v{n}") for n in range(4)]
+    resolve_many(
+        shop,
+        [Signal(p, "pixel", T0, {"event_ref": f"a{n}"}) for n, p in enumerate(people)]
+        + [Signal((v,), "pixel", T0, {"event_ref": f"v{n}"}) for n, v in enumerate(visitors)],
+    )
+    db.session.commit()
+    later = T0 + dt.timedelta(hours=1)
+    interleaved = []
+    for n, person in enumerate(people):
+        # The person's link is seen later (its last seen moves), then a visitor joins them (a merge).
+        interleaved.append(Signal(person, "pixel", later, {"event_ref": f"b{n}"}))
+        interleaved.append(Signal((person[0], visitors[n]), "pixel", T0, {"event_ref": f"j{n}"}))
+    with statements() as sent:
+        resolve_many(shop, interleaved)
+    assert db.session.scalar(sa.select(sa.func.count(Merge.id)).where(Merge.shop_id == shop.id)) == 4
+    assert [s.split(" SET ")[0] for s in sent if s.startswith("UPDATE identifier_links")] == [
+        "UPDATE identifier_links"
+    ]
+    db.session.commit()
+    db.session.expire_all()
+    theirs = sa.select(Identifier.id).where(
+        Identifier.shop_id == shop.id, Identifier.value.in_({i.value for p in people for i in p})
+    )
+    link_times = db.session.scalars(
+        sa.select(IdentifierLink.last_seen_at).where(
+            IdentifierLink.shop_id == shop.id,
+            IdentifierLink.a_id.in_(theirs),
+            IdentifierLink.b_id.in_(theirs),
+        )
+    )
+    assert sorted(link_times) == [later] * 4
+    live = db.session.scalars(
+        sa.select(Profile.last_seen_at).where(Profile.shop_id == shop.id, Profile.merged_into_id.is_(None))
+    ).all()
+    assert sorted(live) == [later] * 4

@@ -7,10 +7,15 @@ was that. Held here, the objects show the new values at once
 (``set_committed_value``: nothing is dirty for the ORM) and ``write`` sends
 each table's changes as one statement (``bulk_sql.update_rows``).
 
-``write`` must run before anything reads those rows back from the database or
-reloads them: a merge locks its profiles with ``populate_existing`` and snapshots
-rows by SQL, so resolution writes the stamps before every merge and at the end
-of its batch. A row not inserted yet takes the values on its INSERT instead.
+A row's stamps must be written before anything reads that row back from the
+database or reloads it. A merge locks its two profiles with ``populate_existing``
+and reads their identifiers' first seen by SQL (to name each side), so
+resolution writes the stamps of those two profiles and their identifiers before
+each merge (``write(only=…)``), and everything else once, at the end of its
+batch. Nothing else of a merge reads them: rows move by id, and a stamp still
+pending applies to the row wherever it moved. Writing everything before every
+merge instead wrote a busy profile's last seen a dozen times per batch.
+A row not inserted yet takes the values on its INSERT instead.
 Stamped objects are held until written: the session keeps only weak references
 to objects it sees as clean, and a dropped one would come back from the database
 without its new values.
@@ -18,6 +23,7 @@ without its new values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,7 +38,7 @@ class DeferredStamps:
 
     def __init__(self) -> None:
         self.pending: dict[sa.Table, dict[int, dict[str, Any]]] = {}
-        self.held: list[Any] = []
+        self.held: dict[tuple[sa.Table, int], Any] = {}
 
     def set(self, obj, **values: Any) -> None:
         """Set ``values`` on ``obj`` now; write them with the next ``write`` (or its INSERT)."""
@@ -45,15 +51,17 @@ class DeferredStamps:
         for name, value in values.items():
             set_committed_value(obj, name, value)
         self.pending.setdefault(obj.__table__, {}).setdefault(obj.id, {}).update(values)
-        self.held.append(obj)
+        self.held[obj.__table__, obj.id] = obj
 
-    def write(self) -> None:
-        """Write what is pending: one statement per table and set of columns."""
+    def write(self, only: Callable[[Any], bool] | None = None) -> None:
+        """Write what is pending (or what ``only`` picks of the stamped objects): one statement per
+        table and set of columns."""
         for table, rows in self.pending.items():
+            picked = list(rows) if only is None else [i for i in rows if only(self.held[table, i])]
             groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-            for row_id, values in rows.items():
+            for row_id in picked:
+                values = rows.pop(row_id)
+                del self.held[table, row_id]
                 groups.setdefault(tuple(sorted(values)), []).append({"id": row_id, **values})
             for members in groups.values():
                 update_rows(table, [{k: m[k] for k in ("id", *sorted(m.keys() - {"id"}))} for m in members])
-        self.pending.clear()
-        self.held.clear()

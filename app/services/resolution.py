@@ -297,9 +297,15 @@ class _Batch:
         """The profile, from the session (a profile this batch made is not there until flushed)."""
         return self.made.get(profile_id) or db.session.get(Profile, profile_id)
 
-    def before_merge(self) -> None:
-        """A merge reloads and snapshots its profiles' rows from the database: write the stamps first."""
-        self.stamps.write()
+    def before_merge(self, *profile_ids: int) -> None:
+        """A merge reloads its profiles and reads their identifiers from the database: write their
+        stamps first (the rest wait for ``finish``)."""
+        pair = set(profile_ids)
+
+        def theirs(obj) -> bool:
+            return obj.id in pair if isinstance(obj, Profile) else getattr(obj, "profile_id", None) in pair
+
+        self.stamps.write(only=theirs)
 
     def finish(self) -> None:
         """Write what the batch changed: the stamps together, then the session's rows."""
@@ -668,9 +674,8 @@ def _apply(
 
     first_seen = {key: row.first_seen_at for key, row in row_of.items()}
     home, merged = plan_homes(part, owner, first_seen, created, fresh)
-    if merged:
-        batch.before_merge()
     for winner_id, loser_id in merged:
+        batch.before_merge(winner_id, loser_id)
         winner, loser = merges.lock_profiles(shop, winner_id, loser_id)
         merges.merge(
             shop, winner, loser, reason=f"auto: linked by {source}", actor="resolution", automatic=True
