@@ -22,7 +22,7 @@ from app.models import (
 )
 from app.services.ingest.inbox import store_deliveries, store_delivery
 from bench.ingest import build_events
-from tests.helpers import make_shop
+from tests.helpers import make_shop, statements
 from tests.ingest_support import fixture, ishop_fixture, post_pixel
 from workers import ingest as worker
 
@@ -342,3 +342,40 @@ def test_storing_a_request_keeps_each_id_once_within_it_and_across_requests(app,
     ).all()
     assert [(i, e) for i, e, _ in stored] == [(first[0].delivery_id, "e1"), (again[0].delivery_id, "e2")]
     assert json.loads(stored[1].body) == {"n": 2}
+
+
+def test_a_batch_writes_its_customers_order_counters_together_whatever_their_number(app, db):
+    """A batch's orders change many customers' counters; a consent in the same batch locks its
+    profile, and that lock's autoflush used to write the counters one UPDATE per customer."""
+    from bench.ingest import _order
+
+    def profile_updates(customers: int, offset: int) -> int:
+        shop = shop_model(make_shop(f"counters{offset}.myshopify.com"))
+        emails = [f"c{offset}-{p}@mail.uk" for p in range(customers)]
+
+        def orders(first: int) -> None:
+            for p, email in enumerate(emails):
+                body = _order(first + p, p, email, f"2026-10-0{1 + first // 100}T10:00:00Z")
+                store_delivery(shop, "shopify", "orders/create", f"o{first + p}", json.dumps(body).encode())
+
+        orders(0)
+        db.session.commit()
+        worker.drain_shop(shop.id)
+        orders(100)
+        consent = {
+            "customer_id": 900000,
+            "email_address": emails[0],
+            "email_marketing_consent": {"state": "subscribed", "consent_updated_at": "2026-10-02T11:00:00Z"},
+        }
+        topic = "customers/email_marketing_consent_update"
+        store_delivery(shop, "shopify", topic, "consent-1", json.dumps(consent).encode())
+        db.session.commit()
+        with statements() as seen:
+            worker.drain_shop(shop.id)
+        assert set(statuses()) == {"processed"}
+        counts = db.session.scalars(sa.select(Profile.order_count).where(Profile.shop_id == shop.id))
+        assert sorted(counts) == [2] * customers
+        return sum(1 for s in seen if s.startswith("UPDATE profiles"))
+
+    few, many = profile_updates(2, 1), profile_updates(12, 2)
+    assert many == few, (few, many)

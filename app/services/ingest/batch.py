@@ -139,6 +139,9 @@ def apply_run(shop: Shop, run: list[Planned]) -> None:
     if orders is not None:
         orders.finish()
         touched.update(_dirty_profiles(shop))
+        # The order counters go out grouped now: the consents' lock would autoflush them, a row each.
+        with db.session.no_autoflush:
+            _write_profiles(touched.values())
     consents.finish()
     touched.update(_dirty_profiles(shop))
     # As row by row, a profile's stage is refreshed when the signal changed it after resolving.
