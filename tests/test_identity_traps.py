@@ -193,3 +193,22 @@ def test_an_identifier_discovered_out_of_order_moves_with_its_orders(shop):
     assert order.profile_id == early.id
     assert early.order_count == 1 and db.session.get(type(early), late.id).order_count == 0
     assert [c.reason for c in open_candidates(shop.id)] == ["shared_email"]
+
+
+def test_a_family_phone_seen_again_reads_its_stored_candidates_in_one_query(db, shop):
+    """Three Shopify accounts on one phone raise a candidate per pair the phone joins; each
+    re-partition of the family raises them again, and what is stored is read at once, not per pair."""
+    from tests.helpers import statements
+
+    phone = Ident("phone", "+447700900555")
+    accounts = [Ident("shopify_customer", str(n)) for n in (71, 72, 73)]
+    family = [([a, phone], T0 + dt.timedelta(minutes=n), "t", f"f{n}") for n, a in enumerate(accounts)]
+    feed(shop.model, family)
+    raised = sorted((c.profile_a_id, c.profile_b_id) for c in open_candidates(shop.id))
+    assert len(raised) >= 2
+    with statements() as sent:
+        # Seen before its first sighting: the family is re-partitioned and its pairs raised again.
+        resolve(shop.model, [accounts[0], phone], source="t", seen_at=T0 - dt.timedelta(days=1))
+    assert len([s for s in sent if s.startswith("SELECT") and "FROM merge_candidates" in s]) == 1
+    assert sorted((c.profile_a_id, c.profile_b_id) for c in open_candidates(shop.id)) == raised
+    assert len(live_profiles(shop.id)) == 3

@@ -733,24 +733,35 @@ def _event_keys(identifiers: dict) -> list[tuple[str, str]]:
 
 
 def _record_candidates(shop: Shop, part: identity_graph.Partition, home: dict) -> None:
-    """Store each doubtful pair once, with the identifier and signals that raised it."""
-    added = False
+    """Store each doubtful pair once, with the identifier and signals that raised it.
+
+    The pairs already stored are read in one query: a household's phone raises the
+    same pairs again at each re-partition of its people.
+    """
+    pairs: dict[tuple[int, int], identity_graph.Candidate] = {}
     for a, b, cand in candidate_pairs(part, home):
-        exists = db.session.scalar(
-            scoped(MergeCandidate, shop.id, MergeCandidate.id).where(
-                MergeCandidate.profile_a_id == a, MergeCandidate.profile_b_id == b
-            )
+        pairs.setdefault((a, b), cand)
+    if not pairs:
+        return
+    firsts, seconds = sorted({a for a, _ in pairs}), sorted({b for _, b in pairs})
+    stored = db.session.execute(
+        scoped(MergeCandidate, shop.id, MergeCandidate.profile_a_id, MergeCandidate.profile_b_id).where(
+            id_in(MergeCandidate.profile_a_id, firsts), id_in(MergeCandidate.profile_b_id, seconds)
         )
-        if exists is not None:
-            continue
-        evidence = candidate_evidence(cand)
+    )
+    for pair in set(map(tuple, stored)) & pairs.keys():
+        del pairs[pair]
+    for (a, b), cand in pairs.items():
         db.session.add(
             MergeCandidate(
-                shop_id=shop.id, profile_a_id=a, profile_b_id=b, reason=cand.reason, evidence=evidence
+                shop_id=shop.id,
+                profile_a_id=a,
+                profile_b_id=b,
+                reason=cand.reason,
+                evidence=candidate_evidence(cand),
             )
         )
-        added = True
-    if added:
+    if pairs:
         db.session.flush()
 
 
