@@ -228,3 +228,19 @@ def test_a_merge_writes_only_its_own_profiles_times_and_the_rest_wait_for_the_en
         sa.select(Profile.last_seen_at).where(Profile.shop_id == shop.id, Profile.merged_into_id.is_(None))
     ).all()
     assert sorted(live) == [later] * 4
+
+
+def test_a_batch_reads_each_known_identifier_by_value_and_not_again_by_id(db):
+    """The batch's graph starts from the rows the batch read by value: its walk reads only what
+    lies beyond them (the people's other identifiers, by profile), not the same rows again by id."""
+    shop = make_shop(f"walk{next(SHOP_NUMBER)}.myshopify.com")
+    people = [(Ident("email", f"p{n}@mail.uk"), Ident("web_client", f"c{n}")) for n in range(5)]
+    resolve_many(shop, [Signal(p, "pixel", T0, {"event_ref": f"a{n}"}) for n, p in enumerate(people)])
+    db.session.commit()
+    later = T0 + dt.timedelta(hours=1)
+    again = [Signal(p, "pixel", later, {"event_ref": f"b{n}"}) for n, p in enumerate(people)]
+    with statements() as sent:
+        resolve_many(shop, again)
+    reads = [s for s in sent if s.startswith("SELECT") and "\nFROM identifiers" in s]
+    assert len(reads) == 2, reads  # by value, then the people's identifiers by profile
+    assert "identifiers.value" in reads[0] and "identifiers.profile_id" in reads[1].split("WHERE")[1]

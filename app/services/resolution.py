@@ -240,7 +240,7 @@ class _Batch:
             )
             self.links.update(((r.a_id, r.b_id), r) for r in db.session.scalars(stmt))
         if len(signals) > 1:
-            self.graph = _Graph.read(self.shop.id, new_ids)
+            self.graph = _Graph.read(self.shop.id, found)
 
     def resolve(self, signal: _Prepared) -> Profile | None:
         """``resolve`` for one signal against what the batch holds; flushes only when ids are needed."""
@@ -437,11 +437,13 @@ class _Graph:
         self.last: dict[int, Identifier] = {}
 
     @classmethod
-    def read(cls, shop_id: int, start_ids: list[int]) -> _Graph | None:
-        """Walk out from ``start_ids`` as ``load_component`` does, with no cap but ``LIMIT`` for the whole."""
+    def read(cls, shop_id: int, start: list[Identifier]) -> _Graph | None:
+        """Walk out from the ``start`` rows (read already) as ``load_component`` does, with no cap but
+        ``LIMIT`` for the whole."""
         graph = cls()
+        graph.add_rows(start)
         walked: set[int] = set()
-        frontier = set(start_ids)
+        frontier = {r.id for r in start}
         while frontier:
             rows = [graph.rows[i] for i in frontier if i in graph.rows]
             rows += _in_chunks(scoped(Identifier, shop_id), Identifier.id, frontier - set(graph.rows))
