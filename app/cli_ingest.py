@@ -74,8 +74,12 @@ def backfill(domain, orders_file):
     shop = shop_by_domain(domain)
     with open(orders_file, encoding="utf-8") as fh:
         total = sum(1 for _ in fh)
-    with open(orders_file, encoding="utf-8") as fh, click.progressbar(length=total, label="orders") as bar:
-        result = backfill_orders(shop, fh, progress=bar.update)
+    def read_lines():
+        with open(orders_file, encoding="utf-8") as fh:
+            yield from fh
+
+    with click.progressbar(length=total, label="orders") as bar:
+        result = backfill_orders(shop, read_lines, progress=bar.update)
     click.echo(f"{result.applied} orders imported, {len(result.failed)} lines skipped.")
     for number, reason in result.failed[:20]:
         click.echo(f"  line {number}: {reason}", err=True)

@@ -61,7 +61,8 @@ def store_mix(shop, n: int = 240, seed: int = 3) -> None:
 
 
 def snapshot(shop_id: int) -> dict:
-    """Every live profile by its identifiers, with what ingest keeps on it; ids and clocks left out.
+    """Every live profile of the shop by its identifiers, with what ingest keeps on it; ids and
+    clocks left out.
 
     Not the lifecycle stage: row by row it is refreshed after each row that changed the profile,
     a batch refreshes it once at its end, from the same or later facts (never an older stage).
@@ -90,13 +91,18 @@ def snapshot(shop_id: int) -> dict:
     )
     for pid, channel, metric, count, last_at in counters:
         out[key[pid]].setdefault("counters", {})[(channel, metric)] = (count, last_at)
-    events = db.session.execute(sa.select(Event.external_id, Event.profile_id).where(SIGNALS))
+    events = db.session.execute(
+        sa.select(Event.external_id, Event.profile_id).where(SIGNALS, Event.shop_id == shop_id)
+    )
     out["events"] = sorted((ext, key.get(pid)) for ext, pid in events)
     out["orders"] = sorted(
-        (o.external_id, key.get(o.profile_id), str(o.total)) for o in db.session.scalars(sa.select(Order))
+        (o.external_id, key.get(o.profile_id), str(o.total))
+        for o in db.session.scalars(sa.select(Order).where(Order.shop_id == shop_id))
     )
     consents = db.session.execute(
-        sa.select(ConsentRecord.profile_id, ConsentRecord.channel, ConsentRecord.status)
+        sa.select(ConsentRecord.profile_id, ConsentRecord.channel, ConsentRecord.status).where(
+            ConsentRecord.shop_id == shop_id
+        )
     )
     out["consents"] = sorted((key.get(pid), channel, status) for pid, channel, status in consents)
     states = db.session.execute(
@@ -109,7 +115,9 @@ def snapshot(shop_id: int) -> dict:
     out["consent_states"] = sorted((key.get(pid), channel, status, at) for pid, channel, status, at in states)
     out["unsubscribed"] = sorted(
         key[p.id]
-        for p in db.session.scalars(sa.select(Profile).where(Profile.globally_unsubscribed.is_(True)))
+        for p in db.session.scalars(
+            sa.select(Profile).where(Profile.shop_id == shop_id, Profile.globally_unsubscribed.is_(True))
+        )
         if p.id in key
     )
     return out

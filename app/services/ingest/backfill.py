@@ -1,16 +1,35 @@
-"""``c360 backfill``: import Shopify order history (one REST order object per JSON line)."""
+"""``c360 backfill``: import Shopify order history (one REST order object per JSON line).
+
+Two passes over the file. The first reads each order's buyer (customer id, email,
+phone) and resolves them all at once with ``identity_backfill.resolve_history``:
+on a shop with no identity graph yet that is one in-memory pass over the whole
+history (each distinct value normalised once, the people written together, born
+merged: no merge to undo); on a shop that has a graph, ``resolve_many`` in time
+order. Resolving order by order, as the import did before, re-partitioned and
+merged profiles thousands of times for what is known at once.
+
+The second pass applies the orders on their resolved profiles a batch at a time
+with the webhooks' batch code (``ingest.batch.apply_run``), one transaction per
+batch. A batch that fails is rolled back and redone line by line, each line on its
+own savepoint, so one order the database refuses spares the rest. A line that is
+not an order is reported with its number and skipped.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from app.errors import DomainError
 from app.extensions import db
 from app.models import Shop
 from app.services import planner_stats
-from app.services.ingest.orders import apply_order
+from app.services.identifiers import live_profiles
+from app.services.identity_backfill import resolve_history
+from app.services.ingest.batch import apply_run
+from app.services.ingest.orders import apply_order, buyer_signal, check_order, plan_order
+from app.services.resolution import Signal
 
 BATCH = 200
 
@@ -23,26 +42,97 @@ class BackfillResult:
     failed: list[tuple[int, str]] = field(default_factory=list)
 
 
+@dataclass
+class _Line:
+    number: int
+    payload: dict | None = None
+    signal: Signal | None = None
+    error: str | None = None
+
+
 def backfill_orders(
-    shop: Shop, lines: Iterable[str], progress: Callable[[int], None] | None = None
+    shop: Shop, read_lines: Callable[[], Iterable[str]], progress: Callable[[int], None] | None = None
 ) -> BackfillResult:
-    """Apply each order line through the same code as ``orders/create``; commit every ``BATCH``.
+    """Resolve every order's buyer at once, then apply the orders a batch per transaction.
+
+    Args:
+        read_lines: opens the history again for each pass (a file is read twice, not held).
+        progress: told of each line as the second pass applies it.
 
     Re-running is safe: an order version is applied only when newer than the stored one.
     """
+    numbers, signals = [], []
+    for line in _read(shop, read_lines()):
+        if line.signal is not None:
+            numbers.append(line.number)
+            signals.append(line.signal)
+    profile_of = dict(zip(numbers, resolve_history(shop, signals), strict=True))
+    db.session.commit()
     result = BackfillResult()
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
+    batch: list[_Line] = []
+    for line in _read(shop, read_lines()):
+        if line.payload is None:
+            if line.error is not None:
+                result.failed.append((line.number, line.error))
+            _tell(progress, 1)
+            continue
+        batch.append(line)
+        if len(batch) == BATCH:
+            _apply(shop, batch, profile_of, result)
+            _tell(progress, len(batch))
+            batch = []
+    _apply(shop, batch, profile_of, result)
+    _tell(progress, len(batch))
+    return result
+
+
+def _read(shop: Shop, lines: Iterable[str]) -> Iterator[_Line]:
+    """Each line as an order with its buyer's signal, an error, or nothing (a blank line)."""
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            yield _Line(number)
+            continue
+        try:
+            payload = json.loads(text)
+            check_order(payload)
+            signal = buyer_signal(shop, payload, None)[0]
+        except (ValueError, DomainError) as exc:
+            yield _Line(number, error=_reason(exc))
+            continue
+        yield _Line(number, payload, signal)
+
+
+def _apply(shop: Shop, batch: list[_Line], profile_of: dict[int, int | None], result: BackfillResult) -> None:
+    """Apply a batch on its resolved profiles in one transaction; line by line if it fails."""
+    if not batch:
+        return
+    try:
+        profiles = live_profiles(shop.id, {profile_of[line.number] for line in batch} - {None})
+        run = []
+        for line in batch:
+            planned = plan_order(shop, line.payload, None)
+            planned.profile = profiles.get(profile_of[line.number])
+            run.append(planned)
+        apply_run(shop, run)
+        db.session.commit()
+        result.applied += len(batch)
+    except Exception:  # noqa: BLE001 - redone line by line, where each failure is told apart
+        db.session.rollback()
+        for line in batch:
             try:
                 with db.session.begin_nested():
-                    apply_order(shop, json.loads(line), None)
+                    apply_order(shop, line.payload, None)
                 result.applied += 1
             except (ValueError, DomainError) as exc:
-                result.failed.append((number, getattr(exc, "message", None) or str(exc)[:200]))
-        if number % BATCH == 0:
-            db.session.commit()
-            planner_stats.refresh_stale_now_and_then()  # the shop's tables grow from empty
-        if progress is not None:
-            progress(1)
-    db.session.commit()
-    return result
+                result.failed.append((line.number, _reason(exc)))
+        db.session.commit()
+    planner_stats.refresh_stale_now_and_then()  # the shop's tables grow from empty
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "message", None) or str(exc)[:200]
+
+
+def _tell(progress: Callable[[int], None] | None, n: int) -> None:
+    if progress is not None and n:
+        progress(n)
