@@ -1,9 +1,11 @@
 """``c360 backfill`` resolves the whole history first, then applies the orders in batches.
 
-Its outcome is the one of applying each order on its own in time order, as
-``orders/create`` webhooks arriving live would (the reference below), whatever the
-order of the file's lines; except for what a history import does not make: the
-automatic merges (its profiles are born merged) and their events.
+Its people, orders, counters and consents are those of applying each order on its
+own in time order, as ``orders/create`` webhooks arriving live would (the reference
+below), whatever the order of the file's lines; except for what a history import
+does not make: the automatic merges (its profiles are born merged) and their events.
+(The names an order gives its buyer are taken in the file's order, as before: here
+each buyer keeps one name.)
 """
 
 from __future__ import annotations
