@@ -78,6 +78,8 @@ def backfill(domain, orders_file):
         with open(orders_file, encoding="utf-8") as fh:
             yield from fh
 
+    # The first pass resolves every buyer at once, before the bar moves.
+    click.echo(f"Resolving the buyers of {total} lines, then importing the orders.")
     with click.progressbar(length=total, label="orders") as bar:
         result = backfill_orders(shop, read_lines, progress=bar.update)
     click.echo(f"{result.applied} orders imported, {len(result.failed)} lines skipped.")

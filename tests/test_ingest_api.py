@@ -124,6 +124,7 @@ def test_backfill_imports_order_history_with_progress_and_is_rerunnable(runner, 
     for _ in range(2):
         result = runner.invoke(args=["backfill", "--shop", ishop.domain, "--orders", str(path)])
         assert result.exit_code == 1
+        assert "Resolving the buyers of 5 lines" in result.output  # before the bar, which waits for it
         assert "3 orders imported, 2 lines skipped" in result.output
         assert "line 4" in result.output and "line 5" in result.output
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 3
