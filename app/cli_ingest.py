@@ -74,6 +74,7 @@ def backfill(domain, orders_file):
     shop = shop_by_domain(domain)
     with open(orders_file, encoding="utf-8") as fh:
         total = sum(1 for _ in fh)
+
     def read_lines():
         with open(orders_file, encoding="utf-8") as fh:
             yield from fh
