@@ -98,7 +98,7 @@ def build_events(n: int, seed: int = 7, shops: int = 1) -> list[tuple[str, dict]
                 )
             )
         elif roll < 0.95:
-            events.append(("order", _order(i, p, email, at)))
+            events.append(("order", order_body(i, p, email, at)))
         else:
             events.append(
                 (
@@ -117,7 +117,8 @@ def build_events(n: int, seed: int = 7, shops: int = 1) -> list[tuple[str, dict]
     return events
 
 
-def _order(i: int, p: int, email: str, at: str) -> dict:
+def order_body(i: int, p: int, email: str, at: str) -> dict:
+    """Order ``i`` of person ``p`` in Shopify's REST shape (every fifth at the till); tests use it too."""
     price = f"{10 + i % 90}.00"
     return {
         "id": 100000 + i,

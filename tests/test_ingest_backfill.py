@@ -22,7 +22,7 @@ from app.extensions import db
 from app.models import Merge, Order, Shop
 from app.services.ingest import backfill
 from app.services.ingest.orders import apply_order
-from bench.ingest import _order
+from bench.ingest import order_body
 from tests.helpers import make_shop, statements
 from tests.ingest_support import fixture
 from tests.test_ingest_batch import snapshot
@@ -35,7 +35,7 @@ def history(seed: int = 5) -> list[str]:
     orders = []
     for i in range(60):
         p = i % 12
-        body = _order(i, p, f"buyer{p}@mail.uk", f"2026-09-{1 + i // 3:02d}T{i % 24:02d}:00:00Z")
+        body = order_body(i, p, f"buyer{p}@mail.uk", f"2026-09-{1 + i // 3:02d}T{i % 24:02d}:00:00Z")
         if i % 7 == 0:  # a guest checkout: the email alone
             del body["customer"]
         if p == 3 and i > 30:  # the customer changed email; the account stays
@@ -107,7 +107,7 @@ def test_a_backfill_resolves_its_buyers_in_a_few_statements_not_a_round_of_queri
 
     def resolving(n: int, name: str) -> int:
         shop = db.session.get(Shop, make_shop(name).id)
-        lines = [json.dumps(_order(i, i, f"b{i}@mail.uk", "2026-09-01T10:00:00Z")) for i in range(n)]
+        lines = [json.dumps(order_body(i, i, f"b{i}@mail.uk", "2026-09-01T10:00:00Z")) for i in range(n)]
         with statements() as sent:
             backfill.backfill_orders(shop, lambda: iter(lines))
         return sum(

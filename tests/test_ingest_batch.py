@@ -355,7 +355,7 @@ def test_storing_a_request_keeps_each_id_once_within_it_and_across_requests(app,
 def test_a_batch_writes_its_customers_order_counters_together_whatever_their_number(app, db):
     """A batch's orders change many customers' counters; a consent in the same batch locks its
     profile, and that lock's autoflush used to write the counters one UPDATE per customer."""
-    from bench.ingest import _order
+    from bench.ingest import order_body
 
     def profile_updates(customers: int, offset: int) -> int:
         shop = shop_model(make_shop(f"counters{offset}.myshopify.com"))
@@ -363,7 +363,7 @@ def test_a_batch_writes_its_customers_order_counters_together_whatever_their_num
 
         def orders(first: int) -> None:
             for p, email in enumerate(emails):
-                body = _order(first + p, p, email, f"2026-10-0{1 + first // 100}T10:00:00Z")
+                body = order_body(first + p, p, email, f"2026-10-0{1 + first // 100}T10:00:00Z")
                 store_delivery(shop, "shopify", "orders/create", f"o{first + p}", json.dumps(body).encode())
 
         orders(0)
