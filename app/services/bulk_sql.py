@@ -113,7 +113,7 @@ def _unnest(column: sa.Column, values: list[Any]):
 def unnest_select(table: sa.Table, rows: list[dict[str, Any]]) -> tuple[list[str], sa.Select]:
     """PostgreSQL: the rows as ``SELECT unnest(:col1), …`` (one array parameter per column)."""
     names = list(rows[0])
-    return names, sa.select(*(_unnest(table.c[n], [r[n] for r in rows]) for n in names))
+    return names, sa.select(*(_unnest(table.c[n], [r[n] for r in rows]).label(n) for n in names))
 
 
 def _insert_from_arrays(table: sa.Table, rows: list[dict[str, Any]]) -> postgresql.Insert:
@@ -153,9 +153,7 @@ def update_rows(table: sa.Table, rows: list[dict[str, Any]], key: str = "id") ->
         return
     names = [n for n in rows[0] if n != key]
     if is_postgresql():
-        source = sa.select(
-            *(_unnest(table.c[n], [r[n] for r in rows]).label(n) for n in [key, *names])
-        ).subquery("v")
+        source = unnest_select(table, rows)[1].subquery("v")
         stmt = sa.update(table).where(table.c[key] == source.c[key]).values({n: source.c[n] for n in names})
         db.session.execute(stmt)
         return

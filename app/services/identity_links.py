@@ -75,17 +75,17 @@ def record_sightings(
     source: str,
     at: dt.datetime,
     event_ref: str | None,
+    stamps: DeferredStamps,
     known: dict[tuple[int, int], IdentifierLink] | None = None,
     new_id: Callable[[], int | None] | None = None,
-    stamps: DeferredStamps | None = None,
 ) -> list[IdentifierLink]:
     """Link every pair of ``ids`` as seen together at ``at``; return the links it created.
 
     Args:
+        stamps: where the batch keeps known links' new times until it writes them together.
         known: the ``seen`` links among ``ids`` already read (a batch holds them),
             which saves the query; a pair missing from it does not exist.
         new_id: names a new link before its INSERT (``id_blocks``); None leaves it to the INSERT.
-        stamps: where a batch keeps known links' new times until it writes them together.
     """
     pairs = {_pair(a, b) for i, a in enumerate(ids) for b in ids[i + 1 :] if a != b}
     if not pairs:
@@ -121,18 +121,10 @@ def record_sightings(
             made.append(row)
         elif at < row.first_seen_at:
             ref = (event_ref or "")[:255] or None
-            _stamp(stamps, row, {"first_seen_at": at, "source": source[:40], "event_ref": ref})
+            stamps.set(row, first_seen_at=at, source=source[:40], event_ref=ref)
         elif at > row.last_seen_at:
-            _stamp(stamps, row, {"last_seen_at": at})
+            stamps.set(row, last_seen_at=at)
     return made
-
-
-def _stamp(stamps: DeferredStamps | None, row: IdentifierLink, values: dict) -> None:
-    if stamps is None:
-        for name, value in values.items():
-            setattr(row, name, value)
-    else:
-        stamps.set(row, **values)
 
 
 def load_component(

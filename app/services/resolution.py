@@ -202,7 +202,7 @@ class _Batch:
         # The neighbourhoods of every identifier of the batch, read once (None: too big, read per signal).
         self.graph: _Graph | None = None
         self.ids = IdBlocks()
-        # First and last seen of the rows it read, written together before each merge and at the end.
+        # First and last seen of the rows it read: a merging pair's go out before its merge, the rest last.
         self.stamps = DeferredStamps()
         # Profiles this batch made and has not flushed yet, by their drawn id.
         self.made: dict[int, Profile] = {}

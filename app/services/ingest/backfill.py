@@ -18,7 +18,7 @@ not an order is reported with its number and skipped.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from app.errors import DomainError
@@ -29,7 +29,6 @@ from app.services.identifiers import live_profiles
 from app.services.identity_backfill import resolve_history
 from app.services.ingest.batch import apply_run
 from app.services.ingest.orders import apply_order, buyer_signal, check_order, plan_order
-from app.services.resolution import Signal
 
 BATCH = 200
 
@@ -40,14 +39,6 @@ class BackfillResult:
 
     applied: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)
-
-
-@dataclass
-class _Line:
-    number: int
-    payload: dict | None = None
-    signal: Signal | None = None
-    error: str | None = None
 
 
 def backfill_orders(
@@ -61,70 +52,64 @@ def backfill_orders(
 
     Re-running is safe: an order version is applied only when newer than the stored one.
     """
+    result = BackfillResult()
     numbers, signals = [], []
-    for line in _read(shop, read_lines()):
-        if line.signal is not None:
-            numbers.append(line.number)
-            signals.append(line.signal)
+    for number, text in enumerate(read_lines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            payload = json.loads(text)
+            check_order(payload)
+            signals.append(buyer_signal(shop, payload, None)[0])
+        except (ValueError, DomainError) as exc:
+            result.failed.append((number, _reason(exc)))
+            continue
+        numbers.append(number)
     profile_of = dict(zip(numbers, resolve_history(shop, signals), strict=True))
     db.session.commit()
-    result = BackfillResult()
-    batch: list[_Line] = []
-    for line in _read(shop, read_lines()):
-        if line.payload is None:
-            if line.error is not None:
-                result.failed.append((line.number, line.error))
-            _tell(progress, 1)
+    # The second pass parses only the lines the first found to be orders (``plan_order`` checks them).
+    batch: list[tuple[int, dict]] = []
+    for number, text in enumerate(read_lines(), start=1):
+        if number not in profile_of:
+            _tell(progress, 1)  # blank, or reported by the first pass
             continue
-        batch.append(line)
+        batch.append((number, json.loads(text)))
         if len(batch) == BATCH:
             _apply(shop, batch, profile_of, result)
             _tell(progress, len(batch))
             batch = []
     _apply(shop, batch, profile_of, result)
     _tell(progress, len(batch))
+    result.failed.sort()
     return result
 
 
-def _read(shop: Shop, lines: Iterable[str]) -> Iterator[_Line]:
-    """Each line as an order with its buyer's signal, an error, or nothing (a blank line)."""
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            yield _Line(number)
-            continue
-        try:
-            payload = json.loads(text)
-            check_order(payload)
-            signal = buyer_signal(shop, payload, None)[0]
-        except (ValueError, DomainError) as exc:
-            yield _Line(number, error=_reason(exc))
-            continue
-        yield _Line(number, payload, signal)
-
-
-def _apply(shop: Shop, batch: list[_Line], profile_of: dict[int, int | None], result: BackfillResult) -> None:
-    """Apply a batch on its resolved profiles in one transaction; line by line if it fails."""
+def _apply(
+    shop: Shop, batch: list[tuple[int, dict]], profile_of: dict[int, int | None], result: BackfillResult
+) -> None:
+    """Apply a batch of ``(line number, order)`` on their resolved profiles in one transaction; line by
+    line if it fails."""
     if not batch:
         return
     try:
-        profiles = live_profiles(shop.id, {profile_of[line.number] for line in batch} - {None})
+        profiles = live_profiles(shop.id, {profile_of[number] for number, _ in batch} - {None})
         run = []
-        for line in batch:
-            planned = plan_order(shop, line.payload, None)
-            planned.profile = profiles.get(profile_of[line.number])
+        for number, payload in batch:
+            planned = plan_order(shop, payload, None)
+            planned.profile = profiles.get(profile_of[number])
             run.append(planned)
         apply_run(shop, run)
         db.session.commit()
         result.applied += len(batch)
     except Exception:  # noqa: BLE001 - redone line by line, where each failure is told apart
         db.session.rollback()
-        for line in batch:
+        for number, payload in batch:
             try:
                 with db.session.begin_nested():
-                    apply_order(shop, line.payload, None)
+                    apply_order(shop, payload, None)
                 result.applied += 1
             except (ValueError, DomainError) as exc:
-                result.failed.append((line.number, _reason(exc)))
+                result.failed.append((number, _reason(exc)))
         db.session.commit()
     planner_stats.refresh_stale_now_and_then()  # the shop's tables grow from empty
 
