@@ -98,8 +98,26 @@ def fixtures_dir():
 
 
 @contextlib.contextmanager
+def planner_stats_held():
+    """Hold off the clock-driven ANALYZE of drains and imports while the block runs.
+
+    ``planner_stats.refresh_stale_now_and_then`` looks at most every few seconds by the
+    clock, so a block that counts statements would count its look and ANALYZEs only
+    sometimes.
+    """
+    from app.services import planner_stats
+
+    held = planner_stats._last_look[0]
+    planner_stats._last_look[0] = float("inf")
+    try:
+        yield
+    finally:
+        planner_stats._last_look[0] = held
+
+
+@contextlib.contextmanager
 def statements():
-    """Collect the SQL statements sent while the block runs."""
+    """Collect the SQL statements sent while the block runs (not the planner's clock-driven ANALYZE)."""
     seen: list[str] = []
 
     def listener(conn, cursor, statement, params, context, executemany):
@@ -107,6 +125,7 @@ def statements():
 
     sa.event.listen(db.engine, "before_cursor_execute", listener)
     try:
-        yield seen
+        with planner_stats_held():
+            yield seen
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", listener)
