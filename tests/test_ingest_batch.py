@@ -389,3 +389,34 @@ def test_a_batch_writes_its_customers_order_counters_together_whatever_their_num
     few, many = profile_updates(2, 1), profile_updates(12, 2)
     assert many == few, (few, many)
 
+
+def test_a_batch_of_orders_looks_through_its_session_a_fixed_number_of_times(app, db, monkeypatch):
+    """Which profiles a batch changed is noted at each flush, not by scanning every pending row
+    (hundreds of orders with their lines) after every row: that grew with the square of the batch."""
+    import sqlalchemy.orm as so
+
+    from bench.ingest import order_body
+
+    looks = [0]
+    real = so.Session.new
+
+    def counted(session):
+        looks[0] += 1
+        return real.fget(session)
+
+    monkeypatch.setattr(so.Session, "new", property(counted))
+
+    def looks_for(orders: int, offset: int) -> int:
+        shop = shop_model(make_shop(f"looks{offset}.myshopify.com"))
+        for p in range(orders):
+            body = order_body(p, p, f"l{offset}-{p}@mail.uk", "2026-10-01T10:00:00Z")
+            store_delivery(shop, "shopify", "orders/create", f"o{p}", json.dumps(body).encode())
+        db.session.commit()
+        looks[0] = 0
+        worker.drain_shop(shop.id)
+        assert set(statuses()) == {"processed"}
+        assert db.session.scalar(sa.select(sa.func.count()).where(Order.shop_id == shop.id)) == orders
+        return looks[0]
+
+    few, many = looks_for(2, 1), looks_for(30, 2)
+    assert many == few, (few, many)

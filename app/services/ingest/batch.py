@@ -120,9 +120,6 @@ def _held(model, pk: int):
 
 def apply_run(shop: Shop, run: list[Planned]) -> None:
     """Resolve, apply and store a run of plans in bulk."""
-    from app.services.engagement import apply_engagements
-    from app.services.lifecycle import record_changes, refresh_lifecycles
-
     if not run:
         return
     from app.services.ingest.orders import OrderRun
@@ -131,28 +128,36 @@ def apply_run(shop: Shop, run: list[Planned]) -> None:
     refs = [p.order_ref for p in run if p.order_ref is not None]
     orders = OrderRun.load(shop, refs) if refs else None
     consents = ConsentBatch(shop.id)
-    touched: dict[int, Profile] = {}
+    with _ChangedProfiles(shop) as touched:
+        _apply_plans(run, orders, consents, touched)
+        _store(shop, run, orders, touched)
+
+
+def _apply_plans(run: list[Planned], orders, consents: ConsentBatch, touched: _ChangedProfiles) -> None:
+    """Each plan's own work (orders, consent topics) in delivery order, then their grouped writes."""
     for planned in run:
         if planned.after is not None:
             planned.after(planned.profile, orders, consents)
-            touched.update(_dirty_profiles(shop))
     if orders is not None:
         orders.finish()
-        touched.update(_dirty_profiles(shop))
         # The order counters go out grouped now: the consents' lock would autoflush them, a row each.
         with db.session.no_autoflush:
-            _write_profiles(touched.values())
+            _write_profiles(touched.collect().values())
     consents.finish()
-    touched.update(_dirty_profiles(shop))
+
+
+def _store(shop: Shop, run: list[Planned], orders, touched: _ChangedProfiles) -> None:
+    """Write the run's events, engagement counters, search texts and lifecycle stages in bulk."""
+    from app.services.engagement import apply_engagements
+    from app.services.lifecycle import record_changes, refresh_lifecycles
+
     # As row by row, a profile's stage is refreshed when the signal changed it after resolving.
     # No autoflush from here on: the profile changes go out together at the end (executemany).
     with db.session.no_autoflush:
         refresh_search_texts(shop, {p.profile for p in run if p.contact and p.profile is not None})
-        touched.update(_dirty_profiles(shop))
         stored = [p for p in run if p.event is not None]
         deferred = orders.events if orders is not None else []
         new = record_events(shop, [(p.profile, p.event) for p in stored] + deferred)[: len(stored)]
-        touched.update(_dirty_profiles(shop))
         apply_engagements(
             shop.id,
             [
@@ -161,10 +166,10 @@ def apply_run(shop: Shop, run: list[Planned]) -> None:
                 if is_new and p.metric is not None and p.profile is not None
             ],
         )
-        touched.update(_dirty_profiles(shop))
-        live = [p for p in touched.values() if p.merged_into_id is None and p.erased_at is None]
+        changed = touched.collect()
+        live = [p for p in changed.values() if p.merged_into_id is None and p.erased_at is None]
         changes = refresh_lifecycles(shop, sorted(live, key=lambda p: p.id), utcnow())
-        _write_profiles(touched.values())
+        _write_profiles(changed.values())
     db.session.flush()
     record_changes(changes)
 
@@ -198,9 +203,36 @@ def _write_profiles(profiles) -> None:
             set_committed_value(profile, "updated_at", now)
 
 
-def _dirty_profiles(shop: Shop) -> dict[int, Profile]:
-    return {
-        obj.id: obj
-        for obj in (*db.session.new, *db.session.dirty)
-        if isinstance(obj, Profile) and obj.shop_id == shop.id and obj.id is not None
-    }
+class _ChangedProfiles:
+    """The shop's profiles a run changed: those changed now, and those a flush wrote since it began.
+
+    A flush leaves a written profile clean, so the run would lose sight of it; the
+    session's ``before_flush`` catches those. Looking at the session after every row
+    instead scans all its pending rows once per row, which grows with the batch
+    (hundreds of orders, each with its lines, before the first flush).
+    """
+
+    def __init__(self, shop: Shop):
+        self.shop_id = shop.id
+        self.seen: dict[int, Profile] = {}
+        self.session = db.session()
+
+    def __enter__(self) -> _ChangedProfiles:
+        sa.event.listen(self.session, "before_flush", self._flushed)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sa.event.remove(self.session, "before_flush", self._flushed)
+
+    def _flushed(self, session, _context, _instances) -> None:
+        self._note(session)
+
+    def collect(self) -> dict[int, Profile]:
+        """Every profile changed so far, by id (a profile not yet given an id is not one the run changed)."""
+        self._note(self.session)
+        return self.seen
+
+    def _note(self, session) -> None:
+        for obj in (*session.new, *session.dirty):
+            if isinstance(obj, Profile) and obj.shop_id == self.shop_id and obj.id is not None:
+                self.seen[obj.id] = obj
