@@ -80,13 +80,23 @@ def state(shop_id: int) -> dict:
             for k in rows(IdentifierLink)
         ),
         "profiles": [(pr[p.merged_into_id], p.first_seen_at, p.last_seen_at) for p in rows(Profile)],
-        "merges": [(pr[m.winner_id], pr[m.loser_id], m.reason, m.automatic) for m in rows(Merge)],
+        "merges": [
+            (pr[m.winner_id], pr[m.loser_id], m.reason, m.automatic, *_times_kept(m.snapshot))
+            for m in rows(Merge)
+        ],
         "candidates": [
             (pr[c.profile_a_id], pr[c.profile_b_id], c.reason, c.status, c.evidence)
             for c in rows(MergeCandidate)
         ],
         "events": sorted((e.external_id, pr[e.profile_id]) for e in rows(Event) if e.type == "signal"),
     }
+
+
+def _times_kept(snapshot: dict) -> tuple:
+    """The two profiles' first and last seen as the merge kept them for undo."""
+    return tuple(
+        snapshot[side][f"{end}_seen_at"] for side in ("winner", "loser") for end in ("first", "last")
+    )
 
 
 def both(signals, size):
@@ -186,10 +196,11 @@ def test_a_batch_writes_the_times_it_moves_with_one_statement_per_table_and_chan
         )
 
 
-def test_a_merge_writes_only_its_own_profiles_times_and_the_rest_wait_for_the_end_of_the_batch(db):
-    """Before a merge reloads its two profiles, their stamps (and their identifiers') go out; other
-    people's wait. Writing every pending stamp before each merge wrote a busy link's or profile's
-    last seen once per merge: here the links' once per merge instead of once."""
+def test_merges_leave_the_times_they_move_to_the_end_of_the_batch(db):
+    """A merge reloads its two profiles and names each side by its identifiers' first seen; their
+    pending last seen stays pending through it, set on the reloaded profiles again, and goes out
+    with everyone's at the end of the batch. Writing every pending stamp before each merge wrote a
+    busy link's last seen once per merge; writing the pair's, a statement per table and merge."""
     shop = make_shop(f"merge-stamps{next(SHOP_NUMBER)}.myshopify.com")
     people = [(Ident("email", f"p{n}@mail.uk"), Ident("web_client", f"c{n}")) for n in range(4)]
     visitors = [Ident("web_client", f"v{n}") for n in range(4)]
@@ -208,9 +219,8 @@ def test_a_merge_writes_only_its_own_profiles_times_and_the_rest_wait_for_the_en
     with statements() as sent:
         resolve_many(shop, interleaved)
     assert db.session.scalar(sa.select(sa.func.count(Merge.id)).where(Merge.shop_id == shop.id)) == 4
-    assert [s.split(" SET ")[0] for s in sent if s.startswith("UPDATE identifier_links")] == [
-        "UPDATE identifier_links"
-    ]
+    last_seen = [s.split(" SET ")[0] for s in sent if s.startswith("UPDATE") and "last_seen_at" in s]
+    assert sorted(last_seen) == ["UPDATE identifier_links", "UPDATE identifiers", "UPDATE profiles"]
     db.session.commit()
     db.session.expire_all()
     theirs = sa.select(Identifier.id).where(
@@ -244,3 +254,29 @@ def test_a_batch_reads_each_known_identifier_by_value_and_not_again_by_id(db):
     reads = [s for s in sent if s.startswith("SELECT") and "\nFROM identifiers" in s]
     assert len(reads) == 2, reads  # by value, then the people's identifiers by profile
     assert "identifiers.value" in reads[0] and "identifiers.profile_id" in reads[1].split("WHERE")[1]
+
+
+@EXAMPLES
+@given(
+    drawn=st.lists(signal, min_size=1, max_size=int(os.environ.get("C360_HYPOTHESIS_SIGNALS", "14"))),
+    size=st.integers(min_value=1, max_value=16),
+)
+def test_times_held_back_for_the_batch_end_leave_what_writing_them_at_once_leaves(db, drawn, size):
+    """``DeferredStamps`` keeps a batch's first and last seen pending across its merges (set on the
+    merged profiles again after the merge's reload, taken back after it): the outcome, the merges'
+    undo snapshots included, is what plain ORM writes of each change as it happens leave."""
+    from unittest import mock
+
+    from app.services.deferred_stamps import DeferredStamps
+
+    def at_once(self, obj, **values):
+        for name, value in values.items():
+            setattr(obj, name, value)
+
+    signals = _signals(sorted(drawn, key=lambda s: s[1]) if size % 2 else drawn)
+    held = make_shop(f"held{next(SHOP_NUMBER)}.myshopify.com")
+    plain = make_shop(f"plain{next(SHOP_NUMBER)}.myshopify.com")
+    feed_batches(held, signals, size)
+    with mock.patch.object(DeferredStamps, "set", at_once):
+        feed_batches(plain, signals, size)
+    assert state(held.id) == state(plain.id)

@@ -8,13 +8,18 @@ was that. Held here, the objects show the new values at once
 each table's changes as one statement (``bulk_sql.update_rows``).
 
 A row's stamps must be written before anything reads that row back from the
-database or reloads it. A merge locks its two profiles with ``populate_existing``
-and reads their identifiers' first seen by SQL (to name each side), so
-resolution writes the stamps of those two profiles and their identifiers before
-each merge (``write(only=…)``), and everything else once, at the end of its
-batch. Nothing else of a merge reads them: rows move by id, and a stamp still
-pending applies to the row wherever it moved. Writing everything before every
-merge instead wrote a busy profile's last seen a dozen times per batch.
+database, or be shown on it again after a reload. A merge reads its
+identifiers' first seen by SQL (to name each side), so resolution writes a
+pending first seen of the pair's identifiers before the merge (rare: a signal
+older than what was known); it locks its two profiles with
+``populate_existing``, so their pending values are set on them again after the
+lock (``reapply``), and taken back from them after the merge, which sets the
+survivor's first and last seen from both sides (``adopt``). Everything else is
+written once, at the end of the batch. Nothing else of a merge reads them: rows
+move by id, and a stamp still pending applies to the row wherever it moved.
+Writing everything before every merge instead wrote a busy profile's last seen
+a dozen times per batch; writing the pair's stamps before each merge cost a
+statement per table and merge.
 A row not inserted yet takes the values on its INSERT instead.
 Stamped objects are held until written: the session keeps only weak references
 to objects it sees as clean, and a dropped one would come back from the database
@@ -53,11 +58,11 @@ class DeferredStamps:
         self.pending.setdefault(obj.__table__, {}).setdefault(obj.id, {}).update(values)
         self.held[obj.__table__, obj.id] = obj
 
-    def write(self, only: Callable[[Any], bool] | None = None) -> None:
-        """Write what is pending (or what ``only`` picks of the stamped objects): one statement per
-        table and set of columns."""
+    def write(self, only: Callable[[Any, dict[str, Any]], bool] | None = None) -> None:
+        """Write what is pending (or what ``only`` picks, given the object and its pending values):
+        one statement per table and set of columns."""
         for table, rows in self.pending.items():
-            picked = list(rows) if only is None else [i for i in rows if only(self.held[table, i])]
+            picked = list(rows) if only is None else [i for i in rows if only(self.held[table, i], rows[i])]
             groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
             for row_id in picked:
                 values = rows.pop(row_id)
@@ -65,3 +70,28 @@ class DeferredStamps:
                 groups.setdefault(tuple(sorted(values)), []).append({"id": row_id, **values})
             for members in groups.values():
                 update_rows(table, [{k: m[k] for k in ("id", *sorted(m.keys() - {"id"}))} for m in members])
+
+    def reapply(self, obj) -> None:
+        """Show ``obj``'s pending values on it again: a reload from the database (``populate_existing``)
+        replaced them with the stored ones, and they stay pending."""
+        for name, value in self.pending.get(obj.__table__, {}).get(obj.id, {}).items():
+            set_committed_value(obj, name, value)
+
+    def adopt(self, obj) -> None:
+        """Make ``obj``'s values now its pending ones: whoever changed it since (a merge sets its
+        survivor's first and last seen) knew the pending values, and the write must not undo that.
+
+        A value a flush expired (``updated_at``) is no longer pending: the database has the newer one.
+        """
+        values = self.pending.get(obj.__table__, {}).get(obj.id)
+        if values is None:
+            return
+        state = obj.__dict__
+        for name in list(values):
+            if name in state:
+                values[name] = state[name]
+            else:
+                del values[name]
+        if not values:
+            del self.pending[obj.__table__][obj.id]
+            del self.held[obj.__table__, obj.id]

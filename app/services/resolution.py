@@ -298,14 +298,26 @@ class _Batch:
         return self.made.get(profile_id) or db.session.get(Profile, profile_id)
 
     def before_merge(self, *profile_ids: int) -> None:
-        """A merge reloads its profiles and reads their identifiers from the database: write their
-        stamps first (the rest wait for ``finish``)."""
+        """A merge names each side by its identifiers' first seen, read by SQL: write a pending
+        first seen of theirs first (the rest wait for ``finish``)."""
         pair = set(profile_ids)
 
-        def theirs(obj) -> bool:
-            return obj.id in pair if isinstance(obj, Profile) else getattr(obj, "profile_id", None) in pair
+        def first_seen_of_theirs(obj, values: dict) -> bool:
+            return isinstance(obj, Identifier) and "first_seen_at" in values and obj.profile_id in pair
 
-        self.stamps.write(only=theirs)
+        self.stamps.write(only=first_seen_of_theirs)
+
+    def merge(self, winner_id: int, loser_id: int, source: str) -> None:
+        """Merge two profiles of the batch, their pending stamps kept pending (see ``DeferredStamps``)."""
+        self.before_merge(winner_id, loser_id)
+        winner, loser = merges.lock_profiles(self.shop, winner_id, loser_id)
+        for profile in (winner, loser):
+            self.stamps.reapply(profile)
+        merges.merge(
+            self.shop, winner, loser, reason=f"auto: linked by {source}", actor="resolution", automatic=True
+        )
+        for profile in (winner, loser):
+            self.stamps.adopt(profile)
 
     def finish(self) -> None:
         """Write what the batch changed: the stamps together, then the session's rows."""
@@ -677,11 +689,7 @@ def _apply(
     first_seen = {key: row.first_seen_at for key, row in row_of.items()}
     home, merged = plan_homes(part, owner, first_seen, created, fresh)
     for winner_id, loser_id in merged:
-        batch.before_merge(winner_id, loser_id)
-        winner, loser = merges.lock_profiles(shop, winner_id, loser_id)
-        merges.merge(
-            shop, winner, loser, reason=f"auto: linked by {source}", actor="resolution", automatic=True
-        )
+        batch.merge(winner_id, loser_id, source)
     touched: set[int] = set()
     for key, row in row_of.items():
         target = home[part.root_of[key]]
