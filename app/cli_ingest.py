@@ -101,15 +101,19 @@ def import_profiles(domain, csv_file):
     shop = shop_by_domain(domain)
     with open(csv_file, encoding="utf-8-sig", newline="") as fh:
         total = max(0, sum(1 for _ in fh) - 1)
-    with (
-        open(csv_file, encoding="utf-8-sig", newline="") as fh,
-        click.progressbar(length=total, label="profiles") as bar,
-    ):
+
+    def read_lines():
+        with open(csv_file, encoding="utf-8-sig", newline="") as fh:
+            yield from fh
+
+    # The first pass resolves every row's person at once, before the bar moves.
+    click.echo(f"Resolving the people of {total} rows, then importing their names and consent.")
+    with click.progressbar(length=total, label="profiles") as bar:
         try:
-            result = run_import(shop, fh, progress=bar.update)
+            result = run_import(shop, read_lines, progress=bar.update)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(f"{result.imported} profiles imported, {len(result.failed)} rows skipped.")
+    click.echo(f"{result.applied} profiles imported, {len(result.failed)} rows skipped.")
     for number, reason in result.failed[:20]:
         click.echo(f"  row {number}: {reason}", err=True)
     if result.failed:

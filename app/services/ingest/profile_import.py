@@ -3,6 +3,12 @@
 Imported consent is never ``explicit``: an imported "subscribed" cannot lift a
 later opt-out (no silent re-subscribe), while an imported unsubscribe counts.
 Each row resolves through the same identity rules as live signals.
+
+An import in two passes (``two_pass``): every row is checked and the people of the
+whole file are resolved at once, then names and consent are written 200 rows per
+transaction (consent records together, as an ingest batch writes them). A person
+several rows name gets the first non-blank name in file order (an import only fills
+blanks). A refused batch is redone row by row (``import_row``).
 """
 
 from __future__ import annotations
@@ -10,28 +16,23 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 
-from app.extensions import db
-from app.models import Shop
+from app.models import Profile, Shop
 from app.models.base import utcnow
 from app.services.consent import record_consent
-from app.services.identifiers import normalise
-from app.services.ingest.common import refresh_search_text, set_names
-from app.services.resolution import resolve
+from app.services.consent_batch import ConsentBatch
+from app.services.identifiers import Ident, normalise
+from app.services.ingest.common import refresh_search_text, refresh_search_texts, set_names
+from app.services.ingest.two_pass import ImportResult, TwoPassImport
+from app.services.resolution import Signal, resolve
 
 CONSENT_COLUMNS = {"Email Marketing Consent": "email", "SMS Consent": "sms"}
 OPTED_IN_VALUES = {"subscribed", "true", "yes", "opted_in"}
 OPTED_OUT_VALUES = {"unsubscribed", "false", "no", "opted_out"}
 NEUTRAL_VALUES = {"", "never_subscribed", "never subscribed", "none"}
-
-
-@dataclass
-class ImportResult:
-    """What happened: rows imported, and the rows skipped with their reason."""
-
-    imported: int = 0
-    failed: list[tuple[int, str]] = field(default_factory=list)
+NOBODY = "no usable Email or Phone Number"
 
 
 def _consent_status(raw: str | None, column: str) -> str | None:
@@ -45,8 +46,23 @@ def _consent_status(raw: str | None, column: str) -> str | None:
     raise ValueError(f"{column} {raw!r} is not subscribed/unsubscribed/never_subscribed")
 
 
-def import_row(shop: Shop, row: dict[str, str], at: dt.datetime, ref: str) -> None:
-    """Resolve one CSV row to a profile and append its consent, if any.
+@dataclass
+class ProfileRow:
+    """A checked CSV row: its identifiers, consent statuses by channel and names."""
+
+    found: list[Ident]
+    statuses: dict[str, str | None]
+    first_name: str | None
+    last_name: str | None
+    at: dt.datetime
+    ref: str
+
+    def signal(self) -> Signal:
+        return Signal(tuple(self.found), "import", self.at, {"import": self.ref})
+
+
+def check_row(shop: Shop, row: dict[str, str], at: dt.datetime, ref: str) -> ProfileRow:
+    """Read one CSV row.
 
     Raises:
         ValueError: the row has no usable email or phone, or an unknown consent value.
@@ -57,47 +73,88 @@ def import_row(shop: Shop, row: dict[str, str], at: dt.datetime, ref: str) -> No
         if (ident := normalise(kind, row.get(column), shop.country)) is not None and ident.kind != "raw_phone"
     ]
     if not found:
-        raise ValueError("no usable Email or Phone Number")
+        raise ValueError(NOBODY)
     statuses = {
         channel: _consent_status(row.get(column), column) for column, channel in CONSENT_COLUMNS.items()
     }
-    profile = resolve(shop, found, source="import", seen_at=at, evidence={"import": ref})
-    set_names(profile, row.get("First Name"), row.get("Last Name"), authoritative=False)
+    return ProfileRow(found, statuses, row.get("First Name"), row.get("Last Name"), at, ref)
+
+
+def import_row(shop: Shop, row: ProfileRow) -> None:
+    """Resolve one checked row to a profile and append its consent, if any (the row-by-row path).
+
+    Raises:
+        ValueError: its identifiers are all junk (blocked), so it names nobody.
+    """
+    profile = resolve(shop, row.found, source="import", seen_at=row.at, evidence={"import": row.ref})
+    if profile is None:
+        raise ValueError(NOBODY)
+    _fill(profile, row, record_consent)
     refresh_search_text(profile)
-    for channel, status in statuses.items():
+
+
+def _import_batch(shop: Shop, rows: list[tuple[ProfileRow, Profile | None]]) -> None:
+    """Names, search texts and consent of a batch of resolved rows, the consent records together."""
+    consents = ConsentBatch(shop.id)
+    for row, profile in rows:
+        _fill(profile, row, consents.add)
+    refresh_search_texts(shop, {profile for _, profile in rows})
+    consents.finish()
+
+
+def _fill(profile: Profile, row: ProfileRow, record: Callable[..., object]) -> None:
+    """Fill the profile's blank names and record the row's consent (``record_consent``'s arguments)."""
+    set_names(profile, row.first_name, row.last_name, authoritative=False)
+    for channel, status in row.statuses.items():
         if status is not None:
-            identifier = next(
-                (i.value for i in found if i.kind == ("email" if channel == "email" else "phone")), None
-            )
-            record_consent(
+            kind = "email" if channel == "email" else "phone"
+            record(
                 profile,
                 channel,
                 status,
                 source="import",
-                captured_at=at,
+                captured_at=row.at,
                 explicit=False,
-                identifier=identifier,
-                external_ref=f"{ref}:{channel}",
+                identifier=next((i.value for i in row.found if i.kind == kind), None),
+                external_ref=f"{row.ref}:{channel}",
             )
 
 
 def import_profiles(
-    shop: Shop, lines: Iterable[str], *, progress: Callable[[int], None] = lambda n: None
+    shop: Shop, read_lines: Callable[[], Iterable[str]], *, progress: Callable[[int], None] | None = None
 ) -> ImportResult:
-    """Import every row, committing each; a bad row is reported and skipped, never the file."""
-    result = ImportResult()
-    at = utcnow()
-    reader = csv.DictReader(lines)
-    missing = {"Email", "Phone Number"} - set(reader.fieldnames or [])
-    if missing == {"Email", "Phone Number"}:
+    """Import every row: resolve the whole file's people at once, then write a batch per transaction.
+
+    Args:
+        read_lines: opens the CSV again for each pass (a file is read twice, not held).
+        progress: told of each row as the second pass writes it.
+
+    Returns:
+        The rows imported, and the rows skipped (by row number, the header being row 1) with why.
+
+    Raises:
+        ValueError: the CSV has neither an Email nor a Phone Number column.
+    """
+    header = csv.DictReader(read_lines()).fieldnames or []
+    if not {"Email", "Phone Number"} & set(header):
         raise ValueError("the CSV needs an Email or a Phone Number column")
-    for number, row in enumerate(reader, start=2):
-        try:
-            with db.session.begin_nested():
-                import_row(shop, row, at, f"import-{at:%Y%m%d%H%M%S}-{number}")
-            result.imported += 1
-        except ValueError as exc:
-            result.failed.append((number, str(exc)))
-        progress(1)
-    db.session.commit()
-    return result
+    at = utcnow()
+    stamp = f"import-{at:%Y%m%d%H%M%S}"
+
+    def read():
+        for number, row in enumerate(csv.DictReader(read_lines()), start=2):
+            yield number, (number, row)
+
+    def check(numbered) -> ProfileRow:
+        number, row = numbered
+        return check_row(shop, row, at, f"{stamp}-{number}")
+
+    return TwoPassImport(
+        read=read,
+        check=check,
+        signal_of=ProfileRow.signal,
+        load=check,
+        apply_batch=partial(_import_batch, shop),
+        apply_one=partial(import_row, shop),
+        nobody=NOBODY,
+    ).run(shop, progress)
