@@ -129,20 +129,17 @@ def apply_run(shop: Shop, run: list[Planned]) -> None:
     orders = OrderRun.load(shop, refs) if refs else None
     consents = ConsentBatch(shop.id)
     with _ChangedProfiles(shop) as touched:
-        _apply_plans(run, orders, consents, touched)
+        _apply_plans(run, orders, consents)
         _store(shop, run, orders, touched)
 
 
-def _apply_plans(run: list[Planned], orders, consents: ConsentBatch, touched: _ChangedProfiles) -> None:
+def _apply_plans(run: list[Planned], orders, consents: ConsentBatch) -> None:
     """Each plan's own work (orders, consent topics) in delivery order, then their grouped writes."""
     for planned in run:
         if planned.after is not None:
             planned.after(planned.profile, orders, consents)
     if orders is not None:
         orders.finish()
-        # The order counters go out grouped now: the consents' lock would autoflush them, a row each.
-        with db.session.no_autoflush:
-            _write_profiles(touched.collect().values())
     consents.finish()
 
 
@@ -210,6 +207,11 @@ class _ChangedProfiles:
     session's ``before_flush`` catches those. Looking at the session after every row
     instead scans all its pending rows once per row, which grows with the batch
     (hundreds of orders, each with its lines, before the first flush).
+
+    At each flush it also writes the profiles' changes itself, grouped (``_write_profiles``):
+    any query of the run (a consent's row lock, an order lookup) autoflushes, and the ORM
+    would write the batch's changed profiles one statement per run of equal column sets
+    in id order, nearly one per profile.
     """
 
     def __init__(self, shop: Shop):
@@ -226,6 +228,7 @@ class _ChangedProfiles:
 
     def _flushed(self, session, _context, _instances) -> None:
         self._note(session)
+        _write_profiles(o for o in session.dirty if isinstance(o, Profile) and o.shop_id == self.shop_id)
 
     def collect(self) -> dict[int, Profile]:
         """Every profile changed so far, by id (a profile not yet given an id is not one the run changed)."""
