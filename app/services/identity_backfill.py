@@ -48,7 +48,7 @@ from app.services.identity_graph import Key
 from app.services.identity_history import History, Normaliser, read_history
 from app.services.identity_links import MAX_COMPONENT
 from app.services.identity_replay import OpenCandidate, Replay
-from app.services.resolution import Signal, candidate_evidence, resolve_many
+from app.services.resolution import Signal, blocked_values, candidate_evidence, resolve_many
 from app.services.shop_settings import effective_settings
 from app.tenancy import scoped
 
@@ -69,7 +69,7 @@ def resolve_history(shop: Shop, signals: Sequence[Signal], timings: dict | None 
         identifier, or None when it names nobody usable (junk, nothing parseable).
     """
     settings = effective_settings(shop)["identity"]
-    extra = {v.strip().lower() for v in settings["blocked_values"]}
+    extra = blocked_values(shop)
     if has_identity_graph(shop):
         return _incrementally(shop, signals, extra)
     clock = _Clock(timings)

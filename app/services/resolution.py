@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import partial
 
@@ -67,12 +68,20 @@ PLACEHOLDER_LOCAL_PARTS = frozenset(
 JUNK_LOCAL_PARTS = ("noreply", "no-reply", "donotreply", "do-not-reply")
 
 
-def is_blocked(shop: Shop, ident: Ident, extra: Iterable[str] | None = None) -> bool:
-    """Junk values that must never link anyone (defaults plus the shop's blocklist)."""
+def blocked_values(shop: Shop) -> frozenset[str]:
+    """The shop's own blocklist, trimmed and lower-cased as ``is_blocked`` compares it."""
+    return frozenset(v.strip().lower() for v in effective_settings(shop)["identity"]["blocked_values"])
+
+
+def is_blocked(shop: Shop, ident: Ident, extra: AbstractSet[str] | None = None) -> bool:
+    """Junk values that must never link anyone (defaults plus the shop's blocklist).
+
+    ``extra`` is the shop's ``blocked_values`` (read once per batch by callers that check many).
+    """
     value = ident.value.lower()
     if extra is None:
-        extra = effective_settings(shop)["identity"]["blocked_values"]
-    if value in DEFAULT_BLOCKED or value in {v.strip().lower() for v in extra}:
+        extra = blocked_values(shop)
+    if value in DEFAULT_BLOCKED or value in extra:
         return True
     if ident.kind == "email":
         local, _, domain = value.partition("@")
@@ -87,7 +96,7 @@ def is_blocked(shop: Shop, ident: Ident, extra: Iterable[str] | None = None) -> 
 
 
 def split_usable(
-    shop: Shop, idents: Iterable[Ident], extra: Iterable[str]
+    shop: Shop, idents: Iterable[Ident], extra: AbstractSet[str]
 ) -> tuple[list[Ident], list[Ident]]:
     """The identifiers that may link, most trusted first, and the raw phones kept as text; junk dropped.
 
@@ -196,7 +205,7 @@ class _Batch:
     def __init__(self, shop: Shop):
         self.shop = shop
         self.settings = effective_settings(shop)["identity"]
-        self.extra = {v.strip().lower() for v in self.settings["blocked_values"]}
+        self.extra = blocked_values(shop)
         self.rows: dict[tuple[str, str], Identifier] = {}
         self.links: dict[tuple[int, int], IdentifierLink] = {}
         # The neighbourhoods of every identifier of the batch, read once (None: too big, read per signal).
