@@ -320,3 +320,40 @@ def test_a_merge_recomputes_what_only_the_losers_rows_change_when_it_had_some(
     refresh_states(customer)
     db.session.flush()
     assert dump_profiles(shop.id, [customer.id]) == kept
+
+
+def test_a_merge_writes_its_row_event_and_audit_entry_in_one_statement(shop):
+    """On PostgreSQL the merge row, its ``profile.merged`` event and the audit row go out together
+    with the ids ``take`` drew (three INSERTs and three ORM objects before); the returned row is
+    the session's, with nothing to read back."""
+    from app.models import AuditLog
+
+    model = shop.model
+    customer, visitor = person(model, 1, shopify="71"), person(model, 2)
+    db.session.flush()
+    with statements() as sent:
+        row = merges.merge_profiles(model, customer.id, visitor.id, reason="manual", actor="owner")
+    inserts = [s for s in sent if "INSERT INTO merges" in s or "INSERT INTO audit_log" in s]
+    if db.engine.dialect.name == "postgresql":
+        assert (
+            len(inserts) == 1 and "INSERT INTO events" in inserts[0] and "INSERT INTO audit_log" in inserts[0]
+        )
+    with statements() as read_back:
+        assert db.session.get(Merge, row.id) is row and row.merged_event_id is not None
+    assert read_back == []
+    db.session.commit()
+    db.session.expire_all()
+    stored = db.session.get(Merge, row.id)
+    assert (stored.winner_id, stored.loser_id, stored.reason) == (customer.id, visitor.id, "manual")
+    assert stored.snapshot["loser"]["id"] == visitor.id and stored.undone_at is None
+    event = db.session.get(Event, stored.merged_event_id)
+    assert (event.type, event.external_id, event.profile_id) == (
+        "profile.merged",
+        f"merge-{row.id}",
+        customer.id,
+    )
+    entry = db.session.scalars(sa.select(AuditLog).where(AuditLog.action == "profile.merged")).one()
+    assert entry.subject_id == str(customer.id) and entry.details["merge_id"] == row.id
+    merges.undo(model, row.id, "owner")
+    db.session.commit()
+    assert db.session.get(Profile, visitor.id).merged_into_id is None

@@ -17,13 +17,25 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> AuditLog:
     """Add an audit row to the session; it commits with the change it describes."""
-    row = AuditLog(
-        shop_id=shop_id,
-        actor=actor,
-        action=action,
-        subject_type=subject_type,
-        subject_id=None if subject_id is None else str(subject_id),
-        details=details or {},
-    )
+    row = AuditLog(**values(shop_id, actor, action, subject_type, subject_id, details))
     db.session.add(row)
     return row
+
+
+def values(
+    shop_id: int,
+    actor: str,
+    action: str,
+    subject_type: str | None = None,
+    subject_id: object = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An audit row's columns (but its id and time), for a caller that inserts it with others in one trip."""
+    return {
+        "shop_id": shop_id,
+        "actor": actor,
+        "action": action,
+        "subject_type": subject_type,
+        "subject_id": None if subject_id is None else str(subject_id),
+        "details": details or {},
+    }

@@ -19,12 +19,13 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.extensions import db
-from app.models import Identifier, MergeCandidate, Profile
+from app.models import AuditLog, Event, Identifier, Merge, MergeCandidate, Profile
 from app.services import profile_rows
 from app.services.bulk_sql import OneTrip, is_postgresql
 from app.services.engagement import totals_by_type
 
 _PLANS: dict[tuple, tuple[OneTrip, list[str]]] = {}
+_RECORDS: dict[tuple, OneTrip] = {}
 EVENTS = "events.profile_id"
 SHOP, WINNER, LOSER = sa.bindparam("m_shop"), sa.bindparam("m_winner"), sa.bindparam("m_loser")
 
@@ -246,3 +247,23 @@ def sync_session(loser_id: int, winner_id: int, snapshot: dict[str, Any], profil
                 db.session.expire(obj)
     for profile in profiles:
         db.session.expire(profile, [r.key for r in sa.inspect(Profile).relationships])
+
+
+def record(merge: dict[str, Any], event: dict[str, Any], audit: dict[str, Any]) -> None:
+    """Insert the merge row, its ``profile.merged`` event and its audit row, with the ids drawn by ``take``.
+
+    One statement on PostgreSQL (``OneTrip``), where the ORM's flush sent three
+    INSERTs and built an object for each; the caller puts the merge row in the
+    session as stored. Every column is given (no defaults to fill in a CTE).
+    """
+    rows = ((Merge, merge, "m"), (Event, event, "e"), (AuditLog, audit, "a"))
+    key = tuple((model.__tablename__, tuple(sorted(values))) for model, values, _ in rows)
+    if key not in _RECORDS:
+        parts = [_insert_part(model.__table__, values, prefix) for model, values, prefix in rows]
+        _RECORDS[key] = OneTrip(parts)
+    _RECORDS[key].run({f"{prefix}_{name}": v for _, values, prefix in rows for name, v in values.items()})
+
+
+def _insert_part(table: sa.Table, values: dict[str, Any], prefix: str) -> sa.Insert:
+    columns = {name: sa.bindparam(f"{prefix}_{name}", type_=table.c[name].type) for name in values}
+    return sa.insert(table).values(columns).returning(table.c.id)

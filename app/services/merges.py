@@ -28,10 +28,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 
 from app.errors import Conflict, NotFound
 from app.extensions import db
-from app.models import Event, Identifier, Merge, MergeCandidate, Profile, Shop
+from app.models import AuditLog, Event, Identifier, Merge, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
 from app.plans import get_plan
 from app.services import audit, identity_links, merge_rows, profile_rows
@@ -160,45 +161,45 @@ def merge(
         candidate_id=candidate.id if candidate else None,
         actor=actor,
         undo_deadline=now + plan.merge_undo_window,
+        undone_at=None,
         created_at=now,
         snapshot=snapshot,
     )
     new_ids = read["new_ids"]
-    db.session.add(row)
-    if new_ids:  # PostgreSQL drew the ids: the merge, its event and the audit row go in one flush
+    if new_ids:  # PostgreSQL drew the ids: the merge, its event and the audit row go in one statement
         row.id, row.merged_event_id = new_ids["merge_id"], new_ids["event_id"]
     else:  # the event's external id names the merge
+        db.session.add(row)
         db.session.flush()
-    event = Event(
-        id=row.merged_event_id,
-        shop_id=shop.id,
-        profile_id=winner.id,
-        type="profile.merged",
-        source="c360",
-        external_id=f"merge-{row.id}",
-        properties={"merge_id": row.id, "loser_id": loser.id, "reason": reason, "automatic": automatic},
-        occurred_at=now,
-    )
-    db.session.add(event)
-    if not new_ids:
+    event = {
+        "id": row.merged_event_id,
+        "shop_id": shop.id,
+        "profile_id": winner.id,
+        "type": "profile.merged",
+        "channel": None,
+        "source": "c360",
+        "external_id": f"merge-{row.id}",
+        "identifiers": {},
+        "properties": {"merge_id": row.id, "loser_id": loser.id, "reason": reason, "automatic": automatic},
+        "occurred_at": now,
+        "received_at": utcnow(),
+        "delivery_id": None,
+    }
+    details = {**event["properties"], **(evidence or {})}
+    entry = audit.values(shop.id, actor, "profile.merged", "profile", winner.id, details)
+    entry["created_at"] = utcnow()
+    if new_ids:
+        merge_rows.record(_columns(row), event, entry)
+        so.make_transient_to_detached(row)  # stored as it stands: no SELECT to read it back
+        db.session.add(row)
+    else:
+        event.pop("id")
+        stored = Event(**event)
+        db.session.add_all([stored, AuditLog(**entry)])
         db.session.flush()
-        row.merged_event_id = event.id
+        row.merged_event_id = stored.id
     if not automatic and anchors["winner"] and anchors["loser"]:
         identity_links.decide(shop.id, anchors["winner"], anchors["loser"], "same", source=actor, at=now)
-    audit.record(
-        shop.id,
-        actor,
-        "profile.merged",
-        "profile",
-        winner.id,
-        {
-            "merge_id": row.id,
-            "loser_id": loser.id,
-            "reason": reason,
-            "automatic": automatic,
-            **(evidence or {}),
-        },
-    )
     db.session.flush()
     return row
 
@@ -278,6 +279,11 @@ def _days(window: dt.timedelta) -> str:
         if window < dt.timedelta(days=2)
         else f"{window.days} days"
     )
+
+
+def _columns(row: Merge) -> dict[str, Any]:
+    """The merge row's column values as set (for an INSERT outside the ORM)."""
+    return {c.name: getattr(row, c.key) for c in Merge.__table__.columns}
 
 
 def _profile_json(profile: Profile) -> dict[str, Any]:
