@@ -8,16 +8,9 @@ from app.extensions import db
 from app.models import AuditLog
 
 
-def record(
-    shop_id: int,
-    actor: str,
-    action: str,
-    subject_type: str | None = None,
-    subject_id: object = None,
-    details: dict[str, Any] | None = None,
-) -> AuditLog:
-    """Add an audit row to the session; it commits with the change it describes."""
-    row = AuditLog(**values(shop_id, actor, action, subject_type, subject_id, details))
+def record(*args: Any, **kwargs: Any) -> AuditLog:
+    """Add an audit row to the session (``values``' arguments); it commits with the change it describes."""
+    row = AuditLog(**values(*args, **kwargs))
     db.session.add(row)
     return row
 
@@ -30,7 +23,7 @@ def values(
     subject_id: object = None,
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An audit row's columns (but its id and time), for a caller that inserts it with others in one trip."""
+    """An audit row's columns (but its id and time): who did what to which record, with the details."""
     return {
         "shop_id": shop_id,
         "actor": actor,
