@@ -322,22 +322,21 @@ def test_a_merge_recomputes_what_only_the_losers_rows_change_when_it_had_some(
     assert dump_profiles(shop.id, [customer.id]) == kept
 
 
-def test_a_merge_writes_its_row_event_and_audit_entry_in_one_statement(shop):
-    """On PostgreSQL the merge row, its ``profile.merged`` event and the audit row go out together
-    with the ids ``take`` drew (three INSERTs and three ORM objects before); the returned row is
-    the session's, with nothing to read back."""
-    from app.models import AuditLog
+def test_a_merge_writes_its_row_event_audit_entry_and_counters_in_one_statement(shop):
+    """On PostgreSQL the merge row, its ``profile.merged`` event, the audit row and the survivor's
+    engagement counters go out together with the ids ``take`` drew (an INSERT per table and an ORM
+    object per row before); the returned row is the session's, with nothing to read back."""
+    from app.models import AuditLog, EngagementCounter
 
     model = shop.model
     customer, visitor = person(model, 1, shopify="71"), person(model, 2)
     db.session.flush()
     with statements() as sent:
         row = merges.merge_profiles(model, customer.id, visitor.id, reason="manual", actor="owner")
-    inserts = [s for s in sent if "INSERT INTO merges" in s or "INSERT INTO audit_log" in s]
+    tables = ("merges", "events", "audit_log", "engagement_counters")
+    inserts = [s for s in sent if any(f"INSERT INTO {t}" in s for t in tables)]
     if db.engine.dialect.name == "postgresql":
-        assert (
-            len(inserts) == 1 and "INSERT INTO events" in inserts[0] and "INSERT INTO audit_log" in inserts[0]
-        )
+        assert len(inserts) == 1 and all(f"INSERT INTO {t}" in inserts[0] for t in tables)
     with statements() as read_back:
         assert db.session.get(Merge, row.id) is row and row.merged_event_id is not None
     assert read_back == []
@@ -354,6 +353,12 @@ def test_a_merge_writes_its_row_event_and_audit_entry_in_one_statement(shop):
     )
     entry = db.session.scalars(sa.select(AuditLog).where(AuditLog.action == "profile.merged")).one()
     assert entry.subject_id == str(customer.id) and entry.details["merge_id"] == row.id
+    counts = db.session.execute(
+        sa.select(EngagementCounter.profile_id, EngagementCounter.channel, EngagementCounter.count).where(
+            EngagementCounter.shop_id == model.id
+        )
+    ).all()
+    assert {pid for pid, _, _ in counts} == {customer.id} and sum(n for _, _, n in counts) >= 2
     merges.undo(model, row.id, "owner")
     db.session.commit()
     assert db.session.get(Profile, visitor.id).merged_into_id is None

@@ -134,19 +134,25 @@ def add_counters(profile: Profile, totals) -> None:
     undo) and read both profiles' totals with its other reads, so it needs
     neither the DELETE, nor a query, nor a flush of its own.
     """
-    last_engaged = None
+    rows, profile.last_engaged_at = counter_rows(profile, totals)
+    db.session.add_all([EngagementCounter(**row) for row in rows])
+
+
+def counter_rows(profile: Profile, totals) -> tuple[list[dict], dt.datetime | None]:
+    """The counter rows ``totals_by_type`` rows make for ``profile``, and its last engaged time."""
+    rows, last_engaged = [], None
     for total in totals:
         channel, metric = total["type"].split(".", 1)
-        db.session.add(
-            EngagementCounter(
-                shop_id=profile.shop_id,
-                profile_id=profile.id,
-                channel=channel,
-                metric=metric,
-                count=total["count"],
-                last_at=total["last_at"],
-            )
+        rows.append(
+            {
+                "shop_id": profile.shop_id,
+                "profile_id": profile.id,
+                "channel": channel,
+                "metric": metric,
+                "count": total["count"],
+                "last_at": total["last_at"],
+            }
         )
         if metric in ACTIVE_METRICS and (last_engaged is None or total["last_at"] > last_engaged):
             last_engaged = total["last_at"]
-    profile.last_engaged_at = last_engaged
+    return rows, last_engaged

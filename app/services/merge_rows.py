@@ -17,9 +17,11 @@ from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from sqlalchemy.dialects import postgresql
 
 from app.extensions import db
-from app.models import AuditLog, Event, Identifier, Merge, MergeCandidate, Profile
+from app.models import AuditLog, EngagementCounter, Event, Identifier, Merge, MergeCandidate, Profile
+from app.models.base import UTCDateTime
 from app.services import profile_rows
 from app.services.bulk_sql import OneTrip, is_postgresql
 from app.services.engagement import totals_by_type
@@ -249,21 +251,43 @@ def sync_session(loser_id: int, winner_id: int, snapshot: dict[str, Any], profil
         db.session.expire(profile, [r.key for r in sa.inspect(Profile).relationships])
 
 
-def record(merge: dict[str, Any], event: dict[str, Any], audit: dict[str, Any]) -> None:
-    """Insert the merge row, its ``profile.merged`` event and its audit row, with the ids drawn by ``take``.
+def record(
+    merge: dict[str, Any], event: dict[str, Any], audit: dict[str, Any], counters: list[dict[str, Any]]
+) -> None:
+    """Insert the merge row, its ``profile.merged`` event, its audit row and the survivor's engagement
+    counters (``take`` deleted both profiles'), with the ids drawn by ``take``.
 
-    One statement on PostgreSQL (``OneTrip``), where the ORM's flush sent three
-    INSERTs and built an object for each; the caller puts the merge row in the
-    session as stored. Every column is given (no defaults to fill in a CTE).
+    One statement on PostgreSQL (``OneTrip``), where the ORM's flush sent an INSERT per
+    table and built an object for each row; the caller puts the merge row in the
+    session as stored. Every column is given (no defaults to fill in a CTE); the
+    counters go in as arrays, one per column, however many there are.
     """
     rows = ((Merge, merge, "m"), (Event, event, "e"), (AuditLog, audit, "a"))
     key = tuple((model.__tablename__, tuple(sorted(values))) for model, values, _ in rows)
     if key not in _RECORDS:
         parts = [_insert_part(model.__table__, values, prefix) for model, values, prefix in rows]
-        _RECORDS[key] = OneTrip(parts)
-    _RECORDS[key].run({f"{prefix}_{name}": v for _, values, prefix in rows for name, v in values.items()})
+        _RECORDS[key] = OneTrip([*parts, _counters_part()])
+    params = {f"{prefix}_{name}": v for _, values, prefix in rows for name, v in values.items()}
+    params.update({f"c_{name}": [c[name] for c in counters] for name in COUNTER_COLUMNS})
+    _RECORDS[key].run(params)
+
+
+COUNTER_COLUMNS = ("shop_id", "profile_id", "channel", "metric", "count", "last_at")
 
 
 def _insert_part(table: sa.Table, values: dict[str, Any], prefix: str) -> sa.Insert:
     columns = {name: sa.bindparam(f"{prefix}_{name}", type_=table.c[name].type) for name in values}
     return sa.insert(table).values(columns).returning(table.c.id)
+
+
+def _counters_part() -> sa.Insert:
+    """``INSERT INTO engagement_counters … SELECT unnest(:c_shop_id), …``: any number of rows, or none."""
+    table = EngagementCounter.__table__
+
+    def unnest(name: str):
+        column_type = table.c[name].type
+        item = sa.DateTime(timezone=True) if isinstance(column_type, UTCDateTime) else column_type
+        return sa.func.unnest(sa.bindparam(f"c_{name}", type_=postgresql.ARRAY(item))).label(name)
+
+    source = sa.select(*(unnest(name) for name in COUNTER_COLUMNS))
+    return sa.insert(table).from_select(list(COUNTER_COLUMNS), source).returning(table.c.id)

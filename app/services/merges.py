@@ -32,14 +32,14 @@ import sqlalchemy.orm as so
 
 from app.errors import Conflict, NotFound
 from app.extensions import db
-from app.models import AuditLog, Event, Identifier, Merge, MergeCandidate, Profile, Shop
+from app.models import AuditLog, EngagementCounter, Event, Identifier, Merge, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
 from app.plans import get_plan
 from app.services import audit, identity_links, merge_rows, profile_rows
 from app.services.bulk_sql import is_postgresql
 from app.services.consent import rebuild_states, refresh_states
 from app.services.counters import recompute_order_counters
-from app.services.engagement import add_counters, recompute_engagement_counters
+from app.services.engagement import counter_rows, recompute_engagement_counters
 from app.services.identifiers import TRUST
 from app.tenancy import get_scoped_or_raise, scoped
 
@@ -146,7 +146,8 @@ def merge(
         # merges fold a visitor who bought nothing and gave no consent into a known customer.
         if snapshot["moved"].get("orders.profile_id"):
             recompute_order_counters(winner)
-        add_counters(winner, read["engagement"])  # merge_rows.take deleted both profiles' counters
+        # merge_rows.take deleted both profiles' counters: the survivor's new ones go in with the merge row.
+        counters, winner.last_engaged_at = counter_rows(winner, read["engagement"])
         if snapshot["derived"].get("consent_states") or snapshot["moved"].get("consent_records.profile_id"):
             rebuild_states(winner)  # and their consent states
     _fill_winner(winner, loser)
@@ -189,13 +190,13 @@ def merge(
     entry = audit.values(shop.id, actor, "profile.merged", "profile", winner.id, details)
     entry["created_at"] = utcnow()
     if new_ids:
-        merge_rows.record(_columns(row), event, entry)
+        merge_rows.record(_columns(row), event, entry, counters)
         so.make_transient_to_detached(row)  # stored as it stands: no SELECT to read it back
         db.session.add(row)
     else:
         event.pop("id")
         stored = Event(**event)
-        db.session.add_all([stored, AuditLog(**entry)])
+        db.session.add_all([stored, AuditLog(**entry), *(EngagementCounter(**c) for c in counters)])
         db.session.flush()
         row.merged_event_id = stored.id
     if not automatic and anchors["winner"] and anchors["loser"]:
