@@ -106,8 +106,13 @@ def _unnest(column: sa.Column, values: list[Any]):
     if isinstance(column.type, JsonDoc):
         param = sa.bindparam(None, [json.dumps(v) for v in values], type_=postgresql.ARRAY(sa.Text()))
         return sa.cast(sa.func.unnest(param), postgresql.JSONB)
+    return sa.func.unnest(sa.bindparam(None, values, type_=array_of(column)))
+
+
+def array_of(column: sa.Column) -> postgresql.ARRAY:
+    """PostgreSQL: the array type that binds a list of ``column``'s values (for ``unnest``)."""
     item_type = sa.DateTime(timezone=True) if isinstance(column.type, UTCDateTime) else column.type
-    return sa.func.unnest(sa.bindparam(None, values, type_=postgresql.ARRAY(item_type)))
+    return postgresql.ARRAY(item_type)
 
 
 def unnest_select(table: sa.Table, rows: list[dict[str, Any]]) -> tuple[list[str], sa.Select]:

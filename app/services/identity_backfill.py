@@ -69,7 +69,7 @@ def resolve_history(shop: Shop, signals: Sequence[Signal], timings: dict | None 
         identifier, or None when it names nobody usable (junk, nothing parseable).
     """
     settings = effective_settings(shop)["identity"]
-    extra = blocked_values(shop)
+    extra = blocked_values(settings)
     if has_identity_graph(shop):
         return _incrementally(shop, signals, extra)
     clock = _Clock(timings)

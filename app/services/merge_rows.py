@@ -17,13 +17,11 @@ from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from sqlalchemy.dialects import postgresql
 
 from app.extensions import db
 from app.models import AuditLog, EngagementCounter, Event, Identifier, Merge, MergeCandidate, Profile
-from app.models.base import UTCDateTime
 from app.services import profile_rows
-from app.services.bulk_sql import OneTrip, is_postgresql
+from app.services.bulk_sql import OneTrip, array_of, is_postgresql
 from app.services.engagement import totals_by_type
 
 _PLANS: dict[tuple, tuple[OneTrip, list[str]]] = {}
@@ -283,11 +281,10 @@ def _insert_part(table: sa.Table, values: dict[str, Any], prefix: str) -> sa.Ins
 def _counters_part() -> sa.Insert:
     """``INSERT INTO engagement_counters … SELECT unnest(:c_shop_id), …``: any number of rows, or none."""
     table = EngagementCounter.__table__
-
-    def unnest(name: str):
-        column_type = table.c[name].type
-        item = sa.DateTime(timezone=True) if isinstance(column_type, UTCDateTime) else column_type
-        return sa.func.unnest(sa.bindparam(f"c_{name}", type_=postgresql.ARRAY(item))).label(name)
-
-    source = sa.select(*(unnest(name) for name in COUNTER_COLUMNS))
+    source = sa.select(
+        *(
+            sa.func.unnest(sa.bindparam(f"c_{name}", type_=array_of(table.c[name]))).label(name)
+            for name in COUNTER_COLUMNS
+        )
+    )
     return sa.insert(table).from_select(list(COUNTER_COLUMNS), source).returning(table.c.id)

@@ -167,7 +167,7 @@ def merge(
         snapshot=snapshot,
     )
     new_ids = read["new_ids"]
-    if new_ids:  # PostgreSQL drew the ids: the merge, its event and the audit row go in one statement
+    if new_ids:  # PostgreSQL drew the ids: the merge, its event, audit row and counters go in one statement
         row.id, row.merged_event_id = new_ids["merge_id"], new_ids["event_id"]
     else:  # the event's external id names the merge
         db.session.add(row)

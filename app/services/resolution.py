@@ -68,9 +68,10 @@ PLACEHOLDER_LOCAL_PARTS = frozenset(
 JUNK_LOCAL_PARTS = ("noreply", "no-reply", "donotreply", "do-not-reply")
 
 
-def blocked_values(shop: Shop) -> frozenset[str]:
-    """The shop's own blocklist, trimmed and lower-cased as ``is_blocked`` compares it."""
-    return frozenset(v.strip().lower() for v in effective_settings(shop)["identity"]["blocked_values"])
+def blocked_values(identity: dict) -> frozenset[str]:
+    """The shop's own blocklist from its identity settings, trimmed and lower-cased as ``is_blocked``
+    compares it."""
+    return frozenset(v.strip().lower() for v in identity["blocked_values"])
 
 
 def is_blocked(shop: Shop, ident: Ident, extra: AbstractSet[str] | None = None) -> bool:
@@ -80,7 +81,7 @@ def is_blocked(shop: Shop, ident: Ident, extra: AbstractSet[str] | None = None) 
     """
     value = ident.value.lower()
     if extra is None:
-        extra = blocked_values(shop)
+        extra = blocked_values(effective_settings(shop)["identity"])
     if value in DEFAULT_BLOCKED or value in extra:
         return True
     if ident.kind == "email":
@@ -205,13 +206,13 @@ class _Batch:
     def __init__(self, shop: Shop):
         self.shop = shop
         self.settings = effective_settings(shop)["identity"]
-        self.extra = blocked_values(shop)
+        self.extra = blocked_values(self.settings)
         self.rows: dict[tuple[str, str], Identifier] = {}
         self.links: dict[tuple[int, int], IdentifierLink] = {}
         # The neighbourhoods of every identifier of the batch, read once (None: too big, read per signal).
         self.graph: _Graph | None = None
         self.ids = IdBlocks()
-        # First and last seen of the rows it read: a merging pair's go out before its merge, the rest last.
+        # First and last seen of the rows it read, written together at the end (see ``merge``).
         self.stamps = DeferredStamps()
         # Profiles this batch made and has not flushed yet, by their drawn id.
         self.made: dict[int, Profile] = {}
@@ -306,19 +307,18 @@ class _Batch:
         """The profile, from the session (a profile this batch made is not there until flushed)."""
         return self.made.get(profile_id) or db.session.get(Profile, profile_id)
 
-    def before_merge(self, *profile_ids: int) -> None:
-        """A merge names each side by its identifiers' first seen, read by SQL: write a pending
-        first seen of theirs first (the rest wait for ``finish``)."""
-        pair = set(profile_ids)
+    def merge(self, winner_id: int, loser_id: int, source: str) -> None:
+        """Merge two profiles of the batch, their pending stamps kept pending (see ``DeferredStamps``).
+
+        The merge names each side by its identifiers' first seen, read by SQL: a pending first
+        seen of theirs is written first. The rest waits for ``finish``.
+        """
+        pair = {winner_id, loser_id}
 
         def first_seen_of_theirs(obj, values: dict) -> bool:
             return isinstance(obj, Identifier) and "first_seen_at" in values and obj.profile_id in pair
 
         self.stamps.write(only=first_seen_of_theirs)
-
-    def merge(self, winner_id: int, loser_id: int, source: str) -> None:
-        """Merge two profiles of the batch, their pending stamps kept pending (see ``DeferredStamps``)."""
-        self.before_merge(winner_id, loser_id)
         winner, loser = merges.lock_profiles(self.shop, winner_id, loser_id)
         for profile in (winner, loser):
             self.stamps.reapply(profile)

@@ -19,7 +19,6 @@ from app.services.ingest.batch import apply_run
 from app.services.ingest.orders import apply_order, buyer_signal, check_order, plan_order
 from app.services.ingest.two_pass import ImportResult, TwoPassImport
 
-BackfillResult = ImportResult
 BATCH = 200  # orders per transaction
 
 
