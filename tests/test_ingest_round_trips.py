@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Event, Shop, WebhookDelivery
+from app.services import shop_lock
 from app.services.ingest.pixel import apply_pixel_event
 from tests.helpers import statements
 from tests.ingest_support import fixture, ishop_fixture, post_pixel, profile_of
@@ -25,6 +26,7 @@ def test_known_visitor_page_view_reads_its_identifier_and_profile_once(client, i
     known = profile_of(ishop, "web_client", "c-phone-sarah")
     db.session.commit()
     shop = db.session.get(Shop, ishop.id)
+    shop_lock.hold([shop.id])  # as a drain's batch holds it (taken once per batch, not per signal)
     with statements() as seen:
         apply_pixel_event(shop, page_view("pv-2", "2026-10-01T09:00:00Z"), None)
         db.session.flush()

@@ -25,7 +25,7 @@ from app.jobs import enqueue, enqueue_once, get_queue, safe_job_id
 from app.logging import get_logger
 from app.models import Shop, WebhookDelivery
 from app.models.base import utcnow
-from app.services import planner_stats
+from app.services import planner_stats, shop_lock
 from app.services.bulk_sql import id_in, is_postgresql
 from app.services.ingest import process_delivery_row
 from app.services.ingest.batch import process_batch
@@ -38,8 +38,6 @@ WORKABLE = ("pending", "failed", "processing")
 RACE_RETRY_SECONDS = 1.0
 # How long a "drain queued" flag may outlive a lost job; the sweeper covers the gap.
 DRAIN_FLAG_SECONDS = 60
-# pg_advisory_xact_lock(namespace, shop_id): one batch of a shop at a time.
-SHOP_LOCK_NAMESPACE = 3603
 log = get_logger("ingest")
 
 
@@ -130,15 +128,6 @@ def _begin() -> sa.Connection:
     return connection
 
 
-def _lock_shops(connection: sa.Connection, shop_ids: list[int]) -> None:
-    """Serialise batches per shop (PostgreSQL): two concurrent batches of one shop would fight
-    over the same profiles' rows, and could deadlock. Held until the batch commits."""
-    if connection.dialect.name != "postgresql":
-        return
-    for shop_id in sorted(set(shop_ids)):
-        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(SHOP_LOCK_NAMESPACE, shop_id)))
-
-
 def _claim_stmt(where) -> sa.Select:
     stmt = (
         sa.select(WebhookDelivery, Shop)
@@ -171,7 +160,7 @@ def _claim(delivery_ids: list[int], shops: dict[int, Shop]) -> list[WebhookDeliv
         shop_ids = db.session.scalars(
             sa.select(WebhookDelivery.shop_id).where(WebhookDelivery.id.in_(delivery_ids)).distinct()
         ).all()
-        _lock_shops(connection, list(shop_ids))
+        shop_lock.hold(shop_ids, connection)
     where = (WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.status.in_(WORKABLE))
     return _load_claim(_claim_stmt(where), shops)
 
@@ -181,7 +170,7 @@ def _claim_next(
 ) -> list[WebhookDelivery]:
     """Lock the shop's next ``limit`` workable rows past ``after_id``, in id order (pending, or due)."""
     connection = _begin()
-    _lock_shops(connection, [shop_id])
+    shop_lock.hold([shop_id], connection)
     before()
     now = utcnow()
     where = (

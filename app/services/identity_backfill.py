@@ -41,7 +41,7 @@ from app import gc_tuning
 from app.extensions import db
 from app.models import Identifier, IdentifierLink, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
-from app.services import identity_graph
+from app.services import identity_graph, shop_lock
 from app.services.bulk_sql import copy_rows, insert_rows, insert_with_ids
 from app.services.identifiers import TRUST, Ident, live_profile
 from app.services.identity_graph import Key
@@ -68,6 +68,7 @@ def resolve_history(shop: Shop, signals: Sequence[Signal], timings: dict | None 
         For each signal, the id of the profile holding its most trusted usable
         identifier, or None when it names nobody usable (junk, nothing parseable).
     """
+    shop_lock.hold([shop.id])  # no ingest batch of the shop resolves beside us (see shop_lock)
     settings = effective_settings(shop)["identity"]
     extra = blocked_values(settings)
     if has_identity_graph(shop):

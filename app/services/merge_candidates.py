@@ -26,7 +26,7 @@ from app.errors import Conflict
 from app.extensions import db
 from app.models import Event, Identifier, Merge, MergeCandidate, Order, Profile, Shop
 from app.models.base import utcnow
-from app.services import identity_links, merges
+from app.services import identity_links, merges, shop_lock
 from app.services.identifiers import live_profile, live_profiles
 from app.tenancy import get_scoped_or_raise, scoped
 
@@ -165,7 +165,10 @@ def _live_id(live: dict[int, Profile], profile_id: int) -> int:
 
 
 def _open(shop: Shop, candidate_id: int) -> tuple[MergeCandidate, Profile, Profile]:
+    """The open candidate and its two live sides, read under the shop's lock (see ``shop_lock``)."""
+    shop_lock.hold([shop.id])
     cand = get_scoped_or_raise(MergeCandidate, shop.id, candidate_id, "merge candidate")
+    db.session.refresh(cand)
     if cand.status != "open":
         raise Conflict(f"merge candidate {cand.id} is already {cand.status}")
     a, b = live_sides(cand)

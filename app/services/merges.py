@@ -35,7 +35,7 @@ from app.extensions import db
 from app.models import AuditLog, EngagementCounter, Event, Identifier, Merge, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
 from app.plans import get_plan
-from app.services import audit, identity_links, merge_rows, profile_rows
+from app.services import audit, identity_links, merge_rows, profile_rows, shop_lock
 from app.services.bulk_sql import is_postgresql
 from app.services.consent import rebuild_states, refresh_states
 from app.services.counters import recompute_order_counters
@@ -92,6 +92,7 @@ def merge_profiles(shop: Shop, first_id: int, second_id: int, *, reason: str, ac
     """Merge two profiles of ``shop`` by id, choosing the survivor by the rules."""
     if first_id == second_id:
         raise Conflict("a profile cannot be merged with itself")
+    shop_lock.hold([shop.id])  # no ingest batch of the shop between our reads and our writes
     a, b = lock_profiles(shop, first_id, second_id)
     winner, loser = survivor_order(a, b)
     return merge(shop, winner, loser, reason=reason, actor=actor, **kw)
@@ -213,7 +214,9 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
         Conflict: already undone, past the plan's window, or the survivor was merged again since.
     """
     now = now or utcnow()
+    shop_lock.hold([shop.id])  # no ingest batch, and no other undo, between our reads and our writes
     row = get_scoped_or_raise(Merge, shop.id, merge_id, "merge")
+    db.session.refresh(row)  # as it stands under the lock (the session may hold an older copy)
     if row.undone_at is not None:
         raise Conflict(f"merge {row.id} was already undone on {row.undone_at:%d %b %Y %H:%M} UTC")
     if now > row.undo_deadline:

@@ -44,7 +44,7 @@ import sqlalchemy.orm as so
 from app.extensions import db
 from app.models import Event, Identifier, IdentifierLink, MergeCandidate, Order, Profile, Shop
 from app.models.base import utcnow
-from app.services import identity_graph, identity_links, merges
+from app.services import identity_graph, identity_links, merges, shop_lock
 from app.services.bulk_sql import id_in, value_in
 from app.services.counters import recompute_order_counters
 from app.services.deferred_stamps import DeferredStamps
@@ -204,6 +204,7 @@ class _Batch:
     """
 
     def __init__(self, shop: Shop):
+        shop_lock.hold([shop.id])  # one resolver of the shop's graph at a time (see shop_lock)
         self.shop = shop
         self.settings = effective_settings(shop)["identity"]
         self.extra = blocked_values(self.settings)

@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 from app.errors import DomainError
 from app.extensions import db
 from app.models import Profile, Shop
-from app.services import planner_stats
+from app.services import planner_stats, shop_lock
 from app.services.identifiers import live_profiles
 from app.services.identity_backfill import resolve_history
 from app.services.resolution import Signal
@@ -116,12 +116,15 @@ class TwoPassImport(Generic[Item]):
         if not batch:
             return
         try:
+            # Under the shop's lock: a drain's merge can no longer move a profile we write to.
+            shop_lock.hold([shop.id])
             profiles = live_profiles(shop.id, {profile_of[number] for number, _ in batch} - {None})
             self.apply_batch([(item, profiles.get(profile_of[number])) for number, item in batch])
             db.session.commit()
             result.applied += len(batch)
         except Exception:  # noqa: BLE001 - redone item by item, where each failure is told apart
             db.session.rollback()
+            shop_lock.hold([shop.id])
             for number, item in batch:
                 try:
                     with db.session.begin_nested():

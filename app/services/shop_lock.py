@@ -1,0 +1,67 @@
+"""One writer of a shop's identity graph at a time: ingest batches, console merges, undos, imports.
+
+A batch of deliveries resolves its signals to profiles and then stores their
+events, orders and stamps on them, all in one transaction. A merge or an undo
+made in the console at the same moment moves identifiers and rows between the
+same profiles. Row locks alone do not keep the two apart: the batch may read
+a profile as live, wait on the merge's row lock, and then write to the profile
+the merge has just emptied, where nobody looks (a mis-assigned event, a stamp
+on a merged-away profile).
+
+So every transaction that changes who is who in a shop first takes the shop's
+lock, ``pg_advisory_xact_lock(NAMESPACE, shop_id)``, held until it commits or
+rolls back: the ingest drain per batch, every resolution (``resolution``'s
+batch, so the API's and the console's too), ``merges.merge_profiles`` and
+``merges.undo``, a candidate's accept or reject, a consent record, and an
+import's resolution and batches. Each service takes it itself, so no caller
+can forget it; the session remembers which shops its transaction holds, so a
+service called under a caller that holds it already sends nothing more.
+Shops are locked in id order, so two lockers of several shops cannot deadlock.
+
+SQLite has one writer at a time (the drain begins ``IMMEDIATE``); there the
+lock is a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from app.extensions import db
+
+NAMESPACE = 3603
+
+
+def hold(shop_ids: Iterable[int], connection: sa.Connection | None = None) -> bool:
+    """Take the lock of each shop (PostgreSQL) until the current transaction ends.
+
+    Returns:
+        True when a lock was taken now (and may have been waited for): what the
+        transaction read before may have changed since. False when it held them all.
+    """
+    connection = connection if connection is not None else db.session.connection()
+    if connection.dialect.name != "postgresql":
+        return False
+    held = _held()
+    wanted = sorted(set(shop_ids) - held)
+    for shop_id in wanted:
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(NAMESPACE, shop_id)))
+        held.add(shop_id)
+    return bool(wanted)
+
+
+def _held() -> set[int]:
+    """The shops the session's current transaction has locked (a new set for each transaction).
+
+    Inside a savepoint nothing is remembered: a lock taken there is released if the
+    savepoint rolls back, so it is asked for again (PostgreSQL grants it at once when held).
+    """
+    session = db.session()
+    if session.in_nested_transaction():
+        return set()
+    transaction = session.get_transaction()
+    noted = session.info.get("shop_locks")
+    if noted is None or noted[0] is not transaction:
+        noted = session.info["shop_locks"] = (transaction, set())
+    return noted[1]

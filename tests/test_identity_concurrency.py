@@ -1,0 +1,167 @@
+"""A person's merge or undo in the console and an ingest batch of the same shop never interleave.
+
+The console's merge moves the loser's identifiers, events and counters to the survivor.
+A batch that read the loser as live before that merge committed would otherwise store
+its events (and stamps) on the merged-away profile after it, where nobody looks: data
+mis-assigned. PostgreSQL only: SQLite has one writer at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from app.models import ConsentRecord, Event, Identifier, MergeCandidate, Profile, Shop
+from app.models.base import utcnow
+from app.services import consent, merge_candidates, merges, shop_lock
+from app.services.identifiers import Ident
+from app.services.ingest.inbox import store_deliveries
+from app.services.resolution import resolve
+from tests.helpers import statements
+from tests.ingest_support import fixture
+from workers.ingest import drain_shop
+
+T0 = dt.datetime(2026, 10, 1, 8, tzinfo=dt.UTC)
+BLOCKED_FOR = 1.0  # seconds the batch is given to run ahead while the console holds its change open
+
+
+@pytest.fixture()
+def pg(db):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("concurrent writers: PostgreSQL only")
+    return db
+
+
+def _profiles(shop_id: int, db) -> tuple[int, int]:
+    """A cookie's profile and an email's, never seen together; ``(email's, cookie's)``."""
+    shop = db.session.get(Shop, shop_id)
+    cookie = resolve(shop, [Ident("web_client", "c-race")], source="pixel", seen_at=T0)
+    email = resolve(shop, [Ident("email", "race@shopper.test")], source="api", seen_at=T0)
+    db.session.commit()
+    return email.id, cookie.id
+
+
+def _queue_page_view(shop_id: int, db, event_id: str) -> None:
+    """A page view of the cookie, in the inbox and not yet processed."""
+    body = fixture("pixel/page_viewed.json")
+    body.update(id=event_id, clientId="c-race", timestamp="2026-10-02T09:00:00.000Z")
+    store_deliveries(db.session.get(Shop, shop_id), "pixel", [(body["name"], event_id, body)])
+    db.session.commit()
+
+
+def _race(app, db, shop_id: int, change, then=None) -> None:
+    """Run ``change`` in the console and hold its transaction open while ``then`` (by default a
+    drain of the shop) starts on another connection; then let ``change`` commit."""
+    changed, go, errors = threading.Event(), threading.Event(), []
+
+    def console():
+        try:
+            with app.app_context():
+                change(db.session.get(Shop, shop_id))
+                changed.set()
+                go.wait(30)
+                db.session.commit()
+        except BaseException as exc:  # surfaced below: a thread must not fail silently
+            errors.append(exc)
+            changed.set()
+
+    def worker():
+        try:
+            with app.app_context():
+                if then is None:
+                    drain_shop(shop_id)
+                else:
+                    then(db.session.get(Shop, shop_id))
+                    db.session.commit()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=console), threading.Thread(target=worker)]
+    threads[0].start()
+    assert changed.wait(30)
+    threads[1].start()
+    threads[1].join(BLOCKED_FOR)
+    go.set()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    db.session.expire_all()
+
+
+def _event_owner(db, event_id: str) -> int:
+    return db.session.scalar(sa.select(Event.profile_id).where(Event.external_id == event_id))
+
+
+def test_an_event_drained_during_a_console_merge_lands_on_the_survivor(app, pg, shop):
+    survivor, loser = _profiles(shop.id, pg)
+    _queue_page_view(shop.id, pg, "px-race-merge")
+
+    _race(app, pg, shop.id, lambda s: merges.merge_profiles(s, survivor, loser, reason="manual", actor="t"))
+
+    assert pg.session.get(Profile, loser).merged_into_id == survivor
+    assert _event_owner(pg, "px-race-merge") == survivor
+    assert pg.session.get(Profile, loser).last_seen_at == T0  # no stamp written to the merged-away side
+    assert pg.session.get(Profile, survivor).last_seen_at == dt.datetime(2026, 10, 2, 9, tzinfo=dt.UTC)
+
+
+def test_an_event_drained_during_an_undo_lands_on_the_profile_owning_its_identifier(app, pg, shop):
+    survivor, loser = _profiles(shop.id, pg)
+    row = merges.merge_profiles(pg.session.get(Shop, shop.id), survivor, loser, reason="manual", actor="t")
+    pg.session.commit()
+    _queue_page_view(shop.id, pg, "px-race-undo")
+
+    _race(app, pg, shop.id, lambda s: merges.undo(s, row.id, "t"))
+
+    cookie_owner = pg.session.scalar(sa.select(Identifier.profile_id).where(Identifier.value == "c-race"))
+    assert cookie_owner == loser
+    assert _event_owner(pg, "px-race-undo") == loser
+
+
+def test_an_event_drained_while_a_candidate_is_accepted_lands_on_the_survivor(app, pg, shop):
+    survivor, loser = _profiles(shop.id, pg)
+    a, b = sorted((survivor, loser))
+    candidate = MergeCandidate(shop_id=shop.id, profile_a_id=a, profile_b_id=b, reason="shared_device")
+    pg.session.add(candidate)
+    pg.session.commit()
+    _queue_page_view(shop.id, pg, "px-race-accept")
+
+    _race(app, pg, shop.id, lambda s: merge_candidates.accept(s, candidate.id, "t"))
+
+    assert _event_owner(pg, "px-race-accept") == survivor
+
+
+def test_an_unsubscribe_made_during_a_merge_reaches_the_survivor(app, pg, shop):
+    survivor, loser = _profiles(shop.id, pg)
+
+    def unsubscribe_the_loser(s):
+        consent.unsubscribe_all(pg.session.get(Profile, loser), source="console", captured_at=utcnow())
+
+    _race(
+        app,
+        pg,
+        shop.id,
+        lambda s: merges.merge_profiles(s, survivor, loser, reason="manual", actor="t"),
+        unsubscribe_the_loser,
+    )
+
+    assert pg.session.get(Profile, survivor).globally_unsubscribed
+    assert consent.channel_states(pg.session.get(Profile, survivor))["email"] == consent.OPTED_OUT
+    owners = pg.session.scalars(sa.select(ConsentRecord.profile_id)).all()
+    assert owners == [survivor]
+
+
+def test_the_shop_lock_is_asked_for_once_per_transaction_and_again_after_it(pg, shop, other_shop):
+    with statements() as sent:
+        assert shop_lock.hold([shop.id])
+        assert not shop_lock.hold([shop.id])  # held: nothing sent, nothing waited for
+        assert shop_lock.hold([other_shop.id, shop.id])  # only the other shop is asked for
+        pg.session.commit()
+        assert shop_lock.hold([shop.id])  # a new transaction holds nothing yet
+        with pg.session.begin_nested():
+            assert shop_lock.hold([other_shop.id])  # a savepoint's lock may be rolled back...
+            assert shop_lock.hold([other_shop.id])  # ...so it is asked for each time
+        pg.session.rollback()
+    assert sum("pg_advisory_xact_lock" in s for s in sent) == 5
