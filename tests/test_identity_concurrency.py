@@ -1,9 +1,11 @@
-"""A person's merge or undo in the console and an ingest batch of the same shop never interleave.
+"""Who is who changes in one place at a time, and writers follow a merge made while they waited.
 
-The console's merge moves the loser's identifiers, events and counters to the survivor.
-A batch that read the loser as live before that merge committed would otherwise store
-its events (and stamps) on the merged-away profile after it, where nobody looks: data
-mis-assigned. PostgreSQL only: SQLite has one writer at a time.
+The console's merge moves the loser's identifiers, events, consent and counters to the
+survivor. A drain batch that read the loser as live before that merge committed stored
+its events (and stamps) on the merged-away profile after it, where nobody looks; an
+unsubscribe or a send that waited on the merge's row lock wrote to the merged-away
+profile too. Each test holds a console change open while the other writer starts.
+PostgreSQL only: SQLite has one writer at a time.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from app.models import ConsentRecord, Event, Identifier, MergeCandidate, Profile, Shop
+from app.models import ConsentRecord, Event, Identifier, MergeCandidate, Message, Profile, Shop
 from app.models.base import utcnow
 from app.services import consent, merge_candidates, merges, shop_lock
 from app.services.identifiers import Ident
 from app.services.ingest.inbox import store_deliveries
+from app.services.messaging import send_message
 from app.services.resolution import resolve
+from tests.gate_helpers import NOON, make_profile
 from tests.helpers import statements
 from tests.ingest_support import fixture
 from workers.ingest import drain_shop
@@ -165,3 +169,23 @@ def test_the_shop_lock_is_asked_for_once_per_transaction_and_again_after_it(pg, 
             assert shop_lock.hold([other_shop.id])  # ...so it is asked for each time
         pg.session.rollback()
     assert sum("pg_advisory_xact_lock" in s for s in sent) == 5
+
+
+def test_a_send_to_a_profile_merged_while_it_waited_goes_to_the_survivor(app, pg, shop):
+    survivor = make_profile(shop.id, "send-race@shopper.test", None, consents=("email",)).id
+    cookie = resolve(
+        pg.session.get(Shop, shop.id), [Ident("web_client", "c-send")], source="pixel", seen_at=T0
+    )
+    loser = cookie.id
+    pg.session.commit()
+
+    _race(
+        app,
+        pg,
+        shop.id,
+        lambda s: merges.merge_profiles(s, survivor, loser, reason="manual", actor="t"),
+        lambda s: send_message(s, loser, "email", "journey", journey_id="welcome", now=NOON),
+    )
+
+    sent = pg.session.scalars(sa.select(Message)).all()
+    assert [(m.profile_id, m.status) for m in sent] == [(survivor, "sent")]

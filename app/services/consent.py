@@ -27,9 +27,8 @@ from app.extensions import db
 from app.models import ConsentRecord, ConsentState, ConsentText, Profile, Shop
 from app.models.base import utcnow
 from app.models.profile import CHANNELS
-from app.services import shop_lock
 from app.services.bulk_sql import id_in
-from app.services.profile_lock import lock_profiles
+from app.services.profile_lock import lock_live
 from app.tenancy import scoped
 
 ALL = "all"
@@ -171,11 +170,9 @@ def record_consent(
         ValidationFailed: an unknown channel or status, or a naive ``captured_at``.
     """
     check_record(channel, status, captured_at)
-    if shop_lock.hold([profile.shop_id]):
-        # A merge that committed while we waited moved the profile's consent to its survivor.
-        profile = _live_now(profile)
     # Serialise with the gate's reservation: a send in flight finishes first, every later one sees this.
-    lock_profiles(profile.shop_id, [profile.id])
+    # A merge that committed while we waited moved the profile's consent: the record follows it.
+    profile = lock_live(profile.shop_id, profile.id) or profile
     if external_ref:
         existing = db.session.scalar(
             scoped(ConsentRecord, profile.shop_id).where(
@@ -205,18 +202,6 @@ def record_consent(
     db.session.flush()
     refresh_states(profile)
     return record
-
-
-def _live_now(profile: Profile) -> Profile:
-    """The profile as the database holds it now, followed to its survivor if it was merged away."""
-    seen: set[int] = set()
-    while profile.id not in seen:
-        seen.add(profile.id)
-        db.session.refresh(profile, ["merged_into_id"])
-        if profile.merged_into_id is None:
-            break
-        profile = db.session.get(Profile, profile.merged_into_id)
-    return profile
 
 
 def unsubscribe_all(

@@ -36,10 +36,8 @@ from app.models import Identifier, Message, OutboxItem, Profile, Shop
 from app.models.base import utcnow
 from app.models.messaging import MESSAGE_SOURCES
 from app.services import gate, gate_facts
-from app.services.identifiers import live_profile
-from app.services.profile_lock import lock_profiles
+from app.services.profile_lock import lock_live, lock_profiles
 from app.services.transports import provider_for
-from app.tenancy import get_scoped
 
 TIME_SENSITIVE_WINDOW = dt.timedelta(hours=24)
 # How long a provider-bound send may wait for its delivery job before the sweeper queues it again.
@@ -76,12 +74,9 @@ def recipient_for(shop_id: int, profile_id: int, channel: str) -> str | None:
 
 
 def _lock_live(shop: Shop, profile_id: int) -> Profile:
-    """Lock the profile (and the survivor it was merged into) in id order, like every other locker."""
-    profile = get_scoped(Profile, shop.id, profile_id)
-    if profile is None:
-        raise NotFound(f"profile {profile_id} not found")
-    live = live_profile(profile)
-    if not lock_profiles(shop.id, {profile_id, live.id}):
+    """Lock the profile and the survivor it was merged into (``profile_lock.lock_live``)."""
+    live = lock_live(shop.id, profile_id)
+    if live is None:
         raise NotFound(f"profile {profile_id} not found")
     return live
 

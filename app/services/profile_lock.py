@@ -1,5 +1,11 @@
 """Serialise writers of one profile: the gate's reservation and consent changes.
 
+A writer that starts from a profile id locks it with ``lock_live``: the profile
+and the one it survives as today, re-read once the locks are held. A merge
+that commits while the writer waits has moved the profile's consent, sends and
+counters to the survivor, so the write follows it there instead of landing on
+the merged-away profile (an unsubscribe that the survivor never saw).
+
 On PostgreSQL the profile row is locked with ``SELECT … FOR NO KEY UPDATE``;
 two transactions for the same customer queue behind each other while other
 customers proceed. It is the lock an ``UPDATE`` of the row takes, not the
@@ -21,6 +27,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import Profile
 from app.services.bulk_sql import id_in, is_postgresql
+from app.tenancy import scoped
 
 
 def lock_profiles(shop_id: int, profile_ids: Iterable[int]) -> list[int]:
@@ -44,3 +51,34 @@ def lock_profiles(shop_id: int, profile_ids: Iterable[int]) -> list[int]:
     )
     found = sa.select(table.c.id).where(table.c.shop_id == shop_id, id_in(table.c.id, ids))
     return db.session.scalars(found).all()
+
+
+def lock_live(shop_id: int, profile_id: int) -> Profile | None:
+    """Lock the profile and every profile it was merged into; return the live one, read under the locks.
+
+    The chain is read after each round of locks: a merge that committed while we waited
+    shows there, and its survivor is locked in turn. None when the shop has no such profile.
+    """
+    locked: set[int] = set()
+    wanted = {profile_id}
+    chain: list[Profile] = []
+    while wanted - locked:
+        lock_profiles(shop_id, wanted - locked)
+        locked |= wanted
+        chain = _merge_chain(shop_id, profile_id)
+        wanted = {p.id for p in chain}
+    return chain[-1] if chain else None
+
+
+def _merge_chain(shop_id: int, profile_id: int) -> list[Profile]:
+    """The profile and those it was merged into, as the database holds them now (one read per step)."""
+    chain: list[Profile] = []
+    current: int | None = profile_id
+    while current is not None and current not in {p.id for p in chain}:
+        stmt = scoped(Profile, shop_id).where(Profile.id == current).execution_options(populate_existing=True)
+        profile = db.session.scalars(stmt).first()
+        if profile is None:
+            break
+        chain.append(profile)
+        current = profile.merged_into_id
+    return chain

@@ -12,8 +12,9 @@ So every transaction that changes who is who in a shop first takes the shop's
 lock, ``pg_advisory_xact_lock(NAMESPACE, shop_id)``, held until it commits or
 rolls back: the ingest drain per batch, every resolution (``resolution``'s
 batch, so the API's and the console's too), ``merges.merge_profiles`` and
-``merges.undo``, a candidate's accept or reject, a consent record, and an
-import's resolution and batches. Each service takes it itself, so no caller
+``merges.undo``, a candidate's accept or reject, and an import's resolution
+and batches. (A consent record or a send that waited on a merge's row lock
+follows the merge instead: ``profile_lock.lock_live``.) Each service takes it itself, so no caller
 can forget it; the session remembers which shops its transaction holds, so a
 service called under a caller that holds it already sends nothing more.
 Shops are locked in id order, so two lockers of several shops cannot deadlock.
