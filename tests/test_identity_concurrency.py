@@ -22,6 +22,7 @@ from app.services import consent, merge_candidates, merges, shop_lock
 from app.services.identifiers import Ident
 from app.services.ingest.inbox import store_deliveries
 from app.services.messaging import send_message
+from app.services.profile_timezone import set_profile_timezone
 from app.services.resolution import resolve
 from tests.gate_helpers import NOON, make_profile
 from tests.helpers import statements
@@ -189,3 +190,18 @@ def test_a_send_to_a_profile_merged_while_it_waited_goes_to_the_survivor(app, pg
 
     sent = pg.session.scalars(sa.select(Message)).all()
     assert [(m.profile_id, m.status) for m in sent] == [(survivor, "sent")]
+
+
+def test_a_time_zone_set_during_a_merge_is_the_survivors(app, pg, shop):
+    survivor, loser = _profiles(shop.id, pg)
+
+    _race(
+        app,
+        pg,
+        shop.id,
+        lambda s: merges.merge_profiles(s, survivor, loser, reason="manual", actor="t"),
+        lambda s: set_profile_timezone(pg.session.get(Profile, loser), "America/New_York"),
+    )
+
+    assert pg.session.get(Profile, survivor).timezone == "America/New_York"
+    assert pg.session.get(Profile, loser).timezone is None

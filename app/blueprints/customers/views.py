@@ -90,7 +90,7 @@ def set_timezone(profile_id: int):
     """Set the customer's time zone by hand; quiet hours and daily caps follow it."""
     profile = _profile_or_404(profile_id)
     try:
-        set_profile_timezone(profile, request.form.get("timezone"))
+        profile = set_profile_timezone(profile, request.form.get("timezone"))
     except ValidationFailed as exc:
         db.session.rollback()
         flash(exc.message, "error")
