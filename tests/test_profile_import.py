@@ -7,7 +7,9 @@ import pytest
 from app.extensions import db
 from app.models.base import utcnow
 from app.services.consent import channel_states, unsubscribe_all
-from app.services.identifiers import find_profile_by_identifier
+from app.services.identifiers import Ident, find_profile_by_identifier
+from app.services.ingest.two_pass import CompactSignals
+from app.services.resolution import Signal, event_ref
 
 CSV = """Email,Phone Number,First Name,Last Name,Email Marketing Consent,SMS Consent
 ana@shop-customers.net,+44 7700 900555,Ana,Lopez,SUBSCRIBED,NEVER_SUBSCRIBED
@@ -183,3 +185,14 @@ def test_a_batch_the_database_refuses_is_redone_row_by_row(app, db, monkeypatch)
     result = profile_import.import_profiles(shop, lambda: iter(lines))
     assert [n for n, _ in result.failed] == skipped
     assert snapshot(shop.id) == snapshot(reference.id)
+
+
+def test_the_first_pass_holds_each_identifier_once_and_the_evidence_as_its_name():
+    compact = CompactSignals()
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    idents = lambda: (Ident("email", "ann@shopper.test"), Ident("phone", "+447700900123"))  # noqa: E731
+    first = compact(Signal(idents(), "shopify", at, {"order": "5001", "delivery": None}))
+    again = compact(Signal(idents(), "shopify", at, {"order": "5002", "delivery": None}))
+    assert first.idents is again.idents  # one tuple, one pair of Idents for every order of the customer
+    assert (first.evidence, again.evidence) == ("order: 5001", "order: 5002")
+    assert event_ref(first.evidence) == event_ref({"order": "5001", "delivery": None})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +19,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 from app.models.base import JsonDoc, UTCDateTime
+
+# Rows per SQLite executemany of ``copy_rows``: a bound on what a long insert holds converted at once.
+SQLITE_CHUNK = 10_000
 
 
 def is_postgresql() -> bool:
@@ -189,7 +192,7 @@ def insert_new(
     return db.session.execute(stmt.returning(*(table.c[c] for c in returning)), rows).all()
 
 
-def insert_with_ids(table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
+def insert_with_ids(table: sa.Table, rows: Iterable[dict[str, Any]], count: int | None = None) -> list[int]:
     """Insert rows that share their keys; return their new ids in the rows' order.
 
     ``RETURNING`` promises no order for a multi-row insert (SQLAlchemy then sends one
@@ -198,17 +201,22 @@ def insert_with_ids(table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
     inserts the first row alone, which takes the database's write lock and gives the
     largest id; no other writer can insert until the transaction ends, so the ids
     above it are free.
+
+    Args:
+        rows: a sequence, or with ``count`` any iterable (a generator of the rows is
+            never held whole: a history backfill writes a row per identifier).
     """
-    if not rows:
+    n = len(rows) if count is None else count  # type: ignore[arg-type]
+    if not n:
         return []
+    rows = iter(rows)
     if is_postgresql():
-        ids = draw_ids(table, len(rows))
-        copy_rows(table, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+        ids = draw_ids(table, n)
+        copy_rows(table, ({**row, "id": i} for row, i in zip(rows, ids, strict=True)))
         return ids
-    first = db.session.execute(sa.insert(table).returning(table.c.id), rows[0]).scalar_one()
-    ids = list(range(first, first + len(rows)))
-    if len(rows) > 1:
-        copy_rows(table, [{**row, "id": i} for row, i in zip(rows[1:], ids[1:], strict=True)])
+    first = db.session.execute(sa.insert(table).returning(table.c.id), next(rows)).scalar_one()
+    ids = list(range(first, first + n))
+    copy_rows(table, ({**row, "id": i} for row, i in zip(rows, ids[1:], strict=True)))
     return ids
 
 
@@ -226,23 +234,28 @@ def draw_ids(table: sa.Table, n: int) -> list[int]:
     return sorted(row[0] for row in found)
 
 
-def copy_rows(table: sa.Table, rows: list[dict[str, Any]]) -> None:
+def copy_rows(table: sa.Table, rows: Iterable[dict[str, Any]]) -> None:
     """Insert many rows that share their keys and need nothing back, the fastest way each database has.
 
     PostgreSQL: ``COPY … FROM STDIN``, whose rows the driver writes in C (an ``unnest``
     insert has the driver quote every array element in Python, which took longer than
-    the server's own work for a history backfill). SQLite: one ``executemany``.
-    Python-side column defaults are evaluated once for the whole insert.
+    the server's own work for a history backfill). SQLite: ``executemany`` in chunks.
+    Python-side column defaults are evaluated once for the whole insert. ``rows`` may be
+    a generator: it is read once, and at most a chunk of it is held.
     """
-    if not rows:
+    rows = iter(rows)
+    head = next(rows, None)
+    if head is None:
         return
-    names = list(rows[0])
+    rows = itertools.chain((head,), rows)
+    names = list(head)
     defaults = _python_defaults(table, names)
     if defaults is None or any(isinstance(table.c[n].type, JsonDoc) for n in [*names, *defaults]):
-        insert_rows(table, rows)  # a SQL default or a JSON document: let SQLAlchemy render them
+        insert_rows(table, list(rows))  # a SQL default or a JSON document: let SQLAlchemy render them
         return
     if not is_postgresql():
-        _sqlite_executemany(table, rows, defaults)
+        while chunk := list(itertools.islice(rows, SQLITE_CHUNK)):
+            _sqlite_executemany(table, chunk, defaults)
         return
     columns = ", ".join([*names, *defaults])
     fixed = tuple(defaults.values())

@@ -34,7 +34,7 @@ its retry finds the graph filled and takes the incremental path.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from app import gc_tuning
@@ -205,8 +205,11 @@ def write(shop: Shop, history: History, outcome: Outcome) -> list[int | None]:
     owner = outcome.owner
     label_of_signal = [owner[keys[0]] if keys else None for keys in history.keys]
     profile_rows = _profile_spans(history, owner, label_of_signal)
-    rows = [{"shop_id": shop.id, "first_seen_at": a, "last_seen_at": b} for a, b in profile_rows.values()]
-    profile_id = dict(zip(profile_rows, insert_with_ids(Profile.__table__, rows), strict=True))
+    # Rows are generated as they are written (one per profile, identifier and link: held whole,
+    # they were the largest thing a backfill kept in memory).
+    rows = ({"shop_id": shop.id, "first_seen_at": a, "last_seen_at": b} for a, b in profile_rows.values())
+    ids = insert_with_ids(Profile.__table__, rows, len(profile_rows))
+    profile_id = dict(zip(profile_rows, ids, strict=True))
     ident_id = _write_identifiers(shop, history, outcome, profile_id)
     _write_links(shop, history, ident_id)
     now = utcnow()
@@ -258,7 +261,7 @@ def _profile_spans(history: History, owner: dict, label_of_signal: list) -> dict
 
 def _write_identifiers(shop: Shop, history: History, outcome: Outcome, profile_id: dict) -> dict[Key, int]:
     owner, blocked = outcome.owner, outcome.blocked
-    rows = [
+    rows = (
         {
             "shop_id": shop.id,
             "profile_id": profile_id[owner[key]],
@@ -270,24 +273,25 @@ def _write_identifiers(shop: Shop, history: History, outcome: Outcome, profile_i
             "last_seen_at": history.last[key],
         }
         for key, first in history.first.items()
-    ]
-    return dict(zip(history.first, insert_with_ids(Identifier.__table__, rows), strict=True))
+    )
+    ids = insert_with_ids(Identifier.__table__, rows, len(history.first))
+    return dict(zip(history.first, ids, strict=True))
 
 
 def _write_links(shop: Shop, history: History, ident_id: dict[Key, int]) -> None:
-    rows = []
+    copy_rows(IdentifierLink.__table__, _link_rows(shop, history, ident_id))
+
+
+def _link_rows(shop: Shop, history: History, ident_id: dict[Key, int]) -> Iterator[dict]:
     for pair, sighting in history.links.items():
         a, b = sorted((ident_id[pair[0]], ident_id[pair[1]]))
-        rows.append(
-            {
-                "shop_id": shop.id,
-                "a_id": a,
-                "b_id": b,
-                "relation": "seen",
-                "source": sighting.source,
-                "event_ref": sighting.event_ref,
-                "first_seen_at": sighting.at,
-                "last_seen_at": history.link_last[pair],
-            }
-        )
-    copy_rows(IdentifierLink.__table__, rows)
+        yield {
+            "shop_id": shop.id,
+            "a_id": a,
+            "b_id": b,
+            "relation": "seen",
+            "source": sighting.source,
+            "event_ref": sighting.event_ref,
+            "first_seen_at": sighting.at,
+            "last_seen_at": history.link_last[pair],
+        }

@@ -63,7 +63,7 @@ REASON_BY_KIND = {
 EVIDENCE_LINKS = 4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sighting:
     """One link of the graph: two identifiers seen together, first at ``at``."""
 

@@ -86,6 +86,7 @@ def read_history(shop: Shop, signals: Sequence[Signal], extra: set[str]) -> Hist
         history.link_last,
     )
     rank: dict[Key, int] = {}
+    shared: dict[tuple[Key, ...], tuple[Key, ...]] = {}
     trust, cache = TRUST, judge.cache  # the cache read inline: a call per identifier adds up
     for n in order:
         signal = signals[n]
@@ -99,7 +100,7 @@ def read_history(shop: Shop, signals: Sequence[Signal], extra: set[str]) -> Hist
         if not usable:
             continue  # names nobody: ``resolve`` returns None and keeps nothing, not even raw phones
         keys = sorted(usable, key=lambda k: (trust[k[0]], k[1])) if len(usable) > 1 else [*usable]
-        history.keys[n] = tuple(keys)
+        keys = history.keys[n] = shared.setdefault(tuple(keys), tuple(keys))  # a customer's come back
         at, src = signal.seen_at, signal.source[:40]
         for key in keys:
             if key not in first:

@@ -142,14 +142,19 @@ def resolve(
     return profile
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Signal:
-    """Identifiers seen together in one signal, with where and when: one ``resolve`` call's arguments."""
+    """Identifiers seen together in one signal, with where and when: one ``resolve`` call's arguments.
+
+    ``evidence`` names the signal for reviewers: a dict of source ids, or the name
+    already made (``event_ref``'s answer), which is what an import holds for each of
+    its items (a string, not a dict per order).
+    """
 
     idents: tuple[Ident, ...]
     source: str
     seen_at: dt.datetime
-    evidence: dict | None = None
+    evidence: dict | str | None = None
 
 
 def resolve_many(shop: Shop, signals: Sequence[Signal]) -> list[Profile | None]:
@@ -580,8 +585,10 @@ def _chunks(items: list, size: int):
         yield items[start : start + size]
 
 
-def event_ref(evidence: dict | None) -> str | None:
+def event_ref(evidence: dict | str | None) -> str | None:
     """Name the signal for reviewers: ``event_ref``, else the first named source id ("order: 5001")."""
+    if isinstance(evidence, str):
+        return evidence[:255]  # named already
     evidence = evidence or {}
     ref = evidence.get("event_ref") or evidence.get("external_id") or evidence.get("event")
     if ref is None:

@@ -25,9 +25,9 @@ from app.errors import DomainError
 from app.extensions import db
 from app.models import Profile, Shop
 from app.services import planner_stats, shop_lock
-from app.services.identifiers import live_profiles
+from app.services.identifiers import Ident, live_profiles
 from app.services.identity_backfill import resolve_history
-from app.services.resolution import Signal
+from app.services.resolution import Signal, event_ref
 
 Item = TypeVar("Item")
 
@@ -73,19 +73,20 @@ class TwoPassImport(Generic[Item]):
         ``progress`` is told of each item as the second pass reaches it.
         """
         result = ImportResult()
-        numbers, signals = [], []
+        numbers, signals, compact = [], [], CompactSignals()
         for number, raw in self.read():
             try:
                 item = self.check(raw)
                 if item is None:
                     continue
-                signals.append(self.signal_of(item))
+                signals.append(compact(self.signal_of(item)))
             except (ValueError, DomainError) as exc:
                 result.failed.append((number, reason(exc)))
                 continue
             numbers.append(number)
         profile_of = dict(zip(numbers, resolve_history(shop, signals), strict=True))
         db.session.commit()
+        del signals, numbers  # a signal per item: not held through the second pass
         if self.nobody is not None:
             for number in [n for n, pid in profile_of.items() if pid is None]:
                 del profile_of[number]
@@ -134,6 +135,25 @@ class TwoPassImport(Generic[Item]):
                     result.failed.append((number, reason(exc)))
             db.session.commit()
         planner_stats.refresh_stale_now_and_then()  # the shop's tables grow from empty
+
+
+class CompactSignals:
+    """A signal as small as it can be held until the whole file is resolved (``resolve_history``).
+
+    A file holds a signal per item until the end of its first pass. A customer's
+    identifiers come back on each of their orders: equal identifiers (and tuples of
+    them) are shared instead of held once per item, and the evidence is kept as the
+    name ``event_ref`` gives it rather than as a dict. Resolution reads nothing else.
+    """
+
+    def __init__(self):
+        self.idents: dict[Ident, Ident] = {}
+        self.tuples: dict[tuple[Ident, ...], tuple[Ident, ...]] = {}
+
+    def __call__(self, signal: Signal) -> Signal:
+        shared = tuple(self.idents.setdefault(i, i) for i in signal.idents)
+        shared = self.tuples.setdefault(shared, shared)
+        return Signal(shared, signal.source, signal.seen_at, event_ref(signal.evidence))
 
 
 def reason(exc: Exception) -> str:
