@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.extensions import db
-from app.models.base import BigId, created_at, pk_id, shop_fk
+from app.models.base import BigId, created_at, pk_id, shop_fk, shop_ref
 from app.models.profile import profile_fk
 
 ORDER_CHANNELS = ("online", "pos", "marketplace")
@@ -31,7 +31,7 @@ class Event(db.Model):
     )
 
     id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True, autoincrement=True)
-    shop_id: so.Mapped[shop_fk]
+    shop_id: so.Mapped[shop_ref]
     profile_id: so.Mapped[int | None] = profile_fk(nullable=True, index=False)
     type: so.Mapped[str] = so.mapped_column(sa.String(60))
     channel: so.Mapped[str | None] = so.mapped_column(sa.String(16))
@@ -58,7 +58,7 @@ class Order(db.Model):
     )
 
     id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True, autoincrement=True)
-    shop_id: so.Mapped[shop_fk]
+    shop_id: so.Mapped[shop_ref]
     profile_id: so.Mapped[int | None] = profile_fk(nullable=True, index=False)
     source: so.Mapped[str] = so.mapped_column(sa.String(20))  # shopify, amazon, ebay
     external_id: so.Mapped[str] = so.mapped_column(sa.String(64))

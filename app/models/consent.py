@@ -8,7 +8,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.extensions import db
-from app.models.base import created_at, pk_id, shop_fk
+from app.models.base import created_at, pk_id, shop_fk, shop_ref
 from app.models.profile import profile_fk
 
 CONSENT_STATUSES = ("opted_in", "opted_out")
@@ -21,7 +21,7 @@ class ConsentText(db.Model):
     __table_args__ = (sa.UniqueConstraint("shop_id", "sha256"),)
 
     id: so.Mapped[pk_id]
-    shop_id: so.Mapped[shop_fk]
+    shop_id: so.Mapped[shop_ref]
     sha256: so.Mapped[str] = so.mapped_column(sa.String(64))
     version: so.Mapped[int] = so.mapped_column(default=1)
     body: so.Mapped[str] = so.mapped_column(sa.Text)
@@ -46,7 +46,7 @@ class ConsentRecord(db.Model):
     # True when the customer acted (form, keyword, checkout box); False for imports/syncs.
     explicit: so.Mapped[bool] = so.mapped_column(default=True)
     consent_text_id: so.Mapped[int | None] = so.mapped_column(
-        sa.ForeignKey("consent_texts.id", ondelete="SET NULL")
+        sa.ForeignKey("consent_texts.id", ondelete="SET NULL"), index=True
     )
     source: so.Mapped[str] = so.mapped_column(sa.String(40))
     identifier: so.Mapped[str | None] = so.mapped_column(sa.String(320))
@@ -76,6 +76,6 @@ class ConsentState(db.Model):
     channel: so.Mapped[str] = so.mapped_column(sa.String(16))
     status: so.Mapped[str] = so.mapped_column(sa.String(16))
     record_id: so.Mapped[int | None] = so.mapped_column(
-        sa.ForeignKey("consent_records.id", ondelete="SET NULL")
+        sa.ForeignKey("consent_records.id", ondelete="SET NULL"), index=True
     )
     updated_at: so.Mapped[created_at]

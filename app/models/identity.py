@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.extensions import db
-from app.models.base import BigId, created_at, pk_id, shop_fk
+from app.models.base import BigId, created_at, pk_id, shop_ref
 from app.models.profile import Identifier, profile_fk
 
 
@@ -23,7 +23,7 @@ class MergeCandidate(db.Model):
     )
 
     id: so.Mapped[pk_id]
-    shop_id: so.Mapped[shop_fk]
+    shop_id: so.Mapped[shop_ref]
     profile_a_id: so.Mapped[int] = profile_fk()
     profile_b_id: so.Mapped[int] = profile_fk()
     reason: so.Mapped[str] = so.mapped_column(sa.String(60))
@@ -42,13 +42,13 @@ class Merge(db.Model):
     __table_args__ = (sa.Index("ix_merges_shop_time", "shop_id", "created_at"),)
 
     id: so.Mapped[pk_id]
-    shop_id: so.Mapped[shop_fk]
+    shop_id: so.Mapped[shop_ref]
     winner_id: so.Mapped[int] = profile_fk()
     loser_id: so.Mapped[int] = profile_fk()
     reason: so.Mapped[str] = so.mapped_column(sa.String(60))
     automatic: so.Mapped[bool] = so.mapped_column(default=False)
     candidate_id: so.Mapped[int | None] = so.mapped_column(
-        sa.ForeignKey("merge_candidates.id", ondelete="SET NULL")
+        sa.ForeignKey("merge_candidates.id", ondelete="SET NULL"), index=True
     )
     # Both profiles' rows and the ids of every row moved: personal data.
     snapshot: so.Mapped[dict[str, Any]] = so.mapped_column(default=dict)
@@ -74,11 +74,14 @@ class IdentifierLink(db.Model):
     __tablename__ = "identifier_links"
     __table_args__ = (
         sa.UniqueConstraint("shop_id", "a_id", "b_id", "relation"),
-        sa.Index("ix_identifier_links_b", "shop_id", "b_id"),
+        # By either end alone: a neighbourhood read asks for both ends, and deleting an
+        # identifier (an erasure) follows both foreign keys to its links.
+        sa.Index("ix_identifier_links_a", "a_id"),
+        sa.Index("ix_identifier_links_b", "b_id"),
     )
 
     id: so.Mapped[pk_id]
-    shop_id: so.Mapped[shop_fk]
+    shop_id: so.Mapped[shop_ref]
     a_id: so.Mapped[int] = so.mapped_column(BigId, sa.ForeignKey("identifiers.id", ondelete="CASCADE"))
     b_id: so.Mapped[int] = so.mapped_column(BigId, sa.ForeignKey("identifiers.id", ondelete="CASCADE"))
     relation: so.Mapped[str] = so.mapped_column(sa.String(12), default="seen")

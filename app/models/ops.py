@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.extensions import db
-from app.models.base import BigId, created_at, pk_id, shop_fk
+from app.models.base import BigId, created_at, pk_id, shop_fk, shop_ref
 
 DELIVERY_STATUSES = ("pending", "processing", "processed", "failed", "dead", "waiting")
 
@@ -40,7 +40,7 @@ class WebhookDelivery(db.Model):
     )
 
     id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True, autoincrement=True)
-    shop_id: so.Mapped[shop_fk]
+    shop_id: so.Mapped[shop_ref]
     provider: so.Mapped[str] = so.mapped_column(sa.String(20))
     topic: so.Mapped[str] = so.mapped_column(sa.String(80))
     external_id: so.Mapped[str] = so.mapped_column(sa.String(255))
@@ -82,7 +82,7 @@ class AuditLog(db.Model):
     __table_args__ = (sa.Index("ix_audit_shop_time", "shop_id", "created_at"),)
 
     id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True, autoincrement=True)
-    shop_id: so.Mapped[shop_fk]
+    shop_id: so.Mapped[shop_ref]
     actor: so.Mapped[str] = so.mapped_column(sa.String(120))
     action: so.Mapped[str] = so.mapped_column(sa.String(60))
     subject_type: so.Mapped[str | None] = so.mapped_column(sa.String(40))
@@ -98,7 +98,7 @@ class RollupSnapshot(db.Model):
     __table_args__ = (sa.UniqueConstraint("shop_id", "kind"),)
 
     id: so.Mapped[pk_id]
-    shop_id: so.Mapped[shop_fk]
+    shop_id: so.Mapped[shop_ref]
     kind: so.Mapped[str] = so.mapped_column(sa.String(40))
     data: so.Mapped[dict[str, Any]] = so.mapped_column(default=dict)
     computed_at: so.Mapped[created_at]

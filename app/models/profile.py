@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.extensions import db
-from app.models.base import BigId, created_at, pk_id, shop_fk, updated_at
+from app.models.base import BigId, created_at, pk_id, shop_fk, shop_ref, updated_at
 
 LIFECYCLE_STAGES = ("new", "engaged", "converted", "loyal", "at_risk", "churned")
 CHANNELS = ("email", "sms", "whatsapp", "push")
@@ -148,7 +148,7 @@ class Identifier(db.Model):
     )
 
     id: so.Mapped[pk_id]
-    shop_id: so.Mapped[shop_fk]
+    shop_id: so.Mapped[shop_ref]
     profile_id: so.Mapped[int] = profile_fk(index=False)
     kind: so.Mapped[str] = so.mapped_column(sa.String(20))
     value: so.Mapped[str] = so.mapped_column(sa.String(320))
