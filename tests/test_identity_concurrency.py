@@ -16,6 +16,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from app.errors import Conflict
 from app.models import ConsentRecord, Event, Identifier, MergeCandidate, Message, Profile, Shop
 from app.models.base import utcnow
 from app.services import consent, merge_candidates, merges, shop_lock
@@ -205,3 +206,23 @@ def test_a_time_zone_set_during_a_merge_is_the_survivors(app, pg, shop):
 
     assert pg.session.get(Profile, survivor).timezone == "America/New_York"
     assert pg.session.get(Profile, loser).timezone is None
+
+
+def test_two_undos_of_one_merge_at_once_undo_it_once(app, pg, shop):
+    survivor, loser = _profiles(shop.id, pg)
+    row = merges.merge_profiles(pg.session.get(Shop, shop.id), survivor, loser, reason="manual", actor="t")
+    pg.session.commit()
+    refused: list[Conflict] = []
+
+    def undo_again(s):
+        try:
+            merges.undo(s, row.id, "second console")
+        except Conflict as exc:
+            refused.append(exc)
+
+    _race(app, pg, shop.id, lambda s: merges.undo(s, row.id, "first console"), undo_again)
+
+    assert len(refused) == 1 and "already undone" in refused[0].message
+    assert pg.session.get(Profile, loser).merged_into_id is None
+    owners = dict(pg.session.execute(sa.select(Identifier.value, Identifier.profile_id)).all())
+    assert owners == {"c-race": loser, "race@shopper.test": survivor}
