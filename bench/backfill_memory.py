@@ -62,7 +62,12 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app()
     with app.app_context():
         upgrade()
-        shop = accounts.create_shop("bench-memory.myshopify.com", secret="bench", country="GB", currency="GBP")
+        shop = accounts.create_shop(
+            "bench-memory.myshopify.com",
+            secret="bench",  # noqa: S106 - a throwaway shop in a scratch database
+            country="GB",
+            currency="GBP",
+        )
         db.session.commit()
         first_pass: dict[str, int] = {}
         resolve_history = two_pass.resolve_history
@@ -93,7 +98,9 @@ def main(argv: list[str] | None = None) -> None:
         f"  peak Python memory, first pass: {first_pass['peak'] / n:,.0f} bytes per order "
         f"= {first_pass['peak'] / size:.2f}x the file"
     )
-    print(f"  peak Python memory, whole backfill: {peak / n:,.0f} bytes per order = {peak / size:.2f}x the file")
+    print(
+        f"  peak Python memory, whole backfill: {peak / n:,.0f} bytes per order = {peak / size:.2f}x the file"
+    )
 
 
 if __name__ == "__main__":
