@@ -23,6 +23,7 @@ from app.services import consent, merge_candidates, merges, shop_lock
 from app.services.identifiers import Ident
 from app.services.ingest.inbox import store_deliveries
 from app.services.messaging import send_message
+from app.services.messaging_bulk import send_many
 from app.services.profile_timezone import set_profile_timezone
 from app.services.resolution import resolve
 from tests.gate_helpers import NOON, make_profile
@@ -226,3 +227,22 @@ def test_two_undos_of_one_merge_at_once_undo_it_once(app, pg, shop):
     assert pg.session.get(Profile, loser).merged_into_id is None
     owners = dict(pg.session.execute(sa.select(Identifier.value, Identifier.profile_id)).all())
     assert owners == {"c-race": loser, "race@shopper.test": survivor}
+
+
+def test_a_campaign_chunk_leaves_out_a_profile_merged_while_it_waited(app, pg, shop):
+    survivor = make_profile(shop.id, "chunk-race@shopper.test", None, consents=("email",)).id
+    bystander = make_profile(shop.id, "bystander@shopper.test", None, consents=("email",)).id
+    shop_model = pg.session.get(Shop, shop.id)
+    loser = resolve(shop_model, [Ident("web_client", "c-chunk")], source="pixel", seen_at=T0).id
+    pg.session.commit()
+
+    _race(
+        app,
+        pg,
+        shop.id,
+        lambda s: merges.merge_profiles(s, survivor, loser, reason="manual", actor="t"),
+        lambda s: send_many(s, [loser, bystander], "email", campaign_id="spring", now=NOON),
+    )
+
+    sent = pg.session.execute(sa.select(Message.profile_id, Message.status)).all()
+    assert sent == [(bystander, "sent")]  # the survivor is not in this audience; the loser is no one now

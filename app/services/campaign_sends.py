@@ -32,7 +32,6 @@ from app.extensions import db
 from app.models import CampaignChunk, CampaignSend, Profile, Shop
 from app.models.base import utcnow
 from app.services import gate_facts, messaging_bulk
-from app.services.bulk_sql import id_in
 from app.services.messaging import validate_request
 from app.services.messaging_bulk import CHUNK, BulkResult
 from app.tenancy import get_scoped_or_raise
@@ -159,7 +158,8 @@ def run_chunk(chunk_id: int, config: Mapping[str, Any] | None = None) -> BulkRes
             now=send.send_at,
             config=config,
         )
-        ids = _still_live(shop.id, chunk.profile_ids)
+        # send_chunk leaves out whoever was merged away since the audience was chosen.
+        ids = chunk.profile_ids
         result = messaging_bulk.send_chunk(shop, ids, bulk, gate_facts.load_policy(shop))
         chunk.status, chunk.done_at = "done", utcnow()
         chunk.sent, chunk.blocked, chunk.failed = result.sent, result.blocked, result.failed
@@ -171,18 +171,6 @@ def run_chunk(chunk_id: int, config: Mapping[str, Any] | None = None) -> BulkRes
         raise
     messaging_bulk.deliver_committed(bulk, ids, result)
     return result
-
-
-def _still_live(shop_id: int, profile_ids: list[int]) -> list[int]:
-    """The chunk's profiles not merged away since the audience was chosen.
-
-    A merged-away profile's survivor is messaged only if it is in the audience itself: following
-    the merge here could reach one person twice, through two chunks.
-    """
-    stmt = sa.select(Profile.id).where(
-        Profile.shop_id == shop_id, id_in(Profile.id, profile_ids), Profile.merged_into_id.is_(None)
-    )
-    return sorted(db.session.scalars(stmt))
 
 
 def _record_failure(chunk_id: int, exc: Exception) -> None:

@@ -319,7 +319,9 @@ def send_chunk(shop: Shop, ids: list[int], send: BulkSend, policy: gate.GatePoli
     wait. The facts must be read by a later statement, after every lock is held.
     """
     result = BulkResult()
-    lock_profiles(shop.id, ids)
+    # A profile merged away since the audience was chosen is left out: its consent and sends
+    # are its survivor's now, and the survivor is messaged only if it is in the audience itself.
+    ids = lock_profiles(shop.id, ids, live_only=True)
     facts = gate_facts.load_facts(shop, ids, send.now, channels=[send.channel], policy=policy)
     rows = _decide(policy, facts, send)
     if not rows:

@@ -30,27 +30,29 @@ from app.services.bulk_sql import id_in, is_postgresql
 from app.tenancy import scoped
 
 
-def lock_profiles(shop_id: int, profile_ids: Iterable[int]) -> list[int]:
-    """Lock these profiles of one shop (in id order, so lockers never deadlock); return the ids found."""
+def lock_profiles(shop_id: int, profile_ids: Iterable[int], *, live_only: bool = False) -> list[int]:
+    """Lock these profiles of one shop (in id order, so lockers never deadlock); return the ids found.
+
+    With ``live_only``, the ids of those not merged away once the lock is held: a merge that
+    commits while we wait is seen (PostgreSQL checks a row it waited for again), and the
+    merged-away profile is left out, unlocked.
+    """
     ids = sorted(set(profile_ids))
     if not ids:
         return []
     table = Profile.__table__
+    where = [table.c.shop_id == shop_id, id_in(table.c.id, ids)]
+    if live_only:
+        where.append(table.c.merged_into_id.is_(None))
     if is_postgresql():
-        stmt = (
-            sa.select(table.c.id)
-            .where(table.c.shop_id == shop_id, id_in(table.c.id, ids))
-            .order_by(table.c.id)
-            .with_for_update(key_share=True)
-        )
+        stmt = sa.select(table.c.id).where(*where).order_by(table.c.id).with_for_update(key_share=True)
         return db.session.scalars(stmt).all()
     db.session.execute(
         sa.update(table)
         .where(table.c.shop_id == shop_id, id_in(table.c.id, ids))
         .values(id=table.c.id, updated_at=table.c.updated_at)
     )
-    found = sa.select(table.c.id).where(table.c.shop_id == shop_id, id_in(table.c.id, ids))
-    return db.session.scalars(found).all()
+    return db.session.scalars(sa.select(table.c.id).where(*where).order_by(table.c.id)).all()
 
 
 def lock_live(shop_id: int, profile_id: int) -> Profile | None:
