@@ -98,6 +98,26 @@ def _race(app, db, shop_id: int, change, then=None) -> None:
     db.session.expire_all()
 
 
+def _during_a_merge(app, db, shop_id: int, survivor: int, loser: int, then=None) -> None:
+    """``_race`` with a console merge of ``loser`` into ``survivor`` as the change held open."""
+    _race(
+        app,
+        db,
+        shop_id,
+        lambda s: merges.merge_profiles(s, survivor, loser, reason="manual", actor="t"),
+        then,
+    )
+
+
+def _subscriber_and_cookie(shop_id: int, db, email: str, cookie: str) -> tuple[int, int]:
+    """A profile opted in to email, and a cookie's profile never seen with it: ``(email's, cookie's)``."""
+    subscriber = make_profile(shop_id, email, None, consents=("email",)).id
+    shop = db.session.get(Shop, shop_id)
+    visitor = resolve(shop, [Ident("web_client", cookie)], source="pixel", seen_at=T0).id
+    db.session.commit()
+    return subscriber, visitor
+
+
 def _event_owner(db, event_id: str) -> int:
     return db.session.scalar(sa.select(Event.profile_id).where(Event.external_id == event_id))
 
@@ -106,7 +126,7 @@ def test_an_event_drained_during_a_console_merge_lands_on_the_survivor(app, pg, 
     survivor, loser = _profiles(shop.id, pg)
     _queue_page_view(shop.id, pg, "px-race-merge")
 
-    _race(app, pg, shop.id, lambda s: merges.merge_profiles(s, survivor, loser, reason="manual", actor="t"))
+    _during_a_merge(app, pg, shop.id, survivor, loser)
 
     assert pg.session.get(Profile, loser).merged_into_id == survivor
     assert _event_owner(pg, "px-race-merge") == survivor
@@ -146,13 +166,7 @@ def test_an_unsubscribe_made_during_a_merge_reaches_the_survivor(app, pg, shop):
     def unsubscribe_the_loser(s):
         consent.unsubscribe_all(pg.session.get(Profile, loser), source="console", captured_at=utcnow())
 
-    _race(
-        app,
-        pg,
-        shop.id,
-        lambda s: merges.merge_profiles(s, survivor, loser, reason="manual", actor="t"),
-        unsubscribe_the_loser,
-    )
+    _during_a_merge(app, pg, shop.id, survivor, loser, unsubscribe_the_loser)
 
     assert pg.session.get(Profile, survivor).globally_unsubscribed
     assert consent.channel_states(pg.session.get(Profile, survivor))["email"] == consent.OPTED_OUT
@@ -175,20 +189,12 @@ def test_the_shop_lock_is_asked_for_once_per_transaction_and_again_after_it(pg, 
 
 
 def test_a_send_to_a_profile_merged_while_it_waited_goes_to_the_survivor(app, pg, shop):
-    survivor = make_profile(shop.id, "send-race@shopper.test", None, consents=("email",)).id
-    cookie = resolve(
-        pg.session.get(Shop, shop.id), [Ident("web_client", "c-send")], source="pixel", seen_at=T0
-    )
-    loser = cookie.id
-    pg.session.commit()
+    survivor, loser = _subscriber_and_cookie(shop.id, pg, "send-race@shopper.test", "c-send")
 
-    _race(
-        app,
-        pg,
-        shop.id,
-        lambda s: merges.merge_profiles(s, survivor, loser, reason="manual", actor="t"),
-        lambda s: send_message(s, loser, "email", "journey", journey_id="welcome", now=NOON),
-    )
+    def then(s):
+        send_message(s, loser, "email", "journey", journey_id="welcome", now=NOON)
+
+    _during_a_merge(app, pg, shop.id, survivor, loser, then)
 
     sent = pg.session.scalars(sa.select(Message)).all()
     assert [(m.profile_id, m.status) for m in sent] == [(survivor, "sent")]
@@ -197,13 +203,10 @@ def test_a_send_to_a_profile_merged_while_it_waited_goes_to_the_survivor(app, pg
 def test_a_time_zone_set_during_a_merge_is_the_survivors(app, pg, shop):
     survivor, loser = _profiles(shop.id, pg)
 
-    _race(
-        app,
-        pg,
-        shop.id,
-        lambda s: merges.merge_profiles(s, survivor, loser, reason="manual", actor="t"),
-        lambda s: set_profile_timezone(pg.session.get(Profile, loser), "America/New_York"),
-    )
+    def then(s):
+        set_profile_timezone(pg.session.get(Profile, loser), "America/New_York")
+
+    _during_a_merge(app, pg, shop.id, survivor, loser, then)
 
     assert pg.session.get(Profile, survivor).timezone == "America/New_York"
     assert pg.session.get(Profile, loser).timezone is None
@@ -230,19 +233,13 @@ def test_two_undos_of_one_merge_at_once_undo_it_once(app, pg, shop):
 
 
 def test_a_campaign_chunk_leaves_out_a_profile_merged_while_it_waited(app, pg, shop):
-    survivor = make_profile(shop.id, "chunk-race@shopper.test", None, consents=("email",)).id
+    survivor, loser = _subscriber_and_cookie(shop.id, pg, "chunk-race@shopper.test", "c-chunk")
     bystander = make_profile(shop.id, "bystander@shopper.test", None, consents=("email",)).id
-    shop_model = pg.session.get(Shop, shop.id)
-    loser = resolve(shop_model, [Ident("web_client", "c-chunk")], source="pixel", seen_at=T0).id
-    pg.session.commit()
 
-    _race(
-        app,
-        pg,
-        shop.id,
-        lambda s: merges.merge_profiles(s, survivor, loser, reason="manual", actor="t"),
-        lambda s: send_many(s, [loser, bystander], "email", campaign_id="spring", now=NOON),
-    )
+    def then(s):
+        send_many(s, [loser, bystander], "email", campaign_id="spring", now=NOON)
+
+    _during_a_merge(app, pg, shop.id, survivor, loser, then)
 
     sent = pg.session.execute(sa.select(Message.profile_id, Message.status)).all()
     assert sent == [(bystander, "sent")]  # the survivor is not in this audience; the loser is no one now
