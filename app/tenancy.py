@@ -25,17 +25,23 @@ def scoped(model: type[T], shop_id: int, *columns) -> sa.Select:
     return stmt.where(model.shop_id == shop_id)
 
 
-def get_scoped(model: type[T], shop_id: int, row_id) -> T | None:
-    """Load one row by primary key, or None when it is missing or another shop's."""
-    row = db.session.get(model, row_id)
+def get_scoped(model: type[T], shop_id: int, row_id, *, fresh: bool = False) -> T | None:
+    """Load one row by primary key, or None when it is missing or another shop's.
+
+    ``fresh`` reads it from the database even when the session holds it (as it stands
+    now, e.g. under a lock taken after the session last read it).
+    """
+    row = db.session.get(model, row_id, populate_existing=fresh)
     if row is None or row.shop_id != shop_id:
         return None
     return row
 
 
-def get_scoped_or_raise(model: type[T], shop_id: int, row_id, what: str | None = None) -> T:
-    """Load one row of this shop or raise ``NotFound`` (same answer for another shop's)."""
-    row = get_scoped(model, shop_id, row_id)
+def get_scoped_or_raise(
+    model: type[T], shop_id: int, row_id, what: str | None = None, *, fresh: bool = False
+) -> T:
+    """Load one row of this shop (``get_scoped``) or raise ``NotFound`` (same answer for another shop's)."""
+    row = get_scoped(model, shop_id, row_id, fresh=fresh)
     if row is None:
         raise NotFound(f"{what or model.__name__} {row_id} not found")
     return row

@@ -243,3 +243,11 @@ def test_a_campaign_chunk_leaves_out_a_profile_merged_while_it_waited(app, pg, s
 
     sent = pg.session.execute(sa.select(Message.profile_id, Message.status)).all()
     assert sent == [(bystander, "sent")]  # the survivor is not in this audience; the loser is no one now
+
+
+def test_a_savepoint_asks_for_no_shop_lock_its_transaction_holds(pg, shop):
+    shop_lock.hold([shop.id])
+    with statements() as sent, pg.session.begin_nested():
+        assert not shop_lock.hold([shop.id])  # a row-by-row retry's resolution, on its savepoint
+    assert not any("pg_advisory_xact_lock" in s for s in sent)
+    pg.session.rollback()

@@ -100,12 +100,16 @@ def normalise(kind: str, raw, default_region: str | None = None) -> Ident | None
     raise ValueError(f"unknown identifier kind {kind!r}")
 
 
-def live_profile(profile: Profile | None) -> Profile | None:
-    """Follow ``merged_into`` to the profile that survives today."""
+def live_profile(profile: Profile | None, *, fresh: bool = False) -> Profile | None:
+    """Follow ``merged_into`` to the profile that survives today.
+
+    ``fresh`` reads each step from the database, not from the session (under a lock
+    taken after the session read them, a merge may have committed since).
+    """
     seen = set()
     while profile is not None and profile.merged_into_id and profile.id not in seen:
         seen.add(profile.id)
-        profile = db.session.get(Profile, profile.merged_into_id)
+        profile = db.session.get(Profile, profile.merged_into_id, populate_existing=fresh)
     return profile
 
 

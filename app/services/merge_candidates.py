@@ -167,8 +167,7 @@ def _live_id(live: dict[int, Profile], profile_id: int) -> int:
 def _open(shop: Shop, candidate_id: int) -> tuple[MergeCandidate, Profile, Profile]:
     """The open candidate and its two live sides, read under the shop's lock (see ``shop_lock``)."""
     shop_lock.hold([shop.id])
-    cand = get_scoped_or_raise(MergeCandidate, shop.id, candidate_id, "merge candidate")
-    db.session.refresh(cand)
+    cand = get_scoped_or_raise(MergeCandidate, shop.id, candidate_id, "merge candidate", fresh=True)
     if cand.status != "open":
         raise Conflict(f"merge candidate {cand.id} is already {cand.status}")
     a, b = live_sides(cand)

@@ -215,8 +215,7 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
     """
     now = now or utcnow()
     shop_lock.hold([shop.id])  # no ingest batch, and no other undo, between our reads and our writes
-    row = get_scoped_or_raise(Merge, shop.id, merge_id, "merge")
-    db.session.refresh(row)  # as it stands under the lock (the session may hold an older copy)
+    row = get_scoped_or_raise(Merge, shop.id, merge_id, "merge", fresh=True)  # as it stands under the lock
     if row.undone_at is not None:
         raise Conflict(f"merge {row.id} was already undone on {row.undone_at:%d %b %Y %H:%M} UTC")
     if now > row.undo_deadline:
@@ -285,14 +284,13 @@ def _days(window: dt.timedelta) -> str:
     )
 
 
-def _columns(row: Merge) -> dict[str, Any]:
-    """The merge row's column values as set (for an INSERT outside the ORM)."""
-    return {c.name: getattr(row, c.key) for c in Merge.__table__.columns}
+def _columns(obj) -> dict[str, Any]:
+    """A mapped object's column values as set (for an INSERT outside the ORM, or a snapshot)."""
+    return {c.name: getattr(obj, c.key) for c in obj.__table__.columns}
 
 
 def _profile_json(profile: Profile) -> dict[str, Any]:
-    table = Profile.__table__
-    return profile_rows.to_json(table, {c.name: getattr(profile, c.key) for c in table.columns})
+    return profile_rows.to_json(Profile.__table__, _columns(profile))
 
 
 def _restore_profile(profile: Profile, data: dict[str, Any]) -> None:

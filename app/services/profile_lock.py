@@ -27,7 +27,8 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import Profile
 from app.services.bulk_sql import id_in, is_postgresql
-from app.tenancy import scoped
+from app.services.identifiers import live_profile
+from app.tenancy import get_scoped
 
 
 def lock_profiles(shop_id: int, profile_ids: Iterable[int], *, live_only: bool = False) -> list[int]:
@@ -56,31 +57,20 @@ def lock_profiles(shop_id: int, profile_ids: Iterable[int], *, live_only: bool =
 
 
 def lock_live(shop_id: int, profile_id: int) -> Profile | None:
-    """Lock the profile and every profile it was merged into; return the live one, read under the locks.
+    """Lock the profile and the one it survives as; return that one, read under the locks.
 
-    The chain is read after each round of locks: a merge that committed while we waited
-    shows there, and its survivor is locked in turn. None when the shop has no such profile.
+    The merge chain is read again after each round of locks: a merge that committed while
+    we waited shows there, and its survivor is locked in turn. None when the shop has no
+    such profile.
     """
     locked: set[int] = set()
     wanted = {profile_id}
-    chain: list[Profile] = []
     while wanted - locked:
-        lock_profiles(shop_id, wanted - locked)
+        if not lock_profiles(shop_id, wanted - locked) and not locked:
+            return None
         locked |= wanted
-        chain = _merge_chain(shop_id, profile_id)
-        wanted = {p.id for p in chain}
-    return chain[-1] if chain else None
-
-
-def _merge_chain(shop_id: int, profile_id: int) -> list[Profile]:
-    """The profile and those it was merged into, as the database holds them now (one read per step)."""
-    chain: list[Profile] = []
-    current: int | None = profile_id
-    while current is not None and current not in {p.id for p in chain}:
-        stmt = scoped(Profile, shop_id).where(Profile.id == current).execution_options(populate_existing=True)
-        profile = db.session.scalars(stmt).first()
-        if profile is None:
-            break
-        chain.append(profile)
-        current = profile.merged_into_id
-    return chain
+        live = live_profile(get_scoped(Profile, shop_id, profile_id, fresh=True), fresh=True)
+        if live is None:
+            return None
+        wanted = {profile_id, live.id}
+    return live

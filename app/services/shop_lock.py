@@ -55,14 +55,13 @@ def hold(shop_ids: Iterable[int], connection: sa.Connection | None = None) -> bo
 def _held() -> set[int]:
     """The shops the session's current transaction has locked (a new set for each transaction).
 
-    Inside a savepoint nothing is remembered: a lock taken there is released if the
-    savepoint rolls back, so it is asked for again (PostgreSQL grants it at once when held).
+    Inside a savepoint, the locks its transaction took outside any savepoint hold (a copy of
+    them is answered), and a lock taken in the savepoint is not remembered: it is released
+    if the savepoint rolls back, so it is asked for again (PostgreSQL grants it at once).
     """
     session = db.session()
-    if session.in_nested_transaction():
-        return set()
     transaction = session.get_transaction()
     noted = session.info.get("shop_locks")
     if noted is None or noted[0] is not transaction:
         noted = session.info["shop_locks"] = (transaction, set())
-    return noted[1]
+    return set(noted[1]) if session.in_nested_transaction() else noted[1]
