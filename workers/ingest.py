@@ -29,6 +29,7 @@ from app.services import planner_stats, shop_lock
 from app.services.bulk_sql import id_in, is_postgresql
 from app.services.ingest import process_delivery_row
 from app.services.ingest.batch import process_batch
+from app.services.ingest.common import BadPayload
 from app.services.ingest.inbox import due_retries, reset_for_retry, row_token, stuck_pending
 
 JOB = "workers.ingest.process_delivery"
@@ -106,7 +107,9 @@ def _mark_failed(row: WebhookDelivery, exc: Exception) -> float | None:
     """Count the failed attempt on the row; the retry delay, or None once it is dead."""
     row.attempts += 1
     row.last_error = _error_text(exc)
-    if row.attempts >= max_attempts():
+    if row.attempts >= max_attempts() or isinstance(exc, BadPayload):
+        # A body that is not the provider's format fails the same way every time: dead-lettered
+        # at once with its reason, for ``dlq retry`` once the parser (or the sender) is fixed.
         row.status, row.next_attempt_at = "dead", None
         log.error("delivery %s dead after %s attempts (%s)", row.id, row.attempts, type(exc).__name__)
         return None

@@ -63,7 +63,12 @@ def too_large(_exc):
 
 def json_body() -> dict:
     """The request's JSON object, or a 400 saying why it is not one."""
-    data = request.get_json(silent=True)
+    from app.services.ingest.common import BadPayload, load_json
+
+    try:
+        data = load_json(request.get_data())
+    except BadPayload as exc:
+        raise DomainError(str(exc), code="bad_json") from None
     if not isinstance(data, dict):
         raise DomainError("the body must be a JSON object", code="bad_json")
     return data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import abort, jsonify, request
@@ -12,7 +11,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.models import Shop
 from app.services.accounts import shop_by_domain
-from app.services.ingest.common import BadPayload
+from app.services.ingest.common import load_json
 from app.services.ingest.inbox import Stored
 
 
@@ -39,10 +38,7 @@ def shop_or_404(domain: str | None) -> Shop:
 
 def parse_json(body: bytes) -> Any:
     """The body as JSON, or ``BadPayload`` saying it is not."""
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadPayload(f"the body is not valid JSON ({type(exc).__name__})") from None
+    return load_json(body)
 
 
 def accept(stored: list[Stored], **extra):

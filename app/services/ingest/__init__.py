@@ -15,20 +15,16 @@ Event types written here: ``web.<pixel event>``, ``order.placed``,
 
 from __future__ import annotations
 
-import json
 from urllib.parse import parse_qsl
 
 from app.extensions import db
 from app.models import Profile, Shop, WebhookDelivery
 from app.models.base import utcnow
-from app.services.ingest.common import BadPayload
+from app.services.ingest.common import BadPayload, load_json
 
 
 def _json(delivery: WebhookDelivery):
-    try:
-        return json.loads(delivery.body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadPayload("stored body is not JSON") from None
+    return load_json(delivery.body, "the stored body")
 
 
 def process_delivery_row(shop: Shop, delivery: WebhookDelivery) -> None:

@@ -26,6 +26,7 @@ from app.services.ingest.common import (
     parse_time,
     record_event,
     refresh_search_text,
+    whole,
 )
 from app.services.resolution import resolve
 from app.tenancy import scoped
@@ -61,9 +62,15 @@ def check_event(body: Any) -> dict:
     unknown = set(ids) - set(IDENTIFIER_KEYS)
     if unknown:
         raise BadPayload(f"unknown identifier kinds: {', '.join(sorted(unknown))}")
+    bad = sorted(
+        k for k, v in ids.items() if v is not None and (isinstance(v, bool) or not isinstance(v, str | int))
+    )
+    if bad:
+        raise BadPayload(f"identifiers must be text: {', '.join(bad)}")
     if not any(isinstance(v, str | int) and str(v).strip() for v in ids.values()):
         raise BadPayload("identifiers must hold at least one non-empty value")
-    if body.get("channel") is not None and body["channel"] not in CHANNELS:
+    channel = body.get("channel")
+    if channel is not None and (not isinstance(channel, str) or channel not in CHANNELS):
         raise BadPayload(f"channel must be one of {', '.join(sorted(CHANNELS))}")
     if body.get("properties") is not None and not isinstance(body["properties"], dict):
         raise BadPayload("properties must be an object")
@@ -117,7 +124,7 @@ def _marketplace_order(shop: Shop, body: dict, profile, at) -> None:
             product_id=str(item.get("product_id") or "")[:64] or None,
             sku=str(item.get("sku") or "")[:120] or None,
             title=str(item.get("title") or "")[:255] or None,
-            quantity=int(item.get("quantity") or 1),
+            quantity=whole(item.get("quantity"), "line_items.quantity") or 1,
             price=money(item.get("price")) or Decimal("0"),
         )
         for item in props.get("line_items") or []

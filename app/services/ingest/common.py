@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -17,6 +20,9 @@ from app.models.base import utcnow
 from app.services.bulk_sql import insert_new, is_postgresql
 from app.services.identifiers import Ident, normalise
 from app.tenancy import scoped
+
+# Money columns are NUMERIC(14, 2): an amount must stay below 10^12 to be stored.
+MAX_AMOUNT = Decimal(10) ** 12
 
 
 @dataclass
@@ -47,6 +53,54 @@ class BadPayload(DomainError):
     code = "bad_payload"
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def load_json(raw: bytes | str, what: str = "the body") -> Any:
+    """A JSON document as the standard defines it, or ``BadPayload`` saying why not.
+
+    Python's parser also takes ``NaN``, ``Infinity`` (and ``1e999`` as infinity), ``\\u0000``,
+    and ``\\ud800`` escapes that pair with nothing: none of them can be stored (PostgreSQL's
+    JSON and text refuse them), so a body holding one is refused here rather than failing at
+    every attempt to apply it.
+    """
+    data = raw.encode() if isinstance(raw, str) else raw
+    try:
+        doc = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadPayload(f"{what} is not valid JSON ({type(exc).__name__})") from None
+    if b"\\u0000" in data and _holds_nul(doc):
+        raise BadPayload(f"{what} holds a NUL character (\\u0000), which is not text")
+    if _SURROGATE_ESCAPE.search(data):
+        try:  # escaped surrogates: fine in pairs (an emoji), not alone
+            json.dumps(doc, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise BadPayload(f"{what} holds a lone surrogate escape, which is not text") from None
+    return doc
+
+
+def _holds_nul(doc: Any) -> bool:
+    """True when a key or a string anywhere in the document holds a NUL character."""
+    if isinstance(doc, str):
+        return "\x00" in doc
+    if isinstance(doc, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in doc.items())
+    if isinstance(doc, list):
+        return any(_holds_nul(v) for v in doc)
+    return False
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise ValueError(f"{text[:20]} is past the largest number JSON can carry here")
+    return value
+
+
 def parse_time(value: Any, field: str = "timestamp") -> dt.datetime:
     """An aware UTC datetime from ISO 8601 text or epoch seconds.
 
@@ -54,11 +108,11 @@ def parse_time(value: Any, field: str = "timestamp") -> dt.datetime:
         BadPayload: the value is neither.
     """
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(float(value), dt.UTC)
+        return _from_epoch(value, field)
     if isinstance(value, str) and value.strip():
         text = value.strip()
         if text.isdigit():
-            return dt.datetime.fromtimestamp(int(text), dt.UTC)
+            return _from_epoch(int(text), field)
         try:
             parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
@@ -67,6 +121,13 @@ def parse_time(value: Any, field: str = "timestamp") -> dt.datetime:
             parsed = parsed.replace(tzinfo=dt.UTC)
         return parsed.astimezone(dt.UTC)
     raise BadPayload(f"{field} is required (ISO 8601 or epoch seconds)")
+
+
+def _from_epoch(seconds: float, field: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromtimestamp(float(seconds), dt.UTC)
+    except (ValueError, OverflowError, OSError):  # NaN, infinity, or past the year 9999
+        raise BadPayload(f"{field} is not a time: {str(seconds)[:40]!r}") from None
 
 
 def optional_time(value: Any, field: str = "timestamp") -> dt.datetime | None:
@@ -80,18 +141,29 @@ def money(value: Any) -> Decimal | None:
     """A Decimal from Shopify's string amounts, or None."""
     if value in (None, ""):
         return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise BadPayload(f"not an amount: {str(value)[:20]!r}")
     try:
-        return Decimal(str(value)).quantize(Decimal("0.01"))
+        amount = Decimal(str(value)).quantize(Decimal("0.01"))
     except InvalidOperation:
         raise BadPayload(f"not an amount: {str(value)[:20]!r}") from None
+    if not amount.is_finite() or abs(amount) >= MAX_AMOUNT:
+        raise BadPayload(f"not an amount: {str(value)[:20]!r}")
+    return amount
 
 
 def idents(shop: Shop, pairs: Iterable[tuple[str, Any]]) -> list[Ident]:
-    """Normalise ``(kind, raw)`` pairs with the shop's country, dropping empty ones."""
+    """Normalise ``(kind, raw)`` pairs with the shop's country, dropping empty ones.
+
+    Raises:
+        BadPayload: a value that is neither text nor a whole number (an email sent as an object).
+    """
     out: list[Ident] = []
     for kind, raw in pairs:
         if raw in (None, ""):
             continue
+        if isinstance(raw, bool) or not isinstance(raw, str | int):
+            raise BadPayload(f"{kind} must be text, not {type(raw).__name__}")
         ident = normalise(kind, raw, shop.country)
         if ident is not None and ident not in out:
             out.append(ident)
@@ -194,6 +266,49 @@ def first(*values: Any) -> Any:
 def as_dict(value: Any) -> dict:
     """``value`` when it is a dict, else an empty one (payloads carry nulls)."""
     return value if isinstance(value, dict) else {}
+
+
+def text(value: Any, field: str, limit: int | None = None) -> str | None:
+    """A text field of a payload (cut to ``limit`` if given): None when null or empty, numbers as written.
+
+    Raises:
+        BadPayload: a list or an object where the provider sends text.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict | list):
+        raise BadPayload(f"{field} must be text, not {type(value).__name__}")
+    return str(value)[:limit] or None
+
+
+def whole(value: Any, field: str) -> int:
+    """A count from a payload (0 when null or empty): an integer, or text or a float holding one.
+
+    Raises:
+        BadPayload: anything else, or a count no 32-bit column holds.
+    """
+    if value is None or value == "":
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**31:
+        raise BadPayload(f"{field} must be a whole number: {str(value)[:20]!r}")
+    return value
+
+
+def as_list(value: Any, field: str) -> list:
+    """``value`` when it is a list, an empty one for null or a missing key.
+
+    Raises:
+        BadPayload: anything else (a number where the provider sends a list).
+    """
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadPayload(f"{field} must be a list, not {type(value).__name__}")
+    return value
 
 
 def engage(

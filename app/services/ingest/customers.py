@@ -27,6 +27,7 @@ from app.services.ingest.common import (
     refresh_search_text,
     set_location,
     set_names,
+    text,
 )
 from app.services.resolution import Signal, resolve
 
@@ -60,7 +61,7 @@ def _consent_status(state: str | None) -> tuple[str, bool] | None:
         "subscribed": (OPTED_IN, True),
         "unsubscribed": (OPTED_OUT, True),
         "not_subscribed": (OPTED_OUT, False),
-    }.get((state or "").lower())
+    }.get((text(state, "state", 40) or "").lower())
 
 
 def apply_consent(

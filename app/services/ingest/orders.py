@@ -24,6 +24,7 @@ from app.services.ingest.common import (
     BadPayload,
     Planned,
     as_dict,
+    as_list,
     first,
     idents,
     money,
@@ -33,6 +34,8 @@ from app.services.ingest.common import (
     refresh_search_text,
     set_location,
     set_names,
+    text,
+    whole,
 )
 from app.services.ingest.customers import apply_inline_consent
 from app.services.resolution import Signal, resolve
@@ -96,7 +99,7 @@ def check_refund(payload: Any) -> None:
 def _refund_amount(refund: dict, shop: Shop) -> Decimal:
     """What a refund gave back, in shop money."""
     total = ZERO
-    for tx in refund.get("transactions") or []:
+    for tx in as_list(refund.get("transactions"), "transactions"):
         if (
             not isinstance(tx, dict)
             or tx.get("kind") != "refund"
@@ -225,11 +228,11 @@ def _fill_order(order: Order, payload: dict, shop: Shop, updated_at: dt.datetime
     order.cancelled_at = optional_time(payload.get("cancelled_at"), "cancelled_at")
     order.discount_codes = [
         {"code": d.get("code"), "amount": d.get("amount"), "type": d.get("type")}
-        for d in payload.get("discount_codes") or []
+        for d in as_list(payload.get("discount_codes"), "discount_codes")
         if isinstance(d, dict)
     ]
-    order.landing_site = payload.get("landing_site") or None
-    order.referring_site = payload.get("referring_site") or None
+    order.landing_site = text(payload.get("landing_site"), "landing_site")
+    order.referring_site = text(payload.get("referring_site"), "referring_site")
     order.utm_source = utm_source(order.landing_site)
     order.billing_country = (billing.get("country_code") or None) and str(billing["country_code"])[:2]
     order.billing_province = (billing.get("province_code") or None) and str(billing["province_code"])[:16]
@@ -239,7 +242,8 @@ def _fill_order(order: Order, payload: dict, shop: Shop, updated_at: dt.datetime
     order.phone = str(first(payload.get("phone"), customer.get("phone")) or "")[:40] or None
     name = " ".join(str(p) for p in (customer.get("first_name"), customer.get("last_name")) if p)
     order.customer_name = name or None
-    order.lines = [_line(shop, item) for item in payload.get("line_items") or [] if isinstance(item, dict)]
+    lines = as_list(payload.get("line_items"), "line_items")
+    order.lines = [_line(shop, item) for item in lines if isinstance(item, dict)]
 
 
 def _line(shop: Shop, item: dict) -> OrderLine:
@@ -254,7 +258,7 @@ def _line(shop: Shop, item: dict) -> OrderLine:
         variant_id=text("variant_id"),
         sku=text("sku", 120),
         title=text("title", 255),
-        quantity=int(item.get("quantity") or 0),
+        quantity=whole(item.get("quantity"), "line_items.quantity"),
         price=money(first(price_set.get("amount"), item.get("price"))) or ZERO,
     )
 
@@ -356,7 +360,7 @@ def apply_order(
     if run is None:
         db.session.flush()
     _order_events(shop, order, profile, found, delivery, run)
-    for refund in payload.get("refunds") or []:
+    for refund in as_list(payload.get("refunds"), "refunds"):
         if isinstance(refund, dict) and refund.get("id") is not None and refund.get("created_at"):
             _record_refund(shop, profile, external_id, refund, delivery, run)
     if run is None:

@@ -63,7 +63,7 @@ def parse_events(body: Any) -> list[dict]:
         where = f"events[{index}]"
         if not isinstance(event, dict):
             raise BadPayload(f"{where}: an event must be a JSON object")
-        if event.get("event") not in EVENTS:
+        if not isinstance(event.get("event"), str) or event["event"] not in EVENTS:
             raise BadPayload(f"{where}: unknown event {str(event.get('event'))[:40]!r}")
         if not isinstance(event.get("email"), str) or not event["email"].strip():
             raise BadPayload(f"{where}: email is required")
@@ -103,7 +103,7 @@ def plan_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | Non
 
 def is_opt_out(event: dict) -> bool:
     """A spam report or an unsubscribe: the batch path leaves these to ``apply_sendgrid_event``."""
-    return event.get("event") in OPT_OUTS
+    return isinstance(event.get("event"), str) and event["event"] in OPT_OUTS
 
 
 def apply_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) -> None:

@@ -8,6 +8,7 @@ from app.models import Shop, WebhookDelivery
 from app.services.ingest.common import (
     BadPayload,
     as_dict,
+    as_list,
     engage,
     idents,
     message_profile,
@@ -31,14 +32,14 @@ def split_items(body: Any) -> list[tuple[str, str, dict]]:
         raise BadPayload("expected a WhatsApp notification with entry[]")
     items: list[tuple[str, str, dict]] = []
     for entry in body["entry"]:
-        for change in as_dict(entry).get("changes") or []:
+        for change in as_list(as_dict(entry).get("changes"), "entry.changes"):
             value = as_dict(as_dict(change).get("value"))
-            for message in value.get("messages") or []:
+            for message in as_list(value.get("messages"), "value.messages"):
                 if not isinstance(message, dict) or not message.get("id") or not message.get("from"):
                     raise BadPayload("each message needs id and from")
                 parse_time(message.get("timestamp"), "message.timestamp")
                 items.append(("message", str(message["id"]), message))
-            for status in value.get("statuses") or []:
+            for status in as_list(value.get("statuses"), "value.statuses"):
                 if not isinstance(status, dict) or not status.get("id") or not status.get("status"):
                     raise BadPayload("each status needs id and status")
                 if not status.get("recipient_id"):

@@ -1,0 +1,103 @@
+"""Values a provider should never send, refused with the reason: at the door (400) when the
+body is checked there, else dead-lettered at the first attempt (never retried to no end)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from app.models import WebhookDelivery
+from app.services.ingest.common import BadPayload, load_json, money, parse_time, whole
+from tests.ingest_support import fixture, make_ingest_shop, post_shopify, sendgrid_post, whatsapp_post
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"total": NaN}', "not valid JSON"),
+        (b'{"total": -Infinity}', "not valid JSON"),
+        (b'{"total": 1e999}', "not valid JSON"),
+        (b'{"note": "a\\u0000b"}', "NUL character"),
+        (b'{"note\\u0000": 1}', "NUL character"),
+        (b'{"note": "\\ud800"}', "lone surrogate"),
+        (b'["\\udc00 alone"]', "lone surrogate"),
+    ],
+)
+def test_json_that_no_database_column_can_hold_is_refused(raw, reason):
+    with pytest.raises(BadPayload, match=reason):
+        load_json(raw)
+
+
+def test_json_with_an_escaped_emoji_or_the_text_backslash_u0000_is_taken():
+    assert load_json(b'{"note": "\\ud83d\\ude00", "path": "C:\\\\u0000"}') == {
+        "note": "\N{GRINNING FACE}",
+        "path": "C:\\u0000",
+    }
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**30, "99999999999999999999", 1e300])
+def test_a_time_past_any_calendar_is_a_bad_payload(value):
+    with pytest.raises(BadPayload, match="created_at"):
+        parse_time(value, "created_at")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", 10**13, [], {"amount": "1"}, True])
+def test_an_amount_that_is_no_money_is_a_bad_payload(value):
+    with pytest.raises(BadPayload, match="not an amount"):
+        money(value)
+
+
+def test_amounts_and_counts_that_are_fine_still_parse():
+    assert money("19.999") == Decimal("20.00") and money(5) == Decimal("5.00")
+    assert whole("3", "quantity") == 3 and whole(2.0, "quantity") == 2 and whole(None, "quantity") == 0
+
+
+@pytest.mark.parametrize("value", ["two", 2.5, [], {"n": 1}, True, 2**40])
+def test_a_count_that_is_not_a_whole_number_is_a_bad_payload(value):
+    with pytest.raises(BadPayload, match="quantity must be a whole number"):
+        whole(value, "quantity")
+
+
+def test_a_sendgrid_event_named_by_a_list_is_a_400_not_a_500(client, db):
+    shop = make_ingest_shop()
+    answer = sendgrid_post(client, shop.domain, [{"event": [], "email": "a@b.co", "sg_event_id": "e1"}])
+    assert answer.status_code == 400 and "unknown event" in answer.get_json()["error"]["message"]
+
+
+def test_a_whatsapp_post_whose_changes_are_not_a_list_is_a_400(client, db):
+    shop = make_ingest_shop()
+    body = fixture("whatsapp/inbound_text.json")
+    body["entry"][0]["changes"] = True
+    answer = whatsapp_post(client, shop.domain, body)
+    assert answer.status_code == 400 and "changes must be a list" in answer.get_json()["error"]["message"]
+
+
+def test_an_api_event_with_an_identifier_or_channel_that_is_an_object_is_a_400(client, db):
+    shop = make_ingest_shop()
+    event = {
+        "type": "support.touch",
+        "occurred_at": "2026-10-05T09:00:00Z",
+        "identifiers": {"email": "a@b.co"},
+    }
+    changes = (
+        ({"channel": {}}, "channel must be one of"),
+        ({"identifiers": {"email": ["a"]}}, "must be text"),
+    )
+    for change, reason in changes:
+        answer = client.post("/api/v1/events", json={**event, **change}, headers=shop.auth)
+        assert answer.status_code == 400 and reason in answer.get_json()["error"]["message"]
+
+
+def test_an_order_whose_discount_codes_are_a_number_is_dead_lettered_at_once(client, db, drain):
+    shop = make_ingest_shop()
+    order = fixture("shopify/orders_create_web.json")
+    order["discount_codes"] = 3  # checked when applied (the door checks what names the order)
+    assert post_shopify(client, shop, "orders/create", order, "wh-lines").status_code == 200
+    drain()
+    row = db.session.scalar(sa.select(WebhookDelivery))
+    assert (row.status, row.attempts, row.next_attempt_at) == ("dead", 1, None)
+    assert row.last_error == "BadPayload: discount_codes must be a list, not int"
+    assert json.loads(row.body)["discount_codes"] == 3  # kept as received, for `dlq retry` once fixed
