@@ -49,6 +49,9 @@ def create_app(config: dict | None = None) -> Flask:
     _init_login(app)
 
     from app import models  # noqa: F401  (registers every table with the metadata)
+    from app.tenancy import RowIdConverter
+
+    app.url_map.converters["int"] = RowIdConverter  # before any route is added
 
     for name in BLUEPRINTS:
         module = import_module(f"app.blueprints.{name}")

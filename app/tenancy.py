@@ -10,11 +10,22 @@ from __future__ import annotations
 from typing import TypeVar
 
 import sqlalchemy as sa
+from werkzeug.routing import IntegerConverter
 
 from app.errors import NotFound
 from app.extensions import db
 
 T = TypeVar("T")
+# Ids are BIGINT: a larger number names no row (and PostgreSQL refuses to compare with it).
+MAX_ROW_ID = 2**63 - 1
+
+
+class RowIdConverter(IntegerConverter):
+    """``<int:…>`` in routes: a number past ``MAX_ROW_ID`` does not match, so it is a 404, not a 500."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ROW_ID)
+        super().__init__(map, *args, **kwargs)
 
 
 def scoped(model: type[T], shop_id: int, *columns) -> sa.Select:
@@ -31,6 +42,8 @@ def get_scoped(model: type[T], shop_id: int, row_id, *, fresh: bool = False) -> 
     ``fresh`` reads it from the database even when the session holds it (as it stands
     now, e.g. under a lock taken after the session last read it).
     """
+    if isinstance(row_id, int) and not -MAX_ROW_ID <= row_id <= MAX_ROW_ID:
+        return None  # no row has it (a number from a request body)
     row = db.session.get(model, row_id, populate_existing=fresh)
     if row is None or row.shop_id != shop_id:
         return None

@@ -41,7 +41,7 @@ from app.services.consent import rebuild_states, refresh_states
 from app.services.counters import recompute_order_counters
 from app.services.engagement import counter_rows, recompute_engagement_counters
 from app.services.identifiers import TRUST
-from app.tenancy import get_scoped_or_raise, scoped
+from app.tenancy import MAX_ROW_ID, get_scoped_or_raise, scoped
 
 PROFILE_FILL = ("first_name", "last_name", "timezone", "timezone_source", "country", "province", "currency")
 
@@ -78,6 +78,9 @@ def survivor_order(a: Profile, b: Profile) -> tuple[Profile, Profile]:
 
 def lock_profiles(shop: Shop, *ids: int) -> list[Profile]:
     """Load this shop's profiles by id, row-locked on PostgreSQL (``FOR UPDATE``)."""
+    for profile_id in ids:
+        if not -MAX_ROW_ID <= profile_id <= MAX_ROW_ID:
+            raise NotFound(f"profile {profile_id} not found")
     stmt = scoped(Profile, shop.id).where(Profile.id.in_(ids)).order_by(Profile.id)
     if is_postgresql():
         stmt = stmt.with_for_update()

@@ -8,6 +8,10 @@ from typing import Any
 from app.extensions import db
 from app.tenancy import scoped
 
+# Past any shop's rows: a page or cursor beyond it reads an empty page (PostgreSQL refuses
+# an OFFSET past BIGINT, and a link can carry any number).
+MAX_OFFSET = 2**62
+
 
 @dataclass
 class Page:
@@ -23,7 +27,7 @@ def newest_first(model, shop_id: int, profile_id: int, time_column, page: int, s
 
     Reads one row past the page to know whether there is a next one, without a count.
     """
-    number = max(page, 0)
+    number = min(max(page, 0), MAX_OFFSET // size)
     rows = db.session.scalars(
         scoped(model, shop_id)
         .where(model.profile_id == profile_id)

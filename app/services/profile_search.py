@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import Identifier, Order, Profile
 from app.services.identifiers import normalise_phone
+from app.services.paging import MAX_OFFSET
 from app.tenancy import scoped
 
 PAGE_SIZE = 25
@@ -87,7 +88,7 @@ def search_profiles(
         filters: extra SQLAlchemy criteria on ``Profile`` (stage, RFM, churn band…).
         region: the shop's country, to read national-format phone numbers.
     """
-    offset = int(cursor) if cursor and cursor.isdigit() else 0
+    offset = min(int(cursor), MAX_OFFSET) if cursor and cursor.isdigit() else 0
     stmt = scoped(Profile, shop_id).where(Profile.merged_into_id.is_(None), Profile.erased_at.is_(None))
     if q.strip():
         stmt = stmt.where(_matches(shop_id, q, region))

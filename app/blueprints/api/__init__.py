@@ -85,3 +85,16 @@ def init_app(app):
 
     csrf.exempt(bp)
     app.register_blueprint(bp)
+    # A path no route matches never reaches the blueprint's own handlers: the app's answer
+    # JSON under /api/v1 too (a client parses every error the same way) and leave the rest as is.
+    app.register_error_handler(404, _unrouted(not_found))
+    app.register_error_handler(405, _unrouted(method_not_allowed))
+
+
+def _unrouted(answer):
+    def handle(exc):
+        if request.path == bp.url_prefix or request.path.startswith(f"{bp.url_prefix}/"):
+            return answer(exc)
+        return exc
+
+    return handle
