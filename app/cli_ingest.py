@@ -72,11 +72,12 @@ def backfill(domain, orders_file):
     from app.services.ingest.backfill import backfill_orders
 
     shop = shop_by_domain(domain)
-    with open(orders_file, encoding="utf-8") as fh:
+    # A byte that is not UTF-8 spoils its line only: read as an escape, refused by the line's check.
+    with open(orders_file, encoding="utf-8", errors="surrogateescape") as fh:
         total = sum(1 for _ in fh)
 
     def read_lines():
-        with open(orders_file, encoding="utf-8") as fh:
+        with open(orders_file, encoding="utf-8", errors="surrogateescape") as fh:
             yield from fh
 
     # The first pass resolves every buyer at once, before the bar moves.
@@ -99,11 +100,11 @@ def import_profiles(domain, csv_file):
     from app.services.ingest.profile_import import import_profiles as run_import
 
     shop = shop_by_domain(domain)
-    with open(csv_file, encoding="utf-8-sig", newline="") as fh:
+    with open(csv_file, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
         total = max(0, sum(1 for _ in fh) - 1)
 
     def read_lines():
-        with open(csv_file, encoding="utf-8-sig", newline="") as fh:
+        with open(csv_file, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
             yield from fh
 
     # The first pass resolves every row's person at once, before the bar moves.

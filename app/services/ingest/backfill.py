@@ -16,6 +16,7 @@ from functools import partial
 
 from app.models import Profile, Shop
 from app.services.ingest.batch import apply_run
+from app.services.ingest.common import load_json
 from app.services.ingest.orders import apply_order, buyer_signal, check_order, plan_order
 from app.services.ingest.two_pass import ImportResult, TwoPassImport
 
@@ -48,7 +49,7 @@ def backfill_orders(
 def _checked_order(text: str) -> dict | None:
     if not text.strip():
         return None
-    payload = json.loads(text)
+    payload = load_json(text, "the line")
     check_order(payload)
     return payload
 

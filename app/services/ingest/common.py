@@ -64,7 +64,8 @@ def load_json(raw: bytes | str, what: str = "the body") -> Any:
     JSON and text refuse them), so a body holding one is refused here rather than failing at
     every attempt to apply it.
     """
-    data = raw.encode() if isinstance(raw, str) else raw
+    # Text read with ``surrogateescape`` gets its undecodable bytes back, to be refused below.
+    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
     try:
         doc = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError) as exc:

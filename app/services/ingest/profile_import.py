@@ -65,8 +65,12 @@ def check_row(shop: Shop, row: dict[str, str], at: dt.datetime, ref: str) -> Pro
     """Read one CSV row.
 
     Raises:
-        ValueError: the row has no usable email or phone, or an unknown consent value.
+        ValueError: the row has no usable email or phone, an unknown consent value, or a cell
+            that is not text (bytes that are not UTF-8, read as escapes, or a NUL).
     """
+    for value in row.values():
+        if isinstance(value, str) and ("\x00" in value or not value.isascii() and _undecoded(value)):
+            raise ValueError("the row holds bytes that are not UTF-8 text")
     found = [
         ident
         for kind, column in (("email", "Email"), ("phone", "Phone Number"))
@@ -78,6 +82,14 @@ def check_row(shop: Shop, row: dict[str, str], at: dt.datetime, ref: str) -> Pro
         channel: _consent_status(row.get(column), column) for column, channel in CONSENT_COLUMNS.items()
     }
     return ProfileRow(found, statuses, row.get("First Name"), row.get("Last Name"), at, ref)
+
+
+def _undecoded(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a byte the file's reader could not decode (``surrogateescape``)
+        return True
+    return False
 
 
 def import_row(shop: Shop, row: ProfileRow) -> None:

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from sqlalchemy.exc import DBAPIError
+
 from app.errors import DomainError
 from app.extensions import db
 from app.models import Profile, Shop
@@ -131,7 +133,7 @@ class TwoPassImport(Generic[Item]):
                     with db.session.begin_nested():
                         self.apply_one(item)
                     result.applied += 1
-                except (ValueError, DomainError) as exc:
+                except Exception as exc:  # noqa: BLE001 - this item is skipped with its reason, not the file
                     result.failed.append((number, reason(exc)))
             db.session.commit()
         planner_stats.refresh_stale_now_and_then()  # the shop's tables grow from empty
@@ -157,8 +159,15 @@ class CompactSignals:
 
 
 def reason(exc: Exception) -> str:
-    """What an import reports of a skipped item."""
-    return getattr(exc, "message", None) or str(exc)[:200]
+    """What an import reports of a skipped item: the check's message, else the kind of error.
+
+    A database error's text quotes the row's values (emails, names): it is not repeated.
+    """
+    if isinstance(exc, ValueError | DomainError):
+        return getattr(exc, "message", None) or str(exc)[:200]
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"the database refused it ({type(exc.orig).__name__})"
+    return f"it could not be applied ({type(exc).__name__})"
 
 
 def _tell(progress: Callable[[int], None] | None, n: int) -> None:
