@@ -247,17 +247,17 @@ def _fill_order(order: Order, payload: dict, shop: Shop, updated_at: dt.datetime
 
 
 def _line(shop: Shop, item: dict) -> OrderLine:
-    def text(key: str, size: int = 64) -> str | None:
-        return str(item[key])[:size] if item.get(key) not in (None, "") else None
+    def field(key: str, size: int = 64) -> str | None:
+        return text(item.get(key), f"line_items.{key}", size)
 
     price_set = as_dict(as_dict(item.get("price_set")).get("shop_money"))
     return OrderLine(
         shop_id=shop.id,
-        external_id=text("id"),
-        product_id=text("product_id"),
-        variant_id=text("variant_id"),
-        sku=text("sku", 120),
-        title=text("title", 255),
+        external_id=field("id"),
+        product_id=field("product_id"),
+        variant_id=field("variant_id"),
+        sku=field("sku", 120),
+        title=field("title", 255),
         quantity=whole(item.get("quantity"), "line_items.quantity"),
         price=money(first(price_set.get("amount"), item.get("price"))) or ZERO,
     )
