@@ -101,3 +101,21 @@ def test_an_order_whose_discount_codes_are_a_number_is_dead_lettered_at_once(cli
     assert (row.status, row.attempts, row.next_attempt_at) == ("dead", 1, None)
     assert row.last_error == "BadPayload: discount_codes must be a list, not int"
     assert json.loads(row.body)["discount_codes"] == 3  # kept as received, for `dlq retry` once fixed
+
+
+def test_a_sendgrid_batch_keeps_its_valid_events_and_answers_400_for_the_broken_one(client, db):
+    shop = make_ingest_shop()
+    events = fixture("sendgrid/events.json")
+    events[1]["timestamp"] = "yesterday"
+    answer = sendgrid_post(client, shop.domain, events)
+    assert answer.status_code == 400
+    body = answer.get_json()
+    assert body["error"]["message"] == (
+        "events[1]: timestamp is not an ISO 8601 time: 'yesterday'; the other 4 stored"
+    )
+    assert body["accepted"] == len(events) - 1
+    stored = db.session.scalars(sa.select(WebhookDelivery.external_id)).all()
+    assert sorted(stored) == sorted(e["sg_event_id"] for n, e in enumerate(events) if n != 1)
+    # SendGrid sends the batch again on a 400: the stored events are not stored twice.
+    again = sendgrid_post(client, shop.domain, events).get_json()
+    assert (again["accepted"], again["duplicates"]) == (0, len(events) - 1)

@@ -84,13 +84,25 @@ def test_logged_in_customer_links_the_browser_to_the_shopify_customer(client, is
         (lambda e: e.update(shop=None), "shop is required"),
     ],
 )
-def test_malformed_event_is_400_with_a_reason_never_500(client, ishop, mutate, reason):
+def test_malformed_event_is_400_with_a_reason_and_its_valid_neighbour_is_kept(client, ishop, mutate, reason):
     event = fixture("pixel/page_viewed.json")
     mutate(event)
     response = post_pixel(client, [fixture("pixel/page_viewed.json"), event])
     assert response.status_code == 400
     assert reason in response.get_json()["error"]["message"]
     assert "events[1]" in response.get_json()["error"]["message"]
+    # The pixel never sends the batch again: the valid event is stored all the same.
+    assert response.get_json()["accepted"] == 1 and count(WebhookDelivery) == 1
+
+
+def test_a_batch_with_no_valid_event_stores_nothing(client, ishop):
+    broken = fixture("pixel/page_viewed.json")
+    broken.pop("clientId")
+    response = post_pixel(client, [broken, {**broken, "id": "other"}])
+    assert response.status_code == 400
+    assert response.get_json()["error"]["message"] == (
+        "events[0]: clientId is required (a non-empty string) (and 1 more refused)"
+    )
     assert count(WebhookDelivery) == 0
 
 

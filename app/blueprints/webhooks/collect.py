@@ -33,9 +33,10 @@ def collect():
     if request.method == "OPTIONS":
         return "", 204  # the CORS preflight; headers are added below
     body = raw_body()
-    events = parse_events(parse_json(body))
+    checked = parse_events(parse_json(body))
+    events = checked.events
     shop = shop_or_404(events[0]["shop"])
     if not allow(f"{shop.id}:{events[0]['clientId']}", cost=len(events)):
         return error(429, "rate_limited", "too many events from this client; slow down")
     stored = store_deliveries(shop, "pixel", [(e["name"], e["id"].strip(), e) for e in events])
-    return accept(stored)
+    return accept(stored, checked)

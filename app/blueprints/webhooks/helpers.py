@@ -11,7 +11,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.models import Shop
 from app.services.accounts import shop_by_domain
-from app.services.ingest.common import load_json
+from app.services.ingest.common import CheckedBatch, load_json
 from app.services.ingest.inbox import Stored
 
 
@@ -41,14 +41,22 @@ def parse_json(body: bytes) -> Any:
     return load_json(body)
 
 
-def accept(stored: list[Stored], **extra):
-    """Commit the stored deliveries, then queue the new ones; answer 200 either way."""
+def accept(stored: list[Stored], refused: CheckedBatch | None = None, **extra):
+    """Commit the stored deliveries, then queue the new ones; answer 200 either way.
+
+    With events of the batch ``refused``, those stored are kept and the answer is the 400
+    of the refusals, with the counts of what was stored.
+    """
     from workers.ingest import enqueue_deliveries
 
     db.session.commit()
     enqueue_deliveries([item.shop_id for item in stored if item.needs_work])
     created = sum(1 for s in stored if s.created)
-    return jsonify({"accepted": created, "duplicates": len(stored) - created, **extra}), 200
+    counts = {"accepted": created, "duplicates": len(stored) - created, **extra}
+    if refused is not None and refused.refused:
+        problem = refused.refusal()
+        return jsonify({"error": {"code": problem.code, "message": problem.message}, **counts}), 400
+    return jsonify(counts), 200
 
 
 def register_errors(bp) -> None:

@@ -82,9 +82,10 @@ def sendgrid_events(shop_domain: str):
         headers.get("X-Twilio-Email-Event-Webhook-Timestamp"),
     ):
         return _unauthorized()
-    events = sendgrid.parse_events(parse_json(body))
+    checked = sendgrid.parse_events(parse_json(body))
+    events = checked.events
     stored = store_deliveries(shop, "sendgrid", [(e["event"], e["sg_event_id"], e) for e in events])
-    return accept(stored)
+    return accept(stored, checked)
 
 
 @bp.post("/webhooks/twilio/<shop_domain>")

@@ -102,6 +102,37 @@ def _finite(text: str) -> float:
     return value
 
 
+@dataclass
+class CheckedBatch:
+    """A provider's batch after each event's check: the events to store, and why the others were refused.
+
+    One malformed event does not cost the batch's valid ones (a browser pixel never sends them
+    again); the endpoint stores them and still answers 400 with the refusals.
+    """
+
+    events: list[dict]
+    refused: list[str]
+
+    def refusal(self) -> BadPayload:
+        """The error answered when something was refused (the first reason, and what was kept)."""
+        kept = f"; the other {len(self.events)} stored" if self.events else ""
+        more = f" (and {len(self.refused) - 1} more refused)" if len(self.refused) > 1 else ""
+        return BadPayload(f"{self.refused[0]}{more}{kept}")
+
+
+def check_each(events: list, check: Callable[[Any, str], None], *, batch: bool) -> CheckedBatch:
+    """Run ``check(event, where)`` on every event; ``where`` names its place (``events[2]``)."""
+    out = CheckedBatch([], [])
+    for index, event in enumerate(events):
+        try:
+            check(event, f"events[{index}]" if batch else "event")
+        except BadPayload as exc:
+            out.refused.append(exc.message)
+        else:
+            out.events.append(event)
+    return out
+
+
 def parse_time(value: Any, field: str = "timestamp") -> dt.datetime:
     """An aware UTC datetime from ISO 8601 text or epoch seconds.
 

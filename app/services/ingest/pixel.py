@@ -14,9 +14,11 @@ from typing import Any
 from app.models import Shop, WebhookDelivery
 from app.services.ingest.common import (
     BadPayload,
+    CheckedBatch,
     Planned,
     apply_planned,
     as_dict,
+    check_each,
     first,
     idents,
     parse_time,
@@ -70,24 +72,26 @@ def _check_event(event: Any, where: str) -> None:
             raise BadPayload(f"{where}: {key} must be an object")
 
 
-def parse_events(body: Any) -> list[dict]:
-    """The validated event list of a ``/collect`` body (one event or a batch).
+def parse_events(body: Any) -> CheckedBatch:
+    """A ``/collect`` body (one event or a batch): its valid events, and the reasons of the others
+    (each naming the event's position).
 
     Raises:
-        BadPayload: the body or one of its events is malformed; the reason
-            names the event's position.
+        BadPayload: the body as a whole is wrong (empty, too long, several shops), or no
+            event of it is valid.
     """
     events = body if isinstance(body, list) else [body]
     if not events:
         raise BadPayload("the batch is empty")
     if len(events) > MAX_BATCH:
         raise BadPayload(f"a batch holds at most {MAX_BATCH} events")
-    for index, event in enumerate(events):
-        _check_event(event, f"events[{index}]" if isinstance(body, list) else "event")
-    shops = {e["shop"].strip().lower() for e in events}
+    checked = check_each(events, _check_event, batch=isinstance(body, list))
+    if not checked.events:
+        raise checked.refusal()
+    shops = {e["shop"].strip().lower() for e in checked.events}
     if len(shops) > 1:
         raise BadPayload("all events of a batch must name the same shop")
-    return events
+    return checked
 
 
 def _form_contacts(data: dict) -> list[tuple[str, Any]]:

@@ -12,8 +12,10 @@ from app.models import Shop, WebhookDelivery
 from app.services.consent import OPTED_OUT, record_consent
 from app.services.ingest.common import (
     BadPayload,
+    CheckedBatch,
     Planned,
     apply_planned,
+    check_each,
     idents,
     message_profile,
     parse_time,
@@ -49,28 +51,32 @@ OPT_OUTS = frozenset({"spamreport", "unsubscribe", "group_unsubscribe"})
 MAX_BATCH = 1000
 
 
-def parse_events(body: Any) -> list[dict]:
-    """The validated events of a SendGrid batch.
+def parse_events(body: Any) -> CheckedBatch:
+    """A SendGrid batch: its valid events, and the reasons of the others (each naming its position).
 
     Raises:
-        BadPayload: not a JSON array of SendGrid events.
+        BadPayload: not a JSON array of events, or no event of it is valid.
     """
     if not isinstance(body, list) or not body:
         raise BadPayload("SendGrid posts a non-empty JSON array of events")
     if len(body) > MAX_BATCH:
         raise BadPayload(f"a batch holds at most {MAX_BATCH} events")
-    for index, event in enumerate(body):
-        where = f"events[{index}]"
-        if not isinstance(event, dict):
-            raise BadPayload(f"{where}: an event must be a JSON object")
-        if not isinstance(event.get("event"), str) or event["event"] not in EVENTS:
-            raise BadPayload(f"{where}: unknown event {str(event.get('event'))[:40]!r}")
-        if not isinstance(event.get("email"), str) or not event["email"].strip():
-            raise BadPayload(f"{where}: email is required")
-        if not isinstance(event.get("sg_event_id"), str) or not event["sg_event_id"]:
-            raise BadPayload(f"{where}: sg_event_id is required")
-        parse_time(event.get("timestamp"), f"{where}: timestamp")
-    return body
+    checked = check_each(body, _check_event, batch=True)
+    if not checked.events:
+        raise checked.refusal()
+    return checked
+
+
+def _check_event(event: Any, where: str) -> None:
+    if not isinstance(event, dict):
+        raise BadPayload(f"{where}: an event must be a JSON object")
+    if not isinstance(event.get("event"), str) or event["event"] not in EVENTS:
+        raise BadPayload(f"{where}: unknown event {str(event.get('event'))[:40]!r}")
+    if not isinstance(event.get("email"), str) or not event["email"].strip():
+        raise BadPayload(f"{where}: email is required")
+    if not isinstance(event.get("sg_event_id"), str) or not event["sg_event_id"]:
+        raise BadPayload(f"{where}: sg_event_id is required")
+    parse_time(event.get("timestamp"), f"{where}: timestamp")
 
 
 def plan_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) -> Planned:
@@ -78,7 +84,7 @@ def plan_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | Non
 
     Opt-outs carry their consent change in ``after`` (applied only when the event is new).
     """
-    parse_events([event])
+    _check_event(event, "event")
     at = parse_time(event["timestamp"])
     kind = event["event"]
     found = idents(shop, [("email", event["email"])])
