@@ -119,3 +119,14 @@ def test_a_sendgrid_batch_keeps_its_valid_events_and_answers_400_for_the_broken_
     # SendGrid sends the batch again on a 400: the stored events are not stored twice.
     again = sendgrid_post(client, shop.domain, events).get_json()
     assert (again["accepted"], again["duplicates"]) == (0, len(events) - 1)
+
+
+def test_a_whatsapp_notification_keeps_its_valid_message_beside_a_broken_one(client, db):
+    shop = make_ingest_shop()
+    body = fixture("whatsapp/inbound_text.json")
+    messages = body["entry"][0]["changes"][0]["value"]["messages"]
+    messages.append({**messages[0], "id": "wamid.broken", "timestamp": "soon"})
+    answer = whatsapp_post(client, shop.domain, body)
+    assert answer.status_code == 400 and answer.get_json()["accepted"] == 1
+    assert "events[1]: message.timestamp" in answer.get_json()["error"]["message"]
+    assert db.session.scalars(sa.select(WebhookDelivery.external_id)).all() == [messages[0]["id"]]

@@ -127,8 +127,8 @@ def whatsapp_events(shop_domain: str):
     shop = shop_or_404(shop_domain)
     if not verify_whatsapp(shop.whatsapp_app_secret, body, request.headers.get("X-Hub-Signature-256")):
         return _unauthorized()
-    items = whatsapp.split_items(parse_json(body))
+    items, checked = whatsapp.split_items(parse_json(body))
     stored = [
         store_delivery(shop, "whatsapp", topic, ext, json.dumps(item).encode()) for topic, ext, item in items
     ]
-    return accept(stored)
+    return accept(stored, checked)

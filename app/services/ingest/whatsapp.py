@@ -7,8 +7,10 @@ from typing import Any
 from app.models import Shop, WebhookDelivery
 from app.services.ingest.common import (
     BadPayload,
+    CheckedBatch,
     as_dict,
     as_list,
+    check_each,
     engage,
     idents,
     message_profile,
@@ -22,31 +24,46 @@ SOURCE = "whatsapp"
 METRICS = {"delivered": "delivered", "read": "opened", "failed": "bounced"}
 
 
-def split_items(body: Any) -> list[tuple[str, str, dict]]:
-    """``(topic, external id, item)`` for every message and status in a Cloud API post.
+def split_items(body: Any) -> tuple[list[tuple[str, str, dict]], CheckedBatch]:
+    """``(topic, external id, item)`` for every valid message and status of a Cloud API post,
+    and the reasons of the items refused (each naming its place).
 
     Raises:
-        BadPayload: not a ``whatsapp_business_account`` notification.
+        BadPayload: not a ``whatsapp_business_account`` notification, or no item of it is valid.
     """
     if not isinstance(body, dict) or not isinstance(body.get("entry"), list):
         raise BadPayload("expected a WhatsApp notification with entry[]")
-    items: list[tuple[str, str, dict]] = []
+    found: list[tuple[str, dict]] = []
     for entry in body["entry"]:
         for change in as_list(as_dict(entry).get("changes"), "entry.changes"):
             value = as_dict(as_dict(change).get("value"))
-            for message in as_list(value.get("messages"), "value.messages"):
-                if not isinstance(message, dict) or not message.get("id") or not message.get("from"):
-                    raise BadPayload("each message needs id and from")
-                parse_time(message.get("timestamp"), "message.timestamp")
-                items.append(("message", str(message["id"]), message))
-            for status in as_list(value.get("statuses"), "value.statuses"):
-                if not isinstance(status, dict) or not status.get("id") or not status.get("status"):
-                    raise BadPayload("each status needs id and status")
-                if not status.get("recipient_id"):
-                    raise BadPayload("each status needs recipient_id")
-                parse_time(status.get("timestamp"), "status.timestamp")
-                items.append(("status", f"{status['id']}:{status['status']}", status))
-    return items
+            found += [("message", m) for m in as_list(value.get("messages"), "value.messages")]
+            found += [("status", s) for s in as_list(value.get("statuses"), "value.statuses")]
+    checked = check_each(found, _check_item, batch=True)
+    if checked.refused and not checked.events:
+        raise checked.refusal()
+    items = [
+        ("message", str(item["id"]), item)
+        if topic == "message"
+        else ("status", f"{item['id']}:{item['status']}", item)
+        for topic, item in checked.events
+    ]
+    checked.events = [item for _, item in checked.events]
+    return items, checked
+
+
+def _check_item(found: tuple[str, Any], where: str) -> None:
+    topic, item = found
+    if topic == "message":
+        if not isinstance(item, dict) or not item.get("id") or not item.get("from"):
+            raise BadPayload(f"{where}: each message needs id and from")
+        parse_time(item.get("timestamp"), f"{where}: message.timestamp")
+        return
+    if not isinstance(item, dict) or not item.get("id") or not item.get("status"):
+        raise BadPayload(f"{where}: each status needs id and status")
+    if not item.get("recipient_id"):
+        raise BadPayload(f"{where}: each status needs recipient_id")
+    parse_time(item.get("timestamp"), f"{where}: status.timestamp")
 
 
 def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery) -> None:
