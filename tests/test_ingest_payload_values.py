@@ -128,5 +128,5 @@ def test_a_whatsapp_notification_keeps_its_valid_message_beside_a_broken_one(cli
     messages.append({**messages[0], "id": "wamid.broken", "timestamp": "soon"})
     answer = whatsapp_post(client, shop.domain, body)
     assert answer.status_code == 400 and answer.get_json()["accepted"] == 1
-    assert "events[1]: message.timestamp" in answer.get_json()["error"]["message"]
+    assert "items[1]: message.timestamp" in answer.get_json()["error"]["message"]
     assert db.session.scalars(sa.select(WebhookDelivery.external_id)).all() == [messages[0]["id"]]

@@ -110,7 +110,7 @@ class CheckedBatch:
     again); the endpoint stores them and still answers 400 with the refusals.
     """
 
-    events: list[dict]
+    events: list
     refused: list[str]
 
     def refusal(self) -> BadPayload:
@@ -120,12 +120,14 @@ class CheckedBatch:
         return BadPayload(f"{self.refused[0]}{more}{kept}")
 
 
-def check_each(events: list, check: Callable[[Any, str], None], *, batch: bool) -> CheckedBatch:
+def check_each(
+    events: list, check: Callable[[Any, str], None], *, batch: bool, name: str = "events"
+) -> CheckedBatch:
     """Run ``check(event, where)`` on every event; ``where`` names its place (``events[2]``)."""
     out = CheckedBatch([], [])
     for index, event in enumerate(events):
         try:
-            check(event, f"events[{index}]" if batch else "event")
+            check(event, f"{name}[{index}]" if batch else "event")
         except BadPayload as exc:
             out.refused.append(exc.message)
         else:

@@ -39,7 +39,7 @@ def split_items(body: Any) -> tuple[list[tuple[str, str, dict]], CheckedBatch]:
             value = as_dict(as_dict(change).get("value"))
             found += [("message", m) for m in as_list(value.get("messages"), "value.messages")]
             found += [("status", s) for s in as_list(value.get("statuses"), "value.statuses")]
-    checked = check_each(found, _check_item, batch=True)
+    checked = check_each(found, _check_item, batch=True, name="items")
     if checked.refused and not checked.events:
         raise checked.refusal()
     items = [
@@ -48,7 +48,6 @@ def split_items(body: Any) -> tuple[list[tuple[str, str, dict]], CheckedBatch]:
         else ("status", f"{item['id']}:{item['status']}", item)
         for topic, item in checked.events
     ]
-    checked.events = [item for _, item in checked.events]
     return items, checked
 
 
