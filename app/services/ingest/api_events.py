@@ -19,6 +19,7 @@ from app.services.engagement import ENGAGEMENT_TYPES
 from app.services.ingest.common import (
     BadPayload,
     as_dict,
+    as_list,
     engage,
     first,
     idents,
@@ -56,7 +57,18 @@ def check_event(body: Any) -> dict:
     if not isinstance(etype, str) or len(etype) > 60 or not TYPE_RE.match(etype):
         raise BadPayload("type is required: lower-case words joined by dots, e.g. push.opened")
     parse_time(body.get("occurred_at"), "occurred_at")
-    ids = body.get("identifiers")
+    _check_identifiers(body.get("identifiers"))
+    channel = body.get("channel")
+    if channel is not None and (not isinstance(channel, str) or channel not in CHANNELS):
+        raise BadPayload(f"channel must be one of {', '.join(sorted(CHANNELS))}")
+    if body.get("properties") is not None and not isinstance(body["properties"], dict):
+        raise BadPayload("properties must be an object")
+    if _is_marketplace_order(body):
+        _check_marketplace_order(as_dict(body.get("properties")))
+    return body
+
+
+def _check_identifiers(ids: Any) -> None:
     if not isinstance(ids, dict) or not ids:
         raise BadPayload("identifiers must be an object with at least one of " + ", ".join(IDENTIFIER_KEYS))
     unknown = set(ids) - set(IDENTIFIER_KEYS)
@@ -69,16 +81,16 @@ def check_event(body: Any) -> dict:
         raise BadPayload(f"identifiers must be text: {', '.join(bad)}")
     if not any(isinstance(v, str | int) and str(v).strip() for v in ids.values()):
         raise BadPayload("identifiers must hold at least one non-empty value")
-    channel = body.get("channel")
-    if channel is not None and (not isinstance(channel, str) or channel not in CHANNELS):
-        raise BadPayload(f"channel must be one of {', '.join(sorted(CHANNELS))}")
-    if body.get("properties") is not None and not isinstance(body["properties"], dict):
-        raise BadPayload("properties must be an object")
-    if _is_marketplace_order(body):
-        props = as_dict(body.get("properties"))
-        if not props.get("order_id") or money(props.get("total")) is None:
-            raise BadPayload("a marketplace order needs properties.order_id and properties.total")
-    return body
+
+
+def _check_marketplace_order(props: dict) -> None:
+    """The order's id, total and lines, here so that a bad one is a 400 and not a dead delivery."""
+    if not props.get("order_id") or money(props.get("total")) is None:
+        raise BadPayload("a marketplace order needs properties.order_id and properties.total")
+    for index, item in enumerate(as_list(props.get("line_items"), "properties.line_items")):
+        if isinstance(item, dict):
+            whole(item.get("quantity"), f"properties.line_items[{index}].quantity")
+            money(item.get("price"))
 
 
 def _is_marketplace_order(body: dict) -> bool:
@@ -127,7 +139,7 @@ def _marketplace_order(shop: Shop, body: dict, profile, at) -> None:
             quantity=whole(item.get("quantity"), "line_items.quantity") or 1,
             price=money(item.get("price")) or Decimal("0"),
         )
-        for item in props.get("line_items") or []
+        for item in as_list(props.get("line_items"), "properties.line_items")
         if isinstance(item, dict)
     ]
     db.session.add(order)
