@@ -76,8 +76,14 @@ def survivor_order(a: Profile, b: Profile) -> tuple[Profile, Profile]:
     return (a, b) if rank(a) <= rank(b) else (b, a)
 
 
-def lock_profiles(shop: Shop, *ids: int) -> list[Profile]:
-    """Load this shop's profiles by id, row-locked on PostgreSQL (``FOR UPDATE``)."""
+def lock_pair(shop: Shop, *ids: int) -> list[Profile]:
+    """Load the two profiles of a merge or an undo by id, row-locked on PostgreSQL (``FOR UPDATE``).
+
+    ``FOR UPDATE``, not the ``FOR NO KEY UPDATE`` of ``profile_lock.lock_profiles``: an insert
+    that points a row at either profile also waits until the merge commits (its foreign-key
+    check takes ``FOR KEY SHARE``), so no row joins the loser while its rows are being moved.
+    (Writers that lock the profile first, ``profile_lock.lock_live``, then follow the merge.)
+    """
     for profile_id in ids:
         if not -MAX_ROW_ID <= profile_id <= MAX_ROW_ID:
             raise NotFound(f"profile {profile_id} not found")
@@ -96,7 +102,7 @@ def merge_profiles(shop: Shop, first_id: int, second_id: int, *, reason: str, ac
     if first_id == second_id:
         raise Conflict("a profile cannot be merged with itself")
     shop_lock.hold([shop.id])  # no ingest batch of the shop between our reads and our writes
-    a, b = lock_profiles(shop, first_id, second_id)
+    a, b = lock_pair(shop, first_id, second_id)
     winner, loser = survivor_order(a, b)
     return merge(shop, winner, loser, reason=reason, actor=actor, **kw)
 
@@ -228,7 +234,7 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
             f"for {_days(window)} and that window ended on {row.undo_deadline:%d %b %Y %H:%M} UTC",
             code="undo_window_closed",
         )
-    winner, loser = lock_profiles(shop, row.winner_id, row.loser_id)
+    winner, loser = lock_pair(shop, row.winner_id, row.loser_id)
     if winner.merged_into_id is not None:
         raise Conflict(
             f"profile {winner.id} was merged into profile {winner.merged_into_id} after this merge; "

@@ -325,7 +325,7 @@ class _Batch:
             return isinstance(obj, Identifier) and "first_seen_at" in values and obj.profile_id in pair
 
         self.stamps.write(only=first_seen_of_theirs)
-        winner, loser = merges.lock_profiles(self.shop, winner_id, loser_id)
+        winner, loser = merges.lock_pair(self.shop, winner_id, loser_id)
         for profile in (winner, loser):
             self.stamps.reapply(profile)
         merges.merge(
