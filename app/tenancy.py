@@ -28,6 +28,11 @@ class RowIdConverter(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+def could_be_row_id(value) -> bool:
+    """False for a number no BIGINT id holds (PostgreSQL refuses even to compare with one)."""
+    return not isinstance(value, int) or -MAX_ROW_ID <= value <= MAX_ROW_ID
+
+
 def scoped(model: type[T], shop_id: int, *columns) -> sa.Select:
     """Return ``SELECT model`` (or the given columns) limited to one shop."""
     if not hasattr(model, "shop_id"):
@@ -42,7 +47,7 @@ def get_scoped(model: type[T], shop_id: int, row_id, *, fresh: bool = False) -> 
     ``fresh`` reads it from the database even when the session holds it (as it stands
     now, e.g. under a lock taken after the session last read it).
     """
-    if isinstance(row_id, int) and not -MAX_ROW_ID <= row_id <= MAX_ROW_ID:
+    if not could_be_row_id(row_id):
         return None  # no row has it (a number from a request body)
     row = db.session.get(model, row_id, populate_existing=fresh)
     if row is None or row.shop_id != shop_id:

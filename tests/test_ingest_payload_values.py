@@ -55,7 +55,7 @@ def test_amounts_and_counts_that_are_fine_still_parse():
     assert whole("3", "quantity") == 3 and whole(2.0, "quantity") == 2 and whole(None, "quantity") == 0
 
 
-@pytest.mark.parametrize("value", ["two", 2.5, [], {"n": 1}, True, 2**40])
+@pytest.mark.parametrize("value", ["two", "--5", 2.5, [], {"n": 1}, True, 2**40])
 def test_a_count_that_is_not_a_whole_number_is_a_bad_payload(value):
     with pytest.raises(BadPayload, match="quantity must be a whole number"):
         whole(value, "quantity")

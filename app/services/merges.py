@@ -41,7 +41,7 @@ from app.services.consent import rebuild_states, refresh_states
 from app.services.counters import recompute_order_counters
 from app.services.engagement import counter_rows, recompute_engagement_counters
 from app.services.identifiers import TRUST
-from app.tenancy import MAX_ROW_ID, get_scoped_or_raise, scoped
+from app.tenancy import could_be_row_id, get_scoped_or_raise, scoped
 
 PROFILE_FILL = ("first_name", "last_name", "timezone", "timezone_source", "country", "province", "currency")
 
@@ -85,7 +85,7 @@ def lock_pair(shop: Shop, *ids: int) -> list[Profile]:
     (Writers that lock the profile first, ``profile_lock.lock_live``, then follow the merge.)
     """
     for profile_id in ids:
-        if not -MAX_ROW_ID <= profile_id <= MAX_ROW_ID:
+        if not could_be_row_id(profile_id):
             raise NotFound(f"profile {profile_id} not found")
     stmt = scoped(Profile, shop.id).where(Profile.id.in_(ids)).order_by(Profile.id)
     if is_postgresql():

@@ -41,11 +41,11 @@ def parse_json(body: bytes) -> Any:
     return load_json(body)
 
 
-def accept(stored: list[Stored], refused: CheckedBatch | None = None, **extra):
+def accept(stored: list[Stored], checked: CheckedBatch | None = None, **extra):
     """Commit the stored deliveries, then queue the new ones; answer 200 either way.
 
-    With events of the batch ``refused``, those stored are kept and the answer is the 400
-    of the refusals, with the counts of what was stored.
+    When the ``checked`` batch refused some of its events, those stored are kept and the
+    answer is the 400 of the refusals, with the counts of what was stored.
     """
     from workers.ingest import enqueue_deliveries
 
@@ -53,8 +53,8 @@ def accept(stored: list[Stored], refused: CheckedBatch | None = None, **extra):
     enqueue_deliveries([item.shop_id for item in stored if item.needs_work])
     created = sum(1 for s in stored if s.created)
     counts = {"accepted": created, "duplicates": len(stored) - created, **extra}
-    if refused is not None and refused.refused:
-        problem = refused.refusal()
+    if checked is not None and checked.refused:
+        problem = checked.refusal()
         return jsonify({"error": {"code": problem.code, "message": problem.message}, **counts}), 400
     return jsonify(counts), 200
 

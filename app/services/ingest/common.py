@@ -54,6 +54,7 @@ class BadPayload(DomainError):
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+WHOLE_TEXT = re.compile(r"^\s*-?[0-9]{1,12}\s*$")
 
 
 def load_json(raw: bytes | str, what: str = "the body") -> Any:
@@ -70,25 +71,36 @@ def load_json(raw: bytes | str, what: str = "the body") -> Any:
         doc = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadPayload(f"{what} is not valid JSON ({type(exc).__name__})") from None
-    if b"\\u0000" in data and _holds_nul(doc):
-        raise BadPayload(f"{what} holds a NUL character (\\u0000), which is not text")
-    if _SURROGATE_ESCAPE.search(data):
-        try:  # escaped surrogates: fine in pairs (an emoji), not alone
-            json.dumps(doc, ensure_ascii=False).encode()
-        except UnicodeEncodeError:
-            raise BadPayload(f"{what} holds a lone surrogate escape, which is not text") from None
+    # Only a body with such an escape can hold such a string (escaped surrogates are fine in pairs).
+    if (b"\\u0000" in data or _SURROGATE_ESCAPE.search(data)) and not _all_text(doc):
+        raise BadPayload(
+            f"{what} holds a NUL character (\\u0000) or a lone surrogate escape, which is not text"
+        )
     return doc
 
 
-def _holds_nul(doc: Any) -> bool:
-    """True when a key or a string anywhere in the document holds a NUL character."""
+def is_text(value: str) -> bool:
+    """False for a string no database text holds: a NUL, or a lone surrogate (an undecoded byte)."""
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _all_text(doc: Any) -> bool:
+    """True when every key and string anywhere in the document ``is_text``."""
     if isinstance(doc, str):
-        return "\x00" in doc
+        return is_text(doc)
     if isinstance(doc, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in doc.items())
+        return all(is_text(k) and _all_text(v) for k, v in doc.items())
     if isinstance(doc, list):
-        return any(_holds_nul(v) for v in doc)
-    return False
+        return all(_all_text(v) for v in doc)
+    return True
 
 
 def _no_constant(name: str):
@@ -325,8 +337,8 @@ def whole(value: Any, field: str) -> int:
         return 0
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
+    elif isinstance(value, str) and WHOLE_TEXT.match(value):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**31:
         raise BadPayload(f"{field} must be a whole number: {str(value)[:20]!r}")
     return value

@@ -24,7 +24,7 @@ from app.models.base import utcnow
 from app.services.consent import record_consent
 from app.services.consent_batch import ConsentBatch
 from app.services.identifiers import Ident, normalise
-from app.services.ingest.common import refresh_search_text, refresh_search_texts, set_names
+from app.services.ingest.common import is_text, refresh_search_text, refresh_search_texts, set_names
 from app.services.ingest.two_pass import ImportResult, TwoPassImport
 from app.services.resolution import Signal, resolve
 
@@ -69,7 +69,7 @@ def check_row(shop: Shop, row: dict[str, str], at: dt.datetime, ref: str) -> Pro
             that is not text (bytes that are not UTF-8, read as escapes, or a NUL).
     """
     for value in row.values():
-        if isinstance(value, str) and ("\x00" in value or not value.isascii() and _undecoded(value)):
+        if isinstance(value, str) and not is_text(value):
             raise ValueError("the row holds bytes that are not UTF-8 text")
     found = [
         ident
@@ -82,14 +82,6 @@ def check_row(shop: Shop, row: dict[str, str], at: dt.datetime, ref: str) -> Pro
         channel: _consent_status(row.get(column), column) for column, channel in CONSENT_COLUMNS.items()
     }
     return ProfileRow(found, statuses, row.get("First Name"), row.get("Last Name"), at, ref)
-
-
-def _undecoded(value: str) -> bool:
-    try:
-        value.encode()
-    except UnicodeEncodeError:  # a byte the file's reader could not decode (``surrogateescape``)
-        return True
-    return False
 
 
 def import_row(shop: Shop, row: ProfileRow) -> None:
