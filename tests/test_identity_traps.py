@@ -138,6 +138,18 @@ def test_unparseable_phone_is_kept_but_never_links(shop):
     assert resolve(shop.model, [Ident("raw_phone", "12345")], source="x", seen_at=T0) is None
 
 
+def test_a_signal_with_two_unparseable_phones_keeps_both_and_links_by_its_email(shop):
+    # A checkout whose customer and shipping phones are both typed as text ("call 98314", "77425 eves").
+    found = resolve(
+        shop.model,
+        [Ident("raw_phone", "98314"), Ident("raw_phone", "77425"), Ident("email", "a@mail.uk")],
+        source="pixel",
+        seen_at=T0,
+    )
+    assert found is not None
+    assert idents_of(found) == {"email": ["a@mail.uk"], "raw_phone": ["77425", "98314"]}
+
+
 def test_a_phone_is_parsed_once_however_often_it_comes_back_and_in_any_spelling_the_same(monkeypatch):
     from app.services import identifiers
 

@@ -109,7 +109,7 @@ def split_usable(
     usable = [i for i in given if i.kind != "raw_phone" and not is_blocked(shop, i, extra)]
     # Most signals carry one or two identifiers: sort only when there is an order to find.
     if len(raw) > 1:
-        raw.sort()
+        raw.sort(key=lambda i: i.value)  # Ident has no order of its own
     if len(usable) > 1:
         usable.sort(key=lambda i: (TRUST[i.kind], i.value))
     return usable, raw
