@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from app.models import WebhookDelivery
+from app.models import Event, WebhookDelivery
 from app.services.ingest.common import BadPayload, load_json, money, parse_time, whole
 from tests.ingest_support import fixture, make_ingest_shop, post_shopify, sendgrid_post, whatsapp_post
 
@@ -130,3 +130,19 @@ def test_a_whatsapp_notification_keeps_its_valid_message_beside_a_broken_one(cli
     assert answer.status_code == 400 and answer.get_json()["accepted"] == 1
     assert "items[1]: message.timestamp" in answer.get_json()["error"]["message"]
     assert db.session.scalars(sa.select(WebhookDelivery.external_id)).all() == [messages[0]["id"]]
+
+
+@pytest.mark.parametrize("ref", ["m-\N{SUPERSCRIPT TWO}", "m-" + "9" * 30, 2**70, {"id": 5}, [1]])
+def test_a_sendgrid_event_whose_message_reference_names_no_message_is_counted_by_its_email(
+    client, db, drain, ref
+):
+    # c360_message_id is our custom arg; anything else in it (a forged or mangled value) names no
+    # message of ours, and the event still counts for its recipient.
+    shop = make_ingest_shop()
+    event = {**fixture("sendgrid/events.json")[1], "c360_message_id": ref}
+    assert sendgrid_post(client, shop.domain, [event]).status_code == 200
+    drain()
+    row = db.session.scalar(sa.select(WebhookDelivery))
+    assert (row.status, row.last_error) == ("processed", None)
+    opened = db.session.scalars(sa.select(Event.profile_id).where(Event.type == "email.opened")).all()
+    assert len(opened) == 1 and opened[0] is not None

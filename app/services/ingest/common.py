@@ -392,18 +392,34 @@ def engage(
     return True
 
 
+MESSAGE_ID = re.compile(r"(?:.*-)?([0-9]{1,18})")
+
+
+def message_keys(ref: Any) -> tuple[str | None, int | None]:
+    """A message reference as the provider's message id and our message id (``m-1001`` → 1001).
+
+    A reference is ours when a provider echoes it back (a custom argument, a status callback),
+    so it may come back mangled or forged: only text or a whole number names a message, and
+    only ASCII digits that a BIGINT holds can be our id; anything else names none.
+    """
+    if isinstance(ref, bool) or not isinstance(ref, str | int) or ref == "":
+        return None, None
+    text = str(ref)
+    found = MESSAGE_ID.fullmatch(text)
+    return text[:255], int(found.group(1)) if found else None
+
+
 def message_profile(shop: Shop, *message_refs: Any) -> Profile | None:
     """The profile a message we sent went to, from its id or the provider's message id."""
     from app.models import Message
 
     for ref in message_refs:
-        if ref in (None, ""):
+        text, message_id = message_keys(ref)
+        if text is None:
             continue
-        text = str(ref)
-        digits = text.rsplit("-", 1)[-1]
-        criteria = [Message.provider_message_id == text[:255]]
-        if digits.isdigit():
-            criteria.append(Message.id == int(digits))
+        criteria = [Message.provider_message_id == text]
+        if message_id is not None:
+            criteria.append(Message.id == message_id)
         profile_id = db.session.scalar(scoped(Message, shop.id, Message.profile_id).where(sa.or_(*criteria)))
         if profile_id is not None:
             from app.services.identifiers import live_profile
@@ -441,12 +457,11 @@ def message_profiles(shop: Shop, refs: list[tuple]) -> list[Profile | None]:
     texts, ids = set(), set()
     for row_refs in refs:
         for ref in row_refs:
-            if ref not in (None, ""):
-                text = str(ref)
-                texts.add(text[:255])
-                digits = text.rsplit("-", 1)[-1]
-                if digits.isdigit():
-                    ids.add(int(digits))
+            text, message_id = message_keys(ref)
+            if text is not None:
+                texts.add(text)
+            if message_id is not None:
+                ids.add(message_id)
     if not texts:
         return [None] * len(refs)
     by_text, by_id = {}, {}
@@ -461,13 +476,12 @@ def message_profiles(shop: Shop, refs: list[tuple]) -> list[Profile | None]:
     for row_refs in refs:
         profile_id = None
         for ref in row_refs:
-            if ref in (None, "") or profile_id is not None:
+            text, message_id = message_keys(ref)
+            if text is None or profile_id is not None:
                 continue
-            text = str(ref)
-            digits = text.rsplit("-", 1)[-1]
-            profile_id = by_text.get(text[:255])
-            if profile_id is None and digits.isdigit():
-                profile_id = by_id.get(int(digits))
+            profile_id = by_text.get(text)
+            if profile_id is None and message_id is not None:
+                profile_id = by_id.get(message_id)
         out.append(live_profile(db.session.get(Profile, profile_id)) if profile_id is not None else None)
     return out
 
