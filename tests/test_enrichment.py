@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -209,8 +208,6 @@ def test_an_empty_shop_enriches_to_nothing_and_counts_as_backfilled(runner, shop
 
 
 def test_a_profile_ingest_touches_during_the_run_keeps_its_fresher_stage(shop, monkeypatch):
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("the optimistic skip is part of the PostgreSQL write path")
     from app.analytics import loaders
     from app.services import enrichment
     from app.services.lifecycle import refresh_lifecycle

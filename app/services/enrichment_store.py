@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import Event, Profile
 from app.services.lifecycle import EVENT_SOURCE, EVENT_TYPE, change_external_id
+from app.tenancy import scoped
 
 WRITERS = 2  # parallel UPDATE connections on PostgreSQL (one per core of the reference machine)
 COLUMNS = (
@@ -78,10 +79,11 @@ def write_all(
 ) -> set[int]:
     """Write every row of ``table`` (index = profile id) in chunks; return the ids written.
 
-    On PostgreSQL ``WRITERS`` connections update disjoint chunks at once (each
-    chunk is its own transaction), and a profile that ingest touched after
-    ``read_at`` is skipped: its counters and stage are newer than what this run
-    computed from. Elsewhere chunks go one by one through the session.
+    A profile that ingest touched after ``read_at`` is skipped on every database:
+    its counters and stage are newer than what this run computed from (the embedded
+    server ingests while its sweeper thread enriches). On PostgreSQL ``WRITERS``
+    connections update disjoint chunks at once (each chunk is its own transaction);
+    elsewhere chunks go one by one through the session.
     ``on_progress(rows_done)`` is called after each chunk, in this thread.
     """
     chunks = [table.iloc[i : i + chunk_size] for i in range(0, len(table), chunk_size)]
@@ -89,8 +91,7 @@ def write_all(
     done = 0
     if db.engine.dialect.name != "postgresql":
         for chunk in chunks:
-            db.session.execute(sa.update(Profile), _records(chunk))
-            written |= set(chunk.index.tolist())
+            written |= _guarded_update(shop_id, chunk, read_at)
             done += len(chunk)
             on_progress(done)
         return written
@@ -141,6 +142,28 @@ def _unnest_update(engine, shop_id: int, chunk: pd.DataFrame, read_at: dt.dateti
     with engine.begin() as conn, conn.connection.driver_connection.cursor() as cur:
         cur.execute(statement, (*arrays, shop_id, read_at))
         return {row[0] for row in cur.fetchall()}
+
+
+def _guarded_update(shop_id: int, chunk: pd.DataFrame, read_at: dt.datetime) -> set[int]:
+    """Bulk UPDATE by primary key, in the session, of the chunk's profiles untouched since ``read_at``.
+
+    Each written row's ``updated_at`` becomes ``read_at`` (the run's start, as on PostgreSQL),
+    and the UPDATE holds the write lock until the commit, so the chunk's rows still at or
+    before ``read_at`` afterwards are the ones written.
+    """
+    ids = [int(pid) for pid in chunk.index]
+    db.session.execute(
+        sa.update(Profile).where(Profile.shop_id == shop_id, Profile.updated_at <= read_at),
+        _records(chunk),
+        # Which rows the guard skipped is only known below; loaded profiles are not refreshed
+        # here (the run reads no Profile objects, and the commit expires any a caller holds).
+        execution_options={"synchronize_session": None},
+    )
+    return set(
+        db.session.scalars(
+            scoped(Profile, shop_id, Profile.id).where(Profile.id.in_(ids), Profile.updated_at <= read_at)
+        )
+    )
 
 
 def _python(value):
