@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -251,3 +252,39 @@ def test_a_savepoint_asks_for_no_shop_lock_its_transaction_holds(pg, shop):
         assert not shop_lock.hold([shop.id])  # a row-by-row retry's resolution, on its savepoint
     assert not any("pg_advisory_xact_lock" in s for s in sent)
     pg.session.rollback()
+
+
+def test_a_writer_following_a_merge_takes_its_locks_in_id_order_so_an_undo_cannot_deadlock_it(app, pg, shop):
+    # The survivor is the older profile (the lower id); an undo locks both in id order, survivor first.
+    survivor = make_profile(shop.id, "older@shopper.test", None).id
+    loser = resolve(
+        pg.session.get(Shop, shop.id), [Ident("web_client", "c-lock")], source="pixel", seen_at=T0
+    ).id
+    merges.merge_profiles(pg.session.get(Shop, shop.id), survivor, loser, reason="manual", actor="t")
+    pg.session.commit()
+    assert survivor < loser
+    held, errors = threading.Event(), []
+
+    def undo_locks():
+        """An undo's two row locks, with the writer starting between them."""
+        with app.app_context():
+            try:
+                for profile_id in (survivor, loser):
+                    pg.session.execute(
+                        sa.select(Profile.id).where(Profile.id == profile_id).with_for_update()
+                    )
+                    held.set()
+                    time.sleep(BLOCKED_FOR)
+                pg.session.commit()
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+                pg.session.rollback()
+
+    undo = threading.Thread(target=undo_locks)
+    undo.start()
+    assert held.wait(30)
+    consent.unsubscribe_all(pg.session.get(Profile, loser), source="console", captured_at=utcnow())
+    pg.session.commit()
+    undo.join(60)
+    assert not errors, errors
+    assert pg.session.get(Profile, survivor).globally_unsubscribed

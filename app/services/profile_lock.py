@@ -59,12 +59,16 @@ def lock_profiles(shop_id: int, profile_ids: Iterable[int], *, live_only: bool =
 def lock_live(shop_id: int, profile_id: int) -> Profile | None:
     """Lock the profile and the one it survives as; return that one, read under the locks.
 
-    The merge chain is read again after each round of locks: a merge that committed while
-    we waited shows there, and its survivor is locked in turn. None when the shop has no
-    such profile.
+    The first round locks the profile and the survivor the session already knows of
+    together, in id order as merges and undos lock a pair: locking the profile first and
+    its survivor after would deadlock with an undo holding the survivor (the lower id)
+    and waiting for the profile. The merge chain is read again after each round of
+    locks: a merge that committed while we waited shows there, and its survivor is
+    locked in turn. None when the shop has no such profile.
     """
+    known = live_profile(get_scoped(Profile, shop_id, profile_id))  # no read when the session holds it
     locked: set[int] = set()
-    wanted = {profile_id}
+    wanted = {profile_id} | ({known.id} if known is not None else set())
     while wanted - locked:
         if not lock_profiles(shop_id, wanted - locked) and not locked:
             return None
