@@ -22,6 +22,8 @@ def test_duplicates_page_shows_both_profiles_and_the_evidence(client, auth, shop
     html = page.get_data(as_text=True)
     assert "<html" in html and "Same phone number on both" in html
     assert "+447700900001" in html and "shopify customer: 1" in html and "shopify customer: 2" in html
+    # Each link names the signal that made it and where it came from ("pixel event: s2 (pixel)").
+    assert "o1 (shopify)" in html and "o2 (shopify)" in html
     fragment = client.get("/duplicates/", headers=HX).get_data(as_text=True)
     assert "<html" not in fragment and 'id="review"' in fragment
 
@@ -112,3 +114,28 @@ def test_each_side_shows_its_live_profile_with_its_latest_ten_orders_newest_firs
     for asked, who in ((ann_too.id, ann), (bob.id, bob)):
         assert [o.id for o in side_of[asked].orders] == placed[who.id][:1:-1]
     assert [i.value for i in side_of[ann_too.id].identifiers] == ["ann2@shopper.test", "ann@shopper.test"]
+
+
+def test_a_sides_last_activity_is_the_customers_own_and_not_a_stage_change_we_recorded(db, shop):
+    from app.models import Event
+    from app.services.lifecycle import EVENT_SOURCE, EVENT_TYPE
+
+    ann = make_profile(shop.id, "ann@shopper.test", None)
+    ann.last_seen_at = None
+    viewed = T0 + dt.timedelta(days=3)
+    for source, type_, at in (
+        ("pixel", "web.page_viewed", viewed),
+        (EVENT_SOURCE, EVENT_TYPE, T0 + dt.timedelta(days=40)),
+    ):
+        db.session.add(
+            Event(
+                shop_id=shop.id,
+                profile_id=ann.id,
+                type=type_,
+                source=source,
+                external_id=type_,
+                occurred_at=at,
+            )
+        )
+    db.session.commit()
+    assert merge_candidates.sides(shop.model, [ann.id])[ann.id].last_activity_at == viewed

@@ -26,7 +26,7 @@ from app.errors import Conflict
 from app.extensions import db
 from app.models import Event, Identifier, Merge, MergeCandidate, Order, Profile, Shop
 from app.models.base import utcnow
-from app.services import identity_links, merges, shop_lock
+from app.services import identity_links, lifecycle, merges, shop_lock
 from app.services.identifiers import live_profile, live_profiles
 from app.tenancy import get_scoped_or_raise, scoped
 
@@ -108,7 +108,8 @@ def sides(shop: Shop, profile_ids: Iterable[int]) -> dict[int, Side]:
     last_event = dict(
         db.session.execute(
             scoped(Event, shop.id, Event.profile_id, sa.func.max(Event.occurred_at))
-            .where(Event.profile_id.in_(ids))
+            # The customer's own activity: a stage change we recorded says nothing of them.
+            .where(Event.profile_id.in_(ids), Event.source != lifecycle.EVENT_SOURCE)
             .group_by(Event.profile_id)
         ).all()
     )
