@@ -161,8 +161,8 @@ def test_profile_with_ten_thousand_events_renders_a_page_of_them(client, auth, s
             {
                 "shop_id": shop.id,
                 "profile_id": p.id,
-                "type": "page_viewed",
-                "channel": None,
+                "type": "web.page_viewed",
+                "channel": "web",
                 "source": "bulk",
                 "external_id": f"b{i}",
                 "identifiers": {},
@@ -273,3 +273,29 @@ def test_the_consents_section_offers_a_global_unsubscribe_that_turns_every_chann
     db.session.expire_all()
     refreshed = db.session.get(Profile, profile.id)
     assert refreshed.globally_unsubscribed and channel_states(refreshed)["sms"] == "opted_out"
+
+
+def test_a_stage_change_or_an_event_naming_no_channel_is_not_shown_as_web(client, auth, shop):
+    p = add_profile(shop.id, seen_days_ago=1)
+    at = utcnow() - dt.timedelta(days=1)
+    for type_, channel, source in (
+        ("lifecycle.changed", None, "c360"),
+        ("support.ticket_opened", None, "api"),
+        ("web.page_viewed", "web", "pixel"),
+    ):
+        db.session.add(
+            Event(
+                shop_id=shop.id,
+                profile_id=p.id,
+                type=type_,
+                channel=channel,
+                source=source,
+                external_id=type_,
+                occurred_at=at,
+            )
+        )
+    db.session.commit()
+    auth.login_as(shop)
+    html = client.get(f"/customers/{p.id}/timeline", headers=HX).get_data(as_text=True)
+    assert html.count("<td>web</td>") == 1 and html.count("<td>—</td>") == 2
+    assert '"other": [' in html and '"web": [' in html  # the chart counts the API event apart, not the stage

@@ -37,7 +37,7 @@ def timeline_section(shop_id: int, profile: Profile, page: int = 0, now: dt.date
     start = _week_start(now) - dt.timedelta(weeks=WEEKS - 1)
     dialect = db.engine.dialect.name
     week = sa.func.floor((epoch(Event.occurred_at, dialect) - start.timestamp()) / WEEK_SECONDS)
-    channel = sa.func.coalesce(Event.channel, "web")
+    channel = sa.func.coalesce(Event.channel, "other")  # an API event may name no channel
     rows = db.session.execute(
         scoped(Event, shop_id, week.label("week"), channel.label("channel"), sa.func.count())
         .where(
