@@ -63,6 +63,19 @@ def test_accepting_a_candidate_merges_and_the_loser_answers_301(client, shop):
     assert again.status_code == 409
 
 
+def test_a_lookup_by_an_unknown_identifier_kind_is_a_400_naming_the_kinds(client, shop):
+    household(shop.model)
+    answer = client.get("/api/v1/profiles?identifier=phnoe:+447700900001", headers=shop.auth)
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["message"].startswith(
+        "unknown identifier kind; one of shopify_customer, email"
+    )
+    assert client.get("/api/v1/profiles?identifier=shopify:1", headers=shop.auth).status_code == 200
+    assert (
+        client.get("/api/v1/profiles?identifier=email:nobody@mail.uk", headers=shop.auth).status_code == 404
+    )
+
+
 def test_rejecting_a_candidate_closes_it_for_good(client, shop):
     household(shop.model)
     cand = client.get("/api/v1/merge-candidates", headers=shop.auth).get_json()["merge_candidates"][0]

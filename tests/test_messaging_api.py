@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from app.models import ConsentRecord, ConsentText, Message
+from app.extensions import db
+from app.models import ConsentRecord, ConsentText, Message, Profile
 from tests.gate_helpers import CHANNELS, NOON, TEXT, make_profile
 
 AT = NOON.isoformat()
@@ -173,6 +174,15 @@ def test_bad_consent_bodies_are_refused_with_a_reason(client, shop):
         "/api/v1/consents", data="nope", headers={**shop.auth, "Content-Type": "application/json"}
     )
     assert bad_json.status_code == 400
+
+
+def test_an_identifier_with_a_mistyped_kind_is_refused_and_creates_nobody(client, shop):
+    for path in ("/api/v1/unsubscribe", "/api/v1/consents"):
+        body = {"identifier": "emial:ann@shopper.test", "channel": "email", "status": "opted_out"}
+        response = client.post(path, json=body, headers=shop.auth)
+        assert response.status_code == 422, path
+        assert response.get_json()["error"]["message"] == "unknown identifier kind 'emial'"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Profile)) == 0
 
 
 def test_bad_gate_and_message_bodies_are_422(client, shop):

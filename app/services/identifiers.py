@@ -139,10 +139,16 @@ def live_profiles(shop_id: int, profile_ids: Iterable[int]) -> dict[int, Profile
     return out
 
 
+def lookup_kind(kind: str) -> str | None:
+    """The identifier kind a lookup names (``shopify`` is short for ``shopify_customer``); None if none."""
+    kind = {"shopify": "shopify_customer"}.get(kind, kind)
+    return kind if kind in KINDS else None
+
+
 def find_profile_by_identifier(shop: Shop, kind: str, raw: str) -> Profile | None:
     """The live profile holding ``kind:raw`` in ``shop``, or None."""
-    kind = {"shopify": "shopify_customer"}.get(kind, kind)
-    if kind not in KINDS:
+    kind = lookup_kind(kind)
+    if kind is None:
         return None
     ident = normalise(kind, raw, shop.country)
     if ident is None:

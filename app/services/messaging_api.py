@@ -49,12 +49,16 @@ def _text(body: dict, key: str, required: bool = False, limit: int = 255) -> str
 
 
 def parse_identifier(shop: Shop, raw: Any):
-    """``KIND:VALUE`` (or a bare email/phone) normalised to an ``Ident``."""
+    """``KIND:VALUE`` (or a bare email/phone) normalised to an ``Ident``.
+
+    A value with a colon names its kind: ``emial:ann@example.org`` is refused for its
+    unknown kind rather than kept as an email address nobody has.
+    """
     if isinstance(raw, dict) and len(raw) == 1:
         kind, value = next(iter(raw.items()))
     elif isinstance(raw, str) and raw.strip():
         kind, sep, value = raw.strip().partition(":")
-        if not sep or kind not in (*KINDS, "shopify"):
+        if not sep:
             kind, value = ("email" if "@" in raw else "phone"), raw
     else:
         raise DomainError("identifier must be a string like email:ann@example.org", code="bad_identifier")

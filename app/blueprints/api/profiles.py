@@ -4,7 +4,7 @@ from flask import g, jsonify, request, url_for
 
 from app.blueprints.api import api_error, bp
 from app.models import Profile
-from app.services.identifiers import find_profile_by_identifier
+from app.services.identifiers import KINDS, find_profile_by_identifier, lookup_kind
 from app.services.profile_search import search_profiles
 from app.services.profile_view import profile_document
 from app.tenancy import get_scoped_or_raise
@@ -18,6 +18,8 @@ def list_profiles():
         kind, sep, value = identifier.partition(":")
         if not sep or not value:
             return api_error(400, "bad_identifier", "identifier must look like KIND:VALUE")
+        if lookup_kind(kind) is None:  # a typo ("emial:…") is the client's mistake, not "nobody"
+            return api_error(400, "bad_identifier", f"unknown identifier kind; one of {', '.join(KINDS)}")
         profile = find_profile_by_identifier(g.api_shop, kind, value)
         if profile is None:
             return api_error(404, "not_found", "no profile holds that identifier")
