@@ -3,15 +3,24 @@ body is checked there, else dead-lettered at the first attempt (never retried to
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
-from app.models import Event, WebhookDelivery
+from app.models import Event, Profile, WebhookDelivery
+from app.models.base import utcnow
 from app.services.ingest.common import BadPayload, load_json, money, parse_time, whole
-from tests.ingest_support import fixture, make_ingest_shop, post_shopify, sendgrid_post, whatsapp_post
+from tests.ingest_support import (
+    fixture,
+    make_ingest_shop,
+    post_pixel,
+    post_shopify,
+    sendgrid_post,
+    whatsapp_post,
+)
 
 
 @pytest.mark.parametrize(
@@ -146,3 +155,34 @@ def test_a_sendgrid_event_whose_message_reference_names_no_message_is_counted_by
     assert (row.status, row.last_error) == ("processed", None)
     opened = db.session.scalars(sa.select(Event.profile_id).where(Event.type == "email.opened")).all()
     assert len(opened) == 1 and opened[0] is not None
+
+
+def test_a_browser_clock_years_ahead_does_not_date_the_visit_in_the_future(client, db, drain):
+    shop = make_ingest_shop()
+    view = {**fixture("pixel/page_viewed.json"), "id": "px-2030", "timestamp": "2030-01-01T00:00:00.000Z"}
+    assert post_pixel(client, view).status_code == 200
+    drain()
+    row = db.session.scalar(sa.select(WebhookDelivery))
+    event = db.session.scalar(sa.select(Event).where(Event.type == "web.page_viewed"))
+    assert event.occurred_at == row.received_at  # when it reached us, the latest it can have happened
+    assert db.session.get(Profile, event.profile_id).last_seen_at == row.received_at
+    assert shop.id == event.shop_id
+
+
+def test_a_sendgrid_event_stamped_minutes_ahead_keeps_its_time(client, db, drain):
+    shop = make_ingest_shop()
+    ahead = utcnow() + dt.timedelta(minutes=2)  # another server's clock, a little ahead of ours
+    event = {**fixture("sendgrid/events.json")[1], "timestamp": int(ahead.timestamp())}
+    assert sendgrid_post(client, shop.domain, [event]).status_code == 200
+    drain()
+    opened = db.session.scalar(sa.select(Event).where(Event.type == "email.opened"))
+    assert opened.occurred_at == ahead.replace(microsecond=0)
+
+
+def test_an_api_event_dated_in_the_future_is_a_400(client, db):
+    shop = make_ingest_shop()
+    body = {"type": "push.opened", "occurred_at": "2030-01-01T00:00:00Z", "identifiers": {"email": "a@b.co"}}
+    answer = client.post("/api/v1/events", json=body, headers=shop.auth)
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["message"].startswith("occurred_at is in the future")
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery)) == 0

@@ -14,9 +14,11 @@ from typing import Any
 
 from app.extensions import db
 from app.models import Order, OrderLine, Shop, WebhookDelivery
+from app.models.base import utcnow
 from app.services.counters import recompute_order_counters
 from app.services.engagement import ENGAGEMENT_TYPES
 from app.services.ingest.common import (
+    CLOCK_SKEW,
     BadPayload,
     as_dict,
     as_list,
@@ -56,7 +58,8 @@ def check_event(body: Any) -> dict:
     etype = body.get("type")
     if not isinstance(etype, str) or len(etype) > 60 or not TYPE_RE.match(etype):
         raise BadPayload("type is required: lower-case words joined by dots, e.g. push.opened")
-    parse_time(body.get("occurred_at"), "occurred_at")
+    if parse_time(body.get("occurred_at"), "occurred_at") > utcnow() + CLOCK_SKEW:
+        raise BadPayload("occurred_at is in the future: send when the event happened, with its offset")
     _check_identifiers(body.get("identifiers"))
     channel = body.get("channel")
     if channel is not None and (not isinstance(channel, str) or channel not in CHANNELS):

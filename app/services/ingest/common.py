@@ -176,6 +176,19 @@ def _from_epoch(seconds: float, field: str) -> dt.datetime:
         raise BadPayload(f"{field} is not a time: {str(seconds)[:40]!r}") from None
 
 
+CLOCK_SKEW = dt.timedelta(minutes=10)  # how far a sender's clock may run ahead of ours
+
+
+def not_after(at: dt.datetime, received_at: dt.datetime | None) -> dt.datetime:
+    """``at``, or ``received_at`` when ``at`` is later than that by more than a clock's drift.
+
+    An event cannot have happened after it reached us. A browser whose clock is set a
+    year ahead would otherwise make its visitor "last seen" next year, and engaged (never
+    at risk) until then.
+    """
+    return received_at if received_at is not None and at > received_at + CLOCK_SKEW else at
+
+
 def optional_time(value: Any, field: str = "timestamp") -> dt.datetime | None:
     """Like ``parse_time`` but None for a missing or empty value."""
     if value in (None, ""):

@@ -21,6 +21,7 @@ from app.services.ingest.common import (
     check_each,
     first,
     idents,
+    not_after,
     parse_time,
 )
 from app.services.resolution import Signal
@@ -157,7 +158,7 @@ def _properties(event: dict) -> dict[str, Any]:
 def plan_pixel_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) -> Planned:
     """Parse a stored pixel event: the browser and whoever it reveals, and the timeline event."""
     _check_event(event, "event")
-    at = parse_time(event["timestamp"])
+    at = not_after(parse_time(event["timestamp"]), delivery.received_at if delivery else None)
     found = idents(shop, _identifiers(event))
     return Planned(
         signal=Signal(tuple(found), SOURCE, at, {"pixel_event": event["id"]}),

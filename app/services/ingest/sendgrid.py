@@ -18,6 +18,7 @@ from app.services.ingest.common import (
     check_each,
     idents,
     message_profile,
+    not_after,
     parse_time,
     record_event,
 )
@@ -85,7 +86,7 @@ def plan_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | Non
     Opt-outs carry their consent change in ``after`` (applied only when the event is new).
     """
     _check_event(event, "event")
-    at = parse_time(event["timestamp"])
+    at = not_after(parse_time(event["timestamp"]), delivery.received_at if delivery else None)
     kind = event["event"]
     found = idents(shop, [("email", event["email"])])
     provider_id = str(event.get("sg_message_id") or "").split(".", 1)[0]

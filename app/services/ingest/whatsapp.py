@@ -14,6 +14,7 @@ from app.services.ingest.common import (
     engage,
     idents,
     message_profile,
+    not_after,
     parse_time,
     record_event,
 )
@@ -67,7 +68,7 @@ def _check_item(found: tuple[str, Any], where: str) -> None:
 
 def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery) -> None:
     """An inbound message is a reply from ``+<wa_id>``; a status is a delivery/read engagement."""
-    at = parse_time(item.get("timestamp"))
+    at = not_after(parse_time(item.get("timestamp")), delivery.received_at)
     common = {
         "source": SOURCE,
         "external_id": delivery.external_id,
