@@ -64,6 +64,19 @@ def test_search_finds_by_phone_name_or_email(client, auth, shop, query):
     assert b"Sarah Jones" in response.data
 
 
+def test_percent_and_underscore_in_a_search_are_text_not_wildcards(client, auth, shop):
+    _customer(shop.id, "Ann", "Lee", "ann_lee@example.net")
+    _customer(shop.id, "Anna", "Xu", "annxlee@example.net")
+    auth.login_as(shop)
+
+    def found(query):
+        page = client.get("/customers/", query_string={"q": query}, headers={"HX-Request": "true"})
+        return [name for name in ("Ann Lee", "Anna Xu") if name.encode() in page.data]
+
+    assert found("ann_lee") == ["Ann Lee"]
+    assert found("%") == [] and found("_") == ["Ann Lee"]
+
+
 def test_customers_list_paginates(client, auth, shop):
     for i in range(30):
         _customer(shop.id, f"Person{i:02d}", "Page", f"p{i}@example.net")

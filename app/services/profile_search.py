@@ -33,10 +33,12 @@ class Page:
 def _matches(shop_id: int, q: str, region: str | None):
     """A WHERE clause for profiles matching ``q`` on name, identifiers or order number."""
     needle = q.strip().lower()
-    like = f"%{needle}%"
     digits = re.sub(r"\D", "", needle)
-    ident = sa.select(Identifier.profile_id).where(Identifier.shop_id == shop_id, Identifier.value.like(like))
-    clauses = [Profile.search_text.like(like), Profile.id.in_(ident)]
+    # autoescape: "%" and "_" typed in the box are text, not LIKE wildcards ("ann_lee" is not "annXlee").
+    ident = sa.select(Identifier.profile_id).where(
+        Identifier.shop_id == shop_id, Identifier.value.contains(needle, autoescape=True)
+    )
+    clauses = [Profile.search_text.contains(needle, autoescape=True), Profile.id.in_(ident)]
     phone = normalise_phone(q, region) if len(digits) >= 6 else None
     if phone is not None and phone.kind == "phone":
         clauses.append(

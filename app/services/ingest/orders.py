@@ -114,7 +114,9 @@ def _refund_amount(refund: dict, shop: Shop) -> Decimal:
 def _refund_events(shop_id: int, order_external_id: str) -> dict[str, Decimal]:
     prefix = f"refund:{order_external_id}:"
     stmt = scoped(Event, shop_id, Event.external_id, Event.properties).where(
-        Event.source == SOURCE, Event.type == "order.refunded", Event.external_id.like(prefix + "%")
+        Event.source == SOURCE,
+        Event.type == "order.refunded",
+        Event.external_id.startswith(prefix, autoescape=True),
     )
     return {
         ext[len(prefix) :]: Decimal(str(props.get("amount", "0"))) for ext, props in db.session.execute(stmt)
@@ -287,7 +289,7 @@ class OrderRun:
         stmt = scoped(Event, shop.id, Event.external_id, Event.properties).where(
             Event.source == SOURCE,
             Event.type == "order.refunded",
-            sa.or_(*[Event.external_id.like(f"refund:{i}:%") for i in ids]),
+            sa.or_(*[Event.external_id.startswith(f"refund:{i}:", autoescape=True) for i in ids]),
         )
         for ext, props in db.session.execute(stmt):
             order_id, refund_id = ext[len("refund:") :].rsplit(":", 1)
