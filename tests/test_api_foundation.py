@@ -56,6 +56,18 @@ def test_put_settings_rejects_bad_values_with_a_422_reason(client, shop, patch, 
     assert body["code"] == "invalid" and field.split(".")[0] in body["message"]
 
 
+def test_a_mistyped_setting_name_is_refused_and_not_stored(client, shop):
+    for patch, name in (
+        ({"identity": {"max_identifers_per_kind": 5}}, "identity.max_identifers_per_kind"),
+        ({"caps": {"fax": 1}}, "caps.fax"),
+    ):
+        response = client.put("/api/v1/settings", headers=shop.auth, json=patch)
+        assert response.status_code == 422
+        assert response.get_json()["error"]["message"] == f"unknown settings [{name!r}]"
+    stored = client.get("/api/v1/settings", headers=shop.auth).get_json()
+    assert "max_identifers_per_kind" not in stored["identity"] and "fax" not in stored["caps"]
+
+
 def test_put_settings_needs_a_json_object(client, shop):
     response = client.put("/api/v1/settings", headers=shop.auth, data="nope", content_type="application/json")
     assert response.status_code == 400

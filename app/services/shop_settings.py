@@ -113,6 +113,18 @@ def validate(settings: dict[str, Any]) -> None:
     _positive_int(identity.get("max_people_per_identifier"), "identity.max_people_per_identifier", 2)
 
 
+def _unknown_keys(patch: dict, known: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the patch's keys that no setting has (``identity.max_identifers``): a
+    mistyped name would otherwise be stored, answered 200 and obeyed by nothing."""
+    out = []
+    for key, value in patch.items():
+        if key not in known:
+            out.append(f"{prefix}{key}")
+        elif isinstance(known[key], dict) and isinstance(value, dict) and key != "regions":
+            out += _unknown_keys(value, known[key], f"{prefix}{key}.")
+    return sorted(out)
+
+
 def update_settings(shop: Shop, patch: dict[str, Any]) -> dict[str, Any]:
     """Merge ``patch`` into the shop's settings after validating the result.
 
@@ -122,7 +134,7 @@ def update_settings(shop: Shop, patch: dict[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(patch, dict):
         raise ValidationFailed("settings must be a JSON object")
-    unknown = set(patch) - set(DEFAULTS)
+    unknown = _unknown_keys(patch, DEFAULTS)
     if unknown:
         raise ValidationFailed(f"unknown settings {sorted(unknown)}", field=sorted(unknown)[0])
     if "lifecycle" in patch and not has_capability(shop.plan, "custom_lifecycle_thresholds"):
