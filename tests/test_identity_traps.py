@@ -163,6 +163,18 @@ def test_a_phone_is_parsed_once_however_often_it_comes_back_and_in_any_spelling_
     assert identifiers.normalise("phone", "07700 900 417", "US") == Ident("raw_phone", "07700900417")
 
 
+def test_a_blocklisted_phone_is_blocked_however_the_merchant_typed_it(shop):
+    from app.services.resolution import is_blocked
+
+    update_settings(
+        shop.model, {"identity": {"blocked_values": ["07700 900999", " +44 7700 900998 ", "Shared@Shop.UK"]}}
+    )
+    for blocked in ("+447700900999", "+447700900998"):
+        assert is_blocked(shop.model, Ident("phone", blocked)), blocked
+    assert is_blocked(shop.model, Ident("email", "shared@shop.uk"))
+    assert not is_blocked(shop.model, Ident("phone", "+447700900997"))
+
+
 def test_typed_junk_phones_are_blocked_but_real_ones_are_not(shop):
     from app.services.resolution import is_blocked
 

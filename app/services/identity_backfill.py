@@ -70,7 +70,7 @@ def resolve_history(shop: Shop, signals: Sequence[Signal], timings: dict | None 
     """
     shop_lock.hold([shop.id])  # no ingest batch of the shop resolves beside us (see shop_lock)
     settings = effective_settings(shop)["identity"]
-    extra = blocked_values(settings)
+    extra = blocked_values(settings, shop.country)
     if has_identity_graph(shop):
         return _incrementally(shop, signals, extra)
     clock = _Clock(timings)

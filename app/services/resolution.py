@@ -50,7 +50,7 @@ from app.services.counters import recompute_order_counters
 from app.services.deferred_stamps import DeferredStamps
 from app.services.engagement import recompute_engagement_counters
 from app.services.id_blocks import IdBlocks
-from app.services.identifiers import TRUST, Ident, live_profile, normalise
+from app.services.identifiers import TRUST, Ident, live_profile, normalise, normalise_phone
 from app.services.shop_settings import effective_settings
 from app.tenancy import scoped
 
@@ -68,10 +68,22 @@ PLACEHOLDER_LOCAL_PARTS = frozenset(
 JUNK_LOCAL_PARTS = ("noreply", "no-reply", "donotreply", "do-not-reply")
 
 
-def blocked_values(identity: dict) -> frozenset[str]:
-    """The shop's own blocklist from its identity settings, trimmed and lower-cased as ``is_blocked``
-    compares it."""
-    return frozenset(v.strip().lower() for v in identity["blocked_values"])
+def blocked_values(identity: dict, country: str | None) -> frozenset[str]:
+    """The shop's own blocklist from its identity settings, as ``is_blocked`` compares it.
+
+    Each value trimmed and lower-cased, and a phone also in E.164 (the shop's country
+    as the default region): identifiers are compared normalised, so "07700 900999"
+    typed into the list must block ``+447700900999``.
+    """
+    out = set()
+    for raw in identity["blocked_values"]:
+        value = raw.strip().lower()
+        out.add(value)
+        if "@" not in value and sum(c.isdigit() for c in value) >= 6:
+            phone = normalise_phone(value, country)
+            if phone is not None and phone.kind == "phone":
+                out.add(phone.value)
+    return frozenset(out)
 
 
 def is_blocked(shop: Shop, ident: Ident, extra: AbstractSet[str] | None = None) -> bool:
@@ -81,7 +93,7 @@ def is_blocked(shop: Shop, ident: Ident, extra: AbstractSet[str] | None = None) 
     """
     value = ident.value.lower()
     if extra is None:
-        extra = blocked_values(effective_settings(shop)["identity"])
+        extra = blocked_values(effective_settings(shop)["identity"], shop.country)
     if value in DEFAULT_BLOCKED or value in extra:
         return True
     if ident.kind == "email":
@@ -212,7 +224,7 @@ class _Batch:
         shop_lock.hold([shop.id])  # one resolver of the shop's graph at a time (see shop_lock)
         self.shop = shop
         self.settings = effective_settings(shop)["identity"]
-        self.extra = blocked_values(self.settings)
+        self.extra = blocked_values(self.settings, shop.country)
         self.rows: dict[tuple[str, str], Identifier] = {}
         self.links: dict[tuple[int, int], IdentifierLink] = {}
         # The neighbourhoods of every identifier of the batch, read once (None: too big, read per signal).
