@@ -1,5 +1,6 @@
 """The ``c360`` commands of CONTRACT.md §1 that the foundation provides."""
 
+import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -51,6 +52,18 @@ def test_shop_create_rejects_a_bad_time_zone_clearly(runner):
     result = runner.invoke(args=["shop", "create", "--domain", "x.myshopify.com", "--timezone", "Mars/Base"])
     assert result.exit_code != 0
     assert "unknown time zone" in result.output
+
+
+@pytest.mark.parametrize("domain", ["bad domain", "foo", "a@b", "-x.myshopify.com", "x..myshopify.com"])
+def test_shop_create_refuses_what_is_no_domain(runner, domain):
+    result = runner.invoke(args=["shop", "create", "--domain", domain])
+    assert result.exit_code != 0 and "is not a domain" in result.output
+
+
+def test_shop_create_takes_a_pasted_admin_url_for_its_domain(runner):
+    result = runner.invoke(args=["shop", "create", "--domain", "https://Pasted.myshopify.com/admin/orders"])
+    assert result.exit_code == 0, result.output
+    assert db.session.scalar(sa.select(Shop.domain)) == "pasted.myshopify.com"
 
 
 def test_shop_create_refuses_a_duplicate_domain(runner):

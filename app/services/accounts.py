@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import zoneinfo
 
@@ -17,15 +18,17 @@ from app.models.shop import ROLES
 from app.plans import PLANS
 
 TOKEN_PREFIX = "c360_"  # noqa: S105 - a label, not a secret
+# A host name with a top-level domain: what Shopify names a shop (your-store.myshopify.com).
+HOSTNAME = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
 def normalise_domain(domain: str) -> str:
-    """Lower-case a shop domain and strip any scheme or trailing slash."""
+    """Lower-case a shop domain and strip any scheme or path (a pasted admin URL names its shop)."""
     domain = domain.strip().lower()
     for scheme in ("https://", "http://"):
         if domain.startswith(scheme):
             domain = domain[len(scheme) :]
-    return domain.rstrip("/")
+    return domain.split("/", 1)[0]
 
 
 def shop_by_domain(domain: str) -> Shop | None:
@@ -64,8 +67,13 @@ def create_shop(
         Conflict: when the domain is taken.
     """
     domain = normalise_domain(domain)
-    if not domain or " " in domain:
+    if not domain:
         raise ValidationFailed("a shop domain is required", field="domain")
+    if not HOSTNAME.match(domain):
+        raise ValidationFailed(
+            f"{domain[:80]!r} is not a domain: give the shop's own, like your-store.myshopify.com",
+            field="domain",
+        )
     if plan not in PLANS:
         raise ValidationFailed(f"unknown plan {plan!r}", field="plan")
     try:
