@@ -5,6 +5,7 @@ import datetime as dt
 from app.extensions import db
 from app.models import Merge
 from app.services.identifiers import Ident
+from tests.gate_helpers import make_profile
 from tests.helpers import statements
 from tests.identity_helpers import T0, feed, households, live_profiles
 
@@ -74,6 +75,22 @@ def test_a_lookup_by_an_unknown_identifier_kind_is_a_400_naming_the_kinds(client
     assert (
         client.get("/api/v1/profiles?identifier=email:nobody@mail.uk", headers=shop.auth).status_code == 404
     )
+
+
+def test_a_profile_merged_twice_points_at_todays_survivor_in_a_redirect_no_cache_keeps(client, shop):
+    oldest, older, newest = (
+        make_profile(shop.id, f"{n}@shopper.test", None).id for n in ("oldest", "older", "newest")
+    )
+    # The older profile survives: newest goes into older, then older into oldest.
+    for survivor, loser in ((older, newest), (oldest, older)):
+        merged = client.post(
+            f"/api/v1/profiles/{survivor}/merge", json={"other_id": loser}, headers=shop.auth
+        )
+        assert merged.get_json()["merge"]["winner_id"] == survivor
+    gone = client.get(f"/api/v1/profiles/{newest}", headers=shop.auth)
+    assert gone.status_code == 301 and gone.get_json() == {"id": newest, "merged_into": oldest}
+    assert gone.headers["Location"].endswith(f"/api/v1/profiles/{oldest}")
+    assert gone.headers["Cache-Control"] == "no-store"  # an undo makes the id answer for itself again
 
 
 def test_rejecting_a_candidate_closes_it_for_good(client, shop):

@@ -4,7 +4,7 @@ from flask import g, jsonify, request, url_for
 
 from app.blueprints.api import api_error, bp
 from app.models import Profile
-from app.services.identifiers import KINDS, find_profile_by_identifier, lookup_kind
+from app.services.identifiers import KINDS, find_profile_by_identifier, live_profile, lookup_kind
 from app.services.profile_search import search_profiles
 from app.services.profile_view import profile_document
 from app.tenancy import get_scoped_or_raise
@@ -37,11 +37,17 @@ def list_profiles():
 
 @bp.get("/profiles/<int:profile_id>")
 def get_profile(profile_id: int):
-    """One profile; a merged-away id answers 301 pointing at the survivor."""
+    """One profile; a merged-away id answers 301 pointing at the profile it survives as today.
+
+    The survivor at the end of the chain (a profile merged into one merged since is
+    pointed at the last), and never cached: an undo makes the id answer for itself again.
+    """
     profile = get_scoped_or_raise(Profile, g.api_shop.id, profile_id, "profile")
     if profile.merged_into_id:
-        response = jsonify({"id": profile.id, "merged_into": profile.merged_into_id})
+        survivor = live_profile(profile)
+        response = jsonify({"id": profile.id, "merged_into": survivor.id})
         response.status_code = 301
-        response.headers["Location"] = url_for("api.get_profile", profile_id=profile.merged_into_id)
+        response.headers["Location"] = url_for("api.get_profile", profile_id=survivor.id)
+        response.headers["Cache-Control"] = "no-store"
         return response
     return jsonify(profile_document(g.api_shop, profile))
