@@ -208,6 +208,16 @@ def test_page_renders_after_erasure(client, auth, shop, rich):
         assert client.get(f"/customers/{rich.id}/{name}", headers=HX).status_code == 200
 
 
+def test_a_merged_away_customer_page_redirects_for_now_to_todays_survivor(client, auth, shop):
+    oldest, older, newest = (add_profile(shop.id, seen_days_ago=n) for n in (3, 2, 1))
+    newest.merged_into_id, older.merged_into_id = older.id, oldest.id
+    db.session.commit()
+    auth.login_as(shop)
+    answer = client.get(f"/customers/{newest.id}")
+    assert answer.status_code == 302  # not 301, which browsers keep after an undo
+    assert answer.headers["Location"] == f"/customers/{oldest.id}"
+
+
 def test_another_shops_profile_is_404(client, auth, shop, other_shop):
     p = add_profile(other_shop.id, first_name="Theirs", seen_days_ago=1)
     db.session.commit()

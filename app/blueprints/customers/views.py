@@ -11,6 +11,7 @@ from app.models import Profile
 from app.services import customer_activity as activity
 from app.services import customer_page as page
 from app.services.audit import record
+from app.services.identifiers import live_profile
 from app.services.profile_filters import ListQuery, parse_filters
 from app.services.profile_search import identifiers_by_profile, search_profiles
 from app.services.profile_timezone import set_profile_timezone
@@ -71,7 +72,8 @@ def show(profile_id: int):
     """One customer's 360 page: the header now, each section lazily over HTMX."""
     profile = _profile_or_404(profile_id)
     if profile.merged_into_id:
-        return redirect(url_for("customers.show", profile_id=profile.merged_into_id), 301)
+        # Temporary (302): browsers keep a 301 for good, and an undo makes this page its own again.
+        return redirect(url_for("customers.show", profile_id=live_profile(profile).id), 302)
     return render_page("customers/show.html", "header", p=page.header(g.shop, profile), sections={})
 
 
