@@ -67,13 +67,15 @@ def add_order(
     return order
 
 
-def add_event(profile: Profile, type_: str, at: dt.datetime, channel: str | None = None) -> Event:
+def add_event(
+    profile: Profile, type_: str, at: dt.datetime, channel: str | None = None, source: str = "test"
+) -> Event:
     event = Event(
         shop_id=profile.shop_id,
         profile_id=profile.id,
         type=type_,
         channel=channel,
-        source="test",
+        source=source,
         external_id=f"e{next(_seq)}",
         occurred_at=at,
     )

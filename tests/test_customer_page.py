@@ -288,22 +288,9 @@ def test_the_consents_section_offers_a_global_unsubscribe_that_turns_every_chann
 def test_a_stage_change_or_an_event_naming_no_channel_is_not_shown_as_web(client, auth, shop):
     p = add_profile(shop.id, seen_days_ago=1)
     at = utcnow() - dt.timedelta(days=1)
-    for type_, channel, source in (
-        ("lifecycle.changed", None, "c360"),
-        ("support.ticket_opened", None, "api"),
-        ("web.page_viewed", "web", "pixel"),
-    ):
-        db.session.add(
-            Event(
-                shop_id=shop.id,
-                profile_id=p.id,
-                type=type_,
-                channel=channel,
-                source=source,
-                external_id=type_,
-                occurred_at=at,
-            )
-        )
+    add_event(p, "lifecycle.changed", at, source="c360")
+    add_event(p, "support.ticket_opened", at, source="api")
+    add_event(p, "web.page_viewed", at, "web", source="pixel")
     db.session.commit()
     auth.login_as(shop)
     html = client.get(f"/customers/{p.id}/timeline", headers=HX).get_data(as_text=True)

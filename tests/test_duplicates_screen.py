@@ -5,7 +5,7 @@ import datetime as dt
 from app.extensions import db
 from app.models import Merge, MergeCandidate
 from app.services import merge_candidates, merges
-from tests.enrichment_helpers import add_order
+from tests.enrichment_helpers import add_event, add_order
 from tests.gate_helpers import make_profile
 from tests.helpers import make_shop, statements
 from tests.identity_helpers import T0, households
@@ -117,25 +117,12 @@ def test_each_side_shows_its_live_profile_with_its_latest_ten_orders_newest_firs
 
 
 def test_a_sides_last_activity_is_the_customers_own_and_not_a_stage_change_we_recorded(db, shop):
-    from app.models import Event
     from app.services.lifecycle import EVENT_SOURCE, EVENT_TYPE
 
     ann = make_profile(shop.id, "ann@shopper.test", None)
     ann.last_seen_at = None
     viewed = T0 + dt.timedelta(days=3)
-    for source, type_, at in (
-        ("pixel", "web.page_viewed", viewed),
-        (EVENT_SOURCE, EVENT_TYPE, T0 + dt.timedelta(days=40)),
-    ):
-        db.session.add(
-            Event(
-                shop_id=shop.id,
-                profile_id=ann.id,
-                type=type_,
-                source=source,
-                external_id=type_,
-                occurred_at=at,
-            )
-        )
+    add_event(ann, "web.page_viewed", viewed, "web", source="pixel")
+    add_event(ann, EVENT_TYPE, T0 + dt.timedelta(days=40), source=EVENT_SOURCE)
     db.session.commit()
     assert merge_candidates.sides(shop.model, [ann.id])[ann.id].last_activity_at == viewed
