@@ -78,9 +78,7 @@ def load_profiles(shop_id: int) -> pd.DataFrame:
         "last_seen_at": epoch(Profile.last_seen_at, dialect),
         "last_engaged_at": epoch(Profile.last_engaged_at, dialect),
     }
-    stmt = scoped(Profile, shop_id, *cols.values()).where(
-        Profile.merged_into_id.is_(None), Profile.erased_at.is_(None)
-    )
+    stmt = scoped(Profile, shop_id, *cols.values()).where(Profile.is_live())
     return _read(stmt, list(cols), "id")
 
 

@@ -127,6 +127,15 @@ class Profile(db.Model):
         parts = [p for p in (self.first_name, self.last_name) if p]
         return " ".join(parts) or None
 
+    @classmethod
+    def is_live(cls) -> sa.ColumnElement[bool]:
+        """SQL: the profile is someone the shop has today, neither merged away nor erased.
+
+        Lists, audiences, enrichment and headcounts read only these; totals that must
+        survive an erasure (orders, revenue) count the erased too.
+        """
+        return sa.and_(cls.merged_into_id.is_(None), cls.erased_at.is_(None))
+
     @property
     def rfm_code(self) -> str | None:
         """The "R-F-M" code, e.g. "5-4-3", once enrichment has scored the profile."""

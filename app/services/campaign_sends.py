@@ -65,9 +65,7 @@ class SendProgress:
 
 def live_audience(shop_id: int) -> list[int]:
     """Every live profile of the shop (not merged away, not erased): the audience until segments exist."""
-    stmt = sa.select(Profile.id).where(
-        Profile.shop_id == shop_id, Profile.merged_into_id.is_(None), Profile.erased_at.is_(None)
-    )
+    stmt = sa.select(Profile.id).where(Profile.shop_id == shop_id, Profile.is_live())
     return sorted(db.session.scalars(stmt))
 
 

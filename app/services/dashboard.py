@@ -88,11 +88,7 @@ def dashboard(shop: Shop) -> dict[str, Any]:
     stats = shop_stats(shop.id)
     snap = db.session.scalar(scoped(RollupSnapshot, shop.id).where(RollupSnapshot.kind == KIND))
     data = snap.data if snap else {}
-    live = db.session.scalar(
-        scoped(Profile, shop.id, sa.func.count()).where(
-            Profile.merged_into_id.is_(None), Profile.erased_at.is_(None)
-        )
-    )
+    live = db.session.scalar(scoped(Profile, shop.id, sa.func.count()).where(Profile.is_live()))
     bands = data.get("churn_bands", {})
     return {
         "stats": stats,

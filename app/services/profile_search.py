@@ -91,7 +91,7 @@ def search_profiles(
         region: the shop's country, to read national-format phone numbers.
     """
     offset = min(int(cursor), MAX_OFFSET) if cursor and cursor.isdigit() else 0
-    stmt = scoped(Profile, shop_id).where(Profile.merged_into_id.is_(None), Profile.erased_at.is_(None))
+    stmt = scoped(Profile, shop_id).where(Profile.is_live())
     if q.strip():
         stmt = stmt.where(_matches(shop_id, q, region))
     if filters:

@@ -22,20 +22,19 @@ from app.tenancy import scoped
 
 def shop_stats(shop_id: int) -> dict[str, Any]:
     """``{profiles, buyers, orders, revenue, lifecycle{stage: count}, fatigue_share, coverage}``."""
-    live = (Profile.merged_into_id.is_(None),)
+    # Profile and buyer counts keep the erased (anonymous totals survive an erasure).
+    not_merged = Profile.merged_into_id.is_(None)
     lifecycle = dict.fromkeys(LIFECYCLE_STAGES, 0)
     stmt = (
         scoped(Profile, shop_id, Profile.lifecycle_stage, sa.func.count())
-        .where(*live, Profile.erased_at.is_(None))
+        .where(Profile.is_live())
         .group_by(Profile.lifecycle_stage)
     )
     for stage, count in db.session.execute(stmt):
         lifecycle[stage] = count
-    profiles = db.session.scalar(scoped(Profile, shop_id, sa.func.count()).where(*live)) or 0
-    buyers = (
-        db.session.scalar(scoped(Profile, shop_id, sa.func.count()).where(*live, Profile.order_count > 0))
-        or 0
-    )
+    profiles = db.session.scalar(scoped(Profile, shop_id, sa.func.count()).where(not_merged)) or 0
+    bought = scoped(Profile, shop_id, sa.func.count()).where(not_merged, Profile.order_count > 0)
+    buyers = db.session.scalar(bought) or 0
     live_orders = Order.cancelled_at.is_(None)
     orders, revenue = db.session.execute(
         scoped(
@@ -62,8 +61,8 @@ def messaging_stats(shop_id: int, now: dt.datetime | None = None) -> dict[str, A
     from app.services.gate_facts import load_policy
 
     now = now or utcnow()
-    live = (Profile.merged_into_id.is_(None), Profile.erased_at.is_(None))
-    total = db.session.scalar(scoped(Profile, shop_id, sa.func.count()).where(*live)) or 0
+    live = Profile.is_live()
+    total = db.session.scalar(scoped(Profile, shop_id, sa.func.count()).where(live)) or 0
     threshold_count = load_policy(db.session.get(Shop, shop_id)).fatigue_block_count
     tired = (
         scoped(Message, shop_id, Message.profile_id)
@@ -73,13 +72,13 @@ def messaging_stats(shop_id: int, now: dt.datetime | None = None) -> dict[str, A
         .subquery()
     )
     fatigued = db.session.scalar(
-        scoped(Profile, shop_id, sa.func.count()).where(*live, Profile.id.in_(sa.select(tired.c.profile_id)))
+        scoped(Profile, shop_id, sa.func.count()).where(live, Profile.id.in_(sa.select(tired.c.profile_id)))
     )
     opted = dict.fromkeys(CHANNELS, 0)
     stmt = (
         scoped(ConsentState, shop_id, ConsentState.channel, sa.func.count())
         .join(Profile, Profile.id == ConsentState.profile_id)
-        .where(*live, ConsentState.status == "opted_in", Profile.globally_unsubscribed.is_(False))
+        .where(live, ConsentState.status == "opted_in", Profile.globally_unsubscribed.is_(False))
         .group_by(ConsentState.channel)
     )
     for channel, count in db.session.execute(stmt):
