@@ -93,6 +93,36 @@ def test_a_profile_merged_twice_points_at_todays_survivor_in_a_redirect_no_cache
     assert gone.headers["Cache-Control"] == "no-store"  # an undo makes the id answer for itself again
 
 
+def test_the_merge_list_goes_page_by_page_and_finds_one_profiles_merges(client, shop, monkeypatch):
+    from app.blueprints.api import identity
+
+    monkeypatch.setattr(identity, "MERGES_PAGE", 2)
+    keeper = make_profile(shop.id, "keeper@shopper.test", None).id
+    others = [make_profile(shop.id, f"o{n}@shopper.test", None).id for n in range(3)]
+    bystanders = [make_profile(shop.id, f"b{n}@shopper.test", None).id for n in range(2)]
+    for loser in others:
+        client.post(f"/api/v1/profiles/{keeper}/merge", json={"other_id": loser}, headers=shop.auth)
+    client.post(
+        f"/api/v1/profiles/{bystanders[0]}/merge", json={"other_id": bystanders[1]}, headers=shop.auth
+    )
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = client.get(
+            "/api/v1/merges", query_string={"cursor": cursor or ""}, headers=shop.auth
+        ).get_json()
+        seen += [m["loser_id"] for m in page["merges"]]
+        pages, cursor = pages + 1, page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [bystanders[1], *reversed(others)] and pages == 2  # newest first, each once
+    mine = client.get(f"/api/v1/merges?profile_id={others[1]}", headers=shop.auth).get_json()["merges"]
+    assert [(m["winner_id"], m["loser_id"]) for m in mine] == [(keeper, others[1])]
+    for bad in ("cursor=abc", "profile_id=-1", "cursor=99999999999999999999"):
+        answer = client.get(f"/api/v1/merges?{bad}", headers=shop.auth)
+        assert answer.status_code == 422 and "must be a whole number" in answer.get_json()["error"]["message"]
+
+
 def test_rejecting_a_candidate_closes_it_for_good(client, shop):
     household(shop.model)
     cand = client.get("/api/v1/merge-candidates", headers=shop.auth).get_json()["merge_candidates"][0]

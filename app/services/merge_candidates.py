@@ -227,7 +227,17 @@ def merge_json(row: Merge, now: dt.datetime | None = None) -> dict[str, Any]:
     }
 
 
-def list_merges(shop: Shop, limit: int = 100) -> list[Merge]:
-    """The shop's merges, newest first, without their undo snapshots (large, and a list shows none)."""
-    stmt = scoped(Merge, shop.id).order_by(Merge.created_at.desc(), Merge.id.desc()).limit(limit)
+def list_merges(
+    shop: Shop, limit: int = 100, *, before: int | None = None, profile_id: int | None = None
+) -> list[Merge]:
+    """The shop's merges, newest first, without their undo snapshots (large, and a list shows none).
+
+    ``before``: only merges with a lower id (the next page after a merge of that id; a merge's
+    id grows with its time). ``profile_id``: only merges that kept or merged away that profile.
+    """
+    stmt = scoped(Merge, shop.id).order_by(Merge.id.desc()).limit(limit)
+    if before is not None:
+        stmt = stmt.where(Merge.id < before)
+    if profile_id is not None:
+        stmt = stmt.where(sa.or_(Merge.winner_id == profile_id, Merge.loser_id == profile_id))
     return list(db.session.scalars(stmt.options(so.defer(Merge.snapshot))))

@@ -6,8 +6,10 @@ from app.blueprints.api import bp, json_body
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.services import merge_candidates, merges
+from app.tenancy import could_be_row_id
 
 STATUSES = ("open", "accepted", "rejected", "merged", "all")
+MERGES_PAGE = 100
 
 
 def _actor() -> str:
@@ -53,9 +55,31 @@ def merge_profile(profile_id: int):
 
 @bp.get("/merges")
 def list_merges():
-    """The shop's merges, newest first, with whether each can still be undone."""
-    rows = merge_candidates.list_merges(g.api_shop)
-    return jsonify({"merges": [merge_candidates.merge_json(r) for r in rows]})
+    """The shop's merges, newest first, with whether each can still be undone; a page at a time.
+
+    ``?cursor=`` (the ``next_cursor`` of the page before) goes on, ``?profile_id=`` keeps the
+    merges that kept or merged away that profile (why is this customer one, or gone?).
+    """
+    cursor, profile_id = _whole_arg("cursor"), _whole_arg("profile_id")
+    rows = merge_candidates.list_merges(g.api_shop, MERGES_PAGE + 1, before=cursor, profile_id=profile_id)
+    more = len(rows) > MERGES_PAGE
+    rows = rows[:MERGES_PAGE]
+    return jsonify(
+        {
+            "merges": [merge_candidates.merge_json(r) for r in rows],
+            "next_cursor": str(rows[-1].id) if more else None,
+        }
+    )
+
+
+def _whole_arg(name: str) -> int | None:
+    """A query argument that must be a row id, or None when absent."""
+    value = request.args.get(name)
+    if value in (None, ""):
+        return None
+    if not value.isascii() or not value.isdigit() or not could_be_row_id(int(value)):
+        raise ValidationFailed(f"{name} must be a whole number", field=name)
+    return int(value)
 
 
 @bp.post("/merges/<int:merge_id>/undo")

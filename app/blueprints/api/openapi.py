@@ -60,7 +60,12 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("/merge-candidates/{id}/accept", "post"): _op("Merge the candidate pair", params=(PID,)),
     ("/merge-candidates/{id}/reject", "post"): _op("Mark the pair as different people", params=(PID,)),
     ("/profiles/{id}/merge", "post"): _op("Merge another profile into this one", 200, True, (PID,)),
-    ("/merges", "get"): _op("Recent merges with their undo deadline"),
+    ("/merges", "get"): _op(
+        "Merges, newest first, with their undo deadline; 100 a page (next_cursor), or one profile's",
+        200,
+        False,
+        (("cursor", "query", "string"), ("profile_id", "query", "integer")),
+    ),
     ("/merges/{id}/undo", "post"): _op("Undo a merge within the plan's window", params=(PID,)),
     ("/profiles/{id}/erasure-preview", "get"): _op("What erasure would delete or anonymise", params=(PID,)),
     ("/profiles/{id}/erase", "post"): _op("Erase a profile (one transaction)", params=(PID,)),
