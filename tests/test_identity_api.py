@@ -93,10 +93,24 @@ def test_a_profile_merged_twice_points_at_todays_survivor_in_a_redirect_no_cache
     assert gone.headers["Cache-Control"] == "no-store"  # an undo makes the id answer for itself again
 
 
+def test_the_candidate_list_goes_page_by_page_newest_first(client, shop, monkeypatch):
+    from app.blueprints.api import identity
+
+    monkeypatch.setattr(identity, "PAGE", 2)
+    households(shop.model, range(5))
+    pages, cursor = [], ""
+    while cursor is not None:
+        page = client.get(f"/api/v1/merge-candidates?cursor={cursor}", headers=shop.auth).get_json()
+        pages.append([c["id"] for c in page["merge_candidates"]])
+        cursor = page["next_cursor"]
+    ids = [i for page in pages for i in page]
+    assert [len(p) for p in pages] == [2, 2, 1] and ids == sorted(ids, reverse=True) and len(set(ids)) == 5
+
+
 def test_the_merge_list_goes_page_by_page_and_finds_one_profiles_merges(client, shop, monkeypatch):
     from app.blueprints.api import identity
 
-    monkeypatch.setattr(identity, "MERGES_PAGE", 2)
+    monkeypatch.setattr(identity, "PAGE", 2)
     keeper = make_profile(shop.id, "keeper@shopper.test", None).id
     others = [make_profile(shop.id, f"o{n}@shopper.test", None).id for n in range(3)]
     bystanders = [make_profile(shop.id, f"b{n}@shopper.test", None).id for n in range(2)]

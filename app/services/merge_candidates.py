@@ -43,16 +43,18 @@ class Side:
     last_activity_at: dt.datetime | None
 
 
-def list_candidates(shop: Shop, status: str = "open", limit: int = 100) -> list[MergeCandidate]:
-    """The shop's candidates with ``status``, newest first.
+def list_candidates(
+    shop: Shop, status: str = "open", limit: int = 100, *, before: int | None = None
+) -> list[MergeCandidate]:
+    """The shop's candidates with ``status``, newest first (by id, which grows with time).
 
     Open candidates are shown by their live profiles: one per pair of people (a merge can
     leave two candidates naming the same two people now), and none whose two profiles have
-    become one since it was raised.
+    become one since it was raised. ``before``: only candidates with a lower id (the next page).
     """
-    stmt = scoped(MergeCandidate, shop.id).order_by(
-        MergeCandidate.created_at.desc(), MergeCandidate.id.desc()
-    )
+    stmt = scoped(MergeCandidate, shop.id).order_by(MergeCandidate.id.desc())
+    if before is not None:
+        stmt = stmt.where(MergeCandidate.id < before)
     if status != "all":
         stmt = stmt.where(MergeCandidate.status == status)
     if status != "open":

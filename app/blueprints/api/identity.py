@@ -9,7 +9,7 @@ from app.services import merge_candidates, merges
 from app.tenancy import could_be_row_id
 
 STATUSES = ("open", "accepted", "rejected", "merged", "all")
-MERGES_PAGE = 100
+PAGE = 100  # candidates or merges per page
 
 
 def _actor() -> str:
@@ -18,12 +18,17 @@ def _actor() -> str:
 
 @bp.get("/merge-candidates")
 def list_merge_candidates():
-    """The shop's merge candidates (``?status=open`` by default)."""
+    """The shop's merge candidates (``?status=open`` by default), newest first, a page at a time."""
     status = request.args.get("status", "open")
     if status not in STATUSES:
         raise ValidationFailed(f"status must be one of {', '.join(STATUSES)}", field="status")
-    rows = merge_candidates.list_candidates(g.api_shop, status)
-    return jsonify({"merge_candidates": merge_candidates.candidates_json(g.api_shop, rows)})
+    rows = merge_candidates.list_candidates(g.api_shop, status, PAGE + 1, before=_whole_arg("cursor"))
+    return jsonify(
+        {
+            "merge_candidates": merge_candidates.candidates_json(g.api_shop, rows[:PAGE]),
+            "next_cursor": str(rows[PAGE - 1].id) if len(rows) > PAGE else None,
+        }
+    )
 
 
 @bp.post("/merge-candidates/<int:candidate_id>/accept")
@@ -61,13 +66,11 @@ def list_merges():
     merges that kept or merged away that profile (why is this customer one, or gone?).
     """
     cursor, profile_id = _whole_arg("cursor"), _whole_arg("profile_id")
-    rows = merge_candidates.list_merges(g.api_shop, MERGES_PAGE + 1, before=cursor, profile_id=profile_id)
-    more = len(rows) > MERGES_PAGE
-    rows = rows[:MERGES_PAGE]
+    rows = merge_candidates.list_merges(g.api_shop, PAGE + 1, before=cursor, profile_id=profile_id)
     return jsonify(
         {
-            "merges": [merge_candidates.merge_json(r) for r in rows],
-            "next_cursor": str(rows[-1].id) if more else None,
+            "merges": [merge_candidates.merge_json(r) for r in rows[:PAGE]],
+            "next_cursor": str(rows[PAGE - 1].id) if len(rows) > PAGE else None,
         }
     )
 

@@ -56,7 +56,12 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("/unsubscribe", "post"): _op("Global unsubscribe: every channel off at once", 200, True),
     ("/gate/check", "post"): _op("Ask the send-time gate (read-only)", 200, True),
     ("/messages", "post"): _op("Send through the gate; check and reservation are atomic", 201, True),
-    ("/merge-candidates", "get"): _op("Open merge candidates"),
+    ("/merge-candidates", "get"): _op(
+        "Merge candidates (open by default), newest first, 100 a page (next_cursor)",
+        200,
+        False,
+        (("status", "query", "string"), ("cursor", "query", "string")),
+    ),
     ("/merge-candidates/{id}/accept", "post"): _op("Merge the candidate pair", params=(PID,)),
     ("/merge-candidates/{id}/reject", "post"): _op("Mark the pair as different people", params=(PID,)),
     ("/profiles/{id}/merge", "post"): _op("Merge another profile into this one", 200, True, (PID,)),
