@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from app import gc_tuning, htmx, jobs
+from app import gc_tuning, htmx, jobs, request_guard
 from app import logging as c360_logging
 from app.config import load_config
 from app.extensions import csrf, db, init_db, login_manager, migrate
@@ -44,6 +44,7 @@ def create_app(config: dict | None = None) -> Flask:
     init_db(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
+    request_guard.init_app(app)
     htmx.init_app(app)
     jobs.init_app(app)
     _init_login(app)

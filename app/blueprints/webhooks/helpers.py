@@ -71,6 +71,10 @@ def register_errors(bp) -> None:
     def not_found(exc):
         return error(404, "not_found", getattr(exc, "description", None) or "not found")
 
+    @bp.errorhandler(400)
+    def bad_request(exc):
+        return error(400, "bad_request", getattr(exc, "description", None) or "bad request")
+
     @bp.errorhandler(413)
     def too_large(_exc):
         return error(413, "too_large", "request body over 1 MiB")
