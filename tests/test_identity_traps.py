@@ -150,6 +150,19 @@ def test_a_signal_with_two_unparseable_phones_keeps_both_and_links_by_its_email(
     assert idents_of(found) == {"email": ["a@mail.uk"], "raw_phone": ["77425", "98314"]}
 
 
+def test_a_value_too_long_for_any_identifier_names_nobody():
+    from app.services import identifiers
+
+    assert identifiers.normalise("email", "a" * 315 + "@x.co") == Ident("email", "a" * 315 + "@x.co")
+    for kind, raw in (
+        ("email", "a" * 400 + "@x.co"),
+        ("shopify_customer", "9" * 400),
+        ("web_client", "c" * 321),
+        ("phone", "call me on " + "7" * 400),
+    ):
+        assert identifiers.normalise(kind, raw, "GB") is None, kind
+
+
 def test_a_phone_is_parsed_once_however_often_it_comes_back_and_in_any_spelling_the_same(monkeypatch):
     from app.services import identifiers
 

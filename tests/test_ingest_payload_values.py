@@ -186,3 +186,22 @@ def test_an_api_event_dated_in_the_future_is_a_400(client, db):
     assert answer.status_code == 400
     assert answer.get_json()["error"]["message"].startswith("occurred_at is in the future")
     assert db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery)) == 0
+
+
+def test_a_pixel_event_with_an_email_too_long_to_be_one_is_applied_to_its_browser(client, db, drain):
+    shop = make_ingest_shop()
+    view = {**fixture("pixel/page_viewed.json"), "id": "px-long", "customer": {"email": "a" * 400 + "@x.co"}}
+    assert post_pixel(client, view).status_code == 200
+    drain()
+    row = db.session.scalar(sa.select(WebhookDelivery))
+    assert (row.status, row.last_error) == ("processed", None)
+    event = db.session.scalar(sa.select(Event).where(Event.type == "web.page_viewed"))
+    assert event.profile_id is not None and shop.id == event.shop_id
+
+
+def test_an_api_consent_for_an_email_too_long_to_be_one_is_a_422(client, db):
+    shop = make_ingest_shop()
+    answer = client.post(
+        "/api/v1/unsubscribe", json={"identifier": "email:" + "a" * 400 + "@x.co"}, headers=shop.auth
+    )
+    assert answer.status_code == 422 and "not a usable identifier" in answer.get_json()["error"]["message"]

@@ -10,6 +10,7 @@ Rules (the README repeats them):
 * shopify_customer: the numeric id as a string (``gid://shopify/Customer/7001``
   becomes ``7001``).
 * web_client, amazon_buyer, ebay_user: as given, trimmed.
+* any value longer than 320 characters once normalised is nobody's identifier.
 """
 
 from __future__ import annotations
@@ -81,8 +82,20 @@ def _parse_phone(text: str, region: str) -> Ident | None:
     return Ident("raw_phone", digits) if digits else None
 
 
+MAX_VALUE = 320  # the longest identifier the identifiers table holds (an email's limit, and then some)
+
+
 def normalise(kind: str, raw, default_region: str | None = None) -> Ident | None:
-    """Normalise one identifier of ``kind``; None when nothing usable is left."""
+    """Normalise one identifier of ``kind``; None when nothing usable is left.
+
+    A value longer than ``MAX_VALUE`` once normalised is nobody's: no email, phone or id is
+    that long, and the row could not be stored.
+    """
+    ident = _normalise(kind, raw, default_region)
+    return ident if ident is None or len(ident.value) <= MAX_VALUE else None
+
+
+def _normalise(kind: str, raw, default_region: str | None) -> Ident | None:
     if raw is None:
         return None
     raw = str(raw)
