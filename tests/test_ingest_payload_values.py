@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from app.models import Event, Profile, WebhookDelivery
+from app.models import Event, Order, Profile, WebhookDelivery
 from app.models.base import utcnow
 from app.services.ingest.common import BadPayload, load_json, money, parse_time, whole
 from tests.ingest_support import (
@@ -205,3 +205,26 @@ def test_an_api_consent_for_an_email_too_long_to_be_one_is_a_422(client, db):
         "/api/v1/unsubscribe", json={"identifier": "email:" + "a" * 400 + "@x.co"}, headers=shop.auth
     )
     assert answer.status_code == 422 and "not a usable identifier" in answer.get_json()["error"]["message"]
+
+
+def test_an_order_or_refund_id_longer_than_any_shopify_id_is_a_400(client, db):
+    shop = make_ingest_shop()
+    order = {**fixture("shopify/orders_create_web.json"), "id": "9" * 65}
+    answer = post_shopify(client, shop, "orders/create", order, "wh-long-id")
+    assert answer.status_code == 400 and "order.id is longer than 64" in answer.get_json()["error"]["message"]
+    refund = {**fixture("shopify/refunds_create.json"), "order_id": "8" * 65}
+    answer = post_shopify(client, shop, "refunds/create", refund, "wh-long-refund")
+    assert answer.status_code == 400 and "at most 64 characters" in answer.get_json()["error"]["message"]
+
+
+def test_an_order_with_a_long_location_and_customer_name_is_applied_with_them_cut(client, db, drain):
+    shop = make_ingest_shop()
+    order = fixture("shopify/orders_create_pos.json")
+    order["location_id"] = "L" * 100
+    order["customer"]["first_name"] = "F" * 300
+    assert post_shopify(client, shop, "orders/create", order, "wh-long-fields").status_code == 200
+    drain()
+    row = db.session.scalar(sa.select(WebhookDelivery))
+    assert (row.status, row.last_error) == ("processed", None)
+    stored = db.session.scalar(sa.select(Order))
+    assert stored.location_id == "L" * 64 and len(stored.customer_name) == 255

@@ -44,6 +44,7 @@ from app.tenancy import scoped
 SOURCE = "shopify"
 MARKETPLACES = frozenset({"amazon", "ebay", "etsy", "walmart", "zalando", "google", "facebook", "tiktok"})
 ZERO = Decimal("0")
+ID_LENGTH = 64  # orders.external_id: Shopify ids are numbers of up to 20 digits
 
 
 def sales_channel(source_name: str | None) -> str:
@@ -80,6 +81,8 @@ def check_order(payload: Any) -> None:
         raise BadPayload("an order must be a JSON object")
     if not isinstance(payload.get("id"), int | str) or payload.get("id") in ("", None):
         raise BadPayload("order.id is required")
+    if len(str(payload["id"])) > ID_LENGTH:
+        raise BadPayload(f"order.id is longer than {ID_LENGTH} characters")
     if not isinstance(payload.get("line_items", []), list):
         raise BadPayload("order.line_items must be a list")
     if payload.get("created_at") in (None, ""):
@@ -94,6 +97,8 @@ def check_refund(payload: Any) -> None:
         or payload.get("order_id") in (None, "")
     ):
         raise BadPayload("a refund needs id and order_id")
+    if any(len(str(payload[key])) > ID_LENGTH for key in ("id", "order_id")):
+        raise BadPayload(f"a refund's id and order_id are at most {ID_LENGTH} characters")
 
 
 def _refund_amount(refund: dict, shop: Shop) -> Decimal:
@@ -216,7 +221,7 @@ def _fill_order(order: Order, payload: dict, shop: Shop, updated_at: dt.datetime
     order.number = str(first(payload.get("name"), payload.get("order_number")) or "")[:64] or None
     order.source_name = str(payload.get("source_name") or "")[:64] or None
     order.channel = sales_channel(order.source_name)
-    order.location_id = str(payload["location_id"]) if payload.get("location_id") else None
+    order.location_id = text(payload.get("location_id"), "location_id", 64)
     order.placed_at = parse_time(first(payload.get("created_at"), payload.get("processed_at")), "created_at")
     order.processed_at = optional_time(payload.get("processed_at"), "processed_at")
     order.source_updated_at = updated_at
@@ -243,7 +248,7 @@ def _fill_order(order: Order, payload: dict, shop: Shop, updated_at: dt.datetime
     order.email = str(first(payload.get("email"), customer.get("email")) or "")[:320] or None
     order.phone = str(first(payload.get("phone"), customer.get("phone")) or "")[:40] or None
     name = " ".join(str(p) for p in (customer.get("first_name"), customer.get("last_name")) if p)
-    order.customer_name = name or None
+    order.customer_name = name[:255] or None
     lines = as_list(payload.get("line_items"), "line_items")
     order.lines = [_line(shop, item) for item in lines if isinstance(item, dict)]
 
