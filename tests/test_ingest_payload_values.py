@@ -19,6 +19,7 @@ from tests.ingest_support import (
     post_pixel,
     post_shopify,
     sendgrid_post,
+    twilio_post,
     whatsapp_post,
 )
 
@@ -228,3 +229,37 @@ def test_an_order_with_a_long_location_and_customer_name_is_applied_with_them_cu
     assert (row.status, row.last_error) == ("processed", None)
     stored = db.session.scalar(sa.select(Order))
     assert stored.location_id == "L" * 64 and len(stored.customer_name) == 255
+
+
+def test_provider_ids_and_names_longer_than_their_columns_are_400s(client, db):
+    from urllib.parse import urlencode
+
+    shop = make_ingest_shop()
+    answers = {
+        "twilio sid": twilio_post(
+            client,
+            shop.domain,
+            urlencode({"MessageSid": "S" * 65, "To": "+447700900123", "MessageStatus": "sent"}).encode(),
+        ),
+        "twilio status": twilio_post(
+            client,
+            shop.domain,
+            urlencode({"MessageSid": "SM1", "To": "+447700900123", "MessageStatus": "x" * 80}).encode(),
+        ),
+        "sendgrid id": sendgrid_post(
+            client, shop.domain, [{**fixture("sendgrid/events.json")[1], "sg_event_id": "e" * 256}]
+        ),
+        "pixel name": post_pixel(
+            client, {**fixture("pixel/page_viewed.json"), "type": "custom", "name": "n" * 57}
+        ),
+    }
+    reasons = {what: (a.status_code, a.get_json()["error"]["message"]) for what, a in answers.items()}
+    assert reasons == {
+        "twilio sid": (400, "MessageSid is longer than 64 characters"),
+        "twilio status": (400, f"MessageStatus {'x' * 40!r} is not a status"),
+        "sendgrid id": (400, "events[0]: sg_event_id is longer than 255 characters"),
+        "pixel name": (400, f"event: custom event name {'n' * 57!r} is not allowed"),
+    }
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery)) == 0
+    custom = {**fixture("pixel/page_viewed.json"), "id": "px-56", "type": "custom", "name": "n" * 56}
+    assert post_pixel(client, custom).status_code == 200  # "web." + 56 fills events.type exactly

@@ -49,7 +49,7 @@ STANDARD_EVENTS = frozenset(
         "input_focused",
     }
 )
-CUSTOM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,60}$")
+CUSTOM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,56}$")  # stored as "web.<name>" in events.type (60)
 MAX_BATCH = 500
 
 

@@ -77,6 +77,8 @@ def _check_event(event: Any, where: str) -> None:
         raise BadPayload(f"{where}: email is required")
     if not isinstance(event.get("sg_event_id"), str) or not event["sg_event_id"]:
         raise BadPayload(f"{where}: sg_event_id is required")
+    if len(event["sg_event_id"]) > 255:
+        raise BadPayload(f"{where}: sg_event_id is longer than 255 characters")
     parse_time(event.get("timestamp"), f"{where}: timestamp")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from app.models import Shop, WebhookDelivery
 from app.services.consent import OPTED_IN, OPTED_OUT, record_consent
 from app.services.ingest.common import BadPayload, engage, idents, message_profile, record_event
@@ -12,6 +14,9 @@ STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT
 START_WORDS = frozenset({"START", "UNSTOP"})
 # Twilio MessageStatus -> engagement metric; "sent" is counted by the sender itself.
 METRICS = {"delivered": "delivered", "undelivered": "bounced", "failed": "bounced", "read": "opened"}
+
+
+STATUS = re.compile(r"^[a-z_-]{1,40}$")  # queued, sent, delivered, undelivered, failed, read…
 
 
 def keyword(body: str | None) -> str | None:
@@ -29,6 +34,11 @@ def parse_form(form: dict[str, str]) -> tuple[str, str]:
     sid = form.get("MessageSid") or form.get("SmsSid")
     if not sid:
         raise BadPayload("MessageSid is required")
+    if len(sid) > 64:  # Twilio's are 34 characters
+        raise BadPayload("MessageSid is longer than 64 characters")
+    status = form.get("MessageStatus")
+    if status and not STATUS.match(status):
+        raise BadPayload(f"MessageStatus {status[:40]!r} is not a status")
     if form.get("MessageStatus") and form.get("MessageStatus") != "received":
         if not form.get("To"):
             raise BadPayload("a status callback needs To")
