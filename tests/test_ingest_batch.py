@@ -420,3 +420,31 @@ def test_a_batch_of_orders_looks_through_its_session_a_fixed_number_of_times(app
 
     few, many = looks_for(2, 1), looks_for(30, 2)
     assert many == few, (few, many)
+
+
+def test_a_value_the_database_refuses_is_dead_lettered_at_once_and_not_retried(app, db, monkeypatch):
+    from sqlalchemy.exc import DataError
+
+    from app.services.ingest import pixel
+
+    shop = make_shop("batch.myshopify.com")
+    events = []
+    for i in range(3):
+        event = fixture("pixel/page_viewed.json")
+        event.update(id=f"pv-{i}", timestamp=f"2026-10-01T0{i}:00:00Z")
+        events.append(event)
+    store_deliveries(shop_model(shop), "pixel", [(e["name"], e["id"], e) for e in events])
+    db.session.commit()
+    plan = pixel.plan_pixel_event
+
+    def refused(shop, event, delivery):
+        if event["id"] == "pv-1":  # what PostgreSQL answers for a value past its column
+            raise DataError("INSERT …", {}, Exception("value too long for type character varying(64)"))
+        return plan(shop, event, delivery)
+
+    monkeypatch.setattr(pixel, "plan_pixel_event", refused)
+    assert worker.drain_shop(shop.id) == 3
+    assert statuses() == ["processed", "dead", "processed"]
+    row = db.session.scalar(sa.select(WebhookDelivery).where(WebhookDelivery.status == "dead"))
+    assert row.attempts == 1 and row.next_attempt_at is None
+    assert row.last_error == "DataError (Exception): value too long for type character varying(64)"

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from app.extensions import db
 from app.jobs import enqueue, enqueue_once, get_queue, safe_job_id
@@ -107,9 +107,10 @@ def _mark_failed(row: WebhookDelivery, exc: Exception) -> float | None:
     """Count the failed attempt on the row; the retry delay, or None once it is dead."""
     row.attempts += 1
     row.last_error = _error_text(exc)
-    if row.attempts >= max_attempts() or isinstance(exc, BadPayload):
-        # A body that is not the provider's format fails the same way every time: dead-lettered
-        # at once with its reason, for ``dlq retry`` once the parser (or the sender) is fixed.
+    if row.attempts >= max_attempts() or isinstance(exc, BadPayload | DataError):
+        # A body that is not the provider's format, or a value the database refuses (too long,
+        # out of range: SQLSTATE class 22), fails the same way every time: dead-lettered at once
+        # with its reason, for ``dlq retry`` once the parser (or the sender) is fixed.
         row.status, row.next_attempt_at = "dead", None
         log.error("delivery %s dead after %s attempts (%s)", row.id, row.attempts, type(exc).__name__)
         return None
