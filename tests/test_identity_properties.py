@@ -97,6 +97,35 @@ def test_merge_then_undo_is_the_identity_on_both_profiles_rows(db, shape, shopif
     assert dump_profiles(shop.id, [a.id, b.id]) == before
 
 
+@SLOW
+@given(
+    shapes=st.lists(
+        st.tuples(*[st.integers(min_value=0, max_value=2) for _ in range(4)]), min_size=3, max_size=4
+    ),
+    data=st.data(),
+)
+def test_a_chain_of_merges_undone_newest_first_is_the_identity_on_every_profile(db, shapes, data):
+    """Merges whose survivors are merged again (A into B, then B into C) come apart exactly."""
+    from app.models import Profile
+
+    shop = make_shop(f"c{next(SHOP_NUMBER)}.myshopify.com")
+    ids = [
+        person(shop, n + 1, orders=s[0], opens=s[1], consents=s[2], messages=s[3]).id
+        for n, s in enumerate(shapes)
+    ]
+    before = dump_profiles(shop.id, ids)
+    done = []
+    for _ in range(len(ids) - 1):
+        live = [i for i in ids if db.session.get(Profile, i).merged_into_id is None]
+        first, second = data.draw(st.sampled_from(list(itertools.combinations(live, 2))))
+        done.append(merges.merge_profiles(shop, first, second, reason="manual", actor="owner"))
+    assert sum(db.session.get(Profile, i).merged_into_id is None for i in ids) == 1
+    for row in reversed(done):
+        merges.undo(shop, row.id, actor="owner")
+    db.session.expire_all()
+    assert dump_profiles(shop.id, ids) == before
+
+
 def _survivor_state(shop_id: int, profile_id: int) -> dict:
     """The survivor's profile row and read models, without the read models' ids (a recompute renews them)."""
     db.session.expire_all()
