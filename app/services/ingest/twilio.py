@@ -14,8 +14,6 @@ STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT
 START_WORDS = frozenset({"START", "UNSTOP"})
 # Twilio MessageStatus -> engagement metric; "sent" is counted by the sender itself.
 METRICS = {"delivered": "delivered", "undelivered": "bounced", "failed": "bounced", "read": "opened"}
-
-
 STATUS = re.compile(r"^[a-z_-]{1,40}$")  # queued, sent, delivered, undelivered, failed, read…
 
 
@@ -39,10 +37,10 @@ def parse_form(form: dict[str, str]) -> tuple[str, str]:
     status = form.get("MessageStatus")
     if status and not STATUS.match(status):
         raise BadPayload(f"MessageStatus {status[:40]!r} is not a status")
-    if form.get("MessageStatus") and form.get("MessageStatus") != "received":
+    if status and status != "received":
         if not form.get("To"):
             raise BadPayload("a status callback needs To")
-        return "status", f"{sid}:{form['MessageStatus']}"
+        return "status", f"{sid}:{status}"
     if not form.get("From") or "Body" not in form:
         raise BadPayload("an inbound message needs From and Body")
     return "inbound", f"{sid}:inbound"
