@@ -161,16 +161,23 @@ def shop_model(shop):
     return db.session.get(Shop, shop.id)
 
 
-def test_one_bad_row_in_a_batch_fails_alone_and_is_dead_lettered_at_once(app, db):
+def _page_views(n: int, broken: int | None = None):
+    """A shop with ``n`` page views stored in its inbox (``broken``: that one's time is no time)."""
     shop = make_shop("batch.myshopify.com")
     events = []
-    for i in range(6):
+    for i in range(n):
         event = fixture("pixel/page_viewed.json")
         event.update(id=f"pv-{i}", timestamp=f"2026-10-01T0{i}:00:00Z")
         events.append(event)
-    events[3]["timestamp"] = "yesterday"  # stored as is, fails when applied
+    if broken is not None:
+        events[broken]["timestamp"] = "yesterday"  # stored as is, fails when applied
     store_deliveries(shop_model(shop), "pixel", [(e["name"], e["id"], e) for e in events])
     db.session.commit()
+    return shop
+
+
+def test_one_bad_row_in_a_batch_fails_alone_and_is_dead_lettered_at_once(app, db):
+    shop = _page_views(6, broken=3)
     assert worker.drain_shop(shop.id) == 6
     assert statuses() == ["processed"] * 3 + ["dead"] + ["processed"] * 2
     row = db.session.scalar(sa.select(WebhookDelivery).where(WebhookDelivery.status == "dead"))
@@ -181,14 +188,7 @@ def test_one_bad_row_in_a_batch_fails_alone_and_is_dead_lettered_at_once(app, db
 
 
 def test_a_drain_works_batch_after_batch_in_id_order(app, db):
-    shop = make_shop("batch.myshopify.com")
-    events = []
-    for i in range(7):
-        event = fixture("pixel/page_viewed.json")
-        event.update(id=f"pv-{i}", timestamp=f"2026-10-01T0{i}:00:00Z")
-        events.append(event)
-    store_deliveries(shop_model(shop), "pixel", [(e["name"], e["id"], e) for e in events])
-    db.session.commit()
+    shop = _page_views(7)
     app.config["C360_INGEST_BATCH"] = 3
     try:
         assert worker.drain_shop(shop.id) == 7
@@ -427,14 +427,7 @@ def test_a_value_the_database_refuses_is_dead_lettered_at_once_and_not_retried(a
 
     from app.services.ingest import pixel
 
-    shop = make_shop("batch.myshopify.com")
-    events = []
-    for i in range(3):
-        event = fixture("pixel/page_viewed.json")
-        event.update(id=f"pv-{i}", timestamp=f"2026-10-01T0{i}:00:00Z")
-        events.append(event)
-    store_deliveries(shop_model(shop), "pixel", [(e["name"], e["id"], e) for e in events])
-    db.session.commit()
+    shop = _page_views(3)
     plan = pixel.plan_pixel_event
 
     def refused(shop, event, delivery):
