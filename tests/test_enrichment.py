@@ -122,6 +122,8 @@ def test_enrich_refuses_a_bad_date_and_an_unknown_shop(runner, shop):
     assert (
         "not an ISO date" in runner.invoke(args=["enrich", "--shop", shop.domain, "--as-of", "soon"]).output
     )
+    ancient = runner.invoke(args=["enrich", "--shop", shop.domain, "--as-of", "0001-01-01"])
+    assert ancient.exit_code != 0 and "as_of must be 1970 or later" in ancient.output
     assert runner.invoke(args=["enrich", "--shop", "nope.myshopify.com"]).exit_code != 0
     assert runner.invoke(args=["enrich"]).exit_code != 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -202,6 +203,18 @@ def test_bad_gate_and_message_bodies_are_422(client, shop):
         response = client.post(path, json=body, headers=shop.auth)
         assert response.status_code == 422, (path, body)
         assert set(response.get_json()["error"]) == {"code", "message"}
+
+
+@pytest.mark.parametrize(
+    "at", ["9999-12-31T23:59:59+00:00", "0001-01-01T00:00:00-05:00", "1969-12-31T23:00:00Z"]
+)
+def test_a_gate_check_at_the_ends_of_the_calendar_is_a_422_not_a_500(client, shop, at):
+    profile = make_profile(shop.id, consents=("email",))
+    response = client.post(
+        "/api/v1/gate/check", json={"profile_id": profile.id, "channel": "email", "at": at}, headers=shop.auth
+    )
+    assert response.status_code == 422
+    assert response.get_json()["error"]["message"] == "at must be between 1970 and 2100"
 
 
 def test_shop_a_token_cannot_gate_or_message_shop_b_profiles(client, shop, other_shop):

@@ -49,6 +49,9 @@ DAILY = dt.timedelta(hours=24)
 log = get_logger("enrichment")
 
 
+EARLIEST_AS_OF = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # before it, a backtest's windows leave the calendar
+
+
 def parse_as_of(value: str | None) -> dt.datetime | None:
     """Read ``--as-of`` (a date, or a date-time with or without offset) as an aware UTC moment.
 
@@ -61,11 +64,17 @@ def parse_as_of(value: str | None) -> dt.datetime | None:
     try:
         if len(value) == 10:
             day = dt.date.fromisoformat(value)
-            return dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC).replace(microsecond=0)
-        moment = dt.datetime.fromisoformat(value)
+            moment = dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC).replace(microsecond=0)
+        else:
+            moment = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise ValidationFailed(f"as_of {value!r} is not an ISO date like 2026-01-31", field="as_of") from None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+        raise ValidationFailed(
+            f"as_of {value[:40]!r} is not an ISO date like 2026-01-31", field="as_of"
+        ) from None
+    moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+    if moment < EARLIEST_AS_OF:  # (a date after today is refused by create_run)
+        raise ValidationFailed("as_of must be 1970 or later", field="as_of")
+    return moment
 
 
 def start_enrichment(shop: Shop, as_of: dt.datetime | None = None) -> JobRun:
@@ -139,7 +148,7 @@ def run_enrichment(shop_id: int, job_run_id: str, as_of: dt.datetime | None = No
     run = db.session.get(JobRun, job_run_id)
     shop = db.session.get(Shop, shop_id)
     if run is None or shop is None or run.shop_id != shop_id:
-        raise NotFound(f"job {job_run_id} not found")
+        raise NotFound(f"job {str(job_run_id)[:40]} not found")
     if run.status == "done":  # a replayed job changes nothing
         return run
     run.status, run.started_at, run.error = "running", utcnow(), None
@@ -242,7 +251,7 @@ def job_status(shop_id: int, job_id: str) -> dict[str, Any]:
     """``{id, kind, status, progress, total, error, …}`` of one of this shop's jobs."""
     run = db.session.scalar(scoped(JobRun, shop_id).where(JobRun.id == job_id))
     if run is None:
-        raise NotFound(f"job {job_id} not found")
+        raise NotFound(f"job {str(job_id)[:40]} not found")
     iso = lambda v: v.isoformat() if v else None  # noqa: E731
     return {
         "id": run.id,

@@ -21,8 +21,13 @@ from app.tenancy import get_scoped
 NON_EXPLICIT_SOURCES = frozenset({"import", "sync", "bulk_import", "migration"})
 
 
+# The moments a consent, a gate check or a deadline may name: the calendar's own ends overflow
+# the gate's day and week arithmetic (and no customer consented before 1970).
+EARLIEST, LATEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC), dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+
+
 def parse_time(value: Any, field: str) -> dt.datetime | None:
-    """An ISO 8601 timestamp with an offset, or None when absent."""
+    """An ISO 8601 timestamp with an offset, between 1970 and 2100, or None when absent."""
     if value is None:
         return None
     try:
@@ -31,6 +36,12 @@ def parse_time(value: Any, field: str) -> dt.datetime | None:
         raise ValidationFailed(f"{field} must be an ISO 8601 timestamp", field=field) from None
     if parsed.tzinfo is None:
         raise ValidationFailed(f"{field} must carry a UTC offset", field=field)
+    try:
+        in_range = EARLIEST <= parsed < LATEST
+    except OverflowError:  # an offset that takes it past the calendar's end
+        in_range = False
+    if not in_range:
+        raise ValidationFailed(f"{field} must be between 1970 and 2100", field=field)
     return parsed
 
 
