@@ -202,6 +202,16 @@ def test_shop_with_only_storefront_views_scores_engagement(runner, db):
     assert p.lifecycle_stage == "engaged"
 
 
+def test_an_event_a_century_old_decays_to_nothing_instead_of_failing_the_run(runner, shop):
+    # Stored before ingest refused times before 1970: PostgreSQL raised on exp() underflow.
+    people = _small_shop(shop.id)
+    add_event(people["browser"], "email.clicked", dt.datetime(1900, 1, 1, tzinfo=dt.UTC), "email")
+    db.session.commit()
+    result = runner.invoke(args=["enrich", "--shop", shop.domain])
+    assert result.exit_code == 0, result.output
+    assert _reload(people["browser"]).engagement_score is not None
+
+
 def test_an_empty_shop_enriches_to_nothing_and_counts_as_backfilled(runner, shop):
     result = runner.invoke(args=["enrich", "--shop", shop.domain])
     assert result.exit_code == 0, result.output

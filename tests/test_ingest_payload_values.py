@@ -60,6 +60,14 @@ def test_an_amount_that_is_no_money_is_a_bad_payload(value):
         money(value)
 
 
+@pytest.mark.parametrize(
+    "value", ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+05:00", "1969-12-31T23:59:59Z", -1]
+)
+def test_a_time_before_1970_is_a_bad_payload(value):
+    with pytest.raises(BadPayload, match="created_at is before 1970"):
+        parse_time(value, "created_at")
+
+
 def test_amounts_and_counts_that_are_fine_still_parse():
     assert money("19.999") == Decimal("20.00") and money(5) == Decimal("5.00")
     assert whole("3", "quantity") == 3 and whole(2.0, "quantity") == 2 and whole(None, "quantity") == 0

@@ -33,6 +33,14 @@ def epoch(column, dialect: str):
     return sa.func.date_part("epoch", column, type_=sa.Float)
 
 
+def _at_least(expression, floor: float, dialect: str):
+    """``max(expression, floor)`` in SQL. A decay's exponent is floored: PostgreSQL raises on
+    ``exp`` underflow (an event some 90 years older than ``as_of``), and e**-700 counts as 0."""
+    if dialect == "sqlite":
+        return sa.func.max(expression, floor)
+    return sa.func.greatest(expression, floor)
+
+
 def _bulk_read_memory() -> None:
     """Let PostgreSQL hash a million groups in memory for this transaction instead of spilling."""
     if db.engine.dialect.name == "postgresql":
@@ -151,7 +159,9 @@ def load_event_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
     rate = math.log(2) / (HALF_LIFE_DAYS * SECONDS_PER_DAY)
     cols = {
         "profile_id": inner.c.pid,
-        "activity": sa.func.sum(inner.c.w * sa.func.exp((inner.c.t - as_of_s) * rate)),
+        "activity": sa.func.sum(
+            inner.c.w * sa.func.exp(_at_least((inner.c.t - as_of_s) * rate, -700.0, dialect))
+        ),
         "first_active_at": sa.func.min(inner.c.t),
         "last_active_at": sa.func.max(inner.c.t),
         "last_message_engaged_at": sa.func.max(inner.c.m),

@@ -147,26 +147,41 @@ def check_each(
     return out
 
 
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # no shop, order or visit is older
+
+
 def parse_time(value: Any, field: str = "timestamp") -> dt.datetime:
-    """An aware UTC datetime from ISO 8601 text or epoch seconds.
+    """An aware UTC datetime from ISO 8601 text or epoch seconds, from 1970 on.
+
+    A time before 1970 is a broken clock or a placeholder (0001-01-01), and would age
+    its profile by centuries: every decay, window and prediction works from it.
 
     Raises:
-        BadPayload: the value is neither.
+        BadPayload: the value is neither, or before 1970.
     """
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return _from_epoch(value, field)
+        return _not_before_1970(_from_epoch(value, field), field)
     if isinstance(value, str) and value.strip():
         text = value.strip()
         if text.isdigit():
-            return _from_epoch(int(text), field)
+            return _not_before_1970(_from_epoch(int(text), field), field)
         try:
             parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise BadPayload(f"{field} is not an ISO 8601 time: {text[:40]!r}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=dt.UTC)
-        return parsed.astimezone(dt.UTC)
+        try:
+            return _not_before_1970(parsed.astimezone(dt.UTC), field)
+        except OverflowError:  # 0001-01-01 with a positive offset is before the calendar
+            raise BadPayload(f"{field} is before 1970: {text[:40]!r}") from None
     raise BadPayload(f"{field} is required (ISO 8601 or epoch seconds)")
+
+
+def _not_before_1970(moment: dt.datetime, field: str) -> dt.datetime:
+    if moment < EARLIEST:
+        raise BadPayload(f"{field} is before 1970: {moment.isoformat()}")
+    return moment
 
 
 def _from_epoch(seconds: float, field: str) -> dt.datetime:
