@@ -41,6 +41,15 @@ def test_json_that_no_database_column_can_hold_is_refused(raw, reason):
         load_json(raw)
 
 
+@pytest.mark.parametrize("raw", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 5_000 + b"1" + b"}" * 5_000])
+def test_json_nested_past_the_parsers_depth_is_refused_not_a_500(client, db, raw):
+    with pytest.raises(BadPayload, match="nested too deeply"):
+        load_json(raw)
+    shop = make_ingest_shop()
+    answer = client.post("/api/v1/events", data=raw, content_type="application/json", headers=shop.auth)
+    assert answer.status_code == 400 and "nested too deeply" in answer.get_json()["error"]["message"]
+
+
 def test_json_with_an_escaped_emoji_or_the_text_backslash_u0000_is_taken():
     assert load_json(b'{"note": "\\ud83d\\ude00", "path": "C:\\\\u0000"}') == {
         "note": "\N{GRINNING FACE}",

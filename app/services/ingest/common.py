@@ -69,10 +69,13 @@ def load_json(raw: bytes | str, what: str = "the body") -> Any:
     data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
     try:
         doc = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+        # Only a body with such an escape can hold such a string (escaped surrogates are fine in pairs).
+        text_only = not (b"\\u0000" in data or _SURROGATE_ESCAPE.search(data)) or _all_text(doc)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadPayload(f"{what} is not valid JSON ({type(exc).__name__})") from None
-    # Only a body with such an escape can hold such a string (escaped surrogates are fine in pairs).
-    if (b"\\u0000" in data or _SURROGATE_ESCAPE.search(data)) and not _all_text(doc):
+    except RecursionError:  # [[[[… a thousand deep: no provider nests so, and Python's parser gives up
+        raise BadPayload(f"{what} is nested too deeply to be a provider's JSON") from None
+    if not text_only:
         raise BadPayload(
             f"{what} holds a NUL character (\\u0000) or a lone surrogate escape, which is not text"
         )
