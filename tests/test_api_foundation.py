@@ -47,6 +47,8 @@ def test_put_settings_merges_only_the_given_keys(client, shop):
         ({"colour": "blue"}, "unknown settings"),
         ({"identity": {"max_people_per_identifier": 1}}, "identity.max_people_per_identifier"),
         ({"identity": {"max_identifiers_per_kind": "ten"}}, "identity.max_identifiers_per_kind"),
+        ({"identity": {"blocked_values": ["x"] * 1001}}, "identity.blocked_values holds at most 1,000"),
+        ({"identity": {"blocked_values": ["x" * 321]}}, "identity.blocked_values holds at most 1,000"),
     ],
 )
 def test_put_settings_rejects_bad_values_with_a_422_reason(client, shop, patch, field):

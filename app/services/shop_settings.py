@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "identity": {"blocked_values": [], "max_identifiers_per_kind": 10, "max_people_per_identifier": 3},
 }
 CAP_KEYS = ("global_daily", "email", "sms", "whatsapp", "push")
+MAX_BLOCKED_VALUES = 1000
 HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -109,6 +110,12 @@ def validate(settings: dict[str, Any]) -> None:
     blocked = identity.get("blocked_values")
     if not isinstance(blocked, list) or not all(isinstance(v, str) for v in blocked):
         raise ValidationFailed("identity.blocked_values must be a list of strings")
+    # Every resolution batch reads the list: it is for junk values, not a second customer list.
+    if len(blocked) > MAX_BLOCKED_VALUES or any(len(v) > 320 for v in blocked):
+        raise ValidationFailed(
+            f"identity.blocked_values holds at most {MAX_BLOCKED_VALUES:,} values of at most 320 characters",
+            field="identity.blocked_values",
+        )
     _positive_int(identity.get("max_identifiers_per_kind"), "identity.max_identifiers_per_kind", 1)
     _positive_int(identity.get("max_people_per_identifier"), "identity.max_people_per_identifier", 2)
 
