@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import phonenumbers
 import sqlalchemy as sa
 
+from app.digits import whole_number
 from app.extensions import db
 from app.models import Identifier, Profile, Shop
 from app.tenancy import scoped
@@ -106,7 +107,7 @@ def _normalise(kind: str, raw, default_region: str | None) -> Ident | None:
         return normalise_phone(raw, default_region)
     if kind == "shopify_customer":
         value = raw.strip().rsplit("/", 1)[-1]
-        return Ident(kind, value) if value.isdigit() else None
+        return Ident(kind, value) if whole_number(value) is not None else None
     if kind in ("web_client", "amazon_buyer", "ebay_user"):
         value = raw.strip()
         return Ident(kind, value) if value else None

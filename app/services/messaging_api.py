@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from app.digits import whole_number
 from app.errors import DomainError, NotFound, ValidationFailed
 from app.models import Profile, Shop
 from app.models.base import utcnow
@@ -144,9 +145,8 @@ def unsubscribe_from_request(shop: Shop, body: dict) -> dict[str, Any]:
 def _profile_id(shop: Shop, body: dict) -> Profile:
     raw = body.get("profile_id")
     if isinstance(raw, bool) or not isinstance(raw, int):
-        if isinstance(raw, str) and raw.isdigit():
-            raw = int(raw)
-        else:
+        raw = whole_number(raw) if isinstance(raw, str) else None
+        if raw is None:
             raise ValidationFailed("profile_id must be an integer", field="profile_id")
     profile = live_profile(get_scoped(Profile, shop.id, raw))
     if profile is None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from app.digits import whole_number
 from app.extensions import db
 from app.models import Identifier, Order, Profile
 from app.services.identifiers import normalise_phone
@@ -90,7 +91,7 @@ def search_profiles(
         filters: extra SQLAlchemy criteria on ``Profile`` (stage, RFM, churn band…).
         region: the shop's country, to read national-format phone numbers.
     """
-    offset = min(int(cursor), MAX_OFFSET) if cursor and cursor.isdigit() else 0
+    offset = min(whole_number(cursor or "") or 0, MAX_OFFSET)
     stmt = scoped(Profile, shop_id).where(Profile.is_live())
     if q.strip():
         stmt = stmt.where(_matches(shop_id, q, region))

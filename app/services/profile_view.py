@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from app.digits import whole_number
 from app.extensions import db
 from app.models import EngagementCounter, Identifier, Message, Profile, Shop
 from app.models.profile import CHANNELS
@@ -93,7 +94,8 @@ def _location(value: str | None):
     """Shopify location ids are numbers; keep them numeric in JSON."""
     if value is None:
         return None
-    return int(value) if value.isdigit() else value
+    number = whole_number(value)
+    return value if number is None else number
 
 
 def _churn_band(risk: float | None) -> str | None:

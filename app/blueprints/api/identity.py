@@ -3,6 +3,7 @@
 from flask import g, jsonify, request
 
 from app.blueprints.api import bp, json_body
+from app.digits import whole_number
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.services import merge_candidates, merges
@@ -80,9 +81,10 @@ def _whole_arg(name: str) -> int | None:
     value = request.args.get(name)
     if value in (None, ""):
         return None
-    if not value.isascii() or not value.isdigit() or not could_be_row_id(int(value)):
+    number = whole_number(value)
+    if number is None or not could_be_row_id(number):
         raise ValidationFailed(f"{name} must be a whole number", field=name)
-    return int(value)
+    return number
 
 
 @bp.post("/merges/<int:merge_id>/undo")

@@ -4,6 +4,7 @@ from flask import abort, flash, g, redirect, request, url_for
 from flask_login import current_user
 
 from app.blueprints.customers import bp
+from app.digits import whole_number
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.htmx import is_partial_request, render_page
@@ -51,8 +52,7 @@ def _profile_or_404(profile_id: int) -> Profile:
 
 def _section(name: str, profile: Profile, doc: dict):
     """Build one section's data (the views below stay one line each)."""
-    number = request.args.get("page", "0")
-    number = int(number) if number.isdigit() else 0
+    number = whole_number(request.args.get("page", "0")) or 0
     if name == "identities":
         return page.identities_section(g.shop.id, profile)
     if name == "orders":

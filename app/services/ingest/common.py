@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from app.digits import whole_number
 from app.errors import DomainError
 from app.extensions import db
 from app.models import Event, Identifier, Profile, Shop
@@ -166,8 +167,9 @@ def parse_time(value: Any, field: str = "timestamp") -> dt.datetime:
         return _not_before_1970(_from_epoch(value, field), field)
     if isinstance(value, str) and value.strip():
         text = value.strip()
-        if text.isdigit():
-            return _not_before_1970(_from_epoch(int(text), field), field)
+        seconds = whole_number(text)
+        if seconds is not None:
+            return _not_before_1970(_from_epoch(seconds, field), field)
         try:
             parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
