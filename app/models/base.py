@@ -63,6 +63,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+# The earliest moment a record may carry: no shop, order, visit or consent is older, and
+# a placeholder (0001-01-01) would age a profile by centuries and overflow date arithmetic.
+EARLIEST_TIME = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 class Base(DeclarativeBase):
     """Base of every model; maps Python annotations to portable column types."""
 

@@ -34,7 +34,7 @@ from app.extensions import db
 from app.jobs import enqueue, safe_job_id
 from app.logging import get_logger
 from app.models import JobRun, RollupSnapshot, Shop
-from app.models.base import utcnow
+from app.models.base import EARLIEST_TIME, utcnow
 from app.plans import has_capability
 from app.services import enrichment_store
 from app.services.lifecycle import shop_windows
@@ -47,9 +47,6 @@ STALE_AFTER = dt.timedelta(hours=2)
 # How often the minute sweep enriches each shop (``enrich_due``).
 DAILY = dt.timedelta(hours=24)
 log = get_logger("enrichment")
-
-
-EARLIEST_AS_OF = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # before it, a backtest's windows leave the calendar
 
 
 def parse_as_of(value: str | None) -> dt.datetime | None:
@@ -72,7 +69,7 @@ def parse_as_of(value: str | None) -> dt.datetime | None:
             f"as_of {value[:40]!r} is not an ISO date like 2026-01-31", field="as_of"
         ) from None
     moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-    if moment < EARLIEST_AS_OF:  # (a date after today is refused by create_run)
+    if moment < EARLIEST_TIME:  # (a date after today is refused by create_run)
         raise ValidationFailed("as_of must be 1970 or later", field="as_of")
     return moment
 

@@ -12,7 +12,7 @@ from typing import Any
 from app.digits import whole_number
 from app.errors import DomainError, NotFound, ValidationFailed
 from app.models import Profile, Shop
-from app.models.base import utcnow
+from app.models.base import EARLIEST_TIME, utcnow
 from app.services import consent, gate
 from app.services.identifiers import KINDS, live_profile, normalise
 from app.services.messaging import validate_request
@@ -22,9 +22,9 @@ from app.tenancy import get_scoped
 NON_EXPLICIT_SOURCES = frozenset({"import", "sync", "bulk_import", "migration"})
 
 
-# The moments a consent, a gate check or a deadline may name: the calendar's own ends overflow
-# the gate's day and week arithmetic (and no customer consented before 1970).
-EARLIEST, LATEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC), dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+# The latest moment a consent, a gate check or a deadline may name: the calendar's own end
+# overflows the gate's day and week arithmetic.
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
 
 
 def parse_time(value: Any, field: str) -> dt.datetime | None:
@@ -38,7 +38,7 @@ def parse_time(value: Any, field: str) -> dt.datetime | None:
     if parsed.tzinfo is None:
         raise ValidationFailed(f"{field} must carry a UTC offset", field=field)
     try:
-        in_range = EARLIEST <= parsed < LATEST
+        in_range = EARLIEST_TIME <= parsed < LATEST
     except OverflowError:  # an offset that takes it past the calendar's end
         in_range = False
     if not in_range:

@@ -23,12 +23,11 @@ def list_merge_candidates():
     status = request.args.get("status", "open")
     if status not in STATUSES:
         raise ValidationFailed(f"status must be one of {', '.join(STATUSES)}", field="status")
-    rows = merge_candidates.list_candidates(g.api_shop, status, PAGE + 1, before=_whole_arg("cursor"))
+    rows, cursor = _page(
+        merge_candidates.list_candidates(g.api_shop, status, PAGE + 1, before=_whole_arg("cursor"))
+    )
     return jsonify(
-        {
-            "merge_candidates": merge_candidates.candidates_json(g.api_shop, rows[:PAGE]),
-            "next_cursor": str(rows[PAGE - 1].id) if len(rows) > PAGE else None,
-        }
+        {"merge_candidates": merge_candidates.candidates_json(g.api_shop, rows), "next_cursor": cursor}
     )
 
 
@@ -66,14 +65,19 @@ def list_merges():
     ``?cursor=`` (the ``next_cursor`` of the page before) goes on, ``?profile_id=`` keeps the
     merges that kept or merged away that profile (why is this customer one, or gone?).
     """
-    cursor, profile_id = _whole_arg("cursor"), _whole_arg("profile_id")
-    rows = merge_candidates.list_merges(g.api_shop, PAGE + 1, before=cursor, profile_id=profile_id)
-    return jsonify(
-        {
-            "merges": [merge_candidates.merge_json(r) for r in rows[:PAGE]],
-            "next_cursor": str(rows[PAGE - 1].id) if len(rows) > PAGE else None,
-        }
+    rows, cursor = _page(
+        merge_candidates.list_merges(
+            g.api_shop, PAGE + 1, before=_whole_arg("cursor"), profile_id=_whole_arg("profile_id")
+        )
     )
+    return jsonify({"merges": [merge_candidates.merge_json(r) for r in rows], "next_cursor": cursor})
+
+
+def _page(rows: list) -> tuple[list, str | None]:
+    """A page of rows read one past ``PAGE`` (newest first), and the cursor of the next page."""
+    if len(rows) > PAGE:
+        return rows[:PAGE], str(rows[PAGE - 1].id)
+    return rows, None
 
 
 def _whole_arg(name: str) -> int | None:

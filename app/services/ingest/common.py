@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from app.digits import whole_number
 from app.errors import DomainError
 from app.extensions import db
-from app.models import Event, Identifier, Profile, Shop
-from app.models.base import utcnow
+from app.models import Event, Identifier, Profile, Shop, WebhookDelivery
+from app.models.base import EARLIEST_TIME, utcnow
 from app.services.bulk_sql import insert_new, is_postgresql
 from app.services.identifiers import Ident, normalise
 from app.tenancy import scoped
@@ -151,9 +151,6 @@ def check_each(
     return out
 
 
-EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # no shop, order or visit is older
-
-
 def parse_time(value: Any, field: str = "timestamp") -> dt.datetime:
     """An aware UTC datetime from ISO 8601 text or epoch seconds, from 1970 on.
 
@@ -184,7 +181,7 @@ def parse_time(value: Any, field: str = "timestamp") -> dt.datetime:
 
 
 def _not_before_1970(moment: dt.datetime, field: str) -> dt.datetime:
-    if moment < EARLIEST:
+    if moment < EARLIEST_TIME:
         raise BadPayload(f"{field} is before 1970: {moment.isoformat()}")
     return moment
 
@@ -199,13 +196,14 @@ def _from_epoch(seconds: float, field: str) -> dt.datetime:
 CLOCK_SKEW = dt.timedelta(minutes=10)  # how far a sender's clock may run ahead of ours
 
 
-def not_after(at: dt.datetime, received_at: dt.datetime | None) -> dt.datetime:
-    """``at``, or ``received_at`` when ``at`` is later than that by more than a clock's drift.
+def not_after(at: dt.datetime, delivery: WebhookDelivery | None) -> dt.datetime:
+    """``at``, or when the delivery arrived if ``at`` is later than that by more than a clock's drift.
 
     An event cannot have happened after it reached us. A browser whose clock is set a
     year ahead would otherwise make its visitor "last seen" next year, and engaged (never
     at risk) until then.
     """
+    received_at = delivery.received_at if delivery is not None else None
     return received_at if received_at is not None and at > received_at + CLOCK_SKEW else at
 
 
@@ -444,21 +442,7 @@ def message_keys(ref: Any) -> tuple[str | None, int | None]:
 
 def message_profile(shop: Shop, *message_refs: Any) -> Profile | None:
     """The profile a message we sent went to, from its id or the provider's message id."""
-    from app.models import Message
-
-    for ref in message_refs:
-        text, message_id = message_keys(ref)
-        if text is None:
-            continue
-        criteria = [Message.provider_message_id == text]
-        if message_id is not None:
-            criteria.append(Message.id == message_id)
-        profile_id = db.session.scalar(scoped(Message, shop.id, Message.profile_id).where(sa.or_(*criteria)))
-        if profile_id is not None:
-            from app.services.identifiers import live_profile
-
-            return live_profile(db.session.get(Profile, profile_id))
-    return None
+    return message_profiles(shop, [message_refs])[0]
 
 
 def apply_planned(shop: Shop, planned: Planned) -> Profile | None:
@@ -487,14 +471,9 @@ def message_profiles(shop: Shop, refs: list[tuple]) -> list[Profile | None]:
     from app.models import Message
     from app.services.identifiers import live_profile
 
-    texts, ids = set(), set()
-    for row_refs in refs:
-        for ref in row_refs:
-            text, message_id = message_keys(ref)
-            if text is not None:
-                texts.add(text)
-            if message_id is not None:
-                ids.add(message_id)
+    keys = [[message_keys(ref) for ref in row_refs] for row_refs in refs]
+    texts = {text for row in keys for text, _ in row if text is not None}
+    ids = {message_id for row in keys for _, message_id in row if message_id is not None}
     if not texts:
         return [None] * len(refs)
     by_text, by_id = {}, {}
@@ -506,10 +485,9 @@ def message_profiles(shop: Shop, refs: list[tuple]) -> list[Profile | None]:
         if provider_id is not None:
             by_text.setdefault(provider_id, profile_id)
     out: list[Profile | None] = []
-    for row_refs in refs:
+    for row in keys:
         profile_id = None
-        for ref in row_refs:
-            text, message_id = message_keys(ref)
+        for text, message_id in row:
             if text is None or profile_id is not None:
                 continue
             profile_id = by_text.get(text)

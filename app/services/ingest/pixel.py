@@ -158,7 +158,7 @@ def _properties(event: dict) -> dict[str, Any]:
 def plan_pixel_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) -> Planned:
     """Parse a stored pixel event: the browser and whoever it reveals, and the timeline event."""
     _check_event(event, "event")
-    at = not_after(parse_time(event["timestamp"]), delivery.received_at if delivery else None)
+    at = not_after(parse_time(event["timestamp"]), delivery)
     found = idents(shop, _identifiers(event))
     return Planned(
         signal=Signal(tuple(found), SOURCE, at, {"pixel_event": event["id"]}),

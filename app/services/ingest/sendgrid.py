@@ -88,7 +88,7 @@ def plan_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | Non
     Opt-outs carry their consent change in ``after`` (applied only when the event is new).
     """
     _check_event(event, "event")
-    at = not_after(parse_time(event["timestamp"]), delivery.received_at if delivery else None)
+    at = not_after(parse_time(event["timestamp"]), delivery)
     kind = event["event"]
     found = idents(shop, [("email", event["email"])])
     provider_id = str(event.get("sg_message_id") or "").split(".", 1)[0]

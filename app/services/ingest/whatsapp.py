@@ -68,7 +68,7 @@ def _check_item(found: tuple[str, Any], where: str) -> None:
 
 def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery) -> None:
     """An inbound message is a reply from ``+<wa_id>``; a status is a delivery/read engagement."""
-    at = not_after(parse_time(item.get("timestamp")), delivery.received_at)
+    at = not_after(parse_time(item.get("timestamp")), delivery)
     common = {
         "source": SOURCE,
         "external_id": delivery.external_id,
