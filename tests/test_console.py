@@ -3,9 +3,10 @@
 import pytest
 
 from app.extensions import db
-from app.models import Identifier, Profile
+from app.models import Identifier, Profile, Shop
 from app.models.base import utcnow
 from app.services import accounts
+from app.services.shop_settings import effective_settings
 from tests.helpers import PASSWORD, make_shop
 
 
@@ -120,6 +121,68 @@ def test_logout_requires_csrf_and_ends_the_session(client, auth, shop):
     assert client.get("/customers/").status_code == 200
     auth.logout()
     assert client.get("/customers/").status_code == 302
+
+
+SETTINGS_FORM = {
+    "timezone": "Europe/London",
+    "cap_global_daily": "4",
+    "cap_email": "3",
+    "cap_sms": "2",
+    "cap_whatsapp": "1",
+    "cap_push": "2",
+    "fatigue_threshold": "0.6",
+    "quiet_start": "22:00",
+    "quiet_end": "07:30",
+    "blocked_values": "Family@Example.net\n0000000000",
+    "max_identifiers_per_kind": "4",
+    "max_people_per_identifier": "2",
+    "at_risk_days": "60",
+    "churned_days": "120",
+    "regions": "AU 20:00-08:00",
+}
+
+
+def test_the_settings_form_saves_every_setting_including_the_identity_caps(client, auth, db):
+    shop = make_shop(plan="agency")
+    auth.login_as(shop)
+    assert client.post("/settings/", data=SETTINGS_FORM).status_code == 302
+    saved = effective_settings(db.session.get(Shop, shop.id))
+    assert saved["identity"] == {
+        "blocked_values": ["family@example.net", "0000000000"],
+        "max_identifiers_per_kind": 4,
+        "max_people_per_identifier": 2,
+    }
+    assert saved["caps"] == {"global_daily": 4, "email": 3, "sms": 2, "whatsapp": 1, "push": 2}
+    assert (saved["fatigue_threshold"], saved["timezone"]) == (0.6, "Europe/London")
+    assert saved["quiet_hours"] == {
+        "start": "22:00",
+        "end": "07:30",
+        "regions": {"AU": {"start": "20:00", "end": "08:00"}},
+    }
+    assert saved["lifecycle"]["at_risk_days"] == 60
+    page = client.get("/settings/").data.decode()
+    assert 'name="max_identifiers_per_kind" value="4"' in page
+    assert 'name="max_people_per_identifier" value="2"' in page
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("max_people_per_identifier", "1", "identity.max_people_per_identifier must be a whole number ≥ 2"),
+        ("max_identifiers_per_kind", "0", "identity.max_identifiers_per_kind must be a whole number ≥ 1"),
+        ("max_identifiers_per_kind", "ten", "max identifiers per kind must be a whole number"),
+    ],
+)
+def test_a_bad_identity_cap_on_the_settings_form_is_refused_with_its_reason_and_nothing_saved(
+    client, auth, db, field, value, reason
+):
+    shop = make_shop(plan="agency")
+    auth.login_as(shop)
+    answer = client.post("/settings/", data={**SETTINGS_FORM, field: value})
+    assert answer.status_code == 422
+    assert reason in answer.data.decode()
+    db.session.expire_all()
+    assert effective_settings(db.session.get(Shop, shop.id))["identity"]["max_people_per_identifier"] == 3
 
 
 def test_settings_form_without_csrf_is_rejected(client, auth, shop):

@@ -48,6 +48,8 @@ VALID = {
     "quiet_start": "21:00",
     "quiet_end": "08:00",
     "blocked_values": "test@test.com",
+    "max_identifiers_per_kind": "10",
+    "max_people_per_identifier": "3",
     "at_risk_days": "90",
     "churned_days": "180",
     "regions": "AU 20:00-08:00",

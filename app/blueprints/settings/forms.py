@@ -28,7 +28,9 @@ def patch_from_form(form, *, lifecycle: bool, regions: bool) -> dict:
         "identity": {
             "blocked_values": [
                 v.strip().lower() for v in (form.get("blocked_values") or "").splitlines() if v.strip()
-            ]
+            ],
+            "max_identifiers_per_kind": _int(form, "max_identifiers_per_kind"),
+            "max_people_per_identifier": _int(form, "max_people_per_identifier"),
         },
     }
     if lifecycle:
