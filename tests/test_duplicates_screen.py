@@ -33,7 +33,9 @@ def test_merge_goes_through_a_preview_then_a_post_and_offers_undo(client, auth, 
     auth.login_as(shop)
     cand = db.session.query(MergeCandidate).one()
     preview = client.get(f"/duplicates/candidates/{cand.id}/merge", headers=HX).get_data(as_text=True)
-    assert "stays" in preview and "1 identifiers" in preview and "<html" not in preview
+    assert "stays" in preview and "1 identifier." in preview and "<html" not in preview
+    # The Pro plan's window, in days and as the date it ends, not the plan's name.
+    assert "You can undo this for 7 days, until " in preview
     assert db.session.query(Merge).count() == 0
     done = client.post(f"/duplicates/candidates/{cand.id}/merge", headers=HX).get_data(as_text=True)
     assert "Merged." in done and "Undo…" in done and "No possible duplicates" in done
@@ -42,6 +44,23 @@ def test_merge_goes_through_a_preview_then_a_post_and_offers_undo(client, auth, 
     assert "Undo merge" in undo_preview
     undone = client.post(f"/duplicates/merges/{merge.id}/undo", headers=HX).get_data(as_text=True)
     assert "Merge undone." in undone and "undone" in undone
+    again = client.get(f"/duplicates/merges/{merge.id}/undo", headers=HX).get_data(as_text=True)
+    assert "This merge was already undone on " in again and "Undo merge</button>" not in again
+
+
+def test_an_undo_preview_past_the_window_says_when_it_ended(client, auth, db):
+    free = make_shop("free.myshopify.com", plan="free")
+    household(free.model)
+    auth.login_as(free)
+    cand = db.session.query(MergeCandidate).one()
+    preview = client.get(f"/duplicates/candidates/{cand.id}/merge", headers=HX).get_data(as_text=True)
+    assert "You can undo this for 24 hours, until " in preview
+    client.post(f"/duplicates/candidates/{cand.id}/merge", headers=HX)
+    merge = db.session.query(Merge).one()
+    merge.undo_deadline = dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.UTC)
+    db.session.commit()
+    late = client.get(f"/duplicates/merges/{merge.id}/undo", headers=HX).get_data(as_text=True)
+    assert "its undo window ended on 02 Jan 2026 03:04 UTC" in late and "Undo merge</button>" not in late
 
 
 def test_not_the_same_person_closes_the_pair(client, auth, shop):

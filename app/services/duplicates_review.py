@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import Merge, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
+from app.plans import get_plan
 from app.services import merge_candidates, merges, profile_rows
 from app.tenancy import get_scoped_or_raise, scoped
 
@@ -90,7 +91,20 @@ def merge_preview(shop: Shop, candidate_id: int) -> dict[str, Any]:
     cand = get_scoped_or_raise(MergeCandidate, shop.id, candidate_id, "merge candidate")
     a, b = merge_candidates.live_sides(cand)
     winner, loser = merges.survivor_order(a, b)
-    return {"candidate": cand, "winner": winner, "loser": loser, "moves": _counts(shop.id, loser.id)}
+    window = get_plan(shop.plan).merge_undo_window
+    return {
+        "candidate": cand,
+        "winner": winner,
+        "loser": loser,
+        "moves": amounts(_counts(shop.id, loser.id)),
+        "undo_for": merges.window_text(window),
+        "undo_until": utcnow() + window,
+    }
+
+
+def amounts(counts: dict[str, int]) -> list[str]:
+    """``{"identifiers": 1, "events": 3}`` as ``["1 identifier", "3 events"]`` for a sentence."""
+    return [f"{n:,} {name.removesuffix('s') if n == 1 else name}" for name, n in counts.items()]
 
 
 def undo_preview(shop: Shop, merge_id: int) -> dict[str, Any]:
@@ -104,6 +118,6 @@ def undo_preview(shop: Shop, merge_id: int) -> dict[str, Any]:
         "merge": row,
         "winner": db.session.get(Profile, row.winner_id),
         "loser": db.session.get(Profile, row.loser_id),
-        "moves": moved,
+        "moves": amounts(moved),
         "undoable": merges.can_undo(row),
     }

@@ -231,7 +231,7 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
         window = get_plan(shop.plan).merge_undo_window
         raise Conflict(
             f"merge {row.id} can no longer be undone: the {get_plan(shop.plan).label} plan allows undo "
-            f"for {_days(window)} and that window ended on {row.undo_deadline:%d %b %Y %H:%M} UTC",
+            f"for {window_text(window)} and that window ended on {row.undo_deadline:%d %b %Y %H:%M} UTC",
             code="undo_window_closed",
         )
     winner, loser = lock_pair(shop, row.winner_id, row.loser_id)
@@ -285,7 +285,8 @@ def can_undo(row: Merge, now: dt.datetime | None = None) -> bool:
     return row.undone_at is None and (now or utcnow()) <= row.undo_deadline
 
 
-def _days(window: dt.timedelta) -> str:
+def window_text(window: dt.timedelta) -> str:
+    """An undo window as a merchant reads it: "24 hours", "7 days"."""
     return (
         f"{int(window.total_seconds() // 3600)} hours"
         if window < dt.timedelta(days=2)
