@@ -1,6 +1,6 @@
 """Every model, imported here so Alembic and the app see the whole schema."""
 
-from app.models.activity import Event, Order, OrderLine
+from app.models.activity import Event, Order, OrderLine, ProductInterval
 from app.models.campaigns import CampaignChunk, CampaignSend
 from app.models.consent import ConsentRecord, ConsentState, ConsentText
 from app.models.identity import IdentifierLink, Merge, MergeCandidate
@@ -29,6 +29,7 @@ __all__ = [
     "Order",
     "OrderLine",
     "OutboxItem",
+    "ProductInterval",
     "Profile",
     "RollupSnapshot",
     "Shop",

@@ -123,3 +123,23 @@ class OrderLine(db.Model):
     price: so.Mapped[Decimal] = so.mapped_column(default=Decimal("0"))
 
     order: so.Mapped[Order] = so.relationship(back_populates="lines")
+
+
+class ProductInterval(db.Model):
+    """A product's typical days between one customer's purchases, as the last enrichment measured it.
+
+    Rewritten whole for the shop by each enrichment run (``app.analytics.replenishment``);
+    a customer's replenishment due dates are their last purchase plus this interval.
+    """
+
+    __tablename__ = "product_intervals"
+    __table_args__ = (sa.UniqueConstraint("shop_id", "product_id"),)
+
+    id: so.Mapped[pk_id]
+    shop_id: so.Mapped[shop_ref]
+    product_id: so.Mapped[str] = so.mapped_column(sa.String(64))
+    title: so.Mapped[str | None]
+    median_days: so.Mapped[float]
+    gaps: so.Mapped[int]  # repurchases the median was taken over
+    buyers: so.Mapped[int]  # customers who made them
+    computed_at: so.Mapped[created_at]

@@ -56,6 +56,7 @@ PERSONAL: dict[str, dict[str, str]] = {
     "job_runs": {"error": "free_text"},
     "rollup_snapshots": {},
     "order_lines": {},
+    "product_intervals": {},
 }
 
 NOT_PERSONAL: dict[str, set[str]] = {
@@ -315,6 +316,17 @@ NOT_PERSONAL: dict[str, set[str]] = {
         "finished_at",
     },
     "rollup_snapshots": {"id", "shop_id", "kind", "data", "computed_at"},
+    # A product's repurchase interval over all its buyers: names no one.
+    "product_intervals": {
+        "id",
+        "shop_id",
+        "product_id",
+        "title",
+        "median_days",
+        "gaps",
+        "buyers",
+        "computed_at",
+    },
 }
 
 # Keys whose values are personal wherever they appear in a payload or log record.

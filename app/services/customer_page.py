@@ -20,6 +20,7 @@ from app.models import ConsentState, Identifier, Merge, Message, Order, OrderLin
 from app.models.base import utcnow
 from app.models.profile import CHANNELS
 from app.plans import has_capability
+from app.services import recommendations, replenishment
 from app.services.lifecycle import shop_windows
 from app.services.paging import newest_first
 from app.services.profile_view import orders_summary, profile_document
@@ -165,7 +166,11 @@ def predictions_section(shop: Shop, profile: Profile) -> dict[str, Any]:
             "monetary": 1.0 if profile.rfm_m is None else (5 - profile.rfm_m) / 4,
         }
     allowed = has_capability(shop.plan, "predictions")
+    items = replenishment.due_items(shop, profile, now)
     return {
+        "action": recommendations.next_best_action(profile, items, now),
+        "replenishment": items,
+        "now": now,
         "risk": profile.churn_risk,
         "band": churn.band_of(profile.churn_risk),
         "bands": churn.BANDS,

@@ -36,7 +36,7 @@ from app.logging import get_logger
 from app.models import JobRun, RollupSnapshot, Shop
 from app.models.base import EARLIEST_TIME, utcnow
 from app.plans import has_capability
-from app.services import enrichment_store
+from app.services import enrichment_store, replenishment
 from app.services.lifecycle import shop_windows
 from app.tenancy import scoped
 
@@ -205,6 +205,7 @@ def _execute(shop: Shop, run: JobRun, as_of: dt.datetime | None) -> None:
     changes.columns = ["from", "to"]
     recorded = enrichment_store.record_changes(shop.id, changes, now) if announce else 0
     _store_snapshot(shop.id, result, orders, moment)
+    products = replenishment.store_intervals(shop.id, moment)
     if as_of is None and shop.first_enrichment_at is None:
         shop.first_enrichment_at = utcnow()
     timings["write_events_snapshot"] = round(time.perf_counter() - started, 3)
@@ -218,6 +219,7 @@ def _execute(shop: Shop, run: JobRun, as_of: dt.datetime | None) -> None:
         "written": len(written),
         "events_recorded": recorded,
         "stages": {k: int(v) for k, v in result["lifecycle_stage"].value_counts().items()},
+        "products_with_interval": products,
         "timings": timings,
     }
     db.session.commit()

@@ -14,6 +14,7 @@ from typing import Any
 SECTION_PATHS: list[str] = [
     "app.services.consent.consents_section",
     "app.services.messaging.messaging_section",
+    "app.services.recommendations.recommendations_section",
 ]
 
 
