@@ -56,6 +56,9 @@ def test_lines_of_one_product_on_one_day_are_one_purchase_not_a_repurchase():
         [(p, "tea", "Tea", T + n * 7 * DAY) for p in (1, 2) for n in range(2)],
         # Nobody buys a sofa twice.
         [(p, "sofa", "Sofa", T) for p in range(10)],
+        # Two loyal customers of twenty-one rebuy the shirt: a favourite, not a consumable.
+        [(p, "shirt", "Shirt", T + n * 60 * DAY) for p in (1, 2) for n in range(3)]
+        + [(p, "shirt", "Shirt", T) for p in range(3, 22)],
     ],
 )
 def test_a_product_without_enough_repurchases_has_no_interval(rows):

@@ -11,8 +11,10 @@ the shop's repeat buyers of a product say how long it lasts.
 * A gap is the days between a customer's consecutive purchases of the
   product.
 * The product's interval is the median gap, once at least ``MIN_GAPS``
-  gaps from at least ``MIN_BUYERS`` customers show it (a product nobody
-  buys twice has none: a sofa is not replenished).
+  gaps from at least ``MIN_BUYERS`` customers show it, and at least
+  ``MIN_REPEAT_SHARE`` of the product's buyers bought it again: coffee is
+  bought again by many of its buyers, a shirt by a loyal few, a sofa by
+  nobody. Only the first is replenished.
 
 ``app.services.replenishment`` turns the intervals into each customer's
 due dates: their last purchase of the product plus its interval.
@@ -26,6 +28,7 @@ from app.analytics.validate import require_columns
 
 MIN_GAPS = 3
 MIN_BUYERS = 2
+MIN_REPEAT_SHARE = 0.2
 PURCHASE_COLUMNS = ("profile_id", "product_id", "title", "placed_at")
 INTERVAL_COLUMNS = ["product_id", "title", "median_days", "gaps", "buyers"]
 
@@ -51,6 +54,8 @@ def product_intervals(purchases: pd.DataFrame) -> pd.DataFrame:
     stats = gaps.groupby("product_id").agg(
         median_days=("gap", "median"), gaps=("gap", "size"), buyers=("profile_id", "nunique")
     )
-    stats = stats[(stats["gaps"] >= MIN_GAPS) & (stats["buyers"] >= MIN_BUYERS)]
+    everyone = bought.groupby("product_id")["profile_id"].nunique()
+    share = stats["buyers"] / everyone.reindex(stats.index)
+    stats = stats[(stats["gaps"] >= MIN_GAPS) & (stats["buyers"] >= MIN_BUYERS) & (share >= MIN_REPEAT_SHARE)]
     out = stats.join(titles).reset_index()
     return out[INTERVAL_COLUMNS]
