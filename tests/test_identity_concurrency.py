@@ -288,3 +288,41 @@ def test_a_writer_following_a_merge_takes_its_locks_in_id_order_so_an_undo_canno
     undo.join(60)
     assert not errors, errors
     assert pg.session.get(Profile, survivor).globally_unsubscribed
+
+
+def test_an_unsubscribe_of_a_known_customer_does_not_wait_for_an_import_holding_the_identity_lock(
+    app, pg, shop
+):
+    # An install-time import holds the shop's identity lock for its whole first pass (minutes
+    # for a large store): an unsubscribe naming a known customer must not wait behind it.
+    from app.services import messaging_api
+
+    make_profile(shop.id, "busy@shopper.test", None, consents=("email",))
+    pg.session.commit()
+    importer = pg.engine.connect()
+    transaction = importer.begin()
+    importer.execute(sa.select(sa.func.pg_advisory_xact_lock(shop_lock.NAMESPACE, shop.id)))
+    answers, errors = [], []
+
+    def unsubscribe():
+        try:
+            with app.app_context():
+                s = pg.session.get(Shop, shop.id)
+                answers.append(
+                    messaging_api.unsubscribe_from_request(s, {"identifier": "email:busy@shopper.test"})
+                )
+                pg.session.commit()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=unsubscribe)
+    try:
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive(), "the unsubscribe waited for the import's lock"
+    finally:
+        transaction.rollback()
+        importer.close()
+        thread.join(30)
+    assert not errors, errors
+    assert answers[0]["globally_unsubscribed"] is True

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import ConsentRecord, ConsentText, Message, Profile
+from app.models import ConsentRecord, ConsentText, Event, Identifier, Message, Profile
 from tests.gate_helpers import CHANNELS, NOON, TEXT, make_profile
 
 AT = NOON.isoformat()
@@ -281,3 +283,26 @@ def test_a_merged_away_id_is_gated_as_its_survivor(client, shop):
     body = {"profile_id": merged.id, "channel": "email", "source": "manual"}
     answer = client.post("/api/v1/messages", json=body, headers=shop.auth).get_json()
     assert answer["profile_id"] == survivor.id and answer["status"] == "sent"
+
+
+@pytest.mark.parametrize("call", ["consents", "unsubscribe"])
+def test_a_consent_change_sent_by_the_merchants_tools_is_not_the_customers_activity(client, shop, call):
+    # A CRM syncing opt-outs must not make a customer who left months ago look active again:
+    # their last seen, stage and churn risk stay, and no stage change fires a journey.
+    long_ago = NOON - dt.timedelta(days=200)
+    profile = make_profile(shop.id, "gone@shopper.test", None, seen_at=long_ago, consents=())
+    profile.lifecycle_stage, profile.churn_risk = "churned", 0.9
+    db.session.commit()
+    body = {"identifier": "email:gone@shopper.test"}
+    if call == "consents":
+        body.update(channel="email", status="opted_out", source="crm")
+    answer = client.post(f"/api/v1/{call}", json=body, headers=shop.auth)
+    assert answer.status_code == 200 and answer.get_json()["profile_id"] == profile.id
+    db.session.expire_all()
+    again = db.session.get(Profile, profile.id)
+    assert (again.last_seen_at, again.lifecycle_stage, again.churn_risk) == (long_ago, "churned", 0.9)
+    identifier = db.session.scalar(sa.select(Identifier).where(Identifier.profile_id == profile.id))
+    assert identifier.last_seen_at == long_ago
+    assert not db.session.scalar(
+        sa.select(sa.func.count()).select_from(Event).where(Event.type == "lifecycle.changed")
+    )

@@ -165,11 +165,14 @@ def find_profile_by_identifier(shop: Shop, kind: str, raw: str) -> Profile | Non
     if kind is None:
         return None
     ident = normalise(kind, raw, shop.country)
-    if ident is None:
-        return None
+    return None if ident is None else profile_holding(shop.id, ident)
+
+
+def profile_holding(shop_id: int, ident: Ident) -> Profile | None:
+    """The live profile holding the normalised ``ident`` in the shop, or None: a lookup, not a sighting."""
     profile_id = db.session.scalar(
         sa.select(Identifier.profile_id).where(
-            Identifier.shop_id == shop.id, Identifier.kind == ident.kind, Identifier.value == ident.value
+            Identifier.shop_id == shop_id, Identifier.kind == ident.kind, Identifier.value == ident.value
         )
     )
     if profile_id is None:

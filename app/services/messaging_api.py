@@ -14,9 +14,10 @@ from app.errors import DomainError, NotFound, ValidationFailed
 from app.models import Profile, Shop
 from app.models.base import EARLIEST_TIME, utcnow
 from app.services import consent, gate
-from app.services.identifiers import KINDS, live_profile, normalise
+from app.services.identifiers import KINDS, live_profile, normalise, profile_holding
 from app.services.messaging import validate_request
-from app.services.resolution import resolve
+from app.services.resolution import blocked_values, resolve, split_usable
+from app.services.shop_settings import effective_settings
 from app.tenancy import get_scoped
 
 NON_EXPLICIT_SOURCES = frozenset({"import", "sync", "bulk_import", "migration"})
@@ -84,8 +85,18 @@ def parse_identifier(shop: Shop, raw: Any):
 
 
 def _profile_for(shop: Shop, body: dict, now: dt.datetime) -> Profile:
+    """The profile a consent call names, created when nobody holds the identifier yet.
+
+    A consent change sent by the merchant's tools (a CRM syncing opt-outs) is not the
+    customer's doing: a known identifier is looked up, not resolved as a sighting, so the
+    customer's last seen, stage and churn risk stay as their own activity left them. It
+    also waits for no import or ingest batch (they hold the shop's identity lock).
+    """
     ident = parse_identifier(shop, body.get("identifier"))
-    profile = resolve(shop, [ident], source="api", seen_at=now)
+    settings = effective_settings(shop)["identity"]
+    if not split_usable(shop, [ident], blocked_values(settings, shop.country))[0]:
+        raise ValidationFailed("that identifier is blocked and cannot hold consent", field="identifier")
+    profile = profile_holding(shop.id, ident) or resolve(shop, [ident], source="api", seen_at=now)
     if profile is None:
         raise ValidationFailed("that identifier is blocked and cannot hold consent", field="identifier")
     return profile
