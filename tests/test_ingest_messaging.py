@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+import pytest
 import sqlalchemy as sa
 
+from app.analytics.engagement import is_persons_doing
 from app.extensions import db
 from app.models import ConsentRecord, Event, WebhookDelivery
 from app.services.consent import channel_states, record_consent
+from app.services.identifiers import Ident
 from app.services.ingest.twilio import keyword
+from app.services.resolution import resolve
 from tests.ingest_support import (
     fixture,
     fixture_bytes,
@@ -152,3 +158,76 @@ def test_whatsapp_read_status_counts_as_opened(client, ishop, drain):
     assert counters(ishop, "phone", PHONE, "whatsapp")["opened"] == 1
     row = db.session.scalar(sa.select(WebhookDelivery).where(WebhookDelivery.provider == "whatsapp"))
     assert (row.topic, row.external_id, row.status) == ("status", "wamid.HBgM2:read", "processed")
+
+
+def test_a_message_delivered_or_bounced_is_not_the_customer_being_seen(client, ishop, drain):
+    # A newsletter delivered to someone who left long ago must not make them look active: their
+    # last seen feeds the stage of non-buyers and every customer's churn-risk recency.
+    long_ago = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    shop = ishop.model
+    resolve(
+        shop, [Ident("email", "quiet@shopper.test"), Ident("phone", PHONE)], source="test", seen_at=long_ago
+    )
+    db.session.commit()
+    outcomes = [
+        {"email": "quiet@shopper.test", "event": kind, "timestamp": 1791100000 + n, "sg_event_id": f"sg-q{n}"}
+        for n, kind in enumerate(["processed", "delivered", "deferred", "bounce", "dropped"])
+    ]
+    assert sendgrid_post(client, ishop.domain, outcomes).status_code == 200
+    status = fixture_bytes("twilio/status_delivered.form").replace(b"%2B447700900123", b"%2B447911123456")
+    assert twilio_post(client, ishop.domain, status).status_code == 200
+    sent = status.replace(b"MessageStatus=delivered", b"MessageStatus=sent").replace(b"0002&", b"0003&")
+    assert twilio_post(client, ishop.domain, sent).status_code == 200
+    wa = fixture("whatsapp/status_read.json")
+    wa["entry"][0]["changes"][0]["value"]["statuses"][0].update(status="delivered", recipient_id=PHONE[1:])
+    assert whatsapp_post(client, ishop.domain, wa).status_code == 200
+    drain()
+    profile = profile_of(ishop, "email", "quiet@shopper.test")
+    assert counters(ishop, "email", "quiet@shopper.test", "email")["delivered"] == 1  # still counted
+    assert (profile.first_seen_at, profile.last_seen_at) == (long_ago, long_ago)
+    opened = {
+        "email": "quiet@shopper.test",
+        "event": "open",
+        "timestamp": 1791200000,
+        "sg_event_id": "sg-q-open",
+    }
+    assert sendgrid_post(client, ishop.domain, [opened]).status_code == 200
+    drain()
+    assert profile_of(ishop, "email", "quiet@shopper.test").last_seen_at == dt.datetime.fromtimestamp(
+        1791200000, dt.UTC
+    )
+
+
+def test_a_delivery_to_an_address_nobody_holds_makes_a_profile_never_seen(client, ishop, drain):
+    delivered = {
+        "email": "new@shopper.test",
+        "event": "delivered",
+        "timestamp": 1791100000,
+        "sg_event_id": "sg-n",
+    }
+    assert sendgrid_post(client, ishop.domain, [delivered]).status_code == 200
+    drain()
+    profile = profile_of(ishop, "email", "new@shopper.test")
+    assert profile is not None and (profile.first_seen_at, profile.last_seen_at) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "persons"),
+    [
+        ("email.delivered", False),
+        ("email.processed", False),
+        ("email.bounced", False),
+        ("sms.sent", False),
+        ("whatsapp.failed", False),
+        ("lifecycle.changed", False),
+        ("profile.merged", False),
+        ("email.opened", True),
+        ("sms.replied", True),
+        ("email.unsubscribe", True),
+        ("push.dismissed", True),
+        ("support.ticket_opened", True),
+        ("order.placed", True),
+    ],
+)
+def test_only_what_the_person_did_is_a_sighting_of_them(event_type, persons):
+    assert is_persons_doing(event_type) is persons

@@ -40,6 +40,26 @@ WEIGHTS: dict[str, float] = {
     "checkout_completed": 5.0,
     "visit": 3.0,
 }
+# What a provider reports about a message (the action at the end of the event type), and the
+# events the system records: not something the person did, so not a sighting of them either.
+OUTCOMES = frozenset(
+    {
+        "sent",
+        "sending",
+        "queued",
+        "accepted",
+        "scheduled",
+        "processed",
+        "deferred",
+        "delivered",
+        "bounced",
+        "dropped",
+        "failed",
+        "undelivered",
+        "canceled",
+    }
+)
+SYSTEM_TYPES = frozenset({"lifecycle.changed", "profile.merged"})
 # Actions that count as engaging with a message (drive ``last_engaged_at``).
 MESSAGE_ACTIONS = ("opened", "clicked", "replied")
 FORMULA = "score = 100 · (1 − e^(−A/10)), A = Σ weight · 2^(−age in days / 30)"
@@ -48,6 +68,12 @@ FORMULA = "score = 100 · (1 − e^(−A/10)), A = Σ weight · 2^(−age in day
 def weight_of(event_type: str) -> float:
     """The weight of an event type, by the action at its end (``email.opened`` → ``opened``)."""
     return WEIGHTS.get(event_type.rsplit(".", 1)[-1], 0.0)
+
+
+def is_persons_doing(event_type: str) -> bool:
+    """True unless the event is a provider's report on a message (sent, delivered, bounced…) or
+    the system's own (a stage change, a merge): what moves a profile's ``last_seen_at``."""
+    return event_type not in SYSTEM_TYPES and event_type.rsplit(".", 1)[-1] not in OUTCOMES
 
 
 def is_message_engagement(event_type: str) -> bool:

@@ -134,6 +134,7 @@ def resolve(
     source: str,
     seen_at: dt.datetime,
     evidence: dict | None = None,
+    sighting: bool = True,
 ) -> Profile | None:
     """Return the profile these identifiers belong to, linking, merging and splitting as the rules say.
 
@@ -142,12 +143,13 @@ def resolve(
         source: where they were seen (``shopify``, ``pixel``, ``whatsapp``…).
         seen_at: when the signal happened (its event time, not arrival time).
         evidence: ``{"event_ref": ..., ...}`` naming the signal for reviewers.
+        sighting: False for a signal that is not the person's doing (see ``Signal``).
 
     Returns:
         The profile, or None when no usable identifier was given.
     """
     batch = _Batch(shop)
-    signal = batch.prepare(Signal(tuple(idents), source, seen_at, evidence))
+    signal = batch.prepare(Signal(tuple(idents), source, seen_at, evidence, sighting))
     batch.load(signal)
     profile = batch.resolve(signal)
     batch.finish()
@@ -161,12 +163,17 @@ class Signal:
     ``evidence`` names the signal for reviewers: a dict of source ids, or the name
     already made (``event_ref``'s answer), which is what an import holds for each of
     its items (a string, not a dict per order).
+
+    ``sighting`` is False for a provider's report on a message (delivered, bounced…):
+    it resolves and links as any signal, but the profile's first and last seen are the
+    person's own activity, so it moves neither (a profile it creates has none yet).
     """
 
     idents: tuple[Ident, ...]
     source: str
     seen_at: dt.datetime
     evidence: dict | str | None = None
+    sighting: bool = True
 
 
 def resolve_many(shop: Shop, signals: Sequence[Signal]) -> list[Profile | None]:
@@ -206,6 +213,7 @@ class _Prepared:
     source: str
     seen_at: dt.datetime
     event_ref: str | None
+    sighting: bool = True
 
     @property
     def keys(self) -> list[tuple[str, str]]:
@@ -238,7 +246,9 @@ class _Batch:
     def prepare(self, signal: Signal) -> _Prepared:
         """Drop junk and sort the signal's identifiers by trust (most trusted first)."""
         usable, raw = split_usable(self.shop, signal.idents, self.extra)
-        return _Prepared(usable, raw, signal.source, signal.seen_at, event_ref(signal.evidence))
+        return _Prepared(
+            usable, raw, signal.source, signal.seen_at, event_ref(signal.evidence), signal.sighting
+        )
 
     def load(self, *signals: _Prepared) -> None:
         """Read the signals' identifiers (with their profiles) and the seen links among them."""
@@ -277,7 +287,7 @@ class _Batch:
         seen_at, source = signal.seen_at, signal.source
         keys = signal.keys
         self._refresh(keys)
-        created, earlier = self._ensure(keys, source, seen_at)
+        created, earlier = self._ensure(keys, source, seen_at, signal.sighting)
         rows = [self.rows[k] for k in keys]
         if len(rows) > 1:
             self._name_rows(rows)
@@ -298,9 +308,9 @@ class _Batch:
                 self.graph.resync()
             self._refresh(keys)
         profile = self._profile(rows[0])
-        if profile.last_seen_at is None or profile.last_seen_at < seen_at:
+        if signal.sighting and (profile.last_seen_at is None or profile.last_seen_at < seen_at):
             self.stamps.set(profile, last_seen_at=seen_at)
-        if profile.first_seen_at is None or profile.first_seen_at > seen_at:
+        if signal.sighting and (profile.first_seen_at is None or profile.first_seen_at > seen_at):
             self.stamps.set(profile, first_seen_at=seen_at)
         self._keep_raw_phones(profile, signal.raw, source, seen_at)
         return profile
@@ -370,8 +380,13 @@ class _Batch:
         for chunk in _chunks(stale, 500):
             db.session.scalars(sa.select(IdentifierLink).where(id_in(IdentifierLink.id, chunk))).all()
 
-    def _ensure(self, keys: list[tuple[str, str]], source: str, seen_at: dt.datetime) -> tuple[bool, bool]:
+    def _ensure(
+        self, keys: list[tuple[str, str]], source: str, seen_at: dt.datetime, sighting: bool = True
+    ) -> tuple[bool, bool]:
         """Note the sighting on known identifiers; create missing ones on a provisional owner.
+
+        The identifiers' own first and last seen are the graph's (when each was named), so they
+        move for any signal; a new owner is seen at ``seen_at`` only if ``sighting``.
 
         Returns ``(created, earlier)``: whether any was missing, and whether the
         signal is earlier than an identifier's first sighting.
@@ -392,12 +407,12 @@ class _Batch:
             if known is not None:
                 owner = self._profile(known)
             else:
-                owner = self._new_profile(seen_at)
+                owner = self._new_profile(seen_at if sighting else None)
             for kind, value in missing:
                 self.rows[(kind, value)] = self._new_row(owner, kind, value, source, seen_at)
         return bool(missing), earlier
 
-    def _new_profile(self, seen_at: dt.datetime) -> Profile:
+    def _new_profile(self, seen_at: dt.datetime | None) -> Profile:
         profile_id = self.ids.next(Profile.__table__)
         owner = Profile(id=profile_id, shop_id=self.shop.id, first_seen_at=seen_at, last_seen_at=seen_at)
         if profile_id is not None:

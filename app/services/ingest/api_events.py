@@ -12,6 +12,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from app.analytics.engagement import is_persons_doing
 from app.extensions import db
 from app.models import Order, OrderLine, Shop, WebhookDelivery
 from app.models.base import utcnow
@@ -156,7 +157,14 @@ def apply_api_event(shop: Shop, body: dict, delivery: WebhookDelivery) -> None:
     check_event(body)
     at = parse_time(body["occurred_at"])
     found = idents(shop, [(IDENTIFIER_KEYS[k], v) for k, v in body["identifiers"].items()])
-    profile = resolve(shop, found, source=SOURCE, seen_at=at, evidence={"api_event": delivery.external_id})
+    profile = resolve(
+        shop,
+        found,
+        source=SOURCE,
+        seen_at=at,
+        evidence={"api_event": delivery.external_id},
+        sighting=is_persons_doing(body["type"]),
+    )
     if profile is not None and any(i.kind in ("email", "phone") for i in found):
         refresh_search_text(profile)
     etype = body["type"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from app.analytics.engagement import is_persons_doing
 from app.digits import whole_number
 from app.errors import DomainError
 from app.extensions import db
@@ -291,9 +292,13 @@ def record_event(
     event_id = db.session.scalar(insert.returning(Event.id))
     if event_id is None:
         return None
-    if profile is not None and (profile.last_seen_at is None or profile.last_seen_at < occurred_at):
+    if profile is not None and is_persons_doing(type) and _later(profile.last_seen_at, occurred_at):
         profile.last_seen_at = occurred_at
     return event_id
+
+
+def _later(seen: dt.datetime | None, at: dt.datetime) -> bool:
+    return seen is None or seen < at
 
 
 def dialect_insert():
@@ -452,7 +457,14 @@ def apply_planned(shop: Shop, planned: Planned) -> Profile | None:
     profile = message_profile(shop, *planned.message_refs) if planned.message_refs else None
     if profile is None and planned.signal is not None:
         sig = planned.signal
-        profile = resolve(shop, sig.idents, source=sig.source, seen_at=sig.seen_at, evidence=sig.evidence)
+        profile = resolve(
+            shop,
+            sig.idents,
+            source=sig.source,
+            seen_at=sig.seen_at,
+            evidence=sig.evidence,
+            sighting=sig.sighting,
+        )
     if planned.after is not None:
         planned.after(profile, None, None)
     if profile is not None and planned.contact:
@@ -521,7 +533,8 @@ def record_events(shop: Shop, rows: list[tuple[Profile | None, dict[str, Any]]])
     """``record_event`` for many events in one ``INSERT … ON CONFLICT DO NOTHING RETURNING``.
 
     Returns, for each ``(profile, record_event keyword arguments)``, whether it was new
-    (a replay, or a repeat earlier in ``rows``, is not); new events move ``last_seen_at``.
+    (a replay, or a repeat earlier in ``rows``, is not); new events of the person's doing move
+    ``last_seen_at`` (``is_persons_doing``).
     """
     if not rows:
         return []
@@ -555,6 +568,11 @@ def record_events(shop: Shop, rows: list[tuple[Profile | None, dict[str, Any]]])
         created.discard(key)  # a repeat later in the batch is not new
         out.append(new)
         at = event["occurred_at"]
-        if new and profile is not None and (profile.last_seen_at is None or profile.last_seen_at < at):
+        if (
+            new
+            and profile is not None
+            and is_persons_doing(event["type"])
+            and _later(profile.last_seen_at, at)
+        ):
             profile.last_seen_at = at
     return out

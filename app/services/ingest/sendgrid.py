@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.analytics.engagement import is_persons_doing
 from app.models import Shop, WebhookDelivery
 from app.services.consent import OPTED_OUT, record_consent
 from app.services.ingest.common import (
@@ -93,10 +94,13 @@ def plan_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | Non
     found = idents(shop, [("email", event["email"])])
     provider_id = str(event.get("sg_message_id") or "").split(".", 1)[0]
     props = {k: event.get(k) for k in ("url", "reason", "status", "c360_message_id", "sg_message_id")}
+    etype = f"email.{METRICS.get(kind, kind)}"
     return Planned(
-        signal=Signal(tuple(found), SOURCE, at, {"sendgrid_event": event["sg_event_id"]}),
+        signal=Signal(
+            tuple(found), SOURCE, at, {"sendgrid_event": event["sg_event_id"]}, is_persons_doing(etype)
+        ),
         event={
-            "type": f"email.{METRICS.get(kind, kind)}",
+            "type": etype,
             "channel": "email",
             "source": SOURCE,
             "external_id": event["sg_event_id"],

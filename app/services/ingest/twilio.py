@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from app.analytics.engagement import is_persons_doing
 from app.models import Shop, WebhookDelivery
 from app.services.consent import OPTED_IN, OPTED_OUT, record_consent
 from app.services.ingest.common import BadPayload, engage, idents, message_profile, record_event
@@ -54,7 +55,12 @@ def apply_twilio(shop: Shop, form: dict[str, str], delivery: WebhookDelivery) ->
     phone = form.get("To") if topic == "status" else form.get("From")
     found = idents(shop, [("phone", phone)])
     linked = message_profile(shop, sid) if topic == "status" else None
-    profile = linked or resolve(shop, found, source=SOURCE, seen_at=at, evidence={"twilio": sid})
+    # A status is Twilio's report on our message; an inbound message is the person writing.
+    status = form.get("MessageStatus") or ""
+    sighting = topic != "status" or is_persons_doing(f"sms.{METRICS.get(status, status)}")
+    profile = linked or resolve(
+        shop, found, source=SOURCE, seen_at=at, evidence={"twilio": sid}, sighting=sighting
+    )
     common = {
         "source": SOURCE,
         "external_id": external_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.analytics.engagement import is_persons_doing
 from app.models import Shop, WebhookDelivery
 from app.services.ingest.common import (
     BadPayload,
@@ -89,10 +90,11 @@ def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery
         )
         return
     found = idents(shop, [("phone", "+" + str(item["recipient_id"]).lstrip("+"))])
-    profile = message_profile(shop, item["id"]) or resolve(
-        shop, found, source=SOURCE, seen_at=at, evidence={"whatsapp": item["id"]}
-    )
     status = str(item["status"])
+    sighting = is_persons_doing(f"whatsapp.{METRICS.get(status, status)}")  # read: yes; delivered: no
+    profile = message_profile(shop, item["id"]) or resolve(
+        shop, found, source=SOURCE, seen_at=at, evidence={"whatsapp": item["id"]}, sighting=sighting
+    )
     props = {"status": status, "message_id": item["id"]}
     if status in METRICS:
         engage(
