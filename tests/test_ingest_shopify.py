@@ -242,3 +242,22 @@ def test_privacy_topics_wait_in_the_inbox_and_uninstall_is_recorded(client, isho
     db.session.expire_all()
     assert db.session.get(Shop, ishop.id).uninstalled_at is not None
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Event).where(SIGNALS)) == 0
+
+
+def test_a_merchants_edit_of_a_customer_in_shopify_is_not_the_customer_being_seen(client, drain, ishop):
+    # customers/update fires for every tag or note a merchant adds: the customer did nothing.
+    created = fixture("shopify/customers_create_2025_10.json")
+    send(client, drain, ishop, "customers/create", created, "wh-c1")
+    profile = profile_of(ishop, "shopify_customer", str(created["id"]))
+    seen = (profile.first_seen_at, profile.last_seen_at)
+    tagged = {**created, "tags": "vip", "updated_at": "2026-11-01T10:00:00Z"}
+    send(client, drain, ishop, "customers/update", tagged, "wh-c2")
+    send(client, drain, ishop, "customers/delete", {"id": created["id"]}, "wh-c3")
+    again = profile_of(ishop, "shopify_customer", str(created["id"]))
+    assert (again.first_seen_at, again.last_seen_at) == seen
+    assert (
+        db.session.scalar(
+            sa.select(sa.func.count()).select_from(Event).where(Event.type == "customer.updated")
+        )
+        == 1
+    )

@@ -59,7 +59,9 @@ OUTCOMES = frozenset(
         "canceled",
     }
 )
-SYSTEM_TYPES = frozenset({"lifecycle.changed", "profile.merged"})
+# Shopify saying its record of a customer changed (an admin's edit or tag, a deletion) is not the
+# customer either: customers/update fires for every tag a merchant adds.
+SYSTEM_TYPES = frozenset({"lifecycle.changed", "profile.merged", "customer.updated", "customer.deleted"})
 # Actions that count as engaging with a message (drive ``last_engaged_at``).
 MESSAGE_ACTIONS = ("opened", "clicked", "replied")
 FORMULA = "score = 100 · (1 − e^(−A/10)), A = Σ weight · 2^(−age in days / 30)"

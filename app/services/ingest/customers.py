@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.analytics.engagement import is_persons_doing
 from app.models import Profile, Shop, WebhookDelivery
 from app.models.base import utcnow
 from app.services.consent import OPTED_IN, OPTED_OUT, record_consent
@@ -132,7 +133,11 @@ def apply_customer(shop: Shop, payload: dict, delivery: WebhookDelivery | None, 
             ("phone", payload.get("phone")),
         ],
     )
-    profile = resolve(shop, found, source=SOURCE, seen_at=seen_at, evidence={"customer": str(payload["id"])})
+    etype = "customer." + topic.split("/", 1)[1].replace("create", "created").replace("update", "updated")
+    evidence = {"customer": str(payload["id"])}
+    profile = resolve(
+        shop, found, source=SOURCE, seen_at=seen_at, evidence=evidence, sighting=is_persons_doing(etype)
+    )
     if profile is not None:
         set_names(profile, payload.get("first_name"), payload.get("last_name"), authoritative=True)
         set_location(profile, payload.get("default_address"))
@@ -143,7 +148,7 @@ def apply_customer(shop: Shop, payload: dict, delivery: WebhookDelivery | None, 
     record_event(
         shop,
         profile,
-        type="customer." + topic.split("/", 1)[1].replace("create", "created").replace("update", "updated"),
+        type=etype,
         source=SOURCE,
         external_id=f"webhook:{delivery.external_id}" if delivery else f"customer:{payload['id']}:{seen_at}",
         occurred_at=seen_at,
@@ -159,7 +164,8 @@ def apply_customer_delete(shop: Shop, payload: dict, delivery: WebhookDelivery) 
     check_customer(payload)
     found = idents(shop, [("shopify_customer", payload.get("id"))])
     at = delivery.triggered_at or delivery.received_at
-    profile = resolve(shop, found, source=SOURCE, seen_at=at, evidence={"customer": str(payload["id"])})
+    evidence = {"customer": str(payload["id"])}
+    profile = resolve(shop, found, source=SOURCE, seen_at=at, evidence=evidence, sighting=False)
     record_event(
         shop,
         profile,
