@@ -160,6 +160,10 @@ def test_whatsapp_read_status_counts_as_opened(client, ishop, drain):
     assert (row.topic, row.external_id, row.status) == ("status", "wamid.HBgM2:read", "processed")
 
 
+def sg_event(email: str, kind: str, timestamp: int, sg_event_id: str) -> dict:
+    return {"email": email, "event": kind, "timestamp": timestamp, "sg_event_id": sg_event_id}
+
+
 def test_a_message_delivered_or_bounced_is_not_the_customer_being_seen(client, ishop, drain):
     # A newsletter delivered to someone who left long ago must not make them look active: their
     # last seen feeds the stage of non-buyers and every customer's churn-risk recency.
@@ -170,7 +174,7 @@ def test_a_message_delivered_or_bounced_is_not_the_customer_being_seen(client, i
     )
     db.session.commit()
     outcomes = [
-        {"email": "quiet@shopper.test", "event": kind, "timestamp": 1791100000 + n, "sg_event_id": f"sg-q{n}"}
+        sg_event("quiet@shopper.test", kind, 1791100000 + n, f"sg-q{n}")
         for n, kind in enumerate(["processed", "delivered", "deferred", "bounce", "dropped"])
     ]
     assert sendgrid_post(client, ishop.domain, outcomes).status_code == 200
@@ -185,12 +189,7 @@ def test_a_message_delivered_or_bounced_is_not_the_customer_being_seen(client, i
     profile = profile_of(ishop, "email", "quiet@shopper.test")
     assert counters(ishop, "email", "quiet@shopper.test", "email")["delivered"] == 1  # still counted
     assert (profile.first_seen_at, profile.last_seen_at) == (long_ago, long_ago)
-    opened = {
-        "email": "quiet@shopper.test",
-        "event": "open",
-        "timestamp": 1791200000,
-        "sg_event_id": "sg-q-open",
-    }
+    opened = sg_event("quiet@shopper.test", "open", 1791200000, "sg-q-open")
     assert sendgrid_post(client, ishop.domain, [opened]).status_code == 200
     drain()
     assert profile_of(ishop, "email", "quiet@shopper.test").last_seen_at == dt.datetime.fromtimestamp(
@@ -199,12 +198,7 @@ def test_a_message_delivered_or_bounced_is_not_the_customer_being_seen(client, i
 
 
 def test_a_delivery_to_an_address_nobody_holds_makes_a_profile_never_seen(client, ishop, drain):
-    delivered = {
-        "email": "new@shopper.test",
-        "event": "delivered",
-        "timestamp": 1791100000,
-        "sg_event_id": "sg-n",
-    }
+    delivered = sg_event("new@shopper.test", "delivered", 1791100000, "sg-n")
     assert sendgrid_post(client, ishop.domain, [delivered]).status_code == 200
     drain()
     profile = profile_of(ishop, "email", "new@shopper.test")
