@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pandas as pd
 import pytest
@@ -15,35 +16,53 @@ from app.services import recommendations, replenishment
 from tests.enrichment_helpers import add_order, add_profile
 from tests.helpers import make_shop
 
-DAY = pd.Timedelta(days=1)
-T = pd.Timestamp("2026-01-01", tz="UTC")
+DAY = dt.timedelta(days=1)
+T = dt.datetime(2026, 1, 1, 9, tzinfo=dt.UTC)
+LATER = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 
 
-def _purchases(*rows):
-    return pd.DataFrame(rows, columns=["profile_id", "product_id", "title", "placed_at"])
+def _intervals(*rows, domain: str = "beans.myshopify.com") -> pd.DataFrame:
+    """The intervals measured on a new shop whose orders are ``(customer, product, title, placed_at)``,
+    one line each."""
+    shop = make_shop(domain)
+    people: dict[int, Profile] = {}
+    for who, product, title, at in rows:
+        person = people.get(who) or people.setdefault(who, add_profile(shop.id, first_name=f"P{who}"))
+        _buy(person, product, at, title=title)
+    db.session.commit()
+    return product_intervals(shop.id, LATER)
 
 
-def test_a_products_interval_is_the_median_gap_between_one_customers_purchases():
-    frame = _purchases(
+def test_a_products_interval_is_the_median_gap_between_one_customers_purchases(db):
+    found = _intervals(
         (1, "beans", "Beans", T),
         (1, "beans", "Beans", T + 28 * DAY),
         (1, "beans", "Beans", T + 58 * DAY),
         (2, "beans", "Beans", T + 10 * DAY),
-        (2, "beans", "Coffee beans 1kg", T + 66 * DAY),  # the latest line's title names the product
+        (2, "beans", "Coffee beans 1kg", T + 66 * DAY),  # the newest line's title names the product
     )
-    row = product_intervals(frame).set_index("product_id").loc["beans"]
+    row = found.set_index("product_id").loc["beans"]
     # Gaps 28, 30 and 56 days: the median is 30.
     assert (row.median_days, row.gaps, row.buyers, row.title) == (30.0, 3, 2, "Coffee beans 1kg")
 
 
-def test_lines_of_one_product_on_one_day_are_one_purchase_not_a_repurchase():
-    frame = _purchases(
-        *[(p, "soap", "Soap", T + h * pd.Timedelta(hours=1)) for p in (1, 2) for h in range(3)],
+def test_an_even_number_of_gaps_has_the_mean_of_the_middle_two_as_median(db):
+    found = _intervals(
+        *[(1, "tea", "Tea", T + d * DAY) for d in (0, 10, 30)],
+        *[(2, "tea", "Tea", T + d * DAY) for d in (0, 7, 40)],
+    )
+    # Gaps 10, 20, 7 and 33: the middle two are 10 and 20.
+    assert found.set_index("product_id").loc["tea"].median_days == 15.0
+
+
+def test_lines_of_one_product_on_one_day_are_one_purchase_not_a_repurchase(db):
+    found = _intervals(
+        *[(p, "soap", "Soap", T + h * dt.timedelta(hours=1)) for p in (1, 2) for h in range(3)],
         (1, "soap", "Soap", T + 10 * DAY),
         (2, "soap", "Soap", T + 12 * DAY),
         (2, "soap", "Soap", T + 24 * DAY),
     )
-    row = product_intervals(frame).set_index("product_id").loc["soap"]
+    row = found.set_index("product_id").loc["soap"]
     assert (row.median_days, row.gaps) == (12.0, 3)
 
 
@@ -61,12 +80,52 @@ def test_lines_of_one_product_on_one_day_are_one_purchase_not_a_repurchase():
         + [(p, "shirt", "Shirt", T) for p in range(3, 22)],
     ],
 )
-def test_a_product_without_enough_repurchases_has_no_interval(rows):
-    assert product_intervals(_purchases(*rows)).empty
+def test_a_product_without_enough_repurchases_has_no_interval(db, rows):
+    assert _intervals(*rows).empty
 
 
-def test_no_purchases_give_no_intervals():
-    assert product_intervals(_purchases()).empty
+def test_no_purchases_give_no_intervals(db):
+    assert _intervals().empty
+
+
+def _reference(rows) -> dict[str, tuple]:
+    """The module's rules written plainly over the rows (what the SQL must answer)."""
+    days: dict[tuple, set] = {}
+    for who, product, _title, at in rows:
+        days.setdefault((product, who), set()).add((at - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).days)
+    out = {}
+    for product in {p for p, _ in days}:
+        gaps, buyers, everyone = [], set(), set()
+        for (p, who), seen in days.items():
+            if p == product:
+                everyone.add(who)
+                ordered = sorted(seen)
+                mine = [b - a for a, b in itertools.pairwise(ordered)]
+                gaps += mine
+                buyers.update([who] if mine else [])
+        if len(gaps) >= 3 and len(buyers) >= 2 and len(buyers) >= 0.2 * len(everyone):
+            out[product] = (float(pd.Series(gaps).median()), len(gaps), len(buyers))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_database_measures_what_the_rules_say_on_random_histories(db, seed):
+    import random
+
+    rng = random.Random(seed)
+    rows = [
+        (rng.randrange(12), rng.choice("abcd"), "x", T + dt.timedelta(hours=rng.randrange(24 * 120)))
+        for _ in range(rng.randrange(20, 80))
+    ]
+    found = _intervals(*rows)
+    measured = {r.product_id: (r.median_days, r.gaps, r.buyers) for r in found.itertuples()}
+    assert measured == _reference(rows)
+
+
+def test_another_shops_orders_are_not_measured(db):
+    regular = [(p, "beans", "Beans", T + n * 30 * DAY) for p in (1, 2) for n in range(3)]
+    _intervals(*regular, domain="other.myshopify.com")
+    assert _intervals((1, "beans", "Beans", T)).empty
 
 
 # --------------------------------------------------------------------------- the database

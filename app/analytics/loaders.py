@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from app.analytics.engagement import HALF_LIFE_DAYS, is_message_engagement, weight_of
 from app.extensions import db
-from app.models import Event, Order, OrderLine, Profile
+from app.models import Event, Order, Profile
 from app.tenancy import scoped
 
 SECONDS_PER_DAY = 86400.0
@@ -51,12 +51,8 @@ def _to_float(column):
     return sa.cast(column, sa.Float)
 
 
-def _read(stmt, columns: list[str], index: str, text: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Run ``stmt`` into a DataFrame; on PostgreSQL through ``COPY … TO STDOUT`` (no Python row objects).
-
-    ``text`` names columns read as written: CSV would make the product id "0123" the number
-    123, and the title "NA" a missing value.
-    """
+def _read(stmt, columns: list[str], index: str) -> pd.DataFrame:
+    """Run ``stmt`` into a DataFrame; on PostgreSQL through ``COPY … TO STDOUT`` (no Python row objects)."""
     if db.engine.dialect.name != "postgresql":
         return _frame(db.session.execute(stmt).all(), columns, index)
     compiled = stmt.compile(dialect=db.engine.dialect, compile_kwargs={"render_postcompile": True})
@@ -68,8 +64,7 @@ def _read(stmt, columns: list[str], index: str, text: tuple[str, ...] = ()) -> p
     buffer.seek(0)
     if not buffer.getbuffer().nbytes:
         return _frame([], columns, index)
-    options = {"dtype": dict.fromkeys(text, str), "keep_default_na": False, "na_values": [""]} if text else {}
-    return _frame(pd.read_csv(buffer, header=None, names=columns, **options), columns, index)
+    return _frame(pd.read_csv(buffer, header=None, names=columns), columns, index)
 
 
 def _frame(rows, columns: list[str], index: str) -> pd.DataFrame:
@@ -113,29 +108,6 @@ def load_order_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
         .group_by(Order.profile_id)
     )
     return _read(stmt, list(cols), "profile_id")
-
-
-def load_purchases(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
-    """One row per line of a product in a live order placed by ``as_of``: who bought it, and when."""
-    dialect = db.engine.dialect.name
-    cols = {
-        "line_id": OrderLine.id,
-        "profile_id": Order.profile_id,
-        "product_id": OrderLine.product_id,
-        "title": OrderLine.title,
-        "placed_at": epoch(Order.placed_at, dialect),
-    }
-    stmt = (
-        scoped(Order, shop_id, *cols.values())
-        .join(OrderLine, OrderLine.order_id == Order.id)
-        .where(
-            Order.profile_id.is_not(None),
-            Order.cancelled_at.is_(None),
-            Order.placed_at <= as_of,
-            OrderLine.product_id.is_not(None),
-        )
-    )
-    return _read(stmt, list(cols), "line_id", text=("product_id", "title"))
 
 
 # A loose index scan: each step is one probe of ix_events_shop_type_time, not a scan of every event.

@@ -22,7 +22,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.analytics import loaders
 from app.analytics.replenishment import product_intervals
 from app.extensions import db
 from app.models import Order, OrderLine, ProductInterval, Profile, Shop
@@ -38,7 +37,7 @@ REMIND_WITHIN = dt.timedelta(days=7)
 def store_intervals(shop_id: int, as_of: dt.datetime) -> int:
     """Measure every product's interval from the shop's orders placed by ``as_of`` and replace
     the shop's rows with them; returns how many products have one."""
-    intervals = product_intervals(loaders.load_purchases(shop_id, as_of))
+    intervals = product_intervals(shop_id, as_of)
     db.session.execute(sa.delete(ProductInterval).where(ProductInterval.shop_id == shop_id))
     now = utcnow()
     rows = [
