@@ -105,6 +105,71 @@ def test_a_failing_chunk_counts_its_attempts_then_fails_for_good_while_the_other
     assert set(_log(db, "half")) == set(ids[2:])
     later = dt.datetime.now(dt.UTC) + campaign_sends.STALE_AFTER + dt.timedelta(seconds=1)
     assert campaign_sends.requeue_stale(later) == 0  # failed for good is not retried by itself
+    # Once the cause is fixed, the merchant retries the failed chunk: its customers get the send.
+    monkeypatch.setattr(messaging_bulk, "send_chunk", real)
+    assert campaign_sends.retry_failed(shop.model, send.id) == 1
+    drain()
+    progress = campaign_sends.progress(shop.model, send.id)
+    assert (progress.done, progress.failed_chunks, progress.result.sent) == (2, 0, 4)
+    assert set(_log(db, "half")) == set(ids)
+    assert campaign_sends.retry_failed(shop.model, send.id) == 0
+
+
+def _sms_audience(db, shop, n: int) -> list[int]:
+    profiles = [make_profile(shop.id, f"t{i}@shopper.test", f"+4479111234{i:02d}") for i in range(n)]
+    db.session.commit()
+    return [p.id for p in profiles]
+
+
+@pytest.mark.parametrize(
+    ("delay_hours", "status", "reason"), [(0, "sent", None), (11, "blocked", "quiet_hours")]
+)
+def test_a_chunk_that_runs_late_is_judged_when_its_messages_go_out(
+    db, shop, drain, monkeypatch, delay_hours, status, reason
+):
+    # An SMS campaign made at noon (London) whose chunk's job was lost in an outage and only runs
+    # eleven hours later, at 23:00: its texts would go out in quiet hours, so the gate judges 23:00.
+    ids = _sms_audience(db, shop, 2)
+    with monkeypatch.context() as lost:
+        lost.setattr(campaign_sends.jobs, "enqueue", lambda *a, **kw: None)
+        send = campaign_sends.start_send(shop.model, ids, "sms", campaign_id="late", now=NOON)
+    send.created_at -= dt.timedelta(hours=delay_hours)  # made that long before its chunk runs
+    db.session.commit()
+    campaign_sends.requeue_stale(dt.datetime.now(dt.UTC) + campaign_sends.STALE_AFTER * 2)
+    drain()
+    assert _log(db, "late") == dict.fromkeys(ids, (status, reason))
+    stamped = db.session.scalars(sa.select(Message.created_at).where(Message.campaign_id == "late")).all()
+    assert all(abs(t - (NOON + dt.timedelta(hours=delay_hours))) < dt.timedelta(minutes=1) for t in stamped)
+
+
+def test_retrying_another_shops_send_is_not_found(db, shop, other_shop):
+    ids = _audience(db, shop, 1)
+    send = campaign_sends.start_send(shop.model, ids, "email", campaign_id="mine", now=NOON)
+    with pytest.raises(NotFound):
+        campaign_sends.retry_failed(other_shop.model, send.id)
+
+
+def test_the_console_and_the_cli_retry_a_sends_failed_chunks(
+    db, shop, client, auth, runner, drain, monkeypatch
+):
+    ids = _audience(db, shop, 2)
+    monkeypatch.setattr(campaign_sends.jobs, "enqueue", lambda *a, **kw: None)
+    send = campaign_sends.start_send(shop.model, ids, "email", campaign_id="retry", now=NOON)
+    db.session.execute(
+        sa.update(CampaignChunk).values(status="failed", attempts=5, last_error="RuntimeError")
+    )
+    db.session.commit()
+    auth.login_as(shop)
+    page = client.get("/messages/").get_data(as_text=True)
+    assert "1 chunk(s) failed" in page and "Retry failed chunks" in page
+    assert client.post(f"/messages/sends/{send.id}/retry").status_code == 302
+    chunk = db.session.scalar(sa.select(CampaignChunk))
+    db.session.refresh(chunk)
+    assert (chunk.status, chunk.attempts, chunk.last_error) == ("pending", 0, None)
+    chunk.status = "failed"
+    db.session.commit()
+    result = runner.invoke(args=["messages", "retry-chunks", "--shop", shop.domain, str(send.id)])
+    assert result.exit_code == 0 and "queued 1 failed chunk(s) of send" in result.output
 
 
 def test_a_send_checks_its_request_before_recording_anything(db, shop):

@@ -19,6 +19,8 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import (
+    CampaignChunk,
+    CampaignSend,
     ConsentRecord,
     Event,
     JobRun,
@@ -88,7 +90,14 @@ def _seed_shop_b() -> dict[str, object]:
     consent = ConsentRecord(
         shop_id=b.id, profile_id=p1.id, channel="email", status="opted_in", source="api", captured_at=now
     )
-    db.session.add_all([order, candidate, merge, job, delivery, event, message, consent])
+    send = CampaignSend(shop_id=b.id, channel="email", source="campaign", send_at=now, audience=1)
+    db.session.add_all([order, candidate, merge, job, delivery, event, message, consent, send])
+    db.session.flush()
+    db.session.add(
+        CampaignChunk(
+            shop_id=b.id, send_id=send.id, position=0, profile_ids=[p1.id], status="failed", attempts=5
+        )
+    )
     db.session.commit()
     return {
         "shop": b,
@@ -102,6 +111,7 @@ def _seed_shop_b() -> dict[str, object]:
         "event_id": event.id,
         "message_id": message.id,
         "consent_id": consent.id,
+        "send_id": send.id,
         "shop_id": b.id,
         "shop_domain": b.domain,
         "segment_id": 1,

@@ -12,8 +12,17 @@ transaction as its messages: a job run twice (RQ after a crash, or the sweeper
 while the first job still runs) finds the chunk done and writes nothing, and a
 chunk whose job Redis lost is queued again by the sweeper. A chunk that fails
 ``MAX_ATTEMPTS`` times is marked failed with its error; the rest of the send
-goes on. Every message of a send carries the send's moment, whenever its
-chunk runs. Embedded mode (no Redis) runs the chunks in this process, in order.
+goes on, and ``retry_failed`` (the Messages screen, ``c360 messages retry-chunks``)
+gives the failed chunks fresh attempts once the cause is fixed.
+
+Every message of a send carries the send's moment, whenever its chunk runs, so
+one send is judged as one moment (its day for the caps, its hour for quiet
+hours). Unless the chunk runs late: more than ``LATE_AFTER`` after the send
+was made (its job was lost in an outage and the sweeper queued it again, or
+a failed chunk was retried), it is judged and stamped at the send's moment
+plus its delay. Its messages go out now, so the gate must judge now: an SMS
+campaign made at 14:00 whose chunk runs at 23:00 waits for quiet hours to end.
+Embedded mode (no Redis) runs the chunks in this process, in order.
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ MAX_ATTEMPTS = 5
 # A pending chunk older than this has lost its job (or its job is still running: a second
 # run then waits for the first to commit and finds the chunk done).
 STALE_AFTER = dt.timedelta(minutes=2)
+# A chunk running this long after its send was made is judged when it runs (see the module).
+LATE_AFTER = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -153,7 +164,7 @@ def run_chunk(chunk_id: int, config: Mapping[str, Any] | None = None) -> BulkRes
             send.channel,
             source=send.source,
             campaign_id=send.campaign_id,
-            now=send.send_at,
+            now=send.send_at + lateness(send.created_at),
             config=config,
         )
         # send_chunk leaves out whoever was merged away since the audience was chosen.
@@ -169,6 +180,37 @@ def run_chunk(chunk_id: int, config: Mapping[str, Any] | None = None) -> BulkRes
         raise
     messaging_bulk.deliver_committed(bulk, ids, result)
     return result
+
+
+def lateness(made_at: dt.datetime, now: dt.datetime | None = None) -> dt.timedelta:
+    """How late a chunk of a send made at ``made_at`` runs now: zero within ``LATE_AFTER``."""
+    late = (now or utcnow()) - made_at
+    return late if late > LATE_AFTER else dt.timedelta(0)
+
+
+def retry_failed(shop: Shop, send_id: int) -> int:
+    """Give the send's failed chunks fresh attempts and queue them; returns how many.
+
+    Raises:
+        NotFound: no such send in this shop.
+    """
+    send = get_scoped_or_raise(CampaignSend, shop.id, send_id, "campaign send")
+    c = CampaignChunk
+    failed = db.session.execute(
+        sa.select(c.id, c.created_at).where(c.shop_id == shop.id, c.send_id == send.id, c.status == "failed")
+    ).all()
+    if failed:
+        db.session.execute(
+            sa.update(c)
+            .where(c.id.in_([chunk_id for chunk_id, _ in failed]), c.status == "failed")
+            .values(status="pending", attempts=0, last_error=None)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
+    stamp = int(utcnow().timestamp())
+    for chunk_id, created_at in failed:
+        _enqueue(chunk_id, created_at, f"retry-{stamp}")
+    return len(failed)
 
 
 def _record_failure(chunk_id: int, exc: Exception) -> None:

@@ -52,6 +52,18 @@ def campaign_status_command(domain, send_id):
         _echo_progress(campaign_sends.progress(shop, send_id))
 
 
+@bp.cli.command("retry-chunks")
+@click.option("--shop", "domain", required=True, help="the shop's myshopify domain")
+@click.argument("send_id", type=int)
+def retry_chunks_command(domain, send_id):
+    """Send a campaign's failed chunks again (once the cause is fixed), judged as of now."""
+    shop = shop_by_domain(domain)
+    with domain_errors():
+        queued = campaign_sends.retry_failed(shop, send_id)
+        click.echo(f"queued {queued} failed chunk(s) of send {send_id} again")
+        _echo_progress(campaign_sends.progress(shop, send_id))
+
+
 def _echo_progress(progress: campaign_sends.SendProgress) -> None:
     result = progress.result
     state = "finished" if progress.finished else "in progress"

@@ -5,6 +5,7 @@ from flask_login import current_user
 
 from app.blueprints.messages import bp
 from app.blueprints.messages.forms import FILTERS, filter_choices
+from app.errors import NotFound
 from app.extensions import db
 from app.forms import EmptyForm
 from app.htmx import HTMX_STOP_POLLING, is_partial_request, render_page
@@ -60,3 +61,28 @@ def unsubscribe(profile_id: int):
     db.session.commit()
     flash("Customer unsubscribed from every channel.", "ok")
     return redirect(url_for("customers.show", profile_id=profile.id))
+
+
+@bp.post("/sends/<int:send_id>/retry")
+@shop_required("staff")
+def retry_send(send_id: int):
+    """Give a campaign send's failed chunks fresh attempts (once the cause is fixed)."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    try:
+        queued = campaign_sends.retry_failed(g.shop, send_id)
+    except NotFound:
+        abort(404)
+    record(
+        g.shop.id,
+        f"user:{current_user.id}",
+        "campaign_chunks_retried",
+        "campaign_send",
+        send_id,
+        {"chunks": queued},
+    )
+    db.session.commit()
+    flash(
+        f"{queued} failed chunk(s) of send #{send_id} queued again." if queued else "Nothing to retry.", "ok"
+    )
+    return redirect(url_for("messages.index"))
