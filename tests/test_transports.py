@@ -254,3 +254,61 @@ def test_a_send_no_provider_took_in_a_day_is_failed_and_stops_counting(app, db, 
     stale = db.session.get(Message, message.id)
     assert (stale.status, stale.reason, stale.provider_message_id) == ("failed", "provider_unreachable", None)
     assert messaging_section(shop.model, profile, later)["messaging"]["last_7d_count"] == 0
+
+
+def _judged_then_held(db, shop, provider, source: str):
+    """An SMS allowed at noon (London) and written to the outbox, not yet handed over; with the config."""
+    config = {
+        "C360_TWILIO_ACCOUNT_SID": "AC1",
+        "C360_TWILIO_API_TOKEN": "tok",
+        "C360_TWILIO_FROM": "+1500",
+        "C360_TWILIO_BASE_URL": provider,
+    }
+    profile = make_profile(shop.id)
+    kw = {"journey_id": "welcome"} if source == "journey" else {"campaign_id": "flash"}
+    message = send_message(shop.model, profile.id, "sms", source, now=NOON, **kw)
+    assert message.status == "sent"
+    return message, profile, config
+
+
+def test_a_customer_who_texted_stop_after_the_verdict_is_not_messaged(db, shop, provider):
+    from app.services.consent import record_consent
+    from app.services.messaging import deliver_message
+
+    message, profile, config = _judged_then_held(db, shop, provider, "campaign")
+    record_consent(profile, "sms", "opted_out", source="keyword", captured_at=NOON)
+    db.session.commit()
+    assert deliver_message(message.id, config) is None
+    assert FakeProvider.requests == []
+    assert (message.status, message.reason, message.sent_at) == ("blocked", "no_consent:sms", None)
+
+
+@pytest.mark.parametrize(("source", "status"), [("campaign", "blocked"), ("journey", "waiting")])
+def test_a_hand_over_made_late_into_quiet_hours_is_held_back_as_a_block_of_its_source(
+    db, shop, provider, source, status
+):
+    from app.models import OutboxItem
+    from app.services.messaging import deliver_message
+
+    message, _profile, config = _judged_then_held(db, shop, provider, source)
+    eleven_pm = NOON + dt.timedelta(hours=11)  # 23:00 in London: quiet hours
+    item = db.session.get(OutboxItem, (shop.id, message.id))
+    item.created_at = eleven_pm - dt.timedelta(hours=11)  # the provider was down since noon
+    db.session.commit()
+    assert deliver_message(message.id, config, now=eleven_pm) is None
+    assert FakeProvider.requests == []
+    assert (message.status, message.reason) == (status, "quiet_hours")
+    if status == "waiting":  # the journey's retry comes when quiet hours end (09:00)
+        assert message.retry_at == NOON + dt.timedelta(hours=21)
+
+
+def test_a_hand_over_on_time_keeps_its_verdict(db, shop, provider):
+    from app.models import OutboxItem
+    from app.services.messaging import deliver_message
+
+    message, _profile, config = _judged_then_held(db, shop, provider, "campaign")
+    eleven_pm = NOON + dt.timedelta(hours=11)
+    item = db.session.get(OutboxItem, (shop.id, message.id))
+    item.created_at = eleven_pm - dt.timedelta(minutes=1)
+    db.session.commit()
+    assert deliver_message(message.id, config, now=eleven_pm) == "SM123"

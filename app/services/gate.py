@@ -264,6 +264,18 @@ def decide(policy: GatePolicy, facts: ProfileFacts, channel: str, now: dt.dateti
     )
 
 
+def at_hand_over(
+    policy: GatePolicy, facts: ProfileFacts, channel: str, now: dt.datetime, *, late: bool
+) -> GateDecision:
+    """The checks a send already allowed (and counted) must still pass when it leaves for the provider.
+
+    Consent always: a STOP or an unsubscribe that came in since the verdict wins. Quiet hours
+    too when the hand-over is ``late`` (a provider outage, a lost job): the message goes out
+    now, not when it was judged. Caps and fatigue are not asked again: the send counts already.
+    """
+    return _consent(facts, channel) or (_quiet(policy, facts, channel, now) if late else None) or ALLOWED
+
+
 def next_allowed(
     policy: GatePolicy, facts: ProfileFacts, channel: str, now: dt.datetime, until: dt.datetime
 ) -> dt.datetime | None:

@@ -36,12 +36,15 @@ from app.models import Identifier, Message, OutboxItem, Profile, Shop
 from app.models.base import utcnow
 from app.models.messaging import MESSAGE_SOURCES
 from app.services import gate, gate_facts
+from app.services.identifiers import live_profile
 from app.services.profile_lock import lock_live, lock_profiles
 from app.services.transports import provider_for
 
 TIME_SENSITIVE_WINDOW = dt.timedelta(hours=24)
 # How long a provider-bound send may wait for its delivery job before the sweeper queues it again.
 DELIVERY_GRACE = dt.timedelta(minutes=2)
+# A hand-over this long after the send was written asks the gate about quiet hours again.
+LATE_HANDOVER = dt.timedelta(minutes=5)
 # After a day a send is stale: the sweeper marks it failed (provider_unreachable) instead of offering it.
 DELIVERY_GIVE_UP = dt.timedelta(days=1)
 RECIPIENT_KIND = {"email": "email", "sms": "phone", "whatsapp": "phone", "push": "web_client"}
@@ -313,8 +316,14 @@ def retry_due(now: dt.datetime | None = None, shop_id: int | None = None) -> int
     return done
 
 
-def deliver_message(message_id: int, config: Mapping[str, Any]) -> str | None:
+def deliver_message(message_id: int, config: Mapping[str, Any], now: dt.datetime | None = None) -> str | None:
     """Hand a sent message's outbox item to the channel's provider; store its id.
+
+    Before it leaves, the gate is asked once more (``gate.at_hand_over``): a customer
+    who texted STOP or unsubscribed since the verdict is not messaged, and a hand-over
+    more than ``LATE_HANDOVER`` after the send was written (a provider outage, a lost
+    job) is not made in quiet hours. Such a send is handled as a block of its source
+    (a campaign's is dropped, a journey's waits), and no longer counts.
 
     A provider that refuses the message for good (a 4xx) marks it ``failed``
     with the reason, so it no longer counts against the caps; a retryable
@@ -331,6 +340,8 @@ def deliver_message(message_id: int, config: Mapping[str, Any]) -> str | None:
     item = db.session.get(OutboxItem, (message.shop_id, message.id))
     if transport is None or item is None:
         return None
+    if _held_back(message, item, now or utcnow()):
+        return None
     try:
         provider_id = transport.send(Outbound(message.id, message.channel, item.recipient, item.payload))
     except TransportError as exc:
@@ -342,6 +353,30 @@ def deliver_message(message_id: int, config: Mapping[str, Any]) -> str | None:
     message.provider_message_id = provider_id
     db.session.commit()
     return provider_id
+
+
+def _held_back(message: Message, item: OutboxItem, now: dt.datetime) -> bool:
+    """Ask the gate again before a hand-over; when it says no, record the block and commit."""
+    shop = db.session.get(Shop, message.shop_id)
+    profile = live_profile(db.session.get(Profile, message.profile_id))
+    policy = gate_facts.load_policy(shop)
+    facts = gate_facts.load_facts(shop, [profile.id], now, channels=[message.channel], policy=policy)[
+        profile.id
+    ]
+    late = now - item.created_at > LATE_HANDOVER
+    decision = gate.at_hand_over(policy, facts, message.channel, now, late=late)
+    if decision.allowed:
+        return False
+    status, retry_at = _blocked(message.source, decision, policy, facts, message.channel, now, None)
+    message.status, message.reason, message.retry_at, message.sent_at = (
+        status,
+        decision.reason,
+        retry_at,
+        None,
+    )
+    db.session.commit()
+    _after_commit(message, "outbox")  # a journey's message waits for its retry
+    return True
 
 
 def messaging_section(shop: Shop, profile: Profile, now: dt.datetime | None = None) -> dict[str, Any]:

@@ -116,6 +116,8 @@ def _write_stmt() -> sa.Select:
     names = ("channel", "source", "campaign_id", "kind", "fallback", "transport")
     text = {n: sa.bindparam(n, type_=sa.Text()) for n in names}
     shop_id, now = sa.bindparam("shop_id", type_=sa.BigInteger()), sa.bindparam("now", type_=UTCDateTime())
+    # The outbox item's own time is when it was written (a late hand-over is measured from it).
+    written = sa.bindparam("written", type_=UTCDateTime())
     props = sa.cast(sa.bindparam("props", type_=sa.Text()), postgresql.JSONB)
     d = (
         sa.func.unnest(
@@ -204,7 +206,9 @@ def _write_stmt() -> sa.Select:
         sa.insert(out)
         .from_select(
             ["shop_id", "message_id", "channel", "transport", "recipient", "payload", "created_at"],
-            sa.select(shop_id, sent.c.id, text["channel"], text["transport"], sent.c.recipient, props, now),
+            sa.select(
+                shop_id, sent.c.id, text["channel"], text["transport"], sent.c.recipient, props, written
+            ),
         )
         .cte("o")
     )
@@ -225,6 +229,7 @@ def _write_postgresql(send: BulkSend, rows: list[tuple]) -> set[int]:
         "source": send.source,
         "campaign_id": send.campaign_id,
         "now": send.now,
+        "written": utcnow(),
         "kind": RECIPIENT_KIND[send.channel],
         "fallback": "profile:" if send.channel == "push" else None,
         "no_address": send.no_address,
@@ -289,7 +294,7 @@ def _write_rows(send: BulkSend, rows: list[tuple]) -> set[int]:
                 "transport": send.transport,
                 "recipient": recipients[pid],
                 "payload": props,
-                "created_at": now,
+                "created_at": utcnow(),
             }
             for mid, pid in sent
         ],
