@@ -98,3 +98,12 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
             env, "C360_INGEST_RETRY_BASE_SECONDS", "30", float
         ),
     }
+
+
+def provider_settings() -> dict:
+    """The messaging providers' settings (Twilio, SendGrid, WhatsApp) for the running app: the
+    environment, overridden by the app's config. Every path that sends reads them here, so a send
+    made by the API, a worker's job or the sweeper is bound for the same provider."""
+    from flask import current_app
+
+    return {**os.environ, **current_app.config}

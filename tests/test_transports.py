@@ -312,3 +312,36 @@ def test_a_hand_over_on_time_keeps_its_verdict(db, shop, provider):
     item.created_at = eleven_pm - dt.timedelta(minutes=1)
     db.session.commit()
     assert deliver_message(message.id, config, now=eleven_pm) == "SM123"
+
+
+@pytest.mark.parametrize("retried_by", ["scheduled job", "sweeper"])
+def test_a_journey_message_that_waited_for_quiet_hours_goes_to_the_provider_when_retried(
+    app, db, shop, provider, drain, monkeypatch, retried_by
+):
+    from app.services import messaging
+    from workers import ingest as ingest_jobs
+    from workers import messaging as messaging_jobs
+
+    config = twilio_in_config(app, provider, monkeypatch)
+    profile = make_profile(shop.id)
+    eleven_pm = NOON + dt.timedelta(hours=11)
+    waiting = send_message(
+        shop.model, profile.id, "sms", "journey", journey_id="welcome", now=eleven_pm, config=config
+    )
+    assert (waiting.status, waiting.reason) == ("waiting", "quiet_hours")
+    morning = waiting.retry_at
+    monkeypatch.setattr(messaging, "utcnow", lambda: morning)
+    if retried_by == "scheduled job":
+        messaging_jobs.retry_message(waiting.id)
+    else:
+        monkeypatch.setattr(ingest_jobs, "sweep_deliveries", lambda: 0)
+        ingest_jobs.sweep_once()
+    drain()
+    db.session.expire_all()
+    sent = db.session.execute(
+        sa.select(Message.status, Message.provider_message_id).where(
+            Message.journey_id == "welcome", Message.id != waiting.id
+        )
+    ).all()
+    assert sent == [("sent", "SM123")]
+    assert len(FakeProvider.requests) == 1

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
+from app.config import provider_settings
 from app.extensions import db
 from app.jobs import enqueue, enqueue_once, get_queue, safe_job_id
 from app.logging import get_logger
@@ -443,7 +444,7 @@ def sweep_once() -> int:
     from app.services.messaging import sweep_messages
 
     count = sweep_deliveries()
-    sweep_messages()
+    sweep_messages(provider_settings())
     if current_app.config.get("C360_DAILY_ENRICHMENT", True):
         enrich_due()
     planner_stats.refresh_stale()

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-from flask import current_app
-
+from app.config import provider_settings
 from app.logging import get_logger
 from app.services import messaging
 from app.services.transports import TransportError
@@ -15,7 +12,7 @@ log = get_logger("workers.messaging")
 
 def retry_message(message_id: int) -> int | None:
     """Make the next attempt of a waiting journey/time-sensitive message."""
-    attempt = messaging.retry_message(message_id)
+    attempt = messaging.retry_message(message_id, config=provider_settings())
     return attempt.id if attempt else None
 
 
@@ -23,7 +20,7 @@ def send_campaign_chunk(chunk_id: int) -> int | None:
     """Gate and write one chunk of a campaign send; return how many were sent (None: already done)."""
     from app.services import campaign_sends
 
-    result = campaign_sends.run_chunk(chunk_id, {**os.environ, **current_app.config})
+    result = campaign_sends.run_chunk(chunk_id, provider_settings())
     return result.sent if result is not None else None
 
 
@@ -38,9 +35,8 @@ def deliver_messages(message_ids: list[int]) -> int:
 
 def deliver_message(message_id: int) -> str | None:
     """Hand a sent message to the channel's provider; a retryable failure re-raises for RQ."""
-    config = {**os.environ, **current_app.config}
     try:
-        return messaging.deliver_message(message_id, config)
+        return messaging.deliver_message(message_id, provider_settings())
     except TransportError as exc:
         log.warning("delivery of message %s failed, will retry: %s", message_id, exc)
         raise

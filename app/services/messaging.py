@@ -279,8 +279,14 @@ def _superseded(message: Message) -> bool:
     return db.session.scalar(newer.limit(1)) is not None
 
 
-def retry_message(message_id: int, now: dt.datetime | None = None) -> Message | None:
-    """Make the next attempt of a waiting message (idempotent: a superseded one is skipped)."""
+def retry_message(
+    message_id: int, now: dt.datetime | None = None, config: Mapping[str, Any] | None = None
+) -> Message | None:
+    """Make the next attempt of a waiting message (idempotent: a superseded one is skipped).
+
+    ``config`` is the provider settings, as for ``send_message``: without them the attempt
+    is bound for the outbox alone, and a provider would never get it.
+    """
     waiting = db.session.get(Message, message_id)
     if waiting is None or waiting.status != "waiting":
         return None
@@ -301,18 +307,22 @@ def retry_message(message_id: int, now: dt.datetime | None = None) -> Message | 
         journey_id=waiting.journey_id,
         now=now,
         deadline=now,  # a time-sensitive retry sends now or records the miss
+        config=config,
     )
 
 
-def retry_due(now: dt.datetime | None = None, shop_id: int | None = None) -> int:
-    """The sweeper: retry every waiting message whose time has come; return how many."""
+def retry_due(
+    now: dt.datetime | None = None, shop_id: int | None = None, config: Mapping[str, Any] | None = None
+) -> int:
+    """The sweeper: retry every waiting message whose time has come (with the provider settings
+    ``config``); return how many."""
     now = now or utcnow()
     stmt = sa.select(Message.id).where(Message.status == "waiting", Message.retry_at <= now)
     if shop_id is not None:
         stmt = stmt.where(Message.shop_id == shop_id)
     done = 0
     for message_id in list(db.session.scalars(stmt.order_by(Message.id))):
-        done += retry_message(message_id, now) is not None
+        done += retry_message(message_id, now, config) is not None
     return done
 
 
@@ -418,13 +428,18 @@ def message_log(shop_id: int, **filters: str | None) -> sa.Select:
     return stmt.order_by(Message.created_at.desc(), Message.id.desc())
 
 
-def sweep_messages() -> dict[str, int]:
+def sweep_messages(config: Mapping[str, Any] | None = None) -> dict[str, int]:
     """The messages' part of the minute sweep (``workers.ingest.sweep_once``), with its counts.
 
     Waiting journey and time-sensitive messages whose time has come are retried,
     provider hand-overs that never happened and campaign chunks left pending are
-    queued again. ``c360 messages retry-due`` runs it on demand.
+    queued again. ``c360 messages retry-due`` runs it on demand. ``config``: the provider
+    settings the retried messages are bound by (``app.config.provider_settings``).
     """
     from app.services import campaign_sends
 
-    return {"retried": retry_due(), "handed_over": deliver_due(), "chunks": campaign_sends.requeue_stale()}
+    return {
+        "retried": retry_due(config=config),
+        "handed_over": deliver_due(),
+        "chunks": campaign_sends.requeue_stale(),
+    }

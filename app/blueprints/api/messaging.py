@@ -1,18 +1,12 @@
 """API: consent (``POST /consents``, ``POST /unsubscribe``), the gate and sends."""
 
-import os
-
-from flask import current_app, g, jsonify
+from flask import g, jsonify
 
 from app.blueprints.api import bp, json_body
+from app.config import provider_settings
 from app.extensions import db
 from app.models.base import utcnow
 from app.services import gate, messaging, messaging_api
-
-
-def provider_config() -> dict:
-    """Provider settings from the environment, overridden by app config."""
-    return {**os.environ, **current_app.config}
 
 
 @bp.post("/consents")
@@ -43,7 +37,7 @@ def gate_check():
 def post_message():
     """Gate and send one message; the check and the reservation are atomic."""
     args = messaging_api.message_request(g.api_shop, json_body())
-    message = messaging.send_message(g.api_shop, **args, config=provider_config())
+    message = messaging.send_message(g.api_shop, **args, config=provider_settings())
     return jsonify(
         {
             "id": message.id,

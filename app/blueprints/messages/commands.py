@@ -4,6 +4,7 @@ import click
 
 from app.blueprints.messages import bp
 from app.cli_support import domain_errors, shop_by_domain
+from app.config import provider_settings
 from app.services import campaign_sends
 from app.services.messaging import sweep_messages
 
@@ -11,7 +12,7 @@ from app.services.messaging import sweep_messages
 @bp.cli.command("retry-due")
 def retry_due_command():
     """Retry every waiting message whose time has come, and re-queue lost provider hand-overs."""
-    done = sweep_messages()
+    done = sweep_messages(provider_settings())
     click.echo(f"retried {done['retried']} waiting message(s)")
     click.echo(f"queued {done['handed_over']} provider hand-over(s) that never happened")
     click.echo(f"queued {done['chunks']} campaign chunk(s) left pending")
