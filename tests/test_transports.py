@@ -119,14 +119,19 @@ def test_unreachable_provider_is_a_retryable_error():
     assert caught.value.retryable
 
 
-def twilio_in_config(app, provider: str, monkeypatch) -> dict[str, str]:
-    """Twilio pointed at the fake provider, in the app's config (where delivery jobs read it)."""
-    config = {
+def twilio_config(provider: str) -> dict[str, str]:
+    """Twilio's settings, pointed at the fake provider."""
+    return {
         "C360_TWILIO_ACCOUNT_SID": "AC1",
         "C360_TWILIO_API_TOKEN": "tok",
         "C360_TWILIO_FROM": "+15005550006",
         "C360_TWILIO_BASE_URL": provider,
     }
+
+
+def twilio_in_config(app, provider: str, monkeypatch) -> dict[str, str]:
+    """Twilio pointed at the fake provider, in the app's config (where delivery jobs read it)."""
+    config = twilio_config(provider)
     for key, value in config.items():
         monkeypatch.setitem(app.config, key, value)
     return config
@@ -155,12 +160,7 @@ def test_a_message_the_provider_refuses_is_failed_and_frees_its_slot(app, db, sh
     from app.services.messaging import deliver_message
 
     FakeProvider.fail_with = 400
-    config = {
-        "C360_TWILIO_ACCOUNT_SID": "AC1",
-        "C360_TWILIO_API_TOKEN": "tok",
-        "C360_TWILIO_FROM": "+1500",
-        "C360_TWILIO_BASE_URL": provider,
-    }
+    config = twilio_config(provider)
     profile = make_profile(shop.id)
     message = send_message(shop.model, profile.id, "sms", "manual", now=NOON)
     assert deliver_message(message.id, config) is None
@@ -258,12 +258,7 @@ def test_a_send_no_provider_took_in_a_day_is_failed_and_stops_counting(app, db, 
 
 def _judged_then_held(db, shop, provider, source: str):
     """An SMS allowed at noon (London) and written to the outbox, not yet handed over; with the config."""
-    config = {
-        "C360_TWILIO_ACCOUNT_SID": "AC1",
-        "C360_TWILIO_API_TOKEN": "tok",
-        "C360_TWILIO_FROM": "+1500",
-        "C360_TWILIO_BASE_URL": provider,
-    }
+    config = twilio_config(provider)
     profile = make_profile(shop.id)
     kw = {"journey_id": "welcome"} if source == "journey" else {"campaign_id": "flash"}
     message = send_message(shop.model, profile.id, "sms", source, now=NOON, **kw)
