@@ -5,7 +5,7 @@ the same transaction as the gate's reservation — the default transport,
 and a transactional outbox: a crash can never send without a log row or
 log a send that was never handed over. When a provider is configured for
 the channel, a job hands the outbox item to its adapter after commit
-(``workers.messaging.deliver_outbox_item``), which speaks the provider's
+(``workers.messaging.deliver_message``), which speaks the provider's
 real send API over HTTP and stores the provider's message id.
 
 Configuration (environment or app config, read by ``provider_for``):
