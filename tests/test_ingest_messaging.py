@@ -221,6 +221,9 @@ def test_a_delivery_to_an_address_nobody_holds_makes_a_profile_never_seen(client
         ("push.dismissed", True),
         ("support.ticket_opened", True),
         ("order.placed", True),
+        ("order.refunded", False),
+        ("order.cancelled", False),
+        ("customer.updated", False),
     ],
 )
 def test_only_what_the_person_did_is_a_sighting_of_them(event_type, persons):

@@ -261,3 +261,25 @@ def test_a_merchants_edit_of_a_customer_in_shopify_is_not_the_customer_being_see
         )
         == 1
     )
+
+
+def test_only_the_purchase_is_the_buyer_being_seen_not_its_fulfilment_refund_or_cancellation(
+    client, drain, ishop
+):
+    # A fulfilment (orders/updated), a refund and a cancellation are the merchant's doing, often
+    # weeks after the purchase: the buyer's last seen stays at the purchase.
+    created = fixture("shopify/orders_create_web.json")
+    send(client, drain, ishop, "orders/create", created, "wh-o1")
+    bought = profile_of(ishop, "email", "sarah.j.home@gmail.com").last_seen_at
+    fulfilled = {**created, "updated_at": "2026-10-08T09:00:00+01:00", "fulfillment_status": "fulfilled"}
+    send(client, drain, ishop, "orders/updated", fulfilled, "wh-o2")
+    send(client, drain, ishop, "refunds/create", "refunds_create", "wh-o3")
+    cancelled = {
+        **created,
+        "updated_at": "2026-10-20T09:00:00+01:00",
+        "cancelled_at": "2026-10-20T09:00:00+01:00",
+    }
+    send(client, drain, ishop, "orders/cancelled", cancelled, "wh-o4")
+    profile = profile_of(ishop, "email", "sarah.j.home@gmail.com")
+    assert profile.last_seen_at == bought
+    assert order(ishop, "5001").cancelled_at is not None  # the changes themselves were applied

@@ -59,9 +59,19 @@ OUTCOMES = frozenset(
         "canceled",
     }
 )
-# Shopify saying its record of a customer changed (an admin's edit or tag, a deletion) is not the
-# customer either: customers/update fires for every tag a merchant adds.
-SYSTEM_TYPES = frozenset({"lifecycle.changed", "profile.merged", "customer.updated", "customer.deleted"})
+# Events of someone else's doing: the system's (a stage change, a merge), and the merchant's as
+# Shopify reports them (customers/update fires for every tag a merchant adds; a cancellation or a
+# refund is made in the admin, often weeks after the purchase).
+OTHERS_DOING = frozenset(
+    {
+        "lifecycle.changed",
+        "profile.merged",
+        "customer.updated",
+        "customer.deleted",
+        "order.cancelled",
+        "order.refunded",
+    }
+)
 # Actions that count as engaging with a message (drive ``last_engaged_at``).
 MESSAGE_ACTIONS = ("opened", "clicked", "replied")
 FORMULA = "score = 100 · (1 − e^(−A/10)), A = Σ weight · 2^(−age in days / 30)"
@@ -73,9 +83,10 @@ def weight_of(event_type: str) -> float:
 
 
 def is_persons_doing(event_type: str) -> bool:
-    """True unless the event is a provider's report on a message (sent, delivered, bounced…) or
-    the system's own (a stage change, a merge): what moves a profile's ``last_seen_at``."""
-    return event_type not in SYSTEM_TYPES and event_type.rsplit(".", 1)[-1] not in OUTCOMES
+    """True unless the event is a provider's report on a message (sent, delivered, bounced…), the
+    system's own (a stage change, a merge) or the merchant's (``OTHERS_DOING``): what moves a
+    profile's ``last_seen_at``."""
+    return event_type not in OTHERS_DOING and event_type.rsplit(".", 1)[-1] not in OUTCOMES
 
 
 def is_message_engagement(event_type: str) -> bool:

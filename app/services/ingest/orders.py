@@ -174,13 +174,18 @@ def buyer_signal(shop: Shop, payload: dict, delivery: WebhookDelivery | None) ->
         first(payload.get("created_at"), payload.get("processed_at")), "created_at"
     )
     evidence = {"order": str(payload.get("id")), "delivery": delivery.external_id if delivery else None}
-    return Signal(tuple(found), SOURCE, seen_at, evidence), found
+    # Only the purchase is the buyer's doing: orders/updated, /paid and /cancelled come of a
+    # fulfilment, a capture or the merchant's edit, days later, and do not move their last seen.
+    sighting = delivery is None or delivery.topic == "orders/create"
+    return Signal(tuple(found), SOURCE, seen_at, evidence, sighting), found
 
 
 def _buyer(shop: Shop, payload: dict, delivery: WebhookDelivery | None) -> tuple[Profile | None, list]:
     """Resolve the buyer from the identifiers the order carries, and refresh what it tells of them."""
     signal, found = buyer_signal(shop, payload, delivery)
-    profile = resolve(shop, found, source=SOURCE, seen_at=signal.seen_at, evidence=signal.evidence)
+    profile = resolve(
+        shop, found, source=SOURCE, seen_at=signal.seen_at, evidence=signal.evidence, sighting=signal.sighting
+    )
     if profile is not None:
         update_buyer(shop, profile, payload, delivery)
         refresh_search_text(profile)
