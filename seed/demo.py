@@ -74,6 +74,10 @@ PRODUCTS = [
     ("12", "121", "TB-L", "Tote bag", "35.00"),
     ("15", "151", "JK-M", "Waxed jacket", "189.00"),
 ]
+# Socks wear out and are bought again; a customer buys each of the rest once. So the demo's
+# replenishment reminders are for socks, as a real shop's would be.
+CONSUMABLE = PRODUCTS[1]
+DURABLES = [p for p in PRODUCTS if p is not CONSUMABLE]
 CHANNELS = [("web", "online", None), ("web", "online", None), ("pos", "pos", "3001"), ("pos", "pos", "3002")]
 REFERRERS = [("instagram", None), (None, "https://www.google.com/"), ("newsletter", None), (None, None)]
 
@@ -128,9 +132,11 @@ def _customer(shop, rng: random.Random, index: int, now: dt.datetime) -> None:
                 last_seen_at=seen,
             )
         )
+    bought: set[str] = set()
     for n in range(rng.choice([0, 0, 1, 1, 2, 3, 5, 8])):
         span = (now - seen).total_seconds()
-        _order(shop, rng, profile, email, seen + dt.timedelta(seconds=rng.uniform(0, span)), f"{index}{n}")
+        placed = seen + dt.timedelta(seconds=rng.uniform(0, span))
+        _order(shop, rng, profile, email, placed, f"{index}{n}", bought)
     recompute_order_counters(profile)
     _consents(profile, rng, seen)
 
@@ -153,10 +159,15 @@ def _consents(profile, rng: random.Random, seen: dt.datetime) -> None:
         unsubscribe_all(profile, source="email_link", captured_at=left)
 
 
-def _order(shop, rng, profile, email, placed, suffix) -> None:
+def _order(shop, rng, profile, email, placed, suffix, bought: set[str]) -> None:
+    """One order: socks more often than not, and up to two things the customer has not bought yet."""
     source_name, channel, location = rng.choice(CHANNELS)
     utm, referrer = rng.choice(REFERRERS) if channel == "online" else (None, None)
-    lines = [rng.choice(PRODUCTS) for _ in range(rng.randint(1, 3))]
+    new = [p for p in DURABLES if p[0] not in bought]
+    lines = rng.sample(new, min(len(new), rng.randint(0, 2)))
+    if rng.random() < 0.6 or not lines:
+        lines.append(CONSUMABLE)
+    bought.update(p[0] for p in lines)
     total = sum(Decimal(p[4]) for p in lines)
     order = Order(
         shop_id=shop.id,
