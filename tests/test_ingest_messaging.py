@@ -12,7 +12,7 @@ from app.extensions import db
 from app.models import ConsentRecord, Event, WebhookDelivery
 from app.services.consent import channel_states, record_consent
 from app.services.identifiers import Ident
-from app.services.ingest.twilio import keyword
+from app.services.ingest.keywords import keyword
 from app.services.resolution import resolve
 from tests.ingest_support import (
     fixture,
@@ -228,3 +228,39 @@ def test_a_delivery_to_an_address_nobody_holds_makes_a_profile_never_seen(client
 )
 def test_only_what_the_person_did_is_a_sighting_of_them(event_type, persons):
     assert is_persons_doing(event_type) is persons
+
+
+def _whatsapp_text(body: str, message_id: str, timestamp: int) -> dict:
+    inbound = fixture("whatsapp/inbound_text.json")
+    message = inbound["entry"][0]["changes"][0]["value"]["messages"][0]
+    message.update({"from": PHONE[1:], "id": message_id, "text": {"body": body}, "timestamp": str(timestamp)})
+    return inbound
+
+
+def test_whatsapp_stop_revokes_whatsapp_consent_and_start_restores_it(client, ishop, drain):
+    profile = known_customer(client, ishop, drain)
+    record_consent(profile, "whatsapp", "opted_in", source="checkout", captured_at=profile.first_seen_at)
+    db.session.commit()
+    assert (
+        whatsapp_post(client, ishop.domain, _whatsapp_text(" stop ", "wamid.S1", 1792000000)).status_code
+        == 200
+    )
+    drain()
+    assert channel_states(profile_of(ishop, "phone", PHONE))["whatsapp"] == "opted_out"
+    assert (
+        whatsapp_post(client, ishop.domain, _whatsapp_text("START", "wamid.S2", 1792000100)).status_code
+        == 200
+    )
+    drain()
+    assert channel_states(profile_of(ishop, "phone", PHONE))["whatsapp"] == "opted_in"
+    # Other text is a reply, and SMS consent is the SMS keywords' business.
+    assert (
+        whatsapp_post(
+            client, ishop.domain, _whatsapp_text("stop sending socks?", "wamid.S3", 1792000200)
+        ).status_code
+        == 200
+    )
+    drain()
+    states = channel_states(profile_of(ishop, "phone", PHONE))
+    assert (states["whatsapp"], states["sms"]) == ("opted_in", None)
+    assert counters(ishop, "phone", PHONE, "whatsapp")["replied"] == 1

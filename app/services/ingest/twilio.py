@@ -6,22 +6,15 @@ import re
 
 from app.analytics.engagement import is_persons_doing
 from app.models import Shop, WebhookDelivery
-from app.services.consent import OPTED_IN, OPTED_OUT, record_consent
+from app.services.consent import record_consent
 from app.services.ingest.common import BadPayload, engage, idents, message_profile, record_event
+from app.services.ingest.keywords import consent_status, keyword
 from app.services.resolution import resolve
 
 SOURCE = "twilio"
-STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
-START_WORDS = frozenset({"START", "UNSTOP"})
 # Twilio MessageStatus -> engagement metric; "sent" is counted by the sender itself.
 METRICS = {"delivered": "delivered", "undelivered": "bounced", "failed": "bounced", "read": "opened"}
 STATUS = re.compile(r"^[a-z_-]{1,40}$")  # queued, sent, delivered, undelivered, failed, read…
-
-
-def keyword(body: str | None) -> str | None:
-    """``STOP``/``START``… when the whole message is one keyword (any case, spaces ignored)."""
-    word = (body or "").strip().upper()
-    return word if word in STOP_WORDS | START_WORDS else None
 
 
 def parse_form(form: dict[str, str]) -> tuple[str, str]:
@@ -89,11 +82,10 @@ def apply_twilio(shop: Shop, form: dict[str, str], delivery: WebhookDelivery) ->
         **common,
     )
     if stored is not None and profile is not None:
-        status = OPTED_OUT if word in STOP_WORDS else OPTED_IN
         record_consent(
             profile,
             "sms",
-            status,
+            consent_status(word),
             source="keyword",
             captured_at=at,
             explicit=True,

@@ -1,4 +1,4 @@
-"""WhatsApp Cloud API: inbound messages (replies from ``+<wa_id>``) and delivery statuses."""
+"""WhatsApp Cloud API: inbound messages (replies from ``+<wa_id>``, or STOP/START) and delivery statuses."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from app.analytics.engagement import is_persons_doing
 from app.models import Shop, WebhookDelivery
+from app.services.consent import record_consent
 from app.services.ingest.common import (
     BadPayload,
     CheckedBatch,
@@ -19,6 +20,7 @@ from app.services.ingest.common import (
     parse_time,
     record_event,
 )
+from app.services.ingest.keywords import consent_status, keyword
 from app.services.resolution import resolve
 
 SOURCE = "whatsapp"
@@ -79,6 +81,11 @@ def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery
     if topic == "message":
         found = idents(shop, [("phone", "+" + str(item["from"]).lstrip("+"))])
         profile = resolve(shop, found, source=SOURCE, seen_at=at, evidence={"whatsapp": item["id"]})
+        text = as_dict(item.get("text")).get("body") if item.get("type") == "text" else None
+        word = keyword(text if isinstance(text, str) else None)
+        if word is not None:  # STOP or START, as on SMS: the customer's word on this channel
+            _keyword(shop, profile, found, word, item, common)
+            return
         engage(
             shop,
             profile,
@@ -109,4 +116,28 @@ def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery
             found=found,
             properties=props,
             **common,
+        )
+
+
+def _keyword(shop: Shop, profile, found, word: str, item: dict, common: dict) -> None:
+    """Record the keyword and change WhatsApp consent (once per message id)."""
+    stored = record_event(
+        shop,
+        profile,
+        type="whatsapp.keyword",
+        channel="whatsapp",
+        found=found,
+        properties={"keyword": word, "message_id": item["id"]},
+        **common,
+    )
+    if stored is not None and profile is not None:
+        record_consent(
+            profile,
+            "whatsapp",
+            consent_status(word),
+            source="keyword",
+            captured_at=common["occurred_at"],
+            explicit=True,
+            identifier=found[0].value if found else None,
+            external_ref=str(item["id"])[:255],
         )
