@@ -7,7 +7,11 @@ Anything else is a reply.
 
 from __future__ import annotations
 
-from app.services.consent import OPTED_IN, OPTED_OUT
+from typing import Any
+
+from app.models import Profile, Shop
+from app.services.consent import OPTED_IN, OPTED_OUT, record_consent
+from app.services.ingest.common import record_event
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 START_WORDS = frozenset({"START", "UNSTOP"})
@@ -22,3 +26,40 @@ def keyword(body: str | None) -> str | None:
 def consent_status(word: str) -> str:
     """The consent a keyword asks for: opted out for STOP and its synonyms, else opted in."""
     return OPTED_OUT if word in STOP_WORDS else OPTED_IN
+
+
+def apply_keyword(
+    shop: Shop,
+    profile: Profile | None,
+    channel: str,
+    word: str,
+    reference: dict[str, str],
+    common: dict[str, Any],
+) -> None:
+    """Put the keyword on the timeline and change ``channel``'s consent, once per message.
+
+    Args:
+        reference: the provider's name for the message (``{"message_sid": "SM…"}``), kept on the
+            event and, as the consent record's external reference, making a replay add nothing.
+        common: ``record_event``'s source, external id, time, identifiers (``found``) and delivery.
+    """
+    stored = record_event(
+        shop,
+        profile,
+        type=f"{channel}.keyword",
+        channel=channel,
+        properties={"keyword": word, **reference},
+        **common,
+    )
+    if stored is not None and profile is not None:
+        found = common.get("found") or ()
+        record_consent(
+            profile,
+            channel,
+            consent_status(word),
+            source="keyword",
+            captured_at=common["occurred_at"],
+            explicit=True,
+            identifier=found[0].value if found else None,
+            external_ref=next(iter(reference.values()))[:255],
+        )

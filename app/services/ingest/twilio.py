@@ -6,9 +6,8 @@ import re
 
 from app.analytics.engagement import is_persons_doing
 from app.models import Shop, WebhookDelivery
-from app.services.consent import record_consent
 from app.services.ingest.common import BadPayload, engage, idents, message_profile, record_event
-from app.services.ingest.keywords import consent_status, keyword
+from app.services.ingest.keywords import apply_keyword, keyword
 from app.services.resolution import resolve
 
 SOURCE = "twilio"
@@ -73,22 +72,4 @@ def apply_twilio(shop: Shop, form: dict[str, str], delivery: WebhookDelivery) ->
     if word is None:
         engage(shop, profile, channel="sms", metric="replied", properties={"message_sid": sid}, **common)
         return
-    stored = record_event(
-        shop,
-        profile,
-        type="sms.keyword",
-        channel="sms",
-        properties={"keyword": word, "message_sid": sid},
-        **common,
-    )
-    if stored is not None and profile is not None:
-        record_consent(
-            profile,
-            "sms",
-            consent_status(word),
-            source="keyword",
-            captured_at=at,
-            explicit=True,
-            identifier=found[0].value if found else None,
-            external_ref=sid,
-        )
+    apply_keyword(shop, profile, "sms", word, {"message_sid": sid}, common)

@@ -6,7 +6,6 @@ from typing import Any
 
 from app.analytics.engagement import is_persons_doing
 from app.models import Shop, WebhookDelivery
-from app.services.consent import record_consent
 from app.services.ingest.common import (
     BadPayload,
     CheckedBatch,
@@ -20,7 +19,7 @@ from app.services.ingest.common import (
     parse_time,
     record_event,
 )
-from app.services.ingest.keywords import consent_status, keyword
+from app.services.ingest.keywords import apply_keyword, keyword
 from app.services.resolution import resolve
 
 SOURCE = "whatsapp"
@@ -84,7 +83,9 @@ def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery
         text = as_dict(item.get("text")).get("body") if item.get("type") == "text" else None
         word = keyword(text if isinstance(text, str) else None)
         if word is not None:  # STOP or START, as on SMS: the customer's word on this channel
-            _keyword(shop, profile, found, word, item, common)
+            apply_keyword(
+                shop, profile, "whatsapp", word, {"message_id": str(item["id"])}, {**common, "found": found}
+            )
             return
         engage(
             shop,
@@ -116,28 +117,4 @@ def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery
             found=found,
             properties=props,
             **common,
-        )
-
-
-def _keyword(shop: Shop, profile, found, word: str, item: dict, common: dict) -> None:
-    """Record the keyword and change WhatsApp consent (once per message id)."""
-    stored = record_event(
-        shop,
-        profile,
-        type="whatsapp.keyword",
-        channel="whatsapp",
-        found=found,
-        properties={"keyword": word, "message_id": item["id"]},
-        **common,
-    )
-    if stored is not None and profile is not None:
-        record_consent(
-            profile,
-            "whatsapp",
-            consent_status(word),
-            source="keyword",
-            captured_at=common["occurred_at"],
-            explicit=True,
-            identifier=found[0].value if found else None,
-            external_ref=str(item["id"])[:255],
         )
