@@ -264,3 +264,58 @@ def test_whatsapp_stop_revokes_whatsapp_consent_and_start_restores_it(client, is
     states = channel_states(profile_of(ishop, "phone", PHONE))
     assert (states["whatsapp"], states["sms"]) == ("opted_in", None)
     assert counters(ishop, "phone", PHONE, "whatsapp")["replied"] == 1
+
+
+NOON_TODAY = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+
+
+def _sent(shop, profile, channel: str, provider_id: str):
+    """A message we sent to ``profile`` at noon today, handed to its provider under ``provider_id``."""
+    from app.services.messaging import send_message
+
+    record_consent(profile, channel, "opted_in", source="checkout", captured_at=profile.first_seen_at)
+    message = send_message(shop.model, profile.id, channel, "manual", now=NOON_TODAY)
+    message.provider_message_id = provider_id
+    db.session.commit()
+    assert message.status == "sent"
+    return message
+
+
+def test_a_message_the_provider_could_not_deliver_is_failed_in_the_log_and_stops_counting(
+    client, ishop, drain
+):
+    from app.models import Message
+    from app.services.messaging import messaging_section
+
+    profile = known_customer(client, ishop, drain)
+    mail = _sent(ishop, profile, "email", "sg-m-9")
+    text = _sent(ishop, profile, "sms", "SM-undelivered")
+    chat = _sent(ishop, profile, "whatsapp", "wamid.F1")
+    assert messaging_section(ishop.model, profile, NOON_TODAY)["messaging"]["today_count"] == 3
+    bounce = sg_event("sarah.j.home@gmail.com", "bounce", int(dt.datetime.now(dt.UTC).timestamp()), "sg-b1")
+    bounce["c360_message_id"] = f"m-{mail.id}"
+    assert sendgrid_post(client, ishop.domain, [bounce]).status_code == 200
+    form = (
+        sms_form("", "SM-undelivered")
+        .replace(b"Body=&", b"")
+        .replace(b"NumMedia=0", b"MessageStatus=undelivered")
+    )
+    assert twilio_post(client, ishop.domain, form).status_code == 200
+    wa = fixture("whatsapp/status_read.json")
+    wa["entry"][0]["changes"][0]["value"]["statuses"][0].update(
+        id="wamid.F1",
+        status="failed",
+        recipient_id=PHONE[1:],
+        timestamp=str(int(dt.datetime.now(dt.UTC).timestamp())),
+    )
+    assert whatsapp_post(client, ishop.domain, wa).status_code == 200
+    drain()
+    db.session.expire_all()
+    failed = {m.id: (m.status, m.reason) for m in db.session.scalars(sa.select(Message))}
+    assert failed == {
+        mail.id: ("failed", "provider_bounce"),
+        text.id: ("failed", "provider_undelivered"),
+        chat.id: ("failed", "provider_failed"),
+    }
+    again = profile_of(ishop, "phone", PHONE)
+    assert messaging_section(ishop.model, again, NOON_TODAY)["messaging"]["today_count"] == 0

@@ -445,6 +445,29 @@ def message_keys(ref: Any) -> tuple[str | None, int | None]:
     return text[:255], int(found.group(1)) if found else None
 
 
+def mark_undelivered(shop: Shop, message_refs: tuple, reason: str) -> None:
+    """A provider says one of our sent messages never arrived (a bounce, a drop, ``undelivered``):
+    its log row becomes ``failed`` with ``reason``, so the Messages screen tells the truth and it
+    no longer counts towards the customer's caps and fatigue. A replay changes nothing more."""
+    from app.models import Message
+
+    keys = [message_keys(ref) for ref in message_refs]
+    texts = [text for text, _ in keys if text is not None]
+    ids = [message_id for _, message_id in keys if message_id is not None]
+    if not texts:
+        return
+    db.session.execute(
+        sa.update(Message)
+        .where(
+            Message.shop_id == shop.id,
+            Message.status == "sent",
+            sa.or_(Message.provider_message_id.in_(texts), Message.id.in_(ids)),
+        )
+        .values(status="failed", reason=reason[:80], sent_at=None)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
 def message_profile(shop: Shop, *message_refs: Any) -> Profile | None:
     """The profile a message we sent went to, from its id or the provider's message id."""
     return message_profiles(shop, [message_refs])[0]

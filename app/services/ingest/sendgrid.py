@@ -18,6 +18,7 @@ from app.services.ingest.common import (
     apply_planned,
     check_each,
     idents,
+    mark_undelivered,
     message_profile,
     not_after,
     parse_time,
@@ -50,6 +51,8 @@ METRICS = {
     "dropped": "bounced",
 }
 OPT_OUTS = frozenset({"spamreport", "unsubscribe", "group_unsubscribe"})
+# The mail never reached the inbox: our log's message becomes failed (``mark_undelivered``).
+UNDELIVERED = frozenset({"bounce", "dropped"})
 MAX_BATCH = 1000
 
 
@@ -111,7 +114,15 @@ def plan_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | Non
         },
         metric=("email", METRICS[kind]) if kind in METRICS else None,
         message_refs=(event.get("c360_message_id"), provider_id),
+        after=_undelivered(shop, (event.get("c360_message_id"), provider_id), kind),
     )
+
+
+def _undelivered(shop: Shop, refs: tuple, kind: str):
+    """For a bounce or a drop, the step that fails the message it reports on; None otherwise."""
+    if kind not in UNDELIVERED:
+        return None
+    return lambda *_: mark_undelivered(shop, refs, f"provider_{kind}")
 
 
 def is_opt_out(event: dict) -> bool:

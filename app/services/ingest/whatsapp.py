@@ -14,6 +14,7 @@ from app.services.ingest.common import (
     check_each,
     engage,
     idents,
+    mark_undelivered,
     message_profile,
     not_after,
     parse_time,
@@ -104,6 +105,8 @@ def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery
         shop, found, source=SOURCE, seen_at=at, evidence={"whatsapp": item["id"]}, sighting=sighting
     )
     props = {"status": status, "message_id": item["id"]}
+    if status == "failed":  # never reached the phone: our log's message becomes failed
+        mark_undelivered(shop, (str(item["id"]),), "provider_failed")
     if status in METRICS:
         engage(
             shop, profile, channel="whatsapp", metric=METRICS[status], found=found, properties=props, **common
