@@ -340,3 +340,20 @@ def test_a_journey_message_that_waited_for_quiet_hours_goes_to_the_provider_when
     ).all()
     assert sent == [("sent", "SM123")]
     assert len(FakeProvider.requests) == 1
+
+
+def test_an_sms_names_our_status_webhook_when_the_public_address_is_known(db, shop, provider):
+    from app.services.messaging import deliver_message
+
+    profile = make_profile(shop.id)
+    message = send_message(shop.model, profile.id, "sms", "manual", now=NOON)
+    config = {**twilio_config(provider), "C360_PUBLIC_URL": "https://c360.example.net/"}
+    assert deliver_message(message.id, config) == "SM123"
+    form = urllib.parse.parse_qs(FakeProvider.requests[0]["body"])
+    assert form["StatusCallback"] == ["https://c360.example.net/webhooks/twilio/alpha.myshopify.com"]
+    # Without it, no callback is named (statuses then come only if set in Twilio's console).
+    other = send_message(
+        shop.model, make_profile(shop.id, "b@shopper.test", "+447911123457").id, "sms", "manual", now=NOON
+    )
+    assert deliver_message(other.id, twilio_config(provider)) == "SM123"
+    assert "StatusCallback" not in urllib.parse.parse_qs(FakeProvider.requests[1]["body"])

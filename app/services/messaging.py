@@ -353,7 +353,9 @@ def deliver_message(message_id: int, config: Mapping[str, Any], now: dt.datetime
     if _held_back(message, item, now or utcnow()):
         return None
     try:
-        provider_id = transport.send(Outbound(message.id, message.channel, item.recipient, item.payload))
+        status_url = _status_url(config, transport.name, message.shop_id)
+        outbound = Outbound(message.id, message.channel, item.recipient, item.payload, status_url)
+        provider_id = transport.send(outbound)
     except TransportError as exc:
         if exc.retryable:
             raise
@@ -363,6 +365,12 @@ def deliver_message(message_id: int, config: Mapping[str, Any], now: dt.datetime
     message.provider_message_id = provider_id
     db.session.commit()
     return provider_id
+
+
+def _status_url(config: Mapping[str, Any], provider: str, shop_id: int) -> str | None:
+    """Our webhook for a provider's delivery statuses of a shop's sends, if the public address is set."""
+    base = str(config.get("C360_PUBLIC_URL") or "").rstrip("/")
+    return f"{base}/webhooks/{provider}/{db.session.get(Shop, shop_id).domain}" if base else None
 
 
 def _held_back(message: Message, item: OutboxItem, now: dt.datetime) -> bool:

@@ -13,6 +13,7 @@ Configuration (environment or app config, read by ``provider_for``):
 * email: ``C360_SENDGRID_API_KEY``, ``C360_SENDGRID_FROM``, ``C360_SENDGRID_BASE_URL``
 * sms: ``C360_TWILIO_ACCOUNT_SID``, ``C360_TWILIO_API_TOKEN``, ``C360_TWILIO_FROM``, ``C360_TWILIO_BASE_URL``
 * whatsapp: ``C360_WHATSAPP_TOKEN``, ``C360_WHATSAPP_PHONE_NUMBER_ID``, ``C360_WHATSAPP_BASE_URL``
+* ``C360_PUBLIC_URL``: the app's public address, from which each send names its status webhook
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class Outbound:
     channel: str
     recipient: str
     payload: Mapping[str, Any] = field(default_factory=dict)
+    # Our webhook for this message's delivery statuses, when the app's public address is known
+    # (``C360_PUBLIC_URL``): Twilio reports per message to the URL a send names.
+    status_url: str | None = None
 
 
 class TransportError(Exception):

@@ -29,11 +29,18 @@ class TwilioTransport:
         _, _, body = post(
             f"{self.base_url.rstrip('/')}/2010-04-01/Accounts/{self.account_sid}/Messages.json",
             headers={"Authorization": f"Basic {credentials}"},
-            form={"To": message.recipient, "From": self.sender, "Body": message.payload.get("text") or ""},
+            form=_form(self.sender, message),
         )
         if not isinstance(body, dict) or "sid" not in body:
             raise TransportError("Twilio answered without a message sid", retryable=False)
         return body["sid"]
+
+
+def _form(sender: str, message: Outbound) -> dict[str, str]:
+    form = {"To": message.recipient, "From": sender, "Body": message.payload.get("text") or ""}
+    if message.status_url:  # delivered, undelivered, failed… come back to our webhook
+        form["StatusCallback"] = message.status_url
+    return form
 
 
 def from_config(config: Mapping[str, Any]) -> TwilioTransport | None:
