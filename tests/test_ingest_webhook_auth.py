@@ -189,3 +189,24 @@ def test_whatsapp_get_answers_the_challenge_only_with_the_verify_token(client, i
         url, query_string={"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1"}
     )
     assert bad.status_code == 403
+
+
+def test_a_twilio_callback_signed_over_the_public_address_is_accepted_behind_a_proxy(
+    app, client, ishop, monkeypatch
+):
+    # Twilio signs the URL the send named (C360_PUBLIC_URL); the app behind a proxy sees another host.
+    from urllib.parse import parse_qsl
+
+    from tests.ingest_support import twilio_signature
+
+    raw = fixture_bytes("twilio/status_delivered.form")
+    public = f"https://c360.example.net/webhooks/twilio/{ishop.domain}"
+    signature = twilio_signature(TWILIO_TOKEN, public, parse_qsl(raw.decode(), keep_blank_values=True))
+    assert twilio_post(client, ishop.domain, raw, signature=signature).status_code == 401
+    monkeypatch.setitem(app.config, "C360_PUBLIC_URL", "https://c360.example.net")
+    assert twilio_post(client, ishop.domain, raw, signature=signature).status_code == 200
+    # Another address, even with the public one set, is still refused.
+    forged = twilio_signature(
+        TWILIO_TOKEN, "https://evil.example/x", parse_qsl(raw.decode(), keep_blank_values=True)
+    )
+    assert twilio_post(client, ishop.domain, raw, signature=forged).status_code == 401

@@ -10,6 +10,7 @@ from flask import request
 
 from app.blueprints.webhooks import bp
 from app.blueprints.webhooks.helpers import accept, error, parse_json, raw_body, register_errors, shop_or_404
+from app.config import provider_settings
 from app.models.base import utcnow
 from app.services.ingest import sendgrid, twilio, whatsapp
 from app.services.ingest.common import BadPayload, optional_time
@@ -98,6 +99,9 @@ def twilio_sms(shop_domain: str):
     except UnicodeDecodeError:
         params = []
     urls = {request.url, request.url.replace("http://", "https://", 1)}
+    public = str(provider_settings().get("C360_PUBLIC_URL") or "").rstrip("/")
+    if public:  # behind a proxy, Twilio signed the public address the send named (StatusCallback)
+        urls.add(public + request.full_path.rstrip("?"))
     if not verify_twilio(shop.twilio_auth_token, urls, params, request.headers.get("X-Twilio-Signature")):
         return _unauthorized()
     topic, external_id = twilio.parse_form(dict(params))
