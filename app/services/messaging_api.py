@@ -16,8 +16,7 @@ from app.models.base import EARLIEST_TIME, utcnow
 from app.services import consent, gate
 from app.services.identifiers import KINDS, live_profile, normalise, profile_holding
 from app.services.messaging import validate_request
-from app.services.resolution import blocked_values, resolve, split_usable
-from app.services.shop_settings import effective_settings
+from app.services.resolution import is_blocked, resolve
 from app.tenancy import get_scoped
 
 NON_EXPLICIT_SOURCES = frozenset({"import", "sync", "bulk_import", "migration"})
@@ -93,8 +92,7 @@ def _profile_for(shop: Shop, body: dict, now: dt.datetime) -> Profile:
     also waits for no import or ingest batch (they hold the shop's identity lock).
     """
     ident = parse_identifier(shop, body.get("identifier"))
-    settings = effective_settings(shop)["identity"]
-    if not split_usable(shop, [ident], blocked_values(settings, shop.country))[0]:
+    if is_blocked(shop, ident):
         raise ValidationFailed("that identifier is blocked and cannot hold consent", field="identifier")
     profile = profile_holding(shop.id, ident) or resolve(shop, [ident], source="api", seen_at=now)
     if profile is None:

@@ -451,9 +451,7 @@ def mark_undelivered(shop: Shop, message_refs: tuple, reason: str) -> None:
     no longer counts towards the customer's caps and fatigue. A replay changes nothing more."""
     from app.models import Message
 
-    keys = [message_keys(ref) for ref in message_refs]
-    texts = [text for text, _ in keys if text is not None]
-    ids = [message_id for _, message_id in keys if message_id is not None]
+    texts, ids = _named(message_keys(ref) for ref in message_refs)
     if not texts:
         return
     db.session.execute(
@@ -466,6 +464,41 @@ def mark_undelivered(shop: Shop, message_refs: tuple, reason: str) -> None:
         .values(status="failed", reason=reason[:80], sent_at=None)
         .execution_options(synchronize_session="fetch")
     )
+
+
+def _named(keys: Iterable[tuple[str | None, int | None]]) -> tuple[set[str], set[int]]:
+    """The provider ids and our ids that ``message_keys`` answers name."""
+    texts: set[str] = set()
+    ids: set[int] = set()
+    for text, message_id in keys:
+        if text is not None:
+            texts.add(text)
+        if message_id is not None:
+            ids.add(message_id)
+    return texts, ids
+
+
+def report_status(
+    shop: Shop,
+    profile: Profile | None,
+    channel: str,
+    status: str,
+    metrics: dict[str, str],
+    message_ref: str,
+    properties: dict[str, Any],
+    common: dict[str, Any],
+) -> None:
+    """A provider's status for one of our messages (Twilio, WhatsApp): engagement where it names a
+    metric, a timeline event otherwise; one that never arrived (``bounced``) fails the message."""
+    metric = metrics.get(status)
+    if metric == "bounced":
+        mark_undelivered(shop, (message_ref,), f"provider_{status}")
+    if metric is not None:
+        engage(shop, profile, channel=channel, metric=metric, properties=properties, **common)
+    else:
+        record_event(
+            shop, profile, type=f"{channel}.{status}"[:60], channel=channel, properties=properties, **common
+        )
 
 
 def message_profile(shop: Shop, *message_refs: Any) -> Profile | None:
@@ -507,8 +540,7 @@ def message_profiles(shop: Shop, refs: list[tuple]) -> list[Profile | None]:
     from app.services.identifiers import live_profile
 
     keys = [[message_keys(ref) for ref in row_refs] for row_refs in refs]
-    texts = {text for row in keys for text, _ in row if text is not None}
-    ids = {message_id for row in keys for _, message_id in row if message_id is not None}
+    texts, ids = _named(key for row in keys for key in row)
     if not texts:
         return [None] * len(refs)
     by_text, by_id = {}, {}

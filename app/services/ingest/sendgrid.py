@@ -51,8 +51,6 @@ METRICS = {
     "dropped": "bounced",
 }
 OPT_OUTS = frozenset({"spamreport", "unsubscribe", "group_unsubscribe"})
-# The mail never reached the inbox: our log's message becomes failed (``mark_undelivered``).
-UNDELIVERED = frozenset({"bounce", "dropped"})
 MAX_BATCH = 1000
 
 
@@ -119,8 +117,9 @@ def plan_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | Non
 
 
 def _undelivered(shop: Shop, refs: tuple, kind: str):
-    """For a bounce or a drop, the step that fails the message it reports on; None otherwise."""
-    if kind not in UNDELIVERED:
+    """For a bounce or a drop (the mail never reached the inbox), the step that fails the message
+    it reports on (``mark_undelivered``); None otherwise."""
+    if METRICS.get(kind) != "bounced":
         return None
     return lambda *_: mark_undelivered(shop, refs, f"provider_{kind}")
 

@@ -6,22 +6,13 @@ import re
 
 from app.analytics.engagement import is_persons_doing
 from app.models import Shop, WebhookDelivery
-from app.services.ingest.common import (
-    BadPayload,
-    engage,
-    idents,
-    mark_undelivered,
-    message_profile,
-    record_event,
-)
+from app.services.ingest.common import BadPayload, engage, idents, message_profile, report_status
 from app.services.ingest.keywords import apply_keyword, keyword
 from app.services.resolution import resolve
 
 SOURCE = "twilio"
 # Twilio MessageStatus -> engagement metric; "sent" is counted by the sender itself.
 METRICS = {"delivered": "delivered", "undelivered": "bounced", "failed": "bounced", "read": "opened"}
-# The text never reached the phone: our log's message becomes failed (``mark_undelivered``).
-UNDELIVERED = frozenset({"undelivered", "failed"})
 STATUS = re.compile(r"^[a-z_-]{1,40}$")  # queued, sent, delivered, undelivered, failed, read…
 
 
@@ -70,14 +61,8 @@ def apply_twilio(shop: Shop, form: dict[str, str], delivery: WebhookDelivery) ->
         "delivery_id": delivery.id,
     }
     if topic == "status":
-        status = form["MessageStatus"]
         props = {"status": status, "message_sid": sid, "error_code": form.get("ErrorCode") or None}
-        if status in UNDELIVERED:
-            mark_undelivered(shop, (sid,), f"provider_{status}")
-        if status in METRICS:
-            engage(shop, profile, channel="sms", metric=METRICS[status], properties=props, **common)
-        else:
-            record_event(shop, profile, type=f"sms.{status}", channel="sms", properties=props, **common)
+        report_status(shop, profile, "sms", status, METRICS, sid, props, common)
         return
     word = keyword(form.get("Body"))
     if word is None:

@@ -14,11 +14,10 @@ from app.services.ingest.common import (
     check_each,
     engage,
     idents,
-    mark_undelivered,
     message_profile,
     not_after,
     parse_time,
-    record_event,
+    report_status,
 )
 from app.services.ingest.keywords import apply_keyword, keyword
 from app.services.resolution import resolve
@@ -105,19 +104,6 @@ def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery
         shop, found, source=SOURCE, seen_at=at, evidence={"whatsapp": item["id"]}, sighting=sighting
     )
     props = {"status": status, "message_id": item["id"]}
-    if status == "failed":  # never reached the phone: our log's message becomes failed
-        mark_undelivered(shop, (str(item["id"]),), "provider_failed")
-    if status in METRICS:
-        engage(
-            shop, profile, channel="whatsapp", metric=METRICS[status], found=found, properties=props, **common
-        )
-    else:
-        record_event(
-            shop,
-            profile,
-            type=f"whatsapp.{status}"[:60],
-            channel="whatsapp",
-            found=found,
-            properties=props,
-            **common,
-        )
+    report_status(
+        shop, profile, "whatsapp", status, METRICS, str(item["id"]), props, {**common, "found": found}
+    )
