@@ -319,3 +319,73 @@ def test_a_message_the_provider_could_not_deliver_is_failed_in_the_log_and_stops
     }
     again = profile_of(ishop, "phone", PHONE)
     assert messaging_section(ishop.model, again, NOON_TODAY)["messaging"]["today_count"] == 0
+
+
+def test_a_recipient_who_opted_out_with_the_provider_is_opted_out_of_that_channel_only(client, ishop, drain):
+    """Twilio's 21610, WhatsApp's 131050 and SendGrid's unsubscribe-list drop each say the customer
+    told the provider to stop: that channel's consent turns off (with the provider as its source),
+    the message fails, the other channels keep their consent, and a replay adds no second record."""
+    from app.models import Message
+
+    profile = known_customer(client, ishop, drain)
+    mail = _sent(ishop, profile, "email", "sg-m-7")
+    text = _sent(ishop, profile, "sms", "SM-stopped")
+    chat = _sent(ishop, profile, "whatsapp", "wamid.S1")
+    now = int(dt.datetime.now(dt.UTC).timestamp())
+    drop = sg_event("sarah.j.home@gmail.com", "dropped", now, "sg-d1")
+    drop.update(reason="Unsubscribed Address", c360_message_id=f"m-{mail.id}")
+    bounced_drop = sg_event("sarah.j.home@gmail.com", "dropped", now, "sg-d2")
+    bounced_drop["reason"] = "Bounced Address"  # undeliverable, not an opt-out
+    form = sms_form("", "SM-stopped").replace(b"Body=&", b"")
+    form = form.replace(b"NumMedia=0", b"MessageStatus=failed&ErrorCode=21610")
+    wa = fixture("whatsapp/status_read.json")
+    wa["entry"][0]["changes"][0]["value"]["statuses"][0].update(
+        id="wamid.S1",
+        status="failed",
+        recipient_id=PHONE[1:],
+        timestamp=str(now),
+        errors=[{"code": 131050, "title": "User's marketing opt-out"}],
+    )
+    for _ in range(2):
+        assert sendgrid_post(client, ishop.domain, [bounced_drop, drop]).status_code == 200
+        assert twilio_post(client, ishop.domain, form).status_code == 200
+        assert whatsapp_post(client, ishop.domain, wa).status_code == 200
+    drain()
+    db.session.expire_all()
+    states = channel_states(profile_of(ishop, "phone", PHONE))
+    assert (states["email"], states["sms"], states["whatsapp"]) == ("opted_out", "opted_out", "opted_out")
+    sources = sorted(
+        (r.channel, r.source, r.status)
+        for r in db.session.scalars(sa.select(ConsentRecord).where(ConsentRecord.source.like("%_opt_out")))
+    )
+    assert sources == [
+        ("email", "sendgrid_opt_out", "opted_out"),
+        ("sms", "twilio_opt_out", "opted_out"),
+        ("whatsapp", "whatsapp_opt_out", "opted_out"),
+    ]
+    assert {m.id: m.status for m in db.session.scalars(sa.select(Message))} == {
+        mail.id: "failed",
+        text.id: "failed",
+        chat.id: "failed",
+    }
+
+
+def test_a_failure_that_is_not_an_opt_out_keeps_consent(client, ishop, drain):
+    profile = known_customer(client, ishop, drain)
+    _sent(ishop, profile, "sms", "SM-unreachable")
+    _sent(ishop, profile, "whatsapp", "wamid.U1")
+    form = sms_form("", "SM-unreachable").replace(b"Body=&", b"")
+    form = form.replace(b"NumMedia=0", b"MessageStatus=undelivered&ErrorCode=30003")  # handset unreachable
+    wa = fixture("whatsapp/status_read.json")
+    wa["entry"][0]["changes"][0]["value"]["statuses"][0].update(
+        id="wamid.U1",
+        status="failed",
+        recipient_id=PHONE[1:],
+        timestamp=str(int(dt.datetime.now(dt.UTC).timestamp())),
+        errors=[{"code": 131026, "title": "Message undeliverable"}],
+    )
+    assert twilio_post(client, ishop.domain, form).status_code == 200
+    assert whatsapp_post(client, ishop.domain, wa).status_code == 200
+    drain()
+    states = channel_states(profile_of(ishop, "phone", PHONE))
+    assert (states["sms"], states["whatsapp"]) == ("opted_in", "opted_in")

@@ -94,3 +94,18 @@ def _chunk_ids(send_id: int) -> list[int]:
     from app.models import CampaignChunk
 
     return list(db.session.scalars(sa.select(CampaignChunk.id).where(CampaignChunk.send_id == send_id)))
+
+
+def test_messages_the_provider_refused_or_lost_can_be_filtered_by_reason(client, auth, shop):
+    from app.extensions import db
+
+    profile = make_profile(shop.id)
+    message = send_message(shop.model, profile.id, "sms", "campaign", "spring-sale", now=NOON)
+    message.status, message.reason = "failed", "provider_opted_out"
+    db.session.commit()
+    auth.login_as(shop)
+    page = client.get("/messages/").get_data(as_text=True)
+    for reason in ("provider_opted_out", "provider_bounce", "provider_undelivered", "provider_unreachable"):
+        assert f'value="{reason}"' in page
+    fragment = client.get("/messages/?reason=provider_opted_out", headers={"HX-Request": "true"})
+    assert "provider_opted_out" in fragment.get_data(as_text=True).split("<tbody", 1)[1]

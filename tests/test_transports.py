@@ -26,12 +26,13 @@ class FakeProvider(BaseHTTPRequestHandler):
 
     requests: list[dict] = []
     fail_with: int | None = None
+    fail_body: dict | None = None  # the error body, else a generic one
 
     def do_POST(self):  # noqa: N802
         raw = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).requests.append({"path": self.path, "headers": dict(self.headers), "body": raw.decode()})
         if self.fail_with:
-            self._answer(self.fail_with, {"errors": [{"message": "nope"}]})
+            self._answer(self.fail_with, self.fail_body or {"errors": [{"message": "nope"}]})
         elif self.path == "/v3/mail/send":
             self._answer(202, None, {"X-Message-Id": "sg-123"})
         elif self.path.endswith("/Messages.json"):
@@ -54,7 +55,7 @@ class FakeProvider(BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def provider():
-    FakeProvider.requests, FakeProvider.fail_with = [], None
+    FakeProvider.requests, FakeProvider.fail_with, FakeProvider.fail_body = [], None, None
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeProvider)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -166,6 +167,43 @@ def test_a_message_the_provider_refuses_is_failed_and_frees_its_slot(app, db, sh
     assert deliver_message(message.id, config) is None
     assert (message.status, message.reason) == ("failed", "provider_rejected:400")
     assert send_message(shop.model, profile.id, "sms", "manual", now=NOON).status == "sent"
+
+
+@pytest.mark.parametrize(
+    ("channel", "answer"),
+    [
+        ("sms", {"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400}),
+        ("whatsapp", {"error": {"code": 131050, "message": "(#131050) Unable to deliver the message."}}),
+    ],
+)
+def test_a_send_refused_because_the_recipient_opted_out_with_the_provider_opts_them_out(
+    db, shop, provider, channel, answer
+):
+    from app.models import ConsentRecord
+    from app.services.consent import channel_states, record_consent
+    from app.services.messaging import deliver_message
+
+    FakeProvider.fail_with, FakeProvider.fail_body = 400, answer
+    config = {
+        **twilio_config(provider),
+        "C360_WHATSAPP_TOKEN": "t",
+        "C360_WHATSAPP_PHONE_NUMBER_ID": "110",
+        "C360_WHATSAPP_BASE_URL": provider,
+    }
+    profile = make_profile(shop.id)
+    record_consent(profile, channel, "opted_in", source="checkout", captured_at=NOON - dt.timedelta(days=9))
+    message = send_message(shop.model, profile.id, channel, "manual", now=NOON)
+    assert deliver_message(message.id, config, now=NOON) is None
+    assert (message.status, message.reason) == ("failed", "provider_opted_out")
+    assert channel_states(profile)[channel] == "opted_out"
+    record = db.session.scalar(sa.select(ConsentRecord).where(ConsentRecord.status == "opted_out"))
+    assert (record.channel, record.source, record.captured_at) == (
+        channel,
+        f"{channel.replace('sms', 'twilio')}_opt_out",
+        NOON,
+    )
+    again = send_message(shop.model, profile.id, channel, "manual", now=NOON + dt.timedelta(minutes=1))
+    assert (again.status, again.reason) == ("blocked", f"no_consent:{channel}")
 
 
 def test_a_bulk_send_hands_each_sent_message_to_the_provider(app, db, shop, provider, drain, monkeypatch):

@@ -35,7 +35,7 @@ from app.extensions import db
 from app.models import Identifier, Message, OutboxItem, Profile, Shop
 from app.models.base import utcnow
 from app.models.messaging import MESSAGE_SOURCES
-from app.services import gate, gate_facts
+from app.services import gate, gate_facts, provider_opt_outs
 from app.services.identifiers import live_profile
 from app.services.profile_lock import lock_live, lock_profiles
 from app.services.transports import provider_for
@@ -360,11 +360,28 @@ def deliver_message(message_id: int, config: Mapping[str, Any], now: dt.datetime
         if exc.retryable:
             raise
         message.status, message.reason = "failed", f"provider_rejected:{exc.status or 'invalid'}"
+        if exc.opted_out:  # the customer told the provider to stop: so it reads on their profile
+            message.reason = "provider_opted_out"
+            _record_provider_opt_out(message, transport.name, item.recipient, now or utcnow())
         db.session.commit()
         return None
     message.provider_message_id = provider_id
     db.session.commit()
     return provider_id
+
+
+def _record_provider_opt_out(message: Message, provider: str, recipient: str, at: dt.datetime) -> None:
+    """The provider refused the send because the recipient opted out with it: record that opt-out."""
+    profile = live_profile(db.session.get(Profile, message.profile_id))
+    if profile is not None:
+        provider_opt_outs.record_opt_out(
+            profile,
+            message.channel,
+            provider=provider,
+            at=at,
+            external_ref=f"message:{message.id}",
+            identifier=recipient,
+        )
 
 
 def _status_url(config: Mapping[str, Any], provider: str, shop_id: int) -> str | None:

@@ -17,7 +17,14 @@ REASON_KINDS = (
     "fatigue",
     "quiet_hours",
     "no_address",
+    # The provider's word after the gate allowed the send (``deliver_message``, ``mark_undelivered``).
+    "provider_opted_out",
     "provider_rejected",
+    "provider_unreachable",
+    "provider_bounce",
+    "provider_dropped",
+    "provider_undelivered",
+    "provider_failed",
 )
 
 

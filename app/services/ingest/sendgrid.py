@@ -1,7 +1,9 @@
 """SendGrid event webhook: opens, clicks, deliveries, bounces, spam reports, unsubscribes.
 
 A spam report or an unsubscribe revokes email consent; both are the
-recipient's own act, so they are explicit opt-outs.
+recipient's own act, so they are explicit opt-outs. So does a drop because
+the address is on SendGrid's unsubscribe or spam report list
+(``provider_opt_outs``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from app.services.ingest.common import (
     parse_time,
     record_event,
 )
+from app.services.provider_opt_outs import is_sendgrid_opt_out, record_opt_out
 from app.services.resolution import Signal, resolve
 
 SOURCE = "sendgrid"
@@ -125,8 +128,10 @@ def _undelivered(shop: Shop, refs: tuple, kind: str):
 
 
 def is_opt_out(event: dict) -> bool:
-    """A spam report or an unsubscribe: the batch path leaves these to ``apply_sendgrid_event``."""
-    return isinstance(event.get("event"), str) and event["event"] in OPT_OUTS
+    """A spam report, an unsubscribe, or a drop because the address is on SendGrid's list of either
+    (``provider_opt_outs``): the batch path leaves these to ``apply_sendgrid_event``."""
+    kind = event.get("event")
+    return isinstance(kind, str) and (kind in OPT_OUTS or is_sendgrid_opt_out(event))
 
 
 def apply_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) -> None:
@@ -134,6 +139,19 @@ def apply_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | No
     planned = plan_sendgrid_event(shop, event, delivery)
     if not is_opt_out(event):
         apply_planned(shop, planned)
+        return
+    if is_sendgrid_opt_out(event):  # a drop: the message failed, and the list it is on is an opt-out
+        profile = apply_planned(shop, planned)
+        if profile is not None:
+            found = planned.event["found"]
+            record_opt_out(
+                profile,
+                "email",
+                provider=SOURCE,
+                at=planned.event["occurred_at"],
+                external_ref=event["sg_event_id"],
+                identifier=found[0].value if found else None,
+            )
         return
     profile = message_profile(shop, *planned.message_refs) or resolve(
         shop,

@@ -8,6 +8,7 @@ from app.analytics.engagement import is_persons_doing
 from app.models import Shop, WebhookDelivery
 from app.services.ingest.common import BadPayload, engage, idents, message_profile, report_status
 from app.services.ingest.keywords import apply_keyword, keyword
+from app.services.provider_opt_outs import is_twilio_opt_out, record_opt_out
 from app.services.resolution import resolve
 
 SOURCE = "twilio"
@@ -63,6 +64,9 @@ def apply_twilio(shop: Shop, form: dict[str, str], delivery: WebhookDelivery) ->
     if topic == "status":
         props = {"status": status, "message_sid": sid, "error_code": form.get("ErrorCode") or None}
         report_status(shop, profile, "sms", status, METRICS, sid, props, common)
+        if profile is not None and is_twilio_opt_out(form.get("ErrorCode")):
+            identifier = found[0].value if found else None
+            record_opt_out(profile, "sms", provider=SOURCE, at=at, external_ref=sid, identifier=identifier)
         return
     word = keyword(form.get("Body"))
     if word is None:

@@ -20,6 +20,7 @@ from app.services.ingest.common import (
     report_status,
 )
 from app.services.ingest.keywords import apply_keyword, keyword
+from app.services.provider_opt_outs import WHATSAPP_MARKETING_STOPPED, is_whatsapp_opt_out, record_opt_out
 from app.services.resolution import resolve
 
 SOURCE = "whatsapp"
@@ -104,6 +105,14 @@ def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery
         shop, found, source=SOURCE, seen_at=at, evidence={"whatsapp": item["id"]}, sighting=sighting
     )
     props = {"status": status, "message_id": item["id"]}
+    opted_out = status == "failed" and is_whatsapp_opt_out(item.get("errors"))
+    if opted_out:
+        props["error_code"] = WHATSAPP_MARKETING_STOPPED
     report_status(
         shop, profile, "whatsapp", status, METRICS, str(item["id"]), props, {**common, "found": found}
     )
+    if opted_out and profile is not None:
+        phone = found[0].value if found else None
+        record_opt_out(
+            profile, "whatsapp", provider=SOURCE, at=at, external_ref=str(item["id"]), identifier=phone
+        )

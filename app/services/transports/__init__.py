@@ -37,12 +37,26 @@ class Outbound:
 
 
 class TransportError(Exception):
-    """The provider refused or could not be reached; ``retryable`` says whether to try again."""
+    """The provider refused or could not be reached; ``retryable`` says whether to try again.
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True):
+    ``answer`` is the provider's parsed error body, where it sent one; ``opted_out`` says the
+    provider refused because the recipient told it to stop (``provider_opt_outs``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = True,
+        answer: Any = None,
+        opted_out: bool = False,
+    ):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.answer = answer
+        self.opted_out = opted_out
 
 
 class Transport(Protocol):

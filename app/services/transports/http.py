@@ -33,9 +33,12 @@ def post(
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
             return response.status, dict(response.headers), _parse(response.read())
     except urllib.error.HTTPError as exc:
-        body = exc.read().decode(errors="replace")[:500]
+        raw = exc.read()
         retryable = exc.code == 429 or exc.code >= 500
-        raise TransportError(f"HTTP {exc.code}: {body}", status=exc.code, retryable=retryable) from None
+        text = raw.decode(errors="replace")[:500]
+        raise TransportError(
+            f"HTTP {exc.code}: {text}", status=exc.code, retryable=retryable, answer=_parse(raw)
+        ) from None
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise TransportError(f"cannot reach provider: {exc}") from None
 

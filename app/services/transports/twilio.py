@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app.services.provider_opt_outs import is_twilio_opt_out
 from app.services.transports import Outbound, TransportError
 from app.services.transports.http import post
 
@@ -26,11 +27,23 @@ class TwilioTransport:
     def send(self, message: Outbound) -> str | None:
         """POST one SMS (form-encoded ``To``, ``From``, ``Body``)."""
         credentials = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
-        _, _, body = post(
-            f"{self.base_url.rstrip('/')}/2010-04-01/Accounts/{self.account_sid}/Messages.json",
-            headers={"Authorization": f"Basic {credentials}"},
-            form=_form(self.sender, message),
-        )
+        try:
+            _, _, body = post(
+                f"{self.base_url.rstrip('/')}/2010-04-01/Accounts/{self.account_sid}/Messages.json",
+                headers={"Authorization": f"Basic {credentials}"},
+                form=_form(self.sender, message),
+            )
+        except TransportError as exc:
+            answer = exc.answer if isinstance(exc.answer, dict) else {}
+            if is_twilio_opt_out(answer.get("code")):
+                raise TransportError(
+                    "Twilio: the recipient texted STOP to this sender",
+                    status=exc.status,
+                    retryable=False,
+                    answer=exc.answer,
+                    opted_out=True,
+                ) from None
+            raise
         if not isinstance(body, dict) or "sid" not in body:
             raise TransportError("Twilio answered without a message sid", retryable=False)
         return body["sid"]

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app.services.provider_opt_outs import is_whatsapp_opt_out
 from app.services.transports import Outbound, TransportError
 from app.services.transports.http import post
 
@@ -34,11 +35,23 @@ class WhatsAppTransport:
         else:
             body["type"] = "text"
             body["text"] = {"body": payload.get("text") or ""}
-        _, _, answer = post(
-            f"{self.base_url.rstrip('/')}/{self.phone_number_id}/messages",
-            headers={"Authorization": f"Bearer {self.token}"},
-            json_body=body,
-        )
+        try:
+            _, _, answer = post(
+                f"{self.base_url.rstrip('/')}/{self.phone_number_id}/messages",
+                headers={"Authorization": f"Bearer {self.token}"},
+                json_body=body,
+            )
+        except TransportError as exc:
+            error = exc.answer.get("error") if isinstance(exc.answer, dict) else None
+            if is_whatsapp_opt_out(error):
+                raise TransportError(
+                    "WhatsApp: the recipient stopped marketing messages from this business",
+                    status=exc.status,
+                    retryable=False,
+                    answer=exc.answer,
+                    opted_out=True,
+                ) from None
+            raise
         try:
             return answer["messages"][0]["id"]
         except (TypeError, KeyError, IndexError):
