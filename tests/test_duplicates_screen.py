@@ -45,7 +45,7 @@ def test_merge_goes_through_a_preview_then_a_post_and_offers_undo(client, auth, 
     undone = client.post(f"/duplicates/merges/{merge.id}/undo", headers=HX).get_data(as_text=True)
     assert "Merge undone." in undone and "undone" in undone
     again = client.get(f"/duplicates/merges/{merge.id}/undo", headers=HX).get_data(as_text=True)
-    assert "This merge was already undone on " in again and "Undo merge</button>" not in again
+    assert f"Merge {merge.id} was already undone on " in again and "Undo merge</button>" not in again
 
 
 def test_an_undo_preview_past_the_window_says_when_it_ended(client, auth, db):
@@ -60,7 +60,8 @@ def test_an_undo_preview_past_the_window_says_when_it_ended(client, auth, db):
     merge.undo_deadline = dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.UTC)
     db.session.commit()
     late = client.get(f"/duplicates/merges/{merge.id}/undo", headers=HX).get_data(as_text=True)
-    assert "its undo window ended on 02 Jan 2026 03:04 UTC" in late and "Undo merge</button>" not in late
+    assert "allows undo for 24 hours and that window ended on 02 Jan 2026 03:04 UTC" in late
+    assert "Undo merge</button>" not in late
 
 
 def test_not_the_same_person_closes_the_pair(client, auth, shop):
@@ -145,3 +146,15 @@ def test_a_sides_last_activity_is_the_customers_own_and_not_a_stage_change_we_re
     add_event(ann, EVENT_TYPE, T0 + dt.timedelta(days=40), source=EVENT_SOURCE)
     db.session.commit()
     assert merge_candidates.sides(shop.model, [ann.id])[ann.id].last_activity_at == viewed
+
+
+def test_recent_merges_name_the_later_merge_to_undo_first(client, auth, shop):
+    kept, first, second = (make_profile(shop.id, f"{who}@shopper.test", None) for who in ("k", "f", "s"))
+    m1 = merges.merge(shop.model, kept, first, reason="manual", actor="test")
+    m2 = merges.merge(shop.model, kept, second, reason="manual", actor="test")
+    db.session.commit()
+    auth.login_as(shop)
+    page = client.get("/duplicates/", headers=HX).get_data(as_text=True)
+    assert page.count("Undo…</button>") == 1 and f"undo #{m2.id} first" in page
+    refused = client.get(f"/duplicates/merges/{m1.id}/undo", headers=HX).get_data(as_text=True)
+    assert f"undo merge {m2.id} first" in refused and "Undo merge</button>" not in refused

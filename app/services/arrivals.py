@@ -3,17 +3,58 @@
 Each goes to the profile that owns its identifiers: a new identifier to
 the side it was seen with, an event to the owner of its most trusted
 identifier, an order to the owner of its email or phone, a consent record
-to the owner of its identifier. Anything else stays with the survivor.
+to the owner of its identifier. The order's and the record's contact are
+kept as their source gave them (a phone in national format, an email in
+capitals), so they are normalised with the shop's country first. Anything
+else stays with the survivor, except an opt-out that names no identifier
+(a support agent's "unsubscribe" on the merged profile): the person who
+asked may be either side, so both keep it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass, field
+
 import sqlalchemy as sa
 
+from app.analytics.engagement import is_persons_doing
 from app.extensions import db
-from app.models import ConsentRecord, Event, Identifier, IdentifierLink, Order
-from app.services.identifiers import TRUST
+from app.models import ConsentRecord, Event, Identifier, IdentifierLink, Order, Shop
+from app.services.consent import OPTED_OUT
+from app.services.identifiers import KINDS, TRUST, lookup_kind, normalise
 from app.tenancy import scoped
+
+Key = tuple[str, str]
+
+
+@dataclass
+class Arrivals:
+    """What undo found had reached the survivor since the merge.
+
+    ``seen``: per profile, the earliest and latest moment of what the person did among the
+    events it now holds (a page view, an order), for its first and last seen times.
+    """
+
+    count: int = 0
+    seen: dict[int, tuple[dt.datetime, dt.datetime]] = field(default_factory=dict)
+
+    def saw(self, profile_id: int, at: dt.datetime) -> None:
+        first, last = self.seen.get(profile_id, (at, at))
+        self.seen[profile_id] = (min(first, at), max(last, at))
+
+
+def contact_key(text: str | None, country: str | None) -> Key | None:
+    """A contact as a source gave it (``email:Ann@X.com``, ``07700 900123``) as a normalised key."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    kind, sep, value = text.partition(":")
+    kind = lookup_kind(kind) if sep else None
+    if kind is None:
+        kind, value = ("email" if "@" in text else "phone"), text
+    ident = normalise(kind, value, country) if kind in KINDS else None
+    return (ident.kind, ident.value) if ident else None
 
 
 def _owned(shop_id: int, profile_id: int) -> dict[tuple[str, str], int]:
@@ -60,30 +101,42 @@ def _sort_identifiers(shop_id: int, winner_id: int, loser_id: int, watermark: in
     return len(fresh)
 
 
-def sort_arrivals(shop_id: int, winner_id: int, loser_id: int, watermark: dict[str, int]) -> bool:
-    """Move post-merge rows of ``winner_id`` that belong to ``loser_id``; True if any arrived."""
-    arrived = _sort_identifiers(shop_id, winner_id, loser_id, watermark.get("identifiers", 0))
+def sort_arrivals(shop_id: int, winner_id: int, loser_id: int, watermark: dict[str, int]) -> Arrivals:
+    """Move post-merge rows of ``winner_id`` that belong to ``loser_id``; say what arrived."""
+    country = db.session.get(Shop, shop_id).country
+    found = Arrivals(_sort_identifiers(shop_id, winner_id, loser_id, watermark.get("identifiers", 0)))
     db.session.flush()
     loser_keys = set(_owned(shop_id, loser_id))
     winner_keys = set(_owned(shop_id, winner_id))
     for event in _new_rows(Event, shop_id, winner_id, watermark.get("events", 0)):
-        arrived += 1
+        found.count += 1
         for key in _event_keys(event.identifiers):
             if key in loser_keys or key in winner_keys:
                 if key in loser_keys:
                     event.profile_id = loser_id
                 break
+        if is_persons_doing(event.type):
+            found.saw(event.profile_id, event.occurred_at)
     for order in _new_rows(Order, shop_id, winner_id, watermark.get("orders", 0)):
-        arrived += 1
-        keys = {("email", (order.email or "").strip().lower()), ("phone", order.phone or "")}
+        found.count += 1
+        keys = {
+            contact_key(f"email:{order.email or ''}", country),
+            contact_key(f"phone:{order.phone or ''}", country),
+        }
         if keys & loser_keys and not keys & winner_keys:
             order.profile_id = loser_id
-    loser_values = {v for _k, v in loser_keys}
-    winner_values = {v for _k, v in winner_keys}
     for record in _new_rows(ConsentRecord, shop_id, winner_id, watermark.get("consent_records", 0)):
-        arrived += 1
-        value = (record.identifier or "").split(":", 1)[-1].strip().lower()
-        if value in loser_values and value not in winner_values:
+        found.count += 1
+        key = contact_key(record.identifier, country)
+        if key is None and record.status == OPTED_OUT:
+            _copy_to(record, loser_id)
+        elif key in loser_keys and key not in winner_keys:
             record.profile_id = loser_id
     db.session.flush()
-    return arrived > 0
+    return found
+
+
+def _copy_to(record: ConsentRecord, profile_id: int) -> None:
+    """The same opt-out on ``profile_id`` too: the survivor's copy stays, history is never rewritten."""
+    columns = {c.key: getattr(record, c.key) for c in ConsentRecord.__table__.columns if c.key != "id"}
+    db.session.add(ConsentRecord(**{**columns, "profile_id": profile_id}))

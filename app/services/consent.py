@@ -205,11 +205,26 @@ def record_consent(
 
 
 def unsubscribe_all(
-    profile: Profile, *, source: str, captured_at: dt.datetime, external_ref: str | None = None
+    profile: Profile,
+    *,
+    source: str,
+    captured_at: dt.datetime,
+    external_ref: str | None = None,
+    identifier: str | None = None,
 ) -> ConsentRecord:
-    """Global unsubscribe: every channel off at once, from any path."""
+    """Global unsubscribe: every channel off at once, from any path.
+
+    ``identifier``: the one it was asked for, where known, so an undo of a merge made in
+    between gives it to the side that holds it (``arrivals``).
+    """
     return record_consent(
-        profile, ALL, OPTED_OUT, source=source, captured_at=captured_at, external_ref=external_ref
+        profile,
+        ALL,
+        OPTED_OUT,
+        source=source,
+        captured_at=captured_at,
+        external_ref=external_ref,
+        identifier=identifier,
     )
 
 

@@ -60,12 +60,14 @@ def recent_merges(shop: Shop, now: dt.datetime | None = None) -> list[dict[str, 
     rows = merge_candidates.list_merges(shop, RECENT_MERGES)
     ids = {i for row in rows for i in (row.winner_id, row.loser_id)}
     profiles = {p.id: p for p in db.session.scalars(scoped(Profile, shop.id).where(Profile.id.in_(ids)))}
+    refusals = merges.undo_refusals(shop, rows, now)
     return [
         {
             "merge": row,
             "winner": profiles.get(row.winner_id),
             "loser": profiles.get(row.loser_id),
-            "undoable": merges.can_undo(row, now),
+            "undoable": row.id not in refusals,
+            "refusal": refusals.get(row.id),
         }
         for row in rows
     ]
@@ -110,6 +112,7 @@ def amounts(counts: dict[str, int]) -> list[str]:
 def undo_preview(shop: Shop, merge_id: int) -> dict[str, Any]:
     """What an undo will put back: the rows that moved, per table."""
     row = get_scoped_or_raise(Merge, shop.id, merge_id, "merge")
+    refusal = merges.undo_refusals(shop, [row]).get(row.id)
     moved = {
         name.split(".")[0].replace("_", " "): len(ids)
         for name, ids in (row.snapshot or {}).get("moved", {}).items()
@@ -119,5 +122,6 @@ def undo_preview(shop: Shop, merge_id: int) -> dict[str, Any]:
         "winner": db.session.get(Profile, row.winner_id),
         "loser": db.session.get(Profile, row.loser_id),
         "moves": amounts(moved),
-        "undoable": merges.can_undo(row),
+        "undoable": refusal is None,
+        "refusal": refusal,
     }

@@ -171,6 +171,18 @@ def refresh_lifecycle(shop: Shop, profile: Profile, now: dt.datetime) -> str:
     return _refresh(shop, profile, now, shop_windows(shop))
 
 
+def restage(shop: Shop, profile: Profile, now: dt.datetime) -> dict[str, str] | None:
+    """Bring the stage up to date without a ``lifecycle.changed`` event: ``{"from", "to"}`` if it moved.
+
+    For a merge, whose own ``profile.merged`` event carries the change (and goes with its undo).
+    """
+    new, old = stage_of(facts_of(profile, now), shop_windows(shop)), profile.lifecycle_stage
+    if new == old:
+        return None
+    profile.lifecycle_stage, profile.lifecycle_changed_at = new, now
+    return {"from": old, "to": new}
+
+
 def refresh_lifecycles(shop: Shop, profiles: list[Profile], now: dt.datetime) -> list[dict]:
     """``refresh_lifecycle`` for every profile a batch touched, with the shop's windows read once.
 

@@ -212,8 +212,19 @@ def reject(shop: Shop, candidate_id: int, actor: str, *, now: dt.datetime | None
     return cand
 
 
+def merges_json(shop: Shop, rows: list[Merge], now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """The API shape of merges: ``undoable`` says whether undo would be taken now, and if not,
+    ``undo_refused`` says why (already undone, window closed, a later merge to undo first)."""
+    refusals = merges.undo_refusals(shop, rows, now)
+    return [_merge_json(row, refusals.get(row.id)) for row in rows]
+
+
 def merge_json(row: Merge, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The API shape of a merge."""
+    """The API shape of one merge (``merges_json``)."""
+    return merges_json(db.session.get(Shop, row.shop_id), [row], now)[0]
+
+
+def _merge_json(row: Merge, refusal: merges.Refusal | None) -> dict[str, Any]:
     return {
         "id": row.id,
         "winner_id": row.winner_id,
@@ -225,7 +236,8 @@ def merge_json(row: Merge, now: dt.datetime | None = None) -> dict[str, Any]:
         "created_at": row.created_at.isoformat(),
         "undo_deadline": row.undo_deadline.isoformat(),
         "undone_at": row.undone_at.isoformat() if row.undone_at else None,
-        "undoable": merges.can_undo(row, now),
+        "undoable": refusal is None,
+        "undo_refused": None if refusal is None else {"code": refusal.code, "message": refusal.text},
     }
 
 

@@ -15,15 +15,20 @@ Rules (the README and docs/identity.md repeat them):
   It puts back both profile rows exactly, every moved row, and the derived
   rows as they were. Rows that arrived after the merge go to the side that
   owns their identifiers (an event's most trusted identifier, an order's
-  email or phone, a consent record's identifier); anything else stays with
-  the survivor. An undone merge is remembered as "not the same person" so
-  resolution does not merge the two again by itself.
+  email or phone, a consent record's identifier; ``arrivals``); anything
+  else stays with the survivor. An undone merge is remembered as "not the
+  same person" so resolution does not merge the two again by itself.
+* Merges are undone newest first: a later merge still in force that took in
+  or merged away the survivor is undone before this one (``undo_refusals``).
+* A merge refreshes the survivor's lifecycle stage; its ``profile.merged``
+  event carries the change (``stage``), and its undo takes both back.
 * Profiles of two shops can never be merged.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,7 +40,7 @@ from app.extensions import db
 from app.models import AuditLog, EngagementCounter, Event, Identifier, Merge, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
 from app.plans import get_plan
-from app.services import audit, identity_links, merge_rows, profile_rows, shop_lock
+from app.services import audit, identity_links, lifecycle, merge_rows, profile_rows, shop_lock
 from app.services.bulk_sql import is_postgresql
 from app.services.consent import rebuild_states, refresh_states
 from app.services.counters import recompute_order_counters
@@ -162,6 +167,7 @@ def merge(
             rebuild_states(winner)  # and their consent states
     _fill_winner(winner, loser)
     loser.merged_into_id = winner.id
+    stage = lifecycle.restage(shop, winner, now)  # two buyers of one order each are one loyal customer
     plan = get_plan(shop.plan)
     row = Merge(
         shop_id=shop.id,
@@ -191,7 +197,13 @@ def merge(
         "source": "c360",
         "external_id": f"merge-{row.id}",
         "identifiers": {},
-        "properties": {"merge_id": row.id, "loser_id": loser.id, "reason": reason, "automatic": automatic},
+        "properties": {
+            "merge_id": row.id,
+            "loser_id": loser.id,
+            "reason": reason,
+            "automatic": automatic,
+            **({"stage": stage} if stage else {}),
+        },
         "occurred_at": now,
         "received_at": utcnow(),
         "delivery_id": None,
@@ -225,29 +237,18 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
     now = now or utcnow()
     shop_lock.hold([shop.id])  # no ingest batch, and no other undo, between our reads and our writes
     row = get_scoped_or_raise(Merge, shop.id, merge_id, "merge", fresh=True)  # as it stands under the lock
-    if row.undone_at is not None:
-        raise Conflict(f"merge {row.id} was already undone on {row.undone_at:%d %b %Y %H:%M} UTC")
-    if now > row.undo_deadline:
-        window = get_plan(shop.plan).merge_undo_window
-        raise Conflict(
-            f"merge {row.id} can no longer be undone: the {get_plan(shop.plan).label} plan allows undo "
-            f"for {window_text(window)} and that window ended on {row.undo_deadline:%d %b %Y %H:%M} UTC",
-            code="undo_window_closed",
-        )
+    refusal = undo_refusals(shop, [row], now).get(row.id)
+    if refusal is not None:
+        raise Conflict(refusal.text, code=refusal.code)
     winner, loser = lock_pair(shop, row.winner_id, row.loser_id)
-    if winner.merged_into_id is not None:
-        raise Conflict(
-            f"profile {winner.id} was merged into profile {winner.merged_into_id} after this merge; "
-            "undo that merge first"
-        )
     snap = row.snapshot
     db.session.flush()
     merge_rows.drop_derived(shop.id, [winner.id, loser.id])
     merge_rows.put_back(shop.id, winner.id, loser.id, snap)
-    if row.merged_event_id:
+    if row.merged_event_id:  # with the stage change the merge made, which it carries
         db.session.execute(sa.delete(Event.__table__).where(Event.id == row.merged_event_id))
     db.session.expire_all()
-    arrived = _sort_arrivals(shop.id, winner.id, loser.id, snap)
+    arrivals = _sort_arrivals(shop.id, winner.id, loser.id, snap)
     for name, rows in snap["derived"].items():
         table = db.metadata.tables[name]
         if rows:
@@ -255,11 +256,16 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
     db.session.expire_all()
     _restore_profile(winner, snap["winner"])
     _restore_profile(loser, snap["loser"])
-    if arrived:
+    if arrivals.count:  # both rows as they were, then what arrived since: counters, consent, seen, stage
         for p in (winner, loser):
             recompute_order_counters(p)
             recompute_engagement_counters(p)
             refresh_states(p)
+            if p.id in arrivals.seen:
+                first, last = arrivals.seen[p.id]
+                p.first_seen_at = min(filter(None, (p.first_seen_at, first)))
+                p.last_seen_at = max(filter(None, (p.last_seen_at, last)))
+            lifecycle.refresh_lifecycle(shop, p, now)
     for entry in snap["candidates"]:
         cand = db.session.get(MergeCandidate, entry["id"])
         if cand is not None:
@@ -280,9 +286,82 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
     return row
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a merge cannot be undone: the full sentence, a short label for a list, and the API's code."""
+
+    text: str
+    label: str
+    code: str = "conflict"
+
+
+def undo_refusals(shop: Shop, rows: list[Merge], now: dt.datetime | None = None) -> dict[int, Refusal]:
+    """Why each of ``rows`` cannot be undone now, by merge id; a merge left out can be.
+
+    A merge comes apart only while its window is open and no later merge still in force
+    took in or merged away its survivor: undo restores the survivor as it was just before
+    this merge, which a later merge's rows are not part of. Merges are undone newest first.
+    """
+    now = now or utcnow()
+    plan = get_plan(shop.plan)
+    refusals: dict[int, Refusal] = {}
+    open_rows = []
+    for row in rows:
+        if row.undone_at is not None:
+            refusals[row.id] = Refusal(
+                f"merge {row.id} was already undone on {row.undone_at:%d %b %Y %H:%M} UTC", "undone"
+            )
+        elif now > row.undo_deadline:
+            refusals[row.id] = Refusal(
+                f"merge {row.id} can no longer be undone: the {plan.label} plan allows undo for "
+                f"{window_text(plan.merge_undo_window)} and that window ended on "
+                f"{row.undo_deadline:%d %b %Y %H:%M} UTC",
+                "window closed",
+                "undo_window_closed",
+            )
+        else:
+            open_rows.append(row)
+    for row, later in _later_merges(shop.id, open_rows).items():
+        refusals[row.id] = Refusal(
+            f"merge {later.id} (profile {later.loser_id} into profile {later.winner_id}) was made after "
+            f"this one and changed profile {row.winner_id}; undo merge {later.id} first: merges are "
+            "undone newest first",
+            f"undo #{later.id} first",
+            "undo_later_merge_first",
+        )
+    return refusals
+
+
+def _later_merges(shop_id: int, rows: list[Merge]) -> dict[Merge, Merge]:
+    """For each row, the newest merge after it, still in force, that kept or merged away its survivor."""
+    if not rows:
+        return {}
+    survivors = {row.winner_id for row in rows}
+    later = list(
+        db.session.execute(
+            sa.select(Merge.id, Merge.winner_id, Merge.loser_id)
+            .where(
+                Merge.shop_id == shop_id,
+                Merge.id > min(row.id for row in rows),
+                Merge.undone_at.is_(None),
+                sa.or_(Merge.winner_id.in_(survivors), Merge.loser_id.in_(survivors)),
+            )
+            .order_by(Merge.id.desc())
+        )
+    )
+    found = {}
+    for row in rows:
+        newest = next(
+            (m for m in later if m.id > row.id and row.winner_id in (m.winner_id, m.loser_id)), None
+        )
+        if newest is not None:
+            found[row] = newest
+    return found
+
+
 def can_undo(row: Merge, now: dt.datetime | None = None) -> bool:
-    """True while the merge is not undone and its window is open."""
-    return row.undone_at is None and (now or utcnow()) <= row.undo_deadline
+    """True while the merge can be undone (``undo_refusals`` gives none)."""
+    return row.id not in undo_refusals(db.session.get(Shop, row.shop_id), [row], now)
 
 
 def window_text(window: dt.timedelta) -> str:
@@ -336,7 +415,7 @@ def _close_candidates(open_ids: list[int], candidate, actor, now) -> list[dict[s
     return changed
 
 
-def _sort_arrivals(shop_id: int, winner_id: int, loser_id: int, snap: dict[str, Any]) -> bool:
+def _sort_arrivals(shop_id: int, winner_id: int, loser_id: int, snap: dict[str, Any]):
     """Send rows that arrived after the merge to the side owning their identifiers."""
     from app.services import arrivals
 

@@ -143,7 +143,12 @@ def unsubscribe_from_request(shop: Shop, body: dict) -> dict[str, Any]:
     """``POST /unsubscribe``: every channel off for the profile holding ``identifier``."""
     now = utcnow()
     profile = _profile_for(shop, body, now)
-    consent.unsubscribe_all(profile, source=_text(body, "source", limit=40) or "api", captured_at=now)
+    consent.unsubscribe_all(
+        profile,
+        source=_text(body, "source", limit=40) or "api",
+        captured_at=now,
+        identifier=str(body.get("identifier"))[:320],
+    )
     return {
         "profile_id": profile.id,
         "globally_unsubscribed": profile.globally_unsubscribed,

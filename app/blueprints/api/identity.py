@@ -70,7 +70,7 @@ def list_merges():
             g.api_shop, PAGE + 1, before=_whole_arg("cursor"), profile_id=_whole_arg("profile_id")
         )
     )
-    return jsonify({"merges": [merge_candidates.merge_json(r) for r in rows], "next_cursor": cursor})
+    return jsonify({"merges": merge_candidates.merges_json(g.api_shop, rows), "next_cursor": cursor})
 
 
 def _page(rows: list) -> tuple[list, str | None]:
