@@ -199,3 +199,67 @@ def test_simultaneous_signals_in_any_order_give_the_same_partition(db):
                 repr(sorted(sorted(person) for person in run(make_shop(f"t{n}.myshopify.com"), list(order))))
             )
     assert len(partitions) == 1
+
+
+@SLOW
+@given(
+    signals=st.lists(signal, min_size=2, max_size=int(os.environ.get("C360_HYPOTHESIS_SIGNALS", "8"))),
+    data=st.data(),
+)
+def test_every_open_candidate_names_two_people_its_evidence_links(db, signals, data):
+    """However the signals arrive, each candidate a reviewer sees names two live profiles that each
+    hold an identifier of its evidence: accepting it merges the people it was raised about."""
+    from app.models import Identifier, Profile
+    from app.services import merge_candidates
+    from app.services.identifiers import live_profile
+    from app.services.resolution import evidence_keys
+
+    shop = make_shop(f"e{next(SHOP_NUMBER)}.myshopify.com")
+    run(shop, data.draw(st.permutations(signals)))
+    for cand in merge_candidates.list_candidates(shop, "open"):
+        for side in (cand.profile_a_id, cand.profile_b_id):
+            held = {
+                (i.kind, i.value)
+                for i in db.session.query(Identifier).filter_by(
+                    profile_id=live_profile(db.session.get(Profile, side)).id
+                )
+            }
+            assert held & evidence_keys(cand.evidence), (cand.reason, cand.evidence)
+
+
+def test_a_shared_devices_candidate_delivered_in_reverse_names_the_people_it_links(db):
+    """A household phone on two Shopify accounts and three cookies, delivered newest first: the
+    cookie seen with Bob's account and Dora's email is a doubt about Bob and Dora, not Ann."""
+    phone = "+447700900777"
+    signals = [
+        [("shopify_customer", "9001"), ("email", "ann@mail.uk"), ("phone", phone)],
+        [("shopify_customer", "9002"), ("email", "bob@mail.uk"), ("phone", phone)],
+        [("web_client", "k1"), ("phone", phone)],
+        [("web_client", "k2"), ("email", "ann@mail.uk")],
+        [("web_client", "k2"), ("email", "carl@mail.uk")],
+        [("web_client", "k3"), ("shopify_customer", "9002")],
+        [("web_client", "k3"), ("email", "dora@mail.uk")],
+    ]
+    timed = [(idents, hours * 24) for hours, idents in enumerate(signals)]
+    forward = _candidates_by_email(timed)
+    assert _candidates_by_email(timed[::-1]) == forward
+    assert ("shared_device", frozenset({"bob@mail.uk", "dora@mail.uk"})) in forward
+
+
+def _candidates_by_email(timed) -> set:
+    """The open candidates a reviewer sees after resolving ``timed``, each side named by its email."""
+    from app.models import Identifier, Profile
+    from app.services import merge_candidates
+    from app.services.identifiers import live_profile
+
+    shop = make_shop(f"k{next(SHOP_NUMBER)}.myshopify.com")
+    run(shop, timed)
+
+    def email_of(profile_id: int) -> str:
+        live = live_profile(db.session.get(Profile, profile_id))
+        return db.session.query(Identifier.value).filter_by(profile_id=live.id, kind="email").scalar()
+
+    return {
+        (cand.reason, frozenset(email_of(p) for p in (cand.profile_a_id, cand.profile_b_id)))
+        for cand in merge_candidates.list_candidates(shop, "open")
+    }

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from app.services import identity_graph
 from app.services.identity_graph import Key, Sighting
 from app.services.identity_links import MAX_COMPONENT
-from app.services.resolution import candidate_pairs, plan_homes
+from app.services.resolution import candidate_pairs, candidate_sides, plan_homes
 
 
 @dataclass
@@ -135,12 +135,40 @@ class Replay:
         )
         for winner, loser in merged:
             self._merge(winner, loser)
+        touched: set[int] = set()
         for key in nodes:
             target = home[part.root_of[key]]
             if self.owner[key] != target:
+                touched.update((self.owner[key], target))
                 self._place(key, target)
+        if touched:
+            self._repoint(touched)
         for a, b, cand in candidate_pairs(part, home):
             self.raised.setdefault((a, b), OpenCandidate(cand.reason, cand))
+
+    def _repoint(self, touched: set[int]) -> None:
+        """``resolution._repoint_candidates``: open candidates of the profiles whose identifiers moved
+        name the profiles now holding their evidence; one naming a pair already raised, or nobody, goes."""
+        moves: dict[tuple[int, int], tuple[int, int] | None] = {}
+        for pair, open_cand in self.raised.items():
+            if pair in self.closed or not touched & set(pair):
+                continue
+            live = tuple(sorted(self.live(p) for p in pair))
+            keys = {k for s in open_cand.candidate.links for k in (s.a, s.b)}
+            sides = candidate_sides(live, {self.owner[k] for k in keys if k in self.owner})
+            if sides != live:
+                moves[pair] = sides
+        if not moves:
+            return
+        taken = set(self.raised)
+        kept: dict[tuple[int, int], OpenCandidate] = {}
+        for pair, open_cand in self.raised.items():  # in the order raised, as candidate ids grow
+            if pair not in moves:
+                kept[pair] = open_cand
+            elif moves[pair] is not None and moves[pair] not in taken:
+                taken.add(moves[pair])
+                kept[moves[pair]] = open_cand
+        self.raised = kept
 
     def _merge(self, winner: int, loser: int) -> None:
         """``merges.merge``: every identifier moves; only a candidate between the two closes.

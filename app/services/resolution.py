@@ -50,7 +50,7 @@ from app.services.counters import recompute_order_counters
 from app.services.deferred_stamps import DeferredStamps
 from app.services.engagement import recompute_engagement_counters
 from app.services.id_blocks import IdBlocks
-from app.services.identifiers import TRUST, Ident, live_profile, normalise, normalise_phone
+from app.services.identifiers import TRUST, Ident, live_profile, live_profiles, normalise, normalise_phone
 from app.services.shop_settings import effective_settings
 from app.tenancy import scoped
 
@@ -743,7 +743,104 @@ def _apply(
     if touched:
         db.session.flush()
         _rehome_events(shop, touched)
+        _repoint_candidates(shop, touched)
     return home
+
+
+def candidate_sides(pair: tuple[int, int], holders: set[int]) -> tuple[int, int] | None:
+    """The pair of profiles an open candidate names once identifiers moved between profiles.
+
+    ``pair``: its two (live) profiles; ``holders``: the profiles now holding the identifiers
+    of its evidence. A profile row whose identifiers all went to another person (a
+    re-partition made it someone else's) no longer holds any: the candidate then names the
+    two profiles that do, or nobody (None) when its evidence is now one profile's, or spread
+    over more than two so that the pair it meant cannot be told.
+    """
+    if set(pair) <= holders:
+        return pair
+    if len(holders) == 2:
+        a, b = sorted(holders)
+        return a, b
+    return None
+
+
+def evidence_keys(evidence: dict) -> set[tuple[str, str]]:
+    """The identifiers a stored candidate's evidence names: each link's two ends."""
+    keys = set()
+    for link in (evidence or {}).get("links", []):
+        for end in (link.get("a"), link.get("b")):
+            kind, _, value = str(end or "").partition(":")
+            if value:
+                keys.add((kind, value))
+    return keys
+
+
+def _repoint_candidates(shop: Shop, touched: set[int]) -> None:
+    """Open candidates of profiles whose identifiers just moved name the profiles holding their evidence.
+
+    Without this a candidate could name a profile row that a re-partition gave to another
+    person (delivered out of order, a shared device's candidate came to name the wrong
+    customer, and accepting it merged the wrong people). One that now names a pair already
+    raised, or nobody, is removed: it was the same doubt, or none is left.
+    """
+    ids = sorted(touched)
+    cands = list(
+        db.session.scalars(
+            scoped(MergeCandidate, shop.id)
+            .where(
+                MergeCandidate.status == "open",
+                sa.or_(id_in(MergeCandidate.profile_a_id, ids), id_in(MergeCandidate.profile_b_id, ids)),
+            )
+            .order_by(MergeCandidate.id)
+        )
+    )
+    if not cands:
+        return
+    owner = _owners(shop.id, set().union(*(evidence_keys(c.evidence) for c in cands)))
+    live = live_profiles(shop.id, {p for c in cands for p in (c.profile_a_id, c.profile_b_id)})
+    moves = {}
+    for cand in cands:
+        pair = tuple(sorted(live[p].id if p in live else p for p in (cand.profile_a_id, cand.profile_b_id)))
+        sides = candidate_sides(pair, {owner[k] for k in evidence_keys(cand.evidence) if k in owner})
+        if sides != pair:
+            moves[cand] = sides
+    if not moves:
+        return
+    wanted = sorted({sides for sides in moves.values() if sides is not None})
+    taken = set()
+    if wanted:
+        taken = set(
+            map(
+                tuple,
+                db.session.execute(
+                    scoped(
+                        MergeCandidate, shop.id, MergeCandidate.profile_a_id, MergeCandidate.profile_b_id
+                    ).where(
+                        id_in(MergeCandidate.profile_a_id, sorted({a for a, _ in wanted})),
+                        id_in(MergeCandidate.profile_b_id, sorted({b for _, b in wanted})),
+                    )
+                ),
+            )
+        )
+    for cand, sides in moves.items():  # oldest first: the first to claim a pair keeps it
+        if sides is None or sides in taken:
+            db.session.delete(cand)
+        else:
+            taken.add(sides)
+            cand.profile_a_id, cand.profile_b_id = sides
+    db.session.flush()
+
+
+def _owners(shop_id: int, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """``{(kind, value): profile id}`` for those of ``keys`` the shop holds."""
+    owner = {}
+    for kind in sorted({k for k, _ in keys}):
+        values = sorted(v for k, v in keys if k == kind)
+        stmt = scoped(Identifier, shop_id, Identifier.value, Identifier.profile_id).where(
+            Identifier.kind == kind, value_in(Identifier.value, values)
+        )
+        owner.update(((kind, v), p) for v, p in db.session.execute(stmt))
+    return owner
 
 
 def _rehome_events(shop: Shop, profile_ids: set[int]) -> None:
