@@ -29,8 +29,11 @@ def deliveries() -> list[tuple[str, dict, str]]:
     refund = fixture("shopify/refunds_create.json")
     newer = fixture("shopify/orders_create_web.json")
     newer.update(
-        updated_at="2026-10-12T10:05:00+01:00", financial_status="partially_refunded", refunds=[refund]
+        updated_at="2026-11-02T10:05:00+00:00", financial_status="partially_refunded", refunds=[refund]
     )
+    # By then she had changed her name and moved: the newest version of anything she is in says so.
+    newer["customer"]["first_name"] = "Sally"
+    newer["shipping_address"] = {**newer["shipping_address"], "country_code": "FR", "country": "France"}
     stale = fixture("shopify/orders_create_web.json")
     stale.update(total_price="999.00", updated_at="2026-10-03T19:41:01+01:00")
     stale["total_price_set"]["shop_money"]["amount"] = "999.00"
@@ -98,6 +101,21 @@ def test_ordered_replay_gives_the_expected_profile(ordered):
     assert sarah["orders"]["count"] == 2 and sarah["orders"]["lifetime_spend"] == 106.0  # 84 - 20 + 42
     assert sarah["consent_states"]["email"] == "opted_in" and sarah["consent_states"]["sms"] == "opted_in"
     assert ordered["7002"]["orders"]["lifetime_spend"] == 120.0
+    assert (sarah["first_name"], sarah["country"]) == ("Sally", "FR")  # the newest version's, however late
+
+
+def test_a_late_older_customer_version_leaves_the_newer_names_and_address(app, db, drain):
+    newer = fixture("shopify/customers_create_2025_10.json")
+    newer.update(first_name="Sally", updated_at="2026-11-05T10:00:00+00:00")
+    newer["default_address"] = {**newer["default_address"], "country_code": "FR"}
+    shop = make_ingest_shop()
+    client = app.test_client()
+    assert post_shopify(client, shop, "customers/update", newer, "wh-new").status_code == 200
+    old = fixture("shopify/customers_create_2025_10.json")  # Sarah in GB, 3 October
+    assert post_shopify(client, shop, "customers/update", old, "wh-old").status_code == 200
+    drain()
+    doc = doc_of(shop, "shopify_customer", "7001")
+    assert (doc["first_name"], doc["country"]) == ("Sally", "FR")
 
 
 @settings(

@@ -67,6 +67,7 @@ NOT_PERSONAL: dict[str, set[str]] = {
         "timezone_source",
         "country",
         "currency",
+        "details_at",
         "order_count",
         "lifetime_spend",
         "online_count",

@@ -76,6 +76,9 @@ class Profile(db.Model):
     country: so.Mapped[str | None] = so.mapped_column(sa.String(2))
     province: so.Mapped[str | None] = so.mapped_column(sa.String(16))
     currency: so.Mapped[str | None] = so.mapped_column(sa.String(3))
+    # Shopify's time of the customer or order version that last set the names, location and
+    # currency above: a version delivered late, older than it, changes none of them.
+    details_at: so.Mapped[dt.datetime | None]
 
     # Purchases, kept current by ingest.
     order_count: so.Mapped[int] = so.mapped_column(default=0)

@@ -318,6 +318,20 @@ def set_names(profile: Profile, first: Any, last: Any, *, authoritative: bool) -
             setattr(profile, attr, value)
 
 
+def newer_details(profile: Profile, at: dt.datetime | None) -> bool:
+    """Whether a Shopify customer or order version of time ``at`` may overwrite the profile's names,
+    location and currency (and note ``at``): not when a newer version was applied already.
+
+    Shopify delivers versions out of order; without this an ``orders/create`` arriving after its
+    ``orders/updated`` put back the name and address the customer had since changed. A version
+    without a time may only fill what is blank.
+    """
+    if at is None or (profile.details_at is not None and at < profile.details_at):
+        return False
+    profile.details_at = at
+    return True
+
+
 def set_location(profile: Profile, address: dict | None) -> None:
     """Country and province (codes) from a Shopify address."""
     if not isinstance(address, dict):

@@ -22,6 +22,7 @@ from app.services.ingest.common import (
     as_dict,
     first,
     idents,
+    newer_details,
     optional_time,
     parse_time,
     record_event,
@@ -139,9 +140,13 @@ def apply_customer(shop: Shop, payload: dict, delivery: WebhookDelivery | None, 
         shop, found, source=SOURCE, seen_at=seen_at, evidence=evidence, sighting=is_persons_doing(etype)
     )
     if profile is not None:
-        set_names(profile, payload.get("first_name"), payload.get("last_name"), authoritative=True)
-        set_location(profile, payload.get("default_address"))
-        if payload.get("currency"):
+        # A customer version older than one applied already (delivered late) only fills blanks.
+        version_at = optional_time(first(payload.get("updated_at"), payload.get("created_at")), "updated_at")
+        newer = newer_details(profile, version_at)
+        set_names(profile, payload.get("first_name"), payload.get("last_name"), authoritative=newer)
+        if newer or profile.country is None:
+            set_location(profile, payload.get("default_address"))
+        if payload.get("currency") and (newer or profile.currency is None):
             profile.currency = str(payload["currency"])[:3]
         refresh_search_text(profile)
         apply_inline_consent(shop, profile, payload, delivery)

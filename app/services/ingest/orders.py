@@ -28,6 +28,7 @@ from app.services.ingest.common import (
     first,
     idents,
     money,
+    newer_details,
     optional_time,
     parse_time,
     record_event,
@@ -199,22 +200,31 @@ def update_buyer(
     delivery: WebhookDelivery | None,
     consents: ConsentBatch | None = None,
 ) -> None:
-    """Names, location, currency and inline consent the order tells of its buyer."""
+    """Names, location, currency and inline consent the order tells of its buyer.
+
+    Only a version at least as new as the one that last set them overwrites names, location
+    and currency (``newer_details``); an older one fills blanks.
+    """
     customer = as_dict(payload.get("customer"))
     address = as_dict(first(payload.get("billing_address"), payload.get("shipping_address")))
+    version_at = optional_time(first(payload.get("updated_at"), payload.get("created_at")), "updated_at")
+    newer = newer_details(profile, version_at)
     set_names(
         profile,
         first(customer.get("first_name"), address.get("first_name")),
         first(customer.get("last_name"), address.get("last_name")),
-        authoritative=bool(customer),
+        authoritative=bool(customer) and newer,
     )
-    set_location(
-        profile,
-        first(
-            payload.get("shipping_address"), payload.get("billing_address"), customer.get("default_address")
-        ),
-    )
-    if payload.get("currency"):
+    if newer or profile.country is None:
+        set_location(
+            profile,
+            first(
+                payload.get("shipping_address"),
+                payload.get("billing_address"),
+                customer.get("default_address"),
+            ),
+        )
+    if payload.get("currency") and (newer or profile.currency is None):
         profile.currency = str(payload["currency"])[:3]
     if customer:
         apply_inline_consent(shop, profile, customer, delivery, consents)
