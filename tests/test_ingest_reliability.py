@@ -162,6 +162,20 @@ def test_a_well_formed_body_that_cannot_be_processed_is_dead_lettered_not_droppe
     assert row.status == "dead" and row.attempts == 1 and "not valid JSON" in row.last_error
 
 
+def test_a_value_our_code_cannot_handle_is_dead_lettered_at_once_with_its_reason(
+    client, ishop, drain, monkeypatch
+):
+    def broken(*_args):
+        raise ValueError("Invalid IPv6 URL")
+
+    monkeypatch.setattr(pixel, "plan_pixel_event", broken)
+    monkeypatch.setattr(pixel, "apply_pixel_event", broken)
+    assert post_pixel(client, fixture("pixel/page_viewed.json")).status_code == 200
+    drain()
+    row = delivery()
+    assert (row.status, row.attempts) == ("dead", 1) and "ValueError: Invalid IPv6 URL" in row.last_error
+
+
 def test_failed_deliveries_page_lists_and_retries_with_htmx(client, auth, ishop, drain, flaky):
     flaky["failures"] = 10**6
     post_pixel(client, fixture("pixel/page_viewed.json"))

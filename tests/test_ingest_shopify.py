@@ -78,6 +78,15 @@ def test_multicurrency_order_is_counted_in_shop_money(client, ishop, drain):
     assert doc_of(ishop, "email", "dave@example.net")["orders"]["lifetime_spend"] == 120.0
 
 
+def test_an_order_whose_landing_page_cannot_be_read_is_counted_without_its_utm_source(client, ishop, drain):
+    body = fixture("shopify/orders_create_web.json")
+    body["landing_site"] = "http://[shop/?utm_source=ig"  # the shopper's address bar, not a URL
+    send(client, drain, ishop, "orders/create", body, "wh-odd-landing")
+    row = order(ishop, "5001")
+    assert (row.total, row.utm_source, row.landing_site) == (84, None, "http://[shop/?utm_source=ig")
+    assert doc_of(ishop, "shopify_customer", "7001")["orders"]["count"] == 1
+
+
 def test_cancelled_order_is_kept_but_not_counted(client, ishop, drain):
     send(client, drain, ishop, "orders/create", "orders_create_web", "wh-1")
     send(client, drain, ishop, "orders/cancelled", "orders_cancelled", "wh-c")

@@ -104,14 +104,19 @@ def _error_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
+# Python's own errors on a value (not the database's, not the network's): the same input fails alike.
+DETERMINISTIC = (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError)
+
+
 def _mark_failed(row: WebhookDelivery, exc: Exception) -> float | None:
     """Count the failed attempt on the row; the retry delay, or None once it is dead."""
     row.attempts += 1
     row.last_error = _error_text(exc)
-    if row.attempts >= max_attempts() or isinstance(exc, BadPayload | DataError):
-        # A body that is not the provider's format, or a value the database refuses (too long,
-        # out of range: SQLSTATE class 22), fails the same way every time: dead-lettered at once
-        # with its reason, for ``dlq retry`` once the parser (or the sender) is fixed.
+    if row.attempts >= max_attempts() or isinstance(exc, (BadPayload, DataError, *DETERMINISTIC)):
+        # A body that is not the provider's format, a value the database refuses (too long,
+        # out of range: SQLSTATE class 22), or a value our code cannot handle fails the same way
+        # every time: dead-lettered at once with its reason, for ``dlq retry`` once the parser
+        # (or the sender) is fixed.
         row.status, row.next_attempt_at = "dead", None
         log.error("delivery %s dead after %s attempts (%s)", row.id, row.attempts, type(exc).__name__)
         return None

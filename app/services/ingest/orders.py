@@ -59,10 +59,15 @@ def sales_channel(source_name: str | None) -> str:
 
 
 def utm_source(landing_site: str | None) -> str | None:
-    """``utm_source`` from the landing page URL, lower-cased."""
+    """``utm_source`` from the landing page URL, lower-cased; None when there is none or the URL
+    cannot be read (it is the shopper's address bar: ``http://[shop/`` must not lose the order)."""
     if not landing_site:
         return None
-    values = parse_qs(urlsplit(landing_site).query).get("utm_source")
+    try:
+        query = urlsplit(landing_site).query
+    except ValueError:
+        return None
+    values = parse_qs(query).get("utm_source")
     return values[0].strip().lower()[:120] if values and values[0].strip() else None
 
 
