@@ -104,6 +104,59 @@ def test_partial_refund_lowers_net_spend(client, ishop, drain):
     assert doc_of(ishop, "shopify_customer", "7001")["orders"]["lifetime_spend"] == 64.0
 
 
+def _multicurrency_refund(**transaction) -> dict:
+    """A full refund of the multi-currency order (shop GBP 120.00, customer USD 140.40), paid back in USD."""
+    refund = fixture("shopify/refunds_create.json")
+    refund.update(id=88004, order_id=5004)
+    refund["refund_line_items"] = [
+        {
+            "id": 77004,
+            "line_item_id": 90004,
+            "quantity": 1,
+            "subtotal_set": {
+                "shop_money": {"amount": "120.00", "currency_code": "GBP"},
+                "presentment_money": {"amount": "140.40", "currency_code": "USD"},
+            },
+        }
+    ]
+    tx = {"id": 66004, "kind": "refund", "status": "success", "amount": "140.40", "currency": "USD"}
+    refund["transactions"] = [{**tx, **transaction}]
+    return refund
+
+
+def test_a_refund_in_the_customers_currency_lowers_spend_in_shop_money(client, ishop, drain):
+    send(client, drain, ishop, "orders/create", "orders_create_multicurrency", "wh-mc")
+    send(client, drain, ishop, "refunds/create", _multicurrency_refund(), "wh-mc-r")
+    assert order(ishop, "5004").refunded == 120
+    assert doc_of(ishop, "email", "dave@example.net")["orders"]["lifetime_spend"] == 0.0
+
+
+def test_an_inline_refund_in_the_customers_currency_converts_at_the_orders_rate(client, ishop, drain):
+    updated = fixture("shopify/orders_create_multicurrency.json")
+    refund = _multicurrency_refund(amount="70.20")  # half, and no money sets of its own
+    refund["refund_line_items"] = []
+    updated.update(updated_at="2026-10-08T09:00:00-07:00", refunds=[refund])
+    send(client, drain, ishop, "orders/updated", updated, "wh-mc-u")
+    assert order(ishop, "5004").refunded == 60
+
+
+def test_a_refund_first_seen_pending_counts_once_a_newer_version_shows_it_succeeded(client, ishop, drain):
+    send(client, drain, ishop, "orders/create", "orders_create_web", "wh-1")
+    pending = fixture("shopify/refunds_create.json")
+    pending["transactions"][0]["status"] = "pending"
+    send(client, drain, ishop, "refunds/create", pending, "wh-r-pending")
+    assert order(ishop, "5001").refunded == 0
+    settled = fixture("shopify/orders_create_web.json")
+    settled.update(updated_at="2026-10-13T10:00:00+01:00", refunds=[fixture("shopify/refunds_create.json")])
+    send(client, drain, ishop, "orders/updated", settled, "wh-u-settled")
+    assert order(ishop, "5001").refunded == 20
+    assert doc_of(ishop, "shopify_customer", "7001")["orders"]["lifetime_spend"] == 64.0
+    stale = fixture("shopify/orders_create_web.json")  # an older version listing it pending changes nothing
+    stale.update(updated_at="2026-10-12T10:01:00+01:00", refunds=[pending])
+    send(client, drain, ishop, "orders/updated", stale, "wh-u-stale")
+    assert order(ishop, "5001").refunded == 20
+
+
 def test_refund_before_its_order_is_counted_when_the_order_arrives(client, ishop, drain):
     send(client, drain, ishop, "refunds/create", "refunds_create", "wh-r")
     send(client, drain, ishop, "orders/create", "orders_create_web", "wh-1")

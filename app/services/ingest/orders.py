@@ -45,6 +45,7 @@ from app.tenancy import scoped
 SOURCE = "shopify"
 MARKETPLACES = frozenset({"amazon", "ebay", "etsy", "walmart", "zalando", "google", "facebook", "tiktok"})
 ZERO = Decimal("0")
+CENT = Decimal("0.01")
 ID_LENGTH = 64  # orders.external_id: Shopify ids are numbers of up to 20 digits
 
 
@@ -107,8 +108,15 @@ def check_refund(payload: Any) -> None:
         raise BadPayload(f"a refund's id and order_id are at most {ID_LENGTH} characters")
 
 
-def _refund_amount(refund: dict, shop: Shop) -> Decimal:
-    """What a refund gave back, in shop money."""
+def _refund_amount(refund: dict, shop: Shop, order_rate: Decimal | None = None) -> Decimal:
+    """What a refund gave back, in shop money.
+
+    A refund's transactions are in the order's presentment currency (the customer's): a
+    multi-currency order refunded 140.40 USD gave back 120.00 of a GBP shop's money. An
+    amount in another currency than the shop's is converted at the rate the refund's own
+    money sets show (its lines, shipping and adjustments in both currencies), else at the
+    order's (``order_rate``, shop over presentment), else taken as it is.
+    """
     total = ZERO
     for tx in as_list(refund.get("transactions"), "transactions"):
         if (
@@ -117,9 +125,45 @@ def _refund_amount(refund: dict, shop: Shop) -> Decimal:
             or tx.get("status") not in ("success", None)
         ):
             continue
-        amount = as_dict(as_dict(tx.get("amount_set")).get("shop_money")).get("amount")
-        total += money(first(amount, tx.get("amount"))) or ZERO
+        shop_money = money(as_dict(as_dict(tx.get("amount_set")).get("shop_money")).get("amount"))
+        if shop_money is not None:
+            total += shop_money
+            continue
+        amount = money(tx.get("amount")) or ZERO
+        currency = str(tx.get("currency") or "").upper()
+        rate = None if currency in ("", shop.currency.upper()) else (refund_rate(refund) or order_rate)
+        total += (amount * rate).quantize(CENT) if rate else amount
     return total
+
+
+def refund_rate(refund: dict) -> Decimal | None:
+    """Shop money per unit of presentment money, from the refund's money sets; None if it has none."""
+    shop_total = presentment_total = ZERO
+    sets = [
+        item.get(name)
+        for item in as_list(refund.get("refund_line_items"), "refund_line_items")
+        if isinstance(item, dict)
+        for name in ("subtotal_set", "total_tax_set")
+    ]
+    for key in ("order_adjustments", "refund_shipping_lines"):
+        for item in as_list(refund.get(key), key):
+            if isinstance(item, dict):
+                sets += [item.get("amount_set"), item.get("subtotal_amount_set")]
+    for pair in sets:
+        shop_part = money(as_dict(as_dict(pair).get("shop_money")).get("amount"))
+        presentment = money(as_dict(as_dict(pair).get("presentment_money")).get("amount"))
+        if shop_part is not None and presentment:
+            shop_total += abs(shop_part)
+            presentment_total += abs(presentment)
+    return shop_total / presentment_total if presentment_total else None
+
+
+def order_rate(payload: dict) -> Decimal | None:
+    """Shop money per unit of presentment money, from an order's ``total_price_set``."""
+    pair = as_dict(payload.get("total_price_set"))
+    shop_money = money(as_dict(pair.get("shop_money")).get("amount"))
+    presentment = money(as_dict(pair.get("presentment_money")).get("amount"))
+    return shop_money / presentment if shop_money is not None and presentment else None
 
 
 def _refund_events(shop_id: int, order_external_id: str) -> dict[str, Decimal]:
@@ -147,21 +191,57 @@ def _recorder(shop: Shop, run: OrderRun | None):
 
 
 def _record_refund(
-    shop: Shop, profile: Profile | None, order_external_id: str, refund: dict, delivery, run=None
+    shop: Shop,
+    profile: Profile | None,
+    order_external_id: str,
+    refund: dict,
+    delivery,
+    run=None,
+    rate: Decimal | None = None,
 ) -> None:
-    """One ``order.refunded`` event per refund id: the single record refunds are summed from."""
-    amount = _refund_amount(refund, shop)
-    if run is not None:  # the first record of a refund id is the one kept, as in the table
-        run.refunds.setdefault(order_external_id, {}).setdefault(str(refund["id"]), amount)
-    _recorder(shop, run)(
-        profile,
-        type="order.refunded",
-        source=SOURCE,
-        external_id=f"refund:{order_external_id}:{refund['id']}",
-        occurred_at=parse_time(first(refund.get("processed_at"), refund.get("created_at")), "created_at"),
-        properties={"order_id": order_external_id, "refund_id": str(refund["id"]), "amount": str(amount)},
-        delivery_id=delivery.id if delivery else None,
+    """One ``order.refunded`` event per refund id: the single record refunds are summed from.
+
+    A refund's amount is what its successful transactions gave back. A version seen later
+    can add to it (a transaction first reported ``pending``, then ``success`` in a newer
+    order version) and never takes away (``success`` is final, and a failed one never
+    counted), so the record keeps the largest amount seen.
+    """
+    amount = _refund_amount(refund, shop, rate)
+    refund_id = str(refund["id"])
+    external_id = f"refund:{order_external_id}:{refund_id}"
+    if run is not None:
+        known = run.refunds.setdefault(order_external_id, {})
+        if refund_id in known:  # recorded before, in this batch or earlier: only ever raised
+            if amount > known[refund_id]:
+                known[refund_id] = amount
+                _raise_refund(shop, run, external_id, amount)
+            return
+        known[refund_id] = amount
+    event = {
+        "type": "order.refunded",
+        "source": SOURCE,
+        "external_id": external_id,
+        "occurred_at": parse_time(first(refund.get("processed_at"), refund.get("created_at")), "created_at"),
+        "properties": {"order_id": order_external_id, "refund_id": refund_id, "amount": str(amount)},
+        "delivery_id": delivery.id if delivery else None,
+    }
+    if run is not None:
+        run.events.append((profile, event))
+    elif record_event(shop, profile, **event) is None:
+        _raise_refund(shop, None, external_id, amount)
+
+
+def _raise_refund(shop: Shop, run: OrderRun | None, external_id: str, amount: Decimal) -> None:
+    """Raise a recorded refund's amount to ``amount`` (where it is lower)."""
+    pending = [e for _p, e in run.events if e["external_id"] == external_id] if run is not None else []
+    if pending:  # written by this batch's one INSERT, still to come
+        pending[0]["properties"] = {**pending[0]["properties"], "amount": str(amount)}
+        return
+    stored = db.session.scalar(
+        scoped(Event, shop.id).where(Event.source == SOURCE, Event.external_id == external_id)
     )
+    if stored is not None and Decimal(str(stored.properties.get("amount", "0"))) < amount:
+        stored.properties = {**stored.properties, "amount": str(amount)}
 
 
 def buyer_signal(shop: Shop, payload: dict, delivery: WebhookDelivery | None) -> tuple[Signal, list]:
@@ -389,7 +469,7 @@ def apply_order(
     _order_events(shop, order, profile, found, delivery, run)
     for refund in as_list(payload.get("refunds"), "refunds"):
         if isinstance(refund, dict) and refund.get("id") is not None and refund.get("created_at"):
-            _record_refund(shop, profile, external_id, refund, delivery, run)
+            _record_refund(shop, profile, external_id, refund, delivery, run, order_rate(payload))
     if run is None:
         order.refunded = _refunded_total(shop, external_id)
         _recount(shop, order.profile_id, previous_profile_id)
