@@ -41,6 +41,30 @@ def test_valid_shopify_signature_is_accepted_and_stored(client, ishop, drain):
     assert row.status == "processed"
 
 
+def test_a_chunked_body_over_one_mebibyte_is_413_not_cut_short(client, ishop):
+    """A body sent in chunks names no length up front: it is refused as too large, not read in part
+    and then found not to be JSON (or not to match its signature)."""
+    import io
+
+    events = [{**fixture("pixel/page_viewed.json"), "id": f"big-{n}"} for n in range(3000)]
+    raw = json.dumps(events).encode()
+    assert len(raw) > 1024 * 1024
+    chunked = {"wsgi.input_terminated": True}
+    shopify = {"X-Shopify-Topic": "orders/create"}
+    api = {"Authorization": f"Bearer {ishop.token}"}
+    for path, headers in (("/collect", {}), ("/webhooks/shopify", shopify), ("/api/v1/events", api)):
+        response = client.post(
+            path,
+            input_stream=io.BytesIO(raw),
+            content_type="application/json",
+            headers={"Transfer-Encoding": "chunked", **headers},
+            environ_overrides=chunked,
+        )
+        assert response.status_code == 413, response.get_data(as_text=True)
+        assert response.get_json()["error"]["code"] == "too_large"
+    assert stored() == 0
+
+
 @pytest.mark.parametrize(
     "case",
     ["invalid", "missing", "wrong_secret", "one_byte_altered"],

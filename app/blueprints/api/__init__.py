@@ -63,10 +63,11 @@ def too_large(_exc):
 
 def json_body() -> dict:
     """The request's JSON object, or a 400 saying why it is not one."""
+    from app.request_body import whole_body
     from app.services.ingest.common import BadPayload, load_json
 
     try:
-        data = load_json(request.get_data())
+        data = load_json(whole_body())
     except BadPayload as exc:
         raise DomainError(str(exc), code="bad_json") from None
     if not isinstance(data, dict):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import abort, jsonify
 
 from app.errors import DomainError
 from app.extensions import db
 from app.models import Shop
+from app.request_body import whole_body
 from app.services.accounts import shop_by_domain
 from app.services.ingest.common import CheckedBatch, load_json
 from app.services.ingest.inbox import Stored
@@ -21,11 +21,8 @@ def error(status: int, code: str, message: str):
 
 
 def raw_body() -> bytes:
-    """The exact bytes the provider signed; 413 past ``MAX_CONTENT_LENGTH`` (1 MiB)."""
-    limit = request.max_content_length
-    if limit is not None and (request.content_length or 0) > limit:
-        raise RequestEntityTooLarge()
-    return request.get_data(cache=True)
+    """The exact bytes the provider signed; 413 past ``MAX_CONTENT_LENGTH`` (1 MiB), chunked or not."""
+    return whole_body()
 
 
 def shop_or_404(domain: str | None) -> Shop:
