@@ -53,7 +53,7 @@ def shopify():
     )
     if not webhook_id:
         raise BadPayload("X-Shopify-Webhook-Id is required")
-    check_shopify(topic, parse_json(body))
+    check_shopify(shop, topic, parse_json(body))
     stored = store_delivery(
         shop,
         "shopify",

@@ -53,6 +53,47 @@ def check_consent(payload: Any, channel: str) -> None:
         raise BadPayload(f"{CONSENT_FIELDS[channel]} is required")
 
 
+def check_consent_values(consent: dict, where: str) -> None:
+    """What ``apply_consent`` reads of a consent object, read at the door: its state and time.
+
+    Raises:
+        BadPayload: a state that is not text, a time that is not one.
+    """
+    _consent_status(consent.get("state"))
+    optional_time(consent.get("consent_updated_at"), f"{where}.consent_updated_at")
+
+
+def check_customer_values(shop: Shop, payload: dict) -> None:
+    """``check_customer`` and every value ``apply_customer`` reads (ids, contacts, times, consent)."""
+    check_customer(payload)
+    idents(
+        shop,
+        [
+            (k, payload.get(f))
+            for k, f in (("shopify_customer", "id"), ("email", "email"), ("phone", "phone"))
+        ],
+    )
+    for key in ("updated_at", "created_at"):
+        optional_time(payload.get(key), key)
+    for field in CONSENT_FIELDS.values():
+        if isinstance(payload.get(field), dict):
+            check_consent_values(payload[field], field)
+
+
+def check_consent_topic_values(shop: Shop, payload: dict, channel: str) -> None:
+    """``check_consent`` and every value ``plan_consent_topic`` reads."""
+    check_consent(payload, channel)
+    contact = payload.get("email_address") if channel == "email" else payload.get("phone")
+    idents(
+        shop,
+        [
+            ("shopify_customer", first(payload.get("customer_id"), payload.get("id"))),
+            ("email" if channel == "email" else "phone", contact),
+        ],
+    )
+    check_consent_values(payload[CONSENT_FIELDS[channel]], CONSENT_FIELDS[channel])
+
+
 def _consent_status(state: str | None) -> tuple[str, bool] | None:
     """Shopify's state as ``(status, explicit)``; None when it says nothing usable.
 

@@ -96,6 +96,40 @@ def check_order(payload: Any) -> None:
         raise BadPayload("order.created_at is required")
 
 
+def check_order_values(shop: Shop, payload: Any) -> None:
+    """``check_order`` and every value applying the order reads, read at the door without the
+    database: the buyer's identifiers and the times (``buyer_signal``), the order's fields and
+    lines (``_fill_order`` into an order nobody stores), its inline refunds and consent.
+
+    Raises:
+        BadPayload: with the field and why (a time that is not one, an email sent as a list).
+    """
+    check_order(payload)
+    buyer_signal(shop, payload, None)
+    updated_at = optional_time(payload.get("updated_at"), "updated_at")
+    _fill_order(Order(shop_id=shop.id), payload, shop, updated_at)
+    for refund in as_list(payload.get("refunds"), "refunds"):
+        if isinstance(refund, dict) and refund.get("id") is not None and refund.get("created_at"):
+            _check_refund_values(shop, refund, order_rate(payload))
+    from app.services.ingest.customers import CONSENT_FIELDS, check_consent_values
+
+    customer = as_dict(payload.get("customer"))
+    for name in CONSENT_FIELDS.values():
+        if isinstance(customer.get(name), dict):
+            check_consent_values(customer[name], f"customer.{name}")
+
+
+def check_refund_values(shop: Shop, payload: Any) -> None:
+    """``check_refund`` and every value recording the refund reads (its time and amounts)."""
+    check_refund(payload)
+    _check_refund_values(shop, payload, None)
+
+
+def _check_refund_values(shop: Shop, refund: dict, rate: Decimal | None) -> None:
+    parse_time(first(refund.get("processed_at"), refund.get("created_at")), "refund.created_at")
+    _refund_amount(refund, shop, rate)
+
+
 def check_refund(payload: Any) -> None:
     """Reject a body that is not a Shopify refund object."""
     if (

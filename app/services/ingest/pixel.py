@@ -71,6 +71,9 @@ def _check_event(event: Any, where: str) -> None:
     for key in ("data", "context", "customer"):
         if event.get(key) is not None and not isinstance(event[key], dict):
             raise BadPayload(f"{where}: {key} must be an object")
+    for kind, raw in _identifiers(event):  # as ``idents`` will read them
+        if raw not in (None, "") and (isinstance(raw, bool) or not isinstance(raw, str | int)):
+            raise BadPayload(f"{where}: {kind} must be text, not {type(raw).__name__}")
 
 
 def parse_events(body: Any) -> CheckedBatch:

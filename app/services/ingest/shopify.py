@@ -25,8 +25,12 @@ HANDLERS: dict[str, Callable[[Shop, dict, WebhookDelivery], Any]] = {
 TOPICS = frozenset(HANDLERS) | WAITING_TOPICS
 
 
-def check_shopify(topic: str, payload: Any) -> None:
+def check_shopify(shop: Shop, topic: str, payload: Any) -> None:
     """Reject an unknown topic or a body of the wrong shape before it is stored.
+
+    Every value applying the topic reads is read here too (without the database), so a body
+    that could only fail later (a time that is not one, an email sent as a list) gets its 400
+    with the reason now, instead of a 200 and a dead letter.
 
     Raises:
         BadPayload: with the reason.
@@ -36,15 +40,15 @@ def check_shopify(topic: str, payload: Any) -> None:
     if not isinstance(payload, dict):
         raise BadPayload("a Shopify webhook body is a JSON object")
     if topic in ORDER_TOPICS:
-        orders.check_order(payload)
+        orders.check_order_values(shop, payload)
     elif topic == "refunds/create":
-        orders.check_refund(payload)
+        orders.check_refund_values(shop, payload)
     elif topic in ("customers/create", "customers/update", "customers/delete"):
-        customers.check_customer(payload)
+        customers.check_customer_values(shop, payload)
     elif topic == "customers/email_marketing_consent_update":
-        customers.check_consent(payload, "email")
+        customers.check_consent_topic_values(shop, payload, "email")
     elif topic == "customers/marketing_consent_update":
-        customers.check_consent(payload, "sms")
+        customers.check_consent_topic_values(shop, payload, "sms")
 
 
 def apply_shopify(shop: Shop, delivery: WebhookDelivery, payload: dict) -> None:
