@@ -78,6 +78,35 @@ def test_marketplace_order_counts_in_marketplace_spend(client, ishop, drain):
     assert db.session.scalar(sa.select(Order.source)) == "amazon"
 
 
+def _amazon_order(**props) -> dict:
+    return event(
+        type="order.placed",
+        channel="marketplace",
+        identifiers={"amazon_buyer_id": "AMZ-1"},
+        properties={"order_id": "111-333", "total": "100.00", "marketplace": "amazon", **props},
+    )
+
+
+def test_a_marketplace_order_in_another_currency_counts_its_total_in_shop_money(client, ishop, drain):
+    refused = client.post("/api/v1/events", json=_amazon_order(currency="USD"), headers=ishop.auth)
+    assert refused.status_code == 400
+    assert "needs properties.shop_total" in refused.get_json()["error"]["message"]
+    body = _amazon_order(currency="usd", shop_total="78.90")
+    assert client.post("/api/v1/events", json=body, headers=ishop.auth).status_code == 202
+    drain()
+    assert doc_of(ishop, "amazon_buyer", "AMZ-1")["orders"]["marketplace"] == {"count": 1, "spend": 78.9}
+    row = db.session.scalar(sa.select(Order))
+    assert (str(row.total), row.currency, row.presentment_currency) == ("78.90", ishop.model.currency, "USD")
+
+
+def test_the_same_marketplace_order_named_in_another_case_counts_once(client, ishop, drain):
+    for name, event_id in (("amazon", "e1"), ("Amazon ", "e2")):
+        body = {**_amazon_order(marketplace=name), "id": event_id}
+        assert client.post("/api/v1/events", json=body, headers=ishop.auth).status_code == 202
+    drain()
+    assert doc_of(ishop, "amazon_buyer", "AMZ-1")["orders"]["marketplace"] == {"count": 1, "spend": 100.0}
+
+
 def test_bad_events_are_400_with_the_reason(client, ishop):
     cases = [
         (event(type="Not A Type"), "type is required"),

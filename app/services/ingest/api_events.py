@@ -48,8 +48,8 @@ TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 CHANNELS = frozenset({"email", "sms", "whatsapp", "push", "web", "pos", "marketplace", "support", "phone"})
 
 
-def check_event(body: Any) -> dict:
-    """The validated API event.
+def check_event(body: Any, shop: Shop) -> dict:
+    """The validated API event (for ``shop``: a marketplace order's money is in its currency).
 
     Raises:
         BadPayload: a missing or malformed field, named in the message.
@@ -68,7 +68,7 @@ def check_event(body: Any) -> dict:
     if body.get("properties") is not None and not isinstance(body["properties"], dict):
         raise BadPayload("properties must be an object")
     if _is_marketplace_order(body):
-        _check_marketplace_order(as_dict(body.get("properties")))
+        _check_marketplace_order(as_dict(body.get("properties")), shop)
     return body
 
 
@@ -87,10 +87,23 @@ def _check_identifiers(ids: Any) -> None:
         raise BadPayload("identifiers must hold at least one non-empty value")
 
 
-def _check_marketplace_order(props: dict) -> None:
-    """The order's id, total and lines, here so that a bad one is a 400 and not a dead delivery."""
+def _check_marketplace_order(props: dict, shop: Shop) -> None:
+    """The order's id, total and lines, here so that a bad one is a 400 and not a dead delivery.
+
+    Amounts are the shop's currency. An order placed in another (``properties.currency``)
+    also gives its total in the shop's, ``properties.shop_total``: without a rate we would
+    count 100 USD as 100 GBP.
+    """
     if not props.get("order_id") or money(props.get("total")) is None:
         raise BadPayload("a marketplace order needs properties.order_id and properties.total")
+    currency = props.get("currency")
+    if currency is not None and not isinstance(currency, str):
+        raise BadPayload("properties.currency must be a currency code such as GBP")
+    if _foreign(currency, shop) and money(props.get("shop_total")) is None:
+        raise BadPayload(
+            f"a marketplace order in {currency.upper()[:3]} needs properties.shop_total, its total "
+            f"in the shop's currency ({shop.currency}): amounts are counted in the shop's currency"
+        )
     for index, item in enumerate(as_list(props.get("line_items"), "properties.line_items")):
         if isinstance(item, dict):
             whole(item.get("quantity"), f"properties.line_items[{index}].quantity")
@@ -101,19 +114,37 @@ def _is_marketplace_order(body: dict) -> bool:
     return body.get("type") == "order.placed" and body.get("channel") == "marketplace"
 
 
+def _foreign(currency: Any, shop: Shop) -> bool:
+    """A currency code other than the shop's."""
+    return (
+        isinstance(currency, str)
+        and bool(currency.strip())
+        and currency.strip().upper() != shop.currency.upper()
+    )
+
+
 def _marketplace_order(shop: Shop, body: dict, profile, at) -> None:
-    """An order from Amazon, eBay…: stored like a Shopify order so counters include it."""
+    """An order from Amazon, eBay…: stored like a Shopify order so counters include it.
+
+    The marketplace's name is compared as lower-case text (``Amazon`` and ``amazon`` are one
+    marketplace, so one order), and the total counted is the shop's money.
+    """
     props = as_dict(body.get("properties"))
-    source = str(
-        first(
-            props.get("marketplace"),
-            "amazon"
-            if body["identifiers"].get("amazon_buyer_id")
-            else "ebay"
-            if body["identifiers"].get("ebay_user")
-            else "marketplace",
+    source = (
+        str(
+            first(
+                props.get("marketplace"),
+                "amazon"
+                if body["identifiers"].get("amazon_buyer_id")
+                else "ebay"
+                if body["identifiers"].get("ebay_user")
+                else "marketplace",
+            )
         )
-    )[:20]
+        .strip()
+        .lower()[:20]
+    )
+    foreign = _foreign(props.get("currency"), shop)
     order = db.session.scalar(
         scoped(Order, shop.id).where(Order.source == source, Order.external_id == str(props["order_id"])[:64])
     )
@@ -130,8 +161,9 @@ def _marketplace_order(shop: Shop, body: dict, profile, at) -> None:
         placed_at=at,
         processed_at=at,
         source_updated_at=at,
-        currency=str(props.get("currency") or shop.currency)[:3],
-        total=money(props["total"]),
+        currency=shop.currency,
+        presentment_currency=props["currency"].strip().upper()[:3] if foreign else None,
+        total=money(props["shop_total"] if foreign else props["total"]),
         refunded=Decimal("0"),
     )
     order.lines = [
@@ -154,7 +186,7 @@ def _marketplace_order(shop: Shop, body: dict, profile, at) -> None:
 
 def apply_api_event(shop: Shop, body: dict, delivery: WebhookDelivery) -> None:
     """Resolve the identifiers, store the event, and count engagement or the order it carries."""
-    check_event(body)
+    check_event(body, shop)
     at = parse_time(body["occurred_at"])
     found = idents(shop, [(IDENTIFIER_KEYS[k], v) for k, v in body["identifiers"].items()])
     profile = resolve(
