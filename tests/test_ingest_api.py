@@ -116,6 +116,14 @@ def test_bad_events_are_400_with_the_reason(client, ishop):
         (event(channel="pigeon"), "channel must be one of"),
         (event(properties=[1]), "properties must be an object"),
         (event(type="order.placed", channel="marketplace", properties={}), "order_id"),
+        (
+            event(type="order.placed", channel="marketplace", properties={"order_id": {"a": 1}, "total": 1}),
+            "order_id",
+        ),
+        (
+            event(type="order.placed", channel="marketplace", properties={"order_id": "A-1"}),
+            "properties.total",
+        ),
     ]
     for body, reason in cases:
         response = client.post("/api/v1/events", json=body, headers=ishop.auth)

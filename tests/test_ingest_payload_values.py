@@ -134,6 +134,7 @@ def test_an_order_whose_discount_codes_are_a_number_is_a_400_with_the_reason(cli
         ("customers/update", "customers_create_2025_10", {"id": [7001]}, "shopify_customer must be text"),
         ("customers/update", "customers_create_2025_10", {"id": 7001.5}, "shopify_customer must be text"),
         ("orders/updated", "orders_create_web", {"updated_at": "not a time"}, "updated_at"),
+        ("orders/create", "orders_create_web", {"id": True}, "order.id is required"),
         ("orders/cancelled", "orders_create_web", {"cancelled_at": "soon"}, "cancelled_at"),
         ("refunds/create", "refunds_create", {"created_at": None, "processed_at": None}, "created_at"),
         (

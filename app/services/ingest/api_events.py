@@ -94,8 +94,11 @@ def _check_marketplace_order(props: dict, shop: Shop) -> None:
     also gives its total in the shop's, ``properties.shop_total``: without a rate we would
     count 100 USD as 100 GBP.
     """
-    if not props.get("order_id") or money(props.get("total")) is None:
-        raise BadPayload("a marketplace order needs properties.order_id and properties.total")
+    order_id = props.get("order_id")
+    if not order_id or isinstance(order_id, bool) or not isinstance(order_id, str | int):
+        raise BadPayload("a marketplace order needs properties.order_id (text or a number)")
+    if money(props.get("total")) is None:
+        raise BadPayload("a marketplace order needs properties.total")
     currency = props.get("currency")
     if currency is not None and not isinstance(currency, str):
         raise BadPayload("properties.currency must be a currency code such as GBP")

@@ -86,8 +86,12 @@ def check_order(payload: Any) -> None:
     """
     if not isinstance(payload, dict):
         raise BadPayload("an order must be a JSON object")
-    if not isinstance(payload.get("id"), int | str) or payload.get("id") in ("", None):
-        raise BadPayload("order.id is required")
+    if (
+        isinstance(payload.get("id"), bool)
+        or not isinstance(payload.get("id"), int | str)
+        or payload.get("id") in ("", None)
+    ):
+        raise BadPayload("order.id is required (a number or text)")
     if len(str(payload["id"])) > ID_LENGTH:
         raise BadPayload(f"order.id is longer than {ID_LENGTH} characters")
     if not isinstance(payload.get("line_items", []), list):
