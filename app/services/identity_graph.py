@@ -30,7 +30,8 @@ Rules (the README and docs/identity.md repeat them):
   is re-decided by the next signal of that instant, so simultaneous
   signals decide it together whatever order they arrive in (a household
   phone seen with four people for an instant, until the same instant
-  shows two of them are one).
+  shows two of them are one). A signal older than the links already held
+  re-decides them in time order (``lasting_blocks``).
 * A person keeps at most ``max_per_kind`` identifiers of each kind; the
   next one (in first-seen order) starts a profile of its own.
 * Human decisions win: ``same`` pairs (a merge a person made) join the
@@ -272,6 +273,39 @@ def partition(
     part = _partition(nodes, sightings, same, not_same, lasting, max_per_kind, max_people)
     part.lasting = lasting if settle_before is not None else set(part.blocked)
     return part
+
+
+def lasting_blocks(
+    nodes: dict[Key, dt.datetime],
+    sightings: list[Sighting],
+    *,
+    same: Iterable[tuple[Key, Key]] = (),
+    not_same: Iterable[tuple[Key, Key]] = (),
+    max_per_kind: int = 10,
+    max_people: int = 3,
+) -> set[Key]:
+    """The lasting blocks resolving these links in time order leaves, from the links alone.
+
+    Resolving a signal makes lasting the blocks that hold on the links seen before its
+    instant, and they stay. A signal that arrives late (older than links already held)
+    can show that a block decided without it never held in time order (the email that made
+    one of a library computer's people ambiguous came first); so such a neighbourhood's
+    blocks are re-decided here: instant by instant, in time order, as in-order delivery
+    would have decided them, whatever order the signals came in.
+    """
+    same, not_same = list(same), list(not_same)
+    lasting: set[Key] = set()
+    for instant in sorted({s.at for s in sightings}):
+        before = [s for s in sightings if s.at < instant]
+        if _may_block(before, lasting, max_people):
+            earlier = {k: t for k, t in nodes.items() if t < instant}
+            lasting = _partition(earlier, before, same, not_same, lasting, max_per_kind, max_people).blocked
+    return lasting
+
+
+def may_block(sightings: list[Sighting], max_people: int) -> bool:
+    """Whether an identifier is seen with more than ``max_people`` more trusted ones (it may be blocked)."""
+    return _may_block(sightings, set(), max_people)
 
 
 def _may_block(sightings: list[Sighting], blocked: set[Key], max_people: int) -> bool:

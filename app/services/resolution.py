@@ -640,6 +640,42 @@ def _repartition(
     makes profiles (it knows the ones it made and has not flushed yet) and writes what
     it holds back before a merge.
     """
+    limits = {
+        "max_per_kind": settings["max_identifiers_per_kind"],
+        "max_people": settings["max_people_per_identifier"],
+    }
+    # A signal older than links held re-decides the neighbourhood's blocks in time order; a block
+    # lifted opens the walk past it, so the neighbourhood is read again (a couple of times at most).
+    for _attempt in range(3):
+        row_of, sightings, same, apart = _neighbourhood(shop, ids, component)
+        first_seen = {k: r.first_seen_at for k, r in row_of.items()}
+        blocked = [k for k, r in row_of.items() if r.blocked_reason]
+        if not _arrived_late(seen_at, sightings, blocked, limits["max_people"]):
+            break
+        blocked = identity_graph.lasting_blocks(first_seen, sightings, same=same, not_same=apart, **limits)
+        lifted = [r for k, r in row_of.items() if r.blocked_reason is not None and k not in blocked]
+        for row in lifted:  # a block that never held in time order
+            row.blocked_reason = None
+        if not lifted:
+            break
+    part = identity_graph.partition(
+        first_seen,
+        sightings,
+        same=same,
+        not_same=apart,
+        blocked=blocked,
+        settle_before=seen_at,
+        **limits,
+    )
+    for key in part.lasting:
+        if row_of[key].blocked_reason is None:
+            row_of[key].blocked_reason = "shared_by_many"
+    home = _apply(shop, part, row_of, source, seen_at, batch)
+    _record_candidates(shop, part, home)
+
+
+def _neighbourhood(shop: Shop, ids: list[int], component):
+    """The signal's neighbourhood as the partition reads it: ``(row_of, sightings, same, not_same)``."""
     try:
         nodes, links = (component or partial(identity_links.load_component, shop.id))(ids)
     except _NotHeld:
@@ -658,21 +694,15 @@ def _repartition(
             sightings.append(identity_graph.Sighting(a, b, link.first_seen_at, link.source, link.event_ref))
         else:
             (same if link.relation == "same" else apart).append((a, b))
-    part = identity_graph.partition(
-        {k: r.first_seen_at for k, r in row_of.items()},
-        sightings,
-        same=same,
-        not_same=apart,
-        blocked=[k for k, r in row_of.items() if r.blocked_reason],
-        max_per_kind=settings["max_identifiers_per_kind"],
-        max_people=settings["max_people_per_identifier"],
-        settle_before=seen_at,
-    )
-    for key in part.lasting:
-        if row_of[key].blocked_reason is None:
-            row_of[key].blocked_reason = "shared_by_many"
-    home = _apply(shop, part, row_of, source, seen_at, batch)
-    _record_candidates(shop, part, home)
+    return row_of, sightings, same, apart
+
+
+def _arrived_late(seen_at: dt.datetime, sightings: list, blocked: list, max_people: int) -> bool:
+    """Whether this signal is older than links already held where blocks are in play: then the
+    neighbourhood's blocks are re-decided in time order (``identity_graph.lasting_blocks``)."""
+    if not sightings or seen_at >= max(s.at for s in sightings):
+        return False
+    return bool(blocked) or identity_graph.may_block(sightings, max_people)
 
 
 def plan_homes(
