@@ -58,6 +58,12 @@ class TransportError(Exception):
         self.answer = answer
         self.opted_out = opted_out
 
+    def as_opt_out(self, message: str) -> TransportError:
+        """This refusal read as the recipient's opt-out with the provider: never retried."""
+        return TransportError(
+            message, status=self.status, retryable=False, answer=self.answer, opted_out=True
+        )
+
 
 class Transport(Protocol):
     """Hands one message to a provider and returns the provider's message id."""

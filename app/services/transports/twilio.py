@@ -36,13 +36,7 @@ class TwilioTransport:
         except TransportError as exc:
             answer = exc.answer if isinstance(exc.answer, dict) else {}
             if is_twilio_opt_out(answer.get("code")):
-                raise TransportError(
-                    "Twilio: the recipient texted STOP to this sender",
-                    status=exc.status,
-                    retryable=False,
-                    answer=exc.answer,
-                    opted_out=True,
-                ) from None
+                raise exc.as_opt_out("Twilio: the recipient texted STOP to this sender") from None
             raise
         if not isinstance(body, dict) or "sid" not in body:
             raise TransportError("Twilio answered without a message sid", retryable=False)

@@ -44,12 +44,8 @@ class WhatsAppTransport:
         except TransportError as exc:
             error = exc.answer.get("error") if isinstance(exc.answer, dict) else None
             if is_whatsapp_opt_out(error):
-                raise TransportError(
-                    "WhatsApp: the recipient stopped marketing messages from this business",
-                    status=exc.status,
-                    retryable=False,
-                    answer=exc.answer,
-                    opted_out=True,
+                raise exc.as_opt_out(
+                    "WhatsApp: the recipient stopped marketing messages from this business"
                 ) from None
             raise
         try:
