@@ -49,6 +49,12 @@ def test_put_settings_merges_only_the_given_keys(client, shop):
         ({"identity": {"max_identifiers_per_kind": "ten"}}, "identity.max_identifiers_per_kind"),
         ({"identity": {"blocked_values": ["x"] * 1001}}, "identity.blocked_values holds at most 1,000"),
         ({"identity": {"blocked_values": ["x" * 321]}}, "identity.blocked_values holds at most 1,000"),
+        ({"caps": None}, "caps must be an object"),
+        ({"caps": []}, "caps must be an object"),
+        ({"identity": None}, "identity must be an object"),
+        ({"lifecycle": None}, "lifecycle must be an object"),
+        ({"quiet_hours": {"regions": []}}, "quiet_hours.regions"),
+        ({"quiet_hours": {"regions": None}}, "quiet_hours.regions"),
     ],
 )
 def test_put_settings_rejects_bad_values_with_a_422_reason(client, shop, patch, field):
@@ -83,3 +89,16 @@ def test_free_plan_cannot_set_custom_lifecycle_windows(client, db):
         "/api/v1/settings", headers=free.auth, json={"lifecycle": {"at_risk_days": 20, "churned_days": 60}}
     )
     assert response.status_code == 403 and response.get_json()["error"]["code"] == "plan_required"
+
+
+def test_the_smallest_fatigue_threshold_blocks_after_one_send_and_never_fails_a_check(client, shop):
+    from tests.gate_helpers import make_profile
+
+    profile = make_profile(shop.id)
+    assert (
+        client.put("/api/v1/settings", headers=shop.auth, json={"fatigue_threshold": 1e-12}).status_code
+        == 200
+    )
+    check = {"profile_id": profile.id, "channel": "email"}
+    first = client.post("/api/v1/gate/check", headers=shop.auth, json=check)
+    assert first.status_code == 200 and first.get_json()["allowed"] is True

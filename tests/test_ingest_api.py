@@ -124,6 +124,10 @@ def test_bad_events_are_400_with_the_reason(client, ishop):
             event(type="order.placed", channel="marketplace", properties={"order_id": "A-1"}),
             "properties.total",
         ),
+        (
+            event(type="order.placed", channel="marketplace", properties={"order_id": "A-1", "total": -500}),
+            "cannot be negative",
+        ),
     ]
     for body, reason in cases:
         response = client.post("/api/v1/events", json=body, headers=ishop.auth)

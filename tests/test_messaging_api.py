@@ -85,14 +85,12 @@ def test_api_opt_out_refuses_that_channel_only(client, shop):
 def test_explicit_opt_in_after_global_unsubscribe_restores_only_that_channel(client, shop):
     profile = make_profile(shop.id)
     client.post("/api/v1/unsubscribe", json={"identifier": "ann@shopper.test"}, headers=shop.auth)
-    later = "2099-01-01T10:00:00+00:00"
-    imported = {
+    imported = {  # captured now, after the unsubscribe
         "identifier": "ann@shopper.test",
         "channel": "email",
         "status": "opted_in",
         "source": "import",
         "consent_text": TEXT,
-        "captured_at": later,
     }
     assert client.post("/api/v1/consents", json=imported, headers=shop.auth).get_json()["explicit"] is False
     assert check(client, shop, profile.id, "email").get_json()["reason"] == "global_unsubscribe"
@@ -306,3 +304,50 @@ def test_a_consent_change_sent_by_the_merchants_tools_is_not_the_customers_activ
     assert not db.session.scalar(
         sa.select(sa.func.count()).select_from(Event).where(Event.type == "lifecycle.changed")
     )
+
+
+def test_a_consent_dated_in_the_future_is_refused_and_cannot_outrank_a_later_unsubscribe(client, shop):
+    """A record dated ahead of our clock would win over every later opt-out, for good: the API
+    refuses one past the clock skew, and any record counts from now at the latest."""
+    import datetime as dt
+
+    from app.services.consent import record_consent
+
+    profile = make_profile(shop.id)
+    ahead = {
+        "identifier": "ann@shopper.test",
+        "channel": "email",
+        "status": "opted_in",
+        "consent_text": TEXT,
+        "captured_at": "2099-01-01T00:00:00+00:00",
+    }
+    refused = client.post("/api/v1/consents", json=ahead, headers=shop.auth)
+    assert refused.status_code == 422 and "future" in refused.get_json()["error"]["message"]
+    # A Shopify consent_updated_at a year ahead, or a clock a few minutes fast, counts from now.
+    record_consent(
+        profile, "email", "opted_in", source="shopify", captured_at=dt.datetime(2027, 6, 1, tzinfo=dt.UTC)
+    )
+    db.session.commit()
+    gone = client.post("/api/v1/unsubscribe", json={"identifier": "ann@shopper.test"}, headers=shop.auth)
+    assert gone.get_json()["globally_unsubscribed"] is True
+    assert check(client, shop, profile.id, "email").get_json()["reason"] == "global_unsubscribe"
+
+
+def test_an_import_named_in_any_case_or_by_its_tool_never_lifts_an_opt_out(client, shop):
+    profile = make_profile(shop.id)
+    client.post("/api/v1/unsubscribe", json={"identifier": "ann@shopper.test"}, headers=shop.auth)
+    for source in ("Import", "klaviyo_import", "crm-sync"):
+        body = {
+            "identifier": "ann@shopper.test",
+            "channel": "email",
+            "status": "opted_in",
+            "source": source,
+            "consent_text": TEXT,
+        }
+        assert client.post("/api/v1/consents", json=body, headers=shop.auth).get_json()["explicit"] is False
+    assert check(client, shop, profile.id, "email").get_json()["reason"] == "global_unsubscribe"
+
+
+def test_an_identifier_whose_value_is_a_list_is_a_422_and_unsubscribes_nobody(client, shop):
+    answer = client.post("/api/v1/unsubscribe", json={"identifier": {"email": ["a@b.co"]}}, headers=shop.auth)
+    assert answer.status_code == 422 and "email must be text" in answer.get_json()["error"]["message"]

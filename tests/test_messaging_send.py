@@ -31,6 +31,18 @@ def test_third_message_of_the_day_is_sent_and_the_fourth_blocked(db, shop):
     assert outbox.recipient == "ann@shopper.test"
 
 
+def test_sends_committed_while_a_request_waited_for_the_lock_count_against_its_cap(db, shop):
+    """A request reads the clock, then waits for the profile's lock while two others send: its
+    verdict, at an earlier moment than theirs, still counts them (the day's cap is the day's)."""
+    profile = make_profile(shop.id)
+    later = NOON + dt.timedelta(milliseconds=3)
+    first, second = (send_message(shop.model, profile.id, "email", "manual", now=later) for _ in range(2))
+    third = send_message(shop.model, profile.id, "email", "manual", now=later)
+    assert [m.status for m in (first, second, third)] == ["sent", "sent", "sent"]
+    waited = send_message(shop.model, profile.id, "email", "manual", now=NOON)
+    assert (waited.status, waited.reason) == ("blocked", "global_cap_reached:3/3")
+
+
 def test_a_send_is_recorded_once_in_the_message_log_and_counted_from_it(db, shop):
     profile = make_profile(shop.id)
     for _ in range(2):

@@ -170,6 +170,9 @@ def record_consent(
         ValidationFailed: an unknown channel or status, or a naive ``captured_at``.
     """
     check_record(channel, status, captured_at)
+    # Nothing is consented to in the future: a record dated ahead of our clock (a sender's clock
+    # running fast, a typo'd year) would outrank every later opt-out, for good. It counts from now.
+    captured_at = min(captured_at, utcnow())
     # Serialise with the gate's reservation: a send in flight finishes first, every later one sees this.
     # A merge that committed while we waited moved the profile's consent: the record follows it.
     profile = lock_live(profile.shop_id, profile.id) or profile

@@ -158,7 +158,9 @@ def local_date(tz: dt.tzinfo, now: dt.datetime) -> dt.date:
 def messaging_counts(facts: ProfileFacts, now: dt.datetime) -> dict[str, Any]:
     """Today's count (local day), per channel, and the 7-day count at ``now``."""
     start, end = local_day_bounds(facts.zone, now)
-    today = [c for t, c in facts.sent if start <= t < end and t <= now]
+    # Every send of the local day counts, even one stamped after ``now``: a request that read the
+    # clock before another took the profile's lock must still see that send (it committed first).
+    today = [c for t, c in facts.sent if start <= t < end]
     week = sum(1 for t, _ in facts.sent if now - FATIGUE_WINDOW < t <= now)
     by_channel = {c: today.count(c) for c in CHANNELS}
     return {"today_count": len(today), "today_by_channel": by_channel, "last_7d_count": week}
@@ -181,7 +183,9 @@ def _consent(facts: ProfileFacts, channel: str) -> GateDecision | None:
 
 def _caps(policy: GatePolicy, facts: ProfileFacts, channel: str, now: dt.datetime) -> GateDecision | None:
     start, end = local_day_bounds(facts.zone, now)
-    today = [c for t, c in facts.sent if start <= t < end and t <= now]
+    # Every send of the local day counts, even one stamped after ``now``: a request that read the
+    # clock before another took the profile's lock must still see that send (it committed first).
+    today = [c for t, c in facts.sent if start <= t < end]
     total, cap = len(today), policy.global_cap
     if total >= cap:
         return GateDecision(False, f"global_cap_reached:{total}/{cap}", end if cap > 0 else None)
@@ -194,8 +198,8 @@ def _caps(policy: GatePolicy, facts: ProfileFacts, channel: str, now: dt.datetim
 
 
 def _fatigue(policy: GatePolicy, facts: ProfileFacts, now: dt.datetime) -> GateDecision | None:
-    window = sorted(t for t, _ in facts.sent if now - FATIGUE_WINDOW < t <= now)
-    if fatigue_of(len(window)) + 1e-9 < policy.fatigue_threshold:
+    window = sorted(t for t, _ in facts.sent if now - FATIGUE_WINDOW < t)  # later stamps too (as caps)
+    if not window or fatigue_of(len(window)) + 1e-9 < policy.fatigue_threshold:
         return None
     # The window drops below the threshold once the oldest (n - k + 1) sends have left it.
     k = policy.fatigue_block_count

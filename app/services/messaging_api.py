@@ -7,6 +7,7 @@ apart from the services so they keep typed arguments.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from app.digits import whole_number
@@ -15,11 +16,15 @@ from app.models import Profile, Shop
 from app.models.base import EARLIEST_TIME, utcnow
 from app.services import consent, gate
 from app.services.identifiers import KINDS, live_profile, normalise, profile_holding
+from app.services.ingest.common import CLOCK_SKEW
 from app.services.messaging import validate_request
 from app.services.resolution import is_blocked, resolve
 from app.tenancy import get_scoped
 
 NON_EXPLICIT_SOURCES = frozenset({"import", "sync", "bulk_import", "migration"})
+# A source naming one of these (``Import``, ``klaviyo_import``, ``crm-sync``) is a tool's copy, not
+# the customer's own act: it never lifts an opt-out unless the caller says ``explicit: true``.
+NON_EXPLICIT_WORDS = frozenset({"import", "imported", "sync", "synced", "migration", "backfill", "bulk"})
 
 
 # The latest moment a consent, a gate check or a deadline may name: the calendar's own end
@@ -60,6 +65,12 @@ def _text(body: dict, key: str, required: bool = False, limit: int = 255) -> str
     return value
 
 
+def is_tool_source(source: str) -> bool:
+    """Whether a consent's source names an import or a sync (any case, any word of it)."""
+    words = set(re.split(r"[^a-z]+", source.lower()))
+    return source.lower() in NON_EXPLICIT_SOURCES or bool(words & NON_EXPLICIT_WORDS)
+
+
 def parse_identifier(shop: Shop, raw: Any):
     """``KIND:VALUE`` (or a bare email/phone) normalised to an ``Ident``.
 
@@ -68,6 +79,8 @@ def parse_identifier(shop: Shop, raw: Any):
     """
     if isinstance(raw, dict) and len(raw) == 1:
         kind, value = next(iter(raw.items()))
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValidationFailed(f"{kind} must be text, not {type(value).__name__}", field="identifier")
     elif isinstance(raw, str) and raw.strip():
         kind, sep, value = raw.strip().partition(":")
         if not sep:
@@ -108,13 +121,18 @@ def record_from_request(shop: Shop, body: dict) -> dict[str, Any]:
     if channel not in gate.CHANNELS:
         raise ValidationFailed(f"channel must be one of {', '.join(gate.CHANNELS)}", field="channel")
     source = _text(body, "source", limit=40) or "api"
-    explicit = body.get("explicit", source not in NON_EXPLICIT_SOURCES)
+    explicit = body.get("explicit", not is_tool_source(source))
     if not isinstance(explicit, bool):
         raise ValidationFailed("explicit must be true or false", field="explicit")
     text = _text(body, "consent_text", limit=20_000)
     if status == consent.OPTED_IN and not text:
         raise ValidationFailed("an opt-in needs the exact consent_text shown", field="consent_text")
     captured_at = parse_time(body.get("captured_at"), "captured_at") or now
+    if captured_at > now + CLOCK_SKEW:
+        raise ValidationFailed(
+            "captured_at is in the future: send when the customer gave or withdrew consent",
+            field="captured_at",
+        )
     profile = _profile_for(shop, body, now)
     record = consent.record_consent(
         profile,

@@ -84,6 +84,9 @@ def validate(settings: dict[str, Any]) -> None:
             zoneinfo.ZoneInfo(tz)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
             raise ValidationFailed(f"unknown time zone {tz!r}", field="timezone") from None
+    for section in ("lifecycle", "caps", "quiet_hours", "identity"):
+        if not isinstance(settings.get(section), dict):
+            raise ValidationFailed(f"{section} must be an object of settings", field=section)
     life = settings["lifecycle"]
     at_risk = _positive_int(life.get("at_risk_days"), "lifecycle.at_risk_days", 1)
     churned = _positive_int(life.get("churned_days"), "lifecycle.churned_days", 1)
@@ -97,16 +100,22 @@ def validate(settings: dict[str, Any]) -> None:
     threshold = settings.get("fatigue_threshold")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
         raise ValidationFailed("fatigue_threshold must be a number in (0, 1]", field="fatigue_threshold")
-    quiet = settings["quiet_hours"]
+    _validate_quiet_hours(settings["quiet_hours"])
+    _validate_identity(settings["identity"])
+
+
+def _validate_quiet_hours(quiet: dict) -> None:
     _validate_window(quiet, "quiet_hours")
-    regions = quiet.get("regions") or {}
+    regions = quiet.get("regions", {})
     if not isinstance(regions, dict):
         raise ValidationFailed("quiet_hours.regions must map country codes to windows")
     for code, window in regions.items():
         if not (isinstance(code, str) and len(code) == 2 and code.isalpha() and code.isupper()):
             raise ValidationFailed(f"quiet_hours.regions key {code!r} is not a country code")
         _validate_window(window, f"quiet_hours.regions.{code}")
-    identity = settings["identity"]
+
+
+def _validate_identity(identity: dict) -> None:
     blocked = identity.get("blocked_values")
     if not isinstance(blocked, list) or not all(isinstance(v, str) for v in blocked):
         raise ValidationFailed("identity.blocked_values must be a list of strings")

@@ -97,8 +97,11 @@ def _check_marketplace_order(props: dict, shop: Shop) -> None:
     order_id = props.get("order_id")
     if not order_id or isinstance(order_id, bool) or not isinstance(order_id, str | int):
         raise BadPayload("a marketplace order needs properties.order_id (text or a number)")
-    if money(props.get("total")) is None:
+    total = money(props.get("total"))
+    if total is None:
         raise BadPayload("a marketplace order needs properties.total")
+    if total < 0 or (money(props.get("shop_total")) or 0) < 0:
+        raise BadPayload("a marketplace order's total cannot be negative: send a refund as order.refunded")
     currency = props.get("currency")
     if currency is not None and not isinstance(currency, str):
         raise BadPayload("properties.currency must be a currency code such as GBP")
