@@ -117,6 +117,44 @@ def test_sweeper_retries_a_waiting_journey_once(db, shop):
     assert (latest.source, latest.journey_id, latest.status) == ("journey", "welcome", "sent")
 
 
+def test_two_time_sensitive_texts_waiting_for_the_morning_are_each_sent_with_what_they_say(db, shop):
+    """Each waiting message keeps its content for its retry, and each retry names the message it
+    retries: the morning sends both texts, each with its own words, and then neither again."""
+    first_profile = make_profile(shop.id)
+    second_profile = make_profile(shop.id, "bob@shopper.test", "+447911123457")
+    late = NOON + dt.timedelta(hours=10)  # 22:00 London: quiet for SMS
+    texts = ["Your order has shipped", "Your parcel is out for delivery"]
+    waiting = [
+        send_message(
+            shop.model,
+            profile.id,
+            "sms",
+            "time_sensitive",
+            now=late,
+            deadline=late + dt.timedelta(hours=12),
+            content={"text": text},
+        )
+        for profile, text in (
+            (first_profile, texts[0]),
+            (first_profile, texts[1]),
+            (second_profile, texts[0]),
+        )
+    ]
+    assert [m.status for m in waiting] == ["waiting"] * 3
+    morning = dt.datetime(2026, 11, 19, 9, 5, tzinfo=dt.UTC)
+    assert retry_due(now=morning) >= 2
+    assert retry_due(now=morning + dt.timedelta(minutes=5)) == 0
+    retries = list(db.session.scalars(sa.select(Message).where(Message.retry_of_id.is_not(None))))
+    assert sorted(m.retry_of_id for m in retries) == sorted(m.id for m in waiting)
+    sent = {m.retry_of_id: m for m in retries if m.status == "sent"}
+    payloads = {i.message_id: i.payload.get("text") for i in db.session.scalars(sa.select(OutboxItem))}
+    assert payloads[sent[waiting[0].id].id] == texts[0]
+    assert payloads[sent[waiting[2].id].id] == texts[0]
+    # The first customer's second text meets the SMS cap of one a day: tried, and recorded missed.
+    second_try = next(m for m in retries if m.retry_of_id == waiting[1].id)
+    assert (second_try.status, second_try.reason) == ("missed", "channel_cap_reached:sms:1/1")
+
+
 def test_seventh_message_in_seven_days_is_fatigue(db, shop):
     profile = make_profile(shop.id)
     for day in range(6, 0, -1):

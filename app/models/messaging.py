@@ -32,6 +32,7 @@ class Message(db.Model):
             postgresql_where=sa.text("provider_message_id IS NOT NULL"),
             sqlite_where=sa.text("provider_message_id IS NOT NULL"),
         ),
+        sa.Index("ix_messages_retry_of_id", "retry_of_id"),
     )
 
     id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -50,6 +51,12 @@ class Message(db.Model):
     provider_message_id: so.Mapped[str | None] = so.mapped_column(sa.String(255))
     created_at: so.Mapped[created_at]
     sent_at: so.Mapped[dt.datetime | None]
+    # A message that waits (a journey's, a time-sensitive one) keeps what it says for its retry,
+    # and each retry names the attempt it retries: two waiting messages alike are two messages.
+    content: so.Mapped[dict[str, Any] | None]
+    retry_of_id: so.Mapped[int | None] = so.mapped_column(
+        BigId, sa.ForeignKey("messages.id", ondelete="SET NULL")
+    )
 
 
 class OutboxItem(db.Model):

@@ -38,7 +38,7 @@ PERSONAL: dict[str, dict[str, str]] = {
     },
     "consent_texts": {},
     "consent_states": {},
-    "messages": {},
+    "messages": {"content": "raw_payload"},
     "outbox": {"recipient": "identity", "payload": "raw_payload"},
     "campaign_sends": {},
     # Profile ids only: an erased profile's id names nobody once its identifiers are gone.
@@ -181,6 +181,7 @@ NOT_PERSONAL: dict[str, set[str]] = {
         "id",
         "shop_id",
         "profile_id",
+        "retry_of_id",
         "channel",
         "source",
         "campaign_id",

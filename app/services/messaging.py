@@ -155,12 +155,15 @@ def send_message(
     deadline: dt.datetime | None = None,
     content: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
+    retry_of: int | None = None,
 ) -> Message:
     """Gate and, when allowed, send one message; commit; return its log row.
 
     Args:
         deadline: for ``time_sensitive`` sends, the last useful moment.
-        content: subject/text/template handed to the transport.
+        content: subject/text/template handed to the transport; a message that waits keeps it
+            for its retry.
+        retry_of: the waiting message this attempt retries.
         config: provider settings; with a provider for the channel the outbox
             item is delivered by a job after commit.
 
@@ -187,6 +190,7 @@ def send_message(
         reason=decision.reason,
         created_at=now,
         local_day=now.astimezone(facts.zone.primary).date(),
+        retry_of_id=retry_of,
     )
     db.session.add(message)
     if decision.allowed:
@@ -194,6 +198,8 @@ def send_message(
         _record_sent(shop, profile, message, content, transport)
     else:
         message.status, message.retry_at = _blocked(source, decision, policy, facts, channel, now, deadline)
+        if message.status == "waiting" and content:
+            message.content = dict(content)
     db.session.commit()
     _after_commit(message, transport)
     return message
@@ -267,6 +273,19 @@ def deliver_due(
 
 
 def _superseded(message: Message) -> bool:
+    """Whether the waiting message was retried already: an attempt names it (``retry_of_id``).
+
+    Attempts made before retries named their message are found as before: a newer message of
+    the same journey (or campaign) on the same profile and channel. Two time-sensitive
+    messages without such ids are two messages, each retried.
+    """
+    retried = sa.select(Message.id).where(
+        Message.shop_id == message.shop_id, Message.retry_of_id == message.id
+    )
+    if db.session.scalar(retried.limit(1)) is not None:
+        return True
+    if message.journey_id is None and message.campaign_id is None:
+        return False
     newer = sa.select(Message.id).where(
         Message.shop_id == message.shop_id,
         Message.profile_id == message.profile_id,
@@ -275,6 +294,7 @@ def _superseded(message: Message) -> bool:
         Message.journey_id.is_not_distinct_from(message.journey_id),
         Message.campaign_id.is_not_distinct_from(message.campaign_id),
         Message.id > message.id,
+        Message.retry_of_id.is_(None),
     )
     return db.session.scalar(newer.limit(1)) is not None
 
@@ -307,7 +327,9 @@ def retry_message(
         journey_id=waiting.journey_id,
         now=now,
         deadline=now,  # a time-sensitive retry sends now or records the miss
+        content=waiting.content,
         config=config,
+        retry_of=waiting.id,
     )
 
 
