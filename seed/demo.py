@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
 from app.extensions import db
-from app.models import Identifier, Order, OrderLine, Profile, User
+from app.models import Identifier, IdentifierLink, Order, OrderLine, Profile, User
 from app.models.base import utcnow
 from app.services import accounts
 from app.services.consent import record_consent, unsubscribe_all
@@ -120,18 +120,37 @@ def _customer(shop, rng: random.Random, index: int, now: dt.datetime) -> None:
     idents = [("email", email), ("phone", phone), ("web_client", f"c-demo-{index}")]
     if rng.random() < 0.6:
         idents.append(("shopify_customer", str(800000 + index)))
-    for kind, value in idents:
-        db.session.add(
-            Identifier(
-                shop_id=shop.id,
-                profile_id=profile.id,
-                kind=kind,
-                value=value,
-                source="seed",
-                first_seen_at=seen,
-                last_seen_at=seen,
-            )
+    rows = [
+        Identifier(
+            shop_id=shop.id,
+            profile_id=profile.id,
+            kind=kind,
+            value=value,
+            source="seed",
+            first_seen_at=seen,
+            last_seen_at=seen,
         )
+        for kind, value in idents
+    ]
+    db.session.add_all(rows)
+    db.session.flush()
+    # Seen together, as the checkout that made the customer would link them: without the links a
+    # new signal of theirs re-partitions the customer into one profile per identifier.
+    ids = sorted(r.id for r in rows)
+    db.session.add_all(
+        IdentifierLink(
+            shop_id=shop.id,
+            a_id=a,
+            b_id=b,
+            relation="seen",
+            source="seed",
+            event_ref=f"seed-customer-{index}",
+            first_seen_at=seen,
+            last_seen_at=seen,
+        )
+        for n, a in enumerate(ids)
+        for b in ids[n + 1 :]
+    )
     bought: set[str] = set()
     for n in range(rng.choice([0, 0, 1, 1, 2, 3, 5, 8])):
         span = (now - seen).total_seconds()

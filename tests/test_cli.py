@@ -128,3 +128,33 @@ def test_seed_demo_twice_keeps_data_and_prints_a_fresh_login(runner):
     result = runner.invoke(args=["seed", "demo", "--customers", "10"])
     assert result.exit_code == 0 and "already exists" in result.output
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Profile)) == count
+
+
+def test_a_seeded_customer_stays_one_person_when_a_new_signal_of_theirs_arrives(runner):
+    """The demo's customers are linked as their checkouts would link them: a new identifier seen
+    with one of them joins that customer instead of splitting them into a profile per identifier."""
+    from app.models import Identifier
+    from app.models.base import utcnow
+    from app.services.identifiers import Ident
+    from app.services.resolution import resolve
+
+    runner.invoke(args=["seed", "demo", "--customers", "12"])
+    shop = db.session.scalar(sa.select(Shop).where(Shop.domain == "demo.myshopify.com"))
+    seeded = db.session.scalars(
+        sa.select(Identifier).where(Identifier.source == "seed", Identifier.kind == "email")
+    ).first()
+    owner = db.session.get(Profile, seeded.profile_id)
+    held_before = db.session.scalar(
+        sa.select(sa.func.count()).select_from(Identifier).where(Identifier.profile_id == owner.id)
+    )
+    profiles_before = db.session.scalar(sa.select(sa.func.count()).select_from(Profile))
+    landed = resolve(
+        shop, [Ident("email", seeded.value), Ident("ebay_user", "ebay-42")], source="api", seen_at=utcnow()
+    )
+    db.session.commit()
+    assert landed.id == owner.id
+    held_after = db.session.scalar(
+        sa.select(sa.func.count()).select_from(Identifier).where(Identifier.profile_id == owner.id)
+    )
+    assert held_after == held_before + 1
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Profile)) == profiles_before
