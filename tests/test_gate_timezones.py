@@ -55,6 +55,19 @@ def test_loader_prefers_the_address_over_the_phone(db, shop):
     assert gate.check(shop.model, profile.id, "sms", ten_utc).reason == "quiet_hours"
 
 
+def test_the_profile_shows_the_zone_the_gate_keeps_its_quiet_hours_in(db, client, shop):
+    from app.services.profile_view import profile_document
+
+    by_address = make_profile(shop.id, phone="+12125550123", timezone=None)
+    by_address.country, by_address.province = "AU", "NSW"
+    by_phone = make_profile(shop.id, "bob@shopper.test", phone="+12125550124", timezone=None)
+    db.session.commit()
+    assert profile_document(shop.model, by_address)["timezone"] == "Australia/Sydney"
+    assert profile_document(shop.model, by_phone)["timezone"].startswith("America/")
+    page = client.get(f"/api/v1/profiles/{by_address.id}", headers=shop.auth).get_json()
+    assert page["timezone"] == "Australia/Sydney"
+
+
 def test_regional_quiet_hours_need_starter_and_apply_by_country(db, client, shop):
     from tests.helpers import make_shop
 

@@ -17,6 +17,7 @@ from app.extensions import db
 from app.models import EngagementCounter, Identifier, Message, Profile, Shop
 from app.models.profile import CHANNELS
 from app.plans import has_capability
+from app.services.timezones import resolve_zone
 from app.tenancy import scoped
 
 ENGAGEMENT_METRICS = ("sent", "delivered", "opened", "clicked", "replied", "dismissed", "bounced")
@@ -134,7 +135,16 @@ def profile_document(shop: Shop, profile: Profile) -> dict[str, Any]:
         "predicted_ltv_90d": money(profile.predicted_ltv_90d) if predictions else None,
         "predicted_next_order_at": iso(profile.predicted_next_order_at) if predictions else None,
         "globally_unsubscribed": profile.globally_unsubscribed,
-        "timezone": profile.timezone or shop.timezone,
+        # The zone the gate keeps the customer's quiet hours and calendar day in: their own, else
+        # their address's, else their phone's country's, else the shop's.
+        "timezone": resolve_zone(
+            profile_timezone=profile.timezone,
+            country=profile.country,
+            province=profile.province,
+            phones=[i.value for i in idents if i.kind == "phone"],
+            shop_timezone=shop.timezone,
+            shop_country=shop.country,
+        ).zones[0],
         "country": profile.country,
         "first_seen_at": iso(profile.first_seen_at),
         "last_seen_at": iso(profile.last_seen_at),
