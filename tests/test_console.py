@@ -188,3 +188,26 @@ def test_a_bad_identity_cap_on_the_settings_form_is_refused_with_its_reason_and_
 def test_settings_form_without_csrf_is_rejected(client, auth, shop):
     auth.login_as(shop)
     assert client.post("/settings/", data={"cap_email": "5"}, csrf=False).status_code == 400
+
+
+def test_new_lifecycle_windows_restage_every_customer_without_waiting_for_the_night(client, auth, db, drain):
+    """A buyer quiet for 40 days is at risk under a 30-day window; saving a 60-day window queues
+    the recompute, so the customer, the list and the dashboard move to the new windows now."""
+    import datetime as dt
+
+    from tests.enrichment_helpers import add_order, add_profile
+
+    shop = make_shop(plan="agency")
+    now = utcnow()
+    buyer = add_profile(shop.id, seen_days_ago=40, now=now)
+    add_order(buyer, now - dt.timedelta(days=40))
+    buyer.lifecycle_stage = "at_risk"
+    db.session.commit()
+    auth.login_as(shop)
+    saved = client.post("/settings/", data=SETTINGS_FORM, follow_redirects=True).get_data(as_text=True)
+    assert "being recomputed with the new windows" in saved
+    drain()
+    db.session.expire_all()
+    assert db.session.get(Profile, buyer.id).lifecycle_stage == "converted"
+    again = client.post("/settings/", data=SETTINGS_FORM, follow_redirects=True).get_data(as_text=True)
+    assert "Settings saved." in again and "recomputed" not in again  # the same windows: nothing to redo

@@ -90,6 +90,17 @@ def start_enrichment(shop: Shop, as_of: dt.datetime | None = None) -> JobRun:
     return db.session.get(JobRun, run.id)
 
 
+def restage_after_settings(shop: Shop, before: dict, after: dict) -> JobRun | None:
+    """Queue an enrichment when a save changed the lifecycle windows (call after the commit).
+
+    A profile's stage changes with its own signals and nightly; new windows would otherwise
+    leave every stage, the dashboard and the list filters on the old ones for up to a day.
+    """
+    if before.get("lifecycle") == after.get("lifecycle"):
+        return None
+    return start_enrichment(shop)
+
+
 def create_run(shop: Shop, as_of: dt.datetime | None = None) -> tuple[JobRun, bool]:
     """Commit a queued ``JobRun`` for an enrichment; reuse a live one for the same date.
 

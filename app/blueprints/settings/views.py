@@ -9,6 +9,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.plans import has_capability
 from app.services.audit import record
+from app.services.enrichment import restage_after_settings
 from app.services.shop_settings import effective_settings, update_settings
 from app.web import shop_required
 
@@ -40,11 +41,15 @@ def save():
             lifecycle=has_capability(g.shop.plan, "custom_lifecycle_thresholds"),
             regions=has_capability(g.shop.plan, "regional_quiet_hours"),
         )
-        update_settings(g.shop, patch)
+        before = effective_settings(g.shop)
+        after = update_settings(g.shop, patch)
     except DomainError as exc:
         db.session.rollback()
         return _render(effective_settings(g.shop), error=exc.message, status=422)
     record(g.shop.id, f"user:{current_user.id}", "update_settings", details={"keys": sorted(patch)})
     db.session.commit()
-    flash("Settings saved.", "ok")
+    if restage_after_settings(g.shop, before, after) is not None:
+        flash("Settings saved. Every customer's stage is being recomputed with the new windows.", "ok")
+    else:
+        flash("Settings saved.", "ok")
     return redirect(url_for("settings.index"))
