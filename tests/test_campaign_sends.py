@@ -52,6 +52,24 @@ def test_a_campaign_send_runs_every_chunk_through_the_gate(db, shop, drain):
     assert set(times) == {NOON}
 
 
+def test_the_audience_counts_the_people_a_send_can_reach_so_its_outcomes_add_up(db, shop, other_shop, drain):
+    from app.services import merges
+
+    ids = _audience(db, shop, 4)
+    merged = merges.merge_profiles(shop.model, ids[0], ids[1], reason="manual", actor="owner")
+    stranger = make_profile(other_shop.id, "x@shopper.test", None).id
+    db.session.commit()
+    named = [*ids, stranger, 10**9]  # a merged-away id, another shop's, and nobody's
+    send = campaign_sends.start_send(shop.model, named, "email", campaign_id="tidy", now=NOON)
+    drain()
+    progress = campaign_sends.progress(shop.model, send.id)
+    assert progress.audience == 3  # the survivor once, and the two others
+    assert progress.result.sent + progress.result.blocked + progress.result.failed == progress.audience
+    assert set(_log(db, "tidy")) == {merged.winner_id, ids[2], ids[3]}
+    with pytest.raises(ValidationFailed, match="names no customer of this shop"):
+        campaign_sends.start_send(shop.model, [stranger], "email", campaign_id="none", now=NOON)
+
+
 def test_a_chunk_run_twice_writes_nothing_the_second_time(db, shop, drain):
     ids = _audience(db, shop, 3)
     send = campaign_sends.start_send(shop.model, ids, "email", campaign_id="once", now=NOON)
