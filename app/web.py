@@ -101,7 +101,14 @@ def nav_items() -> list[tuple[str, str]]:
     return items
 
 
+def may(min_role: str) -> bool:
+    """Whether the signed-in user's role in the current shop reaches ``min_role``: a template
+    offers an action only to those whose request would be taken (``shop_required``)."""
+    role = g.get("role")
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[min_role]
+
+
 def init_app(app) -> None:
     """Expose ``nav_items`` to templates and load the current shop per request."""
-    app.context_processor(lambda: {"nav_items": nav_items})
+    app.context_processor(lambda: {"nav_items": nav_items, "may": may})
     app.before_request(load_current_shop)

@@ -102,6 +102,32 @@ def test_support_role_cannot_open_settings(client, auth, db):
     assert client.get("/settings/").status_code == 403
 
 
+def test_each_role_is_offered_only_the_actions_it_may_take(client, auth, db):
+    """A support agent can honour "stop contacting me" but not edit time zones or settings; the
+    pages offer no button that would answer 403."""
+    from tests.gate_helpers import make_profile
+
+    shop = make_shop("delta.myshopify.com", role="support")
+    profile = make_profile(shop.id)
+    db.session.commit()
+    auth.login(shop.owner_email)
+    page = client.get(f"/customers/{profile.id}").get_data(as_text=True)
+    assert f"customers/{profile.id}/timezone" not in page
+    consents = client.get(f"/customers/{profile.id}/consents", headers={"HX-Request": "true"})
+    assert "Unsubscribe from everything" in consents.get_data(as_text=True)
+    assert client.post(f"/messages/unsubscribe/{profile.id}").status_code == 302
+    assert db.session.get(Profile, profile.id).globally_unsubscribed is True
+
+
+def test_staff_see_the_settings_without_a_save_button_only_the_owner_may_use(client, auth, db):
+    owner = make_shop("epsilon.myshopify.com")
+    accounts.create_user("staff@epsilon.test", PASSWORD, owner.model, "staff")
+    db.session.commit()
+    auth.login("staff@epsilon.test")
+    settings = client.get("/settings/").get_data(as_text=True)
+    assert "Save settings" not in settings and "Only the shop's owner can change" in settings
+
+
 def test_agency_user_switches_between_their_shops_only(client, auth, db):
     one = make_shop("one.myshopify.com")
     two = make_shop("two.myshopify.com")

@@ -48,9 +48,13 @@ def sends():
 
 
 @bp.post("/unsubscribe/<int:profile_id>")
-@shop_required("staff")
+@shop_required("support")
 def unsubscribe(profile_id: int):
-    """Globally unsubscribe one customer from the console (every channel off)."""
+    """Globally unsubscribe one customer from the console (every channel off).
+
+    Support agents may too: "stop contacting me" reaches them first, and honouring it only
+    ever messages someone less.
+    """
     if not EmptyForm().validate_on_submit():
         abort(400)
     profile = get_scoped(Profile, g.shop.id, profile_id)
