@@ -7,6 +7,7 @@ can never reach another shop.
 
 from __future__ import annotations
 
+import zoneinfo
 from functools import wraps
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from app.extensions import db
 from app.models import Membership, Shop
 
 ROLE_RANK = {"support": 0, "staff": 1, "agency": 2, "owner": 3}
+UTC_ZONE = zoneinfo.ZoneInfo("UTC")
 
 
 def memberships_of(user) -> list[Membership]:
@@ -101,6 +103,15 @@ def nav_items() -> list[tuple[str, str]]:
     return items
 
 
+def shop_zone() -> zoneinfo.ZoneInfo:
+    """The current shop's time zone, which screens about the shop (not one customer) show times in."""
+    shop = g.get("shop")
+    try:
+        return zoneinfo.ZoneInfo(shop.timezone) if shop is not None and shop.timezone else UTC_ZONE
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return UTC_ZONE
+
+
 def may(min_role: str) -> bool:
     """Whether the signed-in user's role in the current shop reaches ``min_role``: a template
     offers an action only to those whose request would be taken (``shop_required``)."""
@@ -110,5 +121,5 @@ def may(min_role: str) -> bool:
 
 def init_app(app) -> None:
     """Expose ``nav_items`` to templates and load the current shop per request."""
-    app.context_processor(lambda: {"nav_items": nav_items, "may": may})
+    app.context_processor(lambda: {"nav_items": nav_items, "may": may, "shop_zone": shop_zone()})
     app.before_request(load_current_shop)

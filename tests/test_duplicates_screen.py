@@ -1,6 +1,7 @@
 """The Duplicates screen: pairs side by side, previews before merge and undo, HTMX fragments."""
 
 import datetime as dt
+import zoneinfo
 
 from app.extensions import db
 from app.models import Merge, MergeCandidate
@@ -158,3 +159,14 @@ def test_recent_merges_name_the_later_merge_to_undo_first(client, auth, shop):
     assert page.count("Undo…</button>") == 1 and f"undo #{m2.id} first" in page
     refused = client.get(f"/duplicates/merges/{m1.id}/undo", headers=HX).get_data(as_text=True)
     assert f"undo merge {m2.id} first" in refused and "Undo merge</button>" not in refused
+
+
+def test_duplicates_times_are_shown_in_the_shops_zone_and_say_so(client, auth, db):
+    shop = make_shop("zoned.myshopify.com", timezone="Australia/Sydney")
+    kept, gone = (make_profile(shop.id, f"{who}@shopper.test", None) for who in ("k", "g"))
+    row = merges.merge(shop.model, kept, gone, reason="manual", actor="test")
+    db.session.commit()
+    auth.login_as(shop)
+    page = client.get("/duplicates/", headers=HX).get_data(as_text=True)
+    sydney = row.created_at.astimezone(zoneinfo.ZoneInfo("Australia/Sydney"))
+    assert f"{sydney:%d %b %Y %H:%M} {sydney.tzname()}" in page
