@@ -24,3 +24,19 @@ def test_login_without_csrf_token_is_rejected(client, shop):
     response = client.post("/login", data={"email": shop.owner_email, "password": PASSWORD}, csrf=False)
     assert response.status_code == 400
     assert client.get("/customers/").status_code == 302
+
+
+def test_ten_failed_sign_ins_in_a_minute_make_the_account_wait(client, auth, db):
+    """Password guessing is slowed to ten tries a minute per account; other accounts are untouched."""
+    import uuid
+
+    from tests.helpers import make_shop
+
+    run = uuid.uuid4().hex[:8]  # Redis keeps the counts a minute or two, across test runs too
+    target, bystander = make_shop(f"guessed-{run}.myshopify.com"), make_shop(f"bystander-{run}.myshopify.com")
+    for _ in range(10):
+        assert auth.login(target.owner_email, "guess").status_code == 401
+    refused = auth.login(target.owner_email, PASSWORD)
+    assert refused.status_code == 429 and b"Too many failed sign-ins" in refused.data
+    assert client.get("/customers/").status_code == 302  # not signed in
+    assert auth.login(bystander.owner_email, PASSWORD).status_code == 302

@@ -1,4 +1,4 @@
-"""A per-client, per-minute rate limit for the public pixel endpoint.
+"""A per-client, per-minute rate limit: the public pixel endpoint, and sign-in attempts per account.
 
 Counts live in Redis when it is configured (shared by every web process)
 and in this process otherwise.
@@ -16,9 +16,11 @@ _local: dict[str, int] = {}
 _minute = [0]
 
 
-def allow(key: str, cost: int = 1) -> bool:
-    """Count ``cost`` events for ``key`` in this minute; False once over the limit."""
-    limit = int(current_app.config.get("C360_PIXEL_RATE_PER_MINUTE", 600))
+def allow(key: str, cost: int = 1, limit: int | None = None) -> bool:
+    """Count ``cost`` events for ``key`` in this minute; False once over ``limit`` (the pixel's
+    ``C360_PIXEL_RATE_PER_MINUTE`` unless given)."""
+    if limit is None:
+        limit = int(current_app.config.get("C360_PIXEL_RATE_PER_MINUTE", 600))
     minute = int(time.time() // 60)
     queue = current_app.extensions.get("rq")
     connection = getattr(queue, "connection", None)
