@@ -140,3 +140,12 @@ def test_support_staff_see_the_dashboard_but_cannot_start_enrichment(client, aut
     html = client.get("/dashboard").get_data(as_text=True)
     assert "Backfill before launching" in html and "Run enrichment now" not in html
     assert client.post("/dashboard/enrich", headers=HX).status_code == 403
+
+
+def test_a_page_past_the_last_says_so_rather_than_that_the_shop_has_no_customers(
+    client, auth, shop, populated
+):
+    auth.login_as(shop)
+    past = client.get("/customers/?cursor=99999999999999999999", headers={"HX-Request": "true"})
+    html = past.get_data(as_text=True)
+    assert past.status_code == 200 and "past the last page" in html and "No customers yet" not in html
