@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import ConsentRecord, ConsentState, ConsentText, Event, Merge, Message, Profile
+from app.models import ConsentRecord, ConsentState, ConsentText, Event, Merge, Message, Profile, User
 from app.models.base import utcnow
 from app.services.customer_activity import EVENTS_PAGE
 from tests.enrichment_helpers import add_event, add_order
@@ -296,3 +296,21 @@ def test_a_stage_change_or_an_event_naming_no_channel_is_not_shown_as_web(client
     html = client.get(f"/customers/{p.id}/timeline", headers=HX).get_data(as_text=True)
     assert html.count("<td>web</td>") == 1 and html.count("<td>—</td>") == 2
     assert '"other": [' in html and '"web": [' in html  # the chart counts the API event apart, not the stage
+
+
+def test_merge_history_names_who_merged_and_offers_undo_only_where_it_would_be_taken(client, auth, shop):
+    from app.services import merges
+    from tests.gate_helpers import make_profile
+
+    kept, first, second = (make_profile(shop.id, f"{w}@shopper.test", None) for w in ("k", "f", "s"))
+    owner = db.session.scalar(sa.select(User).where(User.email == shop.owner_email))
+    owner.name = "Priya Shah"
+    older = merges.merge(shop.model, kept, first, reason="manual", actor=f"user:{owner.id}")
+    merges.merge(shop.model, kept, second, reason="manual", actor=f"user:{owner.id}")
+    db.session.commit()
+    auth.login_as(shop)
+    html = client.get(f"/customers/{kept.id}/identities", headers={"HX-Request": "true"}).get_data(
+        as_text=True
+    )
+    assert html.count("by Priya Shah") == 2 and "user:" not in html
+    assert html.count("can be undone until") == 1 and f"undo #{older.id + 1} first" in html

@@ -16,7 +16,18 @@ import sqlalchemy as sa
 
 from app.analytics import churn, engagement, predictions, rfm
 from app.extensions import db
-from app.models import ConsentState, Identifier, Merge, Message, Order, OrderLine, Profile, Shop
+from app.models import (
+    ConsentState,
+    Identifier,
+    Membership,
+    Merge,
+    Message,
+    Order,
+    OrderLine,
+    Profile,
+    Shop,
+    User,
+)
 from app.models.base import utcnow
 from app.models.profile import CHANNELS
 from app.plans import has_capability
@@ -119,11 +130,28 @@ def identities_section(shop_id: int, profile: Profile) -> dict[str, Any]:
         .order_by(Merge.created_at.desc())
         .limit(50)
     ).all()
+    from app.services.merges import undo_refusals
+
     return {
         "identifiers": db.session.scalars(idents.order_by(Identifier.kind, Identifier.value)).all(),
         "merges": merges,
         "now": utcnow(),
+        "actors": actor_names(shop_id, [m.actor for m in merges]),
+        "refusals": undo_refusals(db.session.get(Shop, shop_id), merges),
     }
+
+
+def actor_names(shop_id: int, actors: list[str | None]) -> dict[str, str]:
+    """``{"user:7": "Priya Shah"}`` for the console users among ``actors`` who are members of the shop."""
+    ids = {int(a.split(":", 1)[1]) for a in actors if a and a.startswith("user:") and a[5:].isdigit()}
+    if not ids:
+        return {}
+    rows = db.session.execute(
+        sa.select(User.id, User.name, User.email)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.shop_id == shop_id, User.id.in_(sorted(ids)))
+    )
+    return {f"user:{uid}": name or email for uid, name, email in rows}
 
 
 def orders_section(shop_id: int, profile: Profile, page: int = 0) -> dict[str, Any]:
