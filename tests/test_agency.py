@@ -43,3 +43,13 @@ def test_agency_appears_in_the_navigation_only_for_agency_plans(client, auth, db
     auth.login(small.owner_email)
     assert b'href="/agency/"' not in client.get("/dashboard").data
     assert client.get("/agency/").status_code == 403
+
+
+def test_each_shops_revenue_is_labelled_with_its_own_currency(client, auth, db):
+    london = make_shop("london.myshopify.com", plan="agency", role="agency", currency="GBP")
+    boston = make_shop("boston.myshopify.com", plan="agency", currency="USD")
+    accounts.create_user(london.owner_email, PASSWORD, boston.model, "agency")
+    db.session.commit()
+    auth.login(london.owner_email)
+    page = client.get("/agency/", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "0.00 GBP" in page and "0.00 USD" in page

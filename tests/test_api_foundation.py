@@ -55,6 +55,7 @@ def test_put_settings_merges_only_the_given_keys(client, shop):
         ({"lifecycle": None}, "lifecycle must be an object"),
         ({"quiet_hours": {"regions": []}}, "quiet_hours.regions"),
         ({"quiet_hours": {"regions": None}}, "quiet_hours.regions"),
+        ({"quiet_hours": {"regions": {"ZZ": {"start": "20:00", "end": "08:00"}}}}, "no country's code"),
     ],
 )
 def test_put_settings_rejects_bad_values_with_a_422_reason(client, shop, patch, field):

@@ -19,6 +19,7 @@ class ShopRollup:
     plan: str
     role: str
     stats: dict[str, Any]
+    currency: str = ""  # each shop's revenue is in its own currency: never summed, always labelled
 
 
 def can_view_rollup(memberships: list[Membership]) -> bool:
@@ -31,6 +32,7 @@ def can_view_rollup(memberships: list[Membership]) -> bool:
 def rollup(memberships: list[Membership]) -> list[ShopRollup]:
     """Totals for every shop the user belongs to, each read through its own shop scope."""
     rows = [
-        ShopRollup(m.shop_id, m.shop.domain, m.shop.plan, m.role, shop_stats(m.shop_id)) for m in memberships
+        ShopRollup(m.shop_id, m.shop.domain, m.shop.plan, m.role, shop_stats(m.shop_id), m.shop.currency)
+        for m in memberships
     ]
     return sorted(rows, key=lambda r: r.domain)

@@ -16,6 +16,7 @@ from typing import Any
 from app.errors import Forbidden, ValidationFailed
 from app.models import Shop
 from app.plans import has_capability
+from app.services.timezones import country_zones
 
 DEFAULTS: dict[str, Any] = {
     "timezone": None,  # None: the shop's own time zone
@@ -112,6 +113,8 @@ def _validate_quiet_hours(quiet: dict) -> None:
     for code, window in regions.items():
         if not (isinstance(code, str) and len(code) == 2 and code.isalpha() and code.isupper()):
             raise ValidationFailed(f"quiet_hours.regions key {code!r} is not a country code")
+        if not country_zones(code):  # ZZ, or a code no time zone is in: its window would never apply
+            raise ValidationFailed(f"quiet_hours.regions key {code!r} is no country's code")
         _validate_window(window, f"quiet_hours.regions.{code}")
 
 
