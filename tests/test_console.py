@@ -237,3 +237,14 @@ def test_new_lifecycle_windows_restage_every_customer_without_waiting_for_the_ni
     assert db.session.get(Profile, buyer.id).lifecycle_stage == "converted"
     again = client.post("/settings/", data=SETTINGS_FORM, follow_redirects=True).get_data(as_text=True)
     assert "Settings saved." in again and "recomputed" not in again  # the same windows: nothing to redo
+
+
+def test_a_refused_settings_save_keeps_what_was_typed_in_the_other_fields(client, auth, db):
+    shop = make_shop(plan="agency")
+    auth.login_as(shop)
+    typed = {**SETTINGS_FORM, "cap_email": "9", "max_people_per_identifier": "1"}  # the second is refused
+    page = client.post("/settings/", data=typed)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 422 and "max_people_per_identifier" in html
+    assert 'name="cap_email" value="9"' in html and "Family@Example.net" in html
+    assert effective_settings(db.session.get(Shop, shop.id))["caps"]["email"] != 9  # nothing saved
