@@ -22,6 +22,7 @@ from app.models.base import utcnow
 from app.services import accounts
 from app.services.consent import record_consent, unsubscribe_all
 from app.services.counters import recompute_order_counters
+from app.services.ingest.common import search_text_of
 
 DOMAIN = "demo.myshopify.com"
 OWNER_EMAIL = "owner@demo.example"
@@ -111,7 +112,7 @@ def _customer(shop, rng: random.Random, index: int, now: dt.datetime) -> None:
         first_name=first,
         last_name=last,
         country="GB",
-        search_text=f"{first} {last} {email} {phone}".lower(),
+        search_text=search_text_of([first, last, email, phone]),
         first_seen_at=seen,
         last_seen_at=seen + dt.timedelta(days=rng.randint(0, 30)),
     )

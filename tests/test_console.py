@@ -65,6 +65,24 @@ def test_search_finds_by_phone_name_or_email(client, auth, shop, query):
     assert b"Sarah Jones" in response.data
 
 
+@pytest.mark.parametrize("query", ["GROSS", "Groß", "gross"])
+def test_search_folds_case_the_way_the_language_does(client, auth, shop, query):
+    """German's ß folds to ss: a name stored by ingest is found however it is typed, and one stored
+    lower-cased before search texts were folded is still found as typed."""
+    from app.services.ingest.common import refresh_search_text
+
+    folded = _customer(shop.id, "Anna", "Groß", "anna@example.net")
+    refresh_search_text(folded)
+    older = _customer(shop.id, "Jonas", "Weiß", "jonas@example.net")
+    older.search_text = "jonas weiß jonas@example.net"  # as a row written before folding
+    db.session.commit()
+    auth.login_as(shop)
+    page = client.get("/customers/", query_string={"q": query}, headers={"HX-Request": "true"})
+    assert "Anna Groß" in page.get_data(as_text=True)
+    old_row = client.get("/customers/", query_string={"q": "Weiß"}, headers={"HX-Request": "true"})
+    assert "Jonas Weiß" in old_row.get_data(as_text=True)
+
+
 def test_percent_and_underscore_in_a_search_are_text_not_wildcards(client, auth, shop):
     _customer(shop.id, "Ann", "Lee", "ann_lee@example.net")
     _customer(shop.id, "Anna", "Xu", "annxlee@example.net")

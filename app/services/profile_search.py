@@ -39,7 +39,12 @@ def _matches(shop_id: int, q: str, region: str | None):
     ident = sa.select(Identifier.profile_id).where(
         Identifier.shop_id == shop_id, Identifier.value.contains(needle, autoescape=True)
     )
-    clauses = [Profile.search_text.contains(needle, autoescape=True), Profile.id.in_(ident)]
+    # Search texts are case-folded ("groß" as "gross"); rows written before that are lower-cased.
+    folded = q.strip().casefold()
+    clauses = [
+        *(Profile.search_text.contains(n, autoescape=True) for n in dict.fromkeys((folded, needle))),
+        Profile.id.in_(ident),
+    ]
     phone = normalise_phone(q, region) if len(digits) >= 6 else None
     if phone is not None and phone.kind == "phone":
         clauses.append(

@@ -344,14 +344,19 @@ def set_location(profile: Profile, address: dict | None) -> None:
 
 
 def refresh_search_text(profile: Profile) -> None:
-    """Rebuild the lower-cased "first last emails phones" the console searches."""
+    """Rebuild the case-folded "first last emails phones" the console searches."""
     values = db.session.scalars(
         scoped(Identifier, profile.shop_id, Identifier.value)
         .where(Identifier.profile_id == profile.id, Identifier.kind.in_(("email", "phone")))
         .order_by(Identifier.kind, Identifier.value)
     )
-    parts = [profile.first_name or "", profile.last_name or "", *values]
-    profile.search_text = " ".join(p for p in parts if p).lower() or None
+    profile.search_text = search_text_of([profile.first_name or "", profile.last_name or "", *values])
+
+
+def search_text_of(parts: Iterable[str]) -> str | None:
+    """The words the console searches, case-folded: "Groß" is stored as "gross", so typing GROSS
+    or Groß finds it (``profile_search`` folds the query alike)."""
+    return " ".join(p for p in parts if p).casefold() or None
 
 
 def first(*values: Any) -> Any:
@@ -592,8 +597,7 @@ def refresh_search_texts(shop: Shop, profiles: Iterable[Profile]) -> None:
     for profile_id, value in db.session.execute(stmt):
         values[profile_id].append(value)
     for profile_id, profile in profiles.items():
-        parts = [profile.first_name or "", profile.last_name or "", *values[profile_id]]
-        text = " ".join(p for p in parts if p).lower() or None
+        text = search_text_of([profile.first_name or "", profile.last_name or "", *values[profile_id]])
         if profile.search_text != text:
             profile.search_text = text
 
