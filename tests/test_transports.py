@@ -299,7 +299,9 @@ def _judged_then_held(db, shop, provider, source: str):
     config = twilio_config(provider)
     profile = make_profile(shop.id)
     kw = {"journey_id": "welcome"} if source == "journey" else {"campaign_id": "flash"}
-    message = send_message(shop.model, profile.id, "sms", source, now=NOON, **kw)
+    message = send_message(
+        shop.model, profile.id, "sms", source, now=NOON, content={"text": "Welcome!"}, **kw
+    )
     assert message.status == "sent"
     return message, profile, config
 
@@ -331,8 +333,9 @@ def test_a_hand_over_made_late_into_quiet_hours_is_held_back_as_a_block_of_its_s
     assert deliver_message(message.id, config, now=eleven_pm) is None
     assert FakeProvider.requests == []
     assert (message.status, message.reason) == (status, "quiet_hours")
-    if status == "waiting":  # the journey's retry comes when quiet hours end (09:00)
+    if status == "waiting":  # the journey's retry comes when quiet hours end (09:00), saying the same
         assert message.retry_at == NOON + dt.timedelta(hours=21)
+        assert message.content == {"text": "Welcome!"}
 
 
 def test_a_hand_over_on_time_keeps_its_verdict(db, shop, provider):

@@ -45,6 +45,8 @@ TIME_SENSITIVE_WINDOW = dt.timedelta(hours=24)
 DELIVERY_GRACE = dt.timedelta(minutes=2)
 # A hand-over this long after the send was written asks the gate about quiet hours again.
 LATE_HANDOVER = dt.timedelta(minutes=5)
+# What an outbox item's payload says of the send itself, beside the message's own content.
+OUTBOX_KEYS = ("source", "campaign_id", "journey_id")
 # After a day a send is stale: the sweeper marks it failed (provider_unreachable) instead of offering it.
 DELIVERY_GIVE_UP = dt.timedelta(days=1)
 RECIPIENT_KIND = {"email": "email", "sms": "phone", "whatsapp": "phone", "push": "web_client"}
@@ -129,7 +131,7 @@ def _record_sent(
         message.status, message.reason, message.sent_at = "failed", f"no_address:{message.channel}", None
         return
     db.session.flush()
-    payload = {"source": message.source, "campaign_id": message.campaign_id, "journey_id": message.journey_id}
+    payload = dict(zip(OUTBOX_KEYS, (message.source, message.campaign_id, message.journey_id), strict=True))
     payload.update(content or {})
     db.session.add(
         OutboxItem(
@@ -431,6 +433,8 @@ def _held_back(message: Message, item: OutboxItem, now: dt.datetime) -> bool:
         retry_at,
         None,
     )
+    if status == "waiting":  # what it says goes with it to its retry, as for a send that waited at once
+        message.content = {k: v for k, v in item.payload.items() if k not in OUTBOX_KEYS} or None
     db.session.commit()
     _after_commit(message, "outbox")  # a journey's message waits for its retry
     return True
