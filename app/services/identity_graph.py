@@ -294,11 +294,14 @@ def lasting_blocks(
     would have decided them, whatever order the signals came in.
     """
     same, not_same = list(same), list(not_same)
+    ordered = sorted(sightings, key=lambda s: s.at)  # each instant's "before" is a prefix of it
     lasting: set[Key] = set()
-    for instant in sorted({s.at for s in sightings}):
-        before = [s for s in sightings if s.at < instant]
+    for n, sighting in enumerate(ordered):
+        if n == 0 or sighting.at == ordered[n - 1].at:
+            continue  # the first link of a new instant closes the prefix before it
+        before = ordered[:n]
         if _may_block(before, lasting, max_people):
-            earlier = {k: t for k, t in nodes.items() if t < instant}
+            earlier = {k: t for k, t in nodes.items() if t < sighting.at}
             lasting = _partition(earlier, before, same, not_same, lasting, max_per_kind, max_people).blocked
     return lasting
 

@@ -21,9 +21,8 @@ from app.services.messaging import validate_request
 from app.services.resolution import is_blocked, resolve
 from app.tenancy import get_scoped
 
-NON_EXPLICIT_SOURCES = frozenset({"import", "sync", "bulk_import", "migration"})
-# A source naming one of these (``Import``, ``klaviyo_import``, ``crm-sync``) is a tool's copy, not
-# the customer's own act: it never lifts an opt-out unless the caller says ``explicit: true``.
+# A source naming one of these (``import``, ``Import``, ``klaviyo_import``, ``crm-sync``) is a tool's
+# copy, not the customer's own act: it never lifts an opt-out unless the caller says ``explicit: true``.
 NON_EXPLICIT_WORDS = frozenset({"import", "imported", "sync", "synced", "migration", "backfill", "bulk"})
 
 
@@ -67,8 +66,7 @@ def _text(body: dict, key: str, required: bool = False, limit: int = 255) -> str
 
 def is_tool_source(source: str) -> bool:
     """Whether a consent's source names an import or a sync (any case, any word of it)."""
-    words = set(re.split(r"[^a-z]+", source.lower()))
-    return source.lower() in NON_EXPLICIT_SOURCES or bool(words & NON_EXPLICIT_WORDS)
+    return bool(set(re.split(r"[^a-z]+", source.lower())) & NON_EXPLICIT_WORDS)
 
 
 def parse_identifier(shop: Shop, raw: Any):

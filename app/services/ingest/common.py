@@ -318,6 +318,28 @@ def set_names(profile: Profile, first: Any, last: Any, *, authoritative: bool) -
             setattr(profile, attr, value)
 
 
+def update_details(
+    profile: Profile,
+    version_at: dt.datetime | None,
+    names: tuple[Any, Any],
+    address: dict | None,
+    currency: Any,
+    *,
+    authoritative: bool,
+) -> None:
+    """Names, location and currency a Shopify customer or order version tells of its person.
+
+    Only a version at least as new as the one that last set them overwrites them
+    (``newer_details``); an older one, delivered late, fills blanks.
+    """
+    newer = newer_details(profile, version_at)
+    set_names(profile, *names, authoritative=authoritative and newer)
+    if newer or profile.country is None:
+        set_location(profile, address)
+    if currency and (newer or profile.currency is None):
+        profile.currency = str(currency)[:3]
+
+
 def newer_details(profile: Profile, at: dt.datetime | None) -> bool:
     """Whether a Shopify customer or order version of time ``at`` may overwrite the profile's names,
     location and currency (and note ``at``): not when a newer version was applied already.

@@ -22,14 +22,12 @@ from app.services.ingest.common import (
     as_dict,
     first,
     idents,
-    newer_details,
     optional_time,
     parse_time,
     record_event,
     refresh_search_text,
-    set_location,
-    set_names,
     text,
+    update_details,
 )
 from app.services.resolution import Signal, resolve
 
@@ -181,14 +179,14 @@ def apply_customer(shop: Shop, payload: dict, delivery: WebhookDelivery | None, 
         shop, found, source=SOURCE, seen_at=seen_at, evidence=evidence, sighting=is_persons_doing(etype)
     )
     if profile is not None:
-        # A customer version older than one applied already (delivered late) only fills blanks.
-        version_at = optional_time(first(payload.get("updated_at"), payload.get("created_at")), "updated_at")
-        newer = newer_details(profile, version_at)
-        set_names(profile, payload.get("first_name"), payload.get("last_name"), authoritative=newer)
-        if newer or profile.country is None:
-            set_location(profile, payload.get("default_address"))
-        if payload.get("currency") and (newer or profile.currency is None):
-            profile.currency = str(payload["currency"])[:3]
+        update_details(
+            profile,
+            optional_time(first(payload.get("updated_at"), payload.get("created_at")), "updated_at"),
+            (payload.get("first_name"), payload.get("last_name")),
+            payload.get("default_address"),
+            payload.get("currency"),
+            authoritative=True,
+        )
         refresh_search_text(profile)
         apply_inline_consent(shop, profile, payload, delivery)
     record_event(

@@ -28,14 +28,12 @@ from app.services.ingest.common import (
     first,
     idents,
     money,
-    newer_details,
     optional_time,
     parse_time,
     record_event,
     refresh_search_text,
-    set_location,
-    set_names,
     text,
+    update_details,
     whole,
 )
 from app.services.ingest.customers import apply_inline_consent
@@ -72,10 +70,15 @@ def utm_source(landing_site: str | None) -> str | None:
     return values[0].strip().lower()[:120] if values and values[0].strip() else None
 
 
+def set_amount(money_set: Any, side: str = "shop_money") -> Decimal | None:
+    """One side of a Shopify money set (``{shop_money: {amount}, presentment_money: {amount}}``)."""
+    return money(as_dict(as_dict(money_set).get(side)).get("amount"))
+
+
 def shop_amount(payload: dict, field: str) -> Decimal | None:
     """An amount in shop money: ``<field>_set.shop_money`` when present (multi-currency)."""
-    shop_money = as_dict(as_dict(payload.get(f"{field}_set")).get("shop_money"))
-    return money(first(shop_money.get("amount"), payload.get(field)))
+    amount = set_amount(payload.get(f"{field}_set"))
+    return amount if amount is not None else money(payload.get(field))
 
 
 def check_order(payload: Any) -> None:
@@ -112,9 +115,10 @@ def check_order_values(shop: Shop, payload: Any) -> None:
     buyer_signal(shop, payload, None)
     updated_at = optional_time(payload.get("updated_at"), "updated_at")
     _fill_order(Order(shop_id=shop.id), payload, shop, updated_at)
+    rate = order_rate(payload)
     for refund in as_list(payload.get("refunds"), "refunds"):
         if isinstance(refund, dict) and refund.get("id") is not None and refund.get("created_at"):
-            _check_refund_values(shop, refund, order_rate(payload))
+            _check_refund_values(shop, refund, rate)
     from app.services.ingest.customers import CONSENT_FIELDS, check_consent_values
 
     customer = as_dict(payload.get("customer"))
@@ -163,7 +167,7 @@ def _refund_amount(refund: dict, shop: Shop, order_rate: Decimal | None = None) 
             or tx.get("status") not in ("success", None)
         ):
             continue
-        shop_money = money(as_dict(as_dict(tx.get("amount_set")).get("shop_money")).get("amount"))
+        shop_money = set_amount(tx.get("amount_set"))
         if shop_money is not None:
             total += shop_money
             continue
@@ -188,8 +192,7 @@ def refund_rate(refund: dict) -> Decimal | None:
             if isinstance(item, dict):
                 sets += [item.get("amount_set"), item.get("subtotal_amount_set")]
     for pair in sets:
-        shop_part = money(as_dict(as_dict(pair).get("shop_money")).get("amount"))
-        presentment = money(as_dict(as_dict(pair).get("presentment_money")).get("amount"))
+        shop_part, presentment = set_amount(pair), set_amount(pair, "presentment_money")
         if shop_part is not None and presentment:
             shop_total += abs(shop_part)
             presentment_total += abs(presentment)
@@ -198,9 +201,8 @@ def refund_rate(refund: dict) -> Decimal | None:
 
 def order_rate(payload: dict) -> Decimal | None:
     """Shop money per unit of presentment money, from an order's ``total_price_set``."""
-    pair = as_dict(payload.get("total_price_set"))
-    shop_money = money(as_dict(pair.get("shop_money")).get("amount"))
-    presentment = money(as_dict(pair.get("presentment_money")).get("amount"))
+    pair = payload.get("total_price_set")
+    shop_money, presentment = set_amount(pair), set_amount(pair, "presentment_money")
     return shop_money / presentment if shop_money is not None and presentment else None
 
 
@@ -323,32 +325,22 @@ def update_buyer(
     delivery: WebhookDelivery | None,
     consents: ConsentBatch | None = None,
 ) -> None:
-    """Names, location, currency and inline consent the order tells of its buyer.
-
-    Only a version at least as new as the one that last set them overwrites names, location
-    and currency (``newer_details``); an older one fills blanks.
-    """
+    """Names, location, currency (``update_details``) and inline consent the order tells of its buyer."""
     customer = as_dict(payload.get("customer"))
     address = as_dict(first(payload.get("billing_address"), payload.get("shipping_address")))
-    version_at = optional_time(first(payload.get("updated_at"), payload.get("created_at")), "updated_at")
-    newer = newer_details(profile, version_at)
-    set_names(
+    update_details(
         profile,
-        first(customer.get("first_name"), address.get("first_name")),
-        first(customer.get("last_name"), address.get("last_name")),
-        authoritative=bool(customer) and newer,
+        optional_time(first(payload.get("updated_at"), payload.get("created_at")), "updated_at"),
+        (
+            first(customer.get("first_name"), address.get("first_name")),
+            first(customer.get("last_name"), address.get("last_name")),
+        ),
+        first(
+            payload.get("shipping_address"), payload.get("billing_address"), customer.get("default_address")
+        ),
+        payload.get("currency"),
+        authoritative=bool(customer),
     )
-    if newer or profile.country is None:
-        set_location(
-            profile,
-            first(
-                payload.get("shipping_address"),
-                payload.get("billing_address"),
-                customer.get("default_address"),
-            ),
-        )
-    if payload.get("currency") and (newer or profile.currency is None):
-        profile.currency = str(payload["currency"])[:3]
     if customer:
         apply_inline_consent(shop, profile, customer, delivery, consents)
 
@@ -505,9 +497,10 @@ def apply_order(
     if run is None:
         db.session.flush()
     _order_events(shop, order, profile, found, delivery, run)
+    rate = order_rate(payload)
     for refund in as_list(payload.get("refunds"), "refunds"):
         if isinstance(refund, dict) and refund.get("id") is not None and refund.get("created_at"):
-            _record_refund(shop, profile, external_id, refund, delivery, run, order_rate(payload))
+            _record_refund(shop, profile, external_id, refund, delivery, run, rate)
     if run is None:
         order.refunded = _refunded_total(shop, external_id)
         _recount(shop, order.profile_id, previous_profile_id)
