@@ -144,6 +144,8 @@ def test_two_time_sensitive_texts_waiting_for_the_morning_are_each_sent_with_wha
     morning = dt.datetime(2026, 11, 19, 9, 5, tzinfo=dt.UTC)
     assert retry_due(now=morning) >= 2
     assert retry_due(now=morning + dt.timedelta(minutes=5)) == 0
+    # Each waiting text is marked retried: the log no longer shows it as still to be sent.
+    assert {db.session.get(Message, m.id).status for m in waiting} == {"retried"}
     retries = list(db.session.scalars(sa.select(Message).where(Message.retry_of_id.is_not(None))))
     assert sorted(m.retry_of_id for m in retries) == sorted(m.id for m in waiting)
     sent = {m.retry_of_id: m for m in retries if m.status == "sent"}

@@ -170,3 +170,32 @@ def test_outbox_items_keep_their_message_through_rekeying_and_back(blank_app):
         db.session.execute(sa.text(insert_item), {"shop": shop.id, "message": third.id})
         assert len(_rows("SELECT DISTINCT id FROM outbox")) == 3
         db.session.commit()
+
+
+BEFORE_RETRIED = "a8d3e6f1b259"
+
+
+def test_waiting_messages_whose_retry_was_made_become_retried_and_the_rest_still_wait(blank_app):
+    from app.models import Message
+    from app.services import accounts
+
+    with blank_app.app_context():
+        upgrade(revision=BEFORE_RETRIED)
+        shop = accounts.create_shop("r.myshopify.com", secret="s", plan="free", country="GB")  # noqa: S106
+        profile = _old_profile(shop.id)
+        kept = {"shop_id": shop.id, "profile_id": profile.id, "channel": "sms", "source": "journey"}
+        retried = _old_row(Message, **kept, status="waiting")
+        still = _old_row(Message, **kept, status="waiting")
+        attempt = _old_row(Message, **kept, status="sent", retry_of_id=retried.id)
+        db.session.commit()
+        upgrade()
+        statuses = _rows("SELECT id, status FROM messages ORDER BY id")
+        assert statuses == [(retried.id, "retried"), (still.id, "waiting"), (attempt.id, "sent")]
+        db.session.commit()
+        downgrade(revision=BEFORE_RETRIED)
+        assert [s for _, s in _rows("SELECT id, status FROM messages ORDER BY id")] == [
+            "waiting",
+            "waiting",
+            "sent",
+        ]
+        db.session.commit()

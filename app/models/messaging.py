@@ -13,7 +13,8 @@ from app.models.base import BigId, created_at, shop_key
 from app.models.profile import profile_in_shop_fk
 
 MESSAGE_SOURCES = ("campaign", "journey", "time_sensitive", "manual")
-MESSAGE_STATUSES = ("sent", "blocked", "waiting", "missed", "failed")
+# ``retried``: a waiting message whose next attempt was made (the attempt names it in ``retry_of_id``).
+MESSAGE_STATUSES = ("sent", "blocked", "waiting", "retried", "missed", "failed")
 
 
 class Message(db.Model):

@@ -194,6 +194,8 @@ def send_message(
         local_day=now.astimezone(facts.zone.primary).date(),
         retry_of_id=retry_of,
     )
+    if retry_of is not None:
+        _mark_retried(shop.id, retry_of)
     db.session.add(message)
     if decision.allowed:
         message.status, message.sent_at = "sent", now
@@ -205,6 +207,17 @@ def send_message(
     db.session.commit()
     _after_commit(message, transport)
     return message
+
+
+def _mark_retried(shop_id: int, message_id: int) -> None:
+    """The waiting message's next attempt is made: it waits no more, so no sweep looks at it again
+    and the log shows it as ``retried`` (the attempt names it), not as waiting for ever."""
+    db.session.execute(
+        sa.update(Message)
+        .where(Message.shop_id == shop_id, Message.id == message_id, Message.status == "waiting")
+        .values(status="retried")
+        .execution_options(synchronize_session="fetch")
+    )
 
 
 def _after_commit(message: Message, transport: str) -> None:
@@ -314,8 +327,9 @@ def retry_message(
         return None
     # Under the profile lock, so the scheduler and the sweeper never both retry one message.
     lock_profiles(waiting.shop_id, [waiting.profile_id])
-    if _superseded(waiting):
-        db.session.rollback()
+    if _superseded(waiting):  # retried before retries marked their message (or by a sweep beside us)
+        _mark_retried(waiting.shop_id, waiting.id)
+        db.session.commit()
         return None
     # A scheduler firing a little early is harmless: the attempt simply waits again.
     now = now or utcnow()
