@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.errors import Conflict
-from app.models import ConsentRecord, Event, Identifier, MergeCandidate, Message, Profile, Shop
+from app.models import ConsentRecord, Event, Identifier, Merge, MergeCandidate, Message, Profile, Shop
 from app.models.base import utcnow
 from app.services import consent, merge_candidates, merges, shop_lock
 from app.services.identifiers import Ident
@@ -326,3 +326,19 @@ def test_an_unsubscribe_of_a_known_customer_does_not_wait_for_an_import_holding_
         thread.join(30)
     assert not errors, errors
     assert answers[0]["globally_unsubscribed"] is True
+
+
+def test_two_console_merges_of_one_pair_at_once_make_one_merge_and_refuse_the_other(app, db, shop):
+    """Both read the pair as two people before either wrote; the second must see the first's merge."""
+    survivor, loser = _profiles(shop.id, db)
+    refused = []
+
+    def second(s):
+        try:
+            merges.merge_profiles(s, loser, survivor, reason="manual", actor="t2")
+        except Conflict as exc:
+            refused.append(str(exc))
+
+    _during_a_merge(app, db, shop.id, survivor, loser, then=second)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Merge)) == 1
+    assert refused and "already merged" in refused[0]

@@ -19,8 +19,13 @@ can forget it; the session remembers which shops its transaction holds, so a
 service called under a caller that holds it already sends nothing more.
 Shops are locked in id order, so two lockers of several shops cannot deadlock.
 
-SQLite has one writer at a time (the drain begins ``IMMEDIATE``); there the
-lock is a no-op.
+SQLite has one writer at a time, and its driver begins a transaction at the
+first write: the reads before it see whatever was committed then. Two console
+merges of one pair both read "not merged yet", and the second wrote its merge
+after the first committed (two live merge rows of one pair). There the lock is
+the database's write lock, taken by beginning the transaction ``IMMEDIATE``
+where no write has begun it yet, so every read after it sees every committed
+change.
 """
 
 from __future__ import annotations
@@ -35,21 +40,24 @@ NAMESPACE = 3603
 
 
 def hold(shop_ids: Iterable[int], connection: sa.Connection | None = None) -> bool:
-    """Take the lock of each shop (PostgreSQL) until the current transaction ends.
+    """Take the lock of each shop until the current transaction ends (SQLite: the write lock).
 
     Returns:
         True when a lock was taken now (and may have been waited for): what the
         transaction read before may have changed since. False when it held them all.
     """
     connection = connection if connection is not None else db.session.connection()
-    if connection.dialect.name != "postgresql":
-        return False
     held = _held()
     wanted = sorted(set(shop_ids) - held)
-    for shop_id in wanted:
-        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(NAMESPACE, shop_id)))
-        held.add(shop_id)
-    return bool(wanted)
+    if not wanted:
+        return False
+    if connection.dialect.name == "postgresql":
+        for shop_id in wanted:
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(NAMESPACE, shop_id)))
+    elif not connection.connection.dbapi_connection.in_transaction:  # no write yet: no write lock
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    held.update(wanted)
+    return True
 
 
 def _held() -> set[int]:
