@@ -296,11 +296,13 @@ def next_allowed(
 
 
 def check(shop, profile_id: int, channel: str, now: dt.datetime) -> GateDecision | None:
-    """Gate one profile of ``shop`` (read-only); None when the profile is not this shop's."""
+    """Gate one profile of ``shop`` (read-only) at ``now``, counting the sends made by then;
+    None when the profile is not this shop's."""
     from app.services.gate_facts import load_facts, load_policy
 
     policy = load_policy(shop)
-    facts = load_facts(shop, [profile_id], now, channels=[channel], policy=policy).get(profile_id)
+    facts = load_facts(shop, [profile_id], now, channels=[channel], policy=policy, until=now)
+    facts = facts.get(profile_id)
     return None if facts is None else decide(policy, facts, channel, now)
 
 
@@ -309,5 +311,5 @@ def gate_many(shop, profile_ids: Iterable[int], channel: str, now: dt.datetime) 
     from app.services.gate_facts import load_facts, load_policy
 
     policy = load_policy(shop)
-    facts = load_facts(shop, profile_ids, now, channels=[channel], policy=policy)
+    facts = load_facts(shop, profile_ids, now, channels=[channel], policy=policy, until=now)
     return {pid: decide(policy, f, channel, now) for pid, f in facts.items()}

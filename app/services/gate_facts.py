@@ -90,14 +90,17 @@ def _facts_stmt(dialect: str, channel: str | None, single: bool) -> sa.Select:
     return sa.select(*columns, status).where(p.c.shop_id == sa.bindparam("shop_id"), which)
 
 
-def _parse_sent(raw) -> tuple[tuple[dt.datetime, str], ...]:
+def _parse_sent(raw, until: dt.datetime | None) -> tuple[tuple[dt.datetime, str], ...]:
+    """The sends as ``(when, channel)``, leaving out those made after ``until`` when given."""
     if raw is None:
         return ()
     pairs = json.loads(raw) if isinstance(raw, str) else raw
     out = []
     for channel, at in pairs:
         moment = dt.datetime.fromisoformat(at)
-        out.append((moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC), channel))
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+        if until is None or moment <= until:
+            out.append((moment, channel))
     return tuple(out)
 
 
@@ -141,10 +144,17 @@ def load_facts(
     now: dt.datetime,
     channels: Iterable[str] = CHANNELS,
     policy: GatePolicy | None = None,
+    until: dt.datetime | None = None,
 ) -> dict[int, ProfileFacts]:
     """Read the gate's facts for many profiles of one shop.
 
     Profiles of another shop (or unknown ids) are simply absent from the result.
+
+    Args:
+        until: leave out sends made after it: a read-only check of another moment sees the
+            sends made by then. A send leaves it out, so that it counts every send of the
+            window, even one stamped a moment after its own ``now`` by a request that read
+            the clock later but took the profile's lock first.
     """
     channels = list(channels)
     shop_tz = (policy or load_policy(shop)).shop_timezone or shop.timezone
@@ -175,6 +185,6 @@ def load_facts(
                 consents=consents.get(pid, {}),
                 globally_unsubscribed=bool(unsubscribed),
                 erased=bool(erased),
-                sent=_parse_sent(sent),
+                sent=_parse_sent(sent, until),
             )
     return facts
