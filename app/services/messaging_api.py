@@ -64,6 +64,24 @@ def _text(body: dict, key: str, required: bool = False, limit: int = 255) -> str
     return value
 
 
+GATE_FIELDS = ("profile_id", "channel", "at")
+MESSAGE_FIELDS = ("profile_id", "channel", "source", "campaign_id", "journey_id", "deadline", "content")
+
+
+def known_fields(body: dict, fields: tuple[str, ...]) -> None:
+    """Refuse a key the call does not know: a misspelt ``campain_id`` or ``when`` would otherwise be
+    dropped in silence, and the message sent, or the gate asked about now, as if it were absent.
+
+    Sends and checks only: an unsubscribe or an opt-out carrying a key we do not know is still
+    the customer's word, and is recorded rather than refused.
+    """
+    unknown = sorted(k for k in body if k not in fields)
+    if unknown:
+        raise ValidationFailed(
+            f"unknown field {unknown[0]!r}: this call takes {', '.join(fields)}", field=unknown[0]
+        )
+
+
 def is_tool_source(source: str) -> bool:
     """Whether a consent's source names an import or a sync (any case, any word of it)."""
     return bool(set(re.split(r"[^a-z]+", source.lower())) & NON_EXPLICIT_WORDS)
@@ -186,6 +204,7 @@ def _profile_id(shop: Shop, body: dict) -> Profile:
 
 def gate_request(shop: Shop, body: dict) -> tuple[Profile, str, dt.datetime | None]:
     """``POST /gate/check``: the profile (this shop's), the channel and ``at``."""
+    known_fields(body, GATE_FIELDS)
     channel = _text(body, "channel", required=True)
     if channel not in gate.CHANNELS:
         raise ValidationFailed(f"channel must be one of {', '.join(gate.CHANNELS)}", field="channel")
@@ -195,6 +214,7 @@ def gate_request(shop: Shop, body: dict) -> tuple[Profile, str, dt.datetime | No
 
 def message_request(shop: Shop, body: dict) -> dict[str, Any]:
     """``POST /messages``: keyword arguments for ``send_message``."""
+    known_fields(body, MESSAGE_FIELDS)
     channel = _text(body, "channel", required=True)
     source = _text(body, "source", required=True)
     validate_request(channel, source)
