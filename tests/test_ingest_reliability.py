@@ -292,3 +292,34 @@ def test_no_sweep_thread_with_rq_or_in_tests(app):
     from workers import embedded
 
     assert embedded.start(app) is None  # a test run (and, with REDIS_URL, the workers' schedule)
+
+
+def test_an_embedded_request_answers_after_a_batch_and_leaves_the_backlog_to_later_work(
+    app, client, ishop, monkeypatch
+):
+    """Embedded mode drains the inbox in the request that filled it: with a backlog (a burst, a
+    replay after downtime) the provider still gets its answer quickly; the rest is worked later."""
+    from app.jobs import InProcessQueue
+    from workers.ingest import drain_shop
+
+    monkeypatch.setitem(app.extensions, "rq", InProcessQueue())
+    monkeypatch.setitem(app.config, "C360_INGEST_BATCH", 10)
+    monkeypatch.setitem(app.config, "C360_INGEST_REQUEST_SECONDS", 0)
+    for n in range(25):
+        event = fixture("pixel/page_viewed.json")
+        event["id"] = f"backlog-{n}"
+        store_delivery(ishop.model, "pixel", event["name"], event["id"], event)
+    db.session.commit()
+    fresh = fixture("pixel/page_viewed.json")
+    fresh["id"] = "fresh-1"
+    assert post_pixel(client, fresh).status_code == 200
+
+    def pending() -> int:
+        db.session.expire_all()
+        return db.session.scalar(
+            sa.select(sa.func.count()).select_from(WebhookDelivery).where(WebhookDelivery.status == "pending")
+        )
+
+    assert pending() == 16  # one batch of the oldest ten was worked before the answer
+    drain_shop(ishop.id)  # the next request's drain, or the sweep thread's
+    assert pending() == 0 and events() == 26

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from flask import current_app
+from flask import current_app, has_request_context
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from app.config import provider_settings
@@ -40,6 +40,8 @@ WORKABLE = ("pending", "failed", "processing")
 RACE_RETRY_SECONDS = 1.0
 # How long a "drain queued" flag may outlive a lost job; the sweeper covers the gap.
 DRAIN_FLAG_SECONDS = 60
+# Rows a drain inside a request (embedded mode) claims per batch: small, so the answer is quick.
+REQUEST_BATCH = 100
 log = get_logger("ingest")
 
 
@@ -59,6 +61,11 @@ def drain_seconds() -> float:
     Well inside RQ's job timeout, and it lets other shops' drains take their turn.
     """
     return float(current_app.config.get("C360_INGEST_DRAIN_SECONDS", 60))
+
+
+def request_drain_seconds() -> float:
+    """How long a drain run inside a request (embedded mode) may go on past its first batch."""
+    return float(current_app.config.get("C360_INGEST_REQUEST_SECONDS", 0.5))
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -345,6 +352,13 @@ def drain_shop(shop_id: int) -> int:
     # job just processed. A row committed later with a lower id queued its own drain (the flag
     # was clear), and a failed row's retry has its own job.
     limit, total, claimed, after = batch_size(), 0, [0], [0]
+    queue, started = get_queue(), time.monotonic()
+    budget = drain_seconds() if not queue.runs_inline else None
+    if queue.runs_inline and has_request_context():
+        # Embedded mode works the inbox in the request that filled it, and the provider is waiting
+        # for its answer (Shopify gives up after 5 s): a backlog is left to the following requests
+        # and the sweep thread, after a batch or two.
+        limit, budget = min(limit, REQUEST_BATCH), request_drain_seconds()
 
     def claim(shops: dict[int, Shop]) -> list[WebhookDelivery]:
         rows = _claim_next(shop_id, limit, shops, release, after[0])
@@ -352,7 +366,6 @@ def drain_shop(shop_id: int) -> int:
         after[0] = max([after[0], *(row.id for row in rows)])
         return rows
 
-    queue, started = get_queue(), time.monotonic()
     while True:
         claimed[0] = 0
         _run(claim)
@@ -361,9 +374,10 @@ def drain_shop(shop_id: int) -> int:
         if claimed[0] < limit:
             db.session.rollback()
             return total
-        if not queue.runs_inline and time.monotonic() - started > drain_seconds():
+        if budget is not None and time.monotonic() - started >= budget:
             db.session.rollback()
-            enqueue_deliveries([shop_id])
+            if not queue.runs_inline:
+                enqueue_deliveries([shop_id])
             return total
 
 
