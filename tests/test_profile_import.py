@@ -37,6 +37,18 @@ def test_import_creates_profiles_with_names_and_imported_consent(runner, shop, t
     assert channel_states(ben)["email"] == "opted_out"
 
 
+def test_an_sms_opt_in_without_a_readable_phone_is_not_kept_for_a_number_given_later(runner, shop, tmp_path):
+    """The row's phone could not be read: its SMS opt-in belonged to that number, not to whichever
+    phone the customer's next order brings, so it is not recorded (the email opt-in is)."""
+    text = (
+        "Email,Phone Number,Email Marketing Consent,SMS Consent\nnat@ex.com,notaphone,SUBSCRIBED,SUBSCRIBED\n"
+    )
+    result = runner.invoke(args=["import-profiles", "--shop", shop.domain, "--csv", _write(tmp_path, text)])
+    assert "1 profiles imported" in result.output
+    nat = find_profile_by_identifier(shop.model, "email", "nat@ex.com")
+    assert channel_states(nat)["email"] == "opted_in" and channel_states(nat)["sms"] is None
+
+
 def test_an_import_never_lifts_an_earlier_unsubscribe(runner, shop, tmp_path):
     runner.invoke(args=["import-profiles", "--shop", shop.domain, "--csv", _write(tmp_path)])
     ana = find_profile_by_identifier(shop.model, "email", "ana@shop-customers.net")

@@ -29,6 +29,7 @@ from app.services.ingest.two_pass import ImportResult, TwoPassImport
 from app.services.resolution import Signal, resolve
 
 CONSENT_COLUMNS = {"Email Marketing Consent": "email", "SMS Consent": "sms"}
+CONSENT_ADDRESS = {"email": "email", "sms": "phone"}  # the identifier each channel's consent is given by
 OPTED_IN_VALUES = {"subscribed", "true", "yes", "opted_in"}
 OPTED_OUT_VALUES = {"unsubscribed", "false", "no", "opted_out"}
 NEUTRAL_VALUES = {"", "never_subscribed", "never subscribed", "none"}
@@ -81,6 +82,12 @@ def check_row(shop: Shop, row: dict[str, str], at: dt.datetime, ref: str) -> Pro
     statuses = {
         channel: _consent_status(row.get(column), column) for column, channel in CONSENT_COLUMNS.items()
     }
+    kinds = {ident.kind for ident in found}
+    for channel, kind in CONSENT_ADDRESS.items():
+        if statuses[channel] == "opted_in" and kind not in kinds:
+            # An opt-in belongs to the address that gave it: without one (a phone we could not
+            # read), it would stand for whatever number the customer gives us later.
+            statuses[channel] = None
     return ProfileRow(found, statuses, row.get("First Name"), row.get("Last Name"), at, ref)
 
 
@@ -111,7 +118,7 @@ def _fill(profile: Profile, row: ProfileRow, record: Callable[..., object]) -> N
     set_names(profile, row.first_name, row.last_name, authoritative=False)
     for channel, status in row.statuses.items():
         if status is not None:
-            kind = "email" if channel == "email" else "phone"
+            kind = CONSENT_ADDRESS[channel]
             record(
                 profile,
                 channel,
