@@ -35,6 +35,24 @@ def test_gate_check_answers_allowed_and_is_read_only(client, shop):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Message)) == 0
 
 
+def test_gate_check_of_an_earlier_moment_counts_only_the_sends_made_by_then(client, shop):
+    profile = make_profile(shop.id)
+    evening = NOON + dt.timedelta(hours=6)
+    for _ in range(3):
+        sent = client.post(
+            "/api/v1/messages",
+            json={"profile_id": profile.id, "channel": "email", "source": "manual"},
+            headers=shop.auth,
+        )
+        assert sent.get_json()["status"] == "sent"
+    # The API stamps sends with the clock: re-date them to the evening, after the moment checked.
+    db.session.execute(sa.update(Message).values(created_at=evening, sent_at=evening))
+    db.session.commit()
+    assert check(client, shop, profile.id, "email").get_json()["allowed"] is True
+    later = check(client, shop, profile.id, "email", at=(evening + dt.timedelta(minutes=1)).isoformat())
+    assert later.get_json()["reason"] == "global_cap_reached:3/3"
+
+
 def test_api_unsubscribe_refuses_every_channel_at_once(client, shop):
     profile = make_profile(shop.id)
     response = client.post(
@@ -184,6 +202,17 @@ def test_an_identifier_with_a_mistyped_kind_is_refused_and_creates_nobody(client
         assert response.status_code == 422, path
         assert response.get_json()["error"]["message"] == "unknown identifier kind 'emial'"
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Profile)) == 0
+
+
+def test_a_misspelt_field_of_a_send_or_a_check_is_refused_and_nothing_is_sent(client, shop):
+    profile = make_profile(shop.id)
+    send = {"profile_id": profile.id, "channel": "email", "source": "campaign", "campain_id": "spring"}
+    refused = client.post("/api/v1/messages", json=send, headers=shop.auth)
+    assert refused.status_code == 422
+    assert refused.get_json()["error"]["message"].startswith("unknown field 'campain_id'")
+    check = {"profile_id": profile.id, "channel": "email", "when": "2026-11-18T22:30:00+00:00"}
+    assert client.post("/api/v1/gate/check", json=check, headers=shop.auth).status_code == 422
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Message)) == 0
 
 
 def test_bad_gate_and_message_bodies_are_422(client, shop):
