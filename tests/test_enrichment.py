@@ -156,6 +156,11 @@ def test_api_rejects_a_bad_as_of(client, shop):
     assert response.get_json()["error"]["code"] == "invalid"
     future = (_now() + dt.timedelta(days=3)).date().isoformat()
     assert client.post("/api/v1/enrichment/run", json={"as_of": future}, headers=shop.auth).status_code == 422
+    # A body that is not JSON is refused, not read as "no date" and run over the whole shop.
+    broken = client.post(
+        "/api/v1/enrichment/run", data="{bad", content_type="application/json", headers=shop.auth
+    )
+    assert broken.status_code == 400 and broken.get_json()["error"]["code"] == "bad_json"
 
 
 def test_a_failed_run_records_its_error(app, shop, monkeypatch):

@@ -61,6 +61,7 @@ def check_event(body: Any, shop: Shop) -> dict:
         raise BadPayload("type is required: lower-case words joined by dots, e.g. push.opened")
     if parse_time(body.get("occurred_at"), "occurred_at") > utcnow() + CLOCK_SKEW:
         raise BadPayload("occurred_at is in the future: send when the event happened, with its offset")
+    _check_id(body.get("id"))
     _check_identifiers(body.get("identifiers"))
     channel = body.get("channel")
     if channel is not None and (not isinstance(channel, str) or channel not in CHANNELS):
@@ -70,6 +71,20 @@ def check_event(body: Any, shop: Shop) -> dict:
     if _is_marketplace_order(body):
         _check_marketplace_order(as_dict(body.get("properties")), shop)
     return body
+
+
+def _check_id(value: Any) -> None:
+    """The client's own id of the event (it dedupes resends): text or a whole number, as stored.
+
+    A longer id was cut to 255 characters, so two events sharing their first 255 were one, and
+    the second was dropped as a resend.
+    """
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        raise BadPayload("id must be a non-empty text or a whole number")
+    if len(str(value)) > 255:
+        raise BadPayload("id is longer than 255 characters")
 
 
 def _check_identifiers(ids: Any) -> None:
