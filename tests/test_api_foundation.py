@@ -35,10 +35,25 @@ def test_put_settings_merges_only_the_given_keys(client, shop):
     assert settings["caps"]["sms"] == 2 and settings["caps"]["email"] == 5
 
 
+def test_put_settings_merges_quiet_hours_regions_and_null_removes_one(client, shop):
+    def regions(patch: dict) -> dict:
+        response = client.put("/api/v1/settings", headers=shop.auth, json={"quiet_hours": {"regions": patch}})
+        assert response.status_code == 200, response.get_json()
+        return client.get("/api/v1/settings", headers=shop.auth).get_json()["quiet_hours"]["regions"]
+
+    regions({"AU": {"start": "20:00", "end": "08:00"}})
+    assert set(regions({"NZ": {"start": "22:00", "end": "07:00"}})) == {"AU", "NZ"}
+    assert regions({"AU": {"end": "07:30"}})["AU"] == {"start": "20:00", "end": "07:30"}
+    assert set(regions({"AU": None})) == {"NZ"}
+
+
 @pytest.mark.parametrize(
     "patch, field",
     [
         ({"caps": {"sms": -1}}, "caps.sms"),
+        # Beyond any policy: a typo that would be stored and computed with.
+        ({"caps": {"sms": 10**30}}, "caps.sms"),
+        ({"lifecycle": {"at_risk_days": 10**20, "churned_days": 10**21}}, "lifecycle.at_risk_days"),
         ({"quiet_hours": {"start": "21:00", "end": "21:00"}}, "quiet_hours"),
         ({"quiet_hours": {"start": "25:00"}}, "quiet_hours.start"),
         ({"lifecycle": {"at_risk_days": 90, "churned_days": 90}}, "lifecycle"),

@@ -207,13 +207,25 @@ def test_the_settings_form_saves_every_setting_including_the_identity_caps(clien
     page = client.get("/settings/").data.decode()
     assert 'name="max_identifiers_per_kind" value="4"' in page
     assert 'name="max_people_per_identifier" value="2"' in page
+    # The form lists every region: one taken off the list is removed (the API merges regions).
+    assert client.post("/settings/", data={**SETTINGS_FORM, "regions": "NZ 22:00-07:00"}).status_code == 302
+    saved = effective_settings(db.session.get(Shop, shop.id))
+    assert saved["quiet_hours"]["regions"] == {"NZ": {"start": "22:00", "end": "07:00"}}
 
 
 @pytest.mark.parametrize(
     ("field", "value", "reason"),
     [
-        ("max_people_per_identifier", "1", "identity.max_people_per_identifier must be a whole number ≥ 2"),
-        ("max_identifiers_per_kind", "0", "identity.max_identifiers_per_kind must be a whole number ≥ 1"),
+        (
+            "max_people_per_identifier",
+            "1",
+            "identity.max_people_per_identifier must be a whole number from 2 to 1,000",
+        ),
+        (
+            "max_identifiers_per_kind",
+            "0",
+            "identity.max_identifiers_per_kind must be a whole number from 1 to 1,000",
+        ),
         ("max_identifiers_per_kind", "ten", "max identifiers per kind must be a whole number"),
     ],
 )

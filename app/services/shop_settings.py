@@ -32,10 +32,18 @@ HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
 def _deep_merge(base: dict, patch: dict) -> dict:
+    """``patch`` over ``base``, object by object: a key not given keeps its value.
+
+    Quiet-hours regions merge too (giving NZ keeps AU); a region given as null is removed.
+    """
     out = copy.deepcopy(base)
     for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "regions":
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _deep_merge(out[key], value)
+            if key == "regions":
+                out[key] = {code: window for code, window in out[key].items() if window is not None}
+        elif key == "regions" and isinstance(value, dict):
+            out[key] = {code: copy.deepcopy(w) for code, w in value.items() if w is not None}
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -71,9 +79,16 @@ def _validate_window(window: Any, field: str) -> None:
         )
 
 
-def _positive_int(value: Any, field: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValidationFailed(f"{field} must be a whole number ≥ {minimum}", field=field)
+# The largest value each kind of setting takes: beyond it a value is a typo, not a policy (a cap of
+# 10**30 messages a day, a churn window of 10**20 days that enrichment then computes with).
+MAX_DAYS = 3650  # lifecycle windows: ten years
+MAX_CAP = 1000  # messages a day
+MAX_IDENTITY_LIMIT = 1000  # identifiers per kind, people per identifier
+
+
+def _positive_int(value: Any, field: str, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValidationFailed(f"{field} must be a whole number from {minimum} to {maximum:,}", field=field)
     return value
 
 
@@ -89,15 +104,15 @@ def validate(settings: dict[str, Any]) -> None:
         if not isinstance(settings.get(section), dict):
             raise ValidationFailed(f"{section} must be an object of settings", field=section)
     life = settings["lifecycle"]
-    at_risk = _positive_int(life.get("at_risk_days"), "lifecycle.at_risk_days", 1)
-    churned = _positive_int(life.get("churned_days"), "lifecycle.churned_days", 1)
+    at_risk = _positive_int(life.get("at_risk_days"), "lifecycle.at_risk_days", 1, MAX_DAYS)
+    churned = _positive_int(life.get("churned_days"), "lifecycle.churned_days", 1, MAX_DAYS)
     if at_risk >= churned:
         raise ValidationFailed(
             "lifecycle.at_risk_days must be shorter than lifecycle.churned_days",
             field="lifecycle.at_risk_days",
         )
     for key in CAP_KEYS:
-        _positive_int(settings["caps"].get(key), f"caps.{key}", 0)
+        _positive_int(settings["caps"].get(key), f"caps.{key}", 0, MAX_CAP)
     threshold = settings.get("fatigue_threshold")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
         raise ValidationFailed("fatigue_threshold must be a number in (0, 1]", field="fatigue_threshold")
@@ -128,8 +143,12 @@ def _validate_identity(identity: dict) -> None:
             f"identity.blocked_values holds at most {MAX_BLOCKED_VALUES:,} values of at most 320 characters",
             field="identity.blocked_values",
         )
-    _positive_int(identity.get("max_identifiers_per_kind"), "identity.max_identifiers_per_kind", 1)
-    _positive_int(identity.get("max_people_per_identifier"), "identity.max_people_per_identifier", 2)
+    _positive_int(
+        identity.get("max_identifiers_per_kind"), "identity.max_identifiers_per_kind", 1, MAX_IDENTITY_LIMIT
+    )
+    _positive_int(
+        identity.get("max_people_per_identifier"), "identity.max_people_per_identifier", 2, MAX_IDENTITY_LIMIT
+    )
 
 
 def _unknown_keys(patch: dict, known: dict, prefix: str = "") -> list[str]:

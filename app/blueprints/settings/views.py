@@ -42,6 +42,9 @@ def save():
             regions=has_capability(g.shop.plan, "regional_quiet_hours"),
         )
         before = effective_settings(g.shop)
+        regions = patch.get("quiet_hours", {}).get("regions")
+        if regions is not None:  # the form lists every region: one left out of it is removed
+            regions.update({code: None for code in before["quiet_hours"]["regions"] if code not in regions})
         after = update_settings(g.shop, patch)
     except DomainError as exc:
         db.session.rollback()
