@@ -131,6 +131,30 @@ def test_a_refund_in_the_customers_currency_lowers_spend_in_shop_money(client, i
     assert doc_of(ishop, "email", "dave@example.net")["orders"]["lifetime_spend"] == 0.0
 
 
+def test_a_refund_alone_in_the_customers_currency_without_money_sets_converts_at_the_orders_rate(
+    client, ishop, drain
+):
+    """refunds/create paying back 70.20 USD of the 140.40 USD (120.00 GBP) order, no money sets:
+    60.00 GBP off; booked as 70.20 GBP, two full refunds made the buyer's spend negative."""
+    send(client, drain, ishop, "orders/create", "orders_create_multicurrency", "wh-mc")
+    refund = _multicurrency_refund(amount="70.20")
+    refund["refund_line_items"] = []
+    send(client, drain, ishop, "refunds/create", refund, "wh-mc-half")
+    assert order(ishop, "5004").refunded == 60
+    again = _multicurrency_refund(amount="140.40")
+    again.update(id=88005, refund_line_items=[])
+    send(client, drain, ishop, "refunds/create", again, "wh-mc-more")
+    assert order(ishop, "5004").refunded == 120  # never more than was paid
+    assert doc_of(ishop, "email", "dave@example.net")["orders"]["lifetime_spend"] == 0.0
+
+
+def test_an_order_imported_from_another_platform_is_dated_when_it_was_processed(client, ishop, drain):
+    imported = fixture("shopify/orders_create_web.json")
+    imported.update(id=5099, name="#1099", processed_at="2024-05-01T10:00:00+00:00")
+    send(client, drain, ishop, "orders/create", imported, "wh-imported")
+    assert order(ishop, "5099").placed_at.isoformat().startswith("2024-05-01T10:00:00")
+
+
 def test_an_inline_refund_in_the_customers_currency_converts_at_the_orders_rate(client, ishop, drain):
     updated = fixture("shopify/orders_create_multicurrency.json")
     refund = _multicurrency_refund(amount="70.20")  # half, and no money sets of its own

@@ -73,6 +73,9 @@ class Order(db.Model):
     currency: so.Mapped[str] = so.mapped_column(sa.String(3))
     presentment_currency: so.Mapped[str | None] = so.mapped_column(sa.String(3))
     total: so.Mapped[Decimal]
+    # The total in the customer's currency (a multi-currency order): a refund that comes alone,
+    # paid back in that currency with no money sets, is converted at this order's rate.
+    presentment_total: so.Mapped[Decimal | None]
     subtotal: so.Mapped[Decimal | None]
     total_discounts: so.Mapped[Decimal | None]
     total_tax: so.Mapped[Decimal | None]

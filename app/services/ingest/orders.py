@@ -295,15 +295,26 @@ def buyer_signal(shop: Shop, payload: dict, delivery: WebhookDelivery | None) ->
             ("phone", first(customer.get("phone"), payload.get("phone"))),
         ],
     )
-    updated_at = optional_time(payload.get("updated_at"), "updated_at")
-    seen_at = updated_at or parse_time(
-        first(payload.get("created_at"), payload.get("processed_at")), "created_at"
-    )
     evidence = {"order": str(payload.get("id")), "delivery": delivery.external_id if delivery else None}
     # Only the purchase is the buyer's doing: orders/updated, /paid and /cancelled come of a
     # fulfilment, a capture or the merchant's edit, days later, and do not move their last seen.
     sighting = delivery is None or delivery.topic == "orders/create"
+    # A sighting is dated when they bought: an imported order's updated_at is its last refund,
+    # cancellation or fulfilment, which made a buyer of August look seen in October.
+    updated_at = None if sighting else optional_time(payload.get("updated_at"), "updated_at")
+    seen_at = updated_at or purchase_time(payload)
     return Signal(tuple(found), SOURCE, seen_at, evidence, sighting), found
+
+
+def purchase_time(payload: dict) -> dt.datetime:
+    """When the order was bought: created, or processed where that is earlier.
+
+    An order imported from another platform is created now and processed when it was
+    bought (Shopify's reports date it so): its buyer bought then, not today.
+    """
+    created = parse_time(first(payload.get("created_at"), payload.get("processed_at")), "created_at")
+    processed = optional_time(payload.get("processed_at"), "processed_at")
+    return processed if processed is not None and processed < created else created
 
 
 def _buyer(shop: Shop, payload: dict, delivery: WebhookDelivery | None) -> tuple[Profile | None, list]:
@@ -352,12 +363,13 @@ def _fill_order(order: Order, payload: dict, shop: Shop, updated_at: dt.datetime
     order.source_name = str(payload.get("source_name") or "")[:64] or None
     order.channel = sales_channel(order.source_name)
     order.location_id = text(payload.get("location_id"), "location_id", 64)
-    order.placed_at = parse_time(first(payload.get("created_at"), payload.get("processed_at")), "created_at")
     order.processed_at = optional_time(payload.get("processed_at"), "processed_at")
+    order.placed_at = purchase_time(payload)
     order.source_updated_at = updated_at
     order.currency = str(first(payload.get("currency"), shop.currency))[:3]
     order.presentment_currency = str(payload.get("presentment_currency") or "")[:3] or None
     order.total = shop_amount(payload, "total_price") or ZERO
+    order.presentment_total = set_amount(payload.get("total_price_set"), "presentment_money")
     order.subtotal = shop_amount(payload, "subtotal_price")
     order.total_discounts = shop_amount(payload, "total_discounts")
     order.total_tax = shop_amount(payload, "total_tax")
@@ -502,10 +514,10 @@ def apply_order(
         if isinstance(refund, dict) and refund.get("id") is not None and refund.get("created_at"):
             _record_refund(shop, profile, external_id, refund, delivery, run, rate)
     if run is None:
-        order.refunded = _refunded_total(shop, external_id)
+        order.refunded = _at_most_paid(order, _refunded_total(shop, external_id))
         _recount(shop, order.profile_id, previous_profile_id)
     else:
-        order.refunded = sum(run.refunds.setdefault(external_id, {}).values(), ZERO)
+        order.refunded = _at_most_paid(order, sum(run.refunds.setdefault(external_id, {}).values(), ZERO))
         run.recount.update(p for p in (order.profile_id, previous_profile_id) if p)
     return order
 
@@ -555,6 +567,12 @@ def _recount(shop: Shop, *profile_ids: int | None) -> None:
             recompute_order_counters(profile)
 
 
+def _at_most_paid(order: Order, refunded: Decimal) -> Decimal:
+    """An order gives back at most what was paid for it: refunds summed past its total (one in
+    the customer's currency with no money sets to convert it by) would make spend negative."""
+    return min(refunded, max(order.total, ZERO)) if order.total is not None else refunded
+
+
 def apply_refund(shop: Shop, payload: dict, delivery: WebhookDelivery | None) -> None:
     """Record a refund and lower the order's net value (and its buyer's spend)."""
     check_refund(payload)
@@ -563,8 +581,9 @@ def apply_refund(shop: Shop, payload: dict, delivery: WebhookDelivery | None) ->
         scoped(Order, shop.id).where(Order.source == SOURCE, Order.external_id == order_external_id)
     )
     profile = db.session.get(Profile, order.profile_id) if order is not None and order.profile_id else None
-    _record_refund(shop, profile, order_external_id, payload, delivery)
+    rate = order.total / order.presentment_total if order is not None and order.presentment_total else None
+    _record_refund(shop, profile, order_external_id, payload, delivery, rate=rate)
     if order is None:
         return  # counted when the order itself arrives
-    order.refunded = _refunded_total(shop, order_external_id)
+    order.refunded = _at_most_paid(order, _refunded_total(shop, order_external_id))
     _recount(shop, order.profile_id)
