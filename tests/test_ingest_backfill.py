@@ -133,3 +133,34 @@ def test_a_batch_the_database_refuses_is_redone_line_by_line(app, db, monkeypatc
     reference = db.session.get(Shop, make_shop("redo-ref.myshopify.com").id)
     one_by_one(reference, in_time_order(lines))
     assert without_merges(snapshot(shop.id)) == without_merges(snapshot(reference.id))
+
+
+def test_an_imported_order_refunded_later_dates_its_buyer_by_the_purchase_not_the_refund(app, db):
+    """The history's order was bought on 1 August and refunded on 1 October (its updated_at):
+    the buyer was last seen buying, in August."""
+    from app.models import Profile
+
+    shop = db.session.get(Shop, make_shop("dated.myshopify.com").id)
+    body = order_body(1, 1, "aug@mail.uk", "2026-08-01T10:00:00Z")
+    body["updated_at"] = "2026-10-01T10:00:00Z"
+    result = backfill.backfill_orders(shop, lambda: iter([json.dumps(body)]))
+    assert result.applied == 1
+    profile = db.session.scalar(sa.select(Profile).where(Profile.shop_id == shop.id))
+    assert profile.last_seen_at.isoformat().startswith("2026-08-01")
+
+
+def test_a_line_refused_for_its_date_or_total_leaves_no_profile_behind(app, db):
+    from app.models import Identifier
+
+    shop = db.session.get(Shop, make_shop("refused.myshopify.com").id)
+    bad_date = order_body(1, 1, "baddate@mail.uk", "2026-08-01T10:00:00Z")
+    bad_date["created_at"] = "2026-13-45T00:00:00Z"
+    bad_total = order_body(2, 2, "badtotal@mail.uk", "2026-08-01T10:00:00Z")
+    bad_total["total_price"] = "abc"
+    del bad_total["total_price_set"]
+    good = order_body(3, 3, "good@mail.uk", "2026-08-01T10:00:00Z")
+    lines = [json.dumps(b) for b in (bad_date, bad_total, good)]
+    result = backfill.backfill_orders(shop, lambda: iter(lines))
+    assert result.applied == 1 and [n for n, _ in result.failed] == [1, 2]
+    emails = set(db.session.scalars(sa.select(Identifier.value).where(Identifier.kind == "email")))
+    assert emails == {"good@mail.uk"}

@@ -17,7 +17,7 @@ from functools import partial
 from app.models import Profile, Shop
 from app.services.ingest.batch import apply_run
 from app.services.ingest.common import load_json
-from app.services.ingest.orders import apply_order, buyer_signal, check_order, plan_order
+from app.services.ingest.orders import apply_order, buyer_signal, check_order_values, plan_order
 from app.services.ingest.two_pass import ImportResult, TwoPassImport
 
 BATCH = 200  # orders per transaction
@@ -36,7 +36,7 @@ def backfill_orders(
     """
     return TwoPassImport(
         read=lambda: enumerate(read_lines(), start=1),
-        check=_checked_order,
+        check=partial(_checked_order, shop),
         signal_of=lambda payload: buyer_signal(shop, payload, None)[0],
         # The second pass parses only the lines the first found to be orders (``plan_order`` checks them).
         load=json.loads,
@@ -46,11 +46,13 @@ def backfill_orders(
     ).run(shop, progress)
 
 
-def _checked_order(text: str) -> dict | None:
+def _checked_order(shop: Shop, text: str) -> dict | None:
+    """The line's order, every value applying it reads checked (``check_order_values``) before
+    its buyer is resolved: a line refused later for its date or total left an empty profile."""
     if not text.strip():
         return None
     payload = load_json(text, "the line")
-    check_order(payload)
+    check_order_values(shop, payload)
     return payload
 
 
