@@ -104,6 +104,18 @@ def test_partial_refund_lowers_net_spend(client, ishop, drain):
     assert doc_of(ishop, "shopify_customer", "7001")["orders"]["lifetime_spend"] == 64.0
 
 
+def test_an_order_refunded_in_full_is_no_purchase(client, ishop, drain):
+    """They sent back all they bought: no order, no spend, not a buyer in the shop's totals."""
+    send(client, drain, ishop, "orders/create", "orders_create_web", "wh-1")
+    refund = fixture("shopify/refunds_create.json")
+    refund["transactions"][0]["amount"] = "84.00"
+    send(client, drain, ishop, "refunds/create", refund, "wh-r-all")
+    orders = doc_of(ishop, "shopify_customer", "7001")["orders"]
+    assert (orders["count"], orders["lifetime_spend"], orders["last_order_at"]) == (0, 0.0, None)
+    stats = client.get("/api/v1/stats", headers=ishop.auth).get_json()
+    assert (stats["buyers"], stats["orders"], stats["revenue"]) == (0, 0, 0.0)
+
+
 def _multicurrency_refund(**transaction) -> dict:
     """A full refund of the multi-currency order (shop GBP 120.00, customer USD 140.40), paid back in USD."""
     refund = fixture("shopify/refunds_create.json")

@@ -104,7 +104,7 @@ def load_order_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
     _bulk_read_memory()
     stmt = (
         scoped(Order, shop_id, *cols.values())
-        .where(Order.profile_id.is_not(None), Order.cancelled_at.is_(None), Order.placed_at <= as_of)
+        .where(Order.profile_id.is_not(None), Order.purchases(), Order.placed_at <= as_of)
         .group_by(Order.profile_id)
     )
     return _read(stmt, list(cols), "profile_id")

@@ -106,6 +106,22 @@ class Order(db.Model):
             return Decimal("0")
         return self.total - (self.refunded or Decimal("0"))
 
+    @property
+    def is_purchase(self) -> bool:
+        """Whether the order counts as a purchase (``purchases``, in Python)."""
+        refunded = self.refunded or Decimal("0")
+        return self.cancelled_at is None and not (self.total > 0 and refunded >= self.total)
+
+    @classmethod
+    def purchases(cls) -> sa.ColumnElement[bool]:
+        """The orders that count as purchases: not cancelled, and not refunded in full.
+
+        A customer who sent back everything they bought has bought nothing: counted, two fully
+        refunded orders made them "loyal", a buyer in the shop's totals and a reorder reminder
+        for what they returned. A free order (a total of zero) is still a purchase.
+        """
+        return sa.and_(cls.cancelled_at.is_(None), sa.not_(sa.and_(cls.total > 0, cls.refunded >= cls.total)))
+
 
 class OrderLine(db.Model):
     """One line item of an order."""

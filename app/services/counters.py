@@ -59,7 +59,7 @@ def recompute_order_counters_many(profiles: list[Profile]) -> None:
 
 
 def _set_counters(profile: Profile, orders: list[Order]) -> None:
-    live = [o for o in orders if o.cancelled_at is None]
+    live = [o for o in orders if o.is_purchase]
     spend = {"online": ZERO, "pos": ZERO, "marketplace": ZERO}
     count = {"online": 0, "pos": 0, "marketplace": 0}
     for order in live:

@@ -166,7 +166,7 @@ def orders_section(shop_id: int, profile: Profile, page: int = 0) -> dict[str, A
             sa.func.sum(OrderLine.quantity),
         )
         .join(Order, Order.id == OrderLine.order_id)
-        .where(Order.profile_id == profile.id, Order.shop_id == shop_id, Order.cancelled_at.is_(None))
+        .where(Order.profile_id == profile.id, Order.shop_id == shop_id, Order.purchases())
         .group_by(OrderLine.product_id)
         .order_by(sa.func.sum(OrderLine.quantity).desc())
         .limit(5)

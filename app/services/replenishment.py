@@ -65,9 +65,7 @@ def due_items(shop: Shop, profile: Profile, now: dt.datetime | None = None) -> l
     last = (
         scoped(Order, shop.id, OrderLine.product_id, sa.func.max(Order.placed_at).label("last"))
         .join(OrderLine, OrderLine.order_id == Order.id)
-        .where(
-            Order.profile_id == profile.id, Order.cancelled_at.is_(None), OrderLine.product_id.is_not(None)
-        )
+        .where(Order.profile_id == profile.id, Order.purchases(), OrderLine.product_id.is_not(None))
         .group_by(OrderLine.product_id)
         .subquery()
     )

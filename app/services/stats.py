@@ -35,7 +35,7 @@ def shop_stats(shop_id: int) -> dict[str, Any]:
     profiles = db.session.scalar(scoped(Profile, shop_id, sa.func.count()).where(not_merged)) or 0
     bought = scoped(Profile, shop_id, sa.func.count()).where(not_merged, Profile.order_count > 0)
     buyers = db.session.scalar(bought) or 0
-    live_orders = Order.cancelled_at.is_(None)
+    live_orders = Order.purchases()
     orders, revenue = db.session.execute(
         scoped(
             Order, shop_id, sa.func.count(), sa.func.coalesce(sa.func.sum(Order.total - Order.refunded), 0)
