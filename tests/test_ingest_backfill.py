@@ -164,3 +164,17 @@ def test_a_line_refused_for_its_date_or_total_leaves_no_profile_behind(app, db):
     assert result.applied == 1 and [n for n, _ in result.failed] == [1, 2]
     emails = set(db.session.scalars(sa.select(Identifier.value).where(Identifier.kind == "email")))
     assert emails == {"good@mail.uk"}
+
+
+def test_a_backfill_stages_its_buyers_quietly(app, db):
+    """History is no news: the import sets each buyer's stage without a lifecycle.changed event
+    for every customer (journeys start on them)."""
+    from app.models import Event, Profile
+
+    shop = db.session.get(Shop, make_shop("quiet.myshopify.com").id)
+    lines = [json.dumps(order_body(i, i, f"q{i}@mail.uk", "2026-08-01T10:00:00Z")) for i in range(3)]
+    assert backfill.backfill_orders(shop, lambda: iter(lines)).applied == 3
+    stages = set(db.session.scalars(sa.select(Profile.lifecycle_stage).where(Profile.shop_id == shop.id)))
+    assert stages == {"churned"}  # staged: four months since their only order
+    changed = sa.select(sa.func.count()).select_from(Event).where(Event.type == "lifecycle.changed")
+    assert db.session.scalar(changed) == 0

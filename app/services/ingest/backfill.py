@@ -62,4 +62,4 @@ def _apply_orders(shop: Shop, batch: list[tuple[dict, Profile | None]]) -> None:
         planned = plan_order(shop, payload, None)
         planned.profile = profile
         run.append(planned)
-    apply_run(shop, run)
+    apply_run(shop, run, announce=False)  # history: staged quietly

@@ -118,8 +118,14 @@ def _held(model, pk: int):
     return db.session.identity_map.get(sa.inspect(model).identity_key_from_primary_key((pk,)))
 
 
-def apply_run(shop: Shop, run: list[Planned]) -> None:
-    """Resolve, apply and store a run of plans in bulk."""
+def apply_run(shop: Shop, run: list[Planned], *, announce: bool = True) -> None:
+    """Resolve, apply and store a run of plans in bulk.
+
+    Args:
+        announce: record each profile's change of stage as a ``lifecycle.changed`` event
+            (journeys start on it). An import of history stages its profiles quietly: a
+            year-old order moving a customer to "churned" today is no news to act on.
+    """
     if not run:
         return
     from app.services.ingest.orders import OrderRun
@@ -130,7 +136,7 @@ def apply_run(shop: Shop, run: list[Planned]) -> None:
     consents = ConsentBatch(shop.id)
     with _ChangedProfiles(shop) as touched:
         _apply_plans(run, orders, consents)
-        _store(shop, run, orders, touched)
+        _store(shop, run, orders, touched, announce)
 
 
 def _apply_plans(run: list[Planned], orders, consents: ConsentBatch) -> None:
@@ -143,7 +149,7 @@ def _apply_plans(run: list[Planned], orders, consents: ConsentBatch) -> None:
     consents.finish()
 
 
-def _store(shop: Shop, run: list[Planned], orders, touched: _ChangedProfiles) -> None:
+def _store(shop: Shop, run: list[Planned], orders, touched: _ChangedProfiles, announce: bool) -> None:
     """Write the run's events, engagement counters, search texts and lifecycle stages in bulk."""
     from app.services.engagement import apply_engagements
     from app.services.lifecycle import record_changes, refresh_lifecycles
@@ -168,7 +174,8 @@ def _store(shop: Shop, run: list[Planned], orders, touched: _ChangedProfiles) ->
         changes = refresh_lifecycles(shop, sorted(live, key=lambda p: p.id), utcnow())
         _write_profiles(changed.values())
     db.session.flush()
-    record_changes(changes)
+    if announce:
+        record_changes(changes)
 
 
 def _write_profiles(profiles) -> None:
