@@ -118,6 +118,25 @@ def test_as_of_recomputes_stages_as_they_were_on_that_date(runner, shop):
     assert shop.model.first_enrichment_at is None
 
 
+def test_after_a_backtest_the_next_sweep_puts_the_present_back_without_announcing_it(runner, shop):
+    from app.models import Event
+    from app.services.enrichment import enrich_due
+
+    people = _small_shop(shop.id)
+    assert runner.invoke(args=["enrich", "--shop", shop.domain]).exit_code == 0
+    assert enrich_due() == 0  # enriched today
+    as_of = (_now() - dt.timedelta(days=50)).date().isoformat()
+    assert runner.invoke(args=["enrich", "--shop", shop.domain, "--as-of", as_of]).exit_code == 0
+    assert _reload(people["lapsed"]).lifecycle_stage == "at_risk"  # as it was 50 days ago
+    assert enrich_due() == 1  # the minute sweep: the present again
+    assert _reload(people["lapsed"]).lifecycle_stage == "churned"
+    changed = db.session.scalar(
+        sa.select(sa.func.count()).select_from(Event).where(Event.type == "lifecycle.changed")
+    )
+    assert changed == 0  # neither the backtest's moves nor their undoing were the customers'
+    assert enrich_due() == 0
+
+
 def test_enrich_refuses_a_bad_date_and_an_unknown_shop(runner, shop):
     assert (
         "not an ISO date" in runner.invoke(args=["enrich", "--shop", shop.domain, "--as-of", "soon"]).output

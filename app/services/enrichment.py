@@ -210,13 +210,14 @@ def _execute(shop: Shop, run: JobRun, as_of: dt.datetime | None) -> None:
     timings["write_profiles"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()
-    announce = as_of is None and shop.first_enrichment_at is not None
+    announce = as_of is None and shop.first_enrichment_at is not None and not _follows_backtest(shop.id, run)
     # A profile ingest touched meanwhile was not written: its own refresh recorded any change.
     changes = result.loc[changed & result.index.isin(written), ["previous_stage", "lifecycle_stage"]]
     changes.columns = ["from", "to"]
     recorded = enrichment_store.record_changes(shop.id, changes, now) if announce else 0
     _store_snapshot(shop.id, result, orders, moment)
-    products = replenishment.store_intervals(shop.id, moment)
+    # The intervals serve today's reorder reminders: a backtest leaves them as they are.
+    products = replenishment.store_intervals(shop.id, moment) if as_of is None else None
     if as_of is None and shop.first_enrichment_at is None:
         shop.first_enrichment_at = utcnow()
     timings["write_events_snapshot"] = round(time.perf_counter() - started, 3)
@@ -287,11 +288,29 @@ def shops_due(now: dt.datetime | None = None, every: dt.timedelta = DAILY) -> li
     due = []
     for shop in shops_to_enrich():
         recent = db.session.scalars(
-            scoped(JobRun, shop.id, JobRun.result).where(JobRun.kind == KIND, JobRun.created_at > since)
-        )
-        if not any(result.get("as_of") is None for result in recent):
+            scoped(JobRun, shop.id, JobRun.result)
+            .where(JobRun.kind == KIND, JobRun.created_at > since)
+            .order_by(JobRun.created_at.desc())
+        ).all()
+        # A backtest wrote the past onto the profiles: the present is put back at the next sweep.
+        if not any(result.get("as_of") is None for result in recent) or _is_backtest(recent[0]):
             due.append(shop)
     return due
+
+
+def _is_backtest(result: dict) -> bool:
+    return result.get("as_of") is not None
+
+
+def _follows_backtest(shop_id: int, run: JobRun) -> bool:
+    """Whether the run before ``run`` was a backtest: the stages it finds changed are the past's."""
+    before = db.session.scalar(
+        scoped(JobRun, shop_id, JobRun.result)
+        .where(JobRun.kind == KIND, JobRun.id != run.id, JobRun.created_at <= run.created_at)
+        .order_by(JobRun.created_at.desc())
+        .limit(1)
+    )
+    return before is not None and _is_backtest(before)
 
 
 def enrich_due(now: dt.datetime | None = None) -> int:
