@@ -118,7 +118,7 @@ def test_as_of_recomputes_stages_as_they_were_on_that_date(runner, shop):
     assert shop.model.first_enrichment_at is None
 
 
-def test_after_a_backtest_the_next_sweep_puts_the_present_back_without_announcing_it(runner, shop):
+def test_after_a_backtest_the_next_sweep_puts_the_present_back_without_announcing_it(runner, shop, drain):
     from app.models import Event
     from app.services.enrichment import enrich_due
 
@@ -129,6 +129,7 @@ def test_after_a_backtest_the_next_sweep_puts_the_present_back_without_announcin
     assert runner.invoke(args=["enrich", "--shop", shop.domain, "--as-of", as_of]).exit_code == 0
     assert _reload(people["lapsed"]).lifecycle_stage == "at_risk"  # as it was 50 days ago
     assert enrich_due() == 1  # the minute sweep: the present again
+    drain()
     assert _reload(people["lapsed"]).lifecycle_stage == "churned"
     changed = db.session.scalar(
         sa.select(sa.func.count()).select_from(Event).where(Event.type == "lifecycle.changed")
