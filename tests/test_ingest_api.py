@@ -7,7 +7,7 @@ import json
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import Event, Order
+from app.models import Event, Order, WebhookDelivery
 from tests.helpers import make_shop
 from tests.ingest_support import doc_of, fixture, ishop_fixture, post_pixel, post_shopify
 
@@ -105,6 +105,43 @@ def test_the_same_marketplace_order_named_in_another_case_counts_once(client, is
         assert client.post("/api/v1/events", json=body, headers=ishop.auth).status_code == 202
     drain()
     assert doc_of(ishop, "amazon_buyer", "AMZ-1")["orders"]["marketplace"] == {"count": 1, "spend": 100.0}
+
+
+def _amazon_refund(amount: str, event_id: str, **props) -> dict:
+    return {
+        **event(
+            type="order.refunded",
+            channel="marketplace",
+            identifiers={"amazon_buyer_id": "AMZ-1"},
+            properties={"order_id": "111-333", "amount": amount, "marketplace": "amazon", **props},
+        ),
+        "id": event_id,
+    }
+
+
+def test_a_marketplace_refund_lowers_the_orders_spend_once_and_never_below_nothing(client, ishop, drain):
+    assert client.post("/api/v1/events", json=_amazon_order(), headers=ishop.auth).status_code == 202
+    for _ in range(2):  # a resend of one refund
+        sent = client.post("/api/v1/events", json=_amazon_refund("30.00", "r1"), headers=ishop.auth)
+        assert sent.status_code == 202
+    drain()
+    assert doc_of(ishop, "amazon_buyer", "AMZ-1")["orders"]["lifetime_spend"] == 70.0
+    client.post("/api/v1/events", json=_amazon_refund("90.00", "r2"), headers=ishop.auth)
+    drain()
+    orders = doc_of(ishop, "amazon_buyer", "AMZ-1")["orders"]
+    assert (orders["lifetime_spend"], orders["count"]) == (0.0, 0)  # refunded in full: no purchase
+    refused = client.post("/api/v1/events", json=_amazon_refund("-5", "r3"), headers=ishop.auth)
+    assert refused.status_code == 400 and "properties.amount" in refused.get_json()["error"]["message"]
+
+
+def test_a_refund_of_an_order_not_received_yet_waits_for_it_and_is_not_dropped(client, ishop, drain):
+    assert (
+        client.post("/api/v1/events", json=_amazon_refund("30.00", "early"), headers=ishop.auth).status_code
+        == 202
+    )
+    drain()
+    row = db.session.scalar(sa.select(WebhookDelivery).where(WebhookDelivery.external_id == "early"))
+    assert row.status == "failed" and "not known yet" in row.last_error  # retried with backoff
 
 
 def test_bad_events_are_400_with_the_reason(client, ishop):

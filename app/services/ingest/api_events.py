@@ -14,7 +14,7 @@ from typing import Any
 
 from app.analytics.engagement import is_persons_doing
 from app.extensions import db
-from app.models import Order, OrderLine, Shop, WebhookDelivery
+from app.models import Event, Order, OrderLine, Profile, Shop, WebhookDelivery
 from app.models.base import utcnow
 from app.services.counters import recompute_order_counters
 from app.services.engagement import ENGAGEMENT_TYPES
@@ -70,6 +70,8 @@ def check_event(body: Any, shop: Shop) -> dict:
         raise BadPayload("properties must be an object")
     if _is_marketplace_order(body):
         _check_marketplace_order(as_dict(body.get("properties")), shop)
+    if _is_marketplace_refund(body):
+        _check_marketplace_refund(as_dict(body.get("properties")), shop)
     return body
 
 
@@ -135,6 +137,62 @@ def _is_marketplace_order(body: dict) -> bool:
     return body.get("type") == "order.placed" and body.get("channel") == "marketplace"
 
 
+def _is_marketplace_refund(body: dict) -> bool:
+    return body.get("type") == "order.refunded" and body.get("channel") == "marketplace"
+
+
+class OrderNotYetKnown(RuntimeError):
+    """A refund of an order not received yet: retried with backoff (the order is likely on its
+    way), then dead-lettered for ``dlq retry``, never dropped."""
+
+
+def _check_marketplace_refund(props: dict, shop: Shop) -> None:
+    """The refunded order's id and the amount given back (in the shop's money, as for orders)."""
+    order_id = props.get("order_id")
+    if not order_id or isinstance(order_id, bool) or not isinstance(order_id, str | int):
+        raise BadPayload("a marketplace refund needs properties.order_id (text or a number)")
+    amount = money(props.get("amount"))
+    if amount is None or amount <= 0:
+        raise BadPayload("a marketplace refund needs properties.amount, more than zero")
+    currency = props.get("currency")
+    if currency is not None and not isinstance(currency, str):
+        raise BadPayload("properties.currency must be a currency code such as GBP")
+    if _foreign(currency, shop) and (money(props.get("shop_amount")) or 0) <= 0:
+        raise BadPayload(
+            f"a marketplace refund in {currency.upper()[:3]} needs properties.shop_amount, the amount "
+            f"in the shop's currency ({shop.currency})"
+        )
+
+
+def _marketplace_of(body: dict, props: dict) -> str:
+    """The marketplace's name, lower-case (``Amazon`` and ``amazon`` are one marketplace)."""
+    ids = body["identifiers"]
+    default = "amazon" if ids.get("amazon_buyer_id") else "ebay" if ids.get("ebay_user") else "marketplace"
+    return str(first(props.get("marketplace"), default)).strip().lower()[:20]
+
+
+def _already_recorded(shop: Shop, external_id: str) -> bool:
+    """Whether this API event was applied before (its event row is stored with its id)."""
+    stmt = scoped(Event, shop.id, Event.id).where(Event.source == SOURCE, Event.external_id == external_id)
+    return db.session.scalar(stmt.limit(1)) is not None
+
+
+def _marketplace_refund(shop: Shop, body: dict) -> None:
+    """Lower the refunded order's net value (never below nothing) and its buyer's spend."""
+    props = as_dict(body.get("properties"))
+    order = db.session.scalar(
+        scoped(Order, shop.id).where(
+            Order.source == _marketplace_of(body, props), Order.external_id == str(props["order_id"])[:64]
+        )
+    )
+    if order is None:
+        raise OrderNotYetKnown(f"marketplace order {str(props['order_id'])[:64]!r} is not known yet")
+    amount = money(props["shop_amount"] if _foreign(props.get("currency"), shop) else props["amount"])
+    order.refunded = min(order.total, (order.refunded or Decimal("0")) + amount)
+    if order.profile_id is not None:
+        recompute_order_counters(db.session.get(Profile, order.profile_id))
+
+
 def _foreign(currency: Any, shop: Shop) -> bool:
     """A currency code other than the shop's."""
     return (
@@ -151,20 +209,7 @@ def _marketplace_order(shop: Shop, body: dict, profile, at) -> None:
     marketplace, so one order), and the total counted is the shop's money.
     """
     props = as_dict(body.get("properties"))
-    source = (
-        str(
-            first(
-                props.get("marketplace"),
-                "amazon"
-                if body["identifiers"].get("amazon_buyer_id")
-                else "ebay"
-                if body["identifiers"].get("ebay_user")
-                else "marketplace",
-            )
-        )
-        .strip()
-        .lower()[:20]
-    )
+    source = _marketplace_of(body, props)
     foreign = _foreign(props.get("currency"), shop)
     order = db.session.scalar(
         scoped(Order, shop.id).where(Order.source == source, Order.external_id == str(props["order_id"])[:64])
@@ -234,6 +279,8 @@ def apply_api_event(shop: Shop, body: dict, delivery: WebhookDelivery) -> None:
         ch, metric = etype.split(".", 1)
         engage(shop, profile, channel=ch, metric=metric, **common)
         return
+    if _is_marketplace_refund(body) and not _already_recorded(shop, delivery.external_id):
+        _marketplace_refund(shop, body)  # before the event: an unknown order stores nothing yet
     stored = record_event(shop, profile, type=etype, channel=channel, **common)
     if stored is not None and _is_marketplace_order(body):
         _marketplace_order(shop, body, profile, at)
