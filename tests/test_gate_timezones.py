@@ -32,6 +32,21 @@ def test_zone_fallback_chain(profile_tz, country, province, phones, zones, count
     assert (found.zones, found.country, found.source) == (zones, country_out, source)
 
 
+def test_a_customer_of_the_shops_own_multi_zone_country_keeps_the_shops_calendar_day():
+    """A Sydney shop's customer known only by an Australian mobile: quiet hours are kept in every
+    Australian zone, and their day (daily caps) is Sydney's, not Lord Howe Island's."""
+    found = resolve_zone(
+        profile_timezone=None,
+        country=None,
+        province=None,
+        phones=["+61412345678"],
+        shop_timezone="Australia/Sydney",
+        shop_country="AU",
+    )
+    assert found.zones[0] == "Australia/Sydney" and set(found.zones) == set(country_zones("AU"))
+    assert str(found.primary) == "Australia/Sydney"
+
+
 def test_multi_zone_countries_list_every_zone():
     us = country_zones("US")
     assert {"America/New_York", "America/Los_Angeles", "Pacific/Honolulu"} <= set(us)

@@ -204,6 +204,15 @@ def resolve_zone(
     return _resolve(profile_timezone, country, province, tuple(phones), shop_timezone, shop_country)
 
 
+def _shop_zone_first(zones: tuple[str, ...], shop_timezone: str | None) -> tuple[str, ...]:
+    """A country's zones with the shop's own first where it is one of them: the first zone is the
+    customer's calendar day (daily caps), and a Sydney shop's customer known only by an Australian
+    mobile lives by Sydney's midnight far likelier than by Lord Howe Island's, first in the table."""
+    if shop_timezone in zones and zones[0] != shop_timezone:
+        return (shop_timezone, *(z for z in zones if z != shop_timezone))
+    return zones
+
+
 @functools.lru_cache(maxsize=8192)
 def _resolve(
     profile_timezone: str | None,
@@ -217,11 +226,11 @@ def _resolve(
         return CustomerZone((profile_timezone,), country_of_zone(profile_timezone) or country, "profile")
     zones = address_zones(country, province)
     if zones:
-        return CustomerZone(zones, country.upper(), "address")
+        return CustomerZone(_shop_zone_first(zones, shop_timezone), country.upper(), "address")
     for phone in phones:
         code = phone_country(phone)
         zones = country_zones(code)
         if zones:
-            return CustomerZone(zones, code, "phone")
+            return CustomerZone(_shop_zone_first(zones, shop_timezone), code, "phone")
     tz = shop_timezone if is_valid_zone(shop_timezone) else "UTC"
     return CustomerZone((tz,), shop_country or country_of_zone(tz), "shop")
