@@ -52,6 +52,21 @@ def test_a_campaign_send_runs_every_chunk_through_the_gate(db, shop, drain):
     assert set(times) == {NOON}
 
 
+def test_a_campaign_sent_again_reaches_nobody_it_reached_before(db, shop, drain):
+    """A second click on Send, or a rerun after a partial failure: a campaign goes to a person once."""
+    ids = _audience(db, shop, 5, unsubscribed=(1,))
+    campaign_sends.start_send(shop.model, ids, "email", campaign_id="spring", now=NOON, chunk=2)
+    drain()
+    again = campaign_sends.start_send(
+        shop.model, ids, "email", campaign_id="spring", now=NOON + dt.timedelta(hours=1), chunk=2
+    )
+    drain()
+    result = campaign_sends.progress(shop.model, again.id).result
+    assert (result.sent, result.blocked) == (0, 5)
+    assert result.reasons == {"already_sent": 4, "global_unsubscribe": 1}
+    assert _count(db, OutboxItem) == 4
+
+
 def test_the_audience_counts_the_people_a_send_can_reach_so_its_outcomes_add_up(db, shop, other_shop, drain):
     from app.services import merges
 

@@ -302,6 +302,24 @@ def _write_rows(send: BulkSend, rows: list[tuple]) -> set[int]:
     return failed
 
 
+# Not a gate reason: the campaign reached them before (a second click on Send, a rerun), and a
+# campaign goes to a person once.
+ALREADY_SENT = "already_sent"
+
+
+def campaign_reached(shop_id: int, campaign_id: str, channel: str, profile_ids: list[int]) -> set[int]:
+    """The profiles among ``profile_ids`` this campaign was sent to on ``channel`` already."""
+    stmt = sa.select(Message.profile_id).where(
+        Message.shop_id == shop_id,
+        Message.campaign_id == campaign_id,
+        Message.channel == channel,
+        Message.source == "campaign",
+        Message.status == "sent",
+        id_in(Message.profile_id, profile_ids),
+    )
+    return set(db.session.scalars(stmt))
+
+
 def _sent_ids(send: BulkSend, ids: list[int]) -> list[int]:
     """The messages this send just sent to these profiles (to hand to a provider)."""
     stmt = sa.select(Message.id).where(
@@ -327,6 +345,12 @@ def send_chunk(shop: Shop, ids: list[int], send: BulkSend, policy: gate.GatePoli
     # A profile merged away since the audience was chosen is left out: its consent and sends
     # are its survivor's now, and the survivor is messaged only if it is in the audience itself.
     ids = lock_profiles(shop.id, ids, live_only=True)
+    if send.source == "campaign" and send.campaign_id:
+        reached = campaign_reached(shop.id, send.campaign_id, send.channel, ids)
+        if reached:  # counted as held back, with no second row in the log
+            result.reasons[ALREADY_SENT] += len(reached)
+            result.blocked += len(reached)
+            ids = [pid for pid in ids if pid not in reached]
     facts = gate_facts.load_facts(shop, ids, send.now, channels=[send.channel], policy=policy)
     rows = _decide(policy, facts, send)
     if not rows:
@@ -338,7 +362,7 @@ def send_chunk(shop: Shop, ids: list[int], send: BulkSend, policy: gate.GatePoli
         reasons.subtract({"sent": len(failed)})
         reasons[send.no_address] += len(failed)
     result.reasons.update(+reasons)  # unary + drops a "sent" count that fell to zero
-    result.blocked = blocked
+    result.blocked += blocked
     result.failed = len(failed)
     result.sent = len(rows) - blocked - len(failed)
     return result
