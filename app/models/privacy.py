@@ -137,6 +137,7 @@ NOT_PERSONAL: dict[str, set[str]] = {
         "source_updated_at",
         "currency",
         "presentment_currency",
+        "presentment_total",
         "total",
         "subtotal",
         "total_discounts",
