@@ -153,6 +153,7 @@ def test_one_client_over_the_rate_limit_gets_429_and_others_do_not(app, client, 
         limited = post_pixel(client, events[3])
         assert limited.status_code == 429
         assert limited.get_json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60  # when the next minute's count starts
         other = fixture("pixel/page_viewed.json")
         other.update(id="rl-other", clientId="c-polite-rate-test")
         assert post_pixel(client, other).status_code == 200

@@ -323,3 +323,75 @@ def test_an_embedded_request_answers_after_a_batch_and_leaves_the_backlog_to_lat
     assert pending() == 16  # one batch of the oldest ten was worked before the answer
     drain_shop(ishop.id)  # the next request's drain, or the sweep thread's
     assert pending() == 0 and events() == 26
+
+
+class _RedisAway:
+    """A Redis connection whose every command fails, as when the server is down."""
+
+    def pipeline(self):
+        return self
+
+    def incrby(self, *_args):
+        return self
+
+    def expire(self, *_args):
+        return self
+
+    def execute(self):
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        raise RedisConnectionError("Connection refused")
+
+
+def test_with_redis_away_a_delivery_is_stored_answered_200_and_left_to_the_sweeper(
+    app, client, ishop, monkeypatch
+):
+    """Committed is accepted: a 500 after the commit made providers resend what we held."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    import workers.ingest
+
+    def refuse(_shop_ids):
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(workers.ingest, "enqueue_deliveries", refuse)
+    monkeypatch.setattr(
+        app.extensions["rq"], "connection", _RedisAway(), raising=False
+    )  # the pixel's rate limit counts in-process instead of failing the visit
+    event = fixture("pixel/page_viewed.json")
+    event["id"] = "redis-away-1"
+    answer = post_pixel(client, event)
+    assert answer.status_code == 200 and answer.get_json()["accepted"] == 1
+    assert delivery().status == "pending"  # the sweeper's to queue
+
+
+def test_the_minute_sweep_is_scheduled_again_even_when_a_sweep_fails(app, monkeypatch):
+    import workers.ingest
+
+    scheduled = []
+
+    def broken():
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(workers.ingest, "sweep_once", broken)
+    monkeypatch.setattr(workers.ingest, "schedule_sweep", lambda: scheduled.append(1))
+    with pytest.raises(OperationalError):
+        workers.ingest.sweep_job()
+    assert scheduled == [1]
+
+
+def test_a_workers_maintenance_schedules_the_minute_sweep_if_its_chain_broke(app, monkeypatch):
+    import logging
+
+    from rq import SimpleWorker
+
+    import workers.ingest
+    from workers.runner import IngestWorker
+
+    scheduled = []
+    monkeypatch.setattr(SimpleWorker, "run_maintenance_tasks", lambda self: None)
+    monkeypatch.setattr(workers.ingest, "schedule_sweep", lambda: scheduled.append(1))
+    worker = object.__new__(IngestWorker)
+    worker.log = logging.getLogger("test")
+    worker.run_maintenance_tasks()
+    assert scheduled == [1]

@@ -471,10 +471,16 @@ def sweep_once() -> int:
 
 
 def sweep_job() -> int:
-    """``sweep_once`` under RQ, every minute (embedded mode runs it in a thread: ``workers.embedded``)."""
-    count = sweep_once()
-    schedule_sweep()
-    return count
+    """``sweep_once`` under RQ, every minute (embedded mode runs it in a thread: ``workers.embedded``).
+
+    The next sweep is scheduled whatever this one met: a sweep that failed (the database away)
+    and scheduled nothing ended the minute sweeps, and rows the outage left pending waited for
+    the next worker to start.
+    """
+    try:
+        return sweep_once()
+    finally:
+        schedule_sweep()
 
 
 def schedule_sweep(delay_seconds: int = 60) -> None:

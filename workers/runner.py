@@ -12,6 +12,10 @@ from app.jobs import QUEUES
 # Idle heartbeats closer together than this are skipped: the worker key's TTL
 # (``worker_ttl``, minutes) is far longer, and each one costs three Redis round trips.
 HEARTBEAT_EVERY_SECONDS = 10.0
+# RQ's maintenance (its default is every 10 minutes) restarts the scheduler process, which dies
+# with a lost Redis connection and alone releases delayed jobs (backoff retries, the minute sweep):
+# after a Redis blip nothing was swept or retried for ten minutes.
+MAINTENANCE_SECONDS = 60
 
 
 class IngestWorker(SimpleWorker):
@@ -28,6 +32,20 @@ class IngestWorker(SimpleWorker):
             self._last_beat = beat
         super().heartbeat(timeout, pipeline)
 
+    def run_maintenance_tasks(self):
+        """RQ's maintenance, then the minute sweep scheduled again if its chain broke.
+
+        The sweep schedules its successor, so one sweep that could not do so (Redis away at that
+        moment) ended the chain until a worker started; a slot already scheduled is not doubled.
+        """
+        super().run_maintenance_tasks()
+        from workers.ingest import schedule_sweep
+
+        try:
+            schedule_sweep()
+        except Exception:  # Redis away again: the next maintenance tries again
+            self.log.warning("could not schedule the minute sweep", exc_info=True)
+
 
 def run_worker(burst: bool = False) -> bool:
     """Work the project's queues in priority order (webhooks first).
@@ -38,5 +56,5 @@ def run_worker(burst: bool = False) -> bool:
     """
     queue = current_app.extensions["rq"]
     queues = [queue.queue(name) for name in QUEUES]
-    worker = IngestWorker(queues, connection=queue.connection)
+    worker = IngestWorker(queues, connection=queue.connection, maintenance_interval=MAINTENANCE_SECONDS)
     return worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")

@@ -6,7 +6,7 @@ from flask import request
 
 from app.blueprints.webhooks import bp
 from app.blueprints.webhooks.helpers import accept, error, parse_json, raw_body, shop_or_404
-from app.blueprints.webhooks.ratelimit import allow
+from app.blueprints.webhooks.ratelimit import allow, seconds_to_next_window
 from app.services.ingest.inbox import store_deliveries
 from app.services.ingest.pixel import parse_events
 
@@ -37,6 +37,7 @@ def collect():
     events = checked.events
     shop = shop_or_404(events[0]["shop"])
     if not allow(f"{shop.id}:{events[0]['clientId']}", cost=len(events)):
-        return error(429, "rate_limited", "too many events from this client; slow down")
+        body, status = error(429, "rate_limited", "too many events from this client; slow down")
+        return body, status, {"Retry-After": str(seconds_to_next_window())}
     stored = store_deliveries(shop, "pixel", [(e["name"], e["id"].strip(), e) for e in events])
     return accept(stored, checked)

@@ -10,6 +10,11 @@ import threading
 import time
 
 from flask import current_app
+from redis.exceptions import RedisError
+
+from app.logging import get_logger
+
+log = get_logger("ratelimit")
 
 _lock = threading.Lock()
 _local: dict[str, int] = {}
@@ -30,11 +35,22 @@ def allow(key: str, cost: int = 1, limit: int | None = None) -> bool:
         pipe = connection.pipeline()
         pipe.incrby(redis_key, cost)
         pipe.expire(redis_key, 120)
-        count, _ = pipe.execute()
-        return int(count) <= limit
+        try:
+            count, _ = pipe.execute()
+        except RedisError:
+            # Redis away: count in this process instead. A pixel does not resend, so refusing
+            # (or a 500) would lose the visit; the per-process count still stops a flood.
+            log.warning("rate limit counted in-process: Redis unreachable")
+        else:
+            return int(count) <= limit
     with _lock:
         if _minute[0] != minute:  # a new window: forget the last one
             _local.clear()
             _minute[0] = minute
         _local[key] = _local.get(key, 0) + cost
         return _local[key] <= limit
+
+
+def seconds_to_next_window() -> int:
+    """Seconds until the counts start again (a refused client's ``Retry-After``)."""
+    return 60 - int(_clock()) % 60
