@@ -278,3 +278,18 @@ def test_the_minute_sweep_retries_a_waiting_journey_message_whose_wait_is_over(d
         db.session.scalar(sa.select(sa.func.count()).select_from(Message).where(Message.shop_id == shop.id))
         == 5
     )
+
+
+def test_a_send_committed_while_the_queue_is_away_is_answered_and_left_to_the_sweep(db, shop, monkeypatch):
+    """Redis away after the commit: the send stands and is answered (a 500 made clients send it
+    again); the minute sweep re-queues the hand-over no job took."""
+    from app.services import messaging
+
+    def away(*_args):
+        raise ConnectionError("Redis unreachable")
+
+    monkeypatch.setattr(messaging, "transport_name", lambda channel, config: "sendgrid")
+    monkeypatch.setattr(messaging, "enqueue_delivery", away)
+    profile = make_profile(shop.id)
+    message = send_message(shop.model, profile.id, "email", "manual", now=NOON)
+    assert message.status == "sent" and count(db, OutboxItem) == 1

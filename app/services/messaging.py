@@ -32,6 +32,7 @@ import sqlalchemy as sa
 
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
+from app.logging import get_logger
 from app.models import Identifier, Message, OutboxItem, Profile, Shop
 from app.models.base import utcnow
 from app.models.messaging import MESSAGE_SOURCES
@@ -50,6 +51,8 @@ OUTBOX_KEYS = ("source", "campaign_id", "journey_id")
 # After a day a send is stale: the sweeper marks it failed (provider_unreachable) instead of offering it.
 DELIVERY_GIVE_UP = dt.timedelta(days=1)
 RECIPIENT_KIND = {"email": "email", "sms": "phone", "whatsapp": "phone", "push": "web_client"}
+
+log = get_logger("messaging")
 
 
 def validate_request(channel: str, source: str) -> None:
@@ -221,13 +224,22 @@ def _mark_retried(shop_id: int, message_id: int) -> None:
 
 
 def _after_commit(message: Message, transport: str) -> None:
+    """Queue what follows a committed send: its retry, or its hand-over to the provider.
+
+    The send stands once committed, so a queue that cannot be reached (Redis away) is logged,
+    not raised: the minute sweep retries due messages and re-queues hand-overs no job took,
+    where a 500 made the client send again (and the customer get it twice).
+    """
     from app import jobs
 
-    if message.status == "waiting" and message.retry_at is not None:
-        delay = max(0.0, (message.retry_at - utcnow()).total_seconds())
-        jobs.get_queue().enqueue_in(delay, "workers.messaging.retry_message", message.id)
-    if message.status == "sent" and transport != "outbox":
-        enqueue_delivery(message.id)
+    try:
+        if message.status == "waiting" and message.retry_at is not None:
+            delay = max(0.0, (message.retry_at - utcnow()).total_seconds())
+            jobs.get_queue().enqueue_in(delay, "workers.messaging.retry_message", message.id)
+        if message.status == "sent" and transport != "outbox":
+            enqueue_delivery(message.id)
+    except Exception:
+        log.warning("message %s committed but not queued; the sweep will", message.id, exc_info=True)
 
 
 def enqueue_delivery(message_id: int, *suffix: object) -> None:
