@@ -155,6 +155,7 @@ def test_bad_events_are_400_with_the_reason(client, ishop):
         # Cut to 255 characters, two long ids sharing their start were one, and the second dropped.
         (event(id="x" * 256), "id is longer than 255 characters"),
         (event(id={"a": 1}), "id must be"),
+        (_amazon_order(order_id="AMZ-" + "0" * 70), "longer than 64 characters"),
         (event(type="order.placed", channel="marketplace", properties={}), "order_id"),
         (
             event(type="order.placed", channel="marketplace", properties={"order_id": {"a": 1}, "total": 1}),

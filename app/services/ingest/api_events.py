@@ -111,9 +111,7 @@ def _check_marketplace_order(props: dict, shop: Shop) -> None:
     also gives its total in the shop's, ``properties.shop_total``: without a rate we would
     count 100 USD as 100 GBP.
     """
-    order_id = props.get("order_id")
-    if not order_id or isinstance(order_id, bool) or not isinstance(order_id, str | int):
-        raise BadPayload("a marketplace order needs properties.order_id (text or a number)")
+    _check_order_id(props.get("order_id"), "order")
     total = money(props.get("total"))
     if total is None:
         raise BadPayload("a marketplace order needs properties.total")
@@ -133,6 +131,15 @@ def _check_marketplace_order(props: dict, shop: Shop) -> None:
             money(item.get("price"))
 
 
+def _check_order_id(order_id: Any, what: str) -> None:
+    """A marketplace order's id: text or a number of at most 64 characters, as stored (cut to
+    64, two long ids sharing their start were one order, and the second was lost)."""
+    if not order_id or isinstance(order_id, bool) or not isinstance(order_id, str | int):
+        raise BadPayload(f"a marketplace {what} needs properties.order_id (text or a number)")
+    if len(str(order_id)) > 64:
+        raise BadPayload("properties.order_id is longer than 64 characters")
+
+
 def _is_marketplace_order(body: dict) -> bool:
     return body.get("type") == "order.placed" and body.get("channel") == "marketplace"
 
@@ -148,9 +155,7 @@ class OrderNotYetKnown(RuntimeError):
 
 def _check_marketplace_refund(props: dict, shop: Shop) -> None:
     """The refunded order's id and the amount given back (in the shop's money, as for orders)."""
-    order_id = props.get("order_id")
-    if not order_id or isinstance(order_id, bool) or not isinstance(order_id, str | int):
-        raise BadPayload("a marketplace refund needs properties.order_id (text or a number)")
+    _check_order_id(props.get("order_id"), "refund")
     amount = money(props.get("amount"))
     if amount is None or amount <= 0:
         raise BadPayload("a marketplace refund needs properties.amount, more than zero")
