@@ -50,6 +50,18 @@ def _normalise_database_url(url: str) -> str:
     return url
 
 
+# Seconds to wait for PostgreSQL to accept a connection: a request that found it away waited
+# 130 s before its error, and eight such requests held every web thread.
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def _engine_options(database_url: str) -> dict:
+    options: dict = {"pool_pre_ping": True}
+    if _normalise_database_url(database_url).startswith("postgresql"):
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    return options
+
+
 def load_config(instance_path: str, environ: dict[str, str] | None = None) -> dict:
     """Build the Flask config mapping from environment variables.
 
@@ -75,7 +87,7 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "SECRET_KEY": secret,
         "C360_ENV": "production" if production else "development",
         "SQLALCHEMY_DATABASE_URI": _normalise_database_url(database_url),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url),
         "REDIS_URL": env.get("REDIS_URL") or None,
         "C360_QUEUE_PREFIX": env.get("C360_QUEUE_PREFIX", "c360"),
         "SESSION_COOKIE_HTTPONLY": True,

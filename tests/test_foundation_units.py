@@ -87,6 +87,13 @@ def test_production_refuses_a_missing_secret(tmp_path):
         load_config(str(tmp_path), {"C360_ENV": "production"})
 
 
+def test_postgresql_connections_give_up_after_seconds_not_minutes(tmp_path):
+    """A request that found PostgreSQL away waited 130 s for its error, holding a web thread."""
+    pg = load_config(str(tmp_path), {"DATABASE_URL": "postgresql://u@db:5432/c360"})
+    assert pg["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] == {"connect_timeout": 5}
+    assert "connect_args" not in load_config(str(tmp_path), {})["SQLALCHEMY_ENGINE_OPTIONS"]  # SQLite
+
+
 def test_production_turns_on_secure_cookies(tmp_path):
     config = load_config(str(tmp_path), {"C360_ENV": "production", "SECRET_KEY": "k"})
     assert config["SESSION_COOKIE_SECURE"] and config["SESSION_COOKIE_HTTPONLY"]

@@ -395,3 +395,23 @@ def test_a_workers_maintenance_schedules_the_minute_sweep_if_its_chain_broke(app
     worker.log = logging.getLogger("test")
     worker.run_maintenance_tasks()
     assert scheduled == [1]
+
+
+def test_with_the_database_away_a_delivery_and_an_api_call_get_a_json_503_to_retry(
+    client, ishop, monkeypatch
+):
+    """Nothing was stored, so never a 200; and a JSON answer with Retry-After, not Flask's HTML 500."""
+    from app.blueprints.api import ingest as api_ingest
+    from app.blueprints.webhooks import collect
+
+    def away(*_args, **_kwargs):
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(collect, "store_deliveries", away)
+    monkeypatch.setattr(api_ingest, "ingest_status", away)
+    for answer in (
+        post_pixel(client, fixture("pixel/page_viewed.json")),
+        client.get("/api/v1/ingest/status", headers=ishop.auth),
+    ):
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
+        assert answer.get_json()["error"]["code"] == "unavailable"

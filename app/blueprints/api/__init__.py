@@ -5,6 +5,7 @@ from CSRF; it never reads the console session.
 """
 
 from flask import Blueprint, g, jsonify, request
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.errors import DomainError
 from app.extensions import csrf, db
@@ -39,6 +40,15 @@ def domain_error(exc: DomainError):
     """Turn a service's domain error into the contract's error body."""
     db.session.rollback()
     return api_error(exc.status, exc.code, exc.message)
+
+
+@bp.errorhandler(OperationalError)
+@bp.errorhandler(InterfaceError)
+def database_away(_exc):
+    """A JSON 503 with ``Retry-After`` when the database cannot be reached."""
+    from app.blueprints.webhooks.helpers import unavailable
+
+    return unavailable()
 
 
 @bp.errorhandler(404)

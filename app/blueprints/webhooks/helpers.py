@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import abort, jsonify
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.errors import DomainError
 from app.extensions import db
@@ -64,6 +65,21 @@ def accept(stored: list[Stored], checked: CheckedBatch | None = None, **extra):
     return jsonify(counts), 200
 
 
+RETRY_AFTER_SECONDS = 30
+
+
+def unavailable():
+    """503 with ``Retry-After`` when the database cannot be reached (nothing was stored): a JSON
+    answer the provider or client can act on, where Flask's HTML 500 page said nothing."""
+    log.error("database unreachable: the request was refused with a 503")
+    try:
+        db.session.rollback()
+    except Exception:  # the connection is gone: nothing to roll back
+        db.session.remove()
+    body, status = error(503, "unavailable", "the database cannot be reached; nothing was stored, send again")
+    return body, status, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
 def register_errors(bp) -> None:
     """JSON answers for the blueprint's errors (never an HTML page to a provider)."""
 
@@ -71,6 +87,11 @@ def register_errors(bp) -> None:
     def domain_error(exc: DomainError):
         db.session.rollback()
         return error(exc.status, exc.code, exc.message)
+
+    @bp.errorhandler(OperationalError)
+    @bp.errorhandler(InterfaceError)
+    def database_away(_exc):
+        return unavailable()
 
     @bp.errorhandler(404)
     def not_found(exc):
