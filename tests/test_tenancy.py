@@ -200,8 +200,10 @@ def test_console_pages_require_login(client, path):
 
 @pytest.mark.parametrize("path", ["/api/v1/stats", "/api/v1/settings", "/api/v1/profiles?q=a"])
 def test_api_requires_a_valid_token(client, shop, path):
-    assert client.get(path).status_code == 401
-    assert client.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
+    missing = client.get(path)
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == 'Bearer realm="c360"'
+    wrong = client.get(path, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and 'error="invalid_token"' in wrong.headers["WWW-Authenticate"]
     assert client.get(path, headers=shop.auth).status_code == 200
 
 

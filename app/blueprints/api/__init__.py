@@ -29,7 +29,10 @@ def authenticate_token():
     scheme, _, token = header.partition(" ")
     shop = shop_for_token(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
     if shop is None:
-        return api_error(401, "unauthorized", "a valid Bearer token is required")
+        body, status = api_error(401, "unauthorized", "a valid Bearer token is required")
+        error = "invalid_token" if token.strip() else None  # RFC 6750: no error code when none was sent
+        challenge = 'Bearer realm="c360"' + (f', error="{error}"' if error else "")
+        return body, status, {"WWW-Authenticate": challenge}
     g.api_shop = shop
     db.session.commit()  # records last_used_at
     return None
