@@ -150,6 +150,8 @@ def test_bad_events_are_400_with_the_reason(client, ishop):
         (event(occurred_at="soon"), "occurred_at"),
         (event(identifiers={}), "identifiers"),
         (event(identifiers={"passport": "X"}), "unknown identifier kinds"),
+        # Answered 202, it landed on nobody: no identifier that is one names anyone.
+        (event(identifiers={"email": "not-an-email", "phone": "abc"}), "no usable identifier"),
         (event(channel="pigeon"), "channel must be one of"),
         (event(properties=[1]), "properties must be an object"),
         # Cut to 255 characters, two long ids sharing their start were one, and the second dropped.

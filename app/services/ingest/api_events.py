@@ -18,6 +18,7 @@ from app.models import Event, Order, OrderLine, Profile, Shop, WebhookDelivery
 from app.models.base import utcnow
 from app.services.counters import recompute_order_counters
 from app.services.engagement import ENGAGEMENT_TYPES
+from app.services.identifiers import normalise
 from app.services.ingest.common import (
     CLOCK_SKEW,
     BadPayload,
@@ -63,6 +64,7 @@ def check_event(body: Any, shop: Shop) -> dict:
         raise BadPayload("occurred_at is in the future: send when the event happened, with its offset")
     _check_id(body.get("id"))
     _check_identifiers(body.get("identifiers"))
+    _check_someone_named(body["identifiers"], shop)
     channel = body.get("channel")
     if channel is not None and (not isinstance(channel, str) or channel not in CHANNELS):
         raise BadPayload(f"channel must be one of {', '.join(sorted(CHANNELS))}")
@@ -151,6 +153,20 @@ def _is_marketplace_refund(body: dict) -> bool:
 class OrderNotYetKnown(RuntimeError):
     """A refund of an order not received yet: retried with backoff (the order is likely on its
     way), then dead-lettered for ``dlq retry``, never dropped."""
+
+
+def _check_someone_named(ids: dict, shop: Shop) -> None:
+    """At least one identifier that is one once normalised: an event naming only ``not-an-email``
+    or a phone we cannot read was answered 202 and then landed on nobody, without a word."""
+    unusable = []
+    for key, value in ids.items():
+        if value is None or not str(value).strip():
+            continue
+        ident = normalise(IDENTIFIER_KEYS[key], value, shop.country)
+        if ident is not None and ident.kind != "raw_phone":
+            return
+        unusable.append(f"{key} {str(value)[:40]!r}")
+    raise BadPayload(f"no usable identifier: {', '.join(unusable)} cannot name anyone")
 
 
 def _check_marketplace_refund(props: dict, shop: Shop) -> None:
