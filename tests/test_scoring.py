@@ -117,6 +117,29 @@ def test_predictions_use_the_average_gap_and_shop_median_for_one_order_buyers():
     assert pd.isna(out["predicted_next_order_at"].iloc[3]) and pd.isna(out["predicted_ltv_90d"].iloc[3])
 
 
+def test_two_orders_an_hour_apart_are_one_occasion_not_a_daily_habit():
+    """A split checkout predicted a $7,083 quarter from a $200 history, and lent its one-day
+    gap to every one-order buyer as the shop's median."""
+    t = pd.Timestamp("2026-01-01", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "orders": [2, 2, 1],
+            "first_order_at": [t, t, t],
+            "last_order_at": [t + pd.Timedelta(hours=1), t + pd.Timedelta(days=30), t],
+            "aov": [100.0, 50.0, 10.0],
+            "churn_risk": [0.0, 0.0, 0.0],
+        }
+    )
+    out = predict(frame)
+    # The split checkout is a one-order buyer: it gets the shop's median gap (30 days), as does the third.
+    assert out["predicted_ltv_90d"].tolist() == [300.0, 150.0, 30.0]
+    assert out["predicted_next_order_at"].iloc[0] == t + pd.Timedelta(hours=1) + pd.Timedelta(days=30)
+    thirds = frame.assign(orders=[4, 2, 1], last_order_at=[t + pd.Timedelta(days=10)] * 3)  # 3.33… days
+    assert predict(thirds)["predicted_next_order_at"].iloc[0] == pd.Timestamp("2026-01-14 08:00:00", tz="UTC")
+    alone = predict(frame.iloc[[0, 2]])  # no true repeat buyer: no prediction, not a guess
+    assert alone["predicted_ltv_90d"].isna().all()
+
+
 def test_rfm_refuses_a_frame_without_its_columns():
     with pytest.raises(ValidationFailed):
         rfm_scores(pd.DataFrame({"orders": [1]}))
