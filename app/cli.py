@@ -171,9 +171,10 @@ def enrich(domain, all_shops, as_of, use_queue):
     if bool(domain) == bool(all_shops):
         raise click.UsageError("give --shop DOMAIN or --all")
     with domain_errors():
-        moment = enrichment.parse_as_of(as_of)
+        enrichment.parse_as_of(as_of)  # a bad date is refused before any shop is read
         shops = enrichment.shops_to_enrich() if all_shops else [accounts.require_shop(domain)]
         for shop in shops:
+            moment = enrichment.parse_as_of(as_of, enrichment.shop_timezone(shop))  # the shop's day
             if use_queue:
                 run = enrichment.start_enrichment(shop, moment)
                 click.echo(f"{shop.domain}: queued job {run.id}")

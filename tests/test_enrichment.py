@@ -170,6 +170,16 @@ def test_api_run_reports_progress_until_done(client, shop, other_shop, drain):
     assert snap.data["rfm_grid"]["5-3"]["count"] == 1 and sum(snap.data["churn_bands"].values()) == 4
 
 
+def test_a_bare_as_of_date_is_the_end_of_that_day_in_the_shops_zone_and_today_is_now():
+    from app.services.enrichment import parse_as_of
+
+    # 23:59:59 on the 31st in Los Angeles is 06:59:59 UTC on the 1st: its evening orders belong.
+    assert parse_as_of("2026-10-31", "America/Los_Angeles").isoformat() == "2026-11-01T06:59:59+00:00"
+    assert parse_as_of("20261031") == parse_as_of("2026-10-31")  # the compact form is the same day
+    today = parse_as_of(_now().date().isoformat(), "UTC")
+    assert abs((today - _now()).total_seconds()) < 5  # its end is still to come: now
+
+
 def test_api_rejects_a_bad_as_of(client, shop):
     response = client.post("/api/v1/enrichment/run", json={"as_of": "yesterday"}, headers=shop.auth)
     assert response.status_code == 422

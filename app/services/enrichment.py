@@ -22,6 +22,7 @@ import datetime as dt
 import time
 import uuid
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
@@ -38,6 +39,7 @@ from app.models.base import EARLIEST_TIME, utcnow
 from app.plans import has_capability
 from app.services import enrichment_store, replenishment
 from app.services.lifecycle import shop_windows
+from app.services.shop_settings import effective_settings
 from app.tenancy import scoped
 
 KIND = "enrichment"
@@ -49,29 +51,43 @@ DAILY = dt.timedelta(hours=24)
 log = get_logger("enrichment")
 
 
-def parse_as_of(value: str | None) -> dt.datetime | None:
+def parse_as_of(value: str | None, timezone: str | None = None) -> dt.datetime | None:
     """Read ``--as-of`` (a date, or a date-time with or without offset) as an aware UTC moment.
 
-    A bare date means the end of that day in UTC.
+    A bare date (``2026-10-31`` or ``20261031``) means the end of that day in the shop's time
+    zone (``timezone``; UTC without one): a Los Angeles shop's evening order of the 31st belongs
+    to its 31st. Today's date means now (its end is still to come). A date-time without an
+    offset is read in UTC.
     """
     if value in (None, ""):
         return None
     if not isinstance(value, str):
         raise ValidationFailed("as_of must be an ISO date string like 2026-01-31", field="as_of")
+    zone = ZoneInfo(timezone) if timezone else dt.UTC
     try:
-        if len(value) == 10:
+        try:
             day = dt.date.fromisoformat(value)
-            moment = dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC).replace(microsecond=0)
-        else:
+        except ValueError:
             moment = dt.datetime.fromisoformat(value)
+        else:
+            moment = dt.datetime.combine(day, dt.time.max, tzinfo=zone).replace(microsecond=0)
+            if day == utcnow().astimezone(zone).date():
+                moment = utcnow()
     except ValueError:
         raise ValidationFailed(
             f"as_of {value[:40]!r} is not an ISO date like 2026-01-31", field="as_of"
         ) from None
+    except OverflowError:
+        raise ValidationFailed("as_of must be 1970 or later", field="as_of") from None
     moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
     if moment < EARLIEST_TIME:  # (a date after today is refused by create_run)
         raise ValidationFailed("as_of must be 1970 or later", field="as_of")
     return moment
+
+
+def shop_timezone(shop: Shop) -> str:
+    """The time zone a shop's calendar days are in (its settings', else its own)."""
+    return effective_settings(shop)["timezone"]
 
 
 def start_enrichment(shop: Shop, as_of: dt.datetime | None = None) -> JobRun:

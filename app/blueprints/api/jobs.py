@@ -3,14 +3,14 @@
 from flask import g, jsonify, request, url_for
 
 from app.blueprints.api import bp, json_body
-from app.services.enrichment import job_status, parse_as_of, start_enrichment
+from app.services.enrichment import job_status, parse_as_of, shop_timezone, start_enrichment
 
 
 @bp.post("/enrichment/run")
 def run_enrichment():
     """Queue a whole-shop enrichment (optional ``{"as_of": DATE}``); 202 with the job id."""
     body = json_body() if request.get_data() else {}  # no body: now; a broken one is a 400, not a run
-    as_of = parse_as_of(body.get("as_of"))
+    as_of = parse_as_of(body.get("as_of"), shop_timezone(g.api_shop))
     run = start_enrichment(g.api_shop, as_of)
     response = jsonify({"job_id": run.id, "status": run.status})
     response.status_code = 202
