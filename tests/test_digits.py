@@ -19,12 +19,13 @@ def test_only_ascii_digits_make_a_whole_number():
         assert whole_number(text) is None, text
 
 
-def test_a_cursor_or_page_in_other_digits_reads_the_first_page(client, auth, shop):
+def test_a_console_cursor_or_page_in_other_digits_reads_the_first_page_and_the_api_refuses_it(
+    client, auth, shop
+):
     profile = make_profile(shop.id, "ann@shopper.test", None)
     auth.login_as(shop)
-    assert (
-        client.get(f"/api/v1/profiles?q=ann&cursor={SUPERSCRIPT_TWO}", headers=shop.auth).status_code == 200
-    )
+    answer = client.get(f"/api/v1/profiles?q=ann&cursor={SUPERSCRIPT_TWO}", headers=shop.auth)
+    assert answer.status_code == 400 and answer.get_json()["error"]["code"] == "bad_cursor"
     assert client.get(f"/customers/?cursor={SUPERSCRIPT_TWO}").status_code == 200
     assert client.get(f"/customers/{profile.id}/timeline?page={SUPERSCRIPT_TWO}").status_code == 200
 

@@ -1,4 +1,4 @@
-"""Finding profiles: search by name, email, phone or order number, keyset-paginated."""
+"""Finding profiles by name, email, phone or order number: keyset pages (API), offset pages (console)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from app.extensions import db
 from app.models import Identifier, Order, Profile
 from app.services.identifiers import normalise_phone
 from app.services.paging import MAX_OFFSET
+from app.services.search_cursor import decode_cursor, encode_cursor
 from app.tenancy import scoped
 
 PAGE_SIZE = 25
@@ -24,7 +25,15 @@ SORTS = {
 
 @dataclass
 class Page:
-    """One page of results and the cursor of the next page (None at the end)."""
+    """One page of results and the opaque cursor of the next page (None at the end)."""
+
+    items: list[Profile]
+    next_cursor: str | None
+
+
+@dataclass
+class OffsetPage:
+    """One page of the console's list, its offset, and the next page's offset as text (None at the end)."""
 
     items: list[Profile]
     next_cursor: str | None
@@ -77,7 +86,47 @@ def _matches(shop_id: int, q: str, region: str | None):
     return sa.or_(*clauses)
 
 
+def _live_matching(shop_id: int, q: str, filters: list | None, region: str | None) -> sa.Select:
+    """The shop's live (not merged-away, not erased) profiles matching ``q`` and ``filters``."""
+    stmt = scoped(Profile, shop_id).where(Profile.is_live())
+    if q.strip():
+        stmt = stmt.where(_matches(shop_id, q, region))
+    if filters:
+        stmt = stmt.where(*filters)
+    return stmt
+
+
 def search_profiles(
+    shop_id: int,
+    q: str = "",
+    *,
+    cursor: str | None = None,
+    limit: int = PAGE_SIZE,
+    region: str | None = None,
+) -> Page:
+    """Return one page of a shop's live profiles, newest first, keyset-paginated.
+
+    The next page starts after the last row's id rather than at an offset: profiles
+    created between two fetches sort before the cursor and profiles merged away
+    leave no hole, so no row that existed at the first fetch repeats or is skipped.
+
+    Args:
+        q: free text; empty lists everyone.
+        cursor: ``next_cursor`` of the previous page; empty or None starts at the first.
+        region: the shop's country, to read national-format phone numbers.
+
+    Raises:
+        BadCursor: ``cursor`` is not one this function handed out.
+    """
+    stmt = _live_matching(shop_id, q, None, region)
+    if cursor:
+        stmt = stmt.where(Profile.id < decode_cursor(cursor))
+    rows = list(db.session.scalars(stmt.order_by(*SORTS["recent"]).limit(limit + 1)))
+    more = len(rows) > limit
+    return Page(rows[:limit], encode_cursor(rows[limit - 1].id) if more else None)
+
+
+def search_profiles_by_offset(
     shop_id: int,
     q: str = "",
     *,
@@ -86,26 +135,26 @@ def search_profiles(
     sort: str = "recent",
     filters: list | None = None,
     region: str | None = None,
-) -> Page:
-    """Return one page of a shop's live (not merged-away, not erased) profiles.
+) -> OffsetPage:
+    """Return one page of the console's customer list, which pages by row offset.
+
+    The console sorts by spend and last order too, keys that move as orders arrive, and
+    links its first page by offset; a person re-reads a list, a client looping an export
+    does not. The API pages with ``search_profiles``.
 
     Args:
         q: free text; empty lists everyone.
-        cursor: opaque position returned by the previous page.
+        cursor: the offset as ASCII digits; anything else reads the first page.
         sort: ``recent``, ``ltv`` or ``last_order``.
         filters: extra SQLAlchemy criteria on ``Profile`` (stage, RFM, churn band…).
         region: the shop's country, to read national-format phone numbers.
     """
     offset = min(whole_number(cursor or "") or 0, MAX_OFFSET)
-    stmt = scoped(Profile, shop_id).where(Profile.is_live())
-    if q.strip():
-        stmt = stmt.where(_matches(shop_id, q, region))
-    if filters:
-        stmt = stmt.where(*filters)
+    stmt = _live_matching(shop_id, q, filters, region)
     stmt = stmt.order_by(*SORTS.get(sort, SORTS["recent"])).offset(offset).limit(limit + 1)
     rows = list(db.session.scalars(stmt))
     more = len(rows) > limit
-    return Page(rows[:limit], str(offset + limit) if more else None, offset)
+    return OffsetPage(rows[:limit], str(offset + limit) if more else None, offset)
 
 
 def identifiers_by_profile(shop_id: int, profile_ids: list[int]) -> dict[int, dict[str, list[str]]]:

@@ -39,16 +39,38 @@ def _op(summary: str, status: int = 200, body: bool = False, params: tuple = ())
     return op
 
 
+def _profiles_search_op() -> dict:
+    """``GET /profiles``: its cursor is opaque and keyset, and a cursor it did not hand out is a 400."""
+    op = _op(
+        "Find a profile by identifier (KIND:VALUE), or search by text: newest first, 25 a page",
+        params=(("identifier", "query", "string"), ("q", "query", "string"), ("cursor", "query", "string")),
+    )
+    op["parameters"][2]["description"] = (
+        "The next_cursor of the previous page, passed back unchanged; leave it out (or empty) for the "
+        "first page. Opaque: it marks where that page ended, not a count of rows, so profiles created "
+        "or merged between two fetches neither repeat nor skip a row that existed at the first."
+    )
+    op["responses"]["200"]["content"]["application/json"]["schema"] = {
+        "type": "object",
+        "description": "With identifier: the profile. With q: a page of profiles.",
+        "properties": {
+            "profiles": {"type": "array", "items": JSON_OBJECT},
+            "next_cursor": {"type": ["string", "null"], "description": "null on the last page"},
+        },
+    }
+    op["responses"]["400"] = {
+        "description": "bad_cursor: the cursor is not a next_cursor this API returned (e.g. 25, -5, abc); "
+        "bad_identifier: identifier is not KIND:VALUE with a known kind",
+        "content": {"application/json": {"schema": ERROR}},
+    }
+    return op
+
+
 PID = ("id", "path", "integer")
 DETAILED: dict[str, dict] = {**MESSAGING_PATHS}
 OPERATIONS: dict[tuple[str, str], dict] = {
     ("/events", "post"): _op("Record a generic signal (support touch, push, marketplace order…)", 202, True),
-    ("/profiles", "get"): _op(
-        "Find a profile by identifier (KIND:VALUE) or search by text, paginated",
-        200,
-        False,
-        (("identifier", "query", "string"), ("q", "query", "string"), ("cursor", "query", "string")),
-    ),
+    ("/profiles", "get"): _profiles_search_op(),
     ("/profiles/{id}", "get"): _op(
         "One profile; a merged-away id answers 301 with merged_into", params=(PID,)
     ),

@@ -12,7 +12,11 @@ from app.tenancy import get_scoped_or_raise
 
 @bp.get("/profiles")
 def list_profiles():
-    """``?identifier=KIND:VALUE`` finds one profile; ``?q=`` searches, paginated."""
+    """``?identifier=KIND:VALUE`` finds one profile; ``?q=`` searches, newest first, by keyset.
+
+    ``?cursor=`` is the previous page's ``next_cursor``; one it did not hand out is a
+    400 ``bad_cursor`` (read as the start, a client would loop for ever).
+    """
     identifier = request.args.get("identifier")
     if identifier:
         kind, sep, value = identifier.partition(":")

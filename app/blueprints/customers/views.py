@@ -14,7 +14,7 @@ from app.services import customer_page as page
 from app.services.audit import record
 from app.services.identifiers import live_profile
 from app.services.profile_filters import ListQuery, parse_filters
-from app.services.profile_search import identifiers_by_profile, search_profiles
+from app.services.profile_search import identifiers_by_profile, search_profiles_by_offset
 from app.services.profile_timezone import set_profile_timezone
 from app.tenancy import get_scoped
 from app.web import shop_required
@@ -31,7 +31,7 @@ def index():
     except ValidationFailed as exc:
         ctx = {"query": ListQuery(), "page": None, "idents": {}, "error": exc.message}
         return render_page("customers/index.html", "results", **ctx), 422
-    found = search_profiles(
+    found = search_profiles_by_offset(
         g.shop.id,
         query.q,
         cursor=request.args.get("cursor"),
