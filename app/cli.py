@@ -14,6 +14,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
+from app.cli_errors import C360Group
 from app.cli_support import domain_errors
 from app.extensions import db
 from app.plans import PLAN_ORDER
@@ -202,8 +203,13 @@ def _create_app(*_args, **_kwargs):
     return create_app()
 
 
+def build_cli() -> FlaskGroup:
+    """The ``c360`` group: every command of the app, Flask's and Flask-Migrate's."""
+    cli = C360Group(create_app=_create_app, add_default_commands=True, load_dotenv=False)
+    cli.help = "Customer 360: one profile per shopper, and a gate that never messages them when it shouldn't."
+    return cli
+
+
 def main() -> None:
     """Entry point of the ``c360`` console script."""
-    cli = FlaskGroup(create_app=_create_app, add_default_commands=True, load_dotenv=False)
-    cli.help = "Customer 360: one profile per shopper, and a gate that never messages them when it shouldn't."
-    cli.main(prog_name="c360")
+    build_cli().main(prog_name="c360")
