@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from app.cli_support import shop_by_domain
+from app.cli_support import report_failures, shop_by_domain
 
 
 @click.group("dlq")
@@ -85,10 +85,7 @@ def backfill(domain, orders_file):
     with click.progressbar(length=total, label="orders") as bar:
         result = backfill_orders(shop, read_lines, progress=bar.update)
     click.echo(f"{result.applied} orders imported, {len(result.failed)} lines skipped.")
-    for number, reason in result.failed[:20]:
-        click.echo(f"  line {number}: {reason}", err=True)
-    if result.failed:
-        raise SystemExit(1)
+    report_failures(result.failed, "line")
 
 
 @click.command("import-profiles")
@@ -97,28 +94,33 @@ def backfill(domain, orders_file):
 @with_appcontext
 def import_profiles(domain, csv_file):
     """Import a Klaviyo-style profile export (Email, Phone Number, names, consent columns)."""
+    from app.services.ingest.csv_source import detect_encoding
+    from app.services.ingest.profile_import import check_header, count_rows
     from app.services.ingest.profile_import import import_profiles as run_import
 
     shop = shop_by_domain(domain)
-    with open(csv_file, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
-        total = max(0, sum(1 for _ in fh) - 1)
+    encoding = detect_encoding(csv_file)
+    if encoding.note:
+        click.echo(encoding.note)
 
     def read_lines():
-        with open(csv_file, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+        # A byte the encoding cannot read spoils its row only: read as an escape, refused by the row's check.
+        with open(csv_file, encoding=encoding.codec, errors="surrogateescape", newline="") as fh:
             yield from fh
 
-    # The first pass resolves every row's person at once, before the bar moves.
-    click.echo(f"Resolving the people of {total} rows, then importing their names and consent.")
-    with click.progressbar(length=total, label="profiles") as bar:
-        try:
+    try:
+        check_header(read_lines)
+        total = count_rows(read_lines)
+        # The first pass resolves every row's person at once, before the bar moves.
+        click.echo(f"Resolving the people of {total} rows, then importing their names and consent.")
+        with click.progressbar(length=total, label="profiles") as bar:
             result = run_import(shop, read_lines, progress=bar.update)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}")
     click.echo(f"{result.applied} profiles imported, {len(result.failed)} rows skipped.")
-    for number, reason in result.failed[:20]:
-        click.echo(f"  row {number}: {reason}", err=True)
-    if result.failed:
-        raise SystemExit(1)
+    report_failures(result.failed, "row")  # numbered by the file line the row starts on
 
 
 COMMANDS = (dlq_group, backfill, import_profiles)

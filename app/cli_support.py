@@ -1,4 +1,5 @@
-"""What every ``c360`` command needs: a domain error as a clean message, a shop by its domain."""
+"""What every ``c360`` command needs: a domain error as a clean message, a shop by its domain, an
+import's failures reported."""
 
 from __future__ import annotations
 
@@ -27,3 +28,19 @@ def shop_by_domain(domain: str) -> Shop:
     """The shop of ``domain``, or the command fails with a clear message."""
     with domain_errors():
         return accounts.require_shop(domain)
+
+
+def report_failures(failed: list[tuple[int, str]], label: str, shown: int = 20) -> None:
+    """List an import's skipped items by file line on stderr (the first ``shown``, then how many
+    more) and exit 1; ``label`` names an item (``line``, or ``row`` for a CSV record).
+
+    Returns when nothing was skipped. A file that fails everywhere would otherwise bury the
+    summary under thousands of lines of the same reason.
+    """
+    if not failed:
+        return
+    for number, reason in failed[:shown]:
+        click.echo(f"  {label} {number}: {reason}", err=True)
+    if len(failed) > shown:
+        click.echo(f"  … and {len(failed) - shown} more", err=True)
+    raise SystemExit(1)

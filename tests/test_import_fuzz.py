@@ -81,16 +81,19 @@ def test_broken_cells_in_a_profile_export_skip_their_row_and_spare_the_good_one(
 
 
 def test_a_row_with_bytes_that_are_not_utf8_or_a_nul_is_skipped_and_the_file_goes_on(runner, db, tmp_path):
+    """A UTF-8 file ("Zoë" is UTF-8) with one stray Latin-1 byte stays UTF-8: only that row is refused."""
     shop = make_shop()
     path = tmp_path / "profiles.csv"
     path.write_bytes(
-        b"Email,First Name\nlatin1@example.org,Jos\xe9\nnul@example.org,A\x00B\ngood@example.org,Good\n"
+        b"Email,First Name\nzoe@example.org,Zo\xc3\xab\nlatin1@example.org,Jos\xe9\n"
+        b"nul@example.org,A\x00B\ngood@example.org,Good\n"
     )
     result = runner.invoke(args=["import-profiles", "--shop", shop.domain, "--csv", str(path)])
-    assert result.exit_code == 1 and "1 profiles imported, 2 rows skipped" in result.output
+    assert result.exit_code == 1 and "2 profiles imported, 2 rows skipped" in result.output
+    assert "Some bytes of the file are not UTF-8" in result.output
     assert result.output.count("not UTF-8 text") == 2
     emails = set(db.session.scalars(sa.select(Identifier.value).where(Identifier.kind == "email")))
-    assert emails == {"good@example.org"}
+    assert emails == {"zoe@example.org", "good@example.org"}
 
 
 def test_an_order_line_with_a_byte_that_is_not_utf8_is_skipped(runner, db, tmp_path):

@@ -9,13 +9,16 @@ whole file are resolved at once, then names and consent are written 200 rows per
 transaction (consent records together, as an ingest batch writes them). A person
 several rows name gets the first non-blank name in file order (an import only fills
 blanks). A refused batch is redone row by row (``import_row``).
+
+The file is read by ``csv_source``: headers match whatever their case and spacing, a
+row is numbered by the file line it starts on, and a stray quote is reported where it
+breaks the file instead of swallowing the rows after it.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -25,6 +28,7 @@ from app.services.consent import record_consent
 from app.services.consent_batch import ConsentBatch
 from app.services.identifiers import Ident, normalise
 from app.services.ingest.common import is_text, refresh_search_text, refresh_search_texts, set_names
+from app.services.ingest.csv_source import Header, read_header, records
 from app.services.ingest.two_pass import ImportResult, TwoPassImport
 from app.services.resolution import Signal, resolve
 
@@ -34,6 +38,7 @@ OPTED_IN_VALUES = {"subscribed", "true", "yes", "opted_in"}
 OPTED_OUT_VALUES = {"unsubscribed", "false", "no", "opted_out"}
 NEUTRAL_VALUES = {"", "never_subscribed", "never subscribed", "none"}
 NOBODY = "no usable Email or Phone Number"
+COLUMNS = ("Email", "Phone Number", "First Name", "Last Name", *CONSENT_COLUMNS)
 
 
 def _consent_status(raw: str | None, column: str) -> str | None:
@@ -141,26 +146,27 @@ def import_profiles(
         progress: told of each row as the second pass writes it.
 
     Returns:
-        The rows imported, and the rows skipped (by row number, the header being row 1) with why.
+        The rows imported, the rows skipped (by the file line each starts on) with why, and
+        warnings about the header (a repeated column).
 
     Raises:
         ValueError: the CSV has neither an Email nor a Phone Number column.
     """
-    header = csv.DictReader(read_lines()).fieldnames or []
-    if not {"Email", "Phone Number"} & set(header):
-        raise ValueError("the CSV needs an Email or a Phone Number column")
+    header = check_header(read_lines)
     at = utcnow()
     stamp = f"import-{at:%Y%m%d%H%M%S}"
 
     def read():
-        for number, row in enumerate(csv.DictReader(read_lines()), start=2):
+        for number, row in _rows(read_lines, header):
             yield number, (number, row)
 
     def check(numbered) -> ProfileRow:
         number, row = numbered
+        if isinstance(row, str):
+            raise ValueError(row)  # the csv reader's reason this record cannot be read
         return check_row(shop, row, at, f"{stamp}-{number}")
 
-    return TwoPassImport(
+    result = TwoPassImport(
         read=read,
         check=check,
         signal_of=ProfileRow.signal,
@@ -169,3 +175,53 @@ def import_profiles(
         apply_one=partial(import_row, shop),
         nobody=NOBODY,
     ).run(shop, progress)
+    result.warnings.extend(header.warnings)
+    return result
+
+
+def count_rows(read_lines: Callable[[], Iterable[str]]) -> int:
+    """The records after the header (what ``progress`` is told of in all)."""
+    return max(0, sum(1 for _ in records(read_lines())) - 1)
+
+
+def check_header(read_lines: Callable[[], Iterable[str]]) -> Header:
+    """The file's header, mapped to the columns an import reads.
+
+    Raises:
+        ValueError: the file is empty, its header cannot be read, or it has neither an
+            Email nor a Phone Number column (the message names the headers it has).
+    """
+    first = next(records(read_lines()), None)
+    if first is None:
+        raise ValueError("the CSV is empty: it needs a header with an Email or a Phone Number column")
+    if first.cells is None:
+        raise ValueError(f"the header on line {first.line} cannot be read: {first.error}")
+    header = read_header(first.cells, COLUMNS)
+    if not {"Email", "Phone Number"} & set(header.index):
+        found = ", ".join(repr(name) for name in header.names[:20]) or "none"
+        more = f" and {len(header.names) - 20} more" if len(header.names) > 20 else ""
+        raise ValueError(f"the CSV needs an Email or a Phone Number column; its headers are {found}{more}")
+    return header
+
+
+def _rows(read_lines: Callable[[], Iterable[str]], header: Header) -> Iterator[tuple[int, dict | str]]:
+    """Each record after the header by its line: the known columns' cells, or why it cannot be read.
+
+    A cell that is not text, in a column we do not import too, refuses its row (``check_row``).
+    """
+    rows = records(read_lines())
+    next(rows)
+    imported = set(header.index.values())
+    for record in rows:
+        if record.cells is None:
+            yield record.line, record.error
+            continue
+        cells = record.cells
+        row = {name: cells[i] if i < len(cells) else None for name, i in header.index.items()}
+        if any("\n" in (row.get(name) or "") for name in ("Email", "Phone Number")):
+            # No address holds a line break: a stray quote joined lines until another closed it.
+            span = f"lines {record.line}-{record.last}"
+            yield record.line, f"a stray quote joins {span} into one row: they were not imported"
+            continue
+        row.update({f"#{i}": cell for i, cell in enumerate(cells) if i not in imported})
+        yield record.line, row

@@ -36,10 +36,12 @@ Item = TypeVar("Item")
 
 @dataclass
 class ImportResult:
-    """How an import went: items applied and the items (by line or row number) that were skipped."""
+    """How an import went: items applied, the items (by line number) that were skipped, and
+    warnings about the file as a whole (a repeated column)."""
 
     applied: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
