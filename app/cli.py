@@ -16,6 +16,7 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from app.cli_errors import C360Group
 from app.cli_support import domain_errors
+from app.errors import Conflict
 from app.extensions import db
 from app.plans import PLAN_ORDER
 from app.services import accounts
@@ -23,6 +24,11 @@ from app.services import accounts
 # Path without query string and no client address: queries carry emails and
 # phone numbers (search, identifier lookups) and the pixel's callers are shoppers.
 ACCESS_LOG_FORMAT = '%(t)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+RESET_COMMAND = "`c360 user set-password --email {email} --password P`"
+USER_EXISTS_HINTS = {
+    "user_exists": f"to change the password use {RESET_COMMAND}",
+    "other_password": f"give their password to add this shop, or first change it with {RESET_COMMAND}",
+}
 
 
 @click.command("serve")
@@ -119,11 +125,28 @@ def user_group():
 @click.option("--role", type=click.Choice(["owner", "staff", "support", "agency"]), required=True)
 @with_appcontext
 def user_create(email, password, domain, role):
-    """Create a console user in a shop (run again with another shop for agency users)."""
+    """Create a console user in a shop (run again with another shop, and their password, for agency users)."""
     with domain_errors():
-        user = accounts.create_user(email, password, accounts.require_shop(domain), role)
+        try:
+            user = accounts.create_user(email, password, accounts.require_shop(domain), role)
+        except Conflict as exc:
+            db.session.rollback()
+            hint = USER_EXISTS_HINTS[exc.code].format(email=email.strip().lower())
+            raise click.ClickException(f"{exc.message}: {hint}") from None
     db.session.commit()
     click.echo(user.id)
+
+
+@user_group.command("set-password")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@with_appcontext
+def user_set_password(email, password):
+    """Give an existing console user a new password."""
+    with domain_errors():
+        user = accounts.set_password(email, password)
+    db.session.commit()
+    click.echo(f"Password changed for {user.email}.")
 
 
 @click.group("seed")

@@ -16,6 +16,7 @@ from app.models import ApiToken, Membership, Shop, User
 from app.models.base import utcnow
 from app.models.shop import ROLES
 from app.plans import PLANS
+from app.services.identifiers import normalise_email
 
 TOKEN_PREFIX = "c360_"  # noqa: S105 - a label, not a secret
 # A host name with a top-level domain: what Shopify names a shop (your-store.myshopify.com).
@@ -112,30 +113,66 @@ def create_shop(
 def create_user(email: str, password: str, shop: Shop, role: str) -> User:
     """Create a console user, or give an existing one a role in another shop.
 
+    An existing user's password is never changed here (``set_password`` does that): adding
+    them to another shop takes their current password, so a create run twice with a new
+    password cannot leave the operator believing the new one works.
+
     Raises:
         ValidationFailed: a bad role, email or a password under 8 characters.
-        Conflict: the user already belongs to this shop.
+        Conflict: the user already belongs to this shop (code ``user_exists``), or exists
+            with another password (code ``other_password``).
     """
     if role not in ROLES:
         raise ValidationFailed(f"role must be one of {', '.join(ROLES)}", field="role")
-    email = email.strip().lower()
-    if "@" not in email:
-        raise ValidationFailed("a valid email is required", field="email")
-    user = db.session.scalar(sa.select(User).where(User.email == email))
+    email = valid_email(email)
+    user = user_by_email(email)
     if user is None:
-        if len(password) < 8:
-            raise ValidationFailed("passwords need at least 8 characters", field="password")
-        user = User(email=email, password_hash=generate_password_hash(password))
+        user = User(email=email, password_hash=_password_hash(password))
         db.session.add(user)
         db.session.flush()
-    exists = db.session.scalar(
+    elif db.session.scalar(
         sa.select(Membership).where(Membership.user_id == user.id, Membership.shop_id == shop.id)
-    )
-    if exists:
-        raise Conflict("that user already belongs to this shop")
+    ):
+        raise Conflict(f"user {email} already exists in {shop.domain}", code="user_exists")
+    elif not check_password_hash(user.password_hash, password):
+        raise Conflict(f"user {email} already exists with another password", code="other_password")
     db.session.add(Membership(user_id=user.id, shop_id=shop.id, role=role))
     db.session.flush()
     return user
+
+
+def set_password(email: str, password: str) -> User:
+    """Give an existing console user a new password.
+
+    Raises:
+        NotFound: no user has this email.
+        ValidationFailed: a password under 8 characters.
+    """
+    user = user_by_email(email)
+    if user is None:
+        raise NotFound(f"no user {email.strip().lower()[:320]!r}")
+    user.password_hash = _password_hash(password)
+    db.session.flush()
+    return user
+
+
+def valid_email(raw: str) -> str:
+    """``raw`` trimmed and lower-cased, or ``ValidationFailed`` when it is not an email address."""
+    email = normalise_email(raw)
+    if email is None or len(email) > 320:
+        raise ValidationFailed(f"{raw[:80]!r} is not an email address", field="email")
+    return email
+
+
+def user_by_email(email: str) -> User | None:
+    """The console user with this email (any case, spaces trimmed), or None."""
+    return db.session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+
+
+def _password_hash(password: str) -> str:
+    if len(password) < 8:
+        raise ValidationFailed("passwords need at least 8 characters", field="password")
+    return generate_password_hash(password)
 
 
 def authenticate(email: str, password: str) -> User | None:
