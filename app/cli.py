@@ -96,6 +96,31 @@ def shop_create(domain, secret, plan, timezone, currency, country, **provider):
     click.echo(shop.id)
 
 
+@shop_group.command("update")
+@click.option("--domain", required=True)
+@click.option("--secret", default=None, help="a new Shopify app secret (webhook HMAC)")
+@click.option("--plan", type=click.Choice(PLAN_ORDER), default=None)
+@click.option("--timezone", default=None)
+@click.option("--currency", default=None)
+@click.option("--country", default=None)
+@click.option("--twilio-auth-token", default=None)
+@click.option("--whatsapp-app-secret", default=None)
+@click.option("--whatsapp-verify-token", default=None)
+@click.option("--sendgrid-public-key", default=None, help="PEM or base64 DER public key")
+@click.option("--reinstall", is_flag=True, help="the merchant installed the app again after app/uninstalled")
+@with_appcontext
+def shop_update(domain, reinstall, **fields):
+    """Change a shop: rotate a provider's secret, change its plan, bring it back after an uninstall.
+
+    Prints what changed by name, never a secret's value.
+    """
+    with domain_errors():
+        shop = accounts.require_shop(domain)
+        changed = accounts.update_shop(shop, reinstall=reinstall, **fields)
+    db.session.commit()
+    click.echo(f"{shop.domain}: " + (", ".join(changed) + " updated" if changed else "nothing to change"))
+
+
 @click.group("token")
 def token_group():
     """Manage admin API tokens."""

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import ApiToken, Membership, Profile, Shop, User
 from app.services.accounts import hash_token
+from tests.ingest_support import SG_PUBLIC
 
 
 def test_shop_create_takes_every_option_and_prints_the_id(runner):
@@ -32,7 +33,7 @@ def test_shop_create_takes_every_option_and_prints_the_id(runner):
             "--whatsapp-verify-token",
             "vt",
             "--sendgrid-public-key",
-            "PEM",
+            SG_PUBLIC,
         ]
     )
     assert result.exit_code == 0, result.output
@@ -45,7 +46,61 @@ def test_shop_create_takes_every_option_and_prints_the_id(runner):
         "AU",
     )
     assert (shop.shopify_secret, shop.twilio_auth_token, shop.whatsapp_app_secret) == ("s", "tw", "wa")
-    assert (shop.whatsapp_verify_token, shop.sendgrid_public_key) == ("vt", "PEM")
+    assert (shop.whatsapp_verify_token, shop.sendgrid_public_key) == ("vt", SG_PUBLIC)
+
+
+def test_a_sendgrid_key_that_is_not_one_is_refused_when_given(runner):
+    """Accepted as given, every SendGrid post was a 401 for ever and nobody was told why."""
+    for key in ("notakey", "-----BEGIN PUBLIC KEY-----\\nMFkw\\n-----END PUBLIC KEY-----"):
+        result = runner.invoke(
+            args=["shop", "create", "--domain", "sg.myshopify.com", "--sendgrid-public-key", key]
+        )
+        assert result.exit_code != 0 and "sendgrid public key is not one" in result.output
+
+
+def test_shop_update_rotates_a_secret_changes_the_plan_and_brings_an_uninstalled_shop_back(runner, db):
+    from app.models.base import utcnow
+
+    assert (
+        runner.invoke(args=["shop", "create", "--domain", "up.myshopify.com", "--secret", "old"]).exit_code
+        == 0
+    )
+    shop = db.session.scalar(sa.select(Shop).where(Shop.domain == "up.myshopify.com"))
+    shop.uninstalled_at = utcnow()  # as app/uninstalled leaves it
+    db.session.commit()
+    again = runner.invoke(args=["shop", "create", "--domain", "up.myshopify.com"])
+    assert again.exit_code != 0 and "--reinstall" in again.output
+    result = runner.invoke(
+        args=[
+            "shop",
+            "update",
+            "--domain",
+            "up.myshopify.com",
+            "--secret",
+            "new",
+            "--plan",
+            "pro",
+            "--twilio-auth-token",
+            "tw2",
+            "--reinstall",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert "new" not in result.output and "tw2" not in result.output  # names, never values
+    db.session.expire_all()
+    shop = db.session.get(Shop, shop.id)
+    assert (shop.shopify_secret, shop.plan, shop.twilio_auth_token, shop.uninstalled_at) == (
+        "new",
+        "pro",
+        "tw2",
+        None,
+    )
+    unchanged = runner.invoke(args=["shop", "update", "--domain", "up.myshopify.com", "--plan", "pro"])
+    assert "nothing to change" in unchanged.output
+    assert (
+        runner.invoke(args=["shop", "update", "--domain", "none.myshopify.com", "--plan", "pro"]).exit_code
+        != 0
+    )
 
 
 def test_shop_create_rejects_a_bad_time_zone_clearly(runner):

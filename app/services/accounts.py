@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
 import secrets
@@ -75,26 +76,15 @@ def create_shop(
             f"{domain[:80]!r} is not a domain: give the shop's own, like your-store.myshopify.com",
             field="domain",
         )
-    if plan not in PLANS:
-        raise ValidationFailed(f"unknown plan {plan!r}", field="plan")
-    try:
-        zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValidationFailed(f"unknown time zone {timezone!r}", field="timezone") from None
-    if len(currency) != 3 or not currency.isalpha():
-        raise ValidationFailed("currency must be a 3-letter ISO code", field="currency")
-    if country is not None and (len(country) != 2 or not country.isalpha()):
-        raise ValidationFailed("country must be a 2-letter ISO code", field="country")
-    if shop_by_domain(domain) is not None:
+    _check_shop_fields(plan, timezone, currency, country, provider_secrets)
+    existing = shop_by_domain(domain)
+    if existing is not None:
+        if existing.uninstalled_at is not None:
+            raise Conflict(
+                f"shop {domain} exists, uninstalled: "
+                f"`c360 shop update --domain {domain} --reinstall` brings it back"
+            )
         raise Conflict(f"shop {domain} already exists")
-    unknown = set(provider_secrets) - {
-        "twilio_auth_token",
-        "whatsapp_app_secret",
-        "whatsapp_verify_token",
-        "sendgrid_public_key",
-    }
-    if unknown:
-        raise ValidationFailed(f"unknown provider settings {sorted(unknown)}")
     shop = Shop(
         domain=domain,
         shopify_secret=secret,
@@ -108,6 +98,91 @@ def create_shop(
     db.session.add(shop)
     db.session.flush()
     return shop
+
+
+PROVIDER_SECRETS = (
+    "twilio_auth_token",
+    "whatsapp_app_secret",
+    "whatsapp_verify_token",
+    "sendgrid_public_key",
+)
+
+
+def _check_shop_fields(plan, timezone, currency, country, provider_secrets: dict) -> None:
+    """Refuse an unknown plan or time zone, a malformed code or key, before anything is written."""
+    if plan is not None and plan not in PLANS:
+        raise ValidationFailed(f"unknown plan {plan!r}", field="plan")
+    if timezone is not None:
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValidationFailed(f"unknown time zone {timezone!r}", field="timezone") from None
+    if currency is not None and (len(currency) != 3 or not currency.isalpha()):
+        raise ValidationFailed("currency must be a 3-letter ISO code", field="currency")
+    if country is not None and (len(country) != 2 or not country.isalpha()):
+        raise ValidationFailed("country must be a 2-letter ISO code", field="country")
+    unknown = set(provider_secrets) - set(PROVIDER_SECRETS)
+    if unknown:
+        raise ValidationFailed(f"unknown provider settings {sorted(unknown)}")
+    key = provider_secrets.get("sendgrid_public_key")
+    if key:
+        check_sendgrid_key(key)
+
+
+def check_sendgrid_key(key: str) -> None:
+    """Refuse a SendGrid verification key that is not an elliptic-curve public key (PEM or base64
+    DER): accepted as given, every SendGrid post was a 401 for ever and nobody was told why."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from app.services.ingest.signatures import _load_sendgrid_key
+
+    try:
+        loaded = _load_sendgrid_key(key)
+    except (ValueError, TypeError, binascii.Error):
+        loaded = None
+    if not isinstance(loaded, ec.EllipticCurvePublicKey):
+        raise ValidationFailed(
+            "sendgrid public key is not one: paste the Verification Key from SendGrid's Signed Event "
+            "Webhook settings (base64, or PEM with real line breaks)",
+            field="sendgrid_public_key",
+        )
+
+
+def update_shop(
+    shop: Shop,
+    *,
+    secret: str | None = None,
+    plan: str | None = None,
+    timezone: str | None = None,
+    currency: str | None = None,
+    country: str | None = None,
+    reinstall: bool = False,
+    **provider_secrets: str | None,
+) -> list[str]:
+    """Change what was given (a rotated secret, a new plan); return the names of what changed.
+
+    ``reinstall`` clears ``uninstalled_at``: the merchant installed the app again.
+
+    Raises:
+        ValidationFailed: as ``create_shop`` does, for the values given.
+    """
+    given = {k: v for k, v in provider_secrets.items() if v is not None}
+    _check_shop_fields(plan, timezone, currency, country, given)
+    changes = {
+        "shopify_secret": secret,
+        "plan": plan,
+        "timezone": timezone,
+        "currency": currency.upper() if currency else None,
+        "country": country.upper() if country else None,
+        **given,
+    }
+    changed = [name for name, value in changes.items() if value is not None and getattr(shop, name) != value]
+    for name in changed:
+        setattr(shop, name, changes[name])
+    if reinstall and shop.uninstalled_at is not None:
+        shop.uninstalled_at = None
+        changed.append("reinstalled")
+    return changed
 
 
 def create_user(email: str, password: str, shop: Shop, role: str) -> User:
