@@ -171,22 +171,22 @@ def test_a_pixel_event_whose_customer_email_is_a_list_is_a_400(client, db):
     assert answer.status_code == 400 and "email must be text" in answer.get_json()["error"]["message"]
 
 
-def test_a_sendgrid_batch_keeps_its_valid_events_and_answers_400_for_the_broken_one(client, db):
+def test_a_sendgrid_batch_keeps_its_valid_events_and_dead_letters_the_broken_one(client, db):
     shop = make_ingest_shop()
     events = fixture("sendgrid/events.json")
     events[1]["timestamp"] = "yesterday"
     answer = sendgrid_post(client, shop.domain, events)
-    assert answer.status_code == 400
+    assert answer.status_code == 200
     body = answer.get_json()
-    assert body["error"]["message"] == (
-        "events[1]: timestamp is not an ISO 8601 time: 'yesterday'; the other 4 stored"
-    )
-    assert body["accepted"] == len(events) - 1
-    stored = db.session.scalars(sa.select(WebhookDelivery.external_id)).all()
-    assert sorted(stored) == sorted(e["sg_event_id"] for n, e in enumerate(events) if n != 1)
-    # SendGrid sends the batch again on a 400: the stored events are not stored twice.
+    assert body["refused"] == ["events[1]: timestamp is not an ISO 8601 time: 'yesterday'"]
+    assert (body["accepted"], body["dead_lettered"]) == (len(events) - 1, 1)
+    stored = dict(db.session.execute(sa.select(WebhookDelivery.external_id, WebhookDelivery.status)).all())
+    dead = {ext for ext, status in stored.items() if status == "dead"}
+    assert dead == {f"refused:{events[1]['sg_event_id']}"}
+    assert set(stored) - dead == {e["sg_event_id"] for n, e in enumerate(events) if n != 1}
+    # Were SendGrid to send the batch again, nothing would be stored twice.
     again = sendgrid_post(client, shop.domain, events).get_json()
-    assert (again["accepted"], again["duplicates"]) == (0, len(events) - 1)
+    assert (again["accepted"], again["duplicates"], again["dead_lettered"]) == (0, len(events), 0)
 
 
 def test_a_whatsapp_notification_keeps_its_valid_message_beside_a_broken_one(client, db):
@@ -195,9 +195,11 @@ def test_a_whatsapp_notification_keeps_its_valid_message_beside_a_broken_one(cli
     messages = body["entry"][0]["changes"][0]["value"]["messages"]
     messages.append({**messages[0], "id": "wamid.broken", "timestamp": "soon"})
     answer = whatsapp_post(client, shop.domain, body)
-    assert answer.status_code == 400 and answer.get_json()["accepted"] == 1
-    assert "items[1]: message.timestamp" in answer.get_json()["error"]["message"]
-    assert db.session.scalars(sa.select(WebhookDelivery.external_id)).all() == [messages[0]["id"]]
+    assert answer.status_code == 200 and answer.get_json()["accepted"] == 1
+    assert "items[1]: message.timestamp" in answer.get_json()["refused"][0]
+    stored = dict(db.session.execute(sa.select(WebhookDelivery.external_id, WebhookDelivery.status)).all())
+    assert set(stored) == {messages[0]["id"], "refused:wamid.broken"}
+    assert stored["refused:wamid.broken"] == "dead" and stored[messages[0]["id"]] != "dead"
 
 
 @pytest.mark.parametrize("ref", ["m-\N{SUPERSCRIPT TWO}", "m-" + "9" * 30, 2**70, {"id": 5}, [1]])

@@ -84,15 +84,19 @@ def test_logged_in_customer_links_the_browser_to_the_shopify_customer(client, is
         (lambda e: e.update(shop=None), "shop is required"),
     ],
 )
-def test_malformed_event_is_400_with_a_reason_and_its_valid_neighbour_is_kept(client, ishop, mutate, reason):
+def test_a_malformed_event_beside_a_valid_one_is_dead_lettered_with_its_reason(client, ishop, mutate, reason):
     event = fixture("pixel/page_viewed.json")
     mutate(event)
     response = post_pixel(client, [fixture("pixel/page_viewed.json"), event])
-    assert response.status_code == 400
-    assert reason in response.get_json()["error"]["message"]
-    assert "events[1]" in response.get_json()["error"]["message"]
-    # The pixel never sends the batch again: the valid event is stored all the same.
-    assert response.get_json()["accepted"] == 1 and count(WebhookDelivery) == 1
+    # The batch is the pixel's format: a 200, the valid event stored, the broken one kept dead.
+    assert response.status_code == 200
+    [refused] = response.get_json()["refused"]
+    assert reason in refused and refused.startswith("events[1]: ")
+    assert (response.get_json()["accepted"], response.get_json()["dead_lettered"]) == (1, 1)
+    statuses = sorted(db.session.scalars(sa.select(WebhookDelivery.status)))
+    assert len(statuses) == 2 and statuses.count("dead") == 1
+    dead = db.session.scalar(sa.select(WebhookDelivery).where(WebhookDelivery.status == "dead"))
+    assert dead.last_error == f"BadPayload: {refused}" and dead.external_id.startswith("refused:")
 
 
 def test_a_batch_with_no_valid_event_stores_nothing(client, ishop):

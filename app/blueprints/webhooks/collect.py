@@ -8,7 +8,7 @@ from app.blueprints.webhooks import bp
 from app.blueprints.webhooks.helpers import accept, error, parse_json, raw_body, shop_or_404
 from app.blueprints.webhooks.ratelimit import allow, seconds_to_next_window
 from app.services.ingest.inbox import store_deliveries
-from app.services.ingest.pixel import parse_events
+from app.services.ingest.pixel import dead_letters, parse_events
 
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "POST, OPTIONS",
@@ -29,15 +29,16 @@ def add_cors(response):
 
 @bp.route("/collect", methods=["POST", "OPTIONS"])
 def collect():
-    """Store one pixel event or a batch, each under its event id, then queue them."""
+    """Store one pixel event or a batch, each under its event id, then queue them; a batch's
+    malformed events go to the dead-letter queue beside them."""
     if request.method == "OPTIONS":
         return "", 204  # the CORS preflight; headers are added below
     body = raw_body()
     checked = parse_events(parse_json(body))
     events = checked.events
     shop = shop_or_404(events[0]["shop"])
-    if not allow(f"{shop.id}:{events[0]['clientId']}", cost=len(events)):
+    if not allow(f"{shop.id}:{events[0]['clientId']}", cost=len(events) + len(checked.rejected)):
         body, status = error(429, "rate_limited", "too many events from this client; slow down")
         return body, status, {"Retry-After": str(seconds_to_next_window())}
-    stored = store_deliveries(shop, "pixel", [(e["name"], e["id"].strip(), e) for e in events])
-    return accept(stored, checked)
+    items = [(e["name"], e["id"].strip(), e) for e in events]
+    return accept(store_deliveries(shop, "pixel", items, dead_letters(checked)), checked)

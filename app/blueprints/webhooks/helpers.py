@@ -45,8 +45,10 @@ def parse_json(body: bytes) -> Any:
 def accept(stored: list[Stored], checked: CheckedBatch | None = None, **extra):
     """Commit the stored deliveries, then queue the new ones; answer 200 either way.
 
-    When the ``checked`` batch refused some of its events, those stored are kept and the
-    answer is the 400 of the refusals, with the counts of what was stored.
+    ``duplicates`` counts every delivery seen before, dead-lettered ones included. When the
+    ``checked`` batch refused some of its events (stored dead, as ``stored``'s ``dead`` rows),
+    the answer adds how many went to the dead-letter queue now and every refusal's reason: the
+    batch was the provider's format, so a non-2xx would only have it sent again to no end.
     """
     from workers.ingest import enqueue_deliveries
 
@@ -57,11 +59,13 @@ def accept(stored: list[Stored], checked: CheckedBatch | None = None, **extra):
         # Committed is accepted: the sweeper queues rows no job took. A 500 here (Redis away)
         # made providers resend what we held, and an API client without an id send it twice.
         log.warning("deliveries stored but not queued; the sweeper will queue them", exc_info=True)
-    created = sum(1 for s in stored if s.created)
-    counts = {"accepted": created, "duplicates": len(stored) - created, **extra}
+    created = sum(1 for s in stored if s.created and not s.dead)
+    dead = [s for s in stored if s.created and s.dead]
+    counts = {"accepted": created, "duplicates": len(stored) - created - len(dead), **extra}
     if checked is not None and checked.refused:
-        problem = checked.refusal()
-        return jsonify({"error": {"code": problem.code, "message": problem.message}, **counts}), 400
+        counts.update(dead_lettered=len(dead), refused=checked.refused)
+        if dead:  # counts and the shop only: a refused event may hold an address
+            log.warning("shop %s: %s refused events dead-lettered", dead[0].shop_id, len(dead))
     return jsonify(counts), 200
 
 

@@ -72,7 +72,8 @@ def shopify():
 
 @bp.post("/webhooks/sendgrid/<shop_domain>")
 def sendgrid_events(shop_domain: str):
-    """Accept a SendGrid signed event batch; each event is stored under its sg_event_id."""
+    """Accept a SendGrid signed event batch; each event is stored under its sg_event_id, and one
+    we cannot use goes to the dead-letter queue (a non-2xx would have the batch sent for 72 hours)."""
     body = raw_body()
     shop = shop_or_404(shop_domain)
     headers = request.headers
@@ -84,8 +85,8 @@ def sendgrid_events(shop_domain: str):
     ):
         return _unauthorized()
     checked = sendgrid.parse_events(parse_json(body))
-    events = checked.events
-    stored = store_deliveries(shop, "sendgrid", [(e["event"], e["sg_event_id"], e) for e in events])
+    items = [(e["event"], e["sg_event_id"], e) for e in checked.events]
+    stored = store_deliveries(shop, "sendgrid", items, sendgrid.dead_letters(checked))
     return accept(stored, checked)
 
 
@@ -135,4 +136,5 @@ def whatsapp_events(shop_domain: str):
     stored = [
         store_delivery(shop, "whatsapp", topic, ext, json.dumps(item).encode()) for topic, ext, item in items
     ]
+    stored += store_deliveries(shop, "whatsapp", [], whatsapp.dead_letters(checked))
     return accept(stored, checked)

@@ -124,17 +124,19 @@ class CheckedBatch:
     """A provider's batch after each event's check: the events to store, and why the others were refused.
 
     One malformed event does not cost the batch's valid ones (a browser pixel never sends them
-    again); the endpoint stores them and still answers 400 with the refusals.
+    again), nor is it lost itself: the endpoint stores it in the dead-letter queue
+    (``refused.dead_letters``) and answers 200 with the reasons. Only a batch with no valid
+    event at all is refused whole (``refusal``).
     """
 
     events: list
-    refused: list[str]
+    refused: list[str]  # the reasons, each naming the event's place (``events[2]: …``)
+    rejected: list = field(default_factory=list)  # the refused events themselves, in that order
 
     def refusal(self) -> BadPayload:
-        """The error answered when something was refused (the first reason, and what was kept)."""
-        kept = f"; the other {len(self.events)} stored" if self.events else ""
+        """The 400 of a batch none of whose events is usable: the first reason, and how many more."""
         more = f" (and {len(self.refused) - 1} more refused)" if len(self.refused) > 1 else ""
-        return BadPayload(f"{self.refused[0]}{more}{kept}")
+        return BadPayload(f"{self.refused[0]}{more}")
 
 
 def check_each(
@@ -147,6 +149,7 @@ def check_each(
             check(event, f"{name}[{index}]" if batch else "event")
         except BadPayload as exc:
             out.refused.append(exc.message)
+            out.rejected.append(event)
         else:
             out.events.append(event)
     return out

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -18,6 +19,9 @@ from app.extensions import db
 from app.models import Event, Shop, WebhookDelivery
 from app.models.base import utcnow
 from app.tenancy import scoped
+
+if TYPE_CHECKING:
+    from app.services.ingest.refused import DeadLetter
 
 # Deliveries parked for a pipeline built elsewhere (GDPR): kept, never dropped.
 WAITING_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact", "app/uninstalled"})
@@ -33,11 +37,12 @@ class Stored:
     waiting: bool = False
     token: str = ""
     shop_id: int | None = None
+    dead: bool = False  # a refused event of a batch, stored straight into the dead-letter queue
 
     @property
     def needs_work(self) -> bool:
         """True for a new row that a job must process."""
-        return self.created and not self.waiting
+        return self.created and not self.waiting and not self.dead
 
 
 def store_delivery(
@@ -84,17 +89,27 @@ def store_delivery(
     return Stored(delivery_id, True, waiting, _token(received_at), shop.id)
 
 
-def store_deliveries(shop: Shop, provider: str, items: list[tuple[str, str, dict]]) -> list[Stored]:
+def store_deliveries(
+    shop: Shop,
+    provider: str,
+    items: list[tuple[str, str, Any]],
+    dead: Iterable[DeadLetter] = (),
+) -> list[Stored]:
     """Insert a request's deliveries ``(topic, external_id, body)`` in one statement (the caller commits).
 
     Same outcome as ``store_delivery`` for each item in turn (a repeated id, in the batch or
-    before it, is not created again) with one round trip instead of one per item.
+    before it, is not created again) with one round trip instead of one per item. The batch's
+    ``dead`` letters (its refused events) go in the same statement as ``dead`` rows with their
+    reason, never worked until an operator retries them; their ids (``refused:…``) never meet
+    a valid event's. The outcomes are the items' in order, then the dead letters'.
     """
     from app.services.bulk_sql import insert_new
 
     if provider == "shopify":
         raise ValueError("Shopify deliveries carry headers: store them one by one")
     received_at = utcnow()
+    todo = [(topic, external_id, body, None) for topic, external_id, body in items]
+    todo += [(d.topic, d.external_id, d.body, d.reason) for d in dead]
     values = [
         {
             "shop_id": shop.id,
@@ -103,18 +118,24 @@ def store_deliveries(shop: Shop, provider: str, items: list[tuple[str, str, dict
             "external_id": external_id[:255],
             "headers": {},
             "body": json.dumps(body, separators=(",", ":")).encode(),
-            "status": "pending",
+            "status": "pending" if reason is None else "dead",
             "attempts": 0,
+            "last_error": None if reason is None else reason[:2000],
             "received_at": received_at,
         }
-        for topic, external_id, body in items
+        for topic, external_id, body, reason in todo
     ]
     unique = ("shop_id", "provider", "external_id")
     new_ids = dict(insert_new(WebhookDelivery.__table__, values, unique, ("external_id", "id")))
     token, out = _token(received_at), []
     for row in values:
         delivery_id = new_ids.pop(row["external_id"], None)
-        out.append(Stored(delivery_id, True, False, token, shop.id) if delivery_id else Stored(None, False))
+        dead_row = row["status"] == "dead"
+        out.append(
+            Stored(delivery_id, True, False, token, shop.id, dead_row)
+            if delivery_id
+            else Stored(None, False, dead=dead_row)
+        )
     return out
 
 

@@ -3,7 +3,8 @@
 ``clientId`` is the browser's identifier; a logged-in customer, a checkout
 email or phone, or an email/phone typed into a form (an exit-intent popup)
 links to it. Validation is strict and explains itself: a malformed event
-is a 400 with the reason, never a 500.
+beside valid ones is kept in the dead-letter queue with the reason, a body
+with no valid event is a 400 with the reason, never a 500.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from typing import Any
 
 from app.models import Shop, WebhookDelivery
+from app.services.ingest import refused
 from app.services.ingest.common import (
     BadPayload,
     CheckedBatch,
@@ -24,6 +26,7 @@ from app.services.ingest.common import (
     not_after,
     parse_time,
 )
+from app.services.ingest.refused import DeadLetter
 from app.services.resolution import Signal
 
 SOURCE = "pixel"
@@ -77,12 +80,12 @@ def _check_event(event: Any, where: str) -> None:
 
 
 def parse_events(body: Any) -> CheckedBatch:
-    """A ``/collect`` body (one event or a batch): its valid events, and the reasons of the others
-    (each naming the event's position).
+    """A ``/collect`` body (one event or a batch): its valid events, and the others with their
+    reasons (each naming the event's position), for the dead-letter queue (``dead_letters``).
 
     Raises:
-        BadPayload: the body as a whole is wrong (empty, too long, several shops), or no
-            event of it is valid.
+        BadPayload: the body as a whole is wrong (empty, too long, events naming several
+            shops, refused ones included), or no event of it is valid.
     """
     events = body if isinstance(body, list) else [body]
     if not events:
@@ -93,9 +96,22 @@ def parse_events(body: Any) -> CheckedBatch:
     if not checked.events:
         raise checked.refusal()
     shops = {e["shop"].strip().lower() for e in checked.events}
+    # A refused event that names another shop would be dead-lettered in this one's queue.
+    shops |= {s.strip().lower() for s in map(_shop_named, checked.rejected) if s}
     if len(shops) > 1:
         raise BadPayload("all events of a batch must name the same shop")
     return checked
+
+
+def _shop_named(event: Any) -> str | None:
+    """The shop a (refused) event names, when it names one as text."""
+    shop = refused.field(event, "shop")
+    return shop if isinstance(shop, str) and shop.strip() else None
+
+
+def dead_letters(checked: CheckedBatch) -> list[DeadLetter]:
+    """The batch's refused events, each under its event id (or a hash) and its event name."""
+    return refused.dead_letters(checked, lambda e: (refused.field(e, "name"), refused.field(e, "id"), e))
 
 
 def _form_contacts(data: dict) -> list[tuple[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Any
 from app.analytics.engagement import is_persons_doing
 from app.models import Shop, WebhookDelivery
 from app.services.consent import OPTED_OUT, record_consent
+from app.services.ingest import refused
 from app.services.ingest.common import (
     BadPayload,
     CheckedBatch,
@@ -26,6 +27,7 @@ from app.services.ingest.common import (
     parse_time,
     record_event,
 )
+from app.services.ingest.refused import DeadLetter
 from app.services.provider_opt_outs import is_sendgrid_opt_out, record_opt_out
 from app.services.resolution import Signal, resolve
 
@@ -58,10 +60,14 @@ MAX_BATCH = 1000
 
 
 def parse_events(body: Any) -> CheckedBatch:
-    """A SendGrid batch: its valid events, and the reasons of the others (each naming its position).
+    """A SendGrid batch: its valid events, and the others with their reasons (each naming its position).
+
+    The others go to the dead-letter queue (``dead_letters``) and the batch is answered 200:
+    SendGrid sends a batch again on any other answer, for up to 72 hours.
 
     Raises:
-        BadPayload: not a JSON array of events, or no event of it is valid.
+        BadPayload: not a non-empty JSON array of at most ``MAX_BATCH`` events, or no event
+            of it is valid (nothing in it is SendGrid's format: refused whole, nothing stored).
     """
     if not isinstance(body, list) or not body:
         raise BadPayload("SendGrid posts a non-empty JSON array of events")
@@ -71,6 +77,13 @@ def parse_events(body: Any) -> CheckedBatch:
     if not checked.events:
         raise checked.refusal()
     return checked
+
+
+def dead_letters(checked: CheckedBatch) -> list[DeadLetter]:
+    """The batch's refused events, each under its ``sg_event_id`` (or a hash) and its event name."""
+    return refused.dead_letters(
+        checked, lambda e: (refused.field(e, "event"), refused.field(e, "sg_event_id"), e)
+    )
 
 
 def _check_event(event: Any, where: str) -> None:
@@ -130,6 +143,8 @@ def _undelivered(shop: Shop, refs: tuple, kind: str):
 def is_opt_out(event: dict) -> bool:
     """A spam report, an unsubscribe, or a drop because the address is on SendGrid's list of either
     (``provider_opt_outs``): the batch path leaves these to ``apply_sendgrid_event``."""
+    if not isinstance(event, dict):  # a refused event retried from the dead-letter queue
+        return False
     kind = event.get("event")
     return isinstance(kind, str) and (kind in OPT_OUTS or is_sendgrid_opt_out(event))
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from app.analytics.engagement import is_persons_doing
 from app.models import Shop, WebhookDelivery
+from app.services.ingest import refused
 from app.services.ingest.common import (
     BadPayload,
     CheckedBatch,
@@ -20,6 +21,7 @@ from app.services.ingest.common import (
     report_status,
 )
 from app.services.ingest.keywords import apply_keyword, keyword
+from app.services.ingest.refused import DeadLetter
 from app.services.provider_opt_outs import WHATSAPP_MARKETING_STOPPED, is_whatsapp_opt_out, record_opt_out
 from app.services.resolution import resolve
 
@@ -30,7 +32,7 @@ METRICS = {"delivered": "delivered", "read": "opened", "failed": "bounced"}
 
 def split_items(body: Any) -> tuple[list[tuple[str, str, dict]], CheckedBatch]:
     """``(topic, external id, item)`` for every valid message and status of a Cloud API post,
-    and the reasons of the items refused (each naming its place).
+    and the items refused with their reasons (each naming its place), for ``dead_letters``.
 
     Raises:
         BadPayload: not a ``whatsapp_business_account`` notification, or no item of it is valid.
@@ -55,6 +57,20 @@ def split_items(body: Any) -> tuple[list[tuple[str, str, dict]], CheckedBatch]:
     return items, checked
 
 
+def dead_letters(checked: CheckedBatch) -> list[DeadLetter]:
+    """The refused items under their topic (``message``/``status``, which a retry is routed by)
+    and their id (``<id>:<status>`` for a status, as valid ones are kept), or a hash."""
+
+    def describe(found: tuple[str, Any]) -> tuple[str, Any, Any]:
+        topic, item = found
+        own_id, status = refused.field(item, "id"), refused.field(item, "status")
+        if topic == "status" and isinstance(status, str) and refused.is_id(own_id):
+            own_id = f"{own_id}:{status}"
+        return topic, own_id, item
+
+    return refused.dead_letters(checked, describe)
+
+
 def _check_item(found: tuple[str, Any], where: str) -> None:
     topic, item = found
     if topic == "message":
@@ -71,10 +87,13 @@ def _check_item(found: tuple[str, Any], where: str) -> None:
 
 def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery) -> None:
     """An inbound message is a reply from ``+<wa_id>``; a status is a delivery/read engagement."""
+    _check_item((topic, item), "item")  # a refused item retried from the dead-letter queue fails here
     at = not_after(parse_time(item.get("timestamp")), delivery)
     common = {
         "source": SOURCE,
-        "external_id": delivery.external_id,
+        # The provider's id, also for a refused item retried once the code takes it: its event
+        # is then the one a corrected resend of the item would store, not a second one.
+        "external_id": refused.provider_id(delivery.external_id),
         "occurred_at": at,
         "delivery_id": delivery.id,
     }
