@@ -14,7 +14,7 @@ from flask import Flask
 
 from app import gc_tuning, htmx, jobs, request_guard
 from app import logging as c360_logging
-from app.config import load_config
+from app.config import engine_options, load_config
 from app.extensions import csrf, db, init_db, login_manager, migrate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +39,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.from_mapping(load_config(instance_path))
     if config:
         app.config.from_mapping(config)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
 
     c360_logging.init_app(app)
     init_db(app)

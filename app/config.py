@@ -55,10 +55,12 @@ def _normalise_database_url(url: str) -> str:
 CONNECT_TIMEOUT_SECONDS = 5
 
 
-def _engine_options(database_url: str) -> dict:
-    options: dict = {"pool_pre_ping": True}
-    if _normalise_database_url(database_url).startswith("postgresql"):
-        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+def engine_options(config: dict) -> dict:
+    """The engine options for the database the final config names (a caller's config may name
+    another than the environment's): PostgreSQL connections give up after a few seconds."""
+    options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    if str(config.get("SQLALCHEMY_DATABASE_URI", "")).startswith("postgresql"):
+        options.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_SECONDS})
     return options
 
 
@@ -87,7 +89,7 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "SECRET_KEY": secret,
         "C360_ENV": "production" if production else "development",
         "SQLALCHEMY_DATABASE_URI": _normalise_database_url(database_url),
-        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": env.get("REDIS_URL") or None,
         "C360_QUEUE_PREFIX": env.get("C360_QUEUE_PREFIX", "c360"),
         "SESSION_COOKIE_HTTPONLY": True,
