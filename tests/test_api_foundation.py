@@ -118,3 +118,21 @@ def test_the_smallest_fatigue_threshold_blocks_after_one_send_and_never_fails_a_
     check = {"profile_id": profile.id, "channel": "email"}
     first = client.post("/api/v1/gate/check", headers=shop.auth, json=check)
     assert first.status_code == 200 and first.get_json()["allowed"] is True
+
+
+def test_openapi_describes_an_events_fields_and_the_types_the_api_acts_on(client):
+    """The contract names the sources but not their type names: a client learns them here."""
+    event = client.get("/api/v1/openapi.json").get_json()["paths"]["/events"]["post"]
+    schema = event["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["type", "occurred_at", "identifiers"]
+    assert set(schema["properties"]["identifiers"]["properties"]) == {
+        "email",
+        "phone",
+        "shopify_customer_id",
+        "web_client_id",
+        "amazon_buyer_id",
+        "ebay_user",
+    }
+    for named in ("push.<", "order.placed", "order.refunded"):
+        assert named in schema["properties"]["type"]["description"]
+    assert {"202", "400"} <= set(event["responses"])

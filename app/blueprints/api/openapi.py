@@ -7,6 +7,7 @@ route is registered, and a test fails when a route has no description.
 from flask import current_app, jsonify
 
 from app.blueprints.api import bp
+from app.blueprints.api.events_openapi import OPENAPI_PATHS as EVENTS_PATHS
 from app.blueprints.api.messaging_openapi import OPENAPI_PATHS as MESSAGING_PATHS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -67,7 +68,7 @@ def _profiles_search_op() -> dict:
 
 
 PID = ("id", "path", "integer")
-DETAILED: dict[str, dict] = {**MESSAGING_PATHS}
+DETAILED: dict[str, dict] = {**MESSAGING_PATHS, **EVENTS_PATHS}
 OPERATIONS: dict[tuple[str, str], dict] = {
     ("/events", "post"): _op("Record a generic signal (support touch, push, marketplace order…)", 202, True),
     ("/profiles", "get"): _profiles_search_op(),
