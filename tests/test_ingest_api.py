@@ -78,6 +78,25 @@ def test_marketplace_order_counts_in_marketplace_spend(client, ishop, drain):
     assert db.session.scalar(sa.select(Order.source)) == "amazon"
 
 
+def test_a_pos_visit_from_another_system_is_the_profiles_last_store_visit_through_later_orders(
+    client, ishop, drain
+):
+    """A footfall or booking system reports a visit to the shop without a purchase: it is their
+    last store visit, and an older online order recounted later does not take it away."""
+    visit = event(type="pos.visited", channel="pos", occurred_at="2026-10-20T15:00:00+00:00")
+    visit["properties"] = {"location_id": "3001"}
+    assert client.post("/api/v1/events", json=visit, headers=ishop.auth).status_code == 202
+    drain()
+    doc = doc_of(ishop, "email", "sarah.j.home@gmail.com")
+    assert doc["orders"]["pos"]["last_visit_at"].startswith("2026-10-20T15:00:00")
+    order = fixture("shopify/orders_create_web.json")  # online, October 3rd, the same person
+    order["customer"]["email"] = order["email"] = "sarah.j.home@gmail.com"
+    assert post_shopify(client, ishop, "orders/create", order, "wh-after-visit").status_code == 200
+    drain()
+    orders = doc_of(ishop, "email", "sarah.j.home@gmail.com")["orders"]
+    assert orders["count"] == 1 and orders["pos"]["last_visit_at"].startswith("2026-10-20T15:00:00")
+
+
 def _amazon_order(**props) -> dict:
     return event(
         type="order.placed",

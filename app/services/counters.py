@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from decimal import Decimal
 
+import sqlalchemy as sa
+
 from app.extensions import db
-from app.models import Order, Profile
+from app.models import Event, Order, Profile
 from app.tenancy import scoped
 
 ZERO = Decimal("0")
@@ -31,7 +33,7 @@ def acquisition_channel(order: Order) -> str:
 
 
 def recompute_order_counters(profile: Profile) -> None:
-    """Set every purchase counter of ``profile`` from its orders."""
+    """Set every purchase counter of ``profile`` from its orders (and its store visits)."""
     orders = list(
         db.session.scalars(
             scoped(Order, profile.shop_id)
@@ -39,7 +41,18 @@ def recompute_order_counters(profile: Profile) -> None:
             .order_by(Order.placed_at, Order.id)
         )
     )
-    _set_counters(profile, orders)
+    _set_counters(profile, orders, _last_visits(profile.shop_id, [profile.id]).get(profile.id))
+
+
+def _last_visits(shop_id: int, profile_ids: list[int]) -> dict[int, object]:
+    """Each profile's last store visit reported on its own (``POST /events`` on channel ``pos``,
+    from a footfall or booking system): a visit without a purchase is a visit too."""
+    stmt = (
+        scoped(Event, shop_id, Event.profile_id, sa.func.max(Event.occurred_at))
+        .where(Event.profile_id.in_(profile_ids), Event.channel == "pos", Event.type.not_like("order.%"))
+        .group_by(Event.profile_id)
+    )
+    return dict(db.session.execute(stmt).all())
 
 
 def recompute_order_counters_many(profiles: list[Profile]) -> None:
@@ -54,11 +67,12 @@ def recompute_order_counters_many(profiles: list[Profile]) -> None:
     )
     for order in db.session.scalars(stmt):
         by_profile[order.profile_id].append(order)
+    visits = _last_visits(profiles[0].shop_id, list(by_profile))
     for profile in profiles:
-        _set_counters(profile, by_profile[profile.id])
+        _set_counters(profile, by_profile[profile.id], visits.get(profile.id))
 
 
-def _set_counters(profile: Profile, orders: list[Order]) -> None:
+def _set_counters(profile: Profile, orders: list[Order], last_visit=None) -> None:
     live = [o for o in orders if o.is_purchase]
     spend = {"online": ZERO, "pos": ZERO, "marketplace": ZERO}
     count = {"online": 0, "pos": 0, "marketplace": 0}
@@ -74,7 +88,8 @@ def _set_counters(profile: Profile, orders: list[Order]) -> None:
     profile.last_order_at = live[-1].placed_at if live else None
     profile.acquisition_channel = acquisition_channel(orders[0]) if orders else None
     pos = [o for o in live if o.channel == "pos"]
-    profile.pos_last_visit_at = pos[-1].placed_at if pos else None
+    visits = [t for t in (pos[-1].placed_at if pos else None, last_visit) if t is not None]
+    profile.pos_last_visit_at = max(visits, default=None)
     locations = Counter(o.location_id for o in pos if o.location_id)
     # Most visits wins; ties go to the most recent location.
     profile.preferred_location = (

@@ -305,3 +305,7 @@ def apply_api_event(shop: Shop, body: dict, delivery: WebhookDelivery) -> None:
     stored = record_event(shop, profile, type=etype, channel=channel, **common)
     if stored is not None and _is_marketplace_order(body):
         _marketplace_order(shop, body, profile, at)
+    elif stored is not None and profile is not None and channel == "pos" and not etype.startswith("order."):
+        # A visit to the store reported on its own (``counters._last_visits`` reads it again).
+        last = profile.pos_last_visit_at
+        profile.pos_last_visit_at = at if last is None or at > last else last
