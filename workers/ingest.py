@@ -137,11 +137,9 @@ def _mark_failed(row: WebhookDelivery, exc: Exception) -> float | None:
 
 def _begin() -> sa.Connection:
     connection = db.session.connection()
-    if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
-        # pysqlite begins lazily; without a real BEGIN each savepoint release would commit on its own.
-        # IMMEDIATE: the claim is a write, and it serialises two processes' drains of one inbox
-        # (SQLite has no SKIP LOCKED) instead of letting both read the same pending rows.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # IMMEDIATE on SQLite: the claim is a write, and it serialises two processes' drains of one
+    # inbox (SQLite has no SKIP LOCKED) instead of letting both read the same pending rows.
+    shop_lock.begin_write(connection)
     return connection
 
 

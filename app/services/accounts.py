@@ -134,10 +134,10 @@ def check_sendgrid_key(key: str) -> None:
     DER): accepted as given, every SendGrid post was a 401 for ever and nobody was told why."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from app.services.ingest.signatures import _load_sendgrid_key
+    from app.services.ingest.signatures import load_sendgrid_key
 
     try:
-        loaded = _load_sendgrid_key(key)
+        loaded = load_sendgrid_key(key)
     except (ValueError, TypeError, binascii.Error):
         loaded = None
     if not isinstance(loaded, ec.EllipticCurvePublicKey):

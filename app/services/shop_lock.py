@@ -54,10 +54,20 @@ def hold(shop_ids: Iterable[int], connection: sa.Connection | None = None) -> bo
     if connection.dialect.name == "postgresql":
         for shop_id in wanted:
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(NAMESPACE, shop_id)))
-    elif not connection.connection.dbapi_connection.in_transaction:  # no write yet: no write lock
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        begin_write(connection)
     held.update(wanted)
     return True
+
+
+def begin_write(connection: sa.Connection) -> None:
+    """SQLite: begin the transaction ``IMMEDIATE`` (the database's write lock) unless a write began it.
+
+    pysqlite begins lazily, at the first write: reads before it see what was committed then, and
+    without a real BEGIN each savepoint release would commit on its own. A no-op elsewhere.
+    """
+    if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _held() -> set[int]:

@@ -54,7 +54,8 @@ def verify_twilio(
     return any(_equal(twilio_signature(auth_token, url, params), (header or "").strip()) for url in urls)
 
 
-def _load_sendgrid_key(public_key: str):
+def load_sendgrid_key(public_key: str):
+    """SendGrid's verification key, PEM or base64 DER (raises ValueError, TypeError or binascii.Error)."""
     from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
     text = public_key.strip()
@@ -78,7 +79,7 @@ def verify_sendgrid(
     from cryptography.hazmat.primitives.asymmetric import ec
 
     try:
-        key = _load_sendgrid_key(public_key)
+        key = load_sendgrid_key(public_key)
         key.verify(base64.b64decode(signature), timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError, TypeError, binascii.Error):
         return False
