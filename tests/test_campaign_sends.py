@@ -241,7 +241,7 @@ def test_the_cli_sends_to_the_whole_shop_and_reports_where_the_send_stands(db, s
     send_id = int(out.output.split()[1].rstrip(":"))
     status = runner.invoke(args=["messages", "campaign-status", "--shop", shop.domain, str(send_id)])
     assert "finished, 1/1 chunk(s) done" in status.output
-    assert "audience 3: sent 2, blocked 1, failed 0" in status.output
+    assert "audience 3: sent 2, blocked 1, no address 0" in status.output
     assert "global_unsubscribe: 1" in status.output
     audience = tmp_path / "audience.txt"
     audience.write_text(f"{ids[0]}\nnot-an-id\n")

@@ -274,6 +274,19 @@ def test_post_messages_sends_and_logs(client, shop):
     assert answers[0]["id"] < answers[3]["id"]
 
 
+def test_a_send_with_nowhere_to_go_is_answered_blocked_with_the_reason(client, shop):
+    """The contract's answers are sent, blocked, waiting or missed: no address is a block."""
+    # A zone where it is mid-day now, so the send clears quiet hours (POST /messages sends now).
+    now = dt.datetime.now(dt.UTC)
+    offset = (13 - now.hour) % 24  # hours east of UTC where it is 13:xx
+    zone = f"Etc/GMT{-offset:+d}" if offset <= 14 else f"Etc/GMT{24 - offset:+d}"
+    profile = make_profile(shop.id, phone=None, timezone=zone)
+    body = {"profile_id": profile.id, "channel": "sms", "source": "manual"}
+    answer = client.post("/api/v1/messages", json=body, headers=shop.auth).get_json()
+    assert (answer["status"], answer["reason"], answer["retry_at"]) == ("blocked", "no_address:sms", None)
+    assert db.session.get(Message, answer["id"]).status == "blocked"
+
+
 def test_settings_reject_negative_caps_and_empty_quiet_windows(client, shop):
     for patch in ({"caps": {"sms": -1}}, {"quiet_hours": {"start": "21:00", "end": "21:00"}}):
         response = client.put("/api/v1/settings", json=patch, headers=shop.auth)

@@ -250,10 +250,10 @@ def test_retry_due_command_sweeps_waiting_messages(db, runner, shop):
     assert "retried 0" in runner.invoke(args=["messages", "retry-due"]).output
 
 
-def test_allowed_send_without_an_address_is_failed_not_counted(db, shop):
+def test_allowed_send_without_an_address_is_blocked_not_counted(db, shop):
     profile = make_profile(shop.id, phone=None)
     message = send_message(shop.model, profile.id, "sms", "manual", now=NOON)
-    assert (message.status, message.reason, message.sent_at) == ("failed", "no_address:sms", None)
+    assert (message.status, message.reason, message.sent_at) == ("blocked", "no_address:sms", None)
     assert count(db, OutboxItem) == 0 and count(db, Event) == 0
 
 

@@ -81,6 +81,11 @@ def recipient_for(shop_id: int, profile_id: int, channel: str) -> str | None:
     return value
 
 
+def no_address(channel: str) -> str:
+    """The reason a send the gate allowed was not made: the profile has no address on ``channel``."""
+    return f"no_address:{channel}"
+
+
 def _lock_live(shop: Shop, profile_id: int) -> Profile:
     """Lock the profile and the survivor it was merged into (``profile_lock.lock_live``)."""
     live = lock_live(shop.id, profile_id)
@@ -131,7 +136,8 @@ def _record_sent(
     """
     recipient = recipient_for(shop.id, profile.id, message.channel)
     if recipient is None:
-        message.status, message.reason, message.sent_at = "failed", f"no_address:{message.channel}", None
+        # Nothing left for a provider: blocked, as the gate would, and counted towards no cap.
+        message.status, message.reason, message.sent_at = "blocked", no_address(message.channel), None
         return
     db.session.flush()
     payload = dict(zip(OUTBOX_KEYS, (message.source, message.campaign_id, message.journey_id), strict=True))

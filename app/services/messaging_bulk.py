@@ -35,7 +35,7 @@ from app.models import Identifier, Message, OutboxItem, Shop
 from app.models.base import UTCDateTime, utcnow
 from app.services import gate, gate_facts
 from app.services.bulk_sql import ArrayLiteral, IdList, id_in, insert_rows, is_postgresql
-from app.services.messaging import RECIPIENT_KIND, transport_name, validate_request
+from app.services.messaging import RECIPIENT_KIND, no_address, transport_name, validate_request
 from app.services.profile_lock import lock_profiles
 
 # Profiles per transaction. On the bench (100,000 profiles) 5,000 beat both 2,500 and 10,000; a chunk's
@@ -45,7 +45,11 @@ CHUNK = 5000
 
 @dataclass
 class BulkResult:
-    """What a bulk send did: counts by status and by reason."""
+    """What a bulk send did: counts by outcome and by reason.
+
+    ``failed`` counts the sends the gate allowed that had no address on the channel: logged as
+    ``blocked`` (reason ``no_address:<channel>``), as a single send is, and reported on their own.
+    """
 
     sent: int = 0
     blocked: int = 0
@@ -82,7 +86,7 @@ class BulkSend:
 
     @property
     def no_address(self) -> str:
-        return f"no_address:{self.channel}"
+        return no_address(self.channel)
 
 
 def _decide(policy: gate.GatePolicy, facts: dict, send: BulkSend) -> list[tuple]:
@@ -154,7 +158,7 @@ def _write_stmt() -> sa.Select:
     decided = (
         sa.select(
             d.c.pid,
-            sa.case((failed, "failed"), else_=status).label("status"),
+            sa.case((failed, "blocked"), else_=status).label("status"),
             sa.case((failed, sa.bindparam("no_address", type_=sa.Text())), else_=d.c.reason).label("reason"),
             d.c.retry_at,
             d.c.local_day,
@@ -193,7 +197,7 @@ def _write_stmt() -> sa.Select:
                 decided.c.local_day,
             ),
         )
-        .returning(msg.c.id, msg.c.profile_id, msg.c.status)
+        .returning(msg.c.id, msg.c.profile_id, msg.c.status, msg.c.reason)
         .cte("m")
     )
     sent = (
@@ -212,7 +216,7 @@ def _write_stmt() -> sa.Select:
         )
         .cte("o")
     )
-    failed_ids = sa.select(messages.c.profile_id).where(messages.c.status == "failed")
+    failed_ids = sa.select(messages.c.profile_id).where(messages.c.reason == sa.bindparam("no_address"))
     return failed_ids.add_cte(outbox)
 
 
@@ -270,7 +274,7 @@ def _write_rows(send: BulkSend, rows: list[tuple]) -> set[int]:
             "channel": send.channel,
             "source": send.source,
             "campaign_id": send.campaign_id,
-            "status": "failed" if pid in failed else status,
+            "status": "blocked" if pid in failed else status,
             "reason": send.no_address if pid in failed else reason,
             "retry_at": retry_at,
             "created_at": now,

@@ -122,7 +122,7 @@ OPENAPI_PATHS = {
             "type": "object",
             "properties": {
                 "id": {"type": "integer"},
-                "status": {"type": "string", "enum": ["sent", "blocked", "waiting", "missed", "failed"]},
+                "status": {"type": "string", "enum": ["sent", "blocked", "waiting", "missed"]},
                 "reason": DECISION["properties"]["reason"],
                 "retry_at": DECISION["properties"]["retry_at"],
             },

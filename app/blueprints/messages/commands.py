@@ -73,7 +73,8 @@ def _echo_progress(progress: campaign_sends.SendProgress) -> None:
         + (f", {progress.failed_chunks} failed" if progress.failed_chunks else "")
     )
     click.echo(
-        f"audience {progress.audience}: sent {result.sent}, blocked {result.blocked}, failed {result.failed}"
+        f"audience {progress.audience}: sent {result.sent}, blocked {result.blocked}, "
+        f"no address {result.failed}"
     )
     for reason, count in result.reasons.most_common():
         if reason != "sent":
