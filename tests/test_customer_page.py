@@ -218,6 +218,19 @@ def test_a_merged_away_customer_page_redirects_for_now_to_todays_survivor(client
     assert answer.headers["Location"] == f"/customers/{oldest.id}"
 
 
+def test_a_merged_away_customers_sections_follow_the_survivor(client, auth, shop):
+    """A page opened before a merge loads its sections after it: they showed a hollow profile."""
+    survivor, merged = (add_profile(shop.id, seen_days_ago=n) for n in (3, 1))
+    merged.merged_into_id = survivor.id
+    db.session.commit()
+    auth.login_as(shop)
+    plain = client.get(f"/customers/{merged.id}/identities")
+    assert plain.status_code == 302 and plain.headers["Location"] == f"/customers/{survivor.id}/identities"
+    # Over HTMX, the whole page goes to the survivor: its header would name the merged-away profile.
+    lazy = client.get(f"/customers/{merged.id}/orders", headers=HX)
+    assert lazy.headers["HX-Redirect"] == f"/customers/{survivor.id}"
+
+
 def test_another_shops_profile_is_404(client, auth, shop, other_shop):
     p = add_profile(other_shop.id, first_name="Theirs", seen_days_ago=1)
     db.session.commit()

@@ -82,6 +82,11 @@ def show(profile_id: int):
 def section(profile_id: int, name: str):
     """One section as an HTMX fragment, or the whole page with that section filled in."""
     profile = _profile_or_404(profile_id)
+    if profile.merged_into_id:
+        survivor = live_profile(profile).id
+        if is_partial_request():  # the page around the section names the merged-away profile
+            return "", 200, {"HX-Redirect": url_for("customers.show", profile_id=survivor)}
+        return redirect(url_for("customers.section", profile_id=survivor, name=name), 302)
     doc = page.section_context(g.shop, profile) if is_partial_request() else page.header(g.shop, profile)
     return render_page("customers/show.html", name, p=doc, sections={name: _section(name, profile, doc)})
 
