@@ -1,6 +1,7 @@
 """The Duplicates screen: pairs side by side, previews before merge and undo, HTMX fragments."""
 
 import datetime as dt
+import re
 import zoneinfo
 
 from app.extensions import db
@@ -170,3 +171,77 @@ def test_duplicates_times_are_shown_in_the_shops_zone_and_say_so(client, auth, d
     page = client.get("/duplicates/", headers=HX).get_data(as_text=True)
     sydney = row.created_at.astimezone(zoneinfo.ZoneInfo("Australia/Sydney"))
     assert f"{sydney:%d %b %Y %H:%M} {sydney.tzname()}" in page
+
+
+def test_a_decided_candidates_preview_says_so_and_offers_no_merge(client, auth, shop):
+    household(shop.model)
+    auth.login_as(shop)
+    cand = db.session.query(MergeCandidate).one()
+    client.post(f"/duplicates/candidates/{cand.id}/merge", headers=HX)  # another tab merged it
+    stale = client.get(f"/duplicates/candidates/{cand.id}/merge", headers=HX)
+    html = stale.get_data(as_text=True)
+    assert stale.status_code == 409
+    assert f"Merge candidate {cand.id} is already accepted." in html
+    # The reason fits the preview box, and the list behind it is refreshed out of band.
+    assert 'id="review"' in html and 'hx-swap-oob="true"' in html and html.count('id="review"') == 1
+    assert "Merge</button>" not in html and "is merged into it" not in html
+
+
+def test_a_missing_merges_undo_preview_answers_in_the_preview_box(client, auth, shop):
+    auth.login_as(shop)
+    missing = client.get("/duplicates/merges/987654/undo", headers=HX)
+    html = missing.get_data(as_text=True)
+    assert missing.status_code == 404 and "Merge 987654 not found." in html
+    assert html.count('id="review"') == 1 and 'hx-swap-oob="true"' in html
+
+
+def _htmx_rule(config: dict, status: int) -> dict:
+    """The response-handling rule htmx applies to ``status``: the first whose code matches."""
+    import re
+
+    return next((r for r in config["responseHandling"] if re.search(r["code"], str(status))), {"swap": False})
+
+
+def test_refusals_are_shown_by_htmx_and_other_errors_raise_a_banner(client, auth, shop):
+    """htmx swaps no 4xx by default: a 409 "already decided" or a 422 bad filter vanished unseen."""
+    import json
+    import re
+
+    auth.login_as(shop)
+    html = client.get("/duplicates/").get_data(as_text=True)
+    meta = re.search(r"<meta name=\"htmx-config\" content='([^']+)'>", html)
+    config = json.loads(meta.group(1))
+    for status in (409, 422):  # a fragment with the reason, made for the request's target
+        assert _htmx_rule(config, status)["swap"] is True, status
+    # Not always a fragment for the target (a plain "Not Found" page would replace a list): the
+    # banner script shows the answer's first paragraph, which a fragment starts with its reason.
+    for status in (400, 403, 404, 413, 429, 500, 503):
+        assert _htmx_rule(config, status) == {"code": "[45]..", "swap": False, "error": True}, status
+    assert _htmx_rule(config, 200)["swap"] is True and _htmx_rule(config, 204)["swap"] is False
+    script = re.search(r'<script src="([^"]*htmx-errors\.js)"', html).group(1)
+    body = client.get(script).get_data(as_text=True)
+    assert "htmx:responseError" in body and "htmx:sendError" in body
+
+
+def test_every_pair_and_merge_is_reachable_a_page_at_a_time(client, auth, shop, monkeypatch):
+    """The review showed the newest 50 pairs and 20 merges, and nothing said there were more."""
+    from app.services import duplicates_review
+
+    monkeypatch.setattr(duplicates_review, "PAIRS_PAGE", 2)
+    monkeypatch.setattr(duplicates_review, "RECENT_MERGES", 2)
+    households(shop.model, range(5))
+    merged_pairs(shop, range(3))
+    auth.login_as(shop)
+    seen, url = [], "/duplicates/"
+    while url:
+        html = client.get(url, headers=HX).get_data(as_text=True)
+        seen += re.findall(r'id="candidate-(\d+)"', html)
+        older = re.search(r'href="([^"]*)"[^>]*>Older pairs</a>', html)
+        url = older.group(1).replace("&amp;", "&") if older else None
+    assert len(seen) == len(set(seen)) == db.session.query(MergeCandidate).count() == 5
+    first = client.get("/duplicates/", headers=HX).get_data(as_text=True)
+    assert "Possible duplicates (2+)" in first
+    older = re.search(r'href="([^"]*)"[^>]*>Older merges</a>', first).group(1).replace("&amp;", "&")
+    last = client.get(older, headers=HX).get_data(as_text=True)
+    assert last.count("Undo…</button>") == 1 and "Latest merges" in last
+    assert client.get("/duplicates/?before=99999999999999999999999").status_code == 200

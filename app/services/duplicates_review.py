@@ -28,7 +28,8 @@ REASONS = {
     "second_ebay_user": "A second eBay account for the same person",
     "seen_together": "Seen together in one signal",
 }
-RECENT_MERGES = 20
+RECENT_MERGES = 20  # merges per page of Recent merges
+PAIRS_PAGE = 50  # candidates per page of the review
 
 
 @dataclass
@@ -40,9 +41,11 @@ class Pair:
     sides: list[merge_candidates.Side]
 
 
-def open_pairs(shop: Shop, limit: int = 50) -> list[Pair]:
-    """Open candidates with both profiles' identifiers, orders and last activity."""
-    candidates = merge_candidates.list_candidates(shop, "open", limit)
+def open_pairs(shop: Shop, *, before: int | None = None) -> tuple[list[Pair], int | None]:
+    """A page of open candidates (newest first) with both profiles' identifiers, orders and last
+    activity, and the ``before`` of the next page (None on the last): none is out of reach."""
+    candidates = merge_candidates.list_candidates(shop, "open", PAIRS_PAGE + 1, before=before)
+    candidates, following = _next_page(candidates, PAIRS_PAGE)
     side_of = merge_candidates.sides(shop, {i for c in candidates for i in (c.profile_a_id, c.profile_b_id)})
     return [
         Pair(
@@ -51,13 +54,23 @@ def open_pairs(shop: Shop, limit: int = 50) -> list[Pair]:
             [side_of[cand.profile_a_id], side_of[cand.profile_b_id]],
         )
         for cand in candidates
-    ]
+    ], following
 
 
-def recent_merges(shop: Shop, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """The latest merges with both profiles' names and whether Undo is still offered."""
+def _next_page(rows: list, size: int) -> tuple[list, int | None]:
+    """``rows`` read one past ``size``: the page, and the id the next page starts before."""
+    return rows[:size], rows[size - 1].id if len(rows) > size else None
+
+
+def recent_merges(
+    shop: Shop, now: dt.datetime | None = None, *, before: int | None = None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of merges (newest first) with both profiles' names and whether Undo is still
+    offered, and the ``before`` of the next page (None on the last)."""
     now = now or utcnow()
-    rows = merge_candidates.list_merges(shop, RECENT_MERGES)
+    rows, following = _next_page(
+        merge_candidates.list_merges(shop, RECENT_MERGES + 1, before=before), RECENT_MERGES
+    )
     ids = {i for row in rows for i in (row.winner_id, row.loser_id)}
     profiles = {p.id: p for p in db.session.scalars(scoped(Profile, shop.id).where(Profile.id.in_(ids)))}
     refusals = merges.undo_refusals(shop, rows, now)
@@ -70,7 +83,7 @@ def recent_merges(shop: Shop, now: dt.datetime | None = None) -> list[dict[str, 
             "refusal": refusals.get(row.id),
         }
         for row in rows
-    ]
+    ], following
 
 
 def _counts(shop_id: int, profile_id: int) -> dict[str, int]:
@@ -91,7 +104,9 @@ def _counts(shop_id: int, profile_id: int) -> dict[str, int]:
 def merge_preview(shop: Shop, candidate_id: int) -> dict[str, Any]:
     """Who survives and how many rows of the other profile will move to it."""
     cand = get_scoped_or_raise(MergeCandidate, shop.id, candidate_id, "merge candidate")
-    a, b = merge_candidates.live_sides(cand)
+    a, b = merge_candidates.open_sides(cand)
+    if a.id == b.id:
+        raise merge_candidates.already_one(cand, a)
     winner, loser = merges.survivor_order(a, b)
     window = get_plan(shop.plan).merge_undo_window
     return {

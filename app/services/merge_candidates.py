@@ -167,13 +167,27 @@ def _live_id(live: dict[int, Profile], profile_id: int) -> int:
     return profile.id if profile is not None else profile_id
 
 
+def open_sides(cand: MergeCandidate) -> tuple[Profile, Profile]:
+    """The two live sides of a candidate still to decide (its preview, its decision).
+
+    Raises:
+        Conflict: the candidate was decided already (in another tab, by another reviewer).
+    """
+    if cand.status != "open":
+        raise Conflict(f"merge candidate {cand.id} is already {cand.status}")
+    return live_sides(cand)
+
+
+def already_one(cand: MergeCandidate, profile: Profile) -> Conflict:
+    """The refusal of a candidate whose two sides were merged since it was raised."""
+    return Conflict(f"the two profiles of candidate {cand.id} are already one (profile {profile.id})")
+
+
 def _open(shop: Shop, candidate_id: int) -> tuple[MergeCandidate, Profile, Profile]:
     """The open candidate and its two live sides, read under the shop's lock (see ``shop_lock``)."""
     shop_lock.hold([shop.id])
     cand = get_scoped_or_raise(MergeCandidate, shop.id, candidate_id, "merge candidate", fresh=True)
-    if cand.status != "open":
-        raise Conflict(f"merge candidate {cand.id} is already {cand.status}")
-    a, b = live_sides(cand)
+    a, b = open_sides(cand)
     return cand, a, b
 
 
@@ -187,7 +201,7 @@ def accept(shop: Shop, candidate_id: int, actor: str, *, now: dt.datetime | None
     cand, a, b = _open(shop, candidate_id)
     if a.id == b.id:
         cand.status, cand.decided_at, cand.decided_by = "merged", now or utcnow(), actor
-        raise Conflict(f"the two profiles of candidate {cand.id} are already one (profile {a.id})")
+        raise already_one(cand, a)
     return merges.merge_profiles(
         shop, a.id, b.id, reason=f"candidate: {cand.reason}", actor=actor, candidate=cand, now=now
     )

@@ -1,25 +1,41 @@
 """Views: the review list, merge and undo previews (GET), and the decisions (POST)."""
 
-from flask import g
+from flask import g, request
 from flask_login import current_user
 
 from app.blueprints.duplicates import bp
+from app.digits import whole_number
 from app.errors import DomainError
 from app.extensions import db
-from app.htmx import render_page
+from app.htmx import is_partial_request, render_page
 from app.services import duplicates_review, merge_candidates, merges
+from app.tenancy import could_be_row_id
 from app.web import shop_required
 
 TEMPLATE = "duplicates/index.html"
 
 
+def _page_start(text: str) -> int | None:
+    """A page's ``before`` id from the query string; anything else is the first page."""
+    number = whole_number(text)
+    return number if number is not None and could_be_row_id(number) else None
+
+
 def _page(block: str, status: int = 200, **extra):
     """The screen (or one of its blocks) with the current pairs and merges."""
+    pages = {name: _page_start(request.args.get(name, "")) for name in ("before", "merges_before")}
+    pairs, pairs_next = duplicates_review.open_pairs(g.shop, before=pages["before"])
+    recent, merges_next = duplicates_review.recent_merges(g.shop, before=pages["merges_before"])
     context = {
-        "pairs": duplicates_review.open_pairs(g.shop),
-        "recent": duplicates_review.recent_merges(g.shop),
+        "pairs": pairs,
+        "pairs_next": pairs_next,
+        "recent": recent,
+        "merges_next": merges_next,
+        "pages": pages,
         "preview": None,
         "undo": None,
+        "preview_error": None,
+        "refresh_review": False,
         **extra,
     }
     return render_page(TEMPLATE, block, **context), status
@@ -78,8 +94,17 @@ def undo(merge_id: int):
     return _decide(lambda shop, actor: merges.undo(shop, merge_id, actor), "Merge undone.")
 
 
+PREVIEWS = {"duplicates.merge_preview", "duplicates.undo_preview"}
+
+
 @bp.errorhandler(DomainError)
 def domain_error(exc: DomainError):
-    """A missing or another shop's candidate/merge answers with the reason, never a 500."""
+    """A missing, another shop's or an already decided candidate/merge answers with the reason.
+
+    A preview's reason goes in the preview box (its target), with the list refreshed out of
+    band: a pair decided in another tab leaves it.
+    """
     db.session.rollback()
+    if request.endpoint in PREVIEWS:
+        return _page("preview", exc.status, preview_error=exc.message, refresh_review=is_partial_request())
     return _page("review", exc.status, error=exc.message)
