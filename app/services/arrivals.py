@@ -2,8 +2,11 @@
 
 Each goes to the profile that owns its identifiers: a new identifier to
 the side it was seen with, an event to the owner of its most trusted
-identifier, an order to the owner of its email or phone, a consent record
-to the owner of its identifier. The order's and the record's contact are
+identifier, an order to the owner of the most trusted of its buyer's
+identifiers (those its own ``order.placed`` event recorded: a POS sale or
+a marketplace order may name its buyer by a Shopify customer id or a
+marketplace account alone, and its email and phone), a consent record to
+the owner of its identifier. The order's and the record's contact are
 kept as their source gave them (a phone in national format, an email in
 capitals), so they are normalised with the shop's country first. Anything
 else stays with the survivor, except an opt-out that names no identifier
@@ -101,6 +104,13 @@ def _sort_identifiers(shop_id: int, winner_id: int, loser_id: int, watermark: in
     return len(fresh)
 
 
+def _goes_back(keys, loser_keys: set[Key], winner_keys: set[Key]) -> bool:
+    """Whether the most trusted of ``keys`` that either side owns is the merged-away side's."""
+    ranked = sorted(keys, key=lambda k: (TRUST[k[0]], k[1]))
+    owned = next((k for k in ranked if k in loser_keys or k in winner_keys), None)
+    return owned in loser_keys
+
+
 def sort_arrivals(shop_id: int, winner_id: int, loser_id: int, watermark: dict[str, int]) -> Arrivals:
     """Move post-merge rows of ``winner_id`` that belong to ``loser_id``; say what arrived."""
     country = db.session.get(Shop, shop_id).country
@@ -108,22 +118,25 @@ def sort_arrivals(shop_id: int, winner_id: int, loser_id: int, watermark: dict[s
     db.session.flush()
     loser_keys = set(_owned(shop_id, loser_id))
     winner_keys = set(_owned(shop_id, winner_id))
+
+    buyers: dict[tuple[str | None, str], list[Key]] = {}  # (channel, order id): its buyer's identifiers
     for event in _new_rows(Event, shop_id, winner_id, watermark.get("events", 0)):
         found.count += 1
-        for key in _event_keys(event.identifiers):
-            if key in loser_keys or key in winner_keys:
-                if key in loser_keys:
-                    event.profile_id = loser_id
-                break
+        keys = _event_keys(event.identifiers)
+        if _goes_back(keys, loser_keys, winner_keys):
+            event.profile_id = loser_id
+        if event.type == "order.placed" and isinstance(event.properties, dict):
+            buyers[(event.channel, str(event.properties.get("order_id")))] = keys
         if is_persons_doing(event.type):
             found.saw(event.profile_id, event.occurred_at)
     for order in _new_rows(Order, shop_id, winner_id, watermark.get("orders", 0)):
         found.count += 1
-        keys = {
-            contact_key(f"email:{order.email or ''}", country),
-            contact_key(f"phone:{order.phone or ''}", country),
-        }
-        if keys & loser_keys and not keys & winner_keys:
+        contacts = (
+            contact_key(f"{kind}:{text or ''}", country)
+            for kind, text in (("email", order.email), ("phone", order.phone))
+        )
+        buyer = {*buyers.get((order.channel, order.external_id), ()), *filter(None, contacts)}
+        if _goes_back(buyer, loser_keys, winner_keys):
             order.profile_id = loser_id
     for record in _new_rows(ConsentRecord, shop_id, winner_id, watermark.get("consent_records", 0)):
         found.count += 1
