@@ -51,7 +51,7 @@ def test_merge_goes_through_a_preview_then_a_post_and_offers_undo(client, auth, 
 
 
 def test_an_undo_preview_past_the_window_says_when_it_ended(client, auth, db):
-    free = make_shop("free.myshopify.com", plan="free")
+    free = make_shop("free.myshopify.com", plan="free", timezone="America/New_York")
     household(free.model)
     auth.login_as(free)
     cand = db.session.query(MergeCandidate).one()
@@ -60,9 +60,12 @@ def test_an_undo_preview_past_the_window_says_when_it_ended(client, auth, db):
     client.post(f"/duplicates/candidates/{cand.id}/merge", headers=HX)
     merge = db.session.query(Merge).one()
     merge.undo_deadline = dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.UTC)
+    merge.created_at = merge.undo_deadline - dt.timedelta(hours=24)
+    free.model.plan = "enterprise"  # an upgrade since does not lengthen a window that closed
     db.session.commit()
     late = client.get(f"/duplicates/merges/{merge.id}/undo", headers=HX).get_data(as_text=True)
-    assert "allows undo for 24 hours and that window ended on 02 Jan 2026 03:04 UTC" in late
+    # The merge's own window, in the shop's zone as the rest of the screen.
+    assert "its undo window of 24 hours ended on 01 Jan 2026 22:04 EST" in late
     assert "Undo merge</button>" not in late
 
 

@@ -169,6 +169,7 @@ def test_undo_after_the_window_answers_409_with_the_reason(client, shop):
     ]
     row = db.session.get(Merge, merge["id"])
     row.undo_deadline = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    row.created_at = row.undo_deadline - dt.timedelta(days=7)  # made a week ago on this plan
     db.session.commit()
     response = client.post(f"/api/v1/merges/{merge['id']}/undo", headers=shop.auth)
     assert response.status_code == 409
