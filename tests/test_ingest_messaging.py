@@ -60,7 +60,39 @@ def sms_form(body: str, sid: str, phone=PHONE) -> bytes:
 
 def test_keywords_are_whole_messages_in_any_case():
     assert keyword(" Stop ") == "STOP" and keyword("stopall") == "STOPALL" and keyword("unstop") == "UNSTOP"
-    assert keyword("please stop") is None and keyword("") is None and keyword(None) is None
+    assert keyword("") is None and keyword(None) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "word"),
+    [
+        ("STOP.", "STOP"),
+        ("Stop!", "STOP"),
+        ("STOP ALL", "STOPALL"),
+        ("opt out", "OPTOUT"),
+        ("Opt-Out", "OPTOUT"),
+        ("Unsubscribe.", "UNSUBSCRIBE"),
+        ("\u200bSTOP", "STOP"),
+        ("STOP\u200b", "STOP"),
+        ("\uff33\uff34\uff2f\uff30", "STOP"),  # full-width letters, as some keyboards type them
+        ("Stop please", "STOP"),
+        ("please stop!!", "STOP"),
+        ("Stop texting me", "STOP"),
+        ("Start.", "START"),
+    ],
+)
+def test_an_opt_out_written_with_punctuation_or_courtesy_is_still_an_opt_out(body, word):
+    """A customer's "Stop!" or "STOP ALL" left them opted in, and texted again."""
+    assert keyword(body) == word
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["Cancel my order 1001", "End of the day works", "Is it in stock? stop", "please start", "start please"],
+)
+def test_a_message_that_only_contains_a_keyword_is_a_reply(body):
+    """A customer-service reply is not an opt-out; and only a plain START opts back in."""
+    assert keyword(body) is None
 
 
 def test_inbound_stop_revokes_sms_consent_and_start_restores_it(client, ishop, drain):
@@ -80,6 +112,40 @@ def test_inbound_stop_revokes_sms_consent_and_start_restores_it(client, ishop, d
     assert channel_states(profile_of(ishop, "phone", PHONE))["sms"] == "opted_out"
     record = db.session.scalar(sa.select(ConsentRecord).order_by(ConsentRecord.id.desc()))
     assert (record.source, record.explicit) == ("keyword", True)
+
+
+def _both_opted_in(client, ishop, drain):
+    profile = known_customer(client, ishop, drain)
+    for channel in ("sms", "whatsapp"):
+        record_consent(profile, channel, "opted_in", source="checkout", captured_at=profile.first_seen_at)
+    db.session.commit()
+
+
+def test_an_opt_out_twilio_recognised_is_honoured_whatever_its_words(client, ishop, drain):
+    """Twilio's Advanced Opt-Out names a merchant's own keywords (``ARRET``) in ``OptOutType``."""
+    _both_opted_in(client, ishop, drain)
+    form = sms_form("ARRET", "SM-fr").decode() + "&OptOutType=STOP"
+    assert twilio_post(client, ishop.domain, form.encode()).status_code == 200
+    drain()
+    assert channel_states(profile_of(ishop, "phone", PHONE))["sms"] == "opted_out"
+    form = sms_form("Reprendre", "SM-fr2").decode() + "&OptOutType=START"
+    assert twilio_post(client, ishop.domain, form.encode()).status_code == 200
+    drain()
+    assert channel_states(profile_of(ishop, "phone", PHONE))["sms"] == "opted_in"
+
+
+def test_a_stop_sent_over_whatsapp_through_twilio_revokes_whatsapp_not_sms(client, ishop, drain):
+    _both_opted_in(client, ishop, drain)
+    stop = sms_form("STOP", "SM-wa", phone=f"whatsapp:{PHONE}")
+    assert twilio_post(client, ishop.domain, stop).status_code == 200
+    drain()
+    states = channel_states(profile_of(ishop, "phone", PHONE))
+    assert (states["whatsapp"], states["sms"]) == ("opted_out", "opted_in")
+    reply = sms_form("Thanks!", "SM-wa2", phone=f"whatsapp:{PHONE}")
+    assert twilio_post(client, ishop.domain, reply).status_code == 200
+    drain()
+    assert counters(ishop, "phone", PHONE, "whatsapp")["replied"] == 1
+    assert counters(ishop, "phone", PHONE, "sms")["replied"] == 0
 
 
 def test_replayed_stop_adds_no_second_record(client, ishop, drain):

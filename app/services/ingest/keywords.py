@@ -1,12 +1,22 @@
 """The opt-out and opt-in keywords a customer may text back, on SMS and WhatsApp alike.
 
-A message that is exactly one keyword (any case, surrounding spaces ignored) changes
-that channel's consent: STOP and its synonyms revoke it, START and UNSTOP restore it.
-Anything else is a reply.
+A message that is one keyword changes that channel's consent: STOP and its synonyms
+revoke it, START and UNSTOP restore it. Anything else is a reply.
+
+What counts as "one keyword" is read the way a person writes it, not byte for byte: case,
+surrounding spaces, punctuation ("Stop!", "STOP."), invisible characters a phone adds and
+full-width letters are ignored, and words written apart are one ("STOP ALL", "opt out",
+"Opt-Out"). An opt-out may also carry courtesy ("Stop please", "please stop", "stop
+texting me"): a customer who wrote that and was texted again is exactly who this product
+must never message. A message that merely contains a keyword ("Cancel my order 1001",
+"End of the day works") is a reply. Opting back in is read strictly: only START or UNSTOP
+on its own (punctuation and case aside) restores consent.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any
 
 from app.models import Profile, Shop
@@ -15,12 +25,23 @@ from app.services.ingest.common import record_event
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 START_WORDS = frozenset({"START", "UNSTOP"})
+# Words around an opt-out that change nothing of what it asks.
+COURTESY = frozenset(
+    {"PLEASE", "PLS", "PLZ", "NOW", "THANKS", "THANK", "YOU", "ME"}
+    | {"TEXTING", "TEXTS", "MESSAGING", "MESSAGES"}
+)
+NOT_A_LETTER = re.compile(r"[^A-Z]+")
 
 
 def keyword(body: str | None) -> str | None:
-    """``STOP``/``START``… when the whole message is one keyword (any case, spaces ignored)."""
-    word = (body or "").strip().upper()
-    return word if word in STOP_WORDS | START_WORDS else None
+    """``STOP``/``START``… when the message is one keyword as a person writes it (see above)."""
+    text = "".join(c for c in unicodedata.normalize("NFKC", body or "") if unicodedata.category(c) != "Cf")
+    words = [w for w in NOT_A_LETTER.split(text.upper()) if w]
+    word = "".join(words)
+    if word in STOP_WORDS | START_WORDS:
+        return word
+    plain = "".join(w for w in words if w not in COURTESY)
+    return plain if plain in STOP_WORDS else None
 
 
 def consent_status(word: str) -> str:

@@ -1,4 +1,10 @@
-"""Twilio SMS: delivery status callbacks and inbound messages (with the STOP/START keywords)."""
+"""Twilio SMS: delivery status callbacks and inbound messages (with the STOP/START keywords).
+
+Twilio also carries WhatsApp: its addresses are then written ``whatsapp:+<number>``, and the
+message, its status and its keywords are WhatsApp's, not the number's SMS. When Twilio's
+Advanced Opt-Out recognised a keyword (a merchant's own, ``ARRET``), it says so in
+``OptOutType`` and that is honoured whatever the words.
+"""
 
 from __future__ import annotations
 
@@ -40,17 +46,29 @@ def parse_form(form: dict[str, str]) -> tuple[str, str]:
     return "inbound", f"{sid}:inbound"
 
 
+WHATSAPP = "whatsapp:"
+OPT_OUT_TYPES = {"STOP": "STOP", "START": "START"}  # Twilio's OptOutType; HELP changes no consent
+
+
+def _address(text: str | None) -> tuple[str, str | None]:
+    """``(channel, phone)`` of a Twilio address: ``whatsapp:+44…`` is WhatsApp's, else SMS."""
+    if text and text[: len(WHATSAPP)].lower() == WHATSAPP:
+        return "whatsapp", text[len(WHATSAPP) :]
+    return "sms", text
+
+
 def apply_twilio(shop: Shop, form: dict[str, str], delivery: WebhookDelivery) -> None:
-    """A status becomes an engagement; an inbound keyword changes SMS consent, other text is a reply."""
+    """A status becomes an engagement; an inbound keyword changes the channel's consent, other
+    text is a reply."""
     topic, external_id = parse_form(form)
     at = delivery.received_at
     sid = form.get("MessageSid") or form.get("SmsSid")
-    phone = form.get("To") if topic == "status" else form.get("From")
+    channel, phone = _address(form.get("To") if topic == "status" else form.get("From"))
     found = idents(shop, [("phone", phone)])
     linked = message_profile(shop, sid) if topic == "status" else None
     # A status is Twilio's report on our message; an inbound message is the person writing.
     status = form.get("MessageStatus") or ""
-    sighting = topic != "status" or is_persons_doing(f"sms.{METRICS.get(status, status)}")
+    sighting = topic != "status" or is_persons_doing(f"{channel}.{METRICS.get(status, status)}")
     profile = linked or resolve(
         shop, found, source=SOURCE, seen_at=at, evidence={"twilio": sid}, sighting=sighting
     )
@@ -63,13 +81,13 @@ def apply_twilio(shop: Shop, form: dict[str, str], delivery: WebhookDelivery) ->
     }
     if topic == "status":
         props = {"status": status, "message_sid": sid, "error_code": form.get("ErrorCode") or None}
-        report_status(shop, profile, "sms", status, METRICS, sid, props, common)
+        report_status(shop, profile, channel, status, METRICS, sid, props, common)
         if profile is not None and is_twilio_opt_out(form.get("ErrorCode")):
             identifier = found[0].value if found else None
-            record_opt_out(profile, "sms", provider=SOURCE, at=at, external_ref=sid, identifier=identifier)
+            record_opt_out(profile, channel, provider=SOURCE, at=at, external_ref=sid, identifier=identifier)
         return
-    word = keyword(form.get("Body"))
+    word = OPT_OUT_TYPES.get((form.get("OptOutType") or "").strip().upper()) or keyword(form.get("Body"))
     if word is None:
-        engage(shop, profile, channel="sms", metric="replied", properties={"message_sid": sid}, **common)
+        engage(shop, profile, channel=channel, metric="replied", properties={"message_sid": sid}, **common)
         return
-    apply_keyword(shop, profile, "sms", word, {"message_sid": sid}, common)
+    apply_keyword(shop, profile, channel, word, {"message_sid": sid}, common)
