@@ -11,7 +11,10 @@ kept as their source gave them (a phone in national format, an email in
 capitals), so they are normalised with the shop's country first. Anything
 else stays with the survivor, except an opt-out that names no identifier
 (a support agent's "unsubscribe" on the merged profile): the person who
-asked may be either side, so both keep it.
+asked may be either side, so both keep it. The names, address and currency a
+customer or order version sent meanwhile are given again to the side its event
+went to (``details_replay``): undo puts both profiles back as they were at the
+merge, which would lose them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from app.services.identifiers import KINDS, TRUST, lookup_kind, normalise
 from app.tenancy import scoped
 
 Key = tuple[str, str]
+# Events whose delivery is a Shopify version telling the customer's names, address and currency.
+DETAILED = frozenset({"customer.created", "customer.updated", "order.placed"})
 
 
 @dataclass
@@ -37,10 +42,13 @@ class Arrivals:
 
     ``seen``: per profile, the earliest and latest moment of what the person did among the
     events it now holds (a page view, an order), for its first and last seen times.
+    ``versions``: the events of Shopify customer and order versions that arrived (their
+    delivery tells the names and address the customer gave then), on the side they went to.
     """
 
     count: int = 0
     seen: dict[int, tuple[dt.datetime, dt.datetime]] = field(default_factory=dict)
+    versions: list[Event] = field(default_factory=list)
 
     def saw(self, profile_id: int, at: dt.datetime) -> None:
         first, last = self.seen.get(profile_id, (at, at))
@@ -129,6 +137,8 @@ def sort_arrivals(shop_id: int, winner_id: int, loser_id: int, watermark: dict[s
             buyers[(event.channel, str(event.properties.get("order_id")))] = keys
         if is_persons_doing(event.type):
             found.saw(event.profile_id, event.occurred_at)
+        if event.type in DETAILED and event.delivery_id is not None:
+            found.versions.append(event)
     for order in _new_rows(Order, shop_id, winner_id, watermark.get("orders", 0)):
         found.count += 1
         contacts = (

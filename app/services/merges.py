@@ -41,7 +41,7 @@ from app.extensions import db
 from app.models import AuditLog, EngagementCounter, Event, Identifier, Merge, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
 from app.plans import get_plan
-from app.services import audit, identity_links, lifecycle, merge_rows, profile_rows, shop_lock
+from app.services import audit, details_replay, identity_links, lifecycle, merge_rows, profile_rows, shop_lock
 from app.services.bulk_sql import is_postgresql
 from app.services.consent import rebuild_states, refresh_states
 from app.services.counters import recompute_order_counters
@@ -258,6 +258,7 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
     db.session.expire_all()
     _restore_profile(winner, snap["winner"])
     _restore_profile(loser, snap["loser"])
+    details_replay.reapply({winner.id: winner, loser.id: loser}, arrivals.versions)
     if arrivals.count:  # both rows as they were, then what arrived since: counters, consent, seen, stage
         for p in (winner, loser):
             recompute_order_counters(p)

@@ -327,7 +327,6 @@ def update_details(
     names: tuple[Any, Any],
     address: dict | None,
     currency: Any,
-    *,
     authoritative: bool,
 ) -> None:
     """Names, location and currency a Shopify customer or order version tells of its person.

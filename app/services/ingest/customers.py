@@ -154,6 +154,17 @@ def apply_inline_consent(
             apply_consent(profile, channel, consent, delivery, ident, into)
 
 
+def customer_details(payload: dict) -> tuple[Any, ...]:
+    """``update_details``' arguments from a customer version: its time, names, address, currency."""
+    return (
+        optional_time(first(payload.get("updated_at"), payload.get("created_at")), "updated_at"),
+        (payload.get("first_name"), payload.get("last_name")),
+        payload.get("default_address"),
+        payload.get("currency"),
+        True,
+    )
+
+
 def apply_customer(shop: Shop, payload: dict, delivery: WebhookDelivery | None, topic: str) -> Profile | None:
     """customers/create and customers/update: identifiers, names, location, inline consent."""
     check_customer(payload)
@@ -179,14 +190,7 @@ def apply_customer(shop: Shop, payload: dict, delivery: WebhookDelivery | None, 
         shop, found, source=SOURCE, seen_at=seen_at, evidence=evidence, sighting=is_persons_doing(etype)
     )
     if profile is not None:
-        update_details(
-            profile,
-            optional_time(first(payload.get("updated_at"), payload.get("created_at")), "updated_at"),
-            (payload.get("first_name"), payload.get("last_name")),
-            payload.get("default_address"),
-            payload.get("currency"),
-            authoritative=True,
-        )
+        update_details(profile, *customer_details(payload))
         refresh_search_text(profile)
         apply_inline_consent(shop, profile, payload, delivery)
     record_event(

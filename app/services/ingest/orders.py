@@ -337,10 +337,18 @@ def update_buyer(
     consents: ConsentBatch | None = None,
 ) -> None:
     """Names, location, currency (``update_details``) and inline consent the order tells of its buyer."""
+    update_details(profile, *order_details(payload))
+    customer = as_dict(payload.get("customer"))
+    if customer:
+        apply_inline_consent(shop, profile, customer, delivery, consents)
+
+
+def order_details(payload: dict) -> tuple[Any, ...]:
+    """``update_details``' arguments from an order version: its time, the buyer's names, address and
+    currency; a guest's (no customer object) names never overwrite a customer's own."""
     customer = as_dict(payload.get("customer"))
     address = as_dict(first(payload.get("billing_address"), payload.get("shipping_address")))
-    update_details(
-        profile,
+    return (
         optional_time(first(payload.get("updated_at"), payload.get("created_at")), "updated_at"),
         (
             first(customer.get("first_name"), address.get("first_name")),
@@ -350,10 +358,8 @@ def update_buyer(
             payload.get("shipping_address"), payload.get("billing_address"), customer.get("default_address")
         ),
         payload.get("currency"),
-        authoritative=bool(customer),
+        bool(customer),
     )
-    if customer:
-        apply_inline_consent(shop, profile, customer, delivery, consents)
 
 
 def _fill_order(order: Order, payload: dict, shop: Shop, updated_at: dt.datetime | None) -> None:
