@@ -71,7 +71,7 @@ def shop_required(min_role: str = "support"):
 NAV = (
     ("dashboard.index", "Dashboard", "support"),
     ("customers.index", "Customers", "support"),
-    ("duplicates.index", "Duplicates", "staff"),
+    ("duplicates.index", "Duplicates", "support"),
     ("segments.index", "Segments", "staff"),
     ("messages.index", "Messages", "support"),
     ("deliveries.index", "Failed deliveries", "staff"),

@@ -248,3 +248,20 @@ def test_every_pair_and_merge_is_reachable_a_page_at_a_time(client, auth, shop, 
     last = client.get(older, headers=HX).get_data(as_text=True)
     assert last.count("Undo…</button>") == 1 and "Latest merges" in last
     assert client.get("/duplicates/?before=99999999999999999999999").status_code == 200
+
+
+def test_a_support_agent_reads_the_duplicates_without_a_button_that_would_answer_403(client, auth, db):
+    """The README: support agents read everything; each screen offers only the actions a role may take."""
+    support = make_shop("helpdesk.myshopify.com", role="support")
+    household(support.model)
+    merged_pairs(support, [1])
+    cand = db.session.query(MergeCandidate).one()
+    merge = db.session.query(Merge).one()
+    auth.login(support.owner_email)
+    page = client.get("/duplicates/")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Same phone number on both" in html and ">Duplicates</a>" in html
+    assert "Merge…" not in html and "Not the same person" not in html and "Undo…" not in html
+    assert client.post(f"/duplicates/candidates/{cand.id}/merge").status_code == 403
+    assert client.post(f"/duplicates/merges/{merge.id}/undo").status_code == 403
+    assert client.get(f"/duplicates/candidates/{cand.id}/merge").status_code == 403

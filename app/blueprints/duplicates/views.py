@@ -53,9 +53,9 @@ def _decide(action, notice: str):
 
 
 @bp.get("/")
-@shop_required("staff")
+@shop_required()
 def index():
-    """List open candidates side by side and the recent merges."""
+    """List open candidates side by side and the recent merges (support agents read them; staff act)."""
     return _page("review")
 
 
