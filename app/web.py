@@ -119,7 +119,20 @@ def may(min_role: str) -> bool:
     return role is not None and ROLE_RANK[role] >= ROLE_RANK[min_role]
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 order``, ``2 orders``, ``1,204 identities`` (with ``plural`` given): a count as read aloud."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
+def identifier_text(key: str) -> str:
+    """An identifier key as evidence shows it: ``web_client:c-1`` reads ``web client c-1``."""
+    kind, _, value = str(key).partition(":")
+    return f"{kind.replace('_', ' ')} {value}" if value else kind
+
+
 def init_app(app) -> None:
     """Expose ``nav_items`` to templates and load the current shop per request."""
     app.context_processor(lambda: {"nav_items": nav_items, "may": may, "shop_zone": shop_zone()})
+    app.add_template_filter(counted)
+    app.add_template_filter(identifier_text)
     app.before_request(load_current_shop)

@@ -265,3 +265,21 @@ def test_a_support_agent_reads_the_duplicates_without_a_button_that_would_answer
     assert client.post(f"/duplicates/candidates/{cand.id}/merge").status_code == 403
     assert client.post(f"/duplicates/merges/{merge.id}/undo").status_code == 403
     assert client.get(f"/duplicates/candidates/{cand.id}/merge").status_code == 403
+
+
+def test_the_review_reads_as_sentences_not_internal_keys(client, auth, shop):
+    household(shop.model)
+    merged_pairs(shop, [1])
+    cand = db.session.query(MergeCandidate).one()
+    auth.login_as(shop)
+    html = client.get("/duplicates/", headers=HX).get_data(as_text=True)
+    assert "shopify customer 1 with phone +447700900001" in html  # not "shopify_customer:1"
+    assert "1 order ·" in html or "0 orders ·" in html
+    assert "1 orders" not in html
+    assert re.search(r"\d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d (GMT|BST)", html)  # link times in the shop's zone
+    client.post(f"/duplicates/candidates/{cand.id}/merge", headers=HX)
+    html = client.get("/duplicates/", headers=HX).get_data(as_text=True)
+    assert "Accepted candidate: Same phone number on both" in html and "candidate: shared_phone" not in html
+    assert "Merged by hand" in html
+    loser = db.session.query(Merge).filter_by(reason="manual").one().loser_id
+    assert f'href="/customers/{loser}"' in html

@@ -81,9 +81,20 @@ def recent_merges(
             "loser": profiles.get(row.loser_id),
             "undoable": row.id not in refusals,
             "refusal": refusals.get(row.id),
+            "why": why(row.reason),
         }
         for row in rows
     ], following
+
+
+def why(reason: str) -> str:
+    """A merge's reason as a reviewer reads it: ``candidate: shared_phone`` is the candidate's label."""
+    kind, _, detail = reason.partition(": ")
+    if kind == "candidate" and detail:
+        return f"Accepted candidate: {REASONS.get(detail, detail.replace('_', ' '))}"
+    if kind == "auto" and detail:
+        return detail[:1].upper() + detail[1:]  # "linked by shopify"
+    return "Merged by hand" if reason == "manual" else reason
 
 
 def _counts(shop_id: int, profile_id: int) -> dict[str, int]:
