@@ -100,7 +100,7 @@ def test_full_page_has_header_and_lazy_sections(client, auth, shop, rich, drain)
     assert "Sarah Jones" in html and 'class="badge loyal"' in html
     assert "RFM 5-" in html and "churn risk" in html and "fatigue 0.1" in html
     assert "sms ✓" in html and "email ?" in html
-    assert "AEST" in html or "AEDT" in html  # the profile's own time zone
+    assert "Australia/Sydney" in html  # the profile's own time zone, which its dates are in
     for name in SECTIONS:
         assert f'hx-get="/customers/{rich.id}/{name}" hx-trigger="load"' in html
     assert "/static/vendor/chart.umd.js" in html and "cdn" not in html.lower()
@@ -137,9 +137,9 @@ def test_each_section_as_fragment_and_as_full_page(client, auth, shop, rich):
 def test_orders_section_splits_online_pos_and_marketplace(client, auth, shop, rich):
     auth.login_as(shop)
     html = client.get(f"/customers/{rich.id}/orders", headers=HX).get_data(as_text=True)
-    assert "<strong>Online</strong> 1 · 120.00" in html
-    assert "<strong>POS</strong> 1 · 35.00" in html and "usually location 3001" in html
-    assert "<strong>Marketplace</strong> 1 · 70.00" in html and "(amazon)" in html
+    assert "<strong>Online</strong> 1 order · 120.00 GBP" in html
+    assert "<strong>POS</strong> 1 order · 35.00 GBP" in html and "usually location 3001" in html
+    assert "<strong>Marketplace</strong> 1 order · 70.00 GBP" in html and "(amazon)" in html
 
 
 def test_profile_with_no_orders_renders(client, auth, shop):
@@ -327,3 +327,15 @@ def test_merge_history_names_who_merged_and_offers_undo_only_where_it_would_be_t
     )
     assert html.count("by Priya Shah") == 2 and "user:" not in html
     assert html.count("can be undone until") == 1 and f"undo #{older.id + 1} first" in html
+
+
+def test_a_date_reads_without_a_zone_and_a_time_of_day_with_it():
+    """ "28 Oct 2026 GMT" named a zone for a value with no time of day in it."""
+    import zoneinfo
+
+    from app.blueprints.customers import local_time
+
+    london, moment = zoneinfo.ZoneInfo("Europe/London"), dt.datetime(2026, 10, 28, 9, 30, tzinfo=dt.UTC)
+    assert local_time(moment, london, "%d %b %Y") == "28 Oct 2026"
+    assert local_time(moment, london) == "28 Oct 2026 09:30 GMT"
+    assert local_time(moment.isoformat(), london, "%d %b %I:%M %p") == "28 Oct 09:30 AM GMT"
