@@ -120,7 +120,7 @@ def test_the_duplicates_page_reads_as_much_for_twelve_pairs_and_merges_as_for_th
     with statements() as twelve:
         page = client.get("/duplicates/", headers=HX).get_data(as_text=True)
     assert page.count("Same phone number on both") == 12
-    assert page.count("Undo…</button>") == 12
+    assert page.count("Undo…</a>") == 12
     assert len(twelve) == len(three)
 
 
@@ -160,7 +160,7 @@ def test_recent_merges_name_the_later_merge_to_undo_first(client, auth, shop):
     db.session.commit()
     auth.login_as(shop)
     page = client.get("/duplicates/", headers=HX).get_data(as_text=True)
-    assert page.count("Undo…</button>") == 1 and f"undo #{m2.id} first" in page
+    assert page.count("Undo…</a>") == 1 and f"undo #{m2.id} first" in page
     refused = client.get(f"/duplicates/merges/{m1.id}/undo", headers=HX).get_data(as_text=True)
     assert f"undo merge {m2.id} first" in refused and "Undo merge</button>" not in refused
 
@@ -246,7 +246,7 @@ def test_every_pair_and_merge_is_reachable_a_page_at_a_time(client, auth, shop, 
     assert "Possible duplicates (2+)" in first
     older = re.search(r'href="([^"]*)"[^>]*>Older merges</a>', first).group(1).replace("&amp;", "&")
     last = client.get(older, headers=HX).get_data(as_text=True)
-    assert last.count("Undo…</button>") == 1 and "Latest merges" in last
+    assert last.count("Undo…</a>") == 1 and "Latest merges" in last
     assert client.get("/duplicates/?before=99999999999999999999999").status_code == 200
 
 
@@ -283,3 +283,25 @@ def test_the_review_reads_as_sentences_not_internal_keys(client, auth, shop):
     assert "Merged by hand" in html
     loser = db.session.query(Merge).filter_by(reason="manual").one().loser_id
     assert f'href="/customers/{loser}"' in html
+
+
+def test_without_javascript_merge_and_undo_are_links_and_posts_that_redirect(client, auth, shop):
+    """A reload after a plain form post re-posted it (and got a 409); the Merge… and Undo…
+    buttons did nothing without htmx."""
+    household(shop.model)
+    auth.login_as(shop)
+    cand = db.session.query(MergeCandidate).one()
+    page = client.get("/duplicates/").get_data(as_text=True)
+    assert f'href="/duplicates/candidates/{cand.id}/merge"' in page
+    preview = client.get(f"/duplicates/candidates/{cand.id}/merge").get_data(as_text=True)
+    assert "<html" in preview and f'action="/duplicates/candidates/{cand.id}/merge"' in preview
+    done = client.post(f"/duplicates/candidates/{cand.id}/merge")
+    assert done.status_code == 303 and done.headers["Location"] == "/duplicates/"
+    after = client.get("/duplicates/").get_data(as_text=True)
+    merge = db.session.query(Merge).one()
+    assert "Merged." in after and f'href="/duplicates/merges/{merge.id}/undo"' in after
+    again = client.post(f"/duplicates/candidates/{cand.id}/merge")
+    assert again.status_code == 303
+    assert f"Merge candidate {cand.id} is already accepted." in client.get("/duplicates/").get_data(
+        as_text=True
+    )

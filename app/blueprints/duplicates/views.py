@@ -1,6 +1,6 @@
 """Views: the review list, merge and undo previews (GET), and the decisions (POST)."""
 
-from flask import g, request
+from flask import flash, g, redirect, request, url_for
 from flask_login import current_user
 
 from app.blueprints.duplicates import bp
@@ -42,13 +42,24 @@ def _page(block: str, status: int = 200, **extra):
 
 
 def _decide(action, notice: str):
-    """Run a decision; a domain error re-renders the review with the reason."""
+    """Run a decision; a domain error re-renders the review with the reason.
+
+    A plain form post (no JavaScript) is answered with a redirect to the screen and the outcome
+    (done, or refused as decided already) as a flash: a reload then shows the screen, not the
+    same decision posted again. Another shop's or a missing id keeps its 404.
+    """
     try:
         action(g.shop, actor=f"user:{current_user.id}")
     except DomainError as exc:
         db.session.rollback()
+        if not is_partial_request() and exc.status == 409:  # a stale decision: say so on the screen
+            flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
+            return redirect(url_for("duplicates.index"), 303)
         return _page("review", exc.status, error=exc.message)
     db.session.commit()
+    if not is_partial_request():
+        flash(notice, "ok")
+        return redirect(url_for("duplicates.index"), 303)
     return _page("review", notice=notice)
 
 
