@@ -16,9 +16,9 @@ from flask_login import current_user, login_required
 
 from app.extensions import db
 from app.models import Membership, Shop
+from app.services.timezones import zone_or_utc
 
 ROLE_RANK = {"support": 0, "staff": 1, "agency": 2, "owner": 3}
-UTC_ZONE = zoneinfo.ZoneInfo("UTC")
 
 
 def memberships_of(user) -> list[Membership]:
@@ -106,10 +106,7 @@ def nav_items() -> list[tuple[str, str]]:
 def shop_zone() -> zoneinfo.ZoneInfo:
     """The current shop's time zone, which screens about the shop (not one customer) show times in."""
     shop = g.get("shop")
-    try:
-        return zoneinfo.ZoneInfo(shop.timezone) if shop is not None and shop.timezone else UTC_ZONE
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return UTC_ZONE
+    return zone_or_utc(shop.timezone if shop is not None else None)
 
 
 def may(min_role: str) -> bool:

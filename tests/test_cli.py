@@ -103,10 +103,19 @@ def test_shop_update_rotates_a_secret_changes_the_plan_and_brings_an_uninstalled
     )
 
 
-def test_shop_create_rejects_a_bad_time_zone_clearly(runner):
-    result = runner.invoke(args=["shop", "create", "--domain", "x.myshopify.com", "--timezone", "Mars/Base"])
+@pytest.mark.parametrize("zone", ["Mars/Base", "Europe/" + "x" * 260, "localtime", "Factory"])
+def test_shop_create_rejects_a_bad_time_zone_clearly(runner, zone):
+    result = runner.invoke(args=["shop", "create", "--domain", "x.myshopify.com", "--timezone", zone])
     assert result.exit_code != 0
     assert "unknown time zone" in result.output
+
+
+@pytest.mark.parametrize("zone", ["Europe/" + "x" * 260, "posixrules"])
+def test_shop_update_rejects_a_bad_time_zone_clearly(runner, zone):
+    assert runner.invoke(args=["shop", "create", "--domain", "tz.myshopify.com"]).exit_code == 0
+    result = runner.invoke(args=["shop", "update", "--domain", "tz.myshopify.com", "--timezone", zone])
+    assert result.exit_code != 0 and "unknown time zone" in result.output
+    assert db.session.scalar(sa.select(Shop.timezone).where(Shop.domain == "tz.myshopify.com")) == "UTC"
 
 
 @pytest.mark.parametrize("domain", ["bad domain", "foo", "a@b", "-x.myshopify.com", "x..myshopify.com"])

@@ -278,3 +278,12 @@ def test_a_refused_settings_save_keeps_what_was_typed_in_the_other_fields(client
     assert page.status_code == 422 and "max_people_per_identifier" in html
     assert 'name="cap_email" value="9"' in html and "Family@Example.net" in html
     assert effective_settings(db.session.get(Shop, shop.id))["caps"]["email"] != 9  # nothing saved
+
+
+@pytest.mark.parametrize("zone", ["Europe/" + "x" * 260, "localtime"])
+def test_the_settings_form_refuses_a_time_zone_that_is_no_iana_zone_with_its_reason(client, auth, db, zone):
+    shop = make_shop(plan="agency")
+    auth.login_as(shop)
+    response = client.post("/settings/", data={**SETTINGS_FORM, "timezone": zone})
+    assert response.status_code == 422 and "unknown time zone" in response.get_data(as_text=True)
+    assert effective_settings(db.session.get(Shop, shop.id))["timezone"] != zone

@@ -278,6 +278,44 @@ def test_staff_set_a_customers_time_zone_by_hand(client, auth, shop):
     )
 
 
+LONG_ZONE = "Europe/" + "x" * 260 + " jane.doe@example.com +44 7700 900123"
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [LONG_ZONE, "localtime", "Factory", "posixrules"],
+    ids=["too-long", "localtime", "Factory", "posixrules"],
+)
+def test_a_time_zone_that_is_no_iana_zone_is_refused_with_a_message_not_a_500(client, auth, shop, zone):
+    """260 characters raised OSError (a 500); the server's own zone and tzdata's files were saved."""
+    profile = add_profile(shop.id, first_name="Tz")
+    db.session.commit()
+    auth.login_as(shop)
+    response = client.post(f"/customers/{profile.id}/timezone", data={"timezone": zone})
+    assert response.status_code == 303
+    assert "unknown time zone" in client.get(response.location).get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Profile, profile.id).timezone is None
+
+
+def test_a_zone_stored_before_zones_were_checked_is_read_as_no_zone_not_a_500(client, auth, shop):
+    """Stored by an older release: the pages, the gate and enrichment fall back as for no zone."""
+    profile = add_profile(shop.id, first_name="Tz")
+    db.session.execute(sa.update(Profile).where(Profile.id == profile.id).values(timezone="localtime"))
+    shop.model.settings = {"timezone": LONG_ZONE}
+    db.session.commit()
+    auth.login_as(shop)
+    for url in (
+        f"/customers/{profile.id}",
+        f"/customers/{profile.id}/timeline",
+        "/deliveries/",
+        "/messages/",
+    ):
+        assert client.get(url).status_code == 200, url
+    run = client.post("/api/v1/enrichment/run", headers=shop.auth, json={"as_of": "2026-01-31"})
+    assert run.status_code == 202, run.get_json()
+
+
 def test_the_consents_section_offers_a_global_unsubscribe_that_turns_every_channel_off(client, auth, shop):
     from app.extensions import db
     from app.models import Profile

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from app.services import gate
-from app.services.timezones import country_zones, resolve_zone
+from app.services.timezones import country_zones, is_valid_zone, resolve_zone
 from tests.gate_helpers import make_profile
 
 SHOP = {"shop_timezone": "Europe/London", "shop_country": "GB"}
@@ -102,3 +102,27 @@ def test_gate_many_answers_for_this_shops_profiles_only(db, shop, other_shop):
     answers = gate.gate_many(shop.model, [*mine, theirs], "email", noon)
     assert set(answers) == set(mine)
     assert all(a.allowed for a in answers.values())
+
+
+@pytest.mark.parametrize("name", ["Europe/London", "UTC", "America/Argentina/Buenos_Aires", "US/Eastern"])
+def test_an_iana_zone_name_is_a_zone(name):
+    assert is_valid_zone(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "localtime",
+        "Factory",
+        "posixrules",
+        "Europe/" + "x" * 260,
+        "europe/london",
+        "zone.tab",
+        "",
+        None,
+        3,
+        ["UTC"],
+    ],
+)
+def test_the_servers_own_zone_tzdatas_files_and_what_no_file_can_be_are_not_zones(name):
+    assert not is_valid_zone(name)

@@ -6,7 +6,6 @@ import binascii
 import hashlib
 import re
 import secrets
-import zoneinfo
 
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -18,6 +17,7 @@ from app.models.base import utcnow
 from app.models.shop import ROLES
 from app.plans import PLANS
 from app.services.identifiers import normalise_email
+from app.services.timezones import check_zone
 
 TOKEN_PREFIX = "c360_"  # noqa: S105 - a label, not a secret
 # A host name with a top-level domain: what Shopify names a shop (your-store.myshopify.com).
@@ -113,10 +113,7 @@ def _check_shop_fields(plan, timezone, currency, country, provider_secrets: dict
     if plan is not None and plan not in PLANS:
         raise ValidationFailed(f"unknown plan {plan!r}", field="plan")
     if timezone is not None:
-        try:
-            zoneinfo.ZoneInfo(timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValidationFailed(f"unknown time zone {timezone!r}", field="timezone") from None
+        check_zone(timezone)
     if currency is not None and (len(currency) != 3 or not currency.isalpha()):
         raise ValidationFailed("currency must be a 3-letter ISO code", field="currency")
     if country is not None and (len(country) != 2 or not country.isalpha()):

@@ -35,6 +35,7 @@ from app.services import recommendations, replenishment
 from app.services.lifecycle import shop_windows
 from app.services.paging import newest_first
 from app.services.profile_view import orders_summary, profile_document
+from app.services.timezones import zone_or_utc
 from app.tenancy import scoped
 
 ORDERS_PAGE = 25
@@ -43,12 +44,7 @@ FATIGUE_DIVISOR = 10  # the gate's definition: messages sent in 7 days ÷ 10, ca
 
 def zone_of(doc: dict[str, Any], shop: Shop) -> zoneinfo.ZoneInfo:
     """The profile's time zone, else the shop's, else UTC."""
-    for name in (doc.get("timezone"), shop.timezone, "UTC"):
-        try:
-            return zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-            continue
-    return zoneinfo.ZoneInfo("UTC")
+    return zone_or_utc(doc.get("timezone"), shop.timezone)
 
 
 def consent_chips(shop_id: int, profile: Profile, doc: dict[str, Any]) -> dict[str, str]:

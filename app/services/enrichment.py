@@ -22,7 +22,6 @@ import datetime as dt
 import time
 import uuid
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
@@ -40,6 +39,7 @@ from app.plans import has_capability
 from app.services import enrichment_store, replenishment
 from app.services.lifecycle import shop_windows
 from app.services.shop_settings import effective_settings
+from app.services.timezones import zone_or_utc
 from app.tenancy import scoped
 
 KIND = "enrichment"
@@ -63,7 +63,7 @@ def parse_as_of(value: str | None, timezone: str | None = None) -> dt.datetime |
         return None
     if not isinstance(value, str):
         raise ValidationFailed("as_of must be an ISO date string like 2026-01-31", field="as_of")
-    zone = ZoneInfo(timezone) if timezone else dt.UTC
+    zone = zone_or_utc(timezone) if timezone else dt.UTC
     try:
         try:
             day = dt.date.fromisoformat(value)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import zoneinfo
-
-from app.errors import ValidationFailed
 from app.models import Profile
 from app.services.profile_lock import lock_live
+from app.services.timezones import check_zone
 
 
 def set_profile_timezone(profile: Profile, timezone: str | None) -> Profile:
@@ -21,12 +19,7 @@ def set_profile_timezone(profile: Profile, timezone: str | None) -> Profile:
     """
     name = (timezone or "").strip()
     if name:
-        try:
-            zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValidationFailed(
-                f"unknown time zone {name!r}; use a name like Europe/London", field="timezone"
-            ) from None
+        check_zone(name)
     profile = lock_live(profile.shop_id, profile.id) or profile
     profile.timezone, profile.timezone_source = (name, "manual") if name else (None, None)
     return profile

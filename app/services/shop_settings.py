@@ -10,13 +10,12 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import re
-import zoneinfo
 from typing import Any
 
 from app.errors import Forbidden, ValidationFailed
 from app.models import Shop
 from app.plans import has_capability
-from app.services.timezones import country_zones
+from app.services.timezones import check_zone, country_zones
 
 DEFAULTS: dict[str, Any] = {
     "timezone": None,  # None: the shop's own time zone
@@ -96,10 +95,7 @@ def validate(settings: dict[str, Any]) -> None:
     """Raise ``ValidationFailed`` for the first value that cannot be used."""
     tz = settings.get("timezone")
     if tz is not None:
-        try:
-            zoneinfo.ZoneInfo(tz)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-            raise ValidationFailed(f"unknown time zone {tz!r}", field="timezone") from None
+        check_zone(tz)
     for section in ("lifecycle", "caps", "quiet_hours", "identity"):
         if not isinstance(settings.get(section), dict):
             raise ValidationFailed(f"{section} must be an object of settings", field=section)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import phonenumbers
 
+from app.errors import ValidationFailed
+
 # Provinces that name their zone(s) in the multi-zone countries shops sell to most.
 PROVINCE_ZONES: dict[str, dict[str, tuple[str, ...]]] = {
     "AU": {
@@ -125,15 +127,40 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(name)
 
 
-def is_valid_zone(name: str | None) -> bool:
-    """True when ``name`` is an IANA zone this system knows."""
-    if not name:
-        return False
-    try:
-        zone(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+# Files of the zone database that are no zone: the server's own zone (a link to /etc/localtime),
+# the "time zone not set" zone of an unconfigured machine, and zic's default rules.
+NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+SHOWN_NAME_CHARS = 64
+
+
+@functools.lru_cache(maxsize=1)
+def known_zones() -> frozenset[str]:
+    """The IANA zone names this system can load (``zoneinfo.available_timezones``, read once)."""
+    return frozenset(zoneinfo.available_timezones()) - NOT_ZONES
+
+
+def is_valid_zone(name: object) -> bool:
+    """True when ``name`` is an IANA zone this system knows.
+
+    A lookup in the list, not ``ZoneInfo(name)``: loading any text as a file name accepted
+    ``localtime`` and ``Factory``, and a name too long for the file system raised ``OSError``.
+    """
+    return isinstance(name, str) and name in known_zones()
+
+
+def check_zone(name: object, field: str = "timezone") -> str:
+    """Return ``name`` when it is an IANA zone; else raise ``ValidationFailed`` naming ``field``."""
+    if is_valid_zone(name):
+        return name
+    # A name is shown back to whoever typed it, but a page of it is no help.
+    long = isinstance(name, str) and len(name) > SHOWN_NAME_CHARS
+    shown = repr(name[:SHOWN_NAME_CHARS] + "…" if long else name)
+    raise ValidationFailed(f"unknown time zone {shown}; use a name like Europe/London", field=field)
+
+
+def zone_or_utc(*names: str | None) -> zoneinfo.ZoneInfo:
+    """The first of ``names`` that is a zone (a stored value may predate ``check_zone``), else UTC."""
+    return zone(next((name for name in names if is_valid_zone(name)), "UTC"))
 
 
 def _zone_tab_text() -> str:
