@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+from html import unescape
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -415,3 +418,68 @@ def test_with_the_database_away_a_delivery_and_an_api_call_get_a_json_503_to_ret
     ):
         assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
         assert answer.get_json()["error"]["code"] == "unavailable"
+
+
+def dead_rows(shop, count: int, prefix: str = "dlq") -> list[int]:
+    """``count`` dead pixel deliveries of ``shop`` (bodies that process once retried), oldest first."""
+    ids = []
+    for n in range(count):
+        event = fixture("pixel/page_viewed.json")
+        event["id"] = f"{prefix}-{n}"
+        ids.append(store_delivery(shop.model, "pixel", event["name"], event["id"], event).delivery_id)
+    db.session.execute(
+        sa.update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(ids))
+        .values(status="dead", attempts=5, last_error="OperationalError: lock timeout")
+    )
+    db.session.commit()
+    return ids
+
+
+def listed(html: str) -> list[int]:
+    return [int(i) for i in re.findall(r'action="/deliveries/(\d+)/retry"', html)]
+
+
+def pager_link(html: str, label: str) -> str | None:
+    found = re.search(rf'href="(/deliveries/\?[^"]+)"[^>]*>[^<]*{label}', html)
+    return unescape(found.group(1)) if found else None
+
+
+def test_the_failed_deliveries_page_reaches_every_failed_delivery_a_page_at_a_time(client, auth, ishop):
+    """At most 200 rows and no paging: with "dead 207" the 7 oldest could be neither seen nor retried."""
+    ids = dead_rows(ishop, 207)
+    auth.login_as(ishop)
+    html = client.get("/deliveries/").get_data(as_text=True)
+    assert "Showing 1–100 of 207" in html and pager_link(html, "Newer") is None
+    seen = listed(html)
+    assert seen == sorted(ids, reverse=True)[:100]
+    older = pager_link(html, "Older")
+    page2 = client.get(older, headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "<html" not in page2 and "Showing 101–200 of 207" in page2
+    page3 = client.get(pager_link(page2, "Older")).get_data(as_text=True)
+    assert "<html" in page3 and "Showing 201–207 of 207" in page3 and pager_link(page3, "Older") is None
+    seen += listed(page2) + listed(page3)
+    assert seen == sorted(ids, reverse=True)  # every one, once, newest first
+    back = client.get(pager_link(page3, "Newer"), headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert listed(back) == listed(page2)
+
+
+def test_a_retry_from_a_later_page_answers_that_page(client, auth, ishop):
+    ids = dead_rows(ishop, 120)
+    auth.login_as(ishop)
+    older = pager_link(client.get("/deliveries/").get_data(as_text=True), "Older")
+    cursor = dict(parse_qsl(urlsplit(older).query))
+    oldest = ids[0]
+    plain = client.post(f"/deliveries/{oldest}/retry", data=cursor)
+    assert plain.status_code == 303 and urlsplit(plain.headers["Location"]).query == urlencode(cursor)
+    fragment = client.post(f"/deliveries/{ids[1]}/retry", data=cursor, headers={"HX-Request": "true"})
+    html = fragment.get_data(as_text=True)
+    assert "Showing 101–118 of 118" in html and ids[2] in listed(html) and ids[1] not in listed(html)
+
+
+def test_a_page_cursor_that_is_no_row_reads_the_first_page(client, auth, ishop):
+    dead_rows(ishop, 3)
+    auth.login_as(ishop)
+    for query in ("before=0", "after=99999999999999999999999", "before=-5", "after=x", f"before={2**63}"):
+        response = client.get(f"/deliveries/?{query}")
+        assert response.status_code == 200 and "Showing 1–3 of 3" in response.get_data(as_text=True), query

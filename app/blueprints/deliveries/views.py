@@ -1,40 +1,52 @@
-"""Views: list the shop's failed and dead deliveries; retry one or all (HTMX, CSRF-protected)."""
+"""Views: list the shop's failed and dead deliveries a page at a time; retry one or all (HTMX,
+CSRF-protected). A retry answers the page it was clicked on."""
 
-from flask import abort, g, redirect, url_for
+from flask import abort, g, redirect, request, url_for
 
 from app.blueprints.deliveries import bp
 from app.htmx import is_partial_request, render_page
 from app.models import WebhookDelivery
-from app.services.ingest.inbox import failed_deliveries, ingest_status
+from app.services.ingest.inbox import failed_deliveries, failed_page, ingest_status
 from app.tenancy import get_scoped
 from app.web import shop_required
 from workers.ingest import retry_delivery
 
 
+def _cursor() -> dict[str, int]:
+    """The page asked for: ``before`` (older than) or ``after`` (newer than) a delivery id."""
+    return {k: v for k in ("before", "after") if (v := request.values.get(k, type=int)) is not None}
+
+
 def _list(message: str | None = None):
-    rows = failed_deliveries(g.shop.id)
+    cursor = _cursor()
+    page = failed_page(g.shop.id, **cursor)
     return render_page(
-        "deliveries/index.html", "deliveries", rows=rows, status=ingest_status(g.shop.id), message=message
+        "deliveries/index.html",
+        "deliveries",
+        page=page,
+        cursor=cursor,
+        status=ingest_status(g.shop.id),
+        message=message,
     )
 
 
 @bp.get("/")
 @shop_required("staff")
 def index():
-    """Failed and dead deliveries of the current shop, newest first."""
+    """Failed and dead deliveries of the current shop, newest first, a page at a time."""
     return _list()
 
 
 @bp.post("/<int:delivery_id>/retry")
 @shop_required("staff")
 def retry(delivery_id: int):
-    """Retry one delivery of this shop; answers the refreshed list."""
+    """Retry one delivery of this shop; answers the refreshed page."""
     row = get_scoped(WebhookDelivery, g.shop.id, delivery_id)
     if row is None:
         abort(404)
     done = retry_delivery(row.id)
     if not is_partial_request():
-        return redirect(url_for("deliveries.index"), 303)
+        return redirect(url_for("deliveries.index", **_cursor()), 303)
     return _list(
         f"Delivery {delivery_id} queued again." if done else f"Delivery {delivery_id} is not failed."
     )

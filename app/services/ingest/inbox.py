@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 
 from app.extensions import db
 from app.models import Event, Shop, WebhookDelivery
 from app.models.base import utcnow
-from app.tenancy import scoped
+from app.tenancy import MAX_ROW_ID, scoped
 
 if TYPE_CHECKING:
     from app.services.ingest.refused import DeadLetter
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 # Deliveries parked for a pipeline built elsewhere (GDPR): kept, never dropped.
 WAITING_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact", "app/uninstalled"})
 RETRYABLE = ("failed", "dead")
+FAILED_PAGE = 100  # failed deliveries the console shows a page
 
 
 @dataclass
@@ -173,6 +175,62 @@ def failed_deliveries(shop_id: int | None = None, limit: int = 200) -> list[Webh
         WebhookDelivery.status.in_(RETRYABLE)
     )
     return list(db.session.scalars(stmt.order_by(WebhookDelivery.id.desc()).limit(limit)))
+
+
+@dataclass
+class FailedPage:
+    """One page of a shop's failed and dead deliveries, newest first, and where it sits among them."""
+
+    rows: list[WebhookDelivery]
+    total: int
+    first: int  # the position of the first row, from 1 (0 on an empty page)
+    older: int | None  # the ``before`` cursor of the next (older) page, None on the last
+    newer: int | None  # the ``after`` cursor of the previous (newer) page, None on the first
+
+    @property
+    def last(self) -> int:
+        """The position of the last row on the page."""
+        return self.first + len(self.rows) - 1 if self.rows else 0
+
+
+def failed_page(
+    shop_id: int, *, before: int | None = None, after: int | None = None, size: int = FAILED_PAGE
+) -> FailedPage:
+    """The ``size`` failed or dead deliveries just older than ``before`` (or newer than ``after``).
+
+    Keyset by id, so a retry between two clicks moves no other row to another page. A cursor
+    that leaves nothing to show (its rows were retried, or it is no id at all) reads the first page.
+    """
+    w = WebhookDelivery
+    failed = scoped(w, shop_id).where(w.status.in_(RETRYABLE)).options(so.defer(w.body), so.defer(w.headers))
+    before, after = _id_or_none(before), _id_or_none(after)
+    if after is not None:
+        stmt = failed.where(w.id > after).order_by(w.id).limit(size)
+        rows = list(reversed(db.session.scalars(stmt).all()))
+    else:
+        stmt = failed.where(w.id < before) if before is not None else failed
+        rows = list(db.session.scalars(stmt.order_by(w.id.desc()).limit(size)))
+    if not rows and (before, after) != (None, None):
+        return failed_page(shop_id, size=size)
+
+    def count(*where) -> int:
+        return db.session.scalar(scoped(w, shop_id, sa.func.count()).where(w.status.in_(RETRYABLE), *where))
+
+    total = count()
+    newer = count(w.id > rows[0].id) if rows else 0
+    older = total - newer - len(rows)
+    return FailedPage(
+        rows,
+        total,
+        newer + 1 if rows else 0,
+        rows[-1].id if older > 0 else None,
+        rows[0].id if newer > 0 else None,
+    )
+
+
+def _id_or_none(value: int | None) -> int | None:
+    """A cursor that can be a row id; None for one that cannot (zero, negative, past BIGINT)."""
+    return value if value is not None and 0 < value <= MAX_ROW_ID else None
 
 
 def reset_for_retry(delivery: WebhookDelivery) -> bool:
