@@ -39,16 +39,17 @@ def dlq_list(domain):
 @with_appcontext
 def dlq_retry(delivery_id, retry_all):
     """Retry one delivery by ID, or all of them with --all."""
-    from app.services.ingest.inbox import failed_deliveries
-    from workers.ingest import retry_delivery
+    from workers import dlq
 
     if bool(delivery_id) == bool(retry_all):
         raise click.UsageError("give either a delivery ID or --all")
-    ids = [r.id for r in failed_deliveries(None, limit=1_000_000)] if retry_all else [delivery_id]
-    done = sum(1 for i in ids if retry_delivery(i))
-    if not retry_all and not done:
+    if retry_all:
+        click.echo(dlq.retry_all(None, capped=False).all())
+        return
+    report = dlq.retry_one(delivery_id)
+    if report.not_retryable:
         raise click.ClickException(f"delivery {delivery_id} is not in the dead-letter queue")
-    click.echo(f"{done} deliveries queued again.")
+    click.echo(report.one(delivery_id))
 
 
 @dlq_group.command("sweep")

@@ -1,15 +1,16 @@
 """Views: list the shop's failed and dead deliveries a page at a time; retry one or all (HTMX,
 CSRF-protected). A retry answers the page it was clicked on."""
 
-from flask import abort, g, redirect, request, url_for
+from flask import abort, flash, g, redirect, request, url_for
 
 from app.blueprints.deliveries import bp
 from app.htmx import is_partial_request, render_page
 from app.models import WebhookDelivery
-from app.services.ingest.inbox import failed_deliveries, failed_page, ingest_status
+from app.services.ingest.inbox import failed_page, ingest_status
 from app.tenancy import get_scoped
 from app.web import shop_required
-from workers.ingest import retry_delivery
+from workers.dlq import retry_all as retry_failed
+from workers.dlq import retry_one
 
 
 def _cursor() -> dict[str, int]:
@@ -40,24 +41,22 @@ def index():
 @bp.post("/<int:delivery_id>/retry")
 @shop_required("staff")
 def retry(delivery_id: int):
-    """Retry one delivery of this shop; answers the refreshed page."""
+    """Retry one delivery of this shop; answers the refreshed page, saying what came of it."""
     row = get_scoped(WebhookDelivery, g.shop.id, delivery_id)
     if row is None:
         abort(404)
-    done = retry_delivery(row.id)
-    if not is_partial_request():
-        return redirect(url_for("deliveries.index", **_cursor()), 303)
-    return _list(
-        f"Delivery {delivery_id} queued again." if done else f"Delivery {delivery_id} is not failed."
-    )
+    return _answer(retry_one(row.id).one(delivery_id))
 
 
 @bp.post("/retry-all")
 @shop_required("staff")
 def retry_all():
-    """Retry every failed or dead delivery of this shop."""
-    ids = [row.id for row in failed_deliveries(g.shop.id, limit=10_000)]
-    count = sum(1 for delivery_id in ids if retry_delivery(delivery_id))
+    """Retry every failed or dead delivery of this shop (a batch in the request, the rest later)."""
+    return _answer(retry_failed(g.shop.id).all())
+
+
+def _answer(message: str):
     if not is_partial_request():
-        return redirect(url_for("deliveries.index"), 303)
-    return _list(f"{count} deliveries queued again.")
+        flash(message, "ok")
+        return redirect(url_for("deliveries.index", **_cursor()), 303)
+    return _list(message)

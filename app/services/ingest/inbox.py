@@ -243,6 +243,29 @@ def reset_for_retry(delivery: WebhookDelivery) -> bool:
     return True
 
 
+def reset_all_for_retry(shop_id: int | None, limit: int | None = None) -> list[tuple[int, int]]:
+    """Give a shop's (None: every shop's) oldest ``limit`` failed and dead deliveries fresh attempts
+    in one statement, as ``reset_for_retry`` does one; the caller commits.
+
+    Returns:
+        ``(id, shop_id)`` of each, oldest first.
+    """
+    w = WebhookDelivery
+    picked = sa.select(w.id).where(w.status.in_(RETRYABLE))
+    if shop_id is not None:
+        picked = picked.where(w.shop_id == shop_id)
+    if limit is not None:
+        picked = picked.order_by(w.id).limit(limit)
+    stmt = (
+        sa.update(w)
+        .where(w.id.in_(picked.scalar_subquery()), w.status.in_(RETRYABLE))
+        .values(status="pending", attempts=0, next_attempt_at=None)
+        .returning(w.id, w.shop_id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(tuple(row) for row in db.session.execute(stmt))
+
+
 def stuck_pending(shop_id: int, now: dt.datetime, stale_after: dt.timedelta) -> int:
     """How many of the shop's rows were committed ``stale_after`` ago and are still pending."""
     w = WebhookDelivery
