@@ -22,9 +22,8 @@ PLAIN = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
 def written(logger_name: str, formatter: logging.Formatter | None = None, named: str | None = None):
     """What the handlers a record of ``logger_name`` reaches write (only those ``named``, if given).
 
-    The session's migrations disable the loggers that existed then (alembic's ``fileConfig``),
-    so the chain is enabled for the test; a logger no handler reaches gets one (as gunicorn
-    gives its own loggers theirs).
+    The chain is enabled for the test (a library's logger may be switched off by its own
+    configuration); a logger no handler reaches gets one (as gunicorn gives its own loggers theirs).
     """
     buffer, undo = io.StringIO(), []
     logger = logging.getLogger(logger_name)
@@ -105,3 +104,16 @@ def test_flask_werkzeug_and_rq_records_come_out_of_the_apps_own_handler(app, nam
     with written(name, named=HANDLER_NAME) as out:
         logging.getLogger(name).warning("worker %s stopped", 7)
     assert f"{name} worker 7 stopped" in out.getvalue()
+
+
+def test_running_the_migrations_leaves_the_apps_loggers_on(app):
+    """Alembic's fileConfig switched off every logger that existed when migrations ran (the test
+    session's, or a process that migrates and goes on): their lines were lost."""
+    import logging
+
+    silenced = [
+        name
+        for name, node in logging.Logger.manager.loggerDict.items()
+        if name.startswith("c360") and isinstance(node, logging.Logger) and node.disabled
+    ]
+    assert silenced == []
