@@ -163,3 +163,14 @@ def test_one_client_over_the_rate_limit_gets_429_and_others_do_not(app, client, 
         assert post_pixel(client, other).status_code == 200
     finally:
         app.config["C360_PIXEL_RATE_PER_MINUTE"] = 600
+
+
+def test_a_pixel_batch_over_the_cap_is_400_naming_the_cap_and_its_size(client, ishop):
+    """The pixel batches on our side, so a cap is fine; the answer says what to change."""
+    events = [{**fixture("pixel/page_viewed.json"), "id": f"pv-{n}"} for n in range(501)]
+    response = post_pixel(client, events)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["message"] == (
+        "a batch holds at most 500 events, this one 501: send it in smaller batches"
+    )
+    assert count(WebhookDelivery) == 0

@@ -53,6 +53,7 @@ STANDARD_EVENTS = frozenset(
     }
 )
 CUSTOM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,56}$")  # stored as "web.<name>" in events.type (60)
+# The pixel batches on our side, so a cap costs nothing; a body over it is refused whole, saying so.
 MAX_BATCH = 500
 
 
@@ -91,7 +92,9 @@ def parse_events(body: Any) -> CheckedBatch:
     if not events:
         raise BadPayload("the batch is empty")
     if len(events) > MAX_BATCH:
-        raise BadPayload(f"a batch holds at most {MAX_BATCH} events")
+        raise BadPayload(
+            f"a batch holds at most {MAX_BATCH} events, this one {len(events)}: send it in smaller batches"
+        )
     checked = check_each(events, _check_event, batch=isinstance(body, list))
     if not checked.events:
         raise checked.refusal()

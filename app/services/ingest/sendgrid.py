@@ -56,7 +56,6 @@ METRICS = {
     "dropped": "bounced",
 }
 OPT_OUTS = frozenset({"spamreport", "unsubscribe", "group_unsubscribe"})
-MAX_BATCH = 1000
 
 
 def parse_events(body: Any) -> CheckedBatch:
@@ -65,14 +64,17 @@ def parse_events(body: Any) -> CheckedBatch:
     The others go to the dead-letter queue (``dead_letters``) and the batch is answered 200:
     SendGrid sends a batch again on any other answer, for up to 72 hours.
 
+    There is no cap on the number of events: SendGrid fills a post by size, so several thousand
+    small events come in one, and a cap refused the whole post, its unsubscribes included, until
+    SendGrid gave up on it. The request body limit (``MAX_CONTENT_LENGTH``, 1 MiB, above
+    SendGrid's own batch size) is the bound, and the batch is stored in one insert.
+
     Raises:
-        BadPayload: not a non-empty JSON array of at most ``MAX_BATCH`` events, or no event
-            of it is valid (nothing in it is SendGrid's format: refused whole, nothing stored).
+        BadPayload: not a non-empty JSON array of events, or no event of it is valid (nothing
+            in it is SendGrid's format: refused whole, nothing stored).
     """
     if not isinstance(body, list) or not body:
         raise BadPayload("SendGrid posts a non-empty JSON array of events")
-    if len(body) > MAX_BATCH:
-        raise BadPayload(f"a batch holds at most {MAX_BATCH} events")
     checked = check_each(body, _check_event, batch=True)
     if not checked.events:
         raise checked.refusal()
