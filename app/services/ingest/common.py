@@ -423,6 +423,19 @@ def whole(value: Any, field: str) -> int:
     return value
 
 
+def as_object(value: Any, field: str) -> dict:
+    """``value`` when it is an object, an empty one for null or a missing key.
+
+    Raises:
+        BadPayload: anything else (a list or a flag where the provider sends an object).
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadPayload(f"{field} must be an object, not {type(value).__name__}")
+    return value
+
+
 def as_list(value: Any, field: str) -> list:
     """``value`` when it is a list, an empty one for null or a missing key.
 

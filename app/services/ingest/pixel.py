@@ -4,7 +4,10 @@
 email or phone, or an email/phone typed into a form (an exit-intent popup)
 links to it. Validation is strict and explains itself: a malformed event
 beside valid ones is kept in the dead-letter queue with the reason, a body
-with no valid event is a 400 with the reason, never a 500.
+with no valid event is a 400 with the reason, never a 500. Every nested field
+applying an event reads is checked at the door where it is read (``as_object``,
+``as_list``, ``_scalar``), so a form whose ``elements`` is ``true`` is refused
+naming ``data.element.elements``, not a crash that loses the batch.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from app.services.ingest.common import (
     CheckedBatch,
     Planned,
     apply_planned,
-    as_dict,
+    as_list,
+    as_object,
     check_each,
     first,
     idents,
@@ -75,7 +79,14 @@ def _check_event(event: Any, where: str) -> None:
     for key in ("data", "context", "customer"):
         if event.get(key) is not None and not isinstance(event[key], dict):
             raise BadPayload(f"{where}: {key} must be an object")
-    for kind, raw in _identifiers(event):  # as ``idents`` will read them
+    try:
+        # Read as applying the event reads it: a nested field of the wrong shape (a form's
+        # ``elements`` sent as ``true``) is this event's refusal with its path, never a 500.
+        pairs = _identifiers(event)
+        _properties(event)
+    except BadPayload as exc:
+        raise BadPayload(f"{where}: {exc.message}") from None
+    for kind, raw in pairs:  # as ``idents`` will read them
         if raw not in (None, "") and (isinstance(raw, bool) or not isinstance(raw, str | int)):
             raise BadPayload(f"{where}: {kind} must be text, not {type(raw).__name__}")
 
@@ -118,62 +129,102 @@ def dead_letters(checked: CheckedBatch) -> list[DeadLetter]:
 
 
 def _form_contacts(data: dict) -> list[tuple[str, Any]]:
-    """Email and phone values typed into a submitted form."""
+    """Email and phone values typed into a submitted form.
+
+    Raises:
+        BadPayload: the form, its ``elements`` or one of them is not the shape Shopify sends,
+            or a contact field holds something other than text.
+    """
     pairs = []
-    for element in as_dict(data.get("element")).get("elements") or []:
-        if not isinstance(element, dict) or not isinstance(element.get("value"), str):
-            continue
-        label = " ".join(str(element.get(k) or "") for k in ("name", "type", "id")).lower()
+    element = as_object(data.get("element"), "data.element")
+    for index, field in enumerate(as_list(element.get("elements"), "data.element.elements")):
+        where = f"data.element.elements[{index}]"
+        if not isinstance(field, dict):
+            raise BadPayload(f"{where} must be an object, not {type(field).__name__}")
+        label = " ".join(str(field.get(k) or "") for k in ("name", "type", "id")).lower()
         if "email" in label:
-            pairs.append(("email", element["value"]))
+            kind = "email"
         elif "phone" in label or "tel" in label.split():
-            pairs.append(("phone", element["value"]))
+            kind = "phone"
+        else:
+            continue  # not a contact: a checkbox's flag or a quantity may be anything
+        value = field.get("value")
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str):
+            raise BadPayload(f"{where}.value must be text, not {type(value).__name__}")
+        pairs.append((kind, value))
     return pairs
 
 
 def _identifiers(event: dict) -> list[tuple[str, Any]]:
-    data = as_dict(event.get("data"))
-    customer = as_dict(event.get("customer"))
-    checkout = as_dict(data.get("checkout"))
+    data = as_object(event.get("data"), "data")
+    customer = as_object(event.get("customer"), "customer")
+    checkout = as_object(data.get("checkout"), "data.checkout")
+    shipping = as_object(checkout.get("shippingAddress"), "data.checkout.shippingAddress")
     pairs = [
         ("web_client", event.get("clientId")),
         ("shopify_customer", customer.get("id")),
         ("email", customer.get("email")),
         ("phone", customer.get("phone")),
         ("email", checkout.get("email")),
-        ("phone", first(checkout.get("phone"), as_dict(checkout.get("shippingAddress")).get("phone"))),
+        ("phone", first(checkout.get("phone"), shipping.get("phone"))),
     ]
     if event["name"] == "form_submitted":
         pairs += _form_contacts(data)
     return pairs
 
 
+def _scalar(parent: dict, path: str) -> Any:
+    """The value at ``path``'s last key in ``parent``, for the timeline: text, a number, a flag or null.
+
+    Raises:
+        BadPayload: an object or a list, which no timeline line shows.
+    """
+    value = parent.get(path.rsplit(".", 1)[-1])
+    if isinstance(value, dict | list):
+        raise BadPayload(f"{path} must be text or a number, not {type(value).__name__}")
+    return value
+
+
 def _properties(event: dict) -> dict[str, Any]:
-    """What the timeline shows, without typed-in contact values (those live in identifiers)."""
-    data = as_dict(event.get("data"))
-    context = as_dict(event.get("context"))
-    document = as_dict(context.get("document"))
+    """What the timeline shows, without typed-in contact values (those live in identifiers).
+
+    Raises:
+        BadPayload: a field it reads is not the shape Shopify sends (named by its path).
+    """
+    data = as_object(event.get("data"), "data")
+    document = as_object(as_object(event.get("context"), "context").get("document"), "context.document")
+    location = as_object(document.get("location"), "context.document.location")
     props: dict[str, Any] = {
-        "url": as_dict(document.get("location")).get("href"),
-        "referrer": document.get("referrer") or None,
-        "seq": event.get("seq"),
+        "url": _scalar(location, "context.document.location.href"),
+        "referrer": _scalar(document, "context.document.referrer") or None,
+        "seq": _scalar(event, "seq"),
     }
-    variant = as_dict(first(data.get("productVariant"), as_dict(data.get("cartLine")).get("merchandise")))
+    cart_line = as_object(data.get("cartLine"), "data.cartLine")
+    path = "data.productVariant" if data.get("productVariant") else "data.cartLine.merchandise"
+    variant = as_object(data.get("productVariant") or cart_line.get("merchandise"), path)
     if variant:
-        props["product_id"] = as_dict(variant.get("product")).get("id")
-        props["variant_id"] = variant.get("id")
-        props["sku"] = variant.get("sku")
-        props["title"] = as_dict(variant.get("product")).get("title")
-    checkout = as_dict(data.get("checkout"))
+        product = as_object(variant.get("product"), f"{path}.product")
+        props["product_id"] = _scalar(product, f"{path}.product.id")
+        props["variant_id"] = _scalar(variant, f"{path}.id")
+        props["sku"] = _scalar(variant, f"{path}.sku")
+        props["title"] = _scalar(product, f"{path}.product.title")
+    checkout = as_object(data.get("checkout"), "data.checkout")
     if checkout:
-        props["checkout_token"] = checkout.get("token")
-        props["order_id"] = as_dict(checkout.get("order")).get("id")
-        props["total"] = as_dict(checkout.get("totalPrice")).get("amount")
-        props["currency"] = as_dict(checkout.get("totalPrice")).get("currencyCode")
+        total = as_object(checkout.get("totalPrice"), "data.checkout.totalPrice")
+        props["checkout_token"] = _scalar(checkout, "data.checkout.token")
+        props["order_id"] = _scalar(
+            as_object(checkout.get("order"), "data.checkout.order"), "data.checkout.order.id"
+        )
+        props["total"] = _scalar(total, "data.checkout.totalPrice.amount")
+        props["currency"] = _scalar(total, "data.checkout.totalPrice.currencyCode")
     if data.get("searchResult"):
-        props["query"] = as_dict(data["searchResult"]).get("query")
+        props["query"] = _scalar(
+            as_object(data["searchResult"], "data.searchResult"), "data.searchResult.query"
+        )
     if event["name"] == "form_submitted":
-        props["form_id"] = as_dict(data.get("element")).get("id")
+        props["form_id"] = _scalar(as_object(data.get("element"), "data.element"), "data.element.id")
     return {k: v for k, v in props.items() if v not in (None, "")}
 
 
