@@ -1,8 +1,14 @@
 """The storefront pixel (Shopify Web Pixels events posted to ``/collect``).
 
 ``clientId`` is the browser's identifier; a logged-in customer, a checkout
-email or phone, or an email/phone typed into a form (an exit-intent popup)
-links to it. Validation is strict and explains itself: a malformed event
+email or phone, or the visitor's own email or phone typed into a form (an
+exit-intent popup) links to it. A form field is the visitor's own only when
+nothing in its name or id says it is someone else's (a friend, a referral, a
+gift or its recipient, a receiver, a partner, "their", "to") and it is not a
+line-item property (``properties[...]``) or hidden; then a name saying email
+or phone, or else an ``email`` or ``tel`` input type, makes it a contact
+(``form_fields``). Any other field links nobody and is not stored as the
+visitor's identifier. Validation is strict and explains itself: a malformed event
 beside valid ones is kept in the dead-letter queue with the reason, a body
 with no valid event is a 400 with the reason, never a 500. Every nested field
 applying an event reads is checked at the door where it is read (``as_object``,
@@ -30,6 +36,7 @@ from app.services.ingest.common import (
     not_after,
     parse_time,
 )
+from app.services.ingest.form_fields import contact_kind
 from app.services.ingest.refused import DeadLetter
 from app.services.resolution import Signal
 
@@ -129,7 +136,7 @@ def dead_letters(checked: CheckedBatch) -> list[DeadLetter]:
 
 
 def _form_contacts(data: dict) -> list[tuple[str, Any]]:
-    """Email and phone values typed into a submitted form.
+    """The visitor's own email and phone typed into a submitted form (``form_fields.contact_kind``).
 
     Raises:
         BadPayload: the form, its ``elements`` or one of them is not the shape Shopify sends,
@@ -141,13 +148,9 @@ def _form_contacts(data: dict) -> list[tuple[str, Any]]:
         where = f"data.element.elements[{index}]"
         if not isinstance(field, dict):
             raise BadPayload(f"{where} must be an object, not {type(field).__name__}")
-        label = " ".join(str(field.get(k) or "") for k in ("name", "type", "id")).lower()
-        if "email" in label:
-            kind = "email"
-        elif "phone" in label or "tel" in label.split():
-            kind = "phone"
-        else:
-            continue  # not a contact: a checkbox's flag or a quantity may be anything
+        kind = contact_kind(field)
+        if kind is None:
+            continue  # not the visitor's contact: a checkbox's flag or a quantity may be anything
         value = field.get("value")
         if value in (None, ""):
             continue
