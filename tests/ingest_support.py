@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 from app.services.identifiers import find_profile_by_identifier
+from app.services.ingest import pixel
 from app.services.ingest.signatures import twilio_signature
 from app.services.profile_view import profile_document
 from tests.conftest import FIXTURES
@@ -149,3 +151,23 @@ def doc_of(shop, kind: str, value: str) -> dict:
     profile = profile_of(shop, kind, value)
     assert profile is not None, f"nobody holds {kind}:{value}"
     return profile_document(shop.model, profile)
+
+
+def _flaky(monkeypatch):
+    """Make pixel parsing (batch and row paths) fail ``state["failures"]`` times, as a transient DB error."""
+    state = {"failures": 1, "calls": 0}
+    real = pixel.plan_pixel_event
+
+    def apply(shop, event, delivery_row):
+        state["calls"] += 1
+        if state["failures"] > 0:
+            state["failures"] -= 1
+            raise OperationalError("UPDATE profiles", {}, Exception("lock timeout"))
+        return real(shop, event, delivery_row)
+
+    monkeypatch.setattr(pixel, "plan_pixel_event", apply)
+    return state
+
+
+# Test modules bind it with ``flaky = flaky_fixture``.
+flaky_fixture = pytest.fixture(_flaky, name="flaky")
