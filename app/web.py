@@ -74,7 +74,7 @@ NAV = (
     ("duplicates.index", "Duplicates", "support"),
     ("segments.index", "Segments", "staff"),
     ("messages.index", "Messages", "support"),
-    ("deliveries.index", "Failed deliveries", "staff"),
+    ("deliveries.index", "Failed deliveries", "support"),
     ("gdpr.index", "GDPR", "owner"),
     ("settings.index", "Settings", "staff"),
     ("agency.index", "Agency", "agency"),

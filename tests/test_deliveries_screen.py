@@ -246,3 +246,28 @@ def test_retry_all_past_its_limit_says_how_many_are_left_for_the_next_click(
     html = client.post("/deliveries/retry-all", headers=HX).get_data(as_text=True)
     assert "2 deliveries processed. 1 more failed delivery is left: Retry all again." in html
     assert statuses() == {"processed": 2, "dead": 1} and listed(html) == [ids[2]]
+
+
+def test_a_support_agent_reads_the_failed_deliveries_without_a_retry_button(client, auth, db):
+    """The README: support agents read everything; retrying is staff's, and no button answers 403."""
+    from tests.helpers import make_shop
+
+    support = make_shop("helpdesk.myshopify.com", role="support")
+    [delivery] = dead_rows(support, 1)
+    auth.login(support.owner_email)
+    page = client.get("/deliveries/")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and ">Failed deliveries</a>" in html and "OperationalError" in html
+    assert "Retry all" not in html and ">Retry</button>" not in html
+    assert client.post(f"/deliveries/{delivery}/retry").status_code == 403
+    assert client.post("/deliveries/retry-all").status_code == 403
+
+
+def test_retry_all_is_a_form_that_works_without_javascript(client, auth, ishop, embedded):
+    dead_rows(ishop, 2)
+    auth.login_as(ishop)
+    html = client.get("/deliveries/").get_data(as_text=True)
+    assert re.search(r'<form method="post" action="/deliveries/retry-all"[^>]*>', html)
+    answer = client.post("/deliveries/retry-all")
+    assert answer.status_code == 303
+    assert "2 deliveries processed." in client.get("/deliveries/").get_data(as_text=True)

@@ -32,9 +32,10 @@ def _list(message: str | None = None):
 
 
 @bp.get("/")
-@shop_required("staff")
+@shop_required()
 def index():
-    """Failed and dead deliveries of the current shop, newest first, a page at a time."""
+    """Failed and dead deliveries of the current shop, newest first, a page at a time (support
+    agents read them; staff retry)."""
     return _list()
 
 
