@@ -168,3 +168,38 @@ def test_the_visitors_own_contact_fields_are_contacts(field, kind):
 )
 def test_fields_naming_someone_else_or_no_contact_are_not_contacts(field):
     assert contact_kind(field) is None
+
+
+def test_a_forms_other_values_are_not_kept_only_its_contacts(client, ishop):
+    """The inbox kept every typed value of a submitted form for good: a password, a message."""
+    from app.models import WebhookDelivery
+    from app.services.ingest import _json
+
+    elements = [
+        {"name": "email", "type": "email", "value": "visitor@shopper.test"},
+        {"name": "password", "type": "password", "value": "hunter2"},
+        {"name": "message", "type": "textarea", "value": "call me on 07700 900123"},
+        {"name": "friend_email", "type": "email", "value": "friend@shopper.test"},
+        {"name": "accepts_marketing", "type": "checkbox", "value": "on"},
+    ]
+    assert post_pixel(client, form_event("fs-min", "c-min", elements)).status_code == 200
+    stored = _json(
+        db.session.scalar(sa.select(WebhookDelivery).where(WebhookDelivery.external_id == "fs-min"))
+    )
+    kept = {f["name"]: f.get("value") for f in stored["data"]["element"]["elements"]}
+    assert kept == {
+        "email": "visitor@shopper.test",
+        "password": None,
+        "message": None,
+        "friend_email": None,
+        "accepts_marketing": None,
+    }
+    drain_shop(ishop.model.id)
+    assert profile_of(ishop, "web_client", "c-min") == profile_of(ishop, "email", "visitor@shopper.test")
+
+
+def test_a_form_event_with_no_fields_is_stored_as_sent(client, ishop):
+    event = fixture("pixel/form_submitted_exit_intent.json")
+    event.update(id="fs-empty", clientId="c-empty")
+    event["data"] = {}
+    assert post_pixel(client, event).status_code == 200

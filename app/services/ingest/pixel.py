@@ -121,7 +121,25 @@ def parse_events(body: Any) -> CheckedBatch:
     shops |= {s.strip().lower() for s in map(_shop_named, checked.rejected) if s}
     if len(shops) > 1:
         raise BadPayload("all events of a batch must name the same shop")
+    checked.events = [_minimised(e) for e in checked.events]
     return checked
+
+
+def _minimised(event: dict) -> dict:
+    """The event as stored: a submitted form keeps only the visitor's own contact values.
+
+    The inbox keeps what it stores (for retries, replays and the dead-letter queue), and we use
+    nothing else a form holds: a password, a free-text message or a friend's address typed
+    into it is not ours to keep. Field names and types stay, for the timeline.
+    """
+    data = event.get("data") or {}
+    element = data.get("element") or {}  # checked: an object whose elements are objects
+    if event.get("name") != "form_submitted" or not element.get("elements"):
+        return event
+    fields = [
+        f if contact_kind(f) is not None else {**f, "value": None} for f in element.get("elements") or []
+    ]
+    return {**event, "data": {**data, "element": {**element, "elements": fields}}}
 
 
 def _shop_named(event: Any) -> str | None:
