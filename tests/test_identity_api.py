@@ -62,6 +62,9 @@ def test_accepting_a_candidate_merges_and_the_loser_answers_301(client, shop):
     assert found["id"] == merge["winner_id"]
     again = client.post(f"/api/v1/merge-candidates/{cand['id']}/accept", headers=shop.auth)
     assert again.status_code == 409
+    # A decided candidate names the two profiles it was raised for, not the survivor twice.
+    listed = client.get("/api/v1/merge-candidates?status=accepted", headers=shop.auth).get_json()
+    assert sorted(listed["merge_candidates"][0]["profile_ids"]) == sorted(cand["profile_ids"])
 
 
 def test_a_lookup_by_an_unknown_identifier_kind_is_a_400_naming_the_kinds(client, shop):

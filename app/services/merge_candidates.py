@@ -145,7 +145,11 @@ def candidate_json(shop: Shop, cand: MergeCandidate) -> dict[str, Any]:
 
 
 def candidates_json(shop: Shop, cands: list[MergeCandidate]) -> list[dict[str, Any]]:
-    """``candidate_json`` for a list, with every side's live profile read at once."""
+    """``candidate_json`` for a list, with every side's live profile read at once.
+
+    An open candidate names its sides by their live profiles (what a decision would merge); a
+    decided one by the profiles it was raised for (once merged, their live profile is one).
+    """
     live = live_profiles(shop.id, [i for c in cands for i in (c.profile_a_id, c.profile_b_id)])
     return [
         {
@@ -153,7 +157,9 @@ def candidates_json(shop: Shop, cands: list[MergeCandidate]) -> list[dict[str, A
             "status": cand.status,
             "reason": cand.reason,
             "evidence": cand.evidence,
-            "profile_ids": [_live_id(live, cand.profile_a_id), _live_id(live, cand.profile_b_id)],
+            "profile_ids": [_live_id(live, cand.profile_a_id), _live_id(live, cand.profile_b_id)]
+            if cand.status == "open"
+            else [cand.profile_a_id, cand.profile_b_id],
             "created_at": cand.created_at.isoformat(),
             "decided_at": cand.decided_at.isoformat() if cand.decided_at else None,
             "decided_by": cand.decided_by,
