@@ -234,3 +234,41 @@ def test_a_twilio_callback_signed_over_the_public_address_is_accepted_behind_a_p
         TWILIO_TOKEN, "https://evil.example/x", parse_qsl(raw.decode(), keep_blank_values=True)
     )
     assert twilio_post(client, ishop.domain, raw, signature=forged).status_code == 401
+
+
+def _twilios_own_signature(token: str, url: str, params: list[tuple[str, str]]) -> str:
+    """Twilio's reference validator (twilio-python ``RequestValidator.compute_signature``): the URL
+    as configured, then each key in order and, for a repeated key, each distinct value in order."""
+    import base64
+    import hashlib
+    import hmac
+
+    text = url
+    for key in sorted({k for k, _ in params}):
+        for value in sorted({v for k, v in params if k == key}):
+            text += key + value
+    return base64.b64encode(hmac.new(token.encode(), text.encode(), hashlib.sha1).digest()).decode()
+
+
+def test_a_twilio_post_is_verified_over_the_url_as_sent_and_repeated_keys_as_twilio_sorts_them(client, ishop):
+    """An escaped query (a merchant's own ``?tag=a%7Eb``) was read back unescaped, and a repeated key
+    kept its posted order: Twilio's genuine posts, an inbound STOP among them, were 401."""
+    path = f"/webhooks/twilio/{ishop.domain}?tag=a%7Eb%2Fc"
+    params = [
+        ("MessageSid", "SM-raw-1"),
+        ("From", "+447911123456"),
+        ("To", "+447700900000"),
+        ("Body", "STOP"),
+        ("MediaUrl", "https://x.test/b"),
+        ("MediaUrl", "https://x.test/a"),
+    ]
+    from urllib.parse import urlencode
+
+    signature = _twilios_own_signature(TWILIO_TOKEN, f"http://localhost{path}", params)
+    answer = client.post(
+        path,
+        data=urlencode(params),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Twilio-Signature": signature},
+    )
+    assert answer.status_code == 200

@@ -99,10 +99,14 @@ def twilio_sms(shop_domain: str):
         params = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:
         params = []
-    urls = {request.url, request.url.replace("http://", "https://", 1)}
+    # Twilio signs the URL byte for byte as configured: the one the server received (its query
+    # still escaped as sent, RAW_URI/REQUEST_URI), and Werkzeug's rebuilt one, on http or https.
+    sent = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    urls = {request.url} | ({request.host_url.rstrip("/") + sent} if sent else set())
+    urls |= {url.replace("http://", "https://", 1) for url in urls}
     public = str(provider_settings().get("C360_PUBLIC_URL") or "").rstrip("/")
     if public:  # behind a proxy, Twilio signed the public address the send named (StatusCallback)
-        urls.add(public + request.full_path.rstrip("?"))
+        urls |= {public + request.full_path.rstrip("?")} | ({public + sent} if sent else set())
     if not verify_twilio(shop.twilio_auth_token, urls, params, request.headers.get("X-Twilio-Signature")):
         return _unauthorized()
     topic, external_id = twilio.parse_form(dict(params))

@@ -40,8 +40,9 @@ def verify_whatsapp(app_secret: str | None, body: bytes, header: str | None) -> 
 
 
 def twilio_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> str:
-    """base64(HMAC-SHA1(auth token, full URL + each POST key and value, keys sorted))."""
-    payload = url + "".join(k + v for k, v in sorted(params, key=lambda kv: kv[0]))
+    """base64(HMAC-SHA1(auth token, full URL + each POST key and value)), as Twilio computes it:
+    keys in order and, for a key posted more than once, each distinct value in order."""
+    payload = url + "".join(k + v for k, v in sorted(set(params)))
     return base64.b64encode(hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
 
 
