@@ -282,6 +282,7 @@ def test_a_delivery_to_an_address_nobody_holds_makes_a_profile_never_seen(client
         ("lifecycle.changed", False),
         ("profile.merged", False),
         ("email.opened", True),
+        ("email.machine_opened", False),
         ("sms.replied", True),
         ("email.unsubscribe", True),
         ("push.dismissed", True),
@@ -455,3 +456,24 @@ def test_a_failure_that_is_not_an_opt_out_keeps_consent(client, ishop, drain):
     drain()
     states = channel_states(profile_of(ishop, "phone", PHONE))
     assert (states["sms"], states["whatsapp"]) == ("opted_in", "opted_in")
+
+
+def test_a_mail_privacy_machine_open_is_not_the_customer_opening(client, ishop, drain):
+    """Apple Mail opens every message to prefetch it (``sg_machine_open``): counted, every such
+    customer looked engaged and freshly seen."""
+    profile = known_customer(client, ishop, drain)
+    address = fixture("shopify/orders_create_web.json")["email"].strip().lower()
+    seen_before = profile.last_seen_at
+    event = {"email": address, "timestamp": 1791100300, "event": "open", "sg_event_id": "sg-mo-1"}
+    machine = {**event, "sg_machine_open": True}
+    assert sendgrid_post(client, ishop.domain, [machine]).status_code == 200
+    drain()
+    assert counters(ishop, "email", address, "email")["opened"] == 0
+    after = profile_of(ishop, "email", address)
+    assert (after.last_engaged_at, after.last_seen_at) == (None, seen_before)
+    stored = db.session.scalar(sa.select(Event).where(Event.external_id == "sg-mo-1"))
+    assert stored.type == "email.machine_opened"  # on the timeline, for what it is
+    human = {**event, "sg_event_id": "sg-mo-2", "sg_machine_open": False}
+    assert sendgrid_post(client, ishop.domain, [human]).status_code == 200
+    drain()
+    assert counters(ishop, "email", address, "email")["opened"] == 1

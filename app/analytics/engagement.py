@@ -57,6 +57,7 @@ OUTCOMES = frozenset(
         "failed",
         "undelivered",
         "canceled",
+        "machine_opened",  # a mail client's privacy proxy, not the person (ingest.sendgrid)
     }
 )
 # Events of someone else's doing: the system's (a stage change, a merge), and the merchant's as

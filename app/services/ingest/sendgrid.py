@@ -56,6 +56,18 @@ METRICS = {
     "dropped": "bounced",
 }
 OPT_OUTS = frozenset({"spamreport", "unsubscribe", "group_unsubscribe"})
+# An open made by a mail client's privacy proxy (Apple Mail Privacy Protection fetches every
+# message): SendGrid flags it ``sg_machine_open``. It stays on the timeline for what it is, and
+# counts neither as an open nor as the customer being seen.
+MACHINE_OPEN = "machine_opened"
+
+
+def _action(event: dict) -> str:
+    """What the event says happened, as the ``email.<action>`` event type names it."""
+    kind = event["event"]
+    if kind == "open" and event.get("sg_machine_open") is True:
+        return MACHINE_OPEN
+    return METRICS.get(kind, kind)
 
 
 def parse_events(body: Any) -> CheckedBatch:
@@ -113,7 +125,8 @@ def plan_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | Non
     found = idents(shop, [("email", event["email"])])
     provider_id = str(event.get("sg_message_id") or "").split(".", 1)[0]
     props = {k: event.get(k) for k in ("url", "reason", "status", "c360_message_id", "sg_message_id")}
-    etype = f"email.{METRICS.get(kind, kind)}"
+    action = _action(event)
+    etype = f"email.{action}"
     return Planned(
         signal=Signal(
             tuple(found), SOURCE, at, {"sendgrid_event": event["sg_event_id"]}, is_persons_doing(etype)
@@ -128,7 +141,7 @@ def plan_sendgrid_event(shop: Shop, event: dict, delivery: WebhookDelivery | Non
             "properties": {"event": kind, **{k: v for k, v in props.items() if v not in (None, "")}},
             "delivery_id": delivery.id if delivery else None,
         },
-        metric=("email", METRICS[kind]) if kind in METRICS else None,
+        metric=("email", action) if kind in METRICS and action != MACHINE_OPEN else None,
         message_refs=(event.get("c360_message_id"), provider_id),
         after=_undelivered(shop, (event.get("c360_message_id"), provider_id), kind),
     )
