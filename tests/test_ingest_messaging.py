@@ -477,3 +477,18 @@ def test_a_mail_privacy_machine_open_is_not_the_customer_opening(client, ishop, 
     assert sendgrid_post(client, ishop.domain, [human]).status_code == 200
     drain()
     assert counters(ishop, "email", address, "email")["opened"] == 1
+
+
+def test_tapping_a_marketing_messages_stop_promotions_button_opts_out_of_whatsapp(client, ishop, drain):
+    """Meta's marketing templates carry a "Stop promotions" quick reply; tapping it arrives as a
+    ``button`` message, which counted as a reply and left the customer opted in."""
+    profile = known_customer(client, ishop, drain)
+    record_consent(profile, "whatsapp", "opted_in", source="checkout", captured_at=profile.first_seen_at)
+    db.session.commit()
+    inbound = _whatsapp_text("x", "wamid.B1", 1792000000)
+    message = inbound["entry"][0]["changes"][0]["value"]["messages"][0]
+    message.pop("text")
+    message.update(type="button", button={"text": "Stop promotions", "payload": "Stop promotions"})
+    assert whatsapp_post(client, ishop.domain, inbound).status_code == 200
+    drain()
+    assert channel_states(profile_of(ishop, "phone", PHONE))["whatsapp"] == "opted_out"

@@ -7,10 +7,10 @@ What counts as "one keyword" is read the way a person writes it, not byte for by
 surrounding spaces, punctuation ("Stop!", "STOP."), invisible characters a phone adds and
 full-width letters are ignored, and words written apart are one ("STOP ALL", "opt out",
 "Opt-Out"). An opt-out may also carry courtesy ("Stop please", "please stop", "stop
-texting me"): a customer who wrote that and was texted again is exactly who this product
-must never message. A message that merely contains a keyword ("Cancel my order 1001",
-"End of the day works") is a reply. Opting back in is read strictly: only START or UNSTOP
-on its own (punctuation and case aside) restores consent.
+texting me", WhatsApp's "Stop promotions" button): a customer who wrote that and was texted
+again is exactly who this product must never message. A message that merely contains a
+keyword ("Cancel my order 1001", "End of the day works") is a reply. Opting back in is read
+strictly: only START or UNSTOP on its own (punctuation and case aside) restores consent.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ START_WORDS = frozenset({"START", "UNSTOP"})
 # Words around an opt-out that change nothing of what it asks.
 COURTESY = frozenset(
     {"PLEASE", "PLS", "PLZ", "NOW", "THANKS", "THANK", "YOU", "ME"}
-    | {"TEXTING", "TEXTS", "MESSAGING", "MESSAGES"}
+    | {"TEXTING", "TEXTS", "MESSAGING", "MESSAGES", "PROMOTIONS", "MARKETING"}  # WhatsApp's "Stop promotions"
 )
 NOT_A_LETTER = re.compile(r"[^A-Z]+")
 

@@ -85,6 +85,20 @@ def _check_item(found: tuple[str, Any], where: str) -> None:
     parse_time(item.get("timestamp"), f"{where}: status.timestamp")
 
 
+def _inbound_text(item: dict) -> object:
+    """What the customer said: a typed text, or the label of a button they tapped (a template's
+    quick reply such as "Stop promotions", an interactive message's reply)."""
+    kind = item.get("type")
+    if kind == "text":
+        return as_dict(item.get("text")).get("body")
+    if kind == "button":
+        return as_dict(item.get("button")).get("text")
+    if kind == "interactive":
+        reply = as_dict(item.get("interactive"))
+        return as_dict(reply.get("button_reply") or reply.get("list_reply")).get("title")
+    return None
+
+
 def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery) -> None:
     """An inbound message is a reply from ``+<wa_id>``; a status is a delivery/read engagement."""
     _check_item((topic, item), "item")  # a refused item retried from the dead-letter queue fails here
@@ -100,7 +114,7 @@ def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery
     if topic == "message":
         found = idents(shop, [("phone", "+" + str(item["from"]).lstrip("+"))])
         profile = resolve(shop, found, source=SOURCE, seen_at=at, evidence={"whatsapp": item["id"]})
-        text = as_dict(item.get("text")).get("body") if item.get("type") == "text" else None
+        text = _inbound_text(item)
         word = keyword(text if isinstance(text, str) else None)
         if word is not None:  # STOP or START, as on SMS: the customer's word on this channel
             apply_keyword(
