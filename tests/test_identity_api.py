@@ -194,6 +194,32 @@ def test_bad_merge_requests_get_clear_errors(client, shop):
     assert client.get("/api/v1/merge-candidates?status=maybe", headers=shop.auth).status_code == 422
 
 
+def test_a_candidate_a_late_signal_shows_time_order_never_raised_is_listed_as_superseded(client, shop):
+    """Four accounts, then their orders giving the family phone; account 1's, the earliest, arrives
+    last. The phone was account 1's, and time order doubted 1 and 2, 1 and 3 before four people
+    blocked it: the pairs with account 2 close as superseded (kept for the record), 1's open."""
+    phone = Ident("phone", "+447700900001")
+    accounts = [([Ident("shopify_customer", str(n))], T0, "shopify", f"c{n}") for n in (1, 2, 3, 4)]
+    orders = [
+        ([Ident("shopify_customer", str(n)), phone], T0 + dt.timedelta(hours=n), "shopify", f"o{n}")
+        for n in (2, 3, 4, 1)
+    ]
+    feed(shop.model, accounts + orders)
+    db.session.commit()
+    body = client.get("/api/v1/merge-candidates?status=superseded", headers=shop.auth).get_json()
+    closed = body["merge_candidates"]
+    assert {(c["status"], c["decided_by"]) for c in closed} == {("superseded", "resolution")}
+    assert sorted(sorted(link["event"] for link in c["evidence"]["links"]) for c in closed) == [
+        ["o2", "o3"],
+        ["o2", "o4"],
+    ]
+    opened = client.get("/api/v1/merge-candidates", headers=shop.auth).get_json()["merge_candidates"]
+    assert sorted(sorted(link["event"] for link in c["evidence"]["links"]) for c in opened) == [
+        ["o1", "o2"],
+        ["o1", "o3"],
+    ]
+
+
 def test_another_shops_token_cannot_see_accept_merge_or_undo(client, shop, other_shop):
     household(shop.model)
     cand = client.get("/api/v1/merge-candidates", headers=shop.auth).get_json()["merge_candidates"][0]

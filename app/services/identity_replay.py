@@ -47,8 +47,13 @@ class Replay:
         links: dict[tuple[Key, Key], Sighting],
         link_order: dict[tuple[Key, Key], int],
         settings: dict,
+        *,
+        same: list[tuple[Key, Key]] | None = None,
+        not_same: list[tuple[Key, Key]] | None = None,
     ):
         self.all_first, self.all_links, self.link_order = first, links, link_order
+        # People's decisions (none in a backfill): the incremental path partitions with them.
+        self.same, self.not_same = same or [], not_same or []
         self.max_per_kind = settings["max_identifiers_per_kind"]
         self.max_people = settings["max_people_per_identifier"]
         self.owner: dict[Key, int] = {}
@@ -95,7 +100,7 @@ class Replay:
         for i, a in enumerate(keys):
             for b in keys[i + 1 :]:
                 pair = (a, b) if (a, b) in self.all_links else (b, a)
-                if pair not in self.made:
+                if pair in self.all_links and pair not in self.made:
                     self.made.add(pair)
                     self.adjacent.setdefault(a, []).append(pair)
                     self.adjacent.setdefault(b, []).append(pair)
@@ -123,6 +128,8 @@ class Replay:
         part = identity_graph.partition(
             {k: self.all_first[k] for k in nodes},
             [self.all_links[p] for p in sorted(pairs, key=self.link_order.__getitem__)],
+            same=[p for p in self.same if p[0] in nodes and p[1] in nodes],
+            not_same=[p for p in self.not_same if p[0] in nodes and p[1] in nodes],
             blocked=[k for k in nodes if k in self.blocked],
             max_per_kind=self.max_per_kind,
             max_people=self.max_people,

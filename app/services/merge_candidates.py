@@ -10,6 +10,8 @@ Rules (the README and docs/identity.md repeat them):
   decision on both profiles' anchors so resolution never raises the pair
   again nor merges them by itself.
 * A candidate whose profiles were merged some other way closes as ``merged``.
+* One that a late signal shows time order would not have raised closes as
+  ``superseded`` (``candidate_history``): kept, never shown for review.
 """
 
 from __future__ import annotations

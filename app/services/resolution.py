@@ -671,7 +671,28 @@ def _repartition(
         if row_of[key].blocked_reason is None:
             row_of[key].blocked_reason = "shared_by_many"
     home = _apply(shop, part, row_of, source, seen_at, batch)
-    _record_candidates(shop, part, home)
+    if not _aligned_out_of_order(shop, settings, ids, seen_at, sightings, row_of):
+        _record_candidates(shop, part, home)
+
+
+def _aligned_out_of_order(
+    shop: Shop, settings: dict, ids: list[int], seen_at: dt.datetime, sightings: list, row_of: dict
+) -> bool:
+    """Whether the signal, delivered after a later one (or after another of its instant) where doubts
+    can arise, brought the open candidates in line with time order (``candidate_history``).
+
+    Then this partition's candidates are among them (time order's last step raises them);
+    a signal in time order, the usual case, raises only this partition's, as before.
+    """
+    from app.services import candidate_history
+
+    own = {k for k, r in row_of.items() if r.id in set(ids)}
+    late_blocked = any(row_of[k].blocked_reason and row_of[k].last_seen_at > seen_at for k in own)
+    if not candidate_history.arrived_out_of_order(seen_at, sightings, own, late_blocked):
+        return False
+    if not candidate_history.may_doubt(sightings, any(r.blocked_reason for r in row_of.values())):
+        return False
+    return candidate_history.align_open_candidates(shop, settings, ids) is not None
 
 
 def _neighbourhood(shop: Shop, ids: list[int], component):
@@ -926,12 +947,21 @@ def _record_candidates(shop: Shop, part: identity_graph.Partition, home: dict) -
         return
     firsts, seconds = sorted({a for a, _ in pairs}), sorted({b for _, b in pairs})
     stored = db.session.execute(
-        scoped(MergeCandidate, shop.id, MergeCandidate.profile_a_id, MergeCandidate.profile_b_id).where(
-            id_in(MergeCandidate.profile_a_id, firsts), id_in(MergeCandidate.profile_b_id, seconds)
-        )
+        scoped(
+            MergeCandidate,
+            shop.id,
+            MergeCandidate.profile_a_id,
+            MergeCandidate.profile_b_id,
+            MergeCandidate.status,
+        ).where(id_in(MergeCandidate.profile_a_id, firsts), id_in(MergeCandidate.profile_b_id, seconds))
     )
-    for pair in set(map(tuple, stored)) & pairs.keys():
-        del pairs[pair]
+    again = []
+    for a, b, status in stored:
+        if (a, b) in pairs:
+            if status == "superseded":  # closed by a late signal, raised again since: a doubt again
+                again.append(((a, b), pairs[(a, b)]))
+            del pairs[(a, b)]
+    _reopen(shop, again)
     for (a, b), cand in pairs.items():
         db.session.add(
             MergeCandidate(
@@ -944,6 +974,19 @@ def _record_candidates(shop: Shop, part: identity_graph.Partition, home: dict) -
         )
     if pairs:
         db.session.flush()
+
+
+def _reopen(shop: Shop, raised: list[tuple[tuple[int, int], identity_graph.Candidate]]) -> None:
+    """Open again the superseded candidates of pairs a re-partition raises again."""
+    from app.services.candidate_history import reopen
+
+    for (a, b), cand in raised:
+        row = db.session.scalars(
+            scoped(MergeCandidate, shop.id).where(
+                MergeCandidate.profile_a_id == a, MergeCandidate.profile_b_id == b
+            )
+        ).one()
+        reopen(row, cand.reason, candidate_evidence(cand))
 
 
 def candidate_pairs(part: identity_graph.Partition, home: dict):

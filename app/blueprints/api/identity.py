@@ -9,7 +9,7 @@ from app.extensions import db
 from app.services import merge_candidates, merges
 from app.tenancy import could_be_row_id
 
-STATUSES = ("open", "accepted", "rejected", "merged", "all")
+STATUSES = ("open", "accepted", "rejected", "merged", "superseded", "all")
 PAGE = 100  # candidates or merges per page
 
 
