@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -273,6 +275,45 @@ def test_legacy_inline_consent_on_customer_update(client, ishop, drain):
     assert profile.country == "AU" and profile.province == "NSW"
     states = channel_states(profile)
     assert states["email"] == "opted_in" and states["sms"] == "opted_in"
+
+
+def test_an_undated_subscribed_state_never_lifts_an_unsubscribe(client, ishop, drain):
+    """Every pre-2025 customers/update restates consent inline, often with no consent_updated_at:
+    dated at its arrival and counted as the customer's word, an address edit re-subscribed a
+    customer who had unsubscribed from everything."""
+    body = fixture("shopify/customers_update_2024_10_legacy_consent.json")
+    for field in ("email_marketing_consent", "sms_marketing_consent"):
+        body[field] = {"state": "subscribed", "opt_in_level": "single_opt_in", "consent_updated_at": None}
+    assert (
+        post_shopify(client, ishop, "customers/update", body, "wh-u1", api_version="2024-10").status_code
+        == 200
+    )
+    drain()
+    states = channel_states(profile_of(ishop, "shopify_customer", "7003"))
+    assert (states["email"], states["sms"]) == ("opted_in", "opted_in")  # what Shopify says stands
+    answer = client.post(
+        "/api/v1/unsubscribe", json={"identifier": "email:ana@example.com"}, headers=ishop.auth
+    )
+    assert answer.status_code == 200
+    for n in range(2):  # the address edits that follow, delivered now
+        body["updated_at"] = f"2026-12-0{n + 1}T10:00:00+10:00"
+        now = {"X-Shopify-Triggered-At": dt.datetime.now(dt.UTC).isoformat()}
+        assert (
+            post_shopify(
+                client, ishop, "customers/update", body, f"wh-u{n + 2}", api_version="2024-10", headers=now
+            ).status_code
+            == 200
+        )
+        drain()
+    profile = profile_of(ishop, "shopify_customer", "7003")
+    states = channel_states(profile)
+    assert profile.globally_unsubscribed and (states["email"], states["sms"]) == ("opted_out", "opted_out")
+    records = db.session.scalars(
+        sa.select(ConsentRecord).where(
+            ConsentRecord.profile_id == profile.id, ConsentRecord.source == "shopify"
+        )
+    ).all()
+    assert len(records) == 2  # one per channel: a restatement repeated adds nothing
 
 
 def test_consent_topics_set_email_and_sms_and_replays_add_nothing(client, ishop, drain):

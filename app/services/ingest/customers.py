@@ -115,6 +115,13 @@ def apply_consent(
 ) -> bool:
     """Append one Shopify consent state to the history; False when it says nothing usable.
 
+    A state with no ``consent_updated_at`` is not a decision made now: every customer version
+    before API 2025-01 restates its consent inline, often undated. It is kept as a restatement
+    (``explicit=False``, dated at its arrival, once per state): it stands where nothing was said
+    before, but never lifts an opt-out, such as an unsubscribe given to us since. Dated at its
+    arrival and counted as the customer's word, an address edit re-subscribed a customer who
+    had unsubscribed from everything.
+
     With ``into`` (an ingest batch) the record is written with the batch's others at its end.
     """
     mapped = _consent_status(consent.get("state"))
@@ -124,7 +131,7 @@ def apply_consent(
     status, explicit = mapped
     ref = f"shopify:{consent.get('state')}:{captured_at.isoformat()}" if captured_at else None
     if ref is None:
-        ref = f"shopify-webhook:{delivery.external_id}" if delivery else None
+        ref, explicit = f"shopify:{consent.get('state')}:undated", False
         captured_at = (delivery.triggered_at or delivery.received_at) if delivery else utcnow()
     (into.add if into is not None else record_consent)(
         profile,
