@@ -378,7 +378,17 @@ def test_a_consent_dated_in_the_future_is_refused_and_cannot_outrank_a_later_uns
 def test_an_import_named_in_any_case_or_by_its_tool_never_lifts_an_opt_out(client, shop):
     profile = make_profile(shop.id)
     client.post("/api/v1/unsubscribe", json={"identifier": "ann@shopper.test"}, headers=shop.auth)
-    for source in ("Import", "klaviyo_import", "crm-sync"):
+    sources = ("Import", "klaviyo_import", "crm-sync", "KlaviyoImport", "ImportTool", "klaviyo_imports")
+    sources += (
+        "importer",
+        "csv_upload",
+        "resync",
+        "synchronization",
+        "klaviyo",
+        "Mailchimp",
+        "data_migration",
+    )
+    for source in sources:
         body = {
             "identifier": "ann@shopper.test",
             "channel": "email",
@@ -386,8 +396,18 @@ def test_an_import_named_in_any_case_or_by_its_tool_never_lifts_an_opt_out(clien
             "source": source,
             "consent_text": TEXT,
         }
-        assert client.post("/api/v1/consents", json=body, headers=shop.auth).get_json()["explicit"] is False
+        assert (
+            client.post("/api/v1/consents", json=body, headers=shop.auth).get_json()["explicit"] is False
+        ), source
     assert check(client, shop, profile.id, "email").get_json()["reason"] == "global_unsubscribe"
+
+
+@pytest.mark.parametrize("source", ["checkout", "popup", "footer_form", "customer_account", "sms_keyword"])
+def test_the_customers_own_sources_are_explicit(client, shop, source):
+    make_profile(shop.id)
+    body = {"identifier": "ann@shopper.test", "channel": "email", "status": "opted_in", "source": source}
+    answer = client.post("/api/v1/consents", json={**body, "consent_text": TEXT}, headers=shop.auth)
+    assert answer.get_json()["explicit"] is True
 
 
 def test_an_identifier_whose_value_is_a_list_is_a_422_and_unsubscribes_nobody(client, shop):

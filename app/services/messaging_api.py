@@ -23,7 +23,15 @@ from app.tenancy import get_scoped
 
 # A source naming one of these (``import``, ``Import``, ``klaviyo_import``, ``crm-sync``) is a tool's
 # copy, not the customer's own act: it never lifts an opt-out unless the caller says ``explicit: true``.
-NON_EXPLICIT_WORDS = frozenset({"import", "imported", "sync", "synced", "migration", "backfill", "bulk"})
+# A consent source naming an import or a sync: a word of it (split at anything not a letter and
+# between a lower-case letter and a capital) that starts with or holds one of these stems
+# (importer, resync, synchronization, data_migration, csv_upload), or that names another tool
+# whose consents reach us by sync. Such an opt-in never lifts an opt-out (``consent``).
+TOOL_STEMS = ("import", "sync", "migrat", "backfill", "bulk", "csv", "upload")
+TOOL_NAMES = frozenset(
+    {"klaviyo", "mailchimp", "omnisend", "attentive", "postscript", "hubspot", "salesforce", "braze"}
+    | {"iterable", "brevo", "sendinblue", "drip", "zapier", "segment", "yotpo", "privy", "recharge"}
+)
 
 
 # The latest moment a consent, a gate check or a deadline may name: the calendar's own end
@@ -83,8 +91,10 @@ def known_fields(body: dict, fields: tuple[str, ...]) -> None:
 
 
 def is_tool_source(source: str) -> bool:
-    """Whether a consent's source names an import or a sync (any case, any word of it)."""
-    return bool(set(re.split(r"[^a-z]+", source.lower())) & NON_EXPLICIT_WORDS)
+    """Whether a consent's source names an import, a sync or another tool (``TOOL_STEMS``): an
+    opt-in from ``KlaviyoImport`` or ``csv_upload`` was taken for the customer's own word."""
+    words = re.split(r"[^a-z]+", re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", source).lower())
+    return any(w in TOOL_NAMES or any(stem in w for stem in TOOL_STEMS) for w in words if w)
 
 
 def parse_identifier(shop: Shop, raw: Any):
