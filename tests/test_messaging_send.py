@@ -117,6 +117,24 @@ def test_sweeper_retries_a_waiting_journey_once(db, shop):
     assert (latest.source, latest.journey_id, latest.status) == ("journey", "welcome", "sent")
 
 
+def test_two_steps_of_one_journey_waiting_together_are_both_sent(db, shop):
+    """A journey's second step queued while its first waited took the first for retried already:
+    the first step was never sent, and the log said "retried"."""
+    profile = make_profile(shop.id)
+    for _ in range(3):
+        send_message(shop.model, profile.id, "email", "campaign", "c1", now=NOON)
+    steps = [
+        send_message(
+            shop.model, profile.id, "email", "journey", journey_id="welcome", now=NOON, content={"subject": s}
+        )
+        for s in ("Step 1", "Step 2")
+    ]
+    assert [m.status for m in steps] == ["waiting", "waiting"]
+    assert retry_due(now=steps[0].retry_at + dt.timedelta(hours=10)) == 2
+    retries = db.session.scalars(sa.select(Message).where(Message.retry_of_id.is_not(None))).all()
+    assert sorted(m.retry_of_id for m in retries) == [m.id for m in steps]
+
+
 def test_two_time_sensitive_texts_waiting_for_the_morning_are_each_sent_with_what_they_say(db, shop):
     """Each waiting message keeps its content for its retry, and each retry names the message it
     retries: the morning sends both texts, each with its own words, and then neither again."""

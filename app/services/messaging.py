@@ -309,15 +309,17 @@ def _superseded(message: Message) -> bool:
     """Whether the waiting message was retried already: an attempt names it (``retry_of_id``).
 
     Attempts made before retries named their message are found as before: a newer message of
-    the same journey (or campaign) on the same profile and channel. Two time-sensitive
-    messages without such ids are two messages, each retried.
+    the same journey (or campaign) on the same profile and channel, made once the wait was
+    over (a retry happens at ``retry_at``). A newer one made while this one still waited is
+    another step of the journey: taken for this one's retry, the first step was never sent.
+    Two time-sensitive messages without such ids are two messages, each retried.
     """
     retried = sa.select(Message.id).where(
         Message.shop_id == message.shop_id, Message.retry_of_id == message.id
     )
     if db.session.scalar(retried.limit(1)) is not None:
         return True
-    if message.journey_id is None and message.campaign_id is None:
+    if (message.journey_id is None and message.campaign_id is None) or message.retry_at is None:
         return False
     newer = sa.select(Message.id).where(
         Message.shop_id == message.shop_id,
@@ -327,6 +329,7 @@ def _superseded(message: Message) -> bool:
         Message.journey_id.is_not_distinct_from(message.journey_id),
         Message.campaign_id.is_not_distinct_from(message.campaign_id),
         Message.id > message.id,
+        Message.created_at >= message.retry_at,
         Message.retry_of_id.is_(None),
     )
     return db.session.scalar(newer.limit(1)) is not None
