@@ -303,3 +303,26 @@ def test_naive_now_is_refused():
         decide(POLICY, facts(), "sms", dt.datetime(2026, 1, 1, 12))
     with pytest.raises(ValueError, match="channel"):
         decide(POLICY, facts(), "fax", NOON)
+
+
+NEW_YORK = CustomerZone(("America/New_York",), "US", "profile")
+
+
+@pytest.mark.parametrize(
+    ("zone", "now", "opens"),
+    [
+        # London, 25 Oct 2026: 01:00-02:00 BST, then 01:00-02:00 GMT again. At 01:00 GMT (01:00Z)
+        # a window ending 01:30 ends at the second 01:30, 01:30Z: the first was half an hour ago.
+        (LONDON, dt.datetime(2026, 10, 25, 1, 0, tzinfo=UTC), dt.datetime(2026, 10, 25, 1, 30, tzinfo=UTC)),
+        (LONDON, dt.datetime(2026, 10, 25, 0, 10, tzinfo=UTC), dt.datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+        # New York, 1 Nov 2026: 01:00-02:00 EDT, then EST.
+        (NEW_YORK, dt.datetime(2026, 11, 1, 6, 0, tzinfo=UTC), dt.datetime(2026, 11, 1, 6, 30, tzinfo=UTC)),
+    ],
+)
+def test_a_quiet_window_ending_in_the_hour_clocks_repeat_opens_after_now(zone, now, opens):
+    """The window's end was taken at the hour's first pass: a retry time already past, a journey
+    retried every minute and a time-sensitive message missed though its window opened soon."""
+    policy = GatePolicy(quiet=Window(dt.time(23), dt.time(1, 30)))
+    decision = decide(policy, facts(zone=zone), "sms", now)
+    assert (decision.reason, decision.retry_at) == ("quiet_hours", opens)
+    assert next_allowed(policy, facts(zone=zone), "sms", now, now + dt.timedelta(hours=24)) == opens

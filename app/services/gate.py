@@ -207,10 +207,21 @@ def _fatigue(policy: GatePolicy, facts: ProfileFacts, now: dt.datetime) -> GateD
 
 
 def _window_end(window: Window, local: dt.datetime) -> dt.datetime:
+    """The first end of the window after ``local``, in UTC.
+
+    On the night clocks go back the end's wall time may come twice: the first may be past
+    already (at 01:00 GMT, after 01:00-02:00 BST, a 01:30 end was half an hour ago), so the
+    later one is taken; a retry time in the past retried a journey every minute.
+    """
     day = local.date()
     if local.time().replace(tzinfo=None) >= window.end:
         day += dt.timedelta(days=1)
-    return dt.datetime.combine(day, window.end, tzinfo=local.tzinfo).astimezone(dt.UTC)
+    at = local.astimezone(dt.UTC)
+    for fold in (0, 1):
+        end = dt.datetime.combine(day, window.end, tzinfo=local.tzinfo).replace(fold=fold).astimezone(dt.UTC)
+        if end > at:
+            return end
+    return dt.datetime.combine(day + dt.timedelta(days=1), window.end, tzinfo=local.tzinfo).astimezone(dt.UTC)
 
 
 def _quiet_until(window: Window, zones: Iterable, at: dt.datetime) -> dt.datetime | None:
