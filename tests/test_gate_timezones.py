@@ -126,3 +126,12 @@ def test_an_iana_zone_name_is_a_zone(name):
 )
 def test_the_servers_own_zone_tzdatas_files_and_what_no_file_can_be_are_not_zones(name):
     assert not is_valid_zone(name)
+
+
+def test_a_number_the_phone_library_calls_invalid_still_names_its_country():
+    """+44 7700 900xxx (a reserved range) named no country, and its customer got the shop's zone."""
+    from app.services.timezones import phone_country
+
+    assert phone_country("+447700900222") == "GB"
+    assert phone_country("+61491570006") == "AU"
+    assert phone_country("+999123") is None

@@ -210,12 +210,20 @@ def address_zones(country: str | None, province: str | None) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=4096)
 def phone_country(e164: str) -> str | None:
-    """The ISO country of an E.164 number, or None when it cannot be parsed."""
+    """The ISO country of an E.164 number, or None when it cannot be parsed.
+
+    A number the library's data does not know as valid (a range newer than its data, a
+    reserved test range) still names its country by its calling code (+44: GB), as it names
+    the country's quiet hours better than the shop's zone would.
+    """
     try:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return None
-    return phonenumbers.region_code_for_number(number)
+    region = phonenumbers.region_code_for_number(number)
+    if region is None:
+        region = phonenumbers.region_code_for_country_code(number.country_code)
+    return None if region in (None, phonenumbers.UNKNOWN_REGION) else region
 
 
 def resolve_zone(
