@@ -85,6 +85,20 @@ def test_blocked_journey_waits_and_campaign_is_dropped(db, shop):
     )
 
 
+def test_a_journey_text_waiting_for_its_cap_wakes_when_quiet_hours_are_over_too(db, shop):
+    """The cap clears at the customer's midnight, inside SMS quiet hours: the step woke then only
+    to wait again until morning, a wasted attempt and a second row in the log."""
+    profile = make_profile(shop.id)
+    send_message(shop.model, profile.id, "sms", "manual", now=NOON)  # the day's one text
+    journey = send_message(shop.model, profile.id, "sms", "journey", journey_id="welcome", now=NOON)
+    morning = dt.datetime(2026, 11, 19, 9, tzinfo=dt.UTC)  # 09:00 London, quiet hours over
+    assert (journey.status, journey.reason, journey.retry_at) == (
+        "waiting",
+        "channel_cap_reached:sms:1/1",
+        morning,
+    )
+
+
 def test_journey_without_consent_is_blocked_not_waiting(db, shop):
     profile = make_profile(shop.id, consents=("email",))
     message = send_message(shop.model, profile.id, "sms", "journey", journey_id="j", now=NOON)

@@ -41,6 +41,8 @@ from app.services.identifiers import live_profile
 from app.services.profile_lock import lock_live, lock_profiles
 from app.services.transports import provider_for
 
+# How far ahead a waiting journey step looks for the moment every check passes.
+JOURNEY_LOOKAHEAD = dt.timedelta(days=8)
 TIME_SENSITIVE_WINDOW = dt.timedelta(hours=24)
 # How long a provider-bound send may wait for its delivery job before the sweeper queues it again.
 DELIVERY_GRACE = dt.timedelta(minutes=2)
@@ -103,9 +105,15 @@ def _blocked(
     now: dt.datetime,
     deadline: dt.datetime | None,
 ) -> tuple[str, dt.datetime | None]:
-    """``(status, retry_at)`` for a blocked attempt, by source."""
+    """``(status, retry_at)`` for a blocked attempt, by source.
+
+    A journey step waits until every check would pass (``gate.next_allowed``), not only the one
+    that failed: a text waiting for its cap woke at the customer's midnight, inside quiet hours,
+    only to wait again until morning.
+    """
     if source == "journey" and decision.retry_at is not None:
-        return "waiting", decision.retry_at
+        opening = gate.next_allowed(policy, facts, channel, decision.retry_at, now + JOURNEY_LOOKAHEAD)
+        return "waiting", opening or decision.retry_at
     if source == "time_sensitive":
         until = deadline or now + TIME_SENSITIVE_WINDOW
         opening = gate.next_allowed(policy, facts, channel, now, until) if until > now else None
