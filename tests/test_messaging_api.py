@@ -402,7 +402,26 @@ def test_an_import_named_in_any_case_or_by_its_tool_never_lifts_an_opt_out(clien
     assert check(client, shop, profile.id, "email").get_json()["reason"] == "global_unsubscribe"
 
 
-@pytest.mark.parametrize("source", ["checkout", "popup", "footer_form", "customer_account", "sms_keyword"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "checkout",
+        "popup",
+        "footer_form",
+        "customer_account",
+        "sms_keyword",
+        "klaviyo_form",
+        "KlaviyoSignupForm",
+    ]
+    + [
+        "privy_popup",
+        "recharge_checkout",
+        "segment",
+        "important_updates_form",
+        "async_form",
+        "bulk_buy_landing",
+    ],
+)
 def test_the_customers_own_sources_are_explicit(client, shop, source):
     make_profile(shop.id)
     body = {"identifier": "ann@shopper.test", "channel": "email", "status": "opted_in", "source": source}
