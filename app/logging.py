@@ -16,7 +16,10 @@ import re
 from app.models.privacy import PERSONAL_KEYS
 
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
-PHONE_RE = re.compile(r"(?<![\w/.-])\+?\d[\d ()\-]{7,}\d(?![\w/])")
+# A run of digits that may be a phone number (``_phone_or_not`` decides): digits, spaces, dashes and
+# brackets, not part of a word, a path, a version or a time of day (``12:00``).
+PHONE_RE = re.compile(r"(?<![\w/.:-])\+?\d[\d ()\-]{6,}\d(?![\w/:])")
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 HANDLER_NAME = "c360"
 # Loggers of the libraries the app runs under that write to the app's own handler (one format).
@@ -26,7 +29,26 @@ _TRACEBACKS = logging.Formatter()
 
 def scrub(text: str) -> str:
     """Mask emails and phone numbers in free text."""
-    return PHONE_RE.sub("[phone]", EMAIL_RE.sub("[email]", text))
+    return PHONE_RE.sub(_phone_or_not, EMAIL_RE.sub("[email]", text))
+
+
+def _phone_or_not(match: re.Match) -> str:
+    """``[phone]`` for a number written as phones are, else the text as it was.
+
+    A phone has 8 to 15 digits after a ``+`` (E.164), 10 to 15 when written with spaces, dashes
+    or brackets (``07700 900123``, ``(415) 555-2671``), and 10 to 12 as bare digits (national, or
+    international without its ``+``). A status and a size (``200 12345``), a date, and a Shopify
+    id of 13 bare digits are not phones: masked, the lines that debug a webhook lost them.
+    """
+    text = match.group(0)
+    digits = sum(c.isdigit() for c in text)
+    if text.startswith("+"):
+        phone = 8 <= digits <= 15
+    elif text.isdigit():
+        phone = 10 <= digits <= 12
+    else:
+        phone = 10 <= digits <= 15 and not DATE_RE.match(text)
+    return "[phone]" if phone else text
 
 
 def scrub_record(record: logging.LogRecord) -> logging.LogRecord:

@@ -146,3 +146,27 @@ def test_ingest_tuning_comes_from_the_environment(tmp_path):
 def test_a_bad_ingest_setting_is_refused_at_start_up_with_its_name(tmp_path, value):
     with pytest.raises(RuntimeError, match="C360_INGEST_BATCH"):
         load_config(str(tmp_path), {"C360_INGEST_BATCH": value})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"GET /dashboard" 200 12345 55ms',  # an access line's status and size
+        "at 2026-01-31 12:00:00 the job ran",
+        "shopify customer 7001234567890 and order 5123456789012",
+        "took 1234 5678 ms",
+        "gid://shopify/Customer/7001",
+    ],
+)
+def test_numbers_that_are_no_phone_survive_the_scrubber(text):
+    """A status and size, a timestamp, a 13-digit Shopify id were all masked as phones."""
+    assert scrub(text) == text
+
+
+@pytest.mark.parametrize(
+    "phone",
+    ["+44 7700 900123", "+447700900123", "07700 900123", "447700900123", "(415) 555-2671", "415-555-2671"]
+    + ["+1 415 555 2671", "0044 7700 900123", "4155552671"],
+)
+def test_phone_numbers_are_masked_however_written(phone):
+    assert "555" not in scrub(f"call {phone} now") and "900123" not in scrub(f"call {phone} now")
