@@ -203,3 +203,39 @@ def test_a_form_event_with_no_fields_is_stored_as_sent(client, ishop):
     event.update(id="fs-empty", clientId="c-empty")
     event["data"] = {}
     assert post_pixel(client, event).status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["checkbox", "radio", "select-one", "submit", "button", "range"])
+def test_a_field_the_visitor_ticks_or_picks_is_no_contact(kind):
+    """A consent box named ``email_consent`` was taken for an email: its ``true`` refused the whole
+    form event and the visitor's real address with it."""
+    assert contact_kind({"name": "email_consent", "type": kind, "value": True}) is None
+    assert contact_kind({"name": "sms_consent", "type": kind, "value": "on"}) is None
+
+
+def test_a_consent_box_beside_the_email_keeps_the_form_and_links_the_browser(client, ishop):
+    elements = [
+        {"name": "email_consent", "type": "checkbox", "value": True},
+        {"name": "email", "type": "email", "value": "boxed@shopper.test"},
+    ]
+    assert post_pixel(client, form_event("fs-box", "c-box", elements)).get_json().get("dead_lettered", 0) == 0
+    drain_shop(ishop.model.id)
+    assert profile_of(ishop, "web_client", "c-box") == profile_of(ishop, "email", "boxed@shopper.test")
+
+
+def test_a_refused_form_event_is_kept_without_its_other_values(client, ishop):
+    """A refused event is dead-lettered as sent, for a retry once the parser is fixed: its
+    password and a friend's address were kept though a valid event's are blanked."""
+    from app.models import WebhookDelivery
+    from app.services.ingest import _json
+
+    elements = [
+        {"name": "email", "type": "email", "value": 7},  # what makes the event refused
+        {"name": "password", "type": "password", "value": "hunter2"},
+        {"name": "friend_email", "type": "email", "value": "friend@shopper.test"},
+    ]
+    batch = [fixture("pixel/page_viewed.json"), form_event("fs-bad", "c-bad", elements)]
+    assert post_pixel(client, batch).get_json()["dead_lettered"] == 1
+    dead = db.session.scalar(sa.select(WebhookDelivery).where(WebhookDelivery.status == "dead"))
+    kept = {f["name"]: f.get("value") for f in _json(dead)["data"]["element"]["elements"]}
+    assert kept == {"email": 7, "password": None, "friend_email": None}

@@ -14,7 +14,8 @@ The rule, in plain English, read from each field's ``name`` and ``id`` split int
    ``email_to``, ``giftee_phone``); or it is a line-item property (``properties[…]``,
    such as a gift card's ``properties[Recipient email]``: it describes the item bought,
    never the buyer).
-2. A hidden field is never a contact: the visitor did not type it.
+2. A field the visitor did not type is never a contact: a hidden one, a box they ticked or an
+   option they picked (``email_consent`` as a checkbox), a button.
 3. Otherwise the field is the visitor's email when one of its words is email or mail
    (``email``, ``EMAIL``, ``email_address``, ``contact[email]``, ``customer[email]``,
    ``popup-email``), and their phone when one is phone, telephone, tel, mobile, cell or
@@ -36,6 +37,12 @@ EMAIL_WORDS = frozenset({"mail"})
 PHONE_PREFIXES = ("phone", "telephone", "mobile", "cellphone")
 PHONE_WORDS = frozenset({"tel", "cell", "sms"})
 BY_TYPE = {"email": "email", "tel": "phone"}
+# Inputs whose value the visitor did not type (a ticked box, a picked option, a button's label):
+# an ``email_consent`` box says yes or no, never an address.
+NOT_TYPED = frozenset(
+    {"hidden", "checkbox", "radio", "select", "select-one", "select-multiple", "submit", "button", "reset"}
+    | {"range", "color", "file", "image", "date", "datetime-local", "month", "week", "time"}
+)
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEPARATORS = re.compile(r"[^a-z0-9]+")
 
@@ -44,7 +51,7 @@ def contact_kind(field: dict[str, Any]) -> str | None:
     """``"email"`` or ``"phone"`` when a form field is the visitor's own, else None."""
     name = _text(field.get("name"))
     kind = _text(field.get("type")).strip().lower()
-    if name.strip().lower().startswith("properties[") or kind == "hidden":
+    if name.strip().lower().startswith("properties[") or kind in NOT_TYPED:
         return None
     words = [_words(name), _words(_text(field.get("id")))]
     if any(_names_someone_else(w) for w in words):

@@ -132,14 +132,7 @@ def _minimised(event: dict) -> dict:
     nothing else a form holds: a password, a free-text message or a friend's address typed
     into it is not ours to keep. Field names and types stay, for the timeline.
     """
-    data = event.get("data") or {}
-    element = data.get("element") or {}  # checked: an object whose elements are objects
-    if event.get("name") != "form_submitted" or not element.get("elements"):
-        return event
-    fields = [
-        f if contact_kind(f) is not None else {**f, "value": None} for f in element.get("elements") or []
-    ]
-    return {**event, "data": {**data, "element": {**element, "elements": fields}}}
+    return _minimised_if_form(event)
 
 
 def _shop_named(event: Any) -> str | None:
@@ -149,8 +142,25 @@ def _shop_named(event: Any) -> str | None:
 
 
 def dead_letters(checked: CheckedBatch) -> list[DeadLetter]:
-    """The batch's refused events, each under its event id (or a hash) and its event name."""
-    return refused.dead_letters(checked, lambda e: (refused.field(e, "name"), refused.field(e, "id"), e))
+    """The batch's refused events, each under its event id (or a hash) and its event name, kept
+    without a form's other values as a stored event is (``_minimised``), where their shape allows."""
+    return refused.dead_letters(
+        checked, lambda e: (refused.field(e, "name"), refused.field(e, "id"), _minimised_if_form(e))
+    )
+
+
+def _minimised_if_form(event: Any) -> Any:
+    """``_minimised`` for an event that may be of any shape (a refused one): the fields that are
+    objects lose their values unless they are the visitor's contacts; anything else is kept."""
+    if not isinstance(event, dict) or event.get("name") != "form_submitted":
+        return event
+    data = event.get("data")
+    element = data.get("element") if isinstance(data, dict) else None
+    fields = element.get("elements") if isinstance(element, dict) else None
+    if not isinstance(fields, list):
+        return event
+    kept = [{**f, "value": None} if isinstance(f, dict) and contact_kind(f) is None else f for f in fields]
+    return {**event, "data": {**data, "element": {**element, "elements": kept}}}
 
 
 def _form_contacts(data: dict) -> list[tuple[str, Any]]:
