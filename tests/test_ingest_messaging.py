@@ -79,6 +79,11 @@ def test_keywords_are_whole_messages_in_any_case():
         ("please stop!!", "STOP"),
         ("Stop texting me", "STOP"),
         ("Start.", "START"),
+        ("STOP STOP", "STOP"),
+        ("Stop it", "STOP"),
+        ("Stop sending me messages", "STOP"),
+        ("Stop the messages", "STOP"),
+        ("Stop.\nSent from my iPhone", "STOP"),
     ],
 )
 def test_an_opt_out_written_with_punctuation_or_courtesy_is_still_an_opt_out(body, word):
@@ -88,7 +93,8 @@ def test_an_opt_out_written_with_punctuation_or_courtesy_is_still_an_opt_out(bod
 
 @pytest.mark.parametrize(
     "body",
-    ["Cancel my order 1001", "End of the day works", "Is it in stock? stop", "please start", "start please"],
+    ["Cancel my order 1001", "End of the day works", "Is it in stock? stop", "please start", "start please"]
+    + ["Cancel #1001", "cancel 1001", "Stop 2 of 3", "STOP START"],
 )
 def test_a_message_that_only_contains_a_keyword_is_a_reply(body):
     """A customer-service reply is not an opt-out; and only a plain START opts back in."""

@@ -9,8 +9,10 @@ full-width letters are ignored, and words written apart are one ("STOP ALL", "op
 "Opt-Out"). An opt-out may also carry courtesy ("Stop please", "please stop", "stop
 texting me", WhatsApp's "Stop promotions" button): a customer who wrote that and was texted
 again is exactly who this product must never message. A message that merely contains a
-keyword ("Cancel my order 1001", "End of the day works") is a reply. Opting back in is read
-strictly: only START or UNSTOP on its own (punctuation and case aside) restores consent.
+keyword ("Cancel my order 1001", "End of the day works") or a number ("Cancel #1001") is a
+reply. A keyword said twice ("STOP STOP") or above a phone's signature line is one. Opting
+back in is read strictly: only START or UNSTOP on its own (punctuation and case aside)
+restores consent.
 """
 
 from __future__ import annotations
@@ -27,21 +29,27 @@ STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT
 START_WORDS = frozenset({"START", "UNSTOP"})
 # Words around an opt-out that change nothing of what it asks.
 COURTESY = frozenset(
-    {"PLEASE", "PLS", "PLZ", "NOW", "THANKS", "THANK", "YOU", "ME"}
-    | {"TEXTING", "TEXTS", "MESSAGING", "MESSAGES", "PROMOTIONS", "MARKETING"}  # WhatsApp's "Stop promotions"
+    {"PLEASE", "PLS", "PLZ", "NOW", "THANKS", "THANK", "YOU", "ME", "IT", "THE", "ANY", "MORE"}
+    | {"TEXTING", "TEXTS", "MESSAGING", "MESSAGES", "SENDING", "PROMOTIONS", "MARKETING"}  # "Stop promotions"
 )
-NOT_A_LETTER = re.compile(r"[^A-Z]+")
+WORD = re.compile(r"[A-Z0-9]+")
+SIGNATURE = re.compile(r"^\s*sent from my\b", re.IGNORECASE)  # "Sent from my iPhone" under the word
 
 
 def keyword(body: str | None) -> str | None:
     """``STOP``/``START``… when the message is one keyword as a person writes it (see above)."""
     text = "".join(c for c in unicodedata.normalize("NFKC", body or "") if unicodedata.category(c) != "Cf")
-    words = [w for w in NOT_A_LETTER.split(text.upper()) if w]
+    lines = [line for line in text.splitlines() if not SIGNATURE.match(line)]
+    words = WORD.findall(" ".join(lines).upper())
+    if any(w.isdigit() or not w.isalpha() for w in words):
+        return None  # "Cancel #1001": an order, not a keyword
     word = "".join(words)
     if word in STOP_WORDS | START_WORDS:
         return word
-    plain = "".join(w for w in words if w not in COURTESY)
-    return plain if plain in STOP_WORDS else None
+    plain = [w for w in words if w not in COURTESY]
+    if plain and plain.count(plain[0]) == len(plain) and plain[0] in STOP_WORDS:
+        return plain[0]  # "STOP STOP", "Stop it", "Stop sending me messages"
+    return "".join(plain) if "".join(plain) in STOP_WORDS else None
 
 
 def consent_status(word: str) -> str:
