@@ -84,7 +84,10 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
             raise RuntimeError("SECRET_KEY must be set when C360_ENV=production")
         secret = _instance_secret(instance)
 
-    database_url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'c360.sqlite'}"
+    database_url = env.get("DATABASE_URL")
+    if not database_url:  # the embedded default: a SQLite file in the instance folder, made if new
+        instance.mkdir(parents=True, exist_ok=True)
+        database_url = f"sqlite:///{instance / 'c360.sqlite'}"
     return {
         "SECRET_KEY": secret,
         "C360_ENV": "production" if production else "development",

@@ -139,3 +139,11 @@ def test_openapi_describes_an_events_fields_and_the_types_the_api_acts_on(client
     for named in ("push.<", "order.placed", "order.refunded"):
         assert named in schema["properties"]["type"]["description"]
     assert {"202", "400"} <= set(event["responses"])
+
+
+def test_openapi_names_every_status_a_merge_candidate_list_takes(client, db):
+    from app.blueprints.api.identity import STATUSES
+
+    doc = client.get("/api/v1/openapi.json").get_json()
+    [status] = [p for p in doc["paths"]["/merge-candidates"]["get"]["parameters"] if p["name"] == "status"]
+    assert status["schema"]["enum"] == list(STATUSES) and "superseded" in STATUSES

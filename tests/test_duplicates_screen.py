@@ -247,6 +247,9 @@ def test_every_pair_and_merge_is_reachable_a_page_at_a_time(client, auth, shop, 
     older = re.search(r'href="([^"]*)"[^>]*>Older merges</a>', first).group(1).replace("&amp;", "&")
     last = client.get(older, headers=HX).get_data(as_text=True)
     assert last.count("Undo…</a>") == 1 and "Latest merges" in last
+    # Paging the pairs keeps the merges' page (its links carried no merges_before).
+    pairs_link = re.search(r'href="([^"]*)"[^>]*>Older pairs</a>', last).group(1)
+    assert "merges_before=" in pairs_link
     assert client.get("/duplicates/?before=99999999999999999999999").status_code == 200
 
 

@@ -170,3 +170,10 @@ def test_numbers_that_are_no_phone_survive_the_scrubber(text):
 )
 def test_phone_numbers_are_masked_however_written(phone):
     assert "555" not in scrub(f"call {phone} now") and "900123" not in scrub(f"call {phone} now")
+
+
+def test_a_new_instance_folder_is_made_for_the_embedded_database(tmp_path):
+    """With SECRET_KEY given, nothing made the folder: ``c360 db upgrade`` failed on a fresh path."""
+    folder = tmp_path / "fresh" / "instance"
+    config = load_config(str(folder), {"SECRET_KEY": "k"})
+    assert folder.is_dir() and config["SQLALCHEMY_DATABASE_URI"].endswith("fresh/instance/c360.sqlite")

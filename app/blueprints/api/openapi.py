@@ -68,6 +68,23 @@ def _profiles_search_op() -> dict:
 
 
 PID = ("id", "path", "integer")
+
+
+def _candidates_op() -> dict:
+    """GET /merge-candidates, with the statuses a candidate may have (``api.identity.STATUSES``)."""
+    from app.blueprints.api.identity import STATUSES
+
+    op = _op(
+        "Merge candidates (open by default), newest first, 100 a page (next_cursor); superseded: closed "
+        "because a late signal showed time order would not have raised them",
+        200,
+        False,
+        (("status", "query", "string"), ("cursor", "query", "string")),
+    )
+    op["parameters"][0]["schema"] = {"type": "string", "enum": list(STATUSES), "default": "open"}
+    return op
+
+
 DETAILED: dict[str, dict] = {**MESSAGING_PATHS, **EVENTS_PATHS}
 OPERATIONS: dict[tuple[str, str], dict] = {
     ("/events", "post"): _op("Record a generic signal (support touch, push, marketplace order…)", 202, True),
@@ -79,12 +96,7 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("/unsubscribe", "post"): _op("Global unsubscribe: every channel off at once", 200, True),
     ("/gate/check", "post"): _op("Ask the send-time gate (read-only)", 200, True),
     ("/messages", "post"): _op("Send through the gate; check and reservation are atomic", 201, True),
-    ("/merge-candidates", "get"): _op(
-        "Merge candidates (open by default), newest first, 100 a page (next_cursor)",
-        200,
-        False,
-        (("status", "query", "string"), ("cursor", "query", "string")),
-    ),
+    ("/merge-candidates", "get"): _candidates_op(),
     ("/merge-candidates/{id}/accept", "post"): _op("Merge the candidate pair", params=(PID,)),
     ("/merge-candidates/{id}/reject", "post"): _op("Mark the pair as different people", params=(PID,)),
     ("/profiles/{id}/merge", "post"): _op("Merge another profile into this one", 200, True, (PID,)),
