@@ -191,7 +191,7 @@ def _wanted(replay: Replay, rows: dict[Key, Identifier]) -> dict[tuple[int, int]
 
 def _apply(shop: Shop, profiles: set[int], wanted: dict, now: dt.datetime) -> int:
     """Close the open candidates of ``profiles`` that are not ``wanted``, raise (or reopen) the missing."""
-    from app.services.resolution import candidate_evidence
+    from app.services.resolution import candidate_evidence, new_candidate
 
     changed = 0
     family = _family(shop.id, profiles)
@@ -241,15 +241,7 @@ def _apply(shop: Shop, profiles: set[int], wanted: dict, now: dt.datetime) -> in
     for (a, b), cand in missing.items():
         row = stored.get((a, b))
         if row is None:
-            db.session.add(
-                MergeCandidate(
-                    shop_id=shop.id,
-                    profile_a_id=a,
-                    profile_b_id=b,
-                    reason=cand.reason,
-                    evidence=candidate_evidence(cand),
-                )
-            )
+            db.session.add(new_candidate(shop, a, b, cand))
         elif row.status == SUPERSEDED:
             reopen(row, cand.reason, candidate_evidence(cand))
         else:

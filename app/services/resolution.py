@@ -963,17 +963,16 @@ def _record_candidates(shop: Shop, part: identity_graph.Partition, home: dict) -
             del pairs[(a, b)]
     _reopen(shop, again)
     for (a, b), cand in pairs.items():
-        db.session.add(
-            MergeCandidate(
-                shop_id=shop.id,
-                profile_a_id=a,
-                profile_b_id=b,
-                reason=cand.reason,
-                evidence=candidate_evidence(cand),
-            )
-        )
+        db.session.add(new_candidate(shop, a, b, cand))
     if pairs:
         db.session.flush()
+
+
+def new_candidate(shop: Shop, a: int, b: int, cand: identity_graph.Candidate) -> MergeCandidate:
+    """The stored candidate for the pair of profiles ``a`` < ``b`` a partition raised."""
+    return MergeCandidate(
+        shop_id=shop.id, profile_a_id=a, profile_b_id=b, reason=cand.reason, evidence=candidate_evidence(cand)
+    )
 
 
 def _reopen(shop: Shop, raised: list[tuple[tuple[int, int], identity_graph.Candidate]]) -> None:
