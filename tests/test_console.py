@@ -287,3 +287,17 @@ def test_the_settings_form_refuses_a_time_zone_that_is_no_iana_zone_with_its_rea
     response = client.post("/settings/", data={**SETTINGS_FORM, "timezone": zone})
     assert response.status_code == 422 and "unknown time zone" in response.get_data(as_text=True)
     assert effective_settings(db.session.get(Shop, shop.id))["timezone"] != zone
+
+
+def test_a_zone_stored_before_zones_were_checked_is_passed_over_and_the_form_saves(client, auth, db):
+    """A stored ``localtime`` was shown in the form, and every save was refused until it was retyped."""
+    shop = make_shop(plan="agency", timezone="Europe/Paris")
+    model = db.session.get(Shop, shop.id)
+    model.settings = {**(model.settings or {}), "timezone": "localtime"}
+    db.session.commit()
+    assert effective_settings(model)["timezone"] == "Europe/Paris"  # the shop's own, next in line
+    auth.login_as(shop)
+    html = client.get("/settings/").get_data(as_text=True)
+    assert 'value="localtime"' not in html and 'value="Europe/Paris"' in html
+    form = {**SETTINGS_FORM, "timezone": "Europe/Paris"}
+    assert client.post("/settings/", data=form).status_code in (302, 303)

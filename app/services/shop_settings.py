@@ -15,7 +15,7 @@ from typing import Any
 from app.errors import Forbidden, ValidationFailed
 from app.models import Shop
 from app.plans import has_capability
-from app.services.timezones import check_zone, country_zones
+from app.services.timezones import check_zone, country_zones, is_valid_zone
 
 DEFAULTS: dict[str, Any] = {
     "timezone": None,  # None: the shop's own time zone
@@ -51,7 +51,11 @@ def _deep_merge(base: dict, patch: dict) -> dict:
 def effective_settings(shop: Shop) -> dict[str, Any]:
     """The settings services obey: stored values over defaults, clipped by the plan."""
     merged = _deep_merge(DEFAULTS, shop.settings or {})
-    merged["timezone"] = merged.get("timezone") or shop.timezone
+    # A zone stored before zones were checked (``localtime``) is passed over: the form showed it
+    # and refused every save until retyped, and a page reading it would raise.
+    merged["timezone"] = next(
+        (name for name in (merged.get("timezone"), shop.timezone) if is_valid_zone(name)), "UTC"
+    )
     if not has_capability(shop.plan, "custom_lifecycle_thresholds"):
         merged["lifecycle"] = copy.deepcopy(DEFAULTS["lifecycle"])
     if not has_capability(shop.plan, "regional_quiet_hours"):
