@@ -15,22 +15,27 @@ def dlq_group():
 
 @dlq_group.command("list")
 @click.option("--shop", "domain", default=None, help="only this shop")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1), help="rows at most")
 @with_appcontext
-def dlq_list(domain):
-    """List dead and failed deliveries, newest first."""
+def dlq_list(domain, limit):
+    """List dead and failed deliveries, newest first (saying how many more there are)."""
     from app.services.ingest.inbox import failed_deliveries
 
     shop_id = shop_by_domain(domain).id if domain else None
-    rows = failed_deliveries(shop_id, limit=1000)
+    rows = failed_deliveries(shop_id, limit=limit + 1)
     if not rows:
         click.echo("The dead-letter queue is empty.")
         return
+    more = len(rows) > limit
+    rows = rows[:limit]
     click.echo(f"{'id':>8}  {'shop':>5}  {'provider':<9} {'topic':<40} {'status':<7} {'tries':>5}  error")
     for r in rows:
         error = (r.last_error or "").replace("\n", " ")[:80]
         topic = r.topic[:40]
         where = f"{r.id:>8}  {r.shop_id:>5}  {r.provider:<9} {topic:<40}"
         click.echo(f"{where} {r.status:<7} {r.attempts:>5}  {error}")
+    if more:
+        click.echo(f"… and more: these are the newest {limit}; --limit N lists more, --shop one shop's.")
 
 
 @dlq_group.command("retry")

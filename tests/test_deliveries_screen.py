@@ -271,3 +271,12 @@ def test_retry_all_is_a_form_that_works_without_javascript(client, auth, ishop, 
     answer = client.post("/deliveries/retry-all")
     assert answer.status_code == 303
     assert "2 deliveries processed." in client.get("/deliveries/").get_data(as_text=True)
+
+
+def test_dlq_list_says_when_there_are_more_than_it_shows(runner, ishop):
+    """It stopped at 1,000 rows without a word."""
+    ids = dead_rows(ishop, 3)
+    listed = runner.invoke(args=["dlq", "list", "--limit", "2"])
+    assert listed.exit_code == 0 and f"{ids[-1]:>8}" in listed.output and f"{ids[0]:>8}" not in listed.output
+    assert "these are the newest 2" in listed.output
+    assert "newest" not in runner.invoke(args=["dlq", "list", "--limit", "3"]).output
