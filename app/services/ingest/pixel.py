@@ -5,7 +5,8 @@ email or phone, or the visitor's own email or phone typed into a form (an
 exit-intent popup) links to it. A form field is the visitor's own only when
 nothing in its name or id says it is someone else's (a friend, a referral, a
 gift or its recipient, a receiver, a partner, "their", "to") and it is not a
-line-item property (``properties[...]``) or hidden; then a name saying email
+line-item property (``properties[...]``) or a field not typed (hidden, a
+checkbox, a choice); then a name saying email
 or phone, or else an ``email`` or ``tel`` input type, makes it a contact
 (``form_fields``). Any other field links nobody and is not stored as the
 visitor's identifier. Validation is strict and explains itself: a malformed event
@@ -125,16 +126,6 @@ def parse_events(body: Any) -> CheckedBatch:
     return checked
 
 
-def _minimised(event: dict) -> dict:
-    """The event as stored: a submitted form keeps only the visitor's own contact values.
-
-    The inbox keeps what it stores (for retries, replays and the dead-letter queue), and we use
-    nothing else a form holds: a password, a free-text message or a friend's address typed
-    into it is not ours to keep. Field names and types stay, for the timeline.
-    """
-    return _minimised_if_form(event)
-
-
 def _shop_named(event: Any) -> str | None:
     """The shop a (refused) event names, when it names one as text."""
     shop = refused.field(event, "shop")
@@ -145,13 +136,18 @@ def dead_letters(checked: CheckedBatch) -> list[DeadLetter]:
     """The batch's refused events, each under its event id (or a hash) and its event name, kept
     without a form's other values as a stored event is (``_minimised``), where their shape allows."""
     return refused.dead_letters(
-        checked, lambda e: (refused.field(e, "name"), refused.field(e, "id"), _minimised_if_form(e))
+        checked, lambda e: (refused.field(e, "name"), refused.field(e, "id"), _minimised(e))
     )
 
 
-def _minimised_if_form(event: Any) -> Any:
-    """``_minimised`` for an event that may be of any shape (a refused one): the fields that are
-    objects lose their values unless they are the visitor's contacts; anything else is kept."""
+def _minimised(event: Any) -> Any:
+    """The event as stored: a submitted form keeps only the visitor's own contact values.
+
+    The inbox keeps what it stores (for retries, replays and the dead-letter queue), and we use
+    nothing else a form holds: a password, a free-text message or a friend's address typed
+    into it is not ours to keep. Field names and types stay, for the timeline. The event may be
+    of any shape (a refused one): only fields that are objects lose their values.
+    """
     if not isinstance(event, dict) or event.get("name") != "form_submitted":
         return event
     data = event.get("data")
