@@ -46,3 +46,22 @@ def test_ten_failed_sign_ins_in_a_minute_make_the_account_wait(client, auth, db,
     assert refused.status_code == 429 and b"Too many failed sign-ins" in refused.data
     assert client.get("/customers/").status_code == 302  # not signed in
     assert auth.login(bystander.owner_email, PASSWORD).status_code == 302
+
+
+def test_the_sign_in_wait_holds_across_processes_without_redis(client, auth, db, monkeypatch):
+    """Without Redis the failures were counted in each gunicorn process: with two, the eleventh try
+    (the right password) signed in. They are counted on the account, in the database."""
+    import time
+
+    from app.blueprints.webhooks import ratelimit
+    from tests.helpers import make_shop
+
+    held = time.time()
+    monkeypatch.setattr(ratelimit, "_clock", lambda: held)
+    target = make_shop("guessed-twice.myshopify.com")
+    for _ in range(10):
+        assert auth.login(target.owner_email, "guess").status_code == 401
+        ratelimit._local.clear()  # the next try lands in the other process, which counted nothing
+    assert auth.login(target.owner_email, PASSWORD).status_code == 429
+    monkeypatch.setattr(ratelimit, "_clock", lambda: held + 60)  # the next minute
+    assert auth.login(target.owner_email, PASSWORD).status_code == 302

@@ -274,7 +274,14 @@ NOT_PERSONAL: dict[str, set[str]] = {
         "processed_at",
     },
     "audit_log": {"id", "shop_id", "actor", "action", "subject_type", "subject_id", "created_at"},
-    "users": {"id", "password_hash", "created_at", "last_login_at"},
+    "users": {
+        "id",
+        "password_hash",
+        "created_at",
+        "last_login_at",
+        "failed_sign_ins",
+        "failed_sign_ins_minute",
+    },
     "shops": {
         "id",
         "domain",

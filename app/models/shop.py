@@ -53,6 +53,10 @@ class User(UserMixin, db.Model):
     name: so.Mapped[str | None]
     created_at: so.Mapped[created_at]
     last_login_at: so.Mapped[dt.datetime | None]
+    # Failed sign-ins in the minute ``failed_sign_ins_minute`` (minutes since the epoch): counted on
+    # the account, so every web process sees them (``accounts.sign_in_waits``).
+    failed_sign_ins: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
+    failed_sign_ins_minute: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
 
     memberships: so.Mapped[list[Membership]] = so.relationship(
         back_populates="user", cascade="all, delete-orphan"

@@ -260,6 +260,45 @@ def authenticate(email: str, password: str) -> User | None:
     return user
 
 
+# Failed sign-ins per account and minute before the account's sign-in waits for the next minute:
+# a person retyping a password stays well under it, a script guessing passwords is slowed to a crawl.
+FAILED_SIGN_INS_PER_MINUTE = 10
+
+
+def sign_in_waits(email: str, minute: int) -> bool:
+    """Whether the account failed ``FAILED_SIGN_INS_PER_MINUTE`` sign-ins in ``minute`` already.
+
+    Counted on the account in the database, not in the web process: without Redis each gunicorn
+    process counted its own, and with two the eleventh guess went through.
+    """
+    row = db.session.execute(
+        sa.select(User.failed_sign_ins, User.failed_sign_ins_minute).where(
+            User.email == email.strip().lower()
+        )
+    ).first()
+    return (
+        row is not None
+        and row.failed_sign_ins_minute == minute
+        and row.failed_sign_ins >= FAILED_SIGN_INS_PER_MINUTE
+    )
+
+
+def count_failed_sign_in(email: str, minute: int) -> None:
+    """Count a failed sign-in on the account (none for an address no account has); one statement,
+    so two processes counting at once both count."""
+    first_of_minute = User.failed_sign_ins_minute != minute
+    db.session.execute(
+        sa.update(User)
+        .where(User.email == email.strip().lower())
+        .values(
+            failed_sign_ins=sa.case((first_of_minute, 1), else_=User.failed_sign_ins + 1),
+            failed_sign_ins_minute=minute,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
 def hash_token(token: str) -> str:
     """SHA-256 of an API token: tokens are long random strings, so no salt is needed."""
     return hashlib.sha256(token.encode()).hexdigest()

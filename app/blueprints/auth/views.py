@@ -1,6 +1,5 @@
 """Views: login, logout, switch shop."""
 
-import hashlib
 from urllib.parse import urlsplit
 
 from flask import abort, flash, g, redirect, render_template, request, session, url_for
@@ -8,10 +7,10 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from app.blueprints.auth import bp
 from app.blueprints.auth.forms import LoginForm
-from app.blueprints.webhooks.ratelimit import allow
+from app.blueprints.webhooks import ratelimit
 from app.extensions import db
 from app.forms import EmptyForm
-from app.services.accounts import authenticate
+from app.services.accounts import authenticate, count_failed_sign_in, sign_in_waits
 from app.services.audit import record
 
 
@@ -30,13 +29,13 @@ def login():
     form = LoginForm()
     status = 200
     if form.validate_on_submit():
-        key = _attempts_key(form.email.data)
-        if not allow(key, cost=0, limit=FAILED_LOGINS_PER_MINUTE - 1):  # a look, not an attempt
+        minute = int(ratelimit.clock() // 60)  # the rate limits' clock (a test holds it still)
+        if sign_in_waits(form.email.data, minute):
             flash("Too many failed sign-ins for this account. Wait a minute and try again.", "error")
             return render_template("auth/login.html", form=form), 429
         user = authenticate(form.email.data, form.password.data)
         if user is None:
-            allow(key, limit=FAILED_LOGINS_PER_MINUTE)  # counts the failure
+            count_failed_sign_in(form.email.data, minute)
         if user is not None:
             login_user(user, remember=form.remember.data)
             session.pop("shop_id", None)
@@ -47,17 +46,6 @@ def login():
     elif request.method == "POST":
         status = 400
     return render_template("auth/login.html", form=form), status
-
-
-# Failed sign-ins per account and minute before the account's sign-in waits for the next minute:
-# a person retyping a password stays well under it, a script guessing passwords is slowed to a crawl.
-FAILED_LOGINS_PER_MINUTE = 10
-
-
-def _attempts_key(email: str | None) -> str:
-    """The rate limit's key for an account: a digest, so no address sits in Redis."""
-    digest = hashlib.sha256((email or "").strip().lower().encode()).hexdigest()[:24]
-    return f"login:{digest}"
 
 
 @bp.post("/logout")

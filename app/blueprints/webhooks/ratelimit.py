@@ -51,6 +51,11 @@ def allow(key: str, cost: int = 1, limit: int | None = None) -> bool:
         return _local[key] <= limit
 
 
+def clock() -> float:
+    """Now, as the limits' minutes count it."""
+    return _clock()
+
+
 def seconds_to_next_window() -> int:
     """Seconds until the counts start again (a refused client's ``Retry-After``)."""
     return 60 - int(_clock()) % 60
