@@ -2,6 +2,8 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 C360    := $(VENV)/bin/c360
+# `make run PORT=5050` when 5000 is taken.
+PORT    ?= 5000
 PYTHON  ?= python3
 VENDOR  := app/static/vendor
 STAMP   := $(VENV)/.installed
@@ -24,8 +26,8 @@ $(VENDOR)/htmx.min.js: package.json
 
 run: install
 	$(C360) db upgrade
-	$(C360) seed demo
-	$(C360) serve --host 127.0.0.1 --port 5000
+	$(C360) seed demo --port $(PORT)
+	$(C360) serve --host 127.0.0.1 --port $(PORT)
 
 test: install
 	$(VENV)/bin/ruff check .

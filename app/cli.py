@@ -181,15 +181,16 @@ def seed_group():
 
 @seed_group.command("demo")
 @click.option("--customers", default=300, show_default=True)
+@click.option("--port", default=5000, type=int, show_default=True, help="the port the console is served on")
 @with_appcontext
-def seed_demo(customers: int):
+def seed_demo(customers: int, port: int):
     """Create demo.myshopify.com with the Sarah story and generated customers."""
     from seed.demo import seed_demo as run
 
     login = run(customers=customers, progress=click.echo)
     click.echo("")
     click.echo("Demo shop ready: demo.myshopify.com")
-    click.echo(f"  Log in at http://127.0.0.1:5000/login as {login.email} / {login.password}")
+    click.echo(f"  Log in at http://127.0.0.1:{port}/login as {login.email} / {login.password}")
 
 
 @click.command("worker")

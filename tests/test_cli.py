@@ -186,6 +186,12 @@ def test_seed_demo_creates_the_demo_shop_and_prints_a_working_login(runner, clie
     assert client.get("/customers/").status_code == 200
 
 
+def test_seed_demo_prints_the_login_on_the_port_the_console_is_served_on(runner):
+    """``make run PORT=5050`` served on 5050 and printed a login on 5000."""
+    result = runner.invoke(args=["seed", "demo", "--customers", "5", "--port", "5050"])
+    assert result.exit_code == 0 and "http://127.0.0.1:5050/login" in result.output
+
+
 def test_seed_demo_twice_keeps_data_and_prints_a_fresh_login(runner):
     runner.invoke(args=["seed", "demo", "--customers", "10"])
     count = db.session.scalar(sa.select(sa.func.count()).select_from(Profile))
