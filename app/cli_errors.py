@@ -58,9 +58,13 @@ def explain(exc: BaseException, load_app: Callable[[], Flask]) -> str | None:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeout
 
+    from app.config import ConfigError
+
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
+        if isinstance(exc, ConfigError):
+            return str(exc)
         if isinstance(exc, sa.exc.DBAPIError):
             with load_app().app_context():
                 return _database_message(exc)

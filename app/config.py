@@ -12,6 +12,10 @@ import secrets
 from pathlib import Path
 
 
+class ConfigError(RuntimeError):
+    """A setting the environment gives that the app cannot start with; said in one line by the CLI."""
+
+
 def parse_boolean(value: str | None, default: bool = False) -> bool:
     """Read ``1/true/yes/on`` (any case) as True; anything else as False."""
     if value is None:
@@ -25,9 +29,9 @@ def _positive_number(env, name: str, default: str, kind=int):
     try:
         value = kind(raw)
     except ValueError:
-        raise RuntimeError(f"{name} must be a positive number, got {raw!r}") from None
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}") from None
     if value <= 0:
-        raise RuntimeError(f"{name} must be a positive number, got {raw!r}")
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}")
     return value
 
 
@@ -81,7 +85,7 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
     secret = env.get("SECRET_KEY")
     if not secret:
         if production:
-            raise RuntimeError("SECRET_KEY must be set when C360_ENV=production")
+            raise ConfigError("SECRET_KEY must be set when C360_ENV=production")
         secret = _instance_secret(instance)
 
     database_url = env.get("DATABASE_URL")

@@ -104,3 +104,18 @@ def test_any_other_failure_keeps_its_traceback(app_on, monkeypatch):
     c360(app, "db", "upgrade")
     result = c360(app, "shop", "create", "--domain", "x.myshopify.com")
     assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
+
+
+def test_a_setting_the_app_cannot_start_with_is_one_line_not_a_traceback(tmp_path):
+    """``C360_ENV=production`` without ``SECRET_KEY`` printed a 33-line traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    c360 = Path(sys.executable).with_name("c360")
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")}
+    env.update(C360_ENV="production", C360_INSTANCE_PATH=str(tmp_path))
+    done = subprocess.run([str(c360), "dlq", "list"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == "Error: SECRET_KEY must be set when C360_ENV=production"
