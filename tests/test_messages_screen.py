@@ -109,3 +109,14 @@ def test_messages_the_provider_refused_or_lost_can_be_filtered_by_reason(client,
         assert f'value="{reason}"' in page
     fragment = client.get("/messages/?reason=provider_opted_out", headers={"HX-Request": "true"})
     assert "provider_opted_out" in fragment.get_data(as_text=True).split("<tbody", 1)[1]
+
+
+def test_the_log_names_each_customer_and_shows_times_in_the_shops_zone(client, auth, shop, db):
+    """Rows said "#307" and UTC, where every other screen names the customer in the shop's zone."""
+    profile = seed_log(shop)
+    profile.first_name, profile.last_name = "Ana", "Silva"
+    db.session.commit()
+    auth.login_as(shop)
+    html = client.get("/messages/", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert f'href="/customers/{profile.id}">Ana Silva</a>' in html
+    assert " UTC" not in html and "GMT" in html  # NOON is in November: London is on GMT

@@ -522,6 +522,18 @@ def message_log(shop_id: int, **filters: str | None) -> sa.Select:
     return stmt.order_by(Message.created_at.desc(), Message.id.desc())
 
 
+def customer_names(shop_id: int, profile_ids: set[int]) -> dict[int, str]:
+    """The names of the log's customers who have one, by profile id (one read for a page)."""
+    if not profile_ids:
+        return {}
+    rows = db.session.execute(
+        sa.select(Profile.id, Profile.first_name, Profile.last_name).where(
+            Profile.shop_id == shop_id, Profile.id.in_(sorted(profile_ids))
+        )
+    )
+    return {pid: " ".join(p for p in (first, last) if p) for pid, first, last in rows if first or last}
+
+
 def sweep_messages(config: Mapping[str, Any] | None = None) -> dict[str, int]:
     """The messages' part of the minute sweep (``workers.ingest.sweep_once``), with its counts.
 

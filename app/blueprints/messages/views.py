@@ -13,7 +13,7 @@ from app.models import Profile
 from app.models.base import utcnow
 from app.services import campaign_sends, consent
 from app.services.audit import record
-from app.services.messaging import message_log
+from app.services.messaging import customer_names, message_log
 from app.tenancy import get_scoped
 from app.web import shop_required
 
@@ -30,6 +30,7 @@ def index():
         "messages/index.html",
         "log",
         messages=messages,
+        names=customer_names(g.shop.id, {m.profile_id for m in messages}),
         filters=filters,
         choices=filter_choices(g.shop.id),
         sends=campaign_sends.recent(g.shop),
