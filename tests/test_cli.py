@@ -228,3 +228,11 @@ def test_a_seeded_customer_stays_one_person_when_a_new_signal_of_theirs_arrives(
     )
     assert held_after == held_before + 1
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Profile)) == profiles_before
+
+
+def test_every_command_group_says_what_it_is_for(runner):
+    """``c360 --help`` listed ``messages`` with no line at all."""
+    listing = runner.invoke(args=["--help"]).output
+    commands = listing.split("Commands:", 1)[1].splitlines()
+    described = {line.split()[0]: line.split(None, 1)[1:] for line in commands if line.strip()}
+    assert all(described.values()), [name for name, text in described.items() if not text]

@@ -3,5 +3,6 @@
 from flask import Blueprint
 
 bp = Blueprint("messages", __name__, url_prefix="/messages")
+bp.cli.help = "Campaign sends and the retries of waiting messages."
 
 from app.blueprints.messages import commands, views  # noqa: E402,F401
