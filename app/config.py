@@ -35,6 +35,16 @@ def _positive_number(env, name: str, default: str, kind=int):
     return value
 
 
+def _log_level(name: str) -> str:
+    """A logging level's name (``INFO``, ``WARNING``…), refused at start-up when it is none."""
+    level = name.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(
+            f"C360_WORKER_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {name!r}"
+        )
+    return level
+
+
 def _instance_secret(instance_path: Path) -> str:
     """Return the secret key kept in ``instance/secret_key``, creating it once."""
     instance_path.mkdir(parents=True, exist_ok=True)
@@ -108,6 +118,7 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "C360_PIXEL_RATE_PER_MINUTE": int(env.get("C360_PIXEL_RATE_PER_MINUTE", "600")),
         "C360_LOG_JSON": parse_boolean(env.get("C360_LOG_JSON"), default=production),
+        "C360_WORKER_LOG_LEVEL": _log_level(env.get("C360_WORKER_LOG_LEVEL", "INFO")),
         # The minute sweep's daily enrichment of each shop; off leaves enrichment to cron or a person.
         "C360_DAILY_ENRICHMENT": parse_boolean(env.get("C360_DAILY_ENRICHMENT"), default=True),
         # Ingest tuning: rows per drain batch, seconds a drain runs before handing over,

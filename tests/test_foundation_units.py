@@ -177,3 +177,41 @@ def test_a_new_instance_folder_is_made_for_the_embedded_database(tmp_path):
     folder = tmp_path / "fresh" / "instance"
     config = load_config(str(folder), {"SECRET_KEY": "k"})
     assert folder.is_dir() and config["SQLALCHEMY_DATABASE_URI"].endswith("fresh/instance/c360.sqlite")
+
+
+def test_the_worker_logs_each_job_unless_told_otherwise(tmp_path):
+    """``c360 worker`` logged at WARNING only: in production it wrote nothing while it worked."""
+    from app.config import ConfigError
+
+    assert load_config(str(tmp_path), {"SECRET_KEY": "k"})["C360_WORKER_LOG_LEVEL"] == "INFO"
+    quiet = load_config(str(tmp_path), {"SECRET_KEY": "k", "C360_WORKER_LOG_LEVEL": "warning"})
+    assert quiet["C360_WORKER_LOG_LEVEL"] == "WARNING"
+    with pytest.raises(ConfigError, match="C360_WORKER_LOG_LEVEL"):
+        load_config(str(tmp_path), {"SECRET_KEY": "k", "C360_WORKER_LOG_LEVEL": "chatty"})
+
+
+def test_run_worker_works_at_the_configured_log_level(app, monkeypatch):
+    from workers import runner
+
+    seen = {}
+
+    class Worker:
+        def __init__(self, queues, **kwargs):
+            pass
+
+        def work(self, **kwargs):
+            seen.update(kwargs)
+            return True
+
+    class Queues:
+        connection = None
+
+        def queue(self, name):
+            return name
+
+    monkeypatch.setattr(runner, "IngestWorker", Worker)
+    monkeypatch.setitem(app.extensions, "rq", Queues())
+    monkeypatch.setitem(app.config, "C360_WORKER_LOG_LEVEL", "INFO")
+    with app.app_context():
+        assert runner.run_worker(burst=True)
+    assert seen["logging_level"] == "INFO" and seen["burst"] is True

@@ -57,4 +57,10 @@ def run_worker(burst: bool = False) -> bool:
     queue = current_app.extensions["rq"]
     queues = [queue.queue(name) for name in QUEUES]
     worker = IngestWorker(queues, connection=queue.connection, maintenance_interval=MAINTENANCE_SECONDS)
-    return worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+    # INFO: a line per job started and done (job names and row ids, no personal data), so a
+    # worker shows it is alive; C360_WORKER_LOG_LEVEL=WARNING quiets it.
+    return worker.work(
+        burst=burst,
+        with_scheduler=True,
+        logging_level=current_app.config.get("C360_WORKER_LOG_LEVEL", "INFO"),
+    )
