@@ -4,11 +4,10 @@ CONTRACT.md names the sources (a support touch, a push open or dismissal, a mark
 order, a POS visit from another system) but not their type names; a client learns them here.
 """
 
+from app.blueprints.api.openapi_parts import TIME, json_post
 from app.services.engagement import CHANNELS as ENGAGEMENT_CHANNELS
 from app.services.engagement import METRICS
 from app.services.ingest.api_events import CHANNELS, IDENTIFIER_KEYS
-
-TIME = {"type": "string", "format": "date-time", "description": "ISO 8601, with its UTC offset"}
 
 EVENT = {
     "type": "object",
@@ -48,29 +47,19 @@ EVENT = {
 }
 
 OPENAPI_PATHS = {
-    "/events": {
-        "post": {
-            "summary": "Record a signal from a source without a provider webhook (support, push, "
-            "marketplace, POS); stored durably, then applied by a worker",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": EVENT}}},
-            "responses": {
-                "202": {
-                    "description": "stored (or a resend of one stored before)",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "event_id": {"type": "string"},
-                                    "duplicate": {"type": "boolean"},
-                                },
-                            }
-                        }
-                    },
-                },
-                "400": {"description": "not an event: the message names the field and why"},
-                "401": {"description": "missing or bad bearer token"},
-            },
-        }
-    }
+    "/events": json_post(
+        "Record a signal from a source without a provider webhook (support, push, "
+        "marketplace, POS); stored durably, then applied by a worker",
+        EVENT,
+        {
+            "type": "object",
+            "properties": {"event_id": {"type": "string"}, "duplicate": {"type": "boolean"}},
+        },
+        {
+            "400": {"description": "not an event: the message names the field and why"},
+            "401": {"description": "missing or bad bearer token"},
+        },
+        status="202",
+        description="stored (or a resend of one stored before)",
+    )
 }

@@ -1,7 +1,8 @@
 """OpenAPI 3.1 path items for the consent, gate and messages API (merged into ``/openapi.json``)."""
 
+from app.blueprints.api.openapi_parts import TIME, json_post
+
 CHANNEL = {"type": "string", "enum": ["email", "sms", "whatsapp", "push"]}
-TIME = {"type": "string", "format": "date-time", "description": "ISO 8601 with a UTC offset"}
 IDENTIFIER = {
     "type": "string",
     "description": "KIND:VALUE (email, phone, shopify_customer, web_client, amazon_buyer, ebay_user) "
@@ -32,16 +33,7 @@ DECISION = {
 
 
 def _post(summary: str, body: dict, answer: dict) -> dict:
-    return {
-        "post": {
-            "summary": summary,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-            "responses": {
-                "200": {"description": "OK", "content": {"application/json": {"schema": answer}}},
-                **ERRORS,
-            },
-        }
-    }
+    return json_post(summary, body, answer, ERRORS)
 
 
 OPENAPI_PATHS = {
