@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
@@ -526,12 +527,12 @@ def customer_names(shop_id: int, profile_ids: set[int]) -> dict[int, str]:
     """The names of the log's customers who have one, by profile id (one read for a page)."""
     if not profile_ids:
         return {}
-    rows = db.session.execute(
-        sa.select(Profile.id, Profile.first_name, Profile.last_name).where(
-            Profile.shop_id == shop_id, Profile.id.in_(sorted(profile_ids))
-        )
+    profiles = db.session.scalars(
+        sa.select(Profile)
+        .where(Profile.shop_id == shop_id, Profile.id.in_(sorted(profile_ids)))
+        .options(so.load_only(Profile.first_name, Profile.last_name))
     )
-    return {pid: " ".join(p for p in (first, last) if p) for pid, first, last in rows if first or last}
+    return {p.id: p.name for p in profiles if p.name}
 
 
 def sweep_messages(config: Mapping[str, Any] | None = None) -> dict[str, int]:
