@@ -69,7 +69,9 @@ CUSTOM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,56}$")  # stored as "web.<name>" i
 MAX_BATCH = 500
 
 
-def _check_event(event: Any, where: str) -> None:
+def _check_event(event: Any, where: str) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+    """Refuse an event that is not the shape Shopify sends; else its identifiers and its timeline
+    properties, read once (the worker plans with them rather than reading the event again)."""
     if not isinstance(event, dict):
         raise BadPayload(f"{where}: an event must be a JSON object")
     for key in ("id", "clientId", "name", "shop"):
@@ -91,12 +93,13 @@ def _check_event(event: Any, where: str) -> None:
         # Read as applying the event reads it: a nested field of the wrong shape (a form's
         # ``elements`` sent as ``true``) is this event's refusal with its path, never a 500.
         pairs = _identifiers(event)
-        _properties(event)
+        properties = _properties(event)
     except BadPayload as exc:
         raise BadPayload(f"{where}: {exc.message}") from None
     for kind, raw in pairs:  # as ``idents`` will read them
         if raw not in (None, "") and (isinstance(raw, bool) or not isinstance(raw, str | int)):
             raise BadPayload(f"{where}: {kind} must be text, not {type(raw).__name__}")
+    return pairs, properties
 
 
 def parse_events(body: Any) -> CheckedBatch:
@@ -257,9 +260,9 @@ def _properties(event: dict) -> dict[str, Any]:
 
 def plan_pixel_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) -> Planned:
     """Parse a stored pixel event: the browser and whoever it reveals, and the timeline event."""
-    _check_event(event, "event")
+    pairs, properties = _check_event(event, "event")
     at = not_after(parse_time(event["timestamp"]), delivery)
-    found = idents(shop, _identifiers(event))
+    found = idents(shop, pairs)
     return Planned(
         signal=Signal(tuple(found), SOURCE, at, {"pixel_event": event["id"]}),
         event={
@@ -269,7 +272,7 @@ def plan_pixel_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) 
             "external_id": event["id"].strip(),
             "occurred_at": at,
             "found": found,
-            "properties": _properties(event),
+            "properties": properties,
             "delivery_id": delivery.id if delivery else None,
         },
         contact=any(i.kind in ("email", "phone") for i in found),
