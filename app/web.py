@@ -127,17 +127,12 @@ def identifier_text(key: str) -> str:
     return f"{kind.replace('_', ' ')} {value}" if value else kind
 
 
-def merge_reason(reason: str) -> str:
-    """A merge's reason in words (``duplicates_review.why``)."""
-    from app.services.duplicates_review import why
-
-    return why(reason)
-
-
 def init_app(app) -> None:
     """Expose ``nav_items`` to templates and load the current shop per request."""
     app.context_processor(lambda: {"nav_items": nav_items, "may": may, "shop_zone": shop_zone()})
     app.add_template_filter(counted)
     app.add_template_filter(identifier_text)
-    app.add_template_filter(merge_reason)
+    from app.services.duplicates_review import why
+
+    app.add_template_filter(why, "merge_reason")  # a merge's reason in words
     app.before_request(load_current_shop)

@@ -81,7 +81,6 @@ def recent_merges(
             "loser": profiles.get(row.loser_id),
             "undoable": row.id not in refusals,
             "refusal": refusals.get(row.id),
-            "why": why(row.reason),
         }
         for row in rows
     ], following
