@@ -41,6 +41,7 @@ from app.services import gate, gate_facts, provider_opt_outs
 from app.services.identifiers import live_profile
 from app.services.profile_lock import lock_live, lock_profiles
 from app.services.transports import provider_for
+from app.tenancy import scoped
 
 # How far ahead a waiting journey step looks for the moment every check passes.
 JOURNEY_LOOKAHEAD = dt.timedelta(days=8)
@@ -528,8 +529,8 @@ def customer_names(shop_id: int, profile_ids: set[int]) -> dict[int, str]:
     if not profile_ids:
         return {}
     profiles = db.session.scalars(
-        sa.select(Profile)
-        .where(Profile.shop_id == shop_id, Profile.id.in_(sorted(profile_ids)))
+        scoped(Profile, shop_id)
+        .where(Profile.id.in_(sorted(profile_ids)))
         .options(so.load_only(Profile.first_name, Profile.last_name))
     )
     return {p.id: p.name for p in profiles if p.name}

@@ -1,4 +1,5 @@
-"""A per-client, per-minute rate limit: the public pixel endpoint, and sign-in attempts per account.
+"""A per-client, per-minute rate limit for the public pixel endpoint (sign-in attempts are
+counted on the account, ``accounts.sign_in_waits``, on this module's clock).
 
 Counts live in Redis when it is configured (shared by every web process)
 and in this process otherwise.
@@ -22,11 +23,10 @@ _minute = [0]
 _clock = time.time  # the window's clock (a test holds it still across a minute's boundary)
 
 
-def allow(key: str, cost: int = 1, limit: int | None = None) -> bool:
-    """Count ``cost`` events for ``key`` in this minute; False once over ``limit`` (the pixel's
-    ``C360_PIXEL_RATE_PER_MINUTE`` unless given)."""
-    if limit is None:
-        limit = int(current_app.config.get("C360_PIXEL_RATE_PER_MINUTE", 600))
+def allow(key: str, cost: int = 1) -> bool:
+    """Count ``cost`` events for ``key`` in this minute; False once over the pixel's
+    ``C360_PIXEL_RATE_PER_MINUTE``."""
+    limit = int(current_app.config.get("C360_PIXEL_RATE_PER_MINUTE", 600))
     minute = int(_clock() // 60)
     queue = current_app.extensions.get("rq")
     connection = getattr(queue, "connection", None)
