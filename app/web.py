@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from flask import abort, g, session
 from flask_login import current_user, login_required
 
+from app.digits import counted
 from app.extensions import db
 from app.models import Membership, Shop
 from app.services.timezones import zone_or_utc
@@ -114,11 +115,6 @@ def may(min_role: str) -> bool:
     offers an action only to those whose request would be taken (``shop_required``)."""
     role = g.get("role")
     return role is not None and ROLE_RANK[role] >= ROLE_RANK[min_role]
-
-
-def counted(count: int, noun: str, plural: str | None = None) -> str:
-    """``1 order``, ``2 orders``, ``1,204 identities`` (with ``plural`` given): a count as read aloud."""
-    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
 
 
 def identifier_text(key: str) -> str:

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.digits import counted
+
 REASON_CHARS = 200
-
-
-def deliveries(count: int) -> str:
-    """``1 delivery``, ``207 deliveries``."""
-    return f"{count:,} {'delivery' if count == 1 else 'deliveries'}"
 
 
 def _reason(error: str | None) -> str:
@@ -72,9 +69,9 @@ class RetryReport:
         if not parts:
             text = "Nothing to retry: no delivery has failed."
         elif len(parts) == 1:  # "2 deliveries processed.", not "2 deliveries retried: 2 processed."
-            text = f"{deliveries(self.retried)} {parts[0].split(' ', 1)[1]}."
+            text = f"{counted(self.retried, 'delivery', 'deliveries')} {parts[0].split(' ', 1)[1]}."
         else:
-            text = f"{deliveries(self.retried)} retried: {', '.join(parts)}."
+            text = f"{counted(self.retried, 'delivery', 'deliveries')} retried: {', '.join(parts)}."
         if self.left:
             are = "delivery is" if self.left == 1 else "deliveries are"
             text += f" {self.left:,} more failed {are} left: Retry all again."
