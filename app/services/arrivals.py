@@ -32,6 +32,7 @@ from app.services.identifiers import KINDS, TRUST, lookup_kind, normalise
 from app.tenancy import scoped
 
 Key = tuple[str, str]
+OrderRef = tuple[str | None, str]  # (channel, order id)
 # Events whose delivery is a Shopify version telling the customer's names, address and currency.
 DETAILED = frozenset({"customer.created", "customer.updated", "order.placed"})
 
@@ -85,7 +86,7 @@ def _new_rows(model, shop_id: int, profile_id: int, watermark: int) -> list:
     )
 
 
-def _event_keys(identifiers: dict) -> list[tuple[str, str]]:
+def event_keys(identifiers: dict) -> list[tuple[str, str]]:
     keys = []
     for kind, values in (identifiers or {}).items():
         for value in values if isinstance(values, list) else [values]:
@@ -112,11 +113,33 @@ def _sort_identifiers(shop_id: int, winner_id: int, loser_id: int, watermark: in
     return len(fresh)
 
 
+def most_trusted(keys, owned) -> Key | None:
+    """The most trusted of ``keys`` that ``owned`` (a set or a map of identifiers) holds, if any."""
+    return next((k for k in sorted(keys, key=lambda k: (TRUST[k[0]], k[1])) if k in owned), None)
+
+
 def _goes_back(keys, loser_keys: set[Key], winner_keys: set[Key]) -> bool:
     """Whether the most trusted of ``keys`` that either side owns is the merged-away side's."""
-    ranked = sorted(keys, key=lambda k: (TRUST[k[0]], k[1]))
-    owned = next((k for k in ranked if k in loser_keys or k in winner_keys), None)
-    return owned in loser_keys
+    return most_trusted(keys, loser_keys | winner_keys) in loser_keys
+
+
+def order_of(event: Event) -> OrderRef | None:
+    """``(channel, order id)`` of an ``order.placed`` event: the order whose buyer it recorded."""
+    if event.type == "order.placed" and isinstance(event.properties, dict):
+        return event.channel, str(event.properties.get("order_id"))
+    return None
+
+
+def buyer_keys(
+    order: Order, buyers: dict[tuple[str | None, str], list[Key]], country: str | None
+) -> set[Key]:
+    """The identifiers of an order's buyer: those its ``order.placed`` event recorded (``buyers``,
+    by ``order_of``) and the order's own contact, normalised with the shop's country."""
+    contacts = (
+        contact_key(f"{kind}:{text or ''}", country)
+        for kind, text in (("email", order.email), ("phone", order.phone))
+    )
+    return {*buyers.get((order.channel, order.external_id), ()), *filter(None, contacts)}
 
 
 def sort_arrivals(shop_id: int, winner_id: int, loser_id: int, watermark: dict[str, int]) -> Arrivals:
@@ -127,26 +150,21 @@ def sort_arrivals(shop_id: int, winner_id: int, loser_id: int, watermark: dict[s
     loser_keys = set(_owned(shop_id, loser_id))
     winner_keys = set(_owned(shop_id, winner_id))
 
-    buyers: dict[tuple[str | None, str], list[Key]] = {}  # (channel, order id): its buyer's identifiers
+    buyers: dict[OrderRef, list[Key]] = {}  # (channel, order id): its buyer's identifiers
     for event in _new_rows(Event, shop_id, winner_id, watermark.get("events", 0)):
         found.count += 1
-        keys = _event_keys(event.identifiers)
+        keys = event_keys(event.identifiers)
         if _goes_back(keys, loser_keys, winner_keys):
             event.profile_id = loser_id
-        if event.type == "order.placed" and isinstance(event.properties, dict):
-            buyers[(event.channel, str(event.properties.get("order_id")))] = keys
+        if (placed := order_of(event)) is not None:
+            buyers[placed] = keys
         if is_persons_doing(event.type):
             found.saw(event.profile_id, event.occurred_at)
         if event.type in DETAILED and event.delivery_id is not None:
             found.versions.append(event)
     for order in _new_rows(Order, shop_id, winner_id, watermark.get("orders", 0)):
         found.count += 1
-        contacts = (
-            contact_key(f"{kind}:{text or ''}", country)
-            for kind, text in (("email", order.email), ("phone", order.phone))
-        )
-        buyer = {*buyers.get((order.channel, order.external_id), ()), *filter(None, contacts)}
-        if _goes_back(buyer, loser_keys, winner_keys):
+        if _goes_back(buyer_keys(order, buyers, country), loser_keys, winner_keys):
             order.profile_id = loser_id
     for record in _new_rows(ConsentRecord, shop_id, winner_id, watermark.get("consent_records", 0)):
         found.count += 1

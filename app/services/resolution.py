@@ -45,12 +45,13 @@ from app.extensions import db
 from app.models import Event, Identifier, IdentifierLink, MergeCandidate, Order, Profile, Shop
 from app.models.base import utcnow
 from app.services import identity_graph, identity_links, merges, shop_lock
+from app.services.arrivals import buyer_keys, event_keys, most_trusted, order_of
 from app.services.bulk_sql import id_in, value_in
 from app.services.counters import recompute_order_counters
 from app.services.deferred_stamps import DeferredStamps
 from app.services.engagement import recompute_engagement_counters
 from app.services.id_blocks import IdBlocks
-from app.services.identifiers import TRUST, Ident, live_profile, live_profiles, normalise, normalise_phone
+from app.services.identifiers import TRUST, Ident, live_profile, live_profiles, normalise_phone
 from app.services.shop_settings import effective_settings
 from app.tenancy import scoped
 
@@ -895,7 +896,11 @@ def _owners(shop_id: int, keys: set[tuple[str, str]]) -> dict[tuple[str, str], i
 
 
 def _rehome_events(shop: Shop, profile_ids: set[int]) -> None:
-    """After identifiers moved, events and orders follow the owner of their most trusted identifier."""
+    """After identifiers moved, events and orders follow the owner of their most trusted identifier.
+
+    An order's are its buyer's (``arrivals.buyer_keys``): a POS sale naming its buyer by a
+    Shopify customer id stays with that customer, not with whoever now holds its phone.
+    """
     owner = {
         (k, v): p
         for k, v, p in db.session.execute(
@@ -905,20 +910,21 @@ def _rehome_events(shop: Shop, profile_ids: set[int]) -> None:
         )
     }
     changed: set[int] = set()
+
+    def follow(row, keys) -> None:
+        key = most_trusted(keys, owner)
+        if key is not None and row.profile_id != owner[key]:
+            changed.update((row.profile_id, owner[key]))
+            row.profile_id = owner[key]
+
+    buyers = {}  # (channel, order id): the identifiers its order.placed event recorded
     for event in db.session.scalars(scoped(Event, shop.id).where(Event.profile_id.in_(profile_ids))):
-        for key in _event_keys(event.identifiers):
-            if key in owner:
-                if event.profile_id != owner[key]:
-                    changed.update((event.profile_id, owner[key]))
-                event.profile_id = owner[key]
-                break
+        keys = event_keys(event.identifiers)
+        follow(event, keys)
+        if (placed := order_of(event)) is not None:
+            buyers[placed] = keys
     for order in db.session.scalars(scoped(Order, shop.id).where(Order.profile_id.in_(profile_ids))):
-        found = [normalise("email", order.email), normalise("phone", order.phone, shop.country)]
-        keys = [(i.kind, i.value) for i in found if i is not None and (i.kind, i.value) in owner]
-        if keys:
-            if order.profile_id != owner[keys[0]]:
-                changed.update((order.profile_id, owner[keys[0]]))
-            order.profile_id = owner[keys[0]]
+        follow(order, buyer_keys(order, buyers, shop.country))
     db.session.flush()
     # Counters are rebuilt from events and orders: a profile none of them left or joined keeps its own.
     for pid in sorted(changed):
@@ -926,12 +932,6 @@ def _rehome_events(shop: Shop, profile_ids: set[int]) -> None:
         if profile is not None:
             recompute_engagement_counters(profile)
             recompute_order_counters(profile)
-
-
-def _event_keys(identifiers: dict) -> list[tuple[str, str]]:
-    from app.services.arrivals import _event_keys as keys
-
-    return keys(identifiers)
 
 
 def _record_candidates(shop: Shop, part: identity_graph.Partition, home: dict) -> None:
