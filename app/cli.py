@@ -216,7 +216,7 @@ def worker(burst: bool):
 @with_appcontext
 def enrich(domain, all_shops, as_of, use_queue):
     """Recompute lifecycle, RFM, churn risk, LTV and predictions now, or as they were on DATE."""
-    from app.services import enrichment
+    from app.services import enrichment, shop_settings
 
     if bool(domain) == bool(all_shops):
         raise click.UsageError("give --shop DOMAIN or --all")
@@ -224,7 +224,7 @@ def enrich(domain, all_shops, as_of, use_queue):
         enrichment.parse_as_of(as_of)  # a bad date is refused before any shop is read
         shops = enrichment.shops_to_enrich() if all_shops else [accounts.require_shop(domain)]
         for shop in shops:
-            moment = enrichment.parse_as_of(as_of, enrichment.shop_timezone(shop))  # the shop's day
+            moment = enrichment.parse_as_of(as_of, shop_settings.shop_timezone(shop))  # the shop's day
             if use_queue:
                 run = enrichment.start_enrichment(shop, moment)
                 click.echo(f"{shop.domain}: queued job {run.id}")

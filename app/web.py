@@ -17,6 +17,7 @@ from flask_login import current_user, login_required
 from app.digits import counted
 from app.extensions import db
 from app.models import Membership, Shop
+from app.services.shop_settings import shop_timezone
 from app.services.timezones import zone_or_utc
 
 ROLE_RANK = {"support": 0, "staff": 1, "agency": 2, "owner": 3}
@@ -107,7 +108,7 @@ def nav_items() -> list[tuple[str, str]]:
 def shop_zone() -> zoneinfo.ZoneInfo:
     """The current shop's time zone, which screens about the shop (not one customer) show times in."""
     shop = g.get("shop")
-    return zone_or_utc(shop.timezone if shop is not None else None)
+    return zone_or_utc(shop_timezone(shop) if shop is not None else None)
 
 
 def may(min_role: str) -> bool:

@@ -371,7 +371,7 @@ def test_a_date_reads_without_a_zone_and_a_time_of_day_with_it():
     """ "28 Oct 2026 GMT" named a zone for a value with no time of day in it."""
     import zoneinfo
 
-    from app.blueprints.customers import local_time
+    from app.services.timezones import local_time
 
     london, moment = zoneinfo.ZoneInfo("Europe/London"), dt.datetime(2026, 10, 28, 9, 30, tzinfo=dt.UTC)
     assert local_time(moment, london, "%d %b %Y") == "28 Oct 2026"

@@ -35,6 +35,7 @@ from app.services import recommendations, replenishment
 from app.services.lifecycle import shop_windows
 from app.services.paging import newest_first
 from app.services.profile_view import orders_summary, profile_document
+from app.services.shop_settings import shop_timezone
 from app.services.timezones import zone_or_utc
 from app.tenancy import scoped
 
@@ -44,7 +45,7 @@ FATIGUE_DIVISOR = 10  # the gate's definition: messages sent in 7 days ÷ 10, ca
 
 def zone_of(doc: dict[str, Any], shop: Shop) -> zoneinfo.ZoneInfo:
     """The profile's time zone, else the shop's, else UTC."""
-    return zone_or_utc(doc.get("timezone"), shop.timezone)
+    return zone_or_utc(doc.get("timezone"), shop_timezone(shop))
 
 
 def consent_chips(shop_id: int, profile: Profile, doc: dict[str, Any]) -> dict[str, str]:
@@ -102,7 +103,7 @@ def section_context(shop: Shop, profile: Profile) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "id": profile.id,
         "name": profile.name,
-        "timezone": profile.timezone or shop.timezone,
+        "timezone": profile.timezone or shop_timezone(shop),
     }
     doc["orders"] = orders_summary(profile, shop)
     doc["page"] = {"zone": zone_of(doc, shop), "erased_at": profile.erased_at, "formula": engagement.FORMULA}

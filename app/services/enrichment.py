@@ -38,7 +38,6 @@ from app.models.base import EARLIEST_TIME, utcnow
 from app.plans import has_capability
 from app.services import enrichment_store, replenishment
 from app.services.lifecycle import shop_windows
-from app.services.shop_settings import effective_settings
 from app.services.timezones import zone_or_utc
 from app.tenancy import scoped
 
@@ -83,11 +82,6 @@ def parse_as_of(value: str | None, timezone: str | None = None) -> dt.datetime |
     if moment < EARLIEST_TIME:  # (a date after today is refused by create_run)
         raise ValidationFailed("as_of must be 1970 or later", field="as_of")
     return moment
-
-
-def shop_timezone(shop: Shop) -> str:
-    """The time zone a shop's calendar days are in (its settings', else its own)."""
-    return effective_settings(shop)["timezone"]
 
 
 def start_enrichment(shop: Shop, as_of: dt.datetime | None = None) -> JobRun:

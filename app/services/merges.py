@@ -47,7 +47,8 @@ from app.services.consent import rebuild_states, refresh_states
 from app.services.counters import recompute_order_counters
 from app.services.engagement import counter_rows, recompute_engagement_counters
 from app.services.identifiers import TRUST
-from app.services.shop_settings import effective_settings
+from app.services.shop_settings import shop_timezone
+from app.services.timezones import local_time
 from app.tenancy import could_be_row_id, get_scoped_or_raise, scoped
 
 PROFILE_FILL = ("first_name", "last_name", "timezone", "timezone_source", "country", "province", "currency")
@@ -306,20 +307,20 @@ def undo_refusals(shop: Shop, rows: list[Merge], now: dt.datetime | None = None)
     this merge, which a later merge's rows are not part of. Merges are undone newest first.
     """
     now = now or utcnow()
-    zone = ZoneInfo(effective_settings(shop)["timezone"])
+    zone = ZoneInfo(shop_timezone(shop))
     refusals: dict[int, Refusal] = {}
     open_rows = []
     for row in rows:
         if row.undone_at is not None:
             refusals[row.id] = Refusal(
-                f"merge {row.id} was already undone on {_shop_time(row.undone_at, zone)}", "undone"
+                f"merge {row.id} was already undone on {local_time(row.undone_at, zone)}", "undone"
             )
         elif now > row.undo_deadline:
             # The window the merge was given (its plan's then): a plan changed since moves no deadline.
             refusals[row.id] = Refusal(
                 f"merge {row.id} can no longer be undone: its undo window of "
                 f"{window_text(row.undo_deadline - row.created_at)} ended on "
-                f"{_shop_time(row.undo_deadline, zone)}",
+                f"{local_time(row.undo_deadline, zone)}",
                 "window closed",
                 "undo_window_closed",
             )
@@ -334,12 +335,6 @@ def undo_refusals(shop: Shop, rows: list[Merge], now: dt.datetime | None = None)
             "undo_later_merge_first",
         )
     return refusals
-
-
-def _shop_time(moment: dt.datetime, zone: ZoneInfo) -> str:
-    """A moment as the console shows it: in the shop's zone, with the zone's abbreviation."""
-    local = moment.astimezone(zone)
-    return f"{local:%d %b %Y %H:%M} {local.tzname()}"
 
 
 def _later_merges(shop_id: int, rows: list[Merge]) -> dict[Merge, Merge]:

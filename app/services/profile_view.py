@@ -17,6 +17,7 @@ from app.extensions import db
 from app.models import EngagementCounter, Identifier, Message, Profile, Shop
 from app.models.profile import CHANNELS
 from app.plans import has_capability
+from app.services.shop_settings import shop_timezone
 from app.services.timezones import resolve_zone
 from app.tenancy import scoped
 
@@ -142,7 +143,7 @@ def profile_document(shop: Shop, profile: Profile) -> dict[str, Any]:
             country=profile.country,
             province=profile.province,
             phones=[i.value for i in idents if i.kind == "phone"],
-            shop_timezone=shop.timezone,
+            shop_timezone=shop_timezone(shop),
             shop_country=shop.country,
         ).zones[0],
         "country": profile.country,

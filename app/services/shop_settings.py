@@ -63,6 +63,15 @@ def effective_settings(shop: Shop) -> dict[str, Any]:
     return merged
 
 
+def shop_timezone(shop: Shop) -> str:
+    """The shop's time zone: the one its settings name, else its own (Shopify's), else UTC.
+
+    The gate keeps a customer with no zone of their own in it, enrichment counts the shop's
+    days in it, and every screen and answer about the shop shows its times in it.
+    """
+    return effective_settings(shop)["timezone"]
+
+
 def parse_hhmm(value: Any, field: str) -> dt.time:
     """Parse "HH:MM" or raise ``ValidationFailed`` naming the field."""
     if not isinstance(value, str) or not HHMM.match(value):

@@ -17,6 +17,7 @@ table is the IANA ``zone.tab`` shipped with ``tzdata``; ``zoneinfo`` has none.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import importlib.resources
 import zoneinfo
@@ -269,3 +270,18 @@ def _resolve(
             return CustomerZone(_shop_zone_first(zones, shop_timezone), code, "phone")
     tz = shop_timezone if is_valid_zone(shop_timezone) else "UTC"
     return CustomerZone((tz,), shop_country or country_of_zone(tz), "shop")
+
+
+def local_time(value, zone: dt.tzinfo, fmt: str = "%d %b %Y %H:%M") -> str:
+    """Show a moment (datetime or ISO string) in ``zone``, with the zone's abbreviation when the
+    format shows a time of day (a date alone reads "28 Oct 2026", not "28 Oct 2026 GMT").
+
+    The consoles' ``local`` filter, and the text of answers that name a moment to a person.
+    """
+    if not value:
+        return "—"
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    moment = value.astimezone(zone)
+    shown = moment.strftime(fmt)
+    return f"{shown} {moment.tzname()}" if "%H" in fmt or "%I" in fmt else shown

@@ -3,7 +3,8 @@
 from flask import g, jsonify, request, url_for
 
 from app.blueprints.api import bp, json_body
-from app.services.enrichment import job_status, parse_as_of, shop_timezone, start_enrichment
+from app.services.enrichment import job_status, parse_as_of, start_enrichment
+from app.services.shop_settings import shop_timezone
 
 
 @bp.post("/enrichment/run")
