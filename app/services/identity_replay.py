@@ -79,7 +79,7 @@ class Replay:
             self._link(keys)
         owners = {self.owner[k] for k in keys}
         if len(owners) > 1 or (missing and len(keys) > 1):
-            self._repartition(keys, at)
+            self._repartition(keys, at, frozenset(missing))
         for key in raw:
             self._place(key, self.owner[keys[0]])
 
@@ -121,7 +121,7 @@ class Replay:
             frontier = nxt - nodes
         return nodes
 
-    def _repartition(self, keys: tuple[Key, ...], at: dt.datetime) -> None:
+    def _repartition(self, keys: tuple[Key, ...], at: dt.datetime, newcomers: frozenset) -> None:
         """``resolution._repartition`` on the neighbourhood, with profile numbers for rows."""
         nodes = {k for k in self._walk(keys) if k[0] != "raw_phone"}
         pairs = {p for k in nodes for p in self.adjacent.get(k, ()) if p[0] in nodes and p[1] in nodes}
@@ -138,7 +138,7 @@ class Replay:
         self.blocked |= part.lasting
         owner = {k: self.owner[k] for k in nodes}
         home, merged = plan_homes(
-            part, owner, self.all_first, {p: p for p in owner.values()}, self._new_profile
+            part, owner, self.all_first, {p: p for p in owner.values()}, self._new_profile, newcomers
         )
         for winner, loser in merged:
             self._merge(winner, loser)

@@ -288,6 +288,7 @@ class _Batch:
         seen_at, source = signal.seen_at, signal.source
         keys = signal.keys
         self._refresh(keys)
+        newcomers = frozenset(k for k in keys if k not in self.rows)
         created, earlier = self._ensure(keys, source, seen_at, signal.sighting)
         rows = [self.rows[k] for k in keys]
         if len(rows) > 1:
@@ -304,7 +305,8 @@ class _Batch:
             if self.graph is not None:
                 self.graph.add_rows(rows)
                 component = self.graph.component
-            _repartition(self.shop, [r.id for r in rows], self.settings, source, seen_at, component, self)
+            ids = [r.id for r in rows]
+            _repartition(self.shop, ids, self.settings, source, seen_at, component, self, newcomers)
             if self.graph is not None:
                 self.graph.resync()
             self._refresh(keys)
@@ -633,13 +635,15 @@ def _repartition(
     seen_at: dt.datetime,
     component,
     batch: _Batch,
+    newcomers: frozenset = frozenset(),
 ) -> None:
     """Re-partition the signal's neighbourhood and make the profiles match.
 
     ``component`` loads the neighbourhood (a batch answers from memory); None has
     ``identity_links.load_component`` read it from the database. ``batch`` finds and
     makes profiles (it knows the ones it made and has not flushed yet) and writes what
-    it holds back before a merge.
+    it holds back before a merge. ``newcomers``: the identifiers the signal itself just
+    created (on the profile of one it holds), which claim no profile (``plan_homes``).
     """
     limits = {
         "max_per_kind": settings["max_identifiers_per_kind"],
@@ -671,7 +675,7 @@ def _repartition(
     for key in part.lasting:
         if row_of[key].blocked_reason is None:
             row_of[key].blocked_reason = "shared_by_many"
-    home = _apply(shop, part, row_of, source, seen_at, batch)
+    home = _apply(shop, part, row_of, source, seen_at, batch, newcomers)
     if not _aligned_out_of_order(shop, settings, ids, seen_at, sightings, row_of):
         _record_candidates(shop, part, home)
 
@@ -733,14 +737,24 @@ def plan_homes(
     first_seen: dict,
     created: dict,
     fresh: Callable[[], int],
+    newcomers: frozenset = frozenset(),
 ) -> tuple[dict, list[tuple[int, int]]]:
     """Choose each person's profile and the profiles that merge away (pure: the rule, not the writes).
+
+    Each profile belongs to the person of the identifier it was known by: its most trusted,
+    the first seen of those (then by value), among those it held before the signal. The
+    signal's new identifiers were put on the profile of one it holds only until this
+    partition: a second person arriving on a household phone or a shared laptop must not
+    take over the first one's profile, with her consents, messages and name. A person keeps
+    the best of the profiles that belong to them (most trusted identifier, then the older);
+    the others merge into it; a person no profile belongs to gets a new one.
 
     Args:
         owner: ``{key: profile id}`` for every node of ``part`` now.
         first_seen: ``{key: first seen}`` for the same nodes.
         created: ``{profile id: sort key}`` giving the profiles' age (older first).
         fresh: makes a new profile and returns its id, for a person none of whose profiles is free.
+        newcomers: the identifiers the signal created (they name no profile's person).
 
     Returns:
         ``home`` (``{root: profile id}``) and the ``(winner, loser)`` merges, in the order to run them.
@@ -749,22 +763,22 @@ def plan_homes(
     held: dict[int, list] = {}
     for key, pid in owner.items():
         held.setdefault(pid, []).append(key)
+    belongs: dict[int, object] = {}  # profile id: the root of the person it belongs to
+    for pid, keys in held.items():
+        known = [k for k in keys if k not in newcomers] or keys
+        belongs[pid] = part.root_of[min(known, key=lambda k: (TRUST[k[0]], first_seen[k], k[1]))]
+    theirs: dict = {}
+    for pid, root in belongs.items():
+        theirs.setdefault(root, []).append(pid)
     home: dict = {}
-    taken: set[int] = set()
     for root in sorted(people, key=lambda k: (TRUST[k[0]], k[1])):
-        available = {owner[k] for k in people[root]} - taken
-        if available:
-            best = {p: min(TRUST[k[0]] for k in held[p]) for p in available}
-            pid = min(available, key=lambda p: (best[p], created[p], p))
+        mine = theirs.get(root)
+        if mine:
+            best = {p: min(TRUST[k[0]] for k in held[p]) for p in mine}
+            home[root] = min(mine, key=lambda p: (best[p], created[p], p))
         else:
-            pid = fresh()
-        home[root] = pid
-        taken.add(pid)
-    # Profiles that are no person's home any more join the person of their best identifier.
-    merged = []
-    for pid in sorted(set(held) - taken):
-        best = min(held[pid], key=lambda k: (TRUST[k[0]], first_seen[k], k[1]))
-        merged.append((home[part.root_of[best]], pid))
+            home[root] = fresh()
+    merged = [(home[belongs[pid]], pid) for pid in sorted(held) if home[belongs[pid]] != pid]
     return home, merged
 
 
@@ -775,6 +789,7 @@ def _apply(
     source: str,
     seen_at: dt.datetime,
     batch: _Batch,
+    newcomers: frozenset = frozenset(),
 ):
     """Merge, move and create profiles so that each person of ``part`` is one profile."""
     owner = {key: row.profile_id for key, row in row_of.items()}
@@ -783,7 +798,7 @@ def _apply(
     fresh = partial(batch.new_id, seen_at)
 
     first_seen = {key: row.first_seen_at for key, row in row_of.items()}
-    home, merged = plan_homes(part, owner, first_seen, created, fresh)
+    home, merged = plan_homes(part, owner, first_seen, created, fresh, newcomers)
     for winner_id, loser_id in merged:
         batch.merge(winner_id, loser_id, source)
     touched: set[int] = set()
