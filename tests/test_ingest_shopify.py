@@ -422,3 +422,12 @@ def test_only_the_purchase_is_the_buyer_being_seen_not_its_fulfilment_refund_or_
     profile = profile_of(ishop, "email", "sarah.j.home@gmail.com")
     assert profile.last_seen_at == bought
     assert order(ishop, "5001").cancelled_at is not None  # the changes themselves were applied
+
+
+def test_a_marketplace_order_names_its_marketplace_as_where_the_customer_came_from(client, ishop, drain):
+    body = fixture("shopify/orders_create_web.json")
+    body.update({"source_name": "amazon", "landing_site": None, "referring_site": None})
+    send(client, drain, ishop, "orders/create", body, "wh-amazon")
+    doc = doc_of(ishop, "shopify_customer", "7001")
+    assert doc["orders"]["marketplace"]["count"] == 1
+    assert doc["orders"]["acquisition_channel"] == "amazon"

@@ -27,8 +27,8 @@ def acquisition_channel(order: Order) -> str:
         host = order.referring_site.split("//", 1)[-1].split("/", 1)[0]
         if host:
             return host
-    if order.channel == "marketplace":
-        return order.source
+    if order.channel == "marketplace":  # the marketplace's name: Shopify's source_name, or the API's source
+        return order.source_name or order.source
     return "pos" if order.channel == "pos" else (order.source_name or "web")
 
 
