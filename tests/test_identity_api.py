@@ -80,6 +80,24 @@ def test_a_lookup_by_an_unknown_identifier_kind_is_a_400_naming_the_kinds(client
     )
 
 
+def test_a_shopify_id_of_anything_but_a_customer_finds_nobody(client, shop):
+    household(shop.model)
+    found = client.get(
+        "/api/v1/profiles?identifier=shopify_customer:gid://shopify/Customer/1", headers=shop.auth
+    )
+    assert found.status_code == 200
+    for other in ("gid://shopify/Order/1", "gid://shopify/ProductVariant/1", "orders/1", "x/1"):
+        answer = client.get(f"/api/v1/profiles?identifier=shopify_customer:{other}", headers=shop.auth)
+        assert answer.status_code == 404, other
+
+
+def test_an_empty_identifier_is_a_400_not_the_whole_list(client, shop):
+    household(shop.model)
+    answer = client.get("/api/v1/profiles?identifier=", headers=shop.auth)
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["code"] == "bad_identifier"
+
+
 def test_a_profile_merged_twice_points_at_todays_survivor_in_a_redirect_no_cache_keeps(client, shop):
     oldest, older, newest = (
         make_profile(shop.id, f"{n}@shopper.test", None).id for n in ("oldest", "older", "newest")

@@ -83,6 +83,7 @@ def _parse_phone(text: str, region: str) -> Ident | None:
     return Ident("raw_phone", digits) if digits else None
 
 
+CUSTOMER_GID = "gid://shopify/Customer/"
 MAX_VALUE = 320  # the longest identifier the identifiers table holds (an email's limit, and then some)
 
 
@@ -106,7 +107,10 @@ def _normalise(kind: str, raw, default_region: str | None) -> Ident | None:
     if kind == "phone":
         return normalise_phone(raw, default_region)
     if kind == "shopify_customer":
-        value = raw.strip().rsplit("/", 1)[-1]
+        # A number, or Shopify's global id of a customer; an order's or a variant's id is no customer's.
+        value = raw.strip()
+        if value[: len(CUSTOMER_GID)].lower() == CUSTOMER_GID.lower():
+            value = value[len(CUSTOMER_GID) :]
         return Ident(kind, value) if whole_number(value) is not None else None
     if kind in ("web_client", "amazon_buyer", "ebay_user"):
         value = raw.strip()

@@ -18,7 +18,7 @@ def list_profiles():
     400 ``bad_cursor`` (read as the start, a client would loop for ever).
     """
     identifier = request.args.get("identifier")
-    if identifier:
+    if identifier is not None:  # given empty, it is a malformed lookup, not a listing
         kind, sep, value = identifier.partition(":")
         if not sep or not value:
             return api_error(400, "bad_identifier", "identifier must look like KIND:VALUE")
