@@ -323,3 +323,52 @@ def test_provider_ids_and_names_longer_than_their_columns_are_400s(client, db):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery)) == 0
     custom = {**fixture("pixel/page_viewed.json"), "id": "px-56", "type": "custom", "name": "n" * 56}
     assert post_pixel(client, custom).status_code == 200  # "web." + 56 fills events.type exactly
+
+
+def _order_with(change: dict) -> dict:
+    order = fixture("shopify/orders_create_web.json")
+    for key, value in change.items():
+        if key == "line":
+            order["line_items"][0].update(value)
+        else:
+            order[key] = value
+    order.pop("total_price_set", None)
+    return order
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"total_price": "-50.00"}, "total_price must not be negative"),
+        ({"subtotal_price": "-1.00"}, "subtotal_price must not be negative"),
+        ({"line": {"quantity": -2}}, "line_items.quantity must not be negative"),
+        ({"line": {"price": "-84.00", "price_set": None}}, "line_items.price must not be negative"),
+        ({"currency": "POUNDS"}, "currency must be a three-letter code"),
+        ({"currency": 826}, "currency must be a three-letter code"),
+        ({"email": ["a@b.co"]}, "email must be text"),
+        ({"created_at": "2099-01-01T00:00:00Z"}, "created_at is in the future"),
+        ({"processed_at": "2099-01-01T00:00:00Z"}, "processed_at is in the future"),
+    ],
+)
+def test_an_order_no_shop_could_have_taken_is_a_400_with_the_reason(client, db, change, reason):
+    """A negative total or quantity would count a purchase as money given back, and an order dated
+    2099 would keep its buyer loyal for decades: the door refuses them, as it refuses 1970."""
+    shop = make_ingest_shop()
+    answer = post_shopify(client, shop, "orders/create", _order_with(change), "wh-values")
+    assert answer.status_code == 400, answer.get_data(as_text=True)
+    assert reason in answer.get_json()["error"]["message"]
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery)) == 0
+
+
+def test_a_refund_giving_back_a_negative_amount_is_a_400(client, db):
+    shop = make_ingest_shop()
+    refund = fixture("shopify/refunds_create.json")
+    refund["transactions"][0]["amount"] = "-20.00"
+    answer = post_shopify(client, shop, "refunds/create", refund, "wh-negative-refund")
+    assert answer.status_code == 400
+    assert "transactions.amount must not be negative" in answer.get_json()["error"]["message"]
+
+
+def test_a_time_past_the_calendars_end_is_named_so_not_before_1970():
+    with pytest.raises(BadPayload, match="past the calendar"):
+        parse_time("9999-12-31T23:59:59-05:00", "created_at")

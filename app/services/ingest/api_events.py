@@ -24,6 +24,7 @@ from app.services.ingest.common import (
     BadPayload,
     as_dict,
     as_list,
+    currency_code,
     engage,
     first,
     idents,
@@ -119,12 +120,10 @@ def _check_marketplace_order(props: dict, shop: Shop) -> None:
         raise BadPayload("a marketplace order needs properties.total")
     if total < 0 or (money(props.get("shop_total")) or 0) < 0:
         raise BadPayload("a marketplace order's total cannot be negative: send a refund as order.refunded")
-    currency = props.get("currency")
-    if currency is not None and not isinstance(currency, str):
-        raise BadPayload("properties.currency must be a currency code such as GBP")
+    currency = currency_code(props.get("currency"), "properties.currency")
     if _foreign(currency, shop) and money(props.get("shop_total")) is None:
         raise BadPayload(
-            f"a marketplace order in {currency.upper()[:3]} needs properties.shop_total, its total "
+            f"a marketplace order in {currency} needs properties.shop_total, its total "
             f"in the shop's currency ({shop.currency}): amounts are counted in the shop's currency"
         )
     for index, item in enumerate(as_list(props.get("line_items"), "properties.line_items")):
@@ -175,12 +174,10 @@ def _check_marketplace_refund(props: dict, shop: Shop) -> None:
     amount = money(props.get("amount"))
     if amount is None or amount <= 0:
         raise BadPayload("a marketplace refund needs properties.amount, more than zero")
-    currency = props.get("currency")
-    if currency is not None and not isinstance(currency, str):
-        raise BadPayload("properties.currency must be a currency code such as GBP")
+    currency = currency_code(props.get("currency"), "properties.currency")
     if _foreign(currency, shop) and (money(props.get("shop_amount")) or 0) <= 0:
         raise BadPayload(
-            f"a marketplace refund in {currency.upper()[:3]} needs properties.shop_amount, the amount "
+            f"a marketplace refund in {currency} needs properties.shop_amount, the amount "
             f"in the shop's currency ({shop.currency})"
         )
 
@@ -249,7 +246,7 @@ def _marketplace_order(shop: Shop, body: dict, profile, at) -> None:
         processed_at=at,
         source_updated_at=at,
         currency=shop.currency,
-        presentment_currency=props["currency"].strip().upper()[:3] if foreign else None,
+        presentment_currency=currency_code(props["currency"], "currency") if foreign else None,
         total=money(props["shop_total"] if foreign else props["total"]),
         refunded=Decimal("0"),
     )

@@ -179,8 +179,9 @@ def parse_time(value: Any, field: str = "timestamp") -> dt.datetime:
             parsed = parsed.replace(tzinfo=dt.UTC)
         try:
             return _not_before_1970(parsed.astimezone(dt.UTC), field)
-        except OverflowError:  # 0001-01-01 with a positive offset is before the calendar
-            raise BadPayload(f"{field} is before 1970: {text[:40]!r}") from None
+        except OverflowError:  # 0001-01-01 with a positive offset, or 9999-12-31 with a negative one
+            edge = "before 1970" if parsed.year < 1970 else "past the calendar's end"
+            raise BadPayload(f"{field} is {edge}: {text[:40]!r}") from None
     raise BadPayload(f"{field} is required (ISO 8601 or epoch seconds)")
 
 
@@ -321,6 +322,34 @@ def set_names(profile: Profile, first: Any, last: Any, *, authoritative: bool) -
             setattr(profile, attr, value)
 
 
+CURRENCY = re.compile(r"^[A-Za-z]{3}$")  # an ISO 4217 code
+
+
+def not_negative(amount: Decimal | None, field: str) -> Decimal | None:
+    """``amount`` when it is not below zero: a negative total, price or refund would count a
+    purchase as money given back (or a refund as money spent).
+
+    Raises:
+        BadPayload: naming the field.
+    """
+    if amount is not None and amount < 0:
+        raise BadPayload(f"{field} must not be negative: {amount}")
+    return amount
+
+
+def currency_code(value: Any, field: str) -> str | None:
+    """An ISO 4217 code as Shopify writes it (``GBP``), upper-cased; None when absent.
+
+    Raises:
+        BadPayload: anything else (``POUNDS`` was stored cut to ``POU``).
+    """
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not CURRENCY.match(value.strip()):
+        raise BadPayload(f"{field} must be a three-letter code like GBP: {str(value)[:20]!r}")
+    return value.strip().upper()
+
+
 def update_details(
     profile: Profile,
     version_at: dt.datetime | None,
@@ -339,7 +368,7 @@ def update_details(
     if newer or profile.country is None:
         set_location(profile, address)
     if currency and (newer or profile.currency is None):
-        profile.currency = str(currency)[:3]
+        profile.currency = currency
 
 
 def newer_details(profile: Profile, at: dt.datetime | None) -> bool:

@@ -20,6 +20,7 @@ from app.services.ingest.common import (
     Planned,
     apply_planned,
     as_dict,
+    currency_code,
     first,
     idents,
     optional_time,
@@ -73,6 +74,7 @@ def check_customer_values(shop: Shop, payload: dict) -> None:
     )
     for key in ("updated_at", "created_at"):
         optional_time(payload.get(key), key)
+    currency_code(payload.get("currency"), "currency")
     for field in CONSENT_FIELDS.values():
         if isinstance(payload.get(field), dict):
             check_consent_values(payload[field], field)
@@ -167,7 +169,7 @@ def customer_details(payload: dict) -> tuple[Any, ...]:
         optional_time(first(payload.get("updated_at"), payload.get("created_at")), "updated_at"),
         (payload.get("first_name"), payload.get("last_name")),
         payload.get("default_address"),
-        payload.get("currency"),
+        currency_code(payload.get("currency"), "currency"),
         True,
     )
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Event, Order, OrderLine, Profile, Shop, WebhookDelivery
+from app.models.base import utcnow
 from app.services.consent_batch import ConsentBatch
 from app.services.counters import recompute_order_counters, recompute_order_counters_many
 from app.services.ingest.common import (
@@ -25,9 +26,11 @@ from app.services.ingest.common import (
     Planned,
     as_dict,
     as_list,
+    currency_code,
     first,
     idents,
     money,
+    not_negative,
     optional_time,
     parse_time,
     record_event,
@@ -112,6 +115,7 @@ def check_order_values(shop: Shop, payload: Any) -> None:
         BadPayload: with the field and why (a time that is not one, an email sent as a list).
     """
     check_order(payload)
+    _not_in_the_future(payload)
     buyer_signal(shop, payload, None)
     updated_at = optional_time(payload.get("updated_at"), "updated_at")
     _fill_order(Order(shop_id=shop.id), payload, shop, updated_at)
@@ -125,6 +129,19 @@ def check_order_values(shop: Shop, payload: Any) -> None:
     for name in CONSENT_FIELDS.values():
         if isinstance(customer.get(name), dict):
             check_consent_values(customer[name], f"customer.{name}")
+
+
+# How far an order's times may run ahead of our clock (Shopify's clock, an offset mistyped by a
+# migration tool): an order dated 2099 would keep its buyer "recent" and loyal for decades.
+FUTURE_SLACK = dt.timedelta(days=1)
+
+
+def _not_in_the_future(payload: dict) -> None:
+    latest = utcnow() + FUTURE_SLACK
+    for name in ("created_at", "processed_at"):
+        moment = optional_time(payload.get(name), name)
+        if moment is not None and moment > latest:
+            raise BadPayload(f"{name} is in the future: {str(payload.get(name))[:40]!r}")
 
 
 def check_refund_values(shop: Shop, payload: Any) -> None:
@@ -171,7 +188,7 @@ def _refund_amount(refund: dict, shop: Shop, order_rate: Decimal | None = None) 
         if shop_money is not None:
             total += shop_money
             continue
-        amount = money(tx.get("amount")) or ZERO
+        amount = not_negative(money(tx.get("amount")), "transactions.amount") or ZERO
         currency = str(tx.get("currency") or "").upper()
         rate = None if currency in ("", shop.currency.upper()) else (refund_rate(refund) or order_rate)
         total += (amount * rate).quantize(CENT) if rate else amount
@@ -357,7 +374,7 @@ def order_details(payload: dict) -> tuple[Any, ...]:
         first(
             payload.get("shipping_address"), payload.get("billing_address"), customer.get("default_address")
         ),
-        payload.get("currency"),
+        currency_code(payload.get("currency"), "currency"),
         bool(customer),
     )
 
@@ -372,13 +389,13 @@ def _fill_order(order: Order, payload: dict, shop: Shop, updated_at: dt.datetime
     order.processed_at = optional_time(payload.get("processed_at"), "processed_at")
     order.placed_at = purchase_time(payload)
     order.source_updated_at = updated_at
-    order.currency = str(first(payload.get("currency"), shop.currency))[:3]
-    order.presentment_currency = str(payload.get("presentment_currency") or "")[:3] or None
-    order.total = shop_amount(payload, "total_price") or ZERO
+    order.currency = currency_code(payload.get("currency"), "currency") or shop.currency
+    order.presentment_currency = currency_code(payload.get("presentment_currency"), "presentment_currency")
+    order.total = not_negative(shop_amount(payload, "total_price"), "total_price") or ZERO
     order.presentment_total = set_amount(payload.get("total_price_set"), "presentment_money")
-    order.subtotal = shop_amount(payload, "subtotal_price")
-    order.total_discounts = shop_amount(payload, "total_discounts")
-    order.total_tax = shop_amount(payload, "total_tax")
+    order.subtotal = not_negative(shop_amount(payload, "subtotal_price"), "subtotal_price")
+    order.total_discounts = not_negative(shop_amount(payload, "total_discounts"), "total_discounts")
+    order.total_tax = not_negative(shop_amount(payload, "total_tax"), "total_tax")
     order.financial_status = str(payload.get("financial_status") or "")[:32] or None
     order.cancelled_at = optional_time(payload.get("cancelled_at"), "cancelled_at")
     order.discount_codes = [
@@ -393,8 +410,8 @@ def _fill_order(order: Order, payload: dict, shop: Shop, updated_at: dt.datetime
     order.billing_province = (billing.get("province_code") or None) and str(billing["province_code"])[:16]
     order.shipping_country = (shipping.get("country_code") or None) and str(shipping["country_code"])[:2]
     order.shipping_province = (shipping.get("province_code") or None) and str(shipping["province_code"])[:16]
-    order.email = str(first(payload.get("email"), customer.get("email")) or "")[:320] or None
-    order.phone = str(first(payload.get("phone"), customer.get("phone")) or "")[:40] or None
+    order.email = text(first(payload.get("email"), customer.get("email")), "email", 320)
+    order.phone = text(first(payload.get("phone"), customer.get("phone")), "phone", 40)
     name = " ".join(str(p) for p in (customer.get("first_name"), customer.get("last_name")) if p)
     order.customer_name = name[:255] or None
     lines = as_list(payload.get("line_items"), "line_items")
@@ -413,8 +430,9 @@ def _line(shop: Shop, item: dict) -> OrderLine:
         variant_id=field("variant_id"),
         sku=field("sku", 120),
         title=field("title", 255),
-        quantity=whole(item.get("quantity"), "line_items.quantity"),
-        price=money(first(price_set.get("amount"), item.get("price"))) or ZERO,
+        quantity=not_negative(whole(item.get("quantity"), "line_items.quantity"), "line_items.quantity"),
+        price=not_negative(money(first(price_set.get("amount"), item.get("price"))), "line_items.price")
+        or ZERO,
     )
 
 
