@@ -28,7 +28,7 @@ from app.analytics.engagement import is_persons_doing
 from app.extensions import db
 from app.models import ConsentRecord, Event, Identifier, IdentifierLink, Order, Shop
 from app.services.consent import OPTED_OUT
-from app.services.identifiers import KINDS, TRUST, lookup_kind, normalise
+from app.services.identifiers import TRUST, contact_key
 from app.tenancy import scoped
 
 Key = tuple[str, str]
@@ -54,19 +54,6 @@ class Arrivals:
     def saw(self, profile_id: int, at: dt.datetime) -> None:
         first, last = self.seen.get(profile_id, (at, at))
         self.seen[profile_id] = (min(first, at), max(last, at))
-
-
-def contact_key(text: str | None, country: str | None) -> Key | None:
-    """A contact as a source gave it (``email:Ann@X.com``, ``07700 900123``) as a normalised key."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    kind, sep, value = text.partition(":")
-    kind = lookup_kind(kind) if sep else None
-    if kind is None:
-        kind, value = ("email" if "@" in text else "phone"), text
-    ident = normalise(kind, value, country) if kind in KINDS else None
-    return (ident.kind, ident.value) if ident else None
 
 
 def _owned(shop_id: int, profile_id: int) -> dict[tuple[str, str], int]:

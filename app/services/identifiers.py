@@ -163,6 +163,19 @@ def lookup_kind(kind: str) -> str | None:
     return kind if kind in KINDS else None
 
 
+def contact_key(text: str | None, country: str | None) -> tuple[str, str] | None:
+    """A contact as a source gave it (``email:Ann@X.com``, ``07700 900123``) as a normalised key."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    kind, sep, value = text.partition(":")
+    kind = lookup_kind(kind) if sep else None
+    if kind is None:
+        kind, value = ("email" if "@" in text else "phone"), text
+    ident = normalise(kind, value, country) if kind in KINDS else None
+    return (ident.kind, ident.value) if ident else None
+
+
 def find_profile_by_identifier(shop: Shop, kind: str, raw: str) -> Profile | None:
     """The live profile holding ``kind:raw`` in ``shop``, or None."""
     kind = lookup_kind(kind)

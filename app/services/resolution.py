@@ -42,16 +42,17 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.extensions import db
-from app.models import Event, Identifier, IdentifierLink, MergeCandidate, Order, Profile, Shop
+from app.models import ConsentRecord, Event, Identifier, IdentifierLink, MergeCandidate, Order, Profile, Shop
 from app.models.base import utcnow
 from app.services import identity_graph, identity_links, merges, shop_lock
 from app.services.arrivals import buyer_keys, event_keys, most_trusted, order_of
 from app.services.bulk_sql import id_in, value_in
+from app.services.consent import refresh_states
 from app.services.counters import recompute_order_counters
 from app.services.deferred_stamps import DeferredStamps
 from app.services.engagement import recompute_engagement_counters
 from app.services.id_blocks import IdBlocks
-from app.services.identifiers import TRUST, Ident, live_profile, live_profiles, normalise_phone
+from app.services.identifiers import TRUST, Ident, contact_key, live_profile, live_profiles, normalise_phone
 from app.services.shop_settings import effective_settings
 from app.tenancy import scoped
 
@@ -940,13 +941,37 @@ def _rehome_events(shop: Shop, profile_ids: set[int]) -> None:
             buyers[placed] = keys
     for order in db.session.scalars(scoped(Order, shop.id).where(Order.profile_id.in_(profile_ids))):
         follow(order, buyer_keys(order, buyers, shop.country))
+    consented = _rehome_consents(shop, profile_ids, owner)
     db.session.flush()
     # Counters are rebuilt from events and orders: a profile none of them left or joined keeps its own.
-    for pid in sorted(changed):
+    for pid in sorted(changed | consented):
         profile = db.session.get(Profile, pid)
-        if profile is not None:
+        if profile is None:
+            continue
+        if pid in changed:
             recompute_engagement_counters(profile)
             recompute_order_counters(profile)
+        if pid in consented:
+            refresh_states(profile)
+
+
+def _rehome_consents(shop: Shop, profile_ids: set[int], owner: dict) -> set[int]:
+    """Consent records naming an address follow it to its owner; the profiles they left or joined.
+
+    A consent is given or withdrawn for an address: an unsubscribe of an email a late webhook
+    shows is another customer's is that customer's, as it would have been in time order.
+    A record naming no address (a support agent's "unsubscribe from everything") stays.
+    """
+    changed: set[int] = set()
+    stmt = scoped(ConsentRecord, shop.id).where(
+        ConsentRecord.profile_id.in_(profile_ids), ConsentRecord.identifier.is_not(None)
+    )
+    for record in db.session.scalars(stmt):
+        key = contact_key(record.identifier, shop.country)
+        if key in owner and owner[key] != record.profile_id:
+            changed.update((record.profile_id, owner[key]))
+            record.profile_id = owner[key]
+    return changed
 
 
 def _record_candidates(shop: Shop, part: identity_graph.Partition, home: dict) -> None:

@@ -1,0 +1,78 @@
+"""Consent given or withdrawn for an email or phone follows that address when a late signal moves it.
+
+A late webhook can show that an address belongs to another person than the one it was
+first filed with. Its events and orders followed it, but its opt-outs stayed on the old
+profile: the person who now held the address was emailed after it unsubscribed, and
+texted after it sent STOP. Delivered in time order, the opt-out would have been theirs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlencode
+
+from app.extensions import db
+from app.models import ConsentRecord
+from tests.ingest_support import doc_of, fixture, ishop_fixture, post_shopify, sendgrid_post, twilio_post
+
+ishop = ishop_fixture
+EMAIL, PHONE = "jones.home@mail.uk", "+447700900102"
+
+
+def customer(client, ishop, number: int, at: str, **contact) -> None:
+    body = fixture("shopify/customers_create_2025_10.json")
+    body.update({"id": number, "email": None, "phone": None, "created_at": at, "updated_at": at, **contact})
+    body.update({"first_name": f"C{number}", "default_address": None})
+    assert post_shopify(client, ishop, "customers/create", body, f"c-{number}").status_code == 200
+
+
+def subscribed(client, ishop, number: int, at: str, channel: str) -> None:
+    if channel == "email":
+        topic, body = (
+            "customers/email_marketing_consent_update",
+            {"customer_id": number, "email_address": EMAIL},
+        )
+        body["email_marketing_consent"] = {"state": "subscribed", "consent_updated_at": at}
+    else:
+        topic, body = "customers/marketing_consent_update", {"id": number, "phone": PHONE}
+        body["sms_marketing_consent"] = {"state": "subscribed", "consent_updated_at": at}
+    assert post_shopify(client, ishop, topic, body, f"consent-{number}-{channel}").status_code == 200
+
+
+def send(client, ishop, profile_id: int, channel: str) -> dict:
+    body = {"profile_id": profile_id, "channel": channel, "source": "manual"}
+    answer = client.post("/api/v1/messages", json=body, headers=ishop.auth)
+    assert answer.status_code in (200, 201), answer.get_data(as_text=True)
+    return answer.get_json()
+
+
+def test_an_unsubscribe_follows_its_email_to_the_customer_a_late_webhook_shows_holds_it(client, ishop, drain):
+    customer(client, ishop, 2802, "2026-11-26T11:00:00Z", email=EMAIL)
+    drain()
+    unsubscribed_at = int(dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC).timestamp())
+    event = {"email": EMAIL, "timestamp": unsubscribed_at, "event": "unsubscribe", "sg_event_id": "sg-u1"}
+    assert sendgrid_post(client, ishop.domain, [event]).status_code == 200
+    drain()
+    customer(client, ishop, 2801, "2026-11-26T10:00:00Z", email=EMAIL)  # earlier, delivered late
+    subscribed(client, ishop, 2801, "2026-11-26T10:01:00Z", "email")
+    drain()
+    holder = doc_of(ishop, "email", EMAIL)
+    assert holder["consents"]["email"]["status"] == "opted_out"
+    assert send(client, ishop, holder["id"], "email")["status"] == "blocked"
+    db.session.expire_all()
+    records = db.session.query(ConsentRecord).filter(ConsentRecord.status == "opted_out").all()
+    assert [r.profile_id for r in records] == [holder["id"]]
+
+
+def test_a_stop_follows_its_phone_to_the_customer_a_late_webhook_shows_holds_it(client, ishop, drain):
+    customer(client, ishop, 1202, "2026-11-03T12:00:00Z", phone=PHONE)
+    drain()
+    stop = {"MessageSid": "SM" + "1" * 32, "From": PHONE, "To": "+447700900000", "Body": "STOP"}
+    assert twilio_post(client, ishop.domain, urlencode(stop).encode()).status_code == 200
+    drain()
+    customer(client, ishop, 1201, "2026-11-03T10:00:00Z", phone=PHONE)  # earlier, delivered late
+    subscribed(client, ishop, 1201, "2026-11-03T10:05:00Z", "sms")
+    drain()
+    holder = doc_of(ishop, "phone", PHONE)
+    assert holder["consents"]["sms"]["status"] == "opted_out"
+    assert send(client, ishop, holder["id"], "sms")["status"] == "blocked"
