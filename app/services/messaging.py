@@ -34,11 +34,13 @@ import sqlalchemy.orm as so
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
 from app.logging import get_logger
-from app.models import Identifier, Message, OutboxItem, Profile, Shop
+from app.models import ConsentRecord, ConsentState, Identifier, Message, OutboxItem, Profile, Shop
 from app.models.base import utcnow
 from app.models.messaging import MESSAGE_SOURCES
 from app.services import gate, gate_facts, provider_opt_outs
-from app.services.identifiers import live_profile
+from app.services.bulk_sql import id_in
+from app.services.consent import OPTED_IN
+from app.services.identifiers import contact_key, live_profile
 from app.services.profile_lock import lock_live, lock_profiles
 from app.services.transports import provider_for
 from app.tenancy import scoped
@@ -68,21 +70,51 @@ def validate_request(channel: str, source: str) -> None:
 
 
 def recipient_for(shop_id: int, profile_id: int, channel: str) -> str | None:
-    """The address to send ``channel`` to: the oldest email/phone (push: a web client id)."""
-    value = db.session.scalar(
-        sa.select(Identifier.value)
-        .where(
-            Identifier.shop_id == shop_id,
-            Identifier.profile_id == profile_id,
-            Identifier.kind == RECIPIENT_KIND[channel],
-            Identifier.blocked_reason.is_(None),
+    """The address to send ``channel`` to: the one its opt-in names (``consented_addresses``) when the
+    profile holds it, else the oldest email/phone (push: a web client id)."""
+    held = list(
+        db.session.scalars(
+            sa.select(Identifier.value)
+            .where(
+                Identifier.shop_id == shop_id,
+                Identifier.profile_id == profile_id,
+                Identifier.kind == RECIPIENT_KIND[channel],
+                Identifier.blocked_reason.is_(None),
+            )
+            .order_by(Identifier.first_seen_at, Identifier.id)
         )
-        .order_by(Identifier.first_seen_at, Identifier.id)
-        .limit(1)
     )
-    if value is None and channel == "push":
-        return f"profile:{profile_id}"
-    return value
+    if not held:
+        return f"profile:{profile_id}" if channel == "push" else None
+    named = consented_addresses(shop_id, [profile_id], channel).get(profile_id)
+    return named if named in held else held[0]
+
+
+def consented_addresses(shop_id: int, profile_ids: list[int], channel: str) -> dict[int, str]:
+    """The address each profile's opt-in for ``channel`` was given for, normalised, where it names one.
+
+    Consent is given for an address: a customer who changed email and subscribed with the new
+    one, or who subscribed with her home address and typed her work one in a popup, is mailed
+    where she said yes, not at her oldest address.
+    """
+    kind = RECIPIENT_KIND[channel]
+    if kind == "web_client" or not profile_ids:
+        return {}
+    stmt = (
+        sa.select(ConsentState.profile_id, ConsentRecord.identifier)
+        .join(ConsentRecord, ConsentRecord.id == ConsentState.record_id)
+        .where(
+            ConsentState.shop_id == shop_id,
+            id_in(ConsentState.profile_id, profile_ids),
+            ConsentState.channel == channel,
+            ConsentState.status == OPTED_IN,
+            ConsentRecord.identifier.is_not(None),
+        )
+    )
+    rows = db.session.execute(stmt).all()
+    country = db.session.get(Shop, shop_id).country if rows else None
+    named = ((pid, contact_key(text, country)) for pid, text in rows)
+    return {pid: key[1] for pid, key in named if key is not None and key[0] == kind}
 
 
 def no_address(channel: str) -> str:

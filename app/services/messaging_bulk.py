@@ -35,7 +35,13 @@ from app.models import Identifier, Message, OutboxItem, Shop
 from app.models.base import UTCDateTime, utcnow
 from app.services import gate, gate_facts
 from app.services.bulk_sql import ArrayLiteral, IdList, id_in, insert_rows, is_postgresql
-from app.services.messaging import RECIPIENT_KIND, no_address, transport_name, validate_request
+from app.services.messaging import (
+    RECIPIENT_KIND,
+    consented_addresses,
+    no_address,
+    transport_name,
+    validate_request,
+)
 from app.services.profile_lock import lock_profiles
 
 # Profiles per transaction. On the bench (100,000 profiles) 5,000 beat both 2,500 and 10,000; a chunk's
@@ -110,10 +116,11 @@ def _decide(policy: gate.GatePolicy, facts: dict, send: BulkSend) -> list[tuple]
 def _write_stmt() -> sa.Select:
     """PostgreSQL: a chunk's writes as one statement; it returns the allowed profiles with no address.
 
-    Parameters: the decisions as four parallel arrays, ``pids``, ``reasons`` (NULL: allowed),
-    ``retry_at`` and ``local_day``; then ``shop_id``, ``channel``, ``source``, ``campaign_id``,
-    ``now``, ``kind`` (the recipient's identifier kind), ``fallback`` (the recipient prefix when
-    there is none: push only), ``no_address``, ``transport`` (the outbox items' binding), ``props``.
+    Parameters: the decisions as five parallel arrays, ``pids``, ``reasons`` (NULL: allowed),
+    ``retry_at``, ``local_day`` and ``named`` (the address the opt-in names, or NULL); then
+    ``shop_id``, ``channel``, ``source``, ``campaign_id``, ``now``, ``kind`` (the recipient's
+    identifier kind), ``fallback`` (the recipient prefix when there is none: push only),
+    ``no_address``, ``transport`` (the outbox items' binding), ``props``.
     """
     msg, out = Message.__table__, OutboxItem.__table__
     ident = Identifier.__table__
@@ -129,17 +136,20 @@ def _write_stmt() -> sa.Select:
             sa.bindparam("reasons", type_=ArrayLiteral(sa.Text())),
             sa.bindparam("retry_at", type_=ArrayLiteral(sa.DateTime(timezone=True))),
             sa.bindparam("local_day", type_=ArrayLiteral(sa.Date())),
+            sa.bindparam("named", type_=ArrayLiteral(sa.Text())),
         )
         .table_valued(
             sa.column("pid", sa.BigInteger()),
             sa.column("reason", sa.Text()),
             sa.column("retry_at", sa.DateTime(timezone=True)),
             sa.column("local_day", sa.Date()),
+            sa.column("named", sa.Text()),
         )
         .render_derived(name="d")
     )
     status = sa.case((d.c.reason.is_(None), "sent"), else_="blocked")
-    # The oldest usable address, as ``recipient_for``; looked up for allowed rows only.
+    # The address the opt-in names, else the oldest usable one, as ``recipient_for``; looked up for
+    # allowed rows only.
     address = (
         sa.select(ident.c.value)
         .where(
@@ -149,7 +159,7 @@ def _write_stmt() -> sa.Select:
             ident.c.kind == text["kind"],
             ident.c.blocked_reason.is_(None),
         )
-        .order_by(ident.c.first_seen_at, ident.c.id)
+        .order_by(sa.case((ident.c.value == d.c.named, 0), else_=1), ident.c.first_seen_at, ident.c.id)
         .limit(1)
         .lateral("a")
     )
@@ -223,11 +233,13 @@ def _write_stmt() -> sa.Select:
 def _write_postgresql(send: BulkSend, rows: list[tuple]) -> set[int]:
     """Write a decided chunk in one statement; return the allowed profiles that had no address."""
     pids, _, reasons, retry_at, local_day = zip(*rows, strict=True)
+    named = consented_addresses(send.shop_id, [p for p, status, *_ in rows if status == "sent"], send.channel)
     params = {
         "pids": pids,
         "reasons": reasons,
         "retry_at": retry_at,
         "local_day": local_day,
+        "named": [named.get(pid) for pid in pids],
         "shop_id": send.shop_id,
         "channel": send.channel,
         "source": send.source,
@@ -254,11 +266,16 @@ def _recipients(shop_id: int, profile_ids: list[int], channel: str) -> dict[int,
         )
         .order_by(Identifier.profile_id, Identifier.first_seen_at.desc(), Identifier.id.desc())
     )
-    # Later rows overwrite earlier ones: the oldest identifier wins, as in ``recipient_for``.
-    found = {pid: value for pid, value in db.session.execute(stmt)}
+    # Later rows overwrite earlier ones: the oldest identifier wins, as in ``recipient_for``,
+    # unless the channel's opt-in names another the profile holds.
+    found, held = {}, set()
+    for pid, value in db.session.execute(stmt):
+        found[pid] = value
+        held.add((pid, value))
     if channel == "push":
         return {pid: found.get(pid, f"profile:{pid}") for pid in profile_ids}
-    return found
+    named = consented_addresses(shop_id, profile_ids, channel)
+    return {pid: named[pid] if (pid, named.get(pid)) in held else value for pid, value in found.items()}
 
 
 def _write_rows(send: BulkSend, rows: list[tuple]) -> set[int]:
