@@ -162,6 +162,36 @@ def test_a_refund_alone_in_the_customers_currency_without_money_sets_converts_at
     assert doc_of(ishop, "email", "dave@example.net")["orders"]["lifetime_spend"] == 0.0
 
 
+def test_a_refund_in_the_customers_currency_that_arrives_before_its_order_is_converted_when_it_comes(
+    client, ishop, drain
+):
+    """Delivered first, the refund had no rate to convert 70.20 USD by and was booked as 70.20 GBP
+    for good: the order's arrival (and a later version restating the refund) never corrected it."""
+    refund = _multicurrency_refund(amount="70.20")
+    refund["refund_line_items"] = []
+    send(client, drain, ishop, "refunds/create", refund, "wh-mc-early")
+    send(client, drain, ishop, "orders/create", "orders_create_multicurrency", "wh-mc")
+    assert order(ishop, "5004").refunded == 60
+    assert doc_of(ishop, "email", "dave@example.net")["orders"]["lifetime_spend"] == 60.0
+    updated = fixture("shopify/orders_create_multicurrency.json")
+    updated.update(updated_at="2026-10-08T09:00:00-07:00", refunds=[refund])
+    send(client, drain, ishop, "orders/updated", updated, "wh-mc-upd")
+    assert order(ishop, "5004").refunded == 60
+
+
+def test_a_refund_in_the_customers_currency_delivered_just_before_its_order_is_converted_in_one_batch(
+    client, ishop, drain
+):
+    refund = _multicurrency_refund(amount="70.20")
+    refund["refund_line_items"] = []
+    assert post_shopify(client, ishop, "refunds/create", refund, "wh-mc-early").status_code == 200
+    order_body = fixture("shopify/orders_create_multicurrency.json")
+    assert post_shopify(client, ishop, "orders/create", order_body, "wh-mc").status_code == 200
+    drain()
+    assert order(ishop, "5004").refunded == 60
+    assert doc_of(ishop, "email", "dave@example.net")["orders"]["lifetime_spend"] == 60.0
+
+
 def test_an_order_imported_from_another_platform_is_dated_when_it_was_processed(client, ishop, drain):
     imported = fixture("shopify/orders_create_web.json")
     imported.update(id=5099, name="#1099", processed_at="2024-05-01T10:00:00+00:00")

@@ -174,9 +174,16 @@ def _refund_amount(refund: dict, shop: Shop, order_rate: Decimal | None = None) 
     multi-currency order refunded 140.40 USD gave back 120.00 of a GBP shop's money. An
     amount in another currency than the shop's is converted at the rate the refund's own
     money sets show (its lines, shipping and adjustments in both currencies), else at the
-    order's (``order_rate``, shop over presentment), else taken as it is.
+    order's (``order_rate``, shop over presentment), else taken as it is (``_refund_parts``).
     """
-    total = ZERO
+    return _refund_parts(refund, shop, order_rate)[0]
+
+
+def _refund_parts(refund: dict, shop: Shop, order_rate: Decimal | None) -> tuple[Decimal, Decimal]:
+    """``(amount, unconverted)``: the refund in shop money, and how much of it is the customer's
+    currency taken as it is for want of a rate (a refund delivered before its order, with no
+    money sets): ``_convert_early_refunds`` converts it when the order comes."""
+    total = unconverted = ZERO
     for tx in as_list(refund.get("transactions"), "transactions"):
         if (
             not isinstance(tx, dict)
@@ -190,9 +197,12 @@ def _refund_amount(refund: dict, shop: Shop, order_rate: Decimal | None = None) 
             continue
         amount = not_negative(money(tx.get("amount")), "transactions.amount") or ZERO
         currency = str(tx.get("currency") or "").upper()
-        rate = None if currency in ("", shop.currency.upper()) else (refund_rate(refund) or order_rate)
+        foreign = currency not in ("", shop.currency.upper())
+        rate = (refund_rate(refund) or order_rate) if foreign else None
         total += (amount * rate).quantize(CENT) if rate else amount
-    return total
+        if foreign and not rate:
+            unconverted += amount
+    return total, unconverted
 
 
 def refund_rate(refund: dict) -> Decimal | None:
@@ -263,7 +273,7 @@ def _record_refund(
     order version) and never takes away (``success`` is final, and a failed one never
     counted), so the record keeps the largest amount seen.
     """
-    amount = _refund_amount(refund, shop, rate)
+    amount, unconverted = _refund_parts(refund, shop, rate)
     refund_id = str(refund["id"])
     external_id = f"refund:{order_external_id}:{refund_id}"
     if run is not None:
@@ -282,10 +292,44 @@ def _record_refund(
         "properties": {"order_id": order_external_id, "refund_id": refund_id, "amount": str(amount)},
         "delivery_id": delivery.id if delivery else None,
     }
+    if unconverted:
+        event["properties"]["unconverted"] = str(unconverted)
     if run is not None:
         run.events.append((profile, event))
     elif record_event(shop, profile, **event) is None:
         _raise_refund(shop, None, external_id, amount)
+
+
+def _convert_early_refunds(shop: Shop, order_external_id: str, rate: Decimal, run: OrderRun | None) -> None:
+    """Convert at the order's ``rate`` what refunds delivered before it booked unconverted.
+
+    Such a refund named an amount in the customer's currency and nothing to convert it by:
+    70.20 USD of a GBP shop's order was booked as 70.20 GBP, and kept (a record is only
+    ever raised). Its record notes the unconverted part, converted once the order is known.
+    """
+    prefix = f"refund:{order_external_id}:"
+    pending = [e for _p, e in run.events if e["external_id"].startswith(prefix)] if run is not None else []
+    stmt = scoped(Event, shop.id).where(
+        Event.source == SOURCE,
+        Event.type == "order.refunded",
+        Event.external_id.startswith(prefix, autoescape=True),
+    )
+    for event in pending:
+        event["properties"] = _converted(event["properties"], rate, run, order_external_id)
+    for stored in db.session.scalars(stmt):
+        if (stored.properties or {}).get("unconverted"):
+            stored.properties = _converted(stored.properties, rate, run, order_external_id)
+
+
+def _converted(props: dict, rate: Decimal, run: OrderRun | None, order_external_id: str) -> dict:
+    """A refund record's properties with its unconverted part converted at ``rate`` (noted in ``run``)."""
+    if not props.get("unconverted"):
+        return props
+    part = Decimal(str(props["unconverted"]))
+    amount = Decimal(str(props.get("amount", "0"))) - part + (part * rate).quantize(CENT)
+    if run is not None:
+        run.refunds.setdefault(order_external_id, {})[str(props.get("refund_id"))] = amount
+    return {**{k: v for k, v in props.items() if k != "unconverted"}, "amount": str(amount)}
 
 
 def _raise_refund(shop: Shop, run: OrderRun | None, external_id: str, amount: Decimal) -> None:
@@ -534,6 +578,8 @@ def apply_order(
         db.session.flush()
     _order_events(shop, order, profile, found, delivery, run)
     rate = order_rate(payload)
+    if rate is not None and (order.presentment_currency or order.currency) != order.currency:
+        _convert_early_refunds(shop, external_id, rate, run)
     for refund in as_list(payload.get("refunds"), "refunds"):
         if isinstance(refund, dict) and refund.get("id") is not None and refund.get("created_at"):
             _record_refund(shop, profile, external_id, refund, delivery, run, rate)
