@@ -24,3 +24,18 @@ def test_idle_heartbeats_are_sent_once_per_interval_and_job_heartbeats_always(mo
     clock[0] += runner.HEARTBEAT_EVERY_SECONDS
     worker.heartbeat()
     assert sent == [None, 90, None, None]
+
+
+def test_an_idle_worker_wakes_for_its_maintenance_within_the_maintenance_interval():
+    """RQ runs maintenance (which restarts a dead scheduler, the only releaser of backoff retries
+    and the minute sweep) only between dequeues; an idle worker waited 405 s in each, so a killed
+    scheduler stopped sweeps and retries for up to seven minutes, not one."""
+    connection = fakeredis.FakeStrictRedis()
+    worker = runner.IngestWorker(
+        [Queue("idle", connection=connection)],
+        connection=connection,
+        maintenance_interval=runner.MAINTENANCE_SECONDS,
+    )
+    assert worker.worker_ttl - 15 > runner.MAINTENANCE_SECONDS  # RQ's own wait would be longer
+    assert 0 < worker.dequeue_timeout <= runner.MAINTENANCE_SECONDS
+    assert worker.connection_timeout > worker.dequeue_timeout  # the socket outlives the wait

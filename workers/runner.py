@@ -32,6 +32,15 @@ class IngestWorker(SimpleWorker):
             self._last_beat = beat
         super().heartbeat(timeout, pipeline)
 
+    @property
+    def dequeue_timeout(self) -> int:
+        """Wait for a job at most until the next maintenance is due.
+
+        RQ runs maintenance only between dequeues, and an idle worker's wait is ``worker_ttl``
+        less 15 s (405 s): a killed scheduler held back sweeps and retries for that long.
+        """
+        return max(1, min(super().dequeue_timeout, MAINTENANCE_SECONDS))
+
     def run_maintenance_tasks(self):
         """RQ's maintenance, then the minute sweep scheduled again if its chain broke.
 
