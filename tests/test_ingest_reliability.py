@@ -15,7 +15,14 @@ from app.models.base import utcnow
 from app.services.ingest import pixel
 from app.services.ingest.inbox import store_delivery
 from tests.helpers import make_shop
-from tests.ingest_support import fixture, flaky_fixture, ishop_fixture, post_pixel
+from tests.ingest_support import (
+    fixture,
+    flaky_fixture,
+    ishop_fixture,
+    post_pixel,
+    post_shopify,
+    whatsapp_post,
+)
 from workers.ingest import process_delivery, sweep_deliveries
 
 ishop = ishop_fixture
@@ -401,3 +408,25 @@ def test_with_the_database_away_a_delivery_and_an_api_call_get_a_json_503_to_ret
     ):
         assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
         assert answer.get_json()["error"]["code"] == "unavailable"
+
+
+def test_two_deliveries_whose_long_ids_share_their_first_255_characters_are_both_kept(client, ishop, drain):
+    """Ids were cut to the column's 255 characters, so the second was answered as a duplicate
+    of the first and never processed; the same long id twice is still one delivery."""
+    stem = "L" * 255
+    for n, suffix in enumerate(("-one", "-two", "-two")):
+        order = fixture("shopify/orders_create_guest.json")
+        order.update({"id": 93000 + min(n, 1), "email": f"long{min(n, 1)}@mail.uk"})
+        assert post_shopify(client, ishop, "orders/create", order, stem + suffix).status_code == 200
+    for n in (1, 2, 2):
+        body = fixture("whatsapp/inbound_text.json")
+        body["entry"][0]["changes"][0]["value"]["messages"][0]["id"] = f"wamid.{stem}{n}"
+        assert whatsapp_post(client, ishop.domain, body).status_code == 200
+    drain()
+    rows = db.session.execute(
+        sa.select(WebhookDelivery.provider, WebhookDelivery.external_id, WebhookDelivery.status)
+    )
+    kept = {(provider, external_id): status for provider, external_id, status in rows}
+    assert sorted(p for p, _ in kept) == ["shopify", "shopify", "whatsapp", "whatsapp"]
+    assert all(len(external_id) <= 255 for _, external_id in kept)
+    assert set(kept.values()) == {"processed"}

@@ -8,6 +8,7 @@ are worked by ``workers.ingest.drain_shop``. The row's unique
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ def store_delivery(
         "shop_id": shop.id,
         "provider": provider,
         "topic": topic[:80],
-        "external_id": external_id[:255],
+        "external_id": fitted_id(external_id),
         "event_id": event_id[:255] if event_id else None,
         "triggered_at": triggered_at,
         "api_version": api_version[:20] if api_version else None,
@@ -89,6 +90,19 @@ def store_delivery(
     if delivery_id is None:
         return Stored(None, False)
     return Stored(delivery_id, True, waiting, _token(received_at), shop.id)
+
+
+ID_COLUMN = 255  # webhook_deliveries.external_id
+
+
+def fitted_id(external_id: str) -> str:
+    """A delivery's id as the inbox keeps it: itself, or past the column's length its head and a digest
+    of the whole. Cut to the column, two long ids sharing their first 255 characters were one, and
+    the second delivery was answered as a duplicate and never processed; the same id stays the same."""
+    if len(external_id) <= ID_COLUMN:
+        return external_id
+    digest = hashlib.sha256(external_id.encode()).hexdigest()
+    return f"{external_id[: ID_COLUMN - len(digest) - 1]}#{digest}"
 
 
 def store_deliveries(
@@ -117,7 +131,7 @@ def store_deliveries(
             "shop_id": shop.id,
             "provider": provider,
             "topic": topic[:80],
-            "external_id": external_id[:255],
+            "external_id": fitted_id(external_id),
             "headers": {},
             "body": json.dumps(body, separators=(",", ":")).encode(),
             "status": "pending" if reason is None else "dead",
