@@ -272,3 +272,25 @@ def test_a_twilio_post_is_verified_over_the_url_as_sent_and_repeated_keys_as_twi
         headers={"X-Twilio-Signature": signature},
     )
     assert answer.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/webhooks/shopify"),
+        ("PUT", "/collect"),
+        ("GET", "/webhooks/sendgrid/demo.myshopify.com"),
+        ("DELETE", "/webhooks/twilio/demo.myshopify.com"),
+    ],
+)
+def test_a_wrong_method_on_a_webhook_endpoint_is_a_json_405_not_an_html_page(client, ishop, method, path):
+    answer = client.open(path, method=method)
+    assert answer.status_code == 405
+    assert answer.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_an_unknown_webhook_path_is_a_json_404_and_console_paths_keep_their_pages(client, ishop):
+    answer = client.post("/webhooks/nowhere/demo.myshopify.com", json={})
+    assert answer.status_code == 404 and answer.get_json()["error"]["code"] == "not_found"
+    assert client.get("/api/v1/nowhere").get_json()["error"]["code"] == "not_found"
+    assert client.get("/nowhere").mimetype == "text/html"

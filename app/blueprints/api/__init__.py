@@ -7,6 +7,7 @@ from CSRF; it never reads the console session.
 from flask import Blueprint, g, jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from app.blueprints import unrouted
 from app.errors import DomainError
 from app.extensions import csrf, db
 from app.services.accounts import shop_for_token
@@ -99,16 +100,11 @@ def init_app(app):
 
     csrf.exempt(bp)
     app.register_blueprint(bp)
-    # A path no route matches never reaches the blueprint's own handlers: the app's answer
-    # JSON under /api/v1 too (a client parses every error the same way) and leave the rest as is.
-    app.register_error_handler(404, _unrouted(not_found))
-    app.register_error_handler(405, _unrouted(method_not_allowed))
-
-
-def _unrouted(answer):
-    def handle(exc):
-        if request.path == bp.url_prefix or request.path.startswith(f"{bp.url_prefix}/"):
-            return answer(exc)
-        return exc
-
-    return handle
+    # A path no route matches never reaches the blueprint's own handlers: JSON under /api/v1 too
+    # (a client parses every error the same way).
+    prefix = bp.url_prefix
+    unrouted.claim(
+        app,
+        lambda path: path == prefix or path.startswith(f"{prefix}/"),
+        {404: not_found, 405: method_not_allowed},
+    )

@@ -14,7 +14,10 @@ from app.blueprints.webhooks import collect, views  # noqa: E402,F401
 
 def init_app(app) -> None:
     """Register the blueprint, exempt from CSRF."""
+    from app.blueprints import unrouted
+    from app.blueprints.webhooks.helpers import is_webhook_path, method_not_allowed, not_found
     from app.extensions import csrf
 
     csrf.exempt(bp)
     app.register_blueprint(bp)
+    unrouted.claim(app, is_webhook_path, {404: not_found, 405: method_not_allowed})

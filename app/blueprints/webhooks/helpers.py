@@ -97,9 +97,7 @@ def register_errors(bp) -> None:
     def database_away(_exc):
         return unavailable()
 
-    @bp.errorhandler(404)
-    def not_found(exc):
-        return error(404, "not_found", getattr(exc, "description", None) or "not found")
+    bp.register_error_handler(404, not_found)
 
     @bp.errorhandler(400)
     def bad_request(exc):
@@ -109,6 +107,19 @@ def register_errors(bp) -> None:
     def too_large(_exc):
         return error(413, "too_large", "request body over 1 MiB")
 
-    @bp.errorhandler(405)
-    def method_not_allowed(_exc):
-        return error(405, "method_not_allowed", "method not allowed")
+    bp.register_error_handler(405, method_not_allowed)
+
+
+def not_found(exc):
+    """An unknown shop or path, as JSON."""
+    return error(404, "not_found", getattr(exc, "description", None) or "not found")
+
+
+def method_not_allowed(_exc):
+    """A method the endpoint does not take, as JSON."""
+    return error(405, "method_not_allowed", "method not allowed")
+
+
+def is_webhook_path(path: str) -> bool:
+    """Whether ``path`` is a provider's: the blueprint's errors answer there, routed or not."""
+    return path.startswith("/webhooks/") or path == "/collect"
