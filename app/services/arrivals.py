@@ -157,14 +157,14 @@ def sort_arrivals(shop_id: int, winner_id: int, loser_id: int, watermark: dict[s
         found.count += 1
         key = contact_key(record.identifier, country)
         if key is None and record.status == OPTED_OUT:
-            _copy_to(record, loser_id)
+            copy_record(record, loser_id)
         elif key in loser_keys and key not in winner_keys:
             record.profile_id = loser_id
     db.session.flush()
     return found
 
 
-def _copy_to(record: ConsentRecord, profile_id: int) -> None:
+def copy_record(record: ConsentRecord, profile_id: int) -> None:
     """The same opt-out on ``profile_id`` too: the survivor's copy stays, history is never rewritten."""
     columns = {c.key: getattr(record, c.key) for c in ConsentRecord.__table__.columns if c.key != "id"}
     db.session.add(ConsentRecord(**{**columns, "profile_id": profile_id}))

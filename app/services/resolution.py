@@ -45,9 +45,9 @@ from app.extensions import db
 from app.models import ConsentRecord, Event, Identifier, IdentifierLink, MergeCandidate, Order, Profile, Shop
 from app.models.base import utcnow
 from app.services import identity_graph, identity_links, merges, shop_lock
-from app.services.arrivals import buyer_keys, event_keys, most_trusted, order_of
+from app.services.arrivals import buyer_keys, copy_record, event_keys, most_trusted, order_of
 from app.services.bulk_sql import id_in, value_in
-from app.services.consent import refresh_states
+from app.services.consent import OPTED_OUT, refresh_states
 from app.services.counters import recompute_order_counters
 from app.services.deferred_stamps import DeferredStamps
 from app.services.engagement import recompute_engagement_counters
@@ -955,23 +955,46 @@ def _rehome_events(shop: Shop, profile_ids: set[int]) -> None:
             refresh_states(profile)
 
 
-def _rehome_consents(shop: Shop, profile_ids: set[int], owner: dict) -> set[int]:
-    """Consent records naming an address follow it to its owner; the profiles they left or joined.
+# The identifier kind a channel's own address is: an opt-out naming it is the address's.
+ADDRESS_KIND = {"email": "email", "sms": "phone", "whatsapp": "phone"}
 
-    A consent is given or withdrawn for an address: an unsubscribe of an email a late webhook
-    shows is another customer's is that customer's, as it would have been in time order.
-    A record naming no address (a support agent's "unsubscribe from everything") stays.
+
+def _rehome_consents(shop: Shop, profile_ids: set[int], owner: dict) -> set[int]:
+    """A channel's opt-out naming its address is given to the address's new owner too; the profiles
+    that received one.
+
+    An unsubscribe of an email, a STOP from a phone, blocks that address whoever holds it: a late
+    webhook showing the address is another customer's must not leave it open to be messaged. The
+    opt-out is copied, not moved: the person who sent it said it too, and stays opted out (as undo
+    keeps an opt-out on both sides). Opt-ins are the person's: an opt-in keyed by a Shopify customer
+    that names a household phone stays with that customer, as time order leaves it; so does an
+    unsubscribe from everything, whichever address an agent looked her up by.
     """
-    changed: set[int] = set()
+    received: set[int] = set()
     stmt = scoped(ConsentRecord, shop.id).where(
-        ConsentRecord.profile_id.in_(profile_ids), ConsentRecord.identifier.is_not(None)
+        ConsentRecord.profile_id.in_(profile_ids),
+        ConsentRecord.identifier.is_not(None),
+        ConsentRecord.status == OPTED_OUT,
+        ConsentRecord.channel.in_(sorted(ADDRESS_KIND)),
     )
-    for record in db.session.scalars(stmt):
+    records = list(db.session.scalars(stmt))
+    held = {_same_record(r) for r in records}
+    for record in records:
         key = contact_key(record.identifier, shop.country)
-        if key in owner and owner[key] != record.profile_id:
-            changed.update((record.profile_id, owner[key]))
-            record.profile_id = owner[key]
-    return changed
+        if key is None or key[0] != ADDRESS_KIND[record.channel] or key not in owner:
+            continue
+        target = owner[key]
+        if target != record.profile_id and _same_record(record, target) not in held:
+            copy_record(record, target)
+            held.add(_same_record(record, target))
+            received.add(target)
+    return received
+
+
+def _same_record(record: ConsentRecord, profile_id: int | None = None) -> tuple:
+    """What makes two records one opt-out: copied again at each re-partition, it is kept once."""
+    pid = record.profile_id if profile_id is None else profile_id
+    return (pid, record.channel, record.identifier, record.captured_at, record.source, record.external_ref)
 
 
 def _record_candidates(shop: Shop, part: identity_graph.Partition, home: dict) -> None:
