@@ -290,7 +290,12 @@ def test_a_wrong_method_on_a_webhook_endpoint_is_a_json_405_not_an_html_page(cli
 
 
 def test_an_unknown_webhook_path_is_a_json_404_and_console_paths_keep_their_pages(client, ishop):
-    answer = client.post("/webhooks/nowhere/demo.myshopify.com", json={})
-    assert answer.status_code == 404 and answer.get_json()["error"]["code"] == "not_found"
+    for method, path in (
+        ("POST", "/webhooks/nowhere/demo.myshopify.com"),
+        ("GET", "/collect/x"),
+        ("GET", "/webhooks"),
+    ):
+        answer = client.open(path, method=method, json={})
+        assert answer.status_code == 404 and answer.get_json()["error"]["code"] == "not_found", path
     assert client.get("/api/v1/nowhere").get_json()["error"]["code"] == "not_found"
     assert client.get("/nowhere").mimetype == "text/html"

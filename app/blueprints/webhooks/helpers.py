@@ -122,4 +122,4 @@ def method_not_allowed(_exc):
 
 def is_webhook_path(path: str) -> bool:
     """Whether ``path`` is a provider's: the blueprint's errors answer there, routed or not."""
-    return path.startswith("/webhooks/") or path == "/collect"
+    return any(path == root or path.startswith(f"{root}/") for root in ("/webhooks", "/collect"))
