@@ -117,9 +117,7 @@ def order_of(event: Event) -> OrderRef | None:
     return None
 
 
-def buyer_keys(
-    order: Order, buyers: dict[tuple[str | None, str], list[Key]], country: str | None
-) -> set[Key]:
+def buyer_keys(order: Order, buyers: dict[OrderRef, list[Key]], country: str | None) -> set[Key]:
     """The identifiers of an order's buyer: those its ``order.placed`` event recorded (``buyers``,
     by ``order_of``) and the order's own contact, normalised with the shop's country."""
     contacts = (
