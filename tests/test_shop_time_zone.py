@@ -49,3 +49,28 @@ def test_an_undo_refusal_names_its_deadline_in_the_zone_the_settings_name(client
     )
     refusal = undo_refusals(model, [row], now=made + dt.timedelta(days=8))[None]
     assert "17 Jan 2026 12:00 EST" in refusal.text
+
+
+def test_a_customers_sections_show_the_same_zone_loaded_alone_or_with_the_page(client, auth, shop):
+    """A section loaded lazily showed the shop's zone, the same section on a full page the zone of the
+    customer's phone: one customer, two clocks. Both are the customer's zone, as the gate keeps it."""
+    profile = make_profile(shop.id, "ann@shopper.test", phone="+447911123456", timezone=None)
+    send_message(db.session.get(Shop, shop.id), profile.id, "email", "manual", now=MOMENT)
+    move_shop(client, shop)
+    auth.login_as(shop)
+    alone = client.get(f"/customers/{profile.id}/messages", headers={"HX-Request": "true"})
+    whole = client.get(f"/customers/{profile.id}/messages")
+    assert alone.status_code == whole.status_code == 200
+    for page in (alone.get_data(as_text=True), whole.get_data(as_text=True)):
+        assert "15 Jan 2026 17:00 GMT" in page  # her UK phone's zone, not New York's
+
+
+def test_the_dashboard_and_campaign_sends_show_times_in_the_shops_zone(client, auth, shop):
+    from app.services.campaign_sends import start_send
+
+    profile = make_profile(shop.id, "ann@shopper.test", phone=None, timezone=None)
+    move_shop(client, shop)
+    start_send(db.session.get(Shop, shop.id), [profile.id], "email", campaign_id="c1", now=MOMENT)
+    auth.login_as(shop)
+    page = client.get("/messages/").get_data(as_text=True)
+    assert "15 Jan 2026 12:00 EST" in page and "UTC" not in page

@@ -34,7 +34,7 @@ from app.plans import has_capability
 from app.services import recommendations, replenishment
 from app.services.lifecycle import shop_windows
 from app.services.paging import newest_first
-from app.services.profile_view import orders_summary, profile_document
+from app.services.profile_view import customer_zone, orders_summary, profile_document
 from app.services.shop_settings import shop_timezone
 from app.services.timezones import zone_or_utc
 from app.tenancy import scoped
@@ -103,7 +103,7 @@ def section_context(shop: Shop, profile: Profile) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "id": profile.id,
         "name": profile.name,
-        "timezone": profile.timezone or shop_timezone(shop),
+        "timezone": customer_zone(shop, profile),
     }
     doc["orders"] = orders_summary(profile, shop)
     doc["page"] = {"zone": zone_of(doc, shop), "erased_at": profile.erased_at, "formula": engagement.FORMULA}

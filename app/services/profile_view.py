@@ -107,6 +107,21 @@ def _churn_band(risk: float | None) -> str | None:
     return band.key if band else None
 
 
+def customer_zone(shop: Shop, profile: Profile, phones: list[str] | None = None) -> str:
+    """The zone the gate keeps the customer's quiet hours and calendar day in: their own, else their
+    address's, else their phone's country's, else the shop's. ``phones``: read when not given."""
+    if phones is None:
+        phones = [i.value for i in _identifiers(shop.id, profile.id) if i.kind == "phone"]
+    return resolve_zone(
+        profile_timezone=profile.timezone,
+        country=profile.country,
+        province=profile.province,
+        phones=phones,
+        shop_timezone=shop_timezone(shop),
+        shop_country=shop.country,
+    ).zones[0]
+
+
 def profile_document(shop: Shop, profile: Profile) -> dict[str, Any]:
     """Return the contract's profile shape for ``profile`` (see CONTRACT.md §3)."""
     from app.services import profile_sections
@@ -136,16 +151,7 @@ def profile_document(shop: Shop, profile: Profile) -> dict[str, Any]:
         "predicted_ltv_90d": money(profile.predicted_ltv_90d) if predictions else None,
         "predicted_next_order_at": iso(profile.predicted_next_order_at) if predictions else None,
         "globally_unsubscribed": profile.globally_unsubscribed,
-        # The zone the gate keeps the customer's quiet hours and calendar day in: their own, else
-        # their address's, else their phone's country's, else the shop's.
-        "timezone": resolve_zone(
-            profile_timezone=profile.timezone,
-            country=profile.country,
-            province=profile.province,
-            phones=[i.value for i in idents if i.kind == "phone"],
-            shop_timezone=shop_timezone(shop),
-            shop_country=shop.country,
-        ).zones[0],
+        "timezone": customer_zone(shop, profile, [i.value for i in idents if i.kind == "phone"]),
         "country": profile.country,
         "first_seen_at": iso(profile.first_seen_at),
         "last_seen_at": iso(profile.last_seen_at),
