@@ -235,3 +235,17 @@ def test_backfill_imports_order_history_with_progress_and_is_rerunnable(runner, 
     assert (orders["count"], orders["lifetime_spend"], orders["pos"]["count"]) == (2, 126.0, 1)
     missing = runner.invoke(args=["backfill", "--shop", "nobody.myshopify.com", "--orders", str(path)])
     assert missing.exit_code != 0
+
+
+def test_an_event_whose_id_is_zero_is_deduplicated_like_any_other(client, ishop, drain):
+    """``"id": 0`` was taken for no id: each resend got a random one and was counted again."""
+    event = {
+        "id": 0,
+        "type": "support.contacted",
+        "occurred_at": "2026-11-20T10:00:00Z",
+        "channel": "support",
+        "identifiers": {"email": "zero@mail.uk"},
+    }
+    answers = [client.post("/api/v1/events", json=event, headers=ishop.auth).get_json() for _ in range(2)]
+    assert [a["duplicate"] for a in answers] == [False, True]
+    assert answers[0]["event_id"] == answers[1]["event_id"] == "0"

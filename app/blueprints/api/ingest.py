@@ -13,7 +13,8 @@ from app.services.ingest.inbox import ingest_status, store_delivery
 def post_event():
     """Store a generic event durably and queue it; 202 with its id (an ``id`` in the body dedupes)."""
     body = check_event(json_body(), g.api_shop)
-    event_id = str(body.get("id") or uuid.uuid4())[:255]
+    given = body.get("id")  # 0 is an id too
+    event_id = str(uuid.uuid4() if given is None else given)
     stored = store_delivery(g.api_shop, "api", body["type"], event_id, body)
     from app.blueprints.webhooks.helpers import accept
 
