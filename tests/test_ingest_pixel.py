@@ -15,7 +15,11 @@ ishop = ishop_fixture
 
 
 def count(model) -> int:
-    return db.session.scalar(sa.select(sa.func.count()).select_from(model))
+    """Rows of ``model``; of events, those made of what was sent (not a derived stage change)."""
+    stmt = sa.select(sa.func.count()).select_from(model)
+    if model is Event:
+        stmt = stmt.where(Event.type != "lifecycle.changed")
+    return db.session.scalar(stmt)
 
 
 def test_single_page_view_creates_a_visitor_profile(client, ishop, drain):
@@ -34,7 +38,7 @@ def test_batch_stores_each_event_once(client, ishop, drain):
         assert post_pixel(client, batch).status_code == 200
     drain()
     assert count(WebhookDelivery) == 2 and count(Event) == 2
-    types = set(db.session.scalars(sa.select(Event.type)))
+    types = set(db.session.scalars(sa.select(Event.type).where(Event.type != "lifecycle.changed")))
     assert types == {"web.product_viewed", "web.search_submitted"}
     search = db.session.scalar(sa.select(Event).where(Event.type == "web.search_submitted"))
     assert search.properties["query"] == "linen"

@@ -37,6 +37,17 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.models.base import utcnow
 from app.services.bulk_sql import update_rows
 
+STAMPED = "c360.stamped_profiles"  # session.info key: profiles whose first or last seen moved here
+
+
+def stamped_profiles(session) -> dict[int, Any]:
+    """The profiles whose stamps moved in ``session`` since the last call, by id (and forget them).
+
+    Their first and last seen decide their lifecycle stage, and nothing marks them changed for
+    the ORM: the ingest paths read them here to keep the stage current.
+    """
+    return session.info.pop(STAMPED, {})
+
 
 class DeferredStamps:
     """The values set on persistent rows and not written yet, by table and row id."""
@@ -55,6 +66,8 @@ class DeferredStamps:
             values["updated_at"] = utcnow()
         for name, value in values.items():
             set_committed_value(obj, name, value)
+        if obj.__table__.name == "profiles":
+            sa.inspect(obj).session.info.setdefault(STAMPED, {})[obj.id] = obj
         self.pending.setdefault(obj.__table__, {}).setdefault(obj.id, {}).update(values)
         self.held[obj.__table__, obj.id] = obj
 

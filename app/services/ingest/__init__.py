@@ -33,6 +33,14 @@ def process_delivery_row(shop: Shop, delivery: WebhookDelivery) -> None:
     Raises:
         Exception: anything; the job records it and retries, then dead-letters.
     """
+    from app.services.ingest.batch import ChangedProfiles
+
+    with ChangedProfiles(shop, write=False) as touched:
+        _dispatch(shop, delivery)
+    refresh_touched_lifecycles(shop, touched.collect())
+
+
+def _dispatch(shop: Shop, delivery: WebhookDelivery) -> None:
     from app.services.ingest import api_events, pixel, sendgrid, shopify, twilio, whatsapp
 
     provider = delivery.provider
@@ -50,19 +58,17 @@ def process_delivery_row(shop: Shop, delivery: WebhookDelivery) -> None:
         api_events.apply_api_event(shop, _json(delivery), delivery)
     else:
         raise BadPayload(f"no handler for provider {provider!r}")
-    refresh_touched_lifecycles(shop)
 
 
-def refresh_touched_lifecycles(shop: Shop) -> None:
-    """Keep the stage of every profile this signal changed current between enrichment runs."""
+def refresh_touched_lifecycles(shop: Shop, changed: dict[int, Profile]) -> None:
+    """Keep the stage of every profile this signal changed current between enrichment runs:
+    ``changed`` (written or pending), and those whose first or last seen moved."""
+    from app.services.deferred_stamps import stamped_profiles
     from app.services.lifecycle import refresh_lifecycle
 
     now = utcnow()
-    touched = [
-        obj
-        for obj in (*db.session.new, *db.session.dirty)
-        if isinstance(obj, Profile) and obj.shop_id == shop.id and obj.merged_into_id is None
-    ]
+    changed = {**changed, **stamped_profiles(db.session)}
+    touched = [p for p in changed.values() if p.shop_id == shop.id and p.merged_into_id is None]
     for profile in touched:
         if profile.erased_at is None:
             refresh_lifecycle(shop, profile, now)

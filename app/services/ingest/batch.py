@@ -19,7 +19,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.extensions import db
 from app.models import Profile, Shop, WebhookDelivery
 from app.models.base import utcnow
+from app.services.bulk_sql import update_rows
 from app.services.consent_batch import ConsentBatch
+from app.services.deferred_stamps import stamped_profiles
 from app.services.identifiers import live_profile
 from app.services.ingest.common import Planned, message_profiles, record_events, refresh_search_texts
 
@@ -134,7 +136,7 @@ def apply_run(shop: Shop, run: list[Planned], *, announce: bool = True) -> None:
     refs = [p.order_ref for p in run if p.order_ref is not None]
     orders = OrderRun.load(shop, refs) if refs else None
     consents = ConsentBatch(shop.id)
-    with _ChangedProfiles(shop) as touched:
+    with ChangedProfiles(shop) as touched:
         _apply_plans(run, orders, consents)
         _store(shop, run, orders, touched, announce)
 
@@ -149,7 +151,7 @@ def _apply_plans(run: list[Planned], orders, consents: ConsentBatch) -> None:
     consents.finish()
 
 
-def _store(shop: Shop, run: list[Planned], orders, touched: _ChangedProfiles, announce: bool) -> None:
+def _store(shop: Shop, run: list[Planned], orders, touched: ChangedProfiles, announce: bool) -> None:
     """Write the run's events, engagement counters, search texts and lifecycle stages in bulk."""
     from app.services.engagement import apply_engagements
     from app.services.lifecycle import record_changes, refresh_lifecycles
@@ -170,12 +172,35 @@ def _store(shop: Shop, run: list[Planned], orders, touched: _ChangedProfiles, an
             ],
         )
         changed = touched.collect()
+        for profile in stamped_profiles(db.session).values():  # seen again: moved no ORM state
+            if profile.shop_id == shop.id:
+                changed.setdefault(profile.id, profile)
         live = [p for p in changed.values() if p.merged_into_id is None and p.erased_at is None]
         changes = refresh_lifecycles(shop, sorted(live, key=lambda p: p.id), utcnow())
+        _write_stages(changed, changes)
         _write_profiles(changed.values())
     db.session.flush()
     if announce:
         record_changes(changes)
+
+
+STAGE_COLUMNS = ("lifecycle_stage", "lifecycle_changed_at")
+
+
+def _write_stages(changed: dict[int, Profile], changes: list[dict]) -> None:
+    """Write the batch's stage changes as one statement, whatever else each profile changed.
+
+    Left to ``_write_profiles`` a stage change joins each profile's other changed columns, and
+    a batch of page views, email events and returns makes a statement per combination.
+    """
+    rows, now = [], utcnow()
+    for change in changes:
+        profile = changed[change["profile_id"]]
+        values = {**{name: getattr(profile, name) for name in STAGE_COLUMNS}, "updated_at": now}
+        for name, value in values.items():
+            set_committed_value(profile, name, value)
+        rows.append({"id": profile.id, **values})
+    update_rows(Profile.__table__, rows)
 
 
 def _write_profiles(profiles) -> None:
@@ -207,7 +232,7 @@ def _write_profiles(profiles) -> None:
             set_committed_value(profile, "updated_at", now)
 
 
-class _ChangedProfiles:
+class ChangedProfiles:
     """The shop's profiles a run changed: those changed now, and those a flush wrote since it began.
 
     A flush leaves a written profile clean, so the run would lose sight of it; the
@@ -221,12 +246,12 @@ class _ChangedProfiles:
     in id order, nearly one per profile.
     """
 
-    def __init__(self, shop: Shop):
-        self.shop_id = shop.id
+    def __init__(self, shop: Shop, *, write: bool = True):
+        self.shop_id, self.write = shop.id, write
         self.seen: dict[int, Profile] = {}
         self.session = db.session()
 
-    def __enter__(self) -> _ChangedProfiles:
+    def __enter__(self) -> ChangedProfiles:
         sa.event.listen(self.session, "before_flush", self._flushed)
         return self
 
@@ -235,7 +260,8 @@ class _ChangedProfiles:
 
     def _flushed(self, session, _context, _instances) -> None:
         self._note(session)
-        _write_profiles(o for o in session.dirty if isinstance(o, Profile) and o.shop_id == self.shop_id)
+        if self.write:
+            _write_profiles(o for o in session.dirty if isinstance(o, Profile) and o.shop_id == self.shop_id)
 
     def collect(self) -> dict[int, Profile]:
         """Every profile changed so far, by id (a profile not yet given an id is not one the run changed)."""

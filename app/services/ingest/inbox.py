@@ -164,15 +164,22 @@ def row_token(row: WebhookDelivery) -> str:
     return _token(row.received_at)
 
 
+# Events the product writes of its own (a stage change, a merge), not of anything a client sent.
+DERIVED_EVENT_TYPES = ("lifecycle.changed", "profile.merged")
+
+
 def ingest_status(shop_id: int) -> dict[str, int]:
-    """``{received, pending, processed, dead_letter, waiting, events}`` for one shop."""
+    """``{received, pending, processed, dead_letter, waiting, events}`` for one shop; ``events``
+    counts those made of what was sent (a client waits for them), not derived ones."""
     rows = db.session.execute(
         scoped(WebhookDelivery, shop_id, WebhookDelivery.status, sa.func.count()).group_by(
             WebhookDelivery.status
         )
     )
     by_status = dict(rows.all())
-    events = db.session.scalar(scoped(Event, shop_id, sa.func.count())) or 0
+    events = db.session.scalar(
+        scoped(Event, shop_id, sa.func.count()).where(Event.type.not_in(DERIVED_EVENT_TYPES))
+    )
     return {
         "received": sum(by_status.values()),
         "pending": sum(by_status.get(s, 0) for s in ("pending", "processing", "failed")),
