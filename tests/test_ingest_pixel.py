@@ -178,3 +178,14 @@ def test_a_pixel_batch_over_the_cap_is_400_naming_the_cap_and_its_size(client, i
         "a batch holds at most 500 events, this one 501: send it in smaller batches"
     )
     assert count(WebhookDelivery) == 0
+
+
+def test_a_browser_clock_years_behind_dates_the_event_when_it_arrived(client, ishop, drain):
+    """A page view stamped 1999 made its visitor a customer "since 1999", and churned while browsing."""
+    view = fixture("pixel/page_viewed.json")
+    view.update({"id": "pv-1999", "clientId": "c-slow-clock", "timestamp": "1999-01-01T00:00:00.000Z"})
+    assert post_pixel(client, view).status_code == 200
+    drain()
+    profile = profile_of(ishop, "web_client", "c-slow-clock")
+    arrived = db.session.scalar(sa.select(WebhookDelivery.received_at))
+    assert profile.first_seen_at == profile.last_seen_at == arrived

@@ -212,6 +212,20 @@ def not_after(at: dt.datetime, delivery: WebhookDelivery | None) -> dt.datetime:
     return received_at if received_at is not None and at > received_at + CLOCK_SKEW else at
 
 
+# A browser's or phone's clock this far behind is broken, not an event replayed late (a store's
+# history is imported through Shopify, never through the pixel or a provider's webhook).
+STALE_CLOCK = dt.timedelta(days=5 * 365)
+
+
+def device_time(at: dt.datetime, delivery: WebhookDelivery | None) -> dt.datetime:
+    """When a device says an event happened, kept within its clock's possible error: ``not_after``,
+    and when the delivery arrived if ``at`` is years before that (a page view stamped 1999 made its
+    visitor a customer since 1999, churned while browsing)."""
+    at = not_after(at, delivery)
+    received_at = delivery.received_at if delivery is not None else None
+    return received_at if received_at is not None and at < received_at - STALE_CLOCK else at
+
+
 def optional_time(value: Any, field: str = "timestamp") -> dt.datetime | None:
     """Like ``parse_time`` but None for a missing or empty value."""
     if value in (None, ""):

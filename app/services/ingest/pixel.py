@@ -32,9 +32,9 @@ from app.services.ingest.common import (
     as_list,
     as_object,
     check_each,
+    device_time,
     first,
     idents,
-    not_after,
     parse_time,
 )
 from app.services.ingest.form_fields import contact_kind
@@ -261,7 +261,7 @@ def _properties(event: dict) -> dict[str, Any]:
 def plan_pixel_event(shop: Shop, event: dict, delivery: WebhookDelivery | None) -> Planned:
     """Parse a stored pixel event: the browser and whoever it reveals, and the timeline event."""
     pairs, properties = _check_event(event, "event")
-    at = not_after(parse_time(event["timestamp"]), delivery)
+    at = device_time(parse_time(event["timestamp"]), delivery)
     found = idents(shop, pairs)
     return Planned(
         signal=Signal(tuple(found), SOURCE, at, {"pixel_event": event["id"]}),
