@@ -301,3 +301,24 @@ def test_a_zone_stored_before_zones_were_checked_is_passed_over_and_the_form_sav
     assert 'value="localtime"' not in html and 'value="Europe/Paris"' in html
     form = {**SETTINGS_FORM, "timezone": "Europe/Paris"}
     assert client.post("/settings/", data=form).status_code in (302, 303)
+
+
+def test_an_expired_sign_in_form_shows_the_form_again_with_the_reason(client):
+    """CSRFProtect refused the post before the view ran: Werkzeug's bare 400 page, no form, no way
+    back; the login page's own "The form expired" could never show."""
+    answer = client.post("/login", data={"email": "a@b.co", "password": "x"}, csrf=False)
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 400
+    assert "The form expired" in page and 'name="password"' in page and 'value="a@b.co"' in page
+
+
+def test_an_expired_console_form_says_so_and_leads_back_without_acting(client, auth, shop):
+    auth.login_as(shop)
+    referrer = "http://localhost/settings/"
+    answer = client.post("/settings/", data={"cap_email": "5"}, headers={"Referer": referrer}, csrf=False)
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 400
+    assert "The form expired" in page and 'href="/settings/"' in page
+    htmx = client.post("/settings/", data={"cap_email": "5"}, headers={"HX-Request": "true"}, csrf=False)
+    assert htmx.status_code == 400 and "<p" in htmx.get_data(as_text=True)
+    assert "The form expired" in htmx.get_data(as_text=True)

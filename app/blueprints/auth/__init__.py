@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("auth", __name__)
 
-from app.blueprints.auth import views  # noqa: E402,F401
+from app.blueprints.auth import expired, views  # noqa: E402,F401
