@@ -17,6 +17,7 @@ from flask_login import current_user, login_required
 from app.digits import counted
 from app.extensions import db
 from app.models import Membership, Shop
+from app.services.identifiers import contact_key
 from app.services.shop_settings import shop_timezone
 from app.services.timezones import zone_or_utc
 
@@ -124,11 +125,20 @@ def identifier_text(key: str) -> str:
     return f"{kind.replace('_', ' ')} {value}" if value else kind
 
 
+def contact_text(text: str | None) -> str:
+    """A consent's address as the console shows it: normalised (``email:Eve@Mail.uk`` reads
+    ``eve@mail.uk``, a national phone its E.164), else as it was given."""
+    shop = g.get("shop")
+    key = contact_key(text, shop.country if shop is not None else None)
+    return key[1] if key else str(text or "")
+
+
 def init_app(app) -> None:
     """Expose ``nav_items`` to templates and load the current shop per request."""
     app.context_processor(lambda: {"nav_items": nav_items, "may": may, "shop_zone": shop_zone()})
     app.add_template_filter(counted)
     app.add_template_filter(identifier_text)
+    app.add_template_filter(contact_text, "contact")
     from app.services.duplicates_review import why
 
     app.add_template_filter(why, "merge_reason")  # a merge's reason in words

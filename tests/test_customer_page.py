@@ -377,3 +377,28 @@ def test_a_date_reads_without_a_zone_and_a_time_of_day_with_it():
     assert local_time(moment, london, "%d %b %Y") == "28 Oct 2026"
     assert local_time(moment, london) == "28 Oct 2026 09:30 GMT"
     assert local_time(moment.isoformat(), london, "%d %b %I:%M %p") == "28 Oct 09:30 AM GMT"
+
+
+def test_the_consents_section_names_the_address_each_consent_was_given_for(client, auth, shop):
+    """Messages go to the address an opt-in names; the page shows which one, as the customer gave it."""
+    from app.services.consent import record_consent
+
+    profile = add_profile(shop.id, first_name="Eve")
+    record_consent(
+        profile,
+        "email",
+        "opted_in",
+        source="checkout",
+        captured_at=utcnow(),
+        text="News",
+        identifier="email:Eve@Mail.uk",
+    )
+    record_consent(
+        profile, "sms", "opted_out", source="twilio", captured_at=utcnow(), identifier="+447700900123"
+    )
+    db.session.commit()
+    auth.login_as(shop)
+    section = client.get(f"/customers/{profile.id}/consents", headers={"HX-Request": "true"}).get_data(
+        as_text=True
+    )
+    assert "for eve@mail.uk" in section and "for +447700900123" in section
