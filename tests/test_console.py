@@ -219,14 +219,14 @@ def test_the_settings_form_saves_every_setting_including_the_identity_caps(clien
         (
             "max_people_per_identifier",
             "1",
-            "identity.max_people_per_identifier must be a whole number from 2 to 1,000",
+            "People sharing an identifier must be a whole number from 2 to 1,000",
         ),
         (
             "max_identifiers_per_kind",
             "0",
-            "identity.max_identifiers_per_kind must be a whole number from 1 to 1,000",
+            "Identifiers of one kind must be a whole number from 1 to 1,000",
         ),
-        ("max_identifiers_per_kind", "ten", "max identifiers per kind must be a whole number"),
+        ("max_identifiers_per_kind", "ten", "Identifiers of one kind must be a whole number"),
     ],
 )
 def test_a_bad_identity_cap_on_the_settings_form_is_refused_with_its_reason_and_nothing_saved(
@@ -322,3 +322,34 @@ def test_an_expired_console_form_says_so_and_leads_back_without_acting(client, a
     htmx = client.post("/settings/", data={"cap_email": "5"}, headers={"HX-Request": "true"}, csrf=False)
     assert htmx.status_code == 400 and "<p" in htmx.get_data(as_text=True)
     assert "The form expired" in htmx.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"cap_email": "-1"}, "Email cap must be a whole number from 0 to 1,000"),
+        ({"cap_email": "abc"}, "Email cap must be a whole number"),
+        ({"fatigue_threshold": "2"}, "Fatigue threshold must be a number in (0, 1]"),
+        ({"quiet_start": "9pm"}, "Quiet hours from must be a time like 21:00"),
+        ({"at_risk_days": "100", "churned_days": "50"}, "At risk after must be shorter than Churned after"),
+    ],
+)
+def test_a_refused_setting_is_named_as_the_form_names_it(client, auth, db, change, reason):
+    """The reasons named the API's keys (caps.email, quiet_hours.start) on a form that shows none."""
+    shop = make_shop(plan="agency")
+    auth.login_as(shop)
+    answer = client.post("/settings/", data={**SETTINGS_FORM, **change})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422 and reason in page
+    assert "caps." not in page and "quiet_hours." not in page and "lifecycle." not in page
+
+
+def test_a_time_zone_typed_with_spaces_around_it_is_taken(client, auth, db):
+    shop = make_shop(plan="agency")
+    auth.login_as(shop)
+    assert (
+        client.post("/settings/", data={**SETTINGS_FORM, "timezone": "  America/New_York "}).status_code
+        == 302
+    )
+    db.session.expire_all()
+    assert effective_settings(db.session.get(Shop, shop.id))["timezone"] == "America/New_York"

@@ -5,13 +5,49 @@ from __future__ import annotations
 from app.errors import ValidationFailed
 from app.services.shop_settings import CAP_KEYS
 
+# The settings as the form names them: the reasons ``update_settings`` gives name the API's keys.
+LABELS = {
+    "caps.global_daily": "Daily cap for all channels",
+    "caps.email": "Email cap",
+    "caps.sms": "SMS cap",
+    "caps.whatsapp": "WhatsApp cap",
+    "caps.push": "Push cap",
+    "fatigue_threshold": "Fatigue threshold",
+    "quiet_hours.start": "Quiet hours from",
+    "quiet_hours.end": "Quiet hours until",
+    "quiet_hours.regions": "Per-country quiet hours",
+    "lifecycle.at_risk_days": "At risk after",
+    "lifecycle.churned_days": "Churned after",
+    "identity.max_identifiers_per_kind": "Identifiers of one kind",
+    "identity.max_people_per_identifier": "People sharing an identifier",
+    "identity.blocked_values": "Values that never link people",
+}
+# The form's own field names, for the reasons it gives itself.
+FIELDS = {
+    **{f"cap_{key}": f"caps.{key}" for key in CAP_KEYS},
+    "quiet_start": "quiet_hours.start",
+    "quiet_end": "quiet_hours.end",
+    "at_risk_days": "lifecycle.at_risk_days",
+    "churned_days": "lifecycle.churned_days",
+    "max_identifiers_per_kind": "identity.max_identifiers_per_kind",
+    "max_people_per_identifier": "identity.max_people_per_identifier",
+}
+
+
+def worded(message: str) -> str:
+    """A settings reason with each key it names replaced by the form's label for it."""
+    for key in sorted(LABELS, key=len, reverse=True):
+        message = message.replace(key, LABELS[key])
+    return message
+
 
 def _int(form, name: str) -> int:
     raw = (form.get(name) or "").strip()
     try:
         return int(raw)
     except ValueError:
-        raise ValidationFailed(f"{name.replace('_', ' ')} must be a whole number", field=name) from None
+        label = LABELS.get(FIELDS.get(name, name), name.replace("_", " "))
+        raise ValidationFailed(f"{label} must be a whole number", field=name) from None
 
 
 def patch_from_form(form, *, lifecycle: bool, regions: bool) -> dict:
@@ -19,9 +55,9 @@ def patch_from_form(form, *, lifecycle: bool, regions: bool) -> dict:
     try:
         threshold = float(form.get("fatigue_threshold", ""))
     except ValueError:
-        raise ValidationFailed("fatigue threshold must be a number", field="fatigue_threshold") from None
+        raise ValidationFailed("Fatigue threshold must be a number", field="fatigue_threshold") from None
     patch: dict = {
-        "timezone": form.get("timezone") or None,
+        "timezone": (form.get("timezone") or "").strip() or None,
         "caps": {key: _int(form, f"cap_{key}") for key in CAP_KEYS},
         "fatigue_threshold": threshold,
         "quiet_hours": {"start": form.get("quiet_start", ""), "end": form.get("quiet_end", "")},

@@ -4,7 +4,7 @@ from flask import flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from app.blueprints.settings import bp
-from app.blueprints.settings.forms import patch_from_form
+from app.blueprints.settings.forms import patch_from_form, worded
 from app.errors import DomainError
 from app.extensions import db
 from app.plans import has_capability
@@ -48,7 +48,7 @@ def save():
         after = update_settings(g.shop, patch)
     except DomainError as exc:
         db.session.rollback()
-        return _render(effective_settings(g.shop), error=exc.message, status=422)
+        return _render(effective_settings(g.shop), error=worded(exc.message), status=422)
     record(g.shop.id, f"user:{current_user.id}", "update_settings", details={"keys": sorted(patch)})
     db.session.commit()
     if restage_after_settings(g.shop, before, after) is not None:
