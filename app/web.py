@@ -17,6 +17,7 @@ from flask_login import current_user, login_required
 from app.digits import counted
 from app.extensions import db
 from app.models import Membership, Shop
+from app.services import gate
 from app.services.identifiers import contact_key
 from app.services.shop_settings import shop_timezone
 from app.services.timezones import zone_or_utc
@@ -139,6 +140,7 @@ def init_app(app) -> None:
     app.add_template_filter(counted)
     app.add_template_filter(identifier_text)
     app.add_template_filter(contact_text, "contact")
+    app.add_template_filter(gate.describe, "gate_reason")
     from app.services.duplicates_review import why
 
     app.add_template_filter(why, "merge_reason")  # a merge's reason in words

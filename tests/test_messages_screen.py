@@ -120,3 +120,15 @@ def test_the_log_names_each_customer_and_shows_times_in_the_shops_zone(client, a
     html = client.get("/messages/", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert f'href="/customers/{profile.id}">Ana Silva</a>' in html
     assert " UTC" not in html and "GMT" in html  # NOON is in November: London is on GMT
+
+
+def test_the_gates_reasons_read_as_words_with_their_code_beside(client, auth, shop):
+    """Raw codes (no_consent:sms) sat under a filter that says "no consent"."""
+    profile = seed_log(shop)
+    auth.login_as(shop)
+    html = client.get("/messages/").get_data(as_text=True)
+    assert 'title="global_cap_reached:3/3">daily cap reached (3 of 3)<' in html
+    section = client.get(f"/customers/{profile.id}/messages", headers={"HX-Request": "true"}).get_data(
+        as_text=True
+    )
+    assert "daily cap reached (3 of 3)" in section

@@ -324,3 +324,28 @@ def gate_many(shop, profile_ids: Iterable[int], channel: str, now: dt.datetime) 
     policy = load_policy(shop)
     facts = load_facts(shop, profile_ids, now, channels=[channel], policy=policy, until=now)
     return {pid: decide(policy, f, channel, now) for pid, f in facts.items()}
+
+
+CHANNEL_NAMES = {"email": "email", "sms": "SMS", "whatsapp": "WhatsApp", "push": "push"}
+
+
+def describe(reason: str | None) -> str:
+    """A reason as a person reads it: ``global_cap_reached:3/3`` is "daily cap reached (3 of 3)"."""
+    if not reason:
+        return ""
+    name, _, rest = reason.partition(":")
+    parts = rest.split(":") if rest else []
+    channel = CHANNEL_NAMES.get(parts[0], parts[0]) if parts else ""
+    if name == "global_cap_reached" and parts:
+        return f"daily cap reached ({parts[0].replace('/', ' of ')})"
+    if name == "channel_cap_reached" and len(parts) == 2:
+        return f"{channel} daily cap reached ({parts[1].replace('/', ' of ')})"
+    words = {
+        "no_consent": f"no {channel} consent",
+        "no_address": f"no {channel} address",
+        "global_unsubscribe": "unsubscribed from everything",
+        "fatigue": "fatigue: too many messages this week",
+        "quiet_hours": "quiet hours",
+        "erased": "personal data erased",
+    }
+    return words.get(name, reason.replace("_", " "))
