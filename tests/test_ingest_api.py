@@ -250,3 +250,23 @@ def test_an_event_whose_id_is_zero_is_deduplicated_like_any_other(client, ishop,
     answers = [client.post("/api/v1/events", json=event, headers=ishop.auth).get_json() for _ in range(2)]
     assert [a["duplicate"] for a in answers] == [False, True]
     assert answers[0]["event_id"] == answers[1]["event_id"] == "0"
+
+
+def test_a_marketplace_order_resent_under_another_event_id_is_on_the_timeline_once(client, ishop, drain):
+    """Its counters counted one order, but the timeline showed the purchase twice."""
+    order = {
+        "type": "order.placed",
+        "occurred_at": "2026-11-20T10:00:00Z",
+        "channel": "marketplace",
+        "identifiers": {"email": "buyer@mail.uk"},
+        "properties": {"marketplace": "amazon", "order_id": "111-222", "total": 25, "currency": "GBP"},
+    }
+    for event_id in ("o1", "o3"):
+        assert (
+            client.post("/api/v1/events", json={**order, "id": event_id}, headers=ishop.auth).status_code
+            == 202
+        )
+    drain()
+    placed = sa.select(sa.func.count()).select_from(Event).where(Event.type == "order.placed")
+    assert db.session.scalar(placed) == 1
+    assert doc_of(ishop, "email", "buyer@mail.uk")["orders"]["marketplace"]["count"] == 1

@@ -198,17 +198,23 @@ def _already_recorded(shop: Shop, external_id: str) -> bool:
 def _marketplace_refund(shop: Shop, body: dict) -> None:
     """Lower the refunded order's net value (never below nothing) and its buyer's spend."""
     props = as_dict(body.get("properties"))
-    order = db.session.scalar(
-        scoped(Order, shop.id).where(
-            Order.source == _marketplace_of(body, props), Order.external_id == str(props["order_id"])[:64]
-        )
-    )
+    order = _marketplace_order_row(shop, body)
     if order is None:
         raise OrderNotYetKnown(f"marketplace order {str(props['order_id'])[:64]!r} is not known yet")
     amount = money(props["shop_amount"] if _foreign(props.get("currency"), shop) else props["amount"])
     order.refunded = min(order.total, (order.refunded or Decimal("0")) + amount)
     if order.profile_id is not None:
         recompute_order_counters(db.session.get(Profile, order.profile_id))
+
+
+def _marketplace_order_row(shop: Shop, body: dict) -> Order | None:
+    """The stored order a marketplace event names (its marketplace and order id), if any."""
+    props = as_dict(body.get("properties"))
+    return db.session.scalar(
+        scoped(Order, shop.id).where(
+            Order.source == _marketplace_of(body, props), Order.external_id == str(props["order_id"])[:64]
+        )
+    )
 
 
 def _foreign(currency: Any, shop: Shop) -> bool:
@@ -229,10 +235,7 @@ def _marketplace_order(shop: Shop, body: dict, profile, at) -> None:
     props = as_dict(body.get("properties"))
     source = _marketplace_of(body, props)
     foreign = _foreign(props.get("currency"), shop)
-    order = db.session.scalar(
-        scoped(Order, shop.id).where(Order.source == source, Order.external_id == str(props["order_id"])[:64])
-    )
-    if order is not None:
+    if _marketplace_order_row(shop, body) is not None:
         return
     order = Order(
         shop_id=shop.id,
@@ -299,6 +302,8 @@ def apply_api_event(shop: Shop, body: dict, delivery: WebhookDelivery) -> None:
         return
     if _is_marketplace_refund(body) and not _already_recorded(shop, delivery.external_id):
         _marketplace_refund(shop, body)  # before the event: an unknown order stores nothing yet
+    if _is_marketplace_order(body) and _marketplace_order_row(shop, body) is not None:
+        return  # the same order sent again under another event id: counted and on the timeline once
     stored = record_event(shop, profile, type=etype, channel=channel, **common)
     if stored is not None and _is_marketplace_order(body):
         _marketplace_order(shop, body, profile, at)
