@@ -402,3 +402,14 @@ def test_the_consents_section_names_the_address_each_consent_was_given_for(clien
         as_text=True
     )
     assert "for eve@mail.uk" in section and "for +447700900123" in section
+
+
+def test_a_refused_time_zone_is_shown_again_as_typed_with_the_form_open(client, auth, shop):
+    """The field came back empty after "unknown time zone": the staff member retyped it from memory."""
+    profile = add_profile(shop.id, first_name="Tz")
+    db.session.commit()
+    auth.login_as(shop)
+    response = client.post(f"/customers/{profile.id}/timezone", data={"timezone": "europe/paris"})
+    page = client.get(response.location).get_data(as_text=True)
+    assert "unknown time zone" in page
+    assert 'value="europe/paris"' in page and '<details class="tz-edit" open>' in page

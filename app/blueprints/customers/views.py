@@ -101,7 +101,8 @@ def set_timezone(profile_id: int):
     except ValidationFailed as exc:
         db.session.rollback()
         flash(exc.message, "error")
-        return redirect(url_for("customers.show", profile_id=profile.id)), 303
+        typed = (request.form.get("timezone") or "")[:100]  # shown again in the open form
+        return redirect(url_for("customers.show", profile_id=profile.id, timezone=typed)), 303
     record(
         g.shop.id,
         f"user:{current_user.id}",
