@@ -34,6 +34,8 @@ from app.tenancy import scoped
 ALL = "all"
 OPTED_IN = "opted_in"
 OPTED_OUT = "opted_out"
+# The identifier kind each channel's address is: an opt-out naming one is that address's.
+ADDRESS_KIND = {"email": "email", "sms": "phone", "whatsapp": "phone"}
 
 
 def consent_text(shop_id: int, body: str | None) -> ConsentText | None:

@@ -39,7 +39,7 @@ from app.models.base import utcnow
 from app.models.messaging import MESSAGE_SOURCES
 from app.services import gate, gate_facts, provider_opt_outs
 from app.services.bulk_sql import id_in
-from app.services.consent import OPTED_IN
+from app.services.consent import ADDRESS_KIND, OPTED_IN
 from app.services.identifiers import contact_key, live_profile
 from app.services.profile_lock import lock_live, lock_profiles
 from app.services.transports import provider_for
@@ -56,7 +56,7 @@ LATE_HANDOVER = dt.timedelta(minutes=5)
 OUTBOX_KEYS = ("source", "campaign_id", "journey_id")
 # After a day a send is stale: the sweeper marks it failed (provider_unreachable) instead of offering it.
 DELIVERY_GIVE_UP = dt.timedelta(days=1)
-RECIPIENT_KIND = {"email": "email", "sms": "phone", "whatsapp": "phone", "push": "web_client"}
+RECIPIENT_KIND = {**ADDRESS_KIND, "push": "web_client"}  # push goes to a browser
 
 log = get_logger("messaging")
 

@@ -47,7 +47,7 @@ from app.models.base import utcnow
 from app.services import identity_graph, identity_links, merges, shop_lock
 from app.services.arrivals import buyer_keys, copy_record, event_keys, most_trusted, order_of
 from app.services.bulk_sql import id_in, value_in
-from app.services.consent import OPTED_OUT, refresh_states
+from app.services.consent import ADDRESS_KIND, OPTED_OUT, refresh_states
 from app.services.counters import recompute_order_counters
 from app.services.deferred_stamps import DeferredStamps
 from app.services.engagement import recompute_engagement_counters
@@ -953,10 +953,6 @@ def _rehome_events(shop: Shop, profile_ids: set[int]) -> None:
             recompute_order_counters(profile)
         if pid in consented:
             refresh_states(profile)
-
-
-# The identifier kind a channel's own address is: an opt-out naming it is the address's.
-ADDRESS_KIND = {"email": "email", "sms": "phone", "whatsapp": "phone"}
 
 
 def _rehome_consents(shop: Shop, profile_ids: set[int], owner: dict) -> set[int]:
