@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
+from app.models import Event
 from app.services.identifiers import find_profile_by_identifier
 from app.services.ingest import pixel
 from app.services.ingest.signatures import twilio_signature
@@ -32,6 +33,10 @@ SG_PUBLIC = base64.b64encode(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 ).decode()
+
+
+# Events made of what was sent: a derived stage change is not one.
+SIGNALS = Event.type != "lifecycle.changed"
 
 
 def fixture(path: str):

@@ -23,11 +23,10 @@ from app.models import (
 from app.services.ingest.inbox import store_deliveries, store_delivery
 from bench.ingest import build_events
 from tests.helpers import make_shop, planner_stats_held, statements
-from tests.ingest_support import fixture, ishop_fixture, post_pixel
+from tests.ingest_support import SIGNALS, fixture, ishop_fixture, post_pixel
 from workers import ingest as worker
 
 ishop = ishop_fixture
-SIGNALS = Event.type != "lifecycle.changed"
 
 
 def store_mix(shop, n: int = 240, seed: int = 3) -> None:

@@ -16,6 +16,7 @@ from app.services.ingest import pixel
 from app.services.ingest.inbox import store_delivery
 from tests.helpers import make_shop
 from tests.ingest_support import (
+    SIGNALS,
     fixture,
     flaky_fixture,
     ishop_fixture,
@@ -37,9 +38,7 @@ def delivery() -> WebhookDelivery:
 
 def events() -> int:
     """Events made of what was sent (a derived stage change is not one)."""
-    return db.session.scalar(
-        sa.select(sa.func.count()).select_from(Event).where(Event.type != "lifecycle.changed")
-    )
+    return db.session.scalar(sa.select(sa.func.count()).select_from(Event).where(SIGNALS))
 
 
 def sweep(drain, **kw):

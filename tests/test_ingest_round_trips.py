@@ -9,7 +9,7 @@ from app.models import Event, Shop, WebhookDelivery
 from app.services import shop_lock
 from app.services.ingest.pixel import apply_pixel_event
 from tests.helpers import statements
-from tests.ingest_support import fixture, ishop_fixture, post_pixel, profile_of
+from tests.ingest_support import SIGNALS, fixture, ishop_fixture, post_pixel, profile_of
 
 ishop = ishop_fixture
 
@@ -59,7 +59,7 @@ def test_a_pixel_batch_is_stored_in_one_insert_and_repeats_are_answered_as_dupli
     again = post_pixel(client, batch[1:] + [page_view("pv-3", "2026-10-01T10:00:00Z")])
     assert again.get_json() == {"accepted": 1, "duplicates": 2}
     drain()
-    ids = set(db.session.scalars(sa.select(Event.external_id).where(Event.type != "lifecycle.changed")))
+    ids = set(db.session.scalars(sa.select(Event.external_id).where(SIGNALS)))
     assert ids == {"pv-1", "pv-2", "pv-3"}
     statuses = set(db.session.scalars(sa.select(WebhookDelivery.status)))
     assert statuses == {"processed"}

@@ -11,10 +11,9 @@ from app.models import ConsentRecord, Event, Order, Shop, WebhookDelivery
 from app.services.consent import channel_states
 from app.services.counters import recompute_order_counters
 from app.services.identifiers import normalise
-from tests.ingest_support import doc_of, fixture, ishop_fixture, post_shopify, profile_of
+from tests.ingest_support import SIGNALS, doc_of, fixture, ishop_fixture, post_shopify, profile_of
 
 # Derived events (lifecycle changes, stamped with processing time) are not signals.
-SIGNALS = Event.type != "lifecycle.changed"
 
 ishop = ishop_fixture
 
