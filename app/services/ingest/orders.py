@@ -316,6 +316,8 @@ def _convert_early_refunds(shop: Shop, order_external_id: str, rate: Decimal, ru
     )
     for event in pending:
         event["properties"] = _converted(event["properties"], rate, run, order_external_id)
+    if run is not None and order_external_id not in run.early:
+        return  # the batch read this order's stored refunds already: none is unconverted
     for stored in db.session.scalars(stmt):
         if (stored.properties or {}).get("unconverted"):
             stored.properties = _converted(stored.properties, rate, run, order_external_id)
@@ -489,6 +491,8 @@ class OrderRun:
     refunds: dict[str, dict[str, Decimal]]
     events: list[tuple[Profile | None, dict]] = field(default_factory=list)
     recount: set[int] = field(default_factory=set)
+    # Orders with a stored refund booked unconverted (``_convert_early_refunds`` reads only those).
+    early: set[str] = field(default_factory=set)
 
     @classmethod
     def load(cls, shop: Shop, external_ids: list[str]) -> OrderRun:
@@ -501,6 +505,7 @@ class OrderRun:
             )
         }
         refunds: dict[str, dict[str, Decimal]] = {i: {} for i in ids}
+        early: set[str] = set()
         stmt = scoped(Event, shop.id, Event.external_id, Event.properties).where(
             Event.source == SOURCE,
             Event.type == "order.refunded",
@@ -510,7 +515,9 @@ class OrderRun:
             order_id, refund_id = ext[len("refund:") :].rsplit(":", 1)
             if order_id in refunds:
                 refunds[order_id].setdefault(refund_id, Decimal(str(props.get("amount", "0"))))
-        return cls(orders, refunds)
+                if props.get("unconverted"):
+                    early.add(order_id)
+        return cls(orders, refunds, early=early)
 
     def finish(self) -> None:
         """Recompute the purchase counters of every buyer the batch's orders touched."""
