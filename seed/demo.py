@@ -114,7 +114,7 @@ def _customer(shop, rng: random.Random, index: int, now: dt.datetime) -> None:
         country="GB",
         search_text=search_text_of([first, last, email, phone]),
         first_seen_at=seen,
-        last_seen_at=seen + dt.timedelta(days=rng.randint(0, 30)),
+        last_seen_at=min(now, seen + dt.timedelta(days=rng.randint(0, 30))),
     )
     db.session.add(profile)
     db.session.flush()

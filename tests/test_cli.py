@@ -1,10 +1,13 @@
 """The ``c360`` commands of CONTRACT.md §1 that the foundation provides."""
 
+import datetime as dt
+
 import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import ApiToken, Membership, Profile, Shop, User
+from app.models.base import utcnow
 from app.services.accounts import hash_token
 from tests.ingest_support import SG_PUBLIC
 
@@ -184,6 +187,13 @@ def test_seed_demo_creates_the_demo_shop_and_prints_a_working_login(runner, clie
     )
     assert auth.login(email.strip(), password.strip()).status_code == 302
     assert client.get("/customers/").status_code == 200
+
+
+def test_seed_demo_sees_nobody_in_the_future(runner):
+    """A demo customer last seen weeks ahead scored as "new" with churn risk 1.0."""
+    runner.invoke(args=["seed", "demo", "--customers", "60"])
+    latest = db.session.scalar(sa.select(sa.func.max(Profile.last_seen_at)))
+    assert latest is not None and (latest if latest.tzinfo else latest.replace(tzinfo=dt.UTC)) <= utcnow()
 
 
 def test_seed_demo_prints_the_login_on_the_port_the_console_is_served_on(runner):

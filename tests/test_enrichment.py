@@ -319,3 +319,24 @@ def test_the_daily_enrichment_can_be_left_to_cron(app, shop, drain, monkeypatch)
     sweep_once()
     drain()
     assert db.session.scalar(sa.select(sa.func.count()).select_from(JobRun)) == 0
+
+
+def test_activity_dated_a_little_ahead_counts_as_now_not_as_never(runner, shop):
+    """Ingest takes an order dated up to a day ahead (a till's clock) and a pixel event minutes
+    ahead; the run of the present dropped them as future, and a buyer of an hour ago became
+    "new" with churn risk 1.0."""
+    buyer = add_profile(shop.id, first_name="Ahead", seen_days_ago=-0.5)
+    add_order(buyer, _ago(-0.5), "50.00")
+    browser = add_profile(shop.id, first_name="Early", seen_days_ago=-0.005)
+    add_event(browser, "page_viewed", _ago(-0.005))
+    add_event(browser, "page_viewed", _ago(3))
+    db.session.commit()
+    assert runner.invoke(args=["enrich", "--shop", shop.domain]).exit_code == 0
+    buyer, browser = _reload(buyer), _reload(browser)
+    assert (buyer.lifecycle_stage, buyer.rfm_r) == ("converted", 5)
+    # Quiet for no days: only F and M (a lone buyer's 1s) weigh on the risk.
+    assert buyer.churn_risk == round(0.25 * (5 - buyer.rfm_f) / 4 + 0.15 * (5 - buyer.rfm_m) / 4, 3)
+    assert browser.lifecycle_stage == "engaged" and browser.churn_risk < 1.0
+    # A page view counts at its full weight, never more: 0.5 now + 0.5·2^(−3/30).
+    activity = 0.5 + 0.5 * 2 ** (-3 / 30)
+    assert browser.engagement_score == round(100 * (1 - math.exp(-activity / 10)), 1)

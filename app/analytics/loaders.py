@@ -41,6 +41,13 @@ def _at_least(expression, floor: float, dialect: str):
     return sa.func.greatest(expression, floor)
 
 
+def _at_most(expression, ceiling: float, dialect: str):
+    """``min(expression, ceiling)`` in SQL (NULL stays NULL)."""
+    if dialect == "sqlite":
+        return sa.func.min(expression, ceiling)
+    return sa.func.least(expression, ceiling)
+
+
 def _bulk_read_memory() -> None:
     """Let PostgreSQL hash a million groups in memory for this transaction instead of spilling."""
     if db.engine.dialect.name == "postgresql":
@@ -90,10 +97,14 @@ def load_profiles(shop_id: int) -> pd.DataFrame:
     return _read(stmt, list(cols), "id")
 
 
-def load_order_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
-    """Per profile: live orders placed by ``as_of``, net spend, first and last order."""
+def load_order_stats(shop_id: int, as_of: dt.datetime, ahead: dt.timedelta = dt.timedelta(0)) -> pd.DataFrame:
+    """Per profile: live orders placed by ``as_of``, net spend, first and last order.
+
+    ``ahead``: also orders dated up to this far past ``as_of``, counted as placed at
+    ``as_of`` (the present's run: ingest takes a till's clock running a little fast).
+    """
     dialect = db.engine.dialect.name
-    placed = epoch(Order.placed_at, dialect)
+    placed = _at_most(epoch(Order.placed_at, dialect), as_of.timestamp(), dialect)
     cols = {
         "profile_id": Order.profile_id,
         "orders": sa.func.count(),
@@ -104,7 +115,7 @@ def load_order_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
     _bulk_read_memory()
     stmt = (
         scoped(Order, shop_id, *cols.values())
-        .where(Order.profile_id.is_not(None), Order.purchases(), Order.placed_at <= as_of)
+        .where(Order.profile_id.is_not(None), Order.purchases(), Order.placed_at <= as_of + ahead)
         .group_by(Order.profile_id)
     )
     return _read(stmt, list(cols), "profile_id")
@@ -129,10 +140,13 @@ def event_types(shop_id: int) -> list[str]:
     return list(db.session.scalars(_DISTINCT_TYPES, {"shop": shop_id}))
 
 
-def load_event_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
-    """Per profile: decayed activity ``A`` as of ``as_of`` and the first/last customer activity."""
+def load_event_stats(shop_id: int, as_of: dt.datetime, ahead: dt.timedelta = dt.timedelta(0)) -> pd.DataFrame:
+    """Per profile: decayed activity ``A`` as of ``as_of`` and the first/last customer activity.
+
+    ``ahead`` as for ``load_order_stats``: an event dated a little past ``as_of`` happened at it.
+    """
     dialect = db.engine.dialect.name
-    at = epoch(Event.occurred_at, dialect)
+    at = _at_most(epoch(Event.occurred_at, dialect), as_of.timestamp(), dialect)
     weights = {t: weight_of(t) for t in event_types(shop_id)}
     weighted = sorted(t for t, w in weights.items() if w > 0)
     messages = [t for t in weighted if is_message_engagement(t)]
@@ -152,7 +166,7 @@ def load_event_stats(shop_id: int, as_of: dt.datetime) -> pd.DataFrame:
                 else sa.cast(sa.null(), sa.Float)
             ).label("m"),
         )
-        .where(Event.profile_id.is_not(None), Event.occurred_at <= as_of, Event.type.in_(weighted))
+        .where(Event.profile_id.is_not(None), Event.occurred_at <= as_of + ahead, Event.type.in_(weighted))
         .subquery()
     )
     as_of_s = as_of.timestamp()
