@@ -78,9 +78,10 @@ def test_cli_enrich_scores_every_profile(runner, shop):
     activity = 3 * 2 ** (-0.01 / 30) + 0.5 * 2 ** (-20 / 30) + 0.5
     assert browser.engagement_score == round(100 * (1 - math.exp(-activity / 10)), 1)
     assert newcomer.engagement_score == 0.0
-    # Pro plan: predictions present. Loyal gap = 90 days / 2 → next order 45 days after the last.
+    # Pro plan: predictions present. Shop rate (2 reorders + 5) / (100 + 120 days + 5 · 180) = 1/160
+    # a day; Lou's (2 + 1) / (100 + 160): a gap of 260/3 days after the last order.
     assert loyal.predicted_next_order_at is not None and loyal.predicted_ltv_90d is not None
-    assert abs((loyal.predicted_next_order_at - _ago(10 - 45)).total_seconds()) < 120
+    assert abs((loyal.predicted_next_order_at - _ago(10 - 260 / 3)).total_seconds()) < 120
     assert shop.model.first_enrichment_at is not None
 
 

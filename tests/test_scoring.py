@@ -95,49 +95,81 @@ def test_engagement_score_halves_an_events_weight_every_thirty_days():
         engagement_score(pd.Series([-1.0]))
 
 
-def test_predictions_use_the_average_gap_and_shop_median_for_one_order_buyers():
+def test_predictions_weigh_each_buyers_rate_against_the_shops():
     t = pd.Timestamp("2026-01-01", tz="UTC")
     frame = pd.DataFrame(
         {
             "orders": [3, 2, 1, 0],
             "first_order_at": [t, t, t, pd.NaT],
             "last_order_at": [t + pd.Timedelta(days=60), t + pd.Timedelta(days=10), t, pd.NaT],
+            "days_since_order": [0.0, 50.0, 60.0, np.nan],  # as of t + 60 days
             "aov": [40.0, 20.0, 30.0, np.nan],
             "churn_risk": [0.5, 0.0, 0.2, 1.0],
         }
     )
     out = predict(frame)
-    # Gaps: 30 days, 10 days; the one-order buyer gets the median (20).
+    # Shop rate (2 + 1 + 0 reorders + 5) / (60 + 60 + 60 days + 5 · 180) = 1/135 a day; each buyer
+    # (reorders + 1) / (60 days + 135): 3/195, 2/195, 1/195, so gaps of 65, 97.5 and 195 days.
     assert out["predicted_next_order_at"].tolist()[:3] == [
-        t + pd.Timedelta(days=90),
-        t + pd.Timedelta(days=20),
-        t + pd.Timedelta(days=20),
+        t + pd.Timedelta(days=125),
+        t + pd.Timedelta(days=107, hours=12),
+        t + pd.Timedelta(days=195),
     ]
-    assert out["predicted_ltv_90d"].tolist()[:3] == [60.0, 180.0, 108.0]
+    # Order value against the shop's 190/6: (120 + 31.67)/4, (40 + 31.67)/3, (30 + 31.67)/2;
+    # × 90 days · rate × (1 − churn).
+    shop_aov = 190 / 6
+    expected = [
+        90 * 3 / 195 * (120 + shop_aov) / 4 * 0.5,
+        90 * 2 / 195 * (40 + shop_aov) / 3,
+        90 * 1 / 195 * (30 + shop_aov) / 2 * 0.8,
+    ]
+    assert out["predicted_ltv_90d"].tolist()[:3] == [round(x, 2) for x in expected]
     assert pd.isna(out["predicted_next_order_at"].iloc[3]) and pd.isna(out["predicted_ltv_90d"].iloc[3])
 
 
 def test_two_orders_an_hour_apart_are_one_occasion_not_a_daily_habit():
-    """A split checkout predicted a $7,083 quarter from a $200 history, and lent its one-day
-    gap to every one-order buyer as the shop's median."""
+    """A split checkout predicted a $7,083 quarter from a $200 history."""
     t = pd.Timestamp("2026-01-01", tz="UTC")
     frame = pd.DataFrame(
         {
             "orders": [2, 2, 1],
             "first_order_at": [t, t, t],
             "last_order_at": [t + pd.Timedelta(hours=1), t + pd.Timedelta(days=30), t],
+            "days_since_order": [30 - 1 / 24, 0.0, 30.0],  # as of t + 30 days
             "aov": [100.0, 50.0, 10.0],
             "churn_risk": [0.0, 0.0, 0.0],
         }
     )
     out = predict(frame)
-    # The split checkout is a one-order buyer: it gets the shop's median gap (30 days), as does the third.
-    assert out["predicted_ltv_90d"].tolist() == [300.0, 150.0, 30.0]
-    assert out["predicted_next_order_at"].iloc[0] == t + pd.Timedelta(hours=1) + pd.Timedelta(days=30)
-    thirds = frame.assign(orders=[4, 2, 1], last_order_at=[t + pd.Timedelta(days=10)] * 3)  # 3.33… days
-    assert predict(thirds)["predicted_next_order_at"].iloc[0] == pd.Timestamp("2026-01-14 08:00:00", tz="UTC")
+    # Shop rate (0 + 1 + 0 + 5) / (3 · 30 + 900) = 1/165; the split checkout has no reorder, so
+    # its rate is the one-order buyer's: 1 / (30 + 165) a day.
+    assert out["predicted_next_order_at"].iloc[0] == t + pd.Timedelta(hours=1) + pd.Timedelta(days=195)
+    assert out["predicted_next_order_at"].iloc[2] == t + pd.Timedelta(days=195)
+    assert out["predicted_ltv_90d"].iloc[0] == round(90 / 195 * (200 + 62) / 3, 2)
     alone = predict(frame.iloc[[0, 2]])  # no true repeat buyer: no prediction, not a guess
     assert alone["predicted_ltv_90d"].isna().all()
+
+
+def test_a_quick_reorder_on_a_young_shop_predicts_a_plausible_quarter():
+    """Two $500 orders 25 hours apart in a shop of three buyers predicted $38,880 in 90 days
+    (86 orders), and lent their one-day gap to the two one-order buyers ($5,100 each)."""
+    t = pd.Timestamp("2026-11-30", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "orders": [2, 1, 1],
+            "first_order_at": [t - pd.Timedelta(hours=25), t, t],
+            "last_order_at": [t, t, t],
+            "days_since_order": [0.0, 0.0, 0.0],
+            "aov": [500.0, 100.0, 100.0],
+            "churn_risk": [0.0, 0.0, 0.0],
+        }
+    )
+    out = predict(frame)
+    ltv = out["predicted_ltv_90d"].tolist()
+    assert ltv[0] < 1000 and ltv[1] < 200  # less than they have spent: a quarter, not a lifetime
+    gaps = (out["predicted_next_order_at"] - t) / pd.Timedelta(days=1)
+    # The shop has no rhythm of its own yet (two orders a year); a reorder a day later halves it.
+    assert gaps.iloc[0] > 60 and (gaps.iloc[1:] > 120).all()
 
 
 def test_rfm_refuses_a_frame_without_its_columns():
