@@ -413,3 +413,26 @@ def test_a_refused_time_zone_is_shown_again_as_typed_with_the_form_open(client, 
     page = client.get(response.location).get_data(as_text=True)
     assert "unknown time zone" in page
     assert 'value="europe/paris"' in page and '<details class="tz-edit" open>' in page
+
+
+def test_a_prediction_an_order_has_overtaken_is_not_called_overdue(client, auth, shop):
+    """After a new order the last run's next-order date lay before it, shown as "overdue"."""
+    p = add_profile(shop.id, first_name="Quick", seen_days_ago=40)
+    add_order(p, _ago(40), "50.00")
+    p.churn_risk, p.rfm_r, p.rfm_f, p.rfm_m, p.enriched_at = 0.5, 4, 1, 1, _ago(1)
+    p.predicted_next_order_at, p.predicted_ltv_90d = _ago(2), 30
+    add_order(p, _ago(0.01), "50.00")
+    db.session.commit()
+    auth.login_as(shop)
+    text = client.get(f"/customers/{p.id}/predictions", headers=HX).get_data(as_text=True)
+    assert "overdue" not in text and "They have ordered since the last prediction" in text
+    assert "Scored " in text
+
+
+def test_a_buyer_not_predicted_yet_is_not_told_they_have_no_purchase_history(client, auth, shop):
+    p = add_profile(shop.id, first_name="Once", seen_days_ago=3)
+    add_order(p, _ago(3), "80.00")
+    db.session.commit()
+    auth.login_as(shop)
+    text = client.get(f"/customers/{p.id}/predictions", headers=HX).get_data(as_text=True)
+    assert "No purchase history" not in text and "Not predicted yet" in text

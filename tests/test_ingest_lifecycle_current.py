@@ -11,7 +11,11 @@ from __future__ import annotations
 import copy
 import datetime as dt
 
+from app.extensions import db
+from app.models import WebhookDelivery
 from app.models.base import utcnow
+from app.services.ingest import process_delivery_row
+from app.services.ingest.inbox import store_delivery
 from tests.ingest_support import doc_of, fixture, ishop_fixture, post_pixel
 
 ishop = ishop_fixture
@@ -79,3 +83,83 @@ def test_a_buyer_whose_only_marketplace_order_is_refunded_in_full_is_no_longer_c
     drain()
     doc = doc_of(ishop, "email", "touch@mail.uk")
     assert doc["orders"]["count"] == 0 and doc["lifecycle_stage"] != "converted"
+
+
+def _scored_lost_buyer(client, ishop, drain, runner):
+    """A buyer of 100 days ago, enriched: R 2, churn risk 0.7 or more (likely lost)."""
+    then = utcnow() - dt.timedelta(days=100)
+    props = {"marketplace": "amazon", "order_id": "111-100", "total": 25, "currency": "GBP"}
+    event(client, ishop, 1, then, "order.placed", channel="marketplace", properties=props)
+    drain()
+    assert runner.invoke(args=["enrich", "--shop", ishop.domain]).exit_code == 0
+    doc = doc_of(ishop, "email", "touch@mail.uk")
+    assert doc["churn_risk"] >= 0.7 and doc["rfm"]["r"] == 2
+    return doc
+
+
+def _order_now(client, ishop, n: int) -> None:
+    props = {"marketplace": "amazon", "order_id": f"111-{n}", "total": 25, "currency": "GBP"}
+    event(
+        client,
+        ishop,
+        n,
+        utcnow() - dt.timedelta(minutes=5),
+        "order.placed",
+        channel="marketplace",
+        properties=props,
+    )
+
+
+def test_a_likely_lost_buyer_who_orders_again_is_rescored_at_once_not_at_the_next_run(
+    client, ishop, drain, runner
+):
+    """R and churn risk's recency read the profile's own moments: a buyer of five minutes ago
+    stayed "likely lost" (a last-chance win-back) until the nightly run."""
+    before = _scored_lost_buyer(client, ishop, drain, runner)
+    _order_now(client, ishop, 2)
+    drain()
+    doc = doc_of(ishop, "email", "touch@mail.uk")
+    assert doc["rfm"]["r"] == 5
+    # Recency 0; F and M as the last run left them.
+    f, m = before["rfm"]["f"], before["rfm"]["m"]
+    assert doc["churn_risk"] == round(0.25 * (5 - f) / 4 + 0.15 * (5 - m) / 4, 3) < 0.7
+
+
+def test_the_row_by_row_path_rescores_too(client, ishop, drain, runner):
+    """The path a batch falls back to when the database refuses it (``process_delivery_row``)."""
+    _scored_lost_buyer(client, ishop, drain, runner)
+    props = {"marketplace": "amazon", "order_id": "111-3", "total": 25, "currency": "GBP"}
+    body = {
+        "id": "e3",
+        "type": "order.placed",
+        "occurred_at": (utcnow() - dt.timedelta(minutes=5)).isoformat(),
+        "identifiers": {"email": "touch@mail.uk"},
+        "channel": "marketplace",
+        "properties": props,
+    }
+    stored = store_delivery(ishop.model, "api", "order.placed", "e3", body)
+    process_delivery_row(ishop.model, db.session.get(WebhookDelivery, stored.delivery_id))
+    db.session.commit()
+    doc = doc_of(ishop, "email", "touch@mail.uk")
+    assert doc["orders"]["count"] == 2 and doc["rfm"]["r"] == 5 and doc["churn_risk"] < 0.7
+
+
+def test_a_merge_with_someone_active_today_rescores_the_survivor(client, ishop, drain, runner):
+    """The loser's visit of today is the survivor's: its recency is no longer 100 days."""
+    _scored_lost_buyer(client, ishop, drain, runner)
+    body = {
+        "id": "t-1",
+        "type": "support.contacted",
+        "occurred_at": utcnow().isoformat(),
+        "identifiers": {"email": "other@mail.uk"},
+        "channel": "support",
+    }
+    assert client.post("/api/v1/events", json=body, headers=ishop.auth).status_code == 202
+    drain()
+    lost, active = doc_of(ishop, "email", "touch@mail.uk"), doc_of(ishop, "email", "other@mail.uk")
+    merged = client.post(
+        f"/api/v1/profiles/{lost['id']}/merge", json={"other_id": active["id"]}, headers=ishop.auth
+    )
+    assert merged.status_code == 201, merged.get_json()
+    doc = doc_of(ishop, "email", "touch@mail.uk")
+    assert doc["id"] == lost["id"] and doc["churn_risk"] < 0.7

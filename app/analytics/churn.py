@@ -62,6 +62,23 @@ def band_bounds(key: str) -> tuple[float, float]:
     return (0.0 if i == 0 else BANDS[i - 1].upper), BANDS[i].upper
 
 
+def components_of(
+    quiet_days: float | None, rfm_f: int | None, rfm_m: int | None, churned_days: int
+) -> dict[str, float]:
+    """The three components for one person (``churn_components`` for one row)."""
+    return {
+        "recency": 1.0 if quiet_days is None else min(max(quiet_days / churned_days, 0.0), 1.0),
+        "frequency": 1.0 if rfm_f is None else (5 - rfm_f) / 4,
+        "monetary": 1.0 if rfm_m is None else (5 - rfm_m) / 4,
+    }
+
+
+def risk_of(quiet_days: float | None, rfm_f: int | None, rfm_m: int | None, churned_days: int) -> float:
+    """The weighted risk of one person (``churn_risk`` for one row)."""
+    parts = components_of(quiet_days, rfm_f, rfm_m, churned_days)
+    return round(min(max(sum(parts[name] * weight for name, weight in WEIGHTS.items()), 0.0), 1.0), 3)
+
+
 def churn_components(frame: pd.DataFrame, churned_days: int) -> pd.DataFrame:
     """The three components for ``days_since_activity``, ``rfm_f`` and ``rfm_m`` columns."""
     require_columns(frame, ("days_since_activity", "rfm_f", "rfm_m"), "churn input")

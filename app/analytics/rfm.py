@@ -22,6 +22,11 @@ from app.analytics.validate import require_columns
 R_BANDS: tuple[tuple[int, int], ...] = ((30, 5), (60, 4), (90, 3), (180, 2))
 
 
+def recency_of(days: int) -> int:
+    """R for one buyer from whole days since their last order (``recency_score`` for one)."""
+    return next((score for upper, score in R_BANDS if days <= upper), 1)
+
+
 def recency_score(days: pd.Series) -> pd.Series:
     """R from whole days since the last order (NaN → NaN)."""
     edges = [-np.inf] + [upper for upper, _ in R_BANDS] + [np.inf]

@@ -31,7 +31,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.models.profile import CHANNELS
 from app.plans import has_capability
-from app.services import recommendations, replenishment
+from app.services import live_scores, recommendations, replenishment
 from app.services.lifecycle import shop_windows
 from app.services.paging import newest_first
 from app.services.profile_view import customer_zone, orders_summary, profile_document
@@ -180,18 +180,15 @@ def predictions_section(shop: Shop, profile: Profile) -> dict[str, Any]:
     """Churn risk with its components and band, RFM meaning, and the plan-gated predictions."""
     windows = shop_windows(shop)
     now = utcnow()
-    active = [t for t in (profile.last_order_at, profile.last_seen_at, profile.last_engaged_at) if t]
-    quiet = (now - max(active)).days if active else None
+    quiet = live_scores.quiet_days(profile, now)
     parts = None
     if profile.churn_risk is not None:
-        recency = 1.0 if quiet is None else min(quiet / windows.churned_days, 1.0)
-        parts = {
-            "recency": round(recency, 3),
-            "frequency": 1.0 if profile.rfm_f is None else (5 - profile.rfm_f) / 4,
-            "monetary": 1.0 if profile.rfm_m is None else (5 - profile.rfm_m) / 4,
-        }
+        parts = churn.components_of(quiet, profile.rfm_f, profile.rfm_m, windows.churned_days)
+        parts["recency"] = round(parts["recency"], 3)
     allowed = has_capability(shop.plan, "predictions")
     items = replenishment.due_items(shop, profile, now)
+    next_order, last_order = profile.predicted_next_order_at, profile.last_order_at
+    superseded = bool(allowed and next_order and last_order and next_order <= last_order)
     return {
         "action": recommendations.next_best_action(profile, items, now),
         "replenishment": items,
@@ -207,9 +204,10 @@ def predictions_section(shop: Shop, profile: Profile) -> dict[str, Any]:
         "allowed": allowed,
         "ltv": profile.predicted_ltv_90d if allowed else None,
         "next_order_at": profile.predicted_next_order_at if allowed else None,
-        "overdue": bool(
-            allowed and profile.predicted_next_order_at and profile.predicted_next_order_at < now
-        ),
+        "overdue": bool(allowed and next_order and not superseded and next_order < now),
+        # An order came after the date the last run predicted: the next run predicts again.
+        "superseded": superseded,
+        "buyer": (profile.order_count or 0) > 0,
         "horizon": predictions.HORIZON_DAYS,
         "enriched_at": profile.enriched_at,
     }

@@ -41,7 +41,16 @@ from app.extensions import db
 from app.models import AuditLog, EngagementCounter, Event, Identifier, Merge, MergeCandidate, Profile, Shop
 from app.models.base import utcnow
 from app.plans import get_plan
-from app.services import audit, details_replay, identity_links, lifecycle, merge_rows, profile_rows, shop_lock
+from app.services import (
+    audit,
+    details_replay,
+    identity_links,
+    lifecycle,
+    live_scores,
+    merge_rows,
+    profile_rows,
+    shop_lock,
+)
 from app.services.bulk_sql import is_postgresql
 from app.services.consent import rebuild_states, refresh_states
 from app.services.counters import recompute_order_counters
@@ -171,6 +180,7 @@ def merge(
     _fill_winner(winner, loser)
     loser.merged_into_id = winner.id
     stage = lifecycle.restage(shop, winner, now)  # two buyers of one order each are one loyal customer
+    live_scores.refresh_all(shop, [winner], now)  # the loser's recent order or visit is the survivor's
     plan = get_plan(shop.plan)
     row = Merge(
         shop_id=shop.id,
@@ -270,6 +280,7 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
                 p.first_seen_at = min(filter(None, (p.first_seen_at, first)))
                 p.last_seen_at = max(filter(None, (p.last_seen_at, last)))
             lifecycle.refresh_lifecycle(shop, p, now)
+        live_scores.refresh_all(shop, [winner, loser], now)
     for entry in snap["candidates"]:
         cand = db.session.get(MergeCandidate, entry["id"])
         if cand is not None:

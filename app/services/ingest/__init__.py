@@ -65,10 +65,12 @@ def refresh_touched_lifecycles(shop: Shop, changed: dict[int, Profile]) -> None:
     ``changed`` (written or pending), and those whose first or last seen moved."""
     from app.services.deferred_stamps import stamped_profiles
     from app.services.lifecycle import refresh_lifecycle
+    from app.services.live_scores import refresh_all
 
     now = utcnow()
     changed = {**changed, **stamped_profiles(db.session)}
     touched = [p for p in changed.values() if p.shop_id == shop.id and p.merged_into_id is None]
-    for profile in touched:
-        if profile.erased_at is None:
-            refresh_lifecycle(shop, profile, now)
+    live = [p for p in touched if p.erased_at is None]
+    for profile in live:
+        refresh_lifecycle(shop, profile, now)
+    refresh_all(shop, live, now)  # and the scores it moves (R, churn risk's recency)

@@ -155,6 +155,7 @@ def _store(shop: Shop, run: list[Planned], orders, touched: ChangedProfiles, ann
     """Write the run's events, engagement counters, search texts and lifecycle stages in bulk."""
     from app.services.engagement import apply_engagements
     from app.services.lifecycle import record_changes, refresh_lifecycles
+    from app.services.live_scores import refresh_all
 
     # As row by row, a profile's stage is refreshed when the signal changed it after resolving.
     # No autoflush from here on: the profile changes go out together at the end (executemany).
@@ -176,8 +177,11 @@ def _store(shop: Shop, run: list[Planned], orders, touched: ChangedProfiles, ann
             if profile.shop_id == shop.id:
                 changed.setdefault(profile.id, profile)
         live = [p for p in changed.values() if p.merged_into_id is None and p.erased_at is None]
-        changes = refresh_lifecycles(shop, sorted(live, key=lambda p: p.id), utcnow())
-        _write_stages(changed, changes)
+        now = utcnow()
+        live.sort(key=lambda p: p.id)
+        changes = refresh_lifecycles(shop, live, now)
+        _write_columns([changed[c["profile_id"]] for c in changes], STAGE_COLUMNS)
+        _write_columns(refresh_all(shop, live, now), SCORE_COLUMNS)
         _write_profiles(changed.values())
     db.session.flush()
     if announce:
@@ -185,18 +189,18 @@ def _store(shop: Shop, run: list[Planned], orders, touched: ChangedProfiles, ann
 
 
 STAGE_COLUMNS = ("lifecycle_stage", "lifecycle_changed_at")
+SCORE_COLUMNS = ("rfm_r", "churn_risk")
 
 
-def _write_stages(changed: dict[int, Profile], changes: list[dict]) -> None:
-    """Write the batch's stage changes as one statement, whatever else each profile changed.
+def _write_columns(profiles: list[Profile], names: tuple[str, ...]) -> None:
+    """Write these columns of the batch's profiles as one statement, whatever else each changed.
 
-    Left to ``_write_profiles`` a stage change joins each profile's other changed columns, and
-    a batch of page views, email events and returns makes a statement per combination.
+    Left to ``_write_profiles`` a stage (or score) change joins each profile's other changed
+    columns, and a batch of page views, email events and returns makes a statement per combination.
     """
     rows, now = [], utcnow()
-    for change in changes:
-        profile = changed[change["profile_id"]]
-        values = {**{name: getattr(profile, name) for name in STAGE_COLUMNS}, "updated_at": now}
+    for profile in profiles:
+        values = {**{name: getattr(profile, name) for name in names}, "updated_at": now}
         for name, value in values.items():
             set_committed_value(profile, name, value)
         rows.append({"id": profile.id, **values})
