@@ -161,3 +161,39 @@ def test_a_merge_whose_survivor_was_merged_away_since_is_not_offered_for_undo(sh
     merges.merge_profiles(shop.model, m1.winner_id, c.id, reason="manual", actor="owner")
     assert merge_candidates.merge_json(m1)["undoable"] is False
     assert not merges.can_undo(m1)
+
+
+def test_messages_sent_during_a_merge_go_back_with_the_address_they_went_to(shop):
+    """Mail sent to the merged profile went to the loser's opted-in address; after undo it stayed
+    on the survivor: the loser's daily cap let three more through, and an unsubscribe from that
+    mail (routed by its message) opted out the wrong person."""
+    from app.models import Message
+    from app.services import gate, messaging
+
+    plain = resolve(
+        shop.model,
+        [Ident("email", "va@mail.uk"), Ident("shopify_customer", "94")],
+        source="shopify",
+        seen_at=NOW - DAY,
+    )
+    subscribed = resolve(shop.model, [Ident("email", "vb@mail.uk")], source="shopify", seen_at=NOW - DAY)
+    record_consent(
+        subscribed,
+        "email",
+        "opted_in",
+        source="checkout",
+        captured_at=NOW - DAY,
+        text="Yes",
+        identifier="email:vb@mail.uk",
+    )
+    db.session.commit()
+    row, winner, loser = _merge(shop.model, plain, subscribed)
+    db.session.commit()
+    sent = [messaging.send_message(shop.model, winner.id, "email", "manual", now=NOW) for _ in range(3)]
+    assert all(m.status == "sent" for m in sent)
+    merges.undo(shop.model, row.id, actor="owner")
+    db.session.commit()
+    db.session.expire_all()
+    assert {db.session.get(Message, m.id).profile_id for m in sent} == {subscribed.id}
+    assert gate.check(shop.model, subscribed.id, "email", NOW).reason == "global_cap_reached:3/3"
+    assert gate.check(shop.model, plain.id, "email", NOW).reason == "no_consent:email"

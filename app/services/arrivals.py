@@ -6,7 +6,8 @@ identifier, an order to the owner of the most trusted of its buyer's
 identifiers (those its own ``order.placed`` event recorded: a POS sale or
 a marketplace order may name its buyer by a Shopify customer id or a
 marketplace account alone, and its email and phone), a consent record to
-the owner of its identifier. The order's and the record's contact are
+the owner of its identifier, a message to the owner of the address it went
+to. The order's and the record's contact are
 kept as their source gave them (a phone in national format, an email in
 capitals), so they are normalised with the shop's country first. Anything
 else stays with the survivor, except an opt-out that names no identifier
@@ -26,7 +27,8 @@ import sqlalchemy as sa
 
 from app.analytics.engagement import is_persons_doing
 from app.extensions import db
-from app.models import ConsentRecord, Event, Identifier, IdentifierLink, Order, Shop
+from app.models import ConsentRecord, Event, Identifier, IdentifierLink, Message, Order, OutboxItem, Shop
+from app.services.bulk_sql import id_in
 from app.services.consent import OPTED_OUT
 from app.services.identifiers import TRUST, contact_key
 from app.tenancy import scoped
@@ -151,6 +153,7 @@ def sort_arrivals(shop_id: int, winner_id: int, loser_id: int, watermark: dict[s
         found.count += 1
         if _goes_back(buyer_keys(order, buyers, country), loser_keys, winner_keys):
             order.profile_id = loser_id
+    _sort_messages(shop_id, winner_id, loser_id, watermark.get("messages", 0), (loser_keys, winner_keys))
     for record in _new_rows(ConsentRecord, shop_id, winner_id, watermark.get("consent_records", 0)):
         found.count += 1
         key = contact_key(record.identifier, country)
@@ -160,6 +163,28 @@ def sort_arrivals(shop_id: int, winner_id: int, loser_id: int, watermark: dict[s
             record.profile_id = loser_id
     db.session.flush()
     return found
+
+
+def _sort_messages(shop_id: int, winner_id: int, loser_id: int, watermark: int, keys) -> None:
+    """A message sent to the merged profile goes back with the address it went to (its outbox
+    recipient): its daily cap, its fatigue and an unsubscribe from it are that person's."""
+    from app.services.messaging import RECIPIENT_KIND
+
+    loser_keys, winner_keys = keys
+    sent = _new_rows(Message, shop_id, winner_id, watermark)
+    if not sent:
+        return
+    recipients = dict(
+        db.session.execute(
+            sa.select(OutboxItem.message_id, OutboxItem.recipient).where(
+                OutboxItem.shop_id == shop_id, id_in(OutboxItem.message_id, [m.id for m in sent])
+            )
+        ).all()
+    )
+    for message in sent:
+        address = (RECIPIENT_KIND.get(message.channel), recipients.get(message.id))
+        if address in loser_keys and address not in winner_keys:
+            message.profile_id = loser_id
 
 
 def copy_record(record: ConsentRecord, profile_id: int) -> None:
