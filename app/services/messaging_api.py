@@ -24,19 +24,22 @@ from app.tenancy import get_scoped
 # A source naming one of these (``import``, ``Import``, ``klaviyo_import``, ``crm-sync``) is a tool's
 # copy, not the customer's own act: it never lifts an opt-out unless the caller says ``explicit: true``.
 # A consent source naming an import or a sync: one of its words (split at anything not a letter
-# and between a lower-case letter and a capital) is one of these, or the whole source is the name
-# of another tool whose consents reach us by sync (``mailchimp``). A signup form of such a tool
-# (``klaviyo_form``, ``privy_popup``) is the customer's own act, and a word that merely holds a
-# stem (``important``, ``async``) is no import. Such an opt-in never lifts an opt-out (``consent``).
+# and between a lower-case letter and a capital) is one of these, or names another tool whose
+# consents reach us by sync (``mailchimp``, ``klaviyo_api``, ``hubspot_crm``) unless another word
+# names a signup form of that tool (``klaviyo_form``: the customer's own act, as ``privy_popup``);
+# a word that merely holds a stem (``important``, ``async``) is no import. Such an opt-in never
+# lifts an opt-out (``consent``).
 TOOL_WORDS = frozenset(
     {"import", "imports", "imported", "importer", "importing", "sync", "syncs", "synced", "syncing"}
     | {"resync", "resynced", "synchronization", "synchronisation", "synchronize", "synchronise"}
     | {"migration", "migrated", "migrate", "backfill", "backfilled", "csv", "upload", "uploaded", "uploads"}
+    | {"crm", "export", "exports", "exported", "webhook", "webhooks", "integration", "integrations"}
 )
 TOOL_NAMES = frozenset(
     {"klaviyo", "mailchimp", "omnisend", "attentive", "postscript", "hubspot", "salesforce", "braze"}
     | {"iterable", "brevo", "sendinblue", "drip", "zapier"}
 )
+FORM_WORDS = frozenset({"form", "forms", "popup", "signup", "checkout", "widget", "flyout", "landing"})
 
 
 # The latest moment a consent, a gate check or a deadline may name: the calendar's own end
@@ -99,7 +102,9 @@ def is_tool_source(source: str) -> bool:
     """Whether a consent's source names an import, a sync or another tool (``TOOL_WORDS``): an
     opt-in from ``KlaviyoImport`` or ``csv_upload`` was taken for the customer's own word."""
     words = [w for w in re.split(r"[^a-z]+", re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", source).lower()) if w]
-    return "".join(words) in TOOL_NAMES or any(w in TOOL_WORDS for w in words)
+    if "".join(words) in TOOL_NAMES or any(w in TOOL_WORDS for w in words):
+        return True
+    return any(w in TOOL_NAMES for w in words) and not any(w in FORM_WORDS for w in words)
 
 
 def parse_identifier(shop: Shop, raw: Any):
