@@ -498,3 +498,40 @@ def test_tapping_a_marketing_messages_stop_promotions_button_opts_out_of_whatsap
     assert whatsapp_post(client, ishop.domain, inbound).status_code == 200
     drain()
     assert channel_states(profile_of(ishop, "phone", PHONE))["whatsapp"] == "opted_out"
+
+
+@pytest.mark.parametrize(
+    ("wa_id", "phone"),
+    [
+        ("5215512345678", "+525512345678"),  # Mexico: WhatsApp keeps the mobile "1" numbering dropped
+        ("551176543218", "+5511976543218"),  # Brazil: an account older than the ninth digit
+    ],
+)
+def test_a_whatsapp_stop_from_an_id_in_whatsapps_own_numbering_reaches_the_phones_holder(
+    client, ishop, drain, wa_id, phone
+):
+    """The STOP was stored against a raw phone nobody holds, and the customer stayed opted in."""
+    profile = known_customer(client, ishop, drain, phone=phone)
+    record_consent(profile, "whatsapp", "opted_in", source="checkout", captured_at=profile.first_seen_at)
+    db.session.commit()
+    body = _whatsapp_text("STOP", "wamid.MX1", 1792000000)
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["from"] = wa_id
+    assert whatsapp_post(client, ishop.domain, body).status_code == 200
+    drain()
+    assert channel_states(profile_of(ishop, "phone", phone))["whatsapp"] == "opted_out"
+
+
+@pytest.mark.parametrize(
+    ("wa_id", "phone"),
+    [
+        ("551123456789", "+551123456789"),  # a Brazilian landline has eight digits still
+        ("5511976543218", "+5511976543218"),  # a Brazilian mobile with its ninth digit already
+        ("525512345678", "+525512345678"),  # a Mexican number as Mexico writes it now
+        ("14155550100", "+14155550100"),
+        ("+447700900123", "+447700900123"),  # a provider that copied the plus
+    ],
+)
+def test_whatsapp_ids_in_todays_numbering_are_left_as_they_are(wa_id, phone):
+    from app.services.ingest.whatsapp_numbers import wa_phone
+
+    assert wa_phone(wa_id) == phone

@@ -14,6 +14,7 @@ from app.analytics.engagement import is_persons_doing
 from app.models import Shop, WebhookDelivery
 from app.services.ingest.common import BadPayload, engage, idents, message_profile, report_status
 from app.services.ingest.keywords import apply_keyword, keyword
+from app.services.ingest.whatsapp_numbers import wa_phone
 from app.services.provider_opt_outs import is_twilio_opt_out, record_opt_out
 from app.services.resolution import resolve
 
@@ -53,7 +54,7 @@ OPT_OUT_TYPES = {"STOP": "STOP", "START": "START"}  # Twilio's OptOutType; HELP 
 def _address(text: str | None) -> tuple[str, str | None]:
     """``(channel, phone)`` of a Twilio address: ``whatsapp:+44…`` is WhatsApp's, else SMS."""
     if text and text[: len(WHATSAPP)].lower() == WHATSAPP:
-        return "whatsapp", text[len(WHATSAPP) :]
+        return "whatsapp", wa_phone(text[len(WHATSAPP) :])
     return "sms", text
 
 

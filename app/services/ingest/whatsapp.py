@@ -22,6 +22,7 @@ from app.services.ingest.common import (
 )
 from app.services.ingest.keywords import apply_keyword, keyword
 from app.services.ingest.refused import DeadLetter
+from app.services.ingest.whatsapp_numbers import wa_phone
 from app.services.provider_opt_outs import WHATSAPP_MARKETING_STOPPED, is_whatsapp_opt_out, record_opt_out
 from app.services.resolution import resolve
 
@@ -112,7 +113,7 @@ def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery
         "delivery_id": delivery.id,
     }
     if topic == "message":
-        found = idents(shop, [("phone", "+" + str(item["from"]).lstrip("+"))])
+        found = idents(shop, [("phone", wa_phone(item["from"]))])
         profile = resolve(shop, found, source=SOURCE, seen_at=at, evidence={"whatsapp": item["id"]})
         text = _inbound_text(item)
         word = keyword(text if isinstance(text, str) else None)
@@ -131,7 +132,7 @@ def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery
             **common,
         )
         return
-    found = idents(shop, [("phone", "+" + str(item["recipient_id"]).lstrip("+"))])
+    found = idents(shop, [("phone", wa_phone(item["recipient_id"]))])
     status = str(item["status"])
     sighting = is_persons_doing(f"whatsapp.{METRICS.get(status, status)}")  # read: yes; delivered: no
     profile = message_profile(shop, item["id"]) or resolve(
