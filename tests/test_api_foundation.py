@@ -110,6 +110,20 @@ def test_free_plan_cannot_set_custom_lifecycle_windows(client, db):
     assert response.status_code == 403 and response.get_json()["error"]["code"] == "plan_required"
 
 
+def test_a_free_shop_may_put_back_the_settings_it_was_given(client, db):
+    """GET, change the caps, PUT the whole body: the unchanged default windows were refused with a 403."""
+    from tests.helpers import make_shop
+
+    free = make_shop("free.myshopify.com", plan="free")
+    body = client.get("/api/v1/settings", headers=free.auth).get_json()
+    body["caps"]["global_daily"] = 2
+    response = client.put("/api/v1/settings", headers=free.auth, json=body)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["caps"]["global_daily"] == 2
+    same = {"lifecycle": {"at_risk_days": 30, "churned_days": 90}}
+    assert client.put("/api/v1/settings", headers=free.auth, json=same).status_code == 200
+
+
 def test_the_smallest_fatigue_threshold_blocks_after_one_send_and_never_fails_a_check(client, shop):
     from tests.gate_helpers import make_profile
 

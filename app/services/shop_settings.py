@@ -172,6 +172,13 @@ def _unknown_keys(patch: dict, known: dict, prefix: str = "") -> list[str]:
     return sorted(out)
 
 
+def _changes(current: dict[str, Any], patch: dict[str, Any], key: str) -> bool:
+    """Whether ``patch`` would change the effective section ``key`` (a section not an object does)."""
+    if key not in patch:
+        return False
+    return not isinstance(patch[key], dict) or _deep_merge(current[key], patch[key]) != current[key]
+
+
 def update_settings(shop: Shop, patch: dict[str, Any]) -> dict[str, Any]:
     """Merge ``patch`` into the shop's settings after validating the result.
 
@@ -184,14 +191,21 @@ def update_settings(shop: Shop, patch: dict[str, Any]) -> dict[str, Any]:
     unknown = _unknown_keys(patch, DEFAULTS)
     if unknown:
         raise ValidationFailed(f"unknown settings {sorted(unknown)}", field=sorted(unknown)[0])
-    if "lifecycle" in patch and not has_capability(shop.plan, "custom_lifecycle_thresholds"):
+    # A plan refuses a change, not a value it already holds: a client that GETs the settings,
+    # edits the caps and PUTs the whole body back sends the windows it was given.
+    current = effective_settings(shop)
+    if _changes(current, patch, "lifecycle") and not has_capability(shop.plan, "custom_lifecycle_thresholds"):
         raise Forbidden("custom lifecycle windows need the Pro plan or above", code="plan_required")
     regions = (
         (patch.get("quiet_hours") or {}).get("regions")
         if isinstance(patch.get("quiet_hours"), dict)
         else None
     )
-    if regions and not has_capability(shop.plan, "regional_quiet_hours"):
+    if (
+        regions
+        and regions != current["quiet_hours"].get("regions")
+        and not has_capability(shop.plan, "regional_quiet_hours")
+    ):
         raise Forbidden("regional quiet hours need the Starter plan or above", code="plan_required")
     stored = _deep_merge(shop.settings or {}, patch)
     validate(_deep_merge(DEFAULTS, stored))
