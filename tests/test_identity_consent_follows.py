@@ -120,3 +120,24 @@ def test_a_shopify_customers_sms_opt_in_stays_hers_when_a_late_guest_order_share
     drain()
     assert doc_of(ishop, "email", "alice@qa.com")["consents"]["sms"]["status"] == "opted_in"
     assert (doc_of(ishop, "email", "bob@qa.com")["consents"]["sms"] or {}).get("status") != "opted_in"
+
+
+def test_a_stop_sent_for_a_customer_who_shares_a_phone_blocks_the_phones_holder_too(client, ishop, drain):
+    """Two Shopify customers on one household phone stay two profiles (one holds the phone, a
+    candidate waits). A Shopify SMS unsubscribe for the other named the phone but stayed on her
+    profile: the phone's holder could still be texted at it."""
+    customer(client, ishop, 9201, "2026-11-03T10:00:00Z", email="ann@qa.com", phone=PHONE)
+    subscribed(client, ishop, 9201, "2026-11-03T10:05:00Z", "sms")
+    customer(client, ishop, 9202, "2026-11-03T11:00:00Z", email="ben@qa.com", phone=PHONE)
+    drain()
+    holder = doc_of(ishop, "phone", PHONE)
+    assert holder["id"] != doc_of(ishop, "email", "ben@qa.com")["id"]
+    body = {"id": 9202, "phone": PHONE}
+    body["sms_marketing_consent"] = {"state": "unsubscribed", "consent_updated_at": "2026-11-04T09:00:00Z"}
+    answer = post_shopify(client, ishop, "customers/marketing_consent_update", body, "consent-9202-stop")
+    assert answer.status_code == 200
+    drain()
+    holder = doc_of(ishop, "phone", PHONE)
+    assert holder["consents"]["sms"]["status"] == "opted_out"
+    assert send(client, ishop, holder["id"], "sms")["status"] == "blocked"
+    assert doc_of(ishop, "email", "ann@qa.com")["consents"]["email"]["status"] is None  # SMS only

@@ -206,6 +206,12 @@ def record_consent(
     db.session.add(record)
     db.session.flush()
     refresh_states(profile)
+    from app.services.opt_out_holders import share_with_holders
+
+    for holder_id in share_with_holders(profile.shop_id, [record]):
+        holder = lock_live(profile.shop_id, holder_id)
+        if holder is not None:
+            refresh_states(holder)
     return record
 
 

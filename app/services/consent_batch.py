@@ -87,6 +87,12 @@ class ConsentBatch:
         db.session.add_all(records)
         db.session.flush()
         refresh_states_many(self.shop_id, profiles)
+        from app.services.opt_out_holders import share_with_holders
+
+        holders = sorted(share_with_holders(self.shop_id, records))
+        if holders:
+            lock_profiles(self.shop_id, holders)
+            refresh_states_many(self.shop_id, {pid: db.session.get(Profile, pid) for pid in holders})
 
     def _stored_refs(self, ids: list[int]) -> set[tuple[int, str, str]]:
         refs = sorted({p.values["external_ref"] for p in self.pending if p.values["external_ref"]})
