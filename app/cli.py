@@ -114,10 +114,16 @@ def shop_update(domain, reinstall, **fields):
 
     Prints what changed by name, never a secret's value.
     """
+    from app.services.enrichment import restage_after_settings
+    from app.services.shop_settings import effective_settings
+
     with domain_errors():
         shop = accounts.require_shop(domain)
+        before = effective_settings(shop)
         changed = accounts.update_shop(shop, reinstall=reinstall, **fields)
     db.session.commit()
+    # A plan without custom lifecycle windows falls back to the defaults: restage now, not tonight.
+    restage_after_settings(shop, before, effective_settings(shop))
     click.echo(f"{shop.domain}: " + (", ".join(changed) + " updated" if changed else "nothing to change"))
 
 

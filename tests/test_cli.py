@@ -113,6 +113,17 @@ def test_shop_create_rejects_a_bad_time_zone_clearly(runner, zone):
     assert "unknown time zone" in result.output
 
 
+@pytest.mark.parametrize("country", ["ZZ", "UK", "G1"])
+def test_shop_create_rejects_a_country_that_is_no_country(runner, country):
+    """Phones without a country code are read in the shop's country: ZZ left them all unlinkable."""
+    result = runner.invoke(args=["shop", "create", "--domain", "cc.myshopify.com", "--country", country])
+    assert result.exit_code != 0 and "is not a 2-letter ISO country code" in result.output
+    assert (
+        runner.invoke(args=["shop", "create", "--domain", "xk.myshopify.com", "--country", "xk"]).exit_code
+        == 0
+    )
+
+
 @pytest.mark.parametrize("zone", ["Europe/" + "x" * 260, "posixrules"])
 def test_shop_update_rejects_a_bad_time_zone_clearly(runner, zone):
     assert runner.invoke(args=["shop", "create", "--domain", "tz.myshopify.com"]).exit_code == 0
@@ -246,3 +257,24 @@ def test_every_command_group_says_what_it_is_for(runner):
     commands = listing.split("Commands:", 1)[1].splitlines()
     described = {line.split()[0]: line.split(None, 1)[1:] for line in commands if line.strip()}
     assert all(described.values()), [name for name, text in described.items() if not text]
+
+
+def test_a_plan_change_that_changes_the_lifecycle_windows_restages_every_customer(runner, drain):
+    """Down to Starter, custom windows of 14/60 days fall back to 30/90: a buyer quiet for 20 days
+    stayed "at risk" until the nightly run."""
+    from app.services.shop_settings import update_settings
+    from tests.enrichment_helpers import add_order, add_profile
+    from tests.helpers import make_shop
+
+    shop = make_shop("windows.myshopify.com", plan="pro")
+    update_settings(shop.model, {"lifecycle": {"at_risk_days": 14, "churned_days": 60}})
+    now = utcnow()
+    buyer = add_profile(shop.id, seen_days_ago=20, now=now)
+    add_order(buyer, now - dt.timedelta(days=20))
+    buyer.lifecycle_stage = "at_risk"
+    db.session.commit()
+    result = runner.invoke(args=["shop", "update", "--domain", shop.domain, "--plan", "starter"])
+    assert result.exit_code == 0, result.output
+    drain()
+    db.session.expire_all()
+    assert db.session.get(Profile, buyer.id).lifecycle_stage == "converted"

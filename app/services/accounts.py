@@ -7,6 +7,7 @@ import hashlib
 import re
 import secrets
 
+import phonenumbers
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -116,8 +117,10 @@ def _check_shop_fields(plan, timezone, currency, country, provider_secrets: dict
         check_zone(timezone)
     if currency is not None and (len(currency) != 3 or not currency.isalpha()):
         raise ValidationFailed("currency must be a 3-letter ISO code", field="currency")
-    if country is not None and (len(country) != 2 or not country.isalpha()):
-        raise ValidationFailed("country must be a 2-letter ISO code", field="country")
+    if country is not None and (len(country) != 2 or country.upper() not in phonenumbers.SUPPORTED_REGIONS):
+        # Phones without a country code are read in the shop's country: one no phone plan knows
+        # (ZZ, a typo) would leave every national-format number unlinkable.
+        raise ValidationFailed(f"country {country[:8]!r} is not a 2-letter ISO country code", field="country")
     unknown = set(provider_secrets) - set(PROVIDER_SECRETS)
     if unknown:
         raise ValidationFailed(f"unknown provider settings {sorted(unknown)}")
