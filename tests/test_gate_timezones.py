@@ -62,6 +62,23 @@ def test_loader_reads_zone_from_phone_when_nothing_else_is_known(db, shop):
     assert decision == gate.GateDecision(False, "quiet_hours", dt.datetime(2026, 1, 15, 19, tzinfo=dt.UTC))
 
 
+def test_kosovo_and_the_other_countries_zone_tab_leaves_out_have_their_zone():
+    """XK (Kosovo), AC and TA are phone regions with no line in zone.tab: a Kosovan customer got
+    the shop's quiet hours (a London shop texted her at 21:30 her time)."""
+    assert country_zones("XK") == ("Europe/Belgrade",)
+    assert country_zones("AC") == country_zones("TA") == ("Atlantic/St_Helena",)
+    found = resolve_zone(profile_timezone=None, country="XK", province=None, phones=[], **SHOP)
+    assert (found.zones, found.source) == (("Europe/Belgrade",), "address")
+
+
+def test_an_address_in_a_country_of_no_known_zone_falls_through_to_the_phone(db, shop):
+    profile = make_profile(shop.id, phone="+12125550123", timezone=None)
+    profile.country = "BV"  # Bouvet Island: a real code, and no zone in zone.tab
+    db.session.commit()
+    morning = dt.datetime(2026, 1, 15, 14, tzinfo=dt.UTC)  # 09:00 in New York, 14:00 in London
+    assert gate.check(shop.model, profile.id, "sms", morning).reason == "quiet_hours"
+
+
 def test_loader_prefers_the_address_over_the_phone(db, shop):
     profile = make_profile(shop.id, phone="+12125550123", timezone=None)
     profile.country, profile.province = "AU", "NSW"

@@ -20,7 +20,7 @@ from app.models import ConsentState, Identifier, Message, Profile, Shop
 from app.services.bulk_sql import id_array, id_in
 from app.services.gate import CHANNELS, FACTS_LOOKBACK, GatePolicy, ProfileFacts
 from app.services.shop_settings import effective_settings
-from app.services.timezones import CustomerZone, resolve_zone
+from app.services.timezones import CustomerZone, address_zones, is_valid_zone, resolve_zone
 
 CHUNK = 5000
 
@@ -164,8 +164,11 @@ def load_facts(
     zones: dict[tuple, CustomerZone] = {}
     for chunk in _chunks(sorted(set(profile_ids))):
         rows, consents = _profiles(shop_id, chunk, channels, now)
-        # Phones matter only where neither the profile nor the address names a zone.
-        phones = _phones(shop_id, [r[0] for r in rows if not r[3] and not r[4]])
+        # Phones matter only where neither the profile nor the address names a zone (an address
+        # may name a country of no known zone: the phone's country is the next best).
+        phones = _phones(
+            shop_id, [r[0] for r in rows if not is_valid_zone(r[3]) and not address_zones(r[4], r[5])]
+        )
         for pid, erased, unsubscribed, timezone, country, province, sent, *_ in rows:
             key = (timezone, country, province)
             zone = None if pid in phones else zones.get(key)

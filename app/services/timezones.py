@@ -186,11 +186,22 @@ def _zone_table() -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
     return {c: tuple(zs) for c, zs in by_country.items()}, country_of
 
 
+# Phone regions (and address codes) with no line in zone.tab: Kosovo keeps Belgrade's time,
+# Ascension and Tristan da Cunha St Helena's. Without them a Kosovan customer had the shop's
+# quiet hours.
+UNLISTED_COUNTRY_ZONES = {
+    "XK": ("Europe/Belgrade",),
+    "AC": ("Atlantic/St_Helena",),
+    "TA": ("Atlantic/St_Helena",),
+}
+
+
 def country_zones(country: str | None) -> tuple[str, ...]:
     """Every IANA zone of an ISO country code (empty when unknown)."""
     if not country:
         return ()
-    return _zone_table()[0].get(country.upper(), ())
+    code = country.upper()
+    return _zone_table()[0].get(code) or UNLISTED_COUNTRY_ZONES.get(code, ())
 
 
 def country_of_zone(name: str) -> str | None:
