@@ -163,3 +163,19 @@ def test_a_merge_with_someone_active_today_rescores_the_survivor(client, ishop, 
     assert merged.status_code == 201, merged.get_json()
     doc = doc_of(ishop, "email", "touch@mail.uk")
     assert doc["id"] == lost["id"] and doc["churn_risk"] < 0.7
+
+
+def test_a_new_visitors_two_days_in_one_pixel_batch_make_them_engaged(client, ishop, drain):
+    """Sent in one batch, the visits of 3 days and 1 day ago left first seen and last seen two days
+    apart and the stage at "new"; sent one by one they made "engaged"."""
+    now = utcnow()
+    batch = []
+    for n, days in enumerate((3, 1)):
+        body = copy.deepcopy(fixture("pixel/page_viewed.json"))
+        body.update(
+            {"id": f"pvb-{n}", "clientId": "c-batch", "timestamp": iso(now - dt.timedelta(days=days))}
+        )
+        batch.append(body)
+    assert post_pixel(client, batch).status_code in (200, 202)
+    drain()
+    assert doc_of(ishop, "web_client", "c-batch")["lifecycle_stage"] == "engaged"

@@ -38,15 +38,26 @@ from app.models.base import utcnow
 from app.services.bulk_sql import update_rows
 
 STAMPED = "c360.stamped_profiles"  # session.info key: profiles whose first or last seen moved here
+STAMPED_NEW = "c360.stamped_new_profiles"  # the same for profiles not inserted yet when stamped
 
 
 def stamped_profiles(session) -> dict[int, Any]:
     """The profiles whose stamps moved in ``session`` since the last call, by id (and forget them).
 
     Their first and last seen decide their lifecycle stage, and nothing marks them changed for
-    the ORM: the ingest paths read them here to keep the stage current.
+    the ORM: the ingest paths read them here to keep the stage current. That holds for a profile
+    the batch made too (two visits of a new visitor on two days): written clean by a flush before
+    the batch looks, it would stay "new". A profile with no id yet waits for the next call.
     """
-    return session.info.pop(STAMPED, {})
+    found, waiting = session.info.pop(STAMPED, {}), []
+    for profile in session.info.pop(STAMPED_NEW, []):
+        if profile.id is None:
+            waiting.append(profile)
+        else:
+            found.setdefault(profile.id, profile)
+    if waiting:
+        session.info[STAMPED_NEW] = waiting
+    return found
 
 
 class DeferredStamps:
@@ -58,9 +69,12 @@ class DeferredStamps:
 
     def set(self, obj, **values: Any) -> None:
         """Set ``values`` on ``obj`` now; write them with the next ``write`` (or its INSERT)."""
-        if not sa.inspect(obj).persistent:
+        state = sa.inspect(obj)
+        if not state.persistent:
             for name, value in values.items():
                 setattr(obj, name, value)
+            if obj.__table__.name == "profiles" and state.session is not None:
+                state.session.info.setdefault(STAMPED_NEW, []).append(obj)
             return
         if "updated_at" in obj.__table__.c:
             values["updated_at"] = utcnow()

@@ -172,6 +172,10 @@ def _store(shop: Shop, run: list[Planned], orders, touched: ChangedProfiles, ann
                 if is_new and p.metric is not None and p.profile is not None
             ],
         )
+        if any(isinstance(o, Profile) and o.id is None for o in db.session.new):
+            # SQLite names a new profile only by inserting it: a profile the run made must have
+            # its id to have its stage follow the batch (two visits on two days: engaged).
+            db.session.flush()
         changed = touched.collect()
         for profile in stamped_profiles(db.session).values():  # seen again: moved no ORM state
             if profile.shop_id == shop.id:
