@@ -149,3 +149,29 @@ def test_a_page_past_the_last_says_so_rather_than_that_the_shop_has_no_customers
     past = client.get("/customers/?cursor=99999999999999999999", headers={"HX-Request": "true"})
     html = past.get_data(as_text=True)
     assert past.status_code == 200 and "past the last page" in html and "No customers yet" not in html
+
+
+def test_churn_bands_are_not_shown_as_counted_before_any_run_and_are_live_after(
+    client, auth, shop, populated, runner
+):
+    """Before the first run the dashboard said "Healthy: 0 … Likely lost: 0" as if computed; after it,
+    the bands came from the run's snapshot while ingest rescores churn risk between runs."""
+    auth.login_as(shop)
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert "No enrichment yet: run it to score churn risk." in html and "Healthy: 0" not in html
+    assert runner.invoke(args=["enrich", "--shop", shop.domain]).exit_code == 0
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert "Likely lost: 1" in html  # Small, quiet for 150 days
+    mid = db.session.get(Profile, populated["mid"].id)
+    mid.churn_risk = 0.9  # as ingest's rescoring would leave it
+    db.session.commit()
+    assert "Likely lost: 2" in client.get("/dashboard").get_data(as_text=True)
+
+
+def test_a_backtest_is_dated_by_its_date_and_said_to_be_one(client, auth, shop, populated, runner):
+    auth.login_as(shop)
+    assert runner.invoke(args=["enrich", "--shop", shop.domain, "--as-of", "2026-01-15"]).exit_code == 0
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert "as of 15 Jan 2026" in html and "(a backtest: the present comes back with the next run)" in html
+    assert runner.invoke(args=["enrich", "--shop", shop.domain]).exit_code == 0
+    assert "a backtest" not in client.get("/dashboard").get_data(as_text=True)

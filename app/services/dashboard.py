@@ -1,8 +1,10 @@
 """The shop dashboard's figures: lifecycle mix, the R×F grid, churn bands, fatigue posture, onboarding.
 
-The R×F grid and churn bands come from the snapshot the last enrichment
-stored (views render stored results); lifecycle counts and fatigue are
-live, because ingest and the gate move them between runs.
+The R×F grid comes from the snapshot the last enrichment stored (views
+render stored results), dated by the moment it describes (a backtest's date
+is said as such); lifecycle counts, churn bands and fatigue are live, because
+ingest (``live_scores``) and the gate move them between runs, and the list's
+churn filter reads the same stored risks.
 """
 
 from __future__ import annotations
@@ -83,13 +85,48 @@ def onboarding(shop: Shop) -> dict[str, Any]:
     return {"first_enrichment_at": shop.first_enrichment_at, "latest": latest}
 
 
+def churn_bands(shop_id: int) -> dict[str, int]:
+    """Live profiles per churn band, from their stored risks (as the list's filter reads them)."""
+    band = sa.case(
+        *[(Profile.churn_risk < b.upper, b.key) for b in BANDS if b.upper != float("inf")],
+        else_=BANDS[-1].key,
+    )
+    rows = db.session.execute(
+        scoped(Profile, shop_id, band, sa.func.count())
+        .where(Profile.is_live(), Profile.churn_risk.is_not(None))
+        .group_by(band)
+    )
+    return {key: count for key, count in rows}
+
+
+def _described(data: dict[str, Any], snap) -> dt.datetime | None:
+    """The moment the snapshot describes: its run's ``as_of`` (a backtest's date), else when it was made."""
+    if snap is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(data["as_of"])
+    except (KeyError, TypeError, ValueError):
+        return snap.computed_at
+
+
+def _is_backtest(shop: Shop) -> bool:
+    """Whether the newest finished enrichment was a backtest (its scores are on the profiles now)."""
+    latest = db.session.scalar(
+        scoped(JobRun, shop.id)
+        .where(JobRun.kind == KIND, JobRun.status == "done")
+        .order_by(JobRun.created_at.desc())
+        .limit(1)
+    )
+    return bool(latest is not None and (latest.result or {}).get("as_of"))
+
+
 def dashboard(shop: Shop) -> dict[str, Any]:
     """Everything the dashboard draws, in one dict."""
     stats = shop_stats(shop.id)
     snap = db.session.scalar(scoped(RollupSnapshot, shop.id).where(RollupSnapshot.kind == KIND))
     data = snap.data if snap else {}
     live = db.session.scalar(scoped(Profile, shop.id, sa.func.count()).where(Profile.is_live()))
-    bands = data.get("churn_bands", {})
+    bands = churn_bands(shop.id) if snap else {}
     return {
         "stats": stats,
         "lifecycle_chart": {
@@ -104,7 +141,9 @@ def dashboard(shop: Shop) -> dict[str, Any]:
             "values": [bands.get(b.key, 0) for b in BANDS],
             "colors": [BAND_COLOURS[b.key] for b in BANDS],
         },
-        "snapshot_at": snap.computed_at if snap else None,
+        "snapshot_at": _described(data, snap),
+        "scored": snap is not None,
+        "backtest": _is_backtest(shop),
         "fatigue": fatigue_posture(shop, live or 0, utcnow()),
         "onboarding": onboarding(shop),
         "predictions": has_capability(shop.plan, "predictions"),
