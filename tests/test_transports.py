@@ -338,6 +338,40 @@ def test_a_hand_over_made_late_into_quiet_hours_is_held_back_as_a_block_of_its_s
         assert message.content == {"text": "Welcome!"}
 
 
+def _held_late_in_los_angeles(db, shop, provider, source: str, **kw):
+    """An SMS allowed at noon in London, handed over 10 minutes late, when the customer is known
+    to be in Los Angeles (04:10 there: quiet hours until 09:00, 17:00 in London, the same day)."""
+    from app.models import OutboxItem
+    from app.services.messaging import deliver_message
+
+    config = twilio_config(provider)
+    profile = make_profile(shop.id)
+    message = send_message(shop.model, profile.id, "sms", source, now=NOON, content={"text": "Hi"}, **kw)
+    assert message.status == "sent"
+    profile.timezone = "America/Los_Angeles"
+    later = NOON + dt.timedelta(minutes=10)
+    db.session.get(OutboxItem, (shop.id, message.id)).created_at = NOON
+    db.session.commit()
+    assert deliver_message(message.id, config, now=later) is None
+    return message
+
+
+def test_a_send_held_back_at_hand_over_does_not_count_against_its_own_cap(db, shop, provider):
+    """With one SMS a day, the held-back text counted as today's send: the journey lost a day."""
+    message = _held_late_in_los_angeles(db, shop, provider, "journey", journey_id="welcome")
+    assert (message.status, message.retry_at) == ("waiting", NOON + dt.timedelta(hours=5))
+
+
+@pytest.mark.parametrize(("minutes", "status"), [(30, "missed"), (6 * 60, "waiting")])
+def test_a_time_sensitive_send_held_back_at_hand_over_keeps_its_deadline(db, shop, provider, minutes, status):
+    """It waited until quiet hours ended, hours past its deadline (a day was assumed)."""
+    deadline = NOON + dt.timedelta(minutes=minutes)
+    message = _held_late_in_los_angeles(db, shop, provider, "time_sensitive", deadline=deadline)
+    assert message.status == status
+    if status == "waiting":
+        assert message.retry_at == NOON + dt.timedelta(hours=5)
+
+
 def test_a_hand_over_on_time_keeps_its_verdict(db, shop, provider):
     from app.models import OutboxItem
     from app.services.messaging import deliver_message

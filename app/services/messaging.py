@@ -53,7 +53,7 @@ DELIVERY_GRACE = dt.timedelta(minutes=2)
 # A hand-over this long after the send was written asks the gate about quiet hours again.
 LATE_HANDOVER = dt.timedelta(minutes=5)
 # What an outbox item's payload says of the send itself, beside the message's own content.
-OUTBOX_KEYS = ("source", "campaign_id", "journey_id")
+OUTBOX_KEYS = ("source", "campaign_id", "journey_id", "deadline")
 # After a day a send is stale: the sweeper marks it failed (provider_unreachable) instead of offering it.
 DELIVERY_GIVE_UP = dt.timedelta(days=1)
 RECIPIENT_KIND = {**ADDRESS_KIND, "push": "web_client"}  # push goes to a browser
@@ -168,6 +168,7 @@ def _record_sent(
     message: Message,
     content: Mapping[str, Any] | None,
     transport: str,
+    deadline: dt.datetime | None = None,
 ) -> None:
     """Hand an allowed send to the outbox, bound for ``transport``; the message row is its only other record.
 
@@ -182,7 +183,9 @@ def _record_sent(
         message.status, message.reason, message.sent_at = "blocked", no_address(message.channel), None
         return
     db.session.flush()
-    payload = dict(zip(OUTBOX_KEYS, (message.source, message.campaign_id, message.journey_id), strict=True))
+    payload = {"source": message.source, "campaign_id": message.campaign_id, "journey_id": message.journey_id}
+    if deadline is not None:  # a time-sensitive send held back at its hand-over still has it
+        payload["deadline"] = deadline.isoformat()
     payload.update(content or {})
     db.session.add(
         OutboxItem(
@@ -250,7 +253,9 @@ def send_message(
     db.session.add(message)
     if decision.allowed:
         message.status, message.sent_at = "sent", now
-        _record_sent(shop, profile, message, content, transport)
+        if source == "time_sensitive":
+            deadline = deadline or now + TIME_SENSITIVE_WINDOW
+        _record_sent(shop, profile, message, content, transport, deadline)
     else:
         message.status, message.retry_at = _blocked(source, decision, policy, facts, channel, now, deadline)
         if message.status == "waiting" and content:
@@ -503,7 +508,15 @@ def _held_back(message: Message, item: OutboxItem, now: dt.datetime) -> bool:
     decision = gate.at_hand_over(policy, facts, message.channel, now, late=late)
     if decision.allowed:
         return False
-    status, retry_at = _blocked(message.source, decision, policy, facts, message.channel, now, None)
+    # Held back, it no longer counts: when it may go again is judged without it (it used up
+    # its own cap, and a journey's text lost a day), and by its own deadline.
+    message.status, message.sent_at = "blocked", None
+    db.session.flush()
+    facts = gate_facts.load_facts(shop, [profile.id], now, channels=[message.channel], policy=policy)[
+        profile.id
+    ]
+    deadline = _deadline_of(item)
+    status, retry_at = _blocked(message.source, decision, policy, facts, message.channel, now, deadline)
     message.status, message.reason, message.retry_at, message.sent_at = (
         status,
         decision.reason,
@@ -515,6 +528,14 @@ def _held_back(message: Message, item: OutboxItem, now: dt.datetime) -> bool:
     db.session.commit()
     _after_commit(message, "outbox")  # a journey's message waits for its retry
     return True
+
+
+def _deadline_of(item: OutboxItem) -> dt.datetime | None:
+    """A time-sensitive send's deadline, as its outbox item carries it (None for other sends)."""
+    try:
+        return dt.datetime.fromisoformat(item.payload["deadline"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def messaging_section(shop: Shop, profile: Profile, now: dt.datetime | None = None) -> dict[str, Any]:
