@@ -49,10 +49,10 @@ def stamped_profiles(session) -> dict[int, Any]:
     the batch made too (two visits of a new visitor on two days): written clean by a flush before
     the batch looks, it would stay "new". A profile with no id yet waits for the next call.
     """
-    found, waiting = session.info.pop(STAMPED, {}), []
-    for profile in session.info.pop(STAMPED_NEW, []):
+    found, waiting = session.info.pop(STAMPED, {}), {}
+    for key, profile in session.info.pop(STAMPED_NEW, {}).items():
         if profile.id is None:
-            waiting.append(profile)
+            waiting[key] = profile
         else:
             found.setdefault(profile.id, profile)
     if waiting:
@@ -74,7 +74,7 @@ class DeferredStamps:
             for name, value in values.items():
                 setattr(obj, name, value)
             if obj.__table__.name == "profiles" and state.session is not None:
-                state.session.info.setdefault(STAMPED_NEW, []).append(obj)
+                state.session.info.setdefault(STAMPED_NEW, {})[id(obj)] = obj
             return
         if "updated_at" in obj.__table__.c:
             values["updated_at"] = utcnow()
