@@ -434,3 +434,26 @@ def test_the_customers_own_sources_are_explicit(client, shop, source):
 def test_an_identifier_whose_value_is_a_list_is_a_422_and_unsubscribes_nobody(client, shop):
     answer = client.post("/api/v1/unsubscribe", json={"identifier": {"email": ["a@b.co"]}}, headers=shop.auth)
     assert answer.status_code == 422 and "email must be text" in answer.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize("ip", ["999.1.1.1", "localhost", "1.2.3", 42])
+def test_a_consent_from_an_address_that_is_no_ip_is_refused(client, shop, ip):
+    """Consent records are legal evidence: "999.1.1.1" was stored as the address it was given from."""
+    make_profile(shop.id, consents=())
+    body = {
+        "identifier": "ann@shopper.test",
+        "channel": "email",
+        "status": "opted_in",
+        "source": "popup",
+        "consent_text": TEXT,
+        "ip": ip,
+    }
+    answer = client.post("/api/v1/consents", json=body, headers=shop.auth)
+    assert (
+        answer.status_code == 422
+        and "is not an IPv4 or IPv6 address" in answer.get_json()["error"]["message"]
+    )
+    assert (
+        client.post("/api/v1/consents", json={**body, "ip": "2001:db8::1"}, headers=shop.auth).status_code
+        == 200
+    )

@@ -7,6 +7,7 @@ apart from the services so they keep typed arguments.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 from typing import Any
 
@@ -78,6 +79,17 @@ def _text(body: dict, key: str, required: bool = False, limit: int = 255) -> str
     if len(value) > limit:
         raise ValidationFailed(f"{key} is longer than {limit} characters", field=key)
     return value
+
+
+def _ip(body: dict) -> str | None:
+    """The address consent was given from, if sent: legal evidence, so an IP address or a 422."""
+    text = _text(body, "ip", limit=45)
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise ValidationFailed(f"ip {text[:45]!r} is not an IPv4 or IPv6 address", field="ip") from None
 
 
 GATE_FIELDS = ("profile_id", "channel", "at")
@@ -179,7 +191,7 @@ def record_from_request(shop: Shop, body: dict) -> dict[str, Any]:
         text=text,
         explicit=explicit,
         identifier=str(body.get("identifier"))[:320],
-        ip=_text(body, "ip", limit=45),
+        ip=_ip(body),
         user_agent=_text(body, "user_agent", limit=2000),
     )
     return {
