@@ -436,3 +436,20 @@ def test_a_buyer_not_predicted_yet_is_not_told_they_have_no_purchase_history(cli
     auth.login_as(shop)
     text = client.get(f"/customers/{p.id}/predictions", headers=HX).get_data(as_text=True)
     assert "No purchase history" not in text and "Not predicted yet" in text
+
+
+def test_a_customer_known_by_email_alone_is_headed_by_it_not_as_an_unknown_visitor(client, auth, shop):
+    from app.services.identifiers import Ident
+    from app.services.resolution import resolve
+
+    p = resolve(shop.model, [Ident("email", "only.email@mail.uk")], source="test", seen_at=_ago(1))
+    db.session.commit()
+    auth.login_as(shop)
+    html = client.get(f"/customers/{p.id}").get_data(as_text=True)
+    assert "<h1>only.email@mail.uk</h1>" in html and "Unknown visitor" not in html
+
+
+def test_an_orders_page_past_the_last_says_so_not_that_there_are_no_orders(client, auth, shop, rich):
+    auth.login_as(shop)
+    text = client.get(f"/customers/{rich.id}/orders?page=999", headers=HX).get_data(as_text=True)
+    assert "No orders yet" not in text and "No orders on this page" in text
