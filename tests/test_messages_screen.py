@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.services.messaging import send_message
 from tests.gate_helpers import CHANNELS, NOON, make_profile
 
@@ -132,3 +134,17 @@ def test_the_gates_reasons_read_as_words_with_their_code_beside(client, auth, sh
         as_text=True
     )
     assert "daily cap reached (3 of 3)" in section
+
+
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ("channel=sns", "No channel is called &#39;sns&#39;"),
+        ("status=delivered", "No status is called &#39;delivered&#39;"),
+    ],
+)
+def test_a_filter_no_choice_offers_says_so_instead_of_an_empty_log(client, auth, shop, query, said):
+    """An unknown channel matched nothing and showed an empty log, as if nothing had been sent."""
+    auth.login_as(shop)
+    page = client.get(f"/messages/?{query}")
+    assert page.status_code == 400 and said in page.get_data(as_text=True)

@@ -44,3 +44,17 @@ def filter_choices(shop_id: int) -> dict[str, list[str]]:
         "status": list(MESSAGE_STATUSES),
         "source": list(MESSAGE_SOURCES),
     }
+
+
+def refused_filter(filters: dict[str, str | None], choices: dict[str, list[str]]) -> str | None:
+    """What is wrong with a filter value no choice offers (a typed or stale link), else None.
+
+    An unknown channel or status matched nothing and showed an empty log, as if the shop had
+    sent nothing; a campaign id is the shop's own and may be any text.
+    """
+    for key in ("reason", "channel", "status", "source"):
+        value = filters.get(key)
+        if value is not None and value not in choices[key]:
+            offered = ", ".join(choices[key])
+            return f"No {key.replace('_', ' ')} is called {value[:40]!r}: choose one of {offered}."
+    return None

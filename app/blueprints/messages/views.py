@@ -4,7 +4,7 @@ from flask import abort, flash, g, redirect, request, url_for
 from flask_login import current_user
 
 from app.blueprints.messages import bp
-from app.blueprints.messages.forms import FILTERS, filter_choices
+from app.blueprints.messages.forms import FILTERS, filter_choices, refused_filter
 from app.errors import NotFound
 from app.extensions import db
 from app.forms import EmptyForm
@@ -25,16 +25,20 @@ PAGE_SIZE = 100
 def index():
     """The message log; the filter bar refreshes only the ``log`` block."""
     filters = {key: request.args.get(key) or None for key in FILTERS}
-    messages = list(db.session.scalars(message_log(g.shop.id, **filters).limit(PAGE_SIZE)))
-    return render_page(
+    choices = filter_choices(g.shop.id)
+    error = refused_filter(filters, choices)
+    messages = [] if error else list(db.session.scalars(message_log(g.shop.id, **filters).limit(PAGE_SIZE)))
+    body = render_page(
         "messages/index.html",
         "log",
         messages=messages,
         names=customer_names(g.shop.id, {m.profile_id for m in messages}),
         filters=filters,
-        choices=filter_choices(g.shop.id),
+        choices=choices,
         sends=campaign_sends.recent(g.shop),
+        error=error,
     )
+    return (body, 400) if error else body
 
 
 @bp.get("/sends")
