@@ -141,3 +141,49 @@ def test_a_stop_sent_for_a_customer_who_shares_a_phone_blocks_the_phones_holder_
     assert holder["consents"]["sms"]["status"] == "opted_out"
     assert send(client, ishop, holder["id"], "sms")["status"] == "blocked"
     assert doc_of(ishop, "email", "ann@qa.com")["consents"]["email"]["status"] is None  # SMS only
+
+
+def test_a_customer_never_subscribed_on_a_shared_phone_does_not_opt_its_holder_out(client, ishop, drain):
+    """Shopify's "not subscribed" is no one's word: copied to the phone's holder, it turned her
+    explicit SMS opt-in off."""
+    customer(client, ishop, 9201, "2026-11-03T10:00:00Z", email="ann@qa.com", phone=PHONE)
+    subscribed(client, ishop, 9201, "2026-11-03T10:05:00Z", "sms")
+    customer(client, ishop, 9202, "2026-11-03T11:00:00Z", email="ben@qa.com", phone=PHONE)
+    drain()
+    body = {"id": 9202, "phone": PHONE}
+    body["sms_marketing_consent"] = {"state": "not_subscribed", "consent_updated_at": "2026-11-04T09:00:00Z"}
+    answer = post_shopify(client, ishop, "customers/marketing_consent_update", body, "consent-9202-none")
+    assert answer.status_code == 200
+    drain()
+    assert doc_of(ishop, "phone", PHONE)["consents"]["sms"]["status"] == "opted_in"
+
+
+def test_an_email_opt_out_naming_a_phone_is_copied_to_nobody(ishop):
+    """Only a channel's own kind of address is blocked for its holder: an email opt-out whose
+    identifier is a phone opted the phone holder's email out."""
+    from app.models.base import utcnow
+    from app.services.consent import record_consent
+    from app.services.identifiers import Ident
+    from app.services.opt_out_holders import share_with_holders
+    from app.services.resolution import resolve
+
+    at = utcnow()
+    holder = resolve(ishop.model, [Ident("email", "b@x.uk"), Ident("phone", PHONE)], source="t", seen_at=at)
+    other = resolve(ishop.model, [Ident("email", "a@x.uk")], source="t", seen_at=at)
+    record = ConsentRecord(
+        shop_id=ishop.id,
+        profile_id=other.id,
+        channel="email",
+        status="opted_out",
+        explicit=True,
+        source="t",
+        identifier=f"phone:{PHONE}",
+        captured_at=at,
+    )
+    db.session.add(record)
+    db.session.flush()
+    assert share_with_holders(ishop.id, [record]) == set()
+    sms = record_consent(other, "sms", "opted_out", source="t", captured_at=at, identifier=f"phone:{PHONE}")
+    assert sms is not None and holder.id in {
+        r.profile_id for r in db.session.query(ConsentRecord).filter_by(channel="sms")
+    }

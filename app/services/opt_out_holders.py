@@ -7,7 +7,9 @@ hold: two Shopify customers on one household phone stay two profiles, one
 holding the phone, and a Shopify SMS unsubscribe for the other names the
 phone. Stored on her profile alone, it left the phone's holder open to be
 texted at it. The opt-out is copied to the holder, not moved: the person it
-was sent for said it too. Opt-ins and unsubscribes from everything stay the
+was sent for said it too. Only an explicit opt-out is: a state restated
+without a date (Shopify's "not subscribed"), an import or a sync says nothing
+about the address. Opt-ins and unsubscribes from everything stay the
 person's own.
 """
 
@@ -29,7 +31,11 @@ def share_with_holders(shop_id: int, records: Iterable[ConsentRecord]) -> set[in
     named = [
         r
         for r in records
-        if r.status == OPTED_OUT and r.identifier and r.channel in ADDRESS_KIND and r.profile_id is not None
+        if r.status == OPTED_OUT
+        and r.explicit  # the person's word: not a state restated ("not subscribed"), an import, a sync
+        and r.identifier
+        and r.channel in ADDRESS_KIND
+        and r.profile_id is not None
     ]
     if not named:
         return set()
@@ -51,7 +57,10 @@ def share_with_holders(shop_id: int, records: Iterable[ConsentRecord]) -> set[in
 
     received = set()
     for record in named:
-        holder = holders.get(keys[record.id])
+        key = keys[record.id]
+        if key is None or key[0] != ADDRESS_KIND[record.channel]:
+            continue  # an email opt-out naming a phone blocks no phone, nor its holder's email
+        holder = holders.get(key)
         if holder is not None and holder != record.profile_id:
             copy_record(record, holder)
             received.add(holder)
