@@ -159,10 +159,10 @@ def test_a_customer_never_subscribed_on_a_shared_phone_does_not_opt_its_holder_o
 
 
 def test_an_email_opt_out_naming_a_phone_is_copied_to_nobody(ishop):
-    """Only a channel's own kind of address is blocked for its holder: an email opt-out whose
-    identifier is a phone opted the phone holder's email out."""
+    """Only a channel's own kind of address is blocked for its holder: in a batch beside an SMS
+    opt-out of the same phone, an email opt-out whose identifier is that phone opted the phone
+    holder's email out."""
     from app.models.base import utcnow
-    from app.services.consent import record_consent
     from app.services.identifiers import Ident
     from app.services.opt_out_holders import share_with_holders
     from app.services.resolution import resolve
@@ -170,20 +170,21 @@ def test_an_email_opt_out_naming_a_phone_is_copied_to_nobody(ishop):
     at = utcnow()
     holder = resolve(ishop.model, [Ident("email", "b@x.uk"), Ident("phone", PHONE)], source="t", seen_at=at)
     other = resolve(ishop.model, [Ident("email", "a@x.uk")], source="t", seen_at=at)
-    record = ConsentRecord(
-        shop_id=ishop.id,
-        profile_id=other.id,
-        channel="email",
-        status="opted_out",
-        explicit=True,
-        source="t",
-        identifier=f"phone:{PHONE}",
-        captured_at=at,
-    )
-    db.session.add(record)
+    records = [
+        ConsentRecord(
+            shop_id=ishop.id,
+            profile_id=other.id,
+            channel=channel,
+            status="opted_out",
+            explicit=True,
+            source="t",
+            identifier=f"phone:{PHONE}",
+            captured_at=at,
+        )
+        for channel in ("sms", "email")
+    ]
+    db.session.add_all(records)
     db.session.flush()
-    assert share_with_holders(ishop.id, [record]) == set()
-    sms = record_consent(other, "sms", "opted_out", source="t", captured_at=at, identifier=f"phone:{PHONE}")
-    assert sms is not None and holder.id in {
-        r.profile_id for r in db.session.query(ConsentRecord).filter_by(channel="sms")
-    }
+    assert share_with_holders(ishop.id, records) == {holder.id}
+    copies = db.session.query(ConsentRecord).filter_by(profile_id=holder.id).all()
+    assert [c.channel for c in copies] == ["sms"]
