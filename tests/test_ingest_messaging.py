@@ -529,9 +529,24 @@ def test_a_whatsapp_stop_from_an_id_in_whatsapps_own_numbering_reaches_the_phone
         ("525512345678", "+525512345678"),  # a Mexican number as Mexico writes it now
         ("14155550100", "+14155550100"),
         ("+447700900123", "+447700900123"),  # a provider that copied the plus
+        ("+52 1 55 1234 5678", "+525512345678"),  # spaced as a person writes it: renumbered the same
     ],
 )
 def test_whatsapp_ids_in_todays_numbering_are_left_as_they_are(wa_id, phone):
     from app.services.ingest.whatsapp_numbers import wa_phone
 
     assert wa_phone(wa_id) == phone
+
+
+def test_a_whatsapp_stop_from_an_old_brazilian_number_the_shop_holds_as_sent_reaches_its_holder(
+    client, ishop, drain
+):
+    """An order placed before the ninth digit holds the number as WhatsApp still sends it."""
+    profile = known_customer(client, ishop, drain, phone="+551176543218")
+    record_consent(profile, "whatsapp", "opted_in", source="checkout", captured_at=profile.first_seen_at)
+    db.session.commit()
+    body = _whatsapp_text("STOP", "wamid.BR1", 1792000000)
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["from"] = "551176543218"
+    assert whatsapp_post(client, ishop.domain, body).status_code == 200
+    drain()
+    assert channel_states(profile_of(ishop, "phone", "+551176543218"))["whatsapp"] == "opted_out"

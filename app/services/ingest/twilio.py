@@ -51,10 +51,10 @@ WHATSAPP = "whatsapp:"
 OPT_OUT_TYPES = {"STOP": "STOP", "START": "START"}  # Twilio's OptOutType; HELP changes no consent
 
 
-def _address(text: str | None) -> tuple[str, str | None]:
+def _address(text: str | None, shop_id: int) -> tuple[str, str | None]:
     """``(channel, phone)`` of a Twilio address: ``whatsapp:+44…`` is WhatsApp's, else SMS."""
     if text and text[: len(WHATSAPP)].lower() == WHATSAPP:
-        return "whatsapp", wa_phone(text[len(WHATSAPP) :])
+        return "whatsapp", wa_phone(text[len(WHATSAPP) :], shop_id)
     return "sms", text
 
 
@@ -64,7 +64,7 @@ def apply_twilio(shop: Shop, form: dict[str, str], delivery: WebhookDelivery) ->
     topic, external_id = parse_form(form)
     at = delivery.received_at
     sid = form.get("MessageSid") or form.get("SmsSid")
-    channel, phone = _address(form.get("To") if topic == "status" else form.get("From"))
+    channel, phone = _address(form.get("To") if topic == "status" else form.get("From"), shop.id)
     found = idents(shop, [("phone", phone)])
     linked = message_profile(shop, sid) if topic == "status" else None
     # A status is Twilio's report on our message; an inbound message is the person writing.

@@ -113,7 +113,7 @@ def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery
         "delivery_id": delivery.id,
     }
     if topic == "message":
-        found = idents(shop, [("phone", wa_phone(item["from"]))])
+        found = idents(shop, [("phone", wa_phone(item["from"], shop.id))])
         profile = resolve(shop, found, source=SOURCE, seen_at=at, evidence={"whatsapp": item["id"]})
         text = _inbound_text(item)
         word = keyword(text if isinstance(text, str) else None)
@@ -132,7 +132,7 @@ def apply_whatsapp(shop: Shop, topic: str, item: dict, delivery: WebhookDelivery
             **common,
         )
         return
-    found = idents(shop, [("phone", wa_phone(item["recipient_id"]))])
+    found = idents(shop, [("phone", wa_phone(item["recipient_id"], shop.id))])
     status = str(item["status"])
     sighting = is_persons_doing(f"whatsapp.{METRICS.get(status, status)}")  # read: yes; delivered: no
     profile = message_profile(shop, item["id"]) or resolve(

@@ -10,17 +10,48 @@ account was made, and keeps two numberings their countries have since left:
   now 9 and those eight. Landlines (eight digits starting 2–5) are left alone.
 
 Without this a STOP from such a customer was stored against a raw number
-nobody held, and they stayed opted in.
+nobody held, and they stayed opted in. A shop's records may still hold the
+old Brazilian number (an order placed before the change): a number the shop
+holds as WhatsApp sent it is kept as sent.
 """
 
 from __future__ import annotations
 
+import re
 
-def wa_phone(wa_id: object) -> str:
-    """``+<digits>`` of a WhatsApp id (or a ``+``-number a provider copied from one), renumbered."""
-    digits = str(wa_id).strip().lstrip("+")
-    if digits.startswith("521") and len(digits) == 13 and digits.isdigit():
-        digits = "52" + digits[3:]
-    elif digits.startswith("55") and len(digits) == 12 and digits.isdigit() and digits[4] in "6789":
-        digits = digits[:4] + "9" + digits[4:]
-    return "+" + digits
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Identifier
+
+
+def wa_phone(wa_id: object, shop_id: int | None = None) -> str:
+    """``+<digits>`` of a WhatsApp id (or a ``+``-number a provider copied from one), renumbered;
+    with ``shop_id``, kept as sent when the shop holds it so and not renumbered."""
+    text = str(wa_id).strip()
+    digits = re.sub(r"[\s().-]", "", text).lstrip("+")
+    if not digits.isdigit():
+        return "+" + text.lstrip("+")
+    renumbered = digits
+    if digits.startswith("521") and len(digits) == 13:
+        renumbered = "52" + digits[3:]
+    elif digits.startswith("55") and len(digits) == 12 and digits[4] in "6789":
+        renumbered = digits[:4] + "9" + digits[4:]
+    if (
+        renumbered != digits
+        and shop_id is not None
+        and _held(shop_id, "+" + digits, "+" + renumbered) == {"+" + digits}
+    ):
+        return "+" + digits
+    return "+" + renumbered
+
+
+def _held(shop_id: int, *phones: str) -> set[str]:
+    """Which of these E.164 phones the shop holds."""
+    return set(
+        db.session.scalars(
+            sa.select(Identifier.value).where(
+                Identifier.shop_id == shop_id, Identifier.kind == "phone", Identifier.value.in_(phones)
+            )
+        )
+    )
