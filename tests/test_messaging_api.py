@@ -390,6 +390,7 @@ def test_an_import_named_in_any_case_or_by_its_tool_never_lifts_an_opt_out(clien
     )
     # A tool's API, CRM, webhook or export: what it holds, synced, not the customer's word now.
     sources += ("klaviyo_api", "Klaviyo API", "Omnisend API", "hubspot_crm", "zapier_webhook", "CRM export")
+    sources += ("HubSpot API", "HubSpotAPI", "MailChimp API", "SendinBlue API", "SalesForceAPI")
     for source in sources:
         body = {
             "identifier": "ann@shopper.test",

@@ -116,7 +116,9 @@ def is_tool_source(source: str) -> bool:
     words = [w for w in re.split(r"[^a-z]+", re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", source).lower()) if w]
     if "".join(words) in TOOL_NAMES or any(w in TOOL_WORDS for w in words):
         return True
-    return any(w in TOOL_NAMES for w in words) and not any(w in FORM_WORDS for w in words)
+    # A brand written in its own capitals splits in two: HubSpot, MailChimp, SendinBlue.
+    names = {"".join(words[i : i + n]) for n in (1, 2, 3) for i in range(len(words))}
+    return bool(names & TOOL_NAMES) and not any(w in FORM_WORDS for w in words)
 
 
 def parse_identifier(shop: Shop, raw: Any):
