@@ -100,6 +100,7 @@ def test_predictions_weigh_each_buyers_rate_against_the_shops():
     frame = pd.DataFrame(
         {
             "orders": [3, 2, 1, 0],
+            "occasions": [3, 2, 1, 0],
             "first_order_at": [t, t, t, pd.NaT],
             "last_order_at": [t + pd.Timedelta(days=60), t + pd.Timedelta(days=10), t, pd.NaT],
             "days_since_order": [0.0, 50.0, 60.0, np.nan],  # as of t + 60 days
@@ -133,6 +134,7 @@ def test_two_orders_an_hour_apart_are_one_occasion_not_a_daily_habit():
     frame = pd.DataFrame(
         {
             "orders": [2, 2, 1],
+            "occasions": [1, 2, 1],  # the split checkout's two orders fall on one day
             "first_order_at": [t, t, t],
             "last_order_at": [t + pd.Timedelta(hours=1), t + pd.Timedelta(days=30), t],
             "days_since_order": [30 - 1 / 24, 0.0, 30.0],  # as of t + 30 days
@@ -157,6 +159,7 @@ def test_a_quick_reorder_on_a_young_shop_predicts_a_plausible_quarter():
     frame = pd.DataFrame(
         {
             "orders": [2, 1, 1],
+            "occasions": [2, 1, 1],
             "first_order_at": [t - pd.Timedelta(hours=25), t, t],
             "last_order_at": [t, t, t],
             "days_since_order": [0.0, 0.0, 0.0],
@@ -175,3 +178,23 @@ def test_a_quick_reorder_on_a_young_shop_predicts_a_plausible_quarter():
 def test_rfm_refuses_a_frame_without_its_columns():
     with pytest.raises(ValidationFailed):
         rfm_scores(pd.DataFrame({"orders": [1]}))
+
+
+def test_split_checkouts_beside_a_real_reorder_count_as_one_occasion():
+    """One order 25 hours ago and six split checkouts since: six reorders gave a 12-day gap."""
+    t = pd.Timestamp("2026-11-30 18:00", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "orders": [7, 1],
+            "occasions": [2, 1],
+            "first_order_at": [t - pd.Timedelta(hours=25), t - pd.Timedelta(days=40)],
+            "last_order_at": [t, t - pd.Timedelta(days=40)],
+            "days_since_order": [0.0, 40.0],
+            "aov": [20.0, 20.0],
+            "churn_risk": [0.0, 0.0],
+        }
+    )
+    gap = (predict(frame)["predicted_next_order_at"].iloc[0] - t) / pd.Timedelta(days=1)
+    # Shop rate (1 + 5) / (25/24 + 40 + 900) a day; the buyer's (1 + 1) / (25/24 + 1/shop rate).
+    shop_rate = 6 / (25 / 24 + 40 + 900)
+    assert gap == pytest.approx((25 / 24 + 1 / shop_rate) / 2, abs=1e-3)

@@ -21,7 +21,7 @@ from app.analytics.validate import days_since, require_aware, require_columns
 from app.services.lifecycle import DAY, Facts, Windows, stages_of
 
 PROFILE_COLUMNS = ("lifecycle_stage", "first_seen_at", "last_seen_at", "last_engaged_at")
-ORDER_COLUMNS = ("orders", "spend", "first_order_at", "last_order_at")
+ORDER_COLUMNS = ("orders", "spend", "first_order_at", "last_order_at", "occasions")
 EVENT_COLUMNS = ("activity", "first_active_at", "last_active_at", "last_message_engaged_at")
 OUTPUT_COLUMNS = (
     "lifecycle_stage",
@@ -52,7 +52,7 @@ def person_facts(
     moment = require_aware(as_of)
     frame = profiles.join(orders, how="left").join(events, how="left")
     # An empty read comes back as object columns: make every number a float first.
-    for name in ("orders", "spend", "activity"):
+    for name in ("orders", "spend", "activity", "occasions"):
         frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64").fillna(0.0)
     frame["orders"] = frame["orders"].astype("int64")
     frame["aov"] = frame["spend"] / frame["orders"].where(frame["orders"] > 0)

@@ -48,6 +48,13 @@ def _at_most(expression, ceiling: float, dialect: str):
     return sa.func.least(expression, ceiling)
 
 
+def _day_number(seconds, dialect: str):
+    """Whole days since 1970 of an epoch expression (SQLite's CAST truncates: epochs here are positive)."""
+    if dialect == "sqlite":
+        return sa.cast(seconds / SECONDS_PER_DAY, sa.Integer)
+    return sa.func.floor(seconds / SECONDS_PER_DAY)
+
+
 def _bulk_read_memory() -> None:
     """Let PostgreSQL hash a million groups in memory for this transaction instead of spilling."""
     if db.engine.dialect.name == "postgresql":
@@ -111,6 +118,8 @@ def load_order_stats(shop_id: int, as_of: dt.datetime, ahead: dt.timedelta = dt.
         "spend": sa.func.sum(_to_float(Order.total - Order.refunded)),
         "first_order_at": sa.func.min(placed),
         "last_order_at": sa.func.max(placed),
+        # Days with an order (UTC): a split or repeated checkout is one buying occasion.
+        "occasions": sa.func.count(sa.distinct(_day_number(placed, dialect))),
     }
     _bulk_read_memory()
     stmt = (

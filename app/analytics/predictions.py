@@ -14,8 +14,9 @@ half of the BG/NBD model):
   outweighs it. No prediction at all until some buyer has come back.
 * A buyer's rate — ``(own repeat orders + 1) / (own days since first order +
   1 / shop rate)``: one pseudo-reorder at the shop's rate. A long history
-  speaks for itself; one order yesterday gets the shop's rate. Orders within
-  a day of each other are one occasion (a split or repeated checkout).
+  speaks for itself; one order yesterday gets the shop's rate. Orders are
+  counted by occasion, the days (UTC) with an order: six split checkouts in
+  an afternoon are one reorder, not six.
 * Next order — the last order plus ``1 / rate`` (it may lie in the past: the
   customer is overdue).
 * Order value — the buyer's average order value weighed against the shop's
@@ -45,14 +46,16 @@ def order_rates(frame: pd.DataFrame) -> pd.Series:
     """Orders per day each buyer is expected to place; NaN for non-buyers, or for everyone
     while no buyer of the shop has come back."""
     require_columns(
-        frame, ("orders", "first_order_at", "last_order_at", "days_since_order"), "prediction input"
+        frame,
+        ("orders", "occasions", "first_order_at", "last_order_at", "days_since_order"),
+        "prediction input",
     )
     buyer = frame["orders"] >= 1
     span = (frame["last_order_at"] - frame["first_order_at"]) / pd.Timedelta(days=1)
-    repeat = buyer & (frame["orders"] >= 2) & (span >= MIN_GAP_DAYS)
+    repeat = buyer & (frame["occasions"] >= 2) & (span >= MIN_GAP_DAYS)
     if not repeat.any():
         return pd.Series(np.nan, index=frame.index)
-    reorders = (frame["orders"] - 1).where(repeat, 0).where(buyer)
+    reorders = (frame["occasions"] - 1).where(repeat, 0).where(buyer)
     exposure = (span + frame["days_since_order"].clip(lower=0)).where(buyer)
     shop_rate = (reorders.sum() + PRIOR_BUYERS) / (exposure.sum() + PRIOR_BUYERS * DEFAULT_GAP_DAYS)
     return (reorders + PRIOR_ORDERS) / (exposure + PRIOR_ORDERS / shop_rate)
@@ -61,8 +64,8 @@ def order_rates(frame: pd.DataFrame) -> pd.Series:
 def predict(frame: pd.DataFrame) -> pd.DataFrame:
     """``predicted_next_order_at`` and ``predicted_ltv_90d`` for each row.
 
-    ``frame`` needs ``orders``, ``first_order_at``, ``last_order_at``,
-    ``days_since_order``, ``aov`` and ``churn_risk``.
+    ``frame`` needs ``orders``, ``occasions`` (days with an order), ``first_order_at``,
+    ``last_order_at``, ``days_since_order``, ``aov`` and ``churn_risk``.
     """
     require_columns(frame, ("aov", "churn_risk"), "prediction input")
     rate = order_rates(frame)
