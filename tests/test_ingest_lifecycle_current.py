@@ -179,3 +179,28 @@ def test_a_new_visitors_two_days_in_one_pixel_batch_make_them_engaged(client, is
     assert post_pixel(client, batch).status_code in (200, 202)
     drain()
     assert doc_of(ishop, "web_client", "c-batch")["lifecycle_stage"] == "engaged"
+
+
+def test_a_buyer_whose_only_order_is_refunded_in_full_loses_their_rfm_at_once(client, ishop, drain, runner):
+    """Rescored live with the last run's F and M, a non-buyer stayed 5-1-3 and "healthy"."""
+    now = utcnow() - dt.timedelta(days=1)
+    props = {"marketplace": "amazon", "order_id": "111-400", "total": 400, "currency": "GBP"}
+    event(client, ishop, 1, now, "order.placed", channel="marketplace", properties=props)
+    drain()
+    assert runner.invoke(args=["enrich", "--shop", ishop.domain]).exit_code == 0
+    assert doc_of(ishop, "email", "touch@mail.uk")["rfm"]["code"] is not None
+    refund = {"marketplace": "amazon", "order_id": "111-400", "amount": 400, "currency": "GBP"}
+    event(
+        client,
+        ishop,
+        2,
+        now + dt.timedelta(hours=1),
+        "order.refunded",
+        channel="marketplace",
+        properties=refund,
+    )
+    drain()
+    doc = doc_of(ishop, "email", "touch@mail.uk")
+    assert doc["rfm"] == {"r": None, "f": None, "m": None, "code": None}
+    # Last active a day ago (a refund is not the customer's doing); no F or M: both count in full.
+    assert doc["churn_risk"] == round(0.6 * 1 / 90 + 0.25 + 0.15, 3)

@@ -26,15 +26,18 @@ def quiet_days(profile: Profile, now: dt.datetime) -> int | None:
 
 
 def refresh_scores(profile: Profile, now: dt.datetime, churned_days: int) -> bool:
-    """Bring R and churn risk up to date; True when either moved (only then is anything set)."""
+    """Bring R and churn risk up to date (and RFM away from a buyer no more); True when any moved."""
     if profile.churn_risk is None:
         return False  # never scored: the next run scores every part at once
     bought = (profile.order_count or 0) > 0 and profile.last_order_at is not None
-    r = rfm.recency_of(whole_days(now, profile.last_order_at)) if bought else profile.rfm_r
-    risk = churn.risk_of(quiet_days(profile, now), profile.rfm_f, profile.rfm_m, churned_days)
-    if (r, risk) == (profile.rfm_r, profile.churn_risk):
+    if bought:
+        r, f, m = rfm.recency_of(whole_days(now, profile.last_order_at)), profile.rfm_f, profile.rfm_m
+    else:
+        r = f = m = None  # every order refunded or cancelled: no longer a buyer, as a run would say
+    risk = churn.risk_of(quiet_days(profile, now), f, m, churned_days)
+    if (r, f, m, risk) == (profile.rfm_r, profile.rfm_f, profile.rfm_m, profile.churn_risk):
         return False
-    profile.rfm_r, profile.churn_risk = r, risk
+    profile.rfm_r, profile.rfm_f, profile.rfm_m, profile.churn_risk = r, f, m, risk
     return True
 
 

@@ -193,7 +193,7 @@ def _store(shop: Shop, run: list[Planned], orders, touched: ChangedProfiles, ann
 
 
 STAGE_COLUMNS = ("lifecycle_stage", "lifecycle_changed_at")
-SCORE_COLUMNS = ("rfm_r", "churn_risk")
+SCORE_COLUMNS = ("rfm_r", "rfm_f", "rfm_m", "churn_risk")
 
 
 def _write_columns(profiles: list[Profile], names: tuple[str, ...]) -> None:
