@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import re
 import secrets
@@ -18,7 +19,7 @@ from app.models.base import utcnow
 from app.models.shop import ROLES
 from app.plans import PLANS
 from app.services.identifiers import normalise_email
-from app.services.timezones import check_zone
+from app.services.timezones import check_zone, zone_countries
 
 TOKEN_PREFIX = "c360_"  # noqa: S105 - a label, not a secret
 # A host name with a top-level domain: what Shopify names a shop (your-store.myshopify.com).
@@ -109,6 +110,12 @@ PROVIDER_SECRETS = (
 )
 
 
+@functools.cache
+def known_countries() -> frozenset[str]:
+    """ISO country codes a phone plan or the time zone table knows (AQ, PN, UM: no phone plan)."""
+    return frozenset(phonenumbers.SUPPORTED_REGIONS) | zone_countries()
+
+
 def _check_shop_fields(plan, timezone, currency, country, provider_secrets: dict) -> None:
     """Refuse an unknown plan or time zone, a malformed code or key, before anything is written."""
     if plan is not None and plan not in PLANS:
@@ -117,7 +124,7 @@ def _check_shop_fields(plan, timezone, currency, country, provider_secrets: dict
         check_zone(timezone)
     if currency is not None and (len(currency) != 3 or not currency.isalpha()):
         raise ValidationFailed("currency must be a 3-letter ISO code", field="currency")
-    if country is not None and (len(country) != 2 or country.upper() not in phonenumbers.SUPPORTED_REGIONS):
+    if country is not None and (len(country) != 2 or country.upper() not in known_countries()):
         # Phones without a country code are read in the shop's country: one no phone plan knows
         # (ZZ, a typo) would leave every national-format number unlinkable.
         raise ValidationFailed(f"country {country[:8]!r} is not a 2-letter ISO country code", field="country")

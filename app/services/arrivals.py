@@ -153,7 +153,9 @@ def sort_arrivals(shop_id: int, winner_id: int, loser_id: int, watermark: dict[s
         found.count += 1
         if _goes_back(buyer_keys(order, buyers, country), loser_keys, winner_keys):
             order.profile_id = loser_id
-    _sort_messages(shop_id, winner_id, loser_id, watermark.get("messages", 0), (loser_keys, winner_keys))
+    found.count += _sort_messages(
+        shop_id, winner_id, loser_id, watermark.get("messages", 0), (loser_keys, winner_keys)
+    )
     for record in _new_rows(ConsentRecord, shop_id, winner_id, watermark.get("consent_records", 0)):
         found.count += 1
         key = contact_key(record.identifier, country)
@@ -165,15 +167,16 @@ def sort_arrivals(shop_id: int, winner_id: int, loser_id: int, watermark: dict[s
     return found
 
 
-def _sort_messages(shop_id: int, winner_id: int, loser_id: int, watermark: int, keys) -> None:
+def _sort_messages(shop_id: int, winner_id: int, loser_id: int, watermark: int, keys) -> int:
     """A message sent to the merged profile goes back with the address it went to (its outbox
-    recipient): its daily cap, its fatigue and an unsubscribe from it are that person's."""
+    recipient): its daily cap, its fatigue and an unsubscribe from it are that person's. Returns
+    how many messages arrived."""
     from app.services.messaging import RECIPIENT_KIND
 
     loser_keys, winner_keys = keys
     sent = _new_rows(Message, shop_id, winner_id, watermark)
     if not sent:
-        return
+        return 0
     recipients = dict(
         db.session.execute(
             sa.select(OutboxItem.message_id, OutboxItem.recipient).where(
@@ -185,6 +188,7 @@ def _sort_messages(shop_id: int, winner_id: int, loser_id: int, watermark: int, 
         address = (RECIPIENT_KIND.get(message.channel), recipients.get(message.id))
         if address in loser_keys and address not in winner_keys:
             message.profile_id = loser_id
+    return len(sent)
 
 
 def copy_record(record: ConsentRecord, profile_id: int) -> None:

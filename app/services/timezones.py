@@ -204,6 +204,11 @@ def country_zones(country: str | None) -> tuple[str, ...]:
     return _zone_table()[0].get(code) or UNLISTED_COUNTRY_ZONES.get(code, ())
 
 
+def zone_countries() -> frozenset[str]:
+    """The ISO country codes with a zone (zone.tab's, and those it leaves out)."""
+    return frozenset(_zone_table()[0]) | frozenset(UNLISTED_COUNTRY_ZONES)
+
+
 def country_of_zone(name: str) -> str | None:
     """The ISO country a zone belongs to, when ``zone.tab`` says."""
     return _zone_table()[1].get(name)
