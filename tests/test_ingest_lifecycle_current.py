@@ -42,6 +42,13 @@ def event(client, ishop, n: int, at: dt.datetime, kind: str = "support.contacted
     assert client.post("/api/v1/events", json=body, headers=ishop.auth).status_code == 202
 
 
+def marketplace(client, ishop, n: int, at: dt.datetime, order_id: str, amount: float, *, refund=False):
+    """An Amazon order of ``amount`` GBP placed (or refunded) through ``POST /events``."""
+    kind, key = ("order.refunded", "amount") if refund else ("order.placed", "total")
+    props = {"marketplace": "amazon", "order_id": order_id, key: amount, "currency": "GBP"}
+    event(client, ishop, n, at, kind, channel="marketplace", properties=props)
+
+
 def test_a_visitor_who_comes_back_another_day_is_engaged_at_once(client, ishop, drain):
     now = utcnow()
     page_view(client, "c-back", now - dt.timedelta(days=9), 1)
@@ -66,20 +73,10 @@ def test_a_buyer_whose_only_marketplace_order_is_refunded_in_full_is_no_longer_c
     client, ishop, drain
 ):
     now = utcnow() - dt.timedelta(days=1)
-    props = {"marketplace": "amazon", "order_id": "111-222", "total": 25, "currency": "GBP"}
-    event(client, ishop, 1, now, "order.placed", channel="marketplace", properties=props)
+    marketplace(client, ishop, 1, now, "111-222", 25)
     drain()
     assert doc_of(ishop, "email", "touch@mail.uk")["lifecycle_stage"] == "converted"
-    refund = {"marketplace": "amazon", "order_id": "111-222", "amount": 25, "currency": "GBP"}
-    event(
-        client,
-        ishop,
-        2,
-        now + dt.timedelta(hours=1),
-        "order.refunded",
-        channel="marketplace",
-        properties=refund,
-    )
+    marketplace(client, ishop, 2, now + dt.timedelta(hours=1), "111-222", 25, refund=True)
     drain()
     doc = doc_of(ishop, "email", "touch@mail.uk")
     assert doc["orders"]["count"] == 0 and doc["lifecycle_stage"] != "converted"
@@ -88,8 +85,7 @@ def test_a_buyer_whose_only_marketplace_order_is_refunded_in_full_is_no_longer_c
 def _scored_lost_buyer(client, ishop, drain, runner):
     """A buyer of 100 days ago, enriched: R 2, churn risk 0.7 or more (likely lost)."""
     then = utcnow() - dt.timedelta(days=100)
-    props = {"marketplace": "amazon", "order_id": "111-100", "total": 25, "currency": "GBP"}
-    event(client, ishop, 1, then, "order.placed", channel="marketplace", properties=props)
+    marketplace(client, ishop, 1, then, "111-100", 25)
     drain()
     assert runner.invoke(args=["enrich", "--shop", ishop.domain]).exit_code == 0
     doc = doc_of(ishop, "email", "touch@mail.uk")
@@ -98,16 +94,7 @@ def _scored_lost_buyer(client, ishop, drain, runner):
 
 
 def _order_now(client, ishop, n: int) -> None:
-    props = {"marketplace": "amazon", "order_id": f"111-{n}", "total": 25, "currency": "GBP"}
-    event(
-        client,
-        ishop,
-        n,
-        utcnow() - dt.timedelta(minutes=5),
-        "order.placed",
-        channel="marketplace",
-        properties=props,
-    )
+    marketplace(client, ishop, n, utcnow() - dt.timedelta(minutes=5), f"111-{n}", 25)
 
 
 def test_a_likely_lost_buyer_who_orders_again_is_rescored_at_once_not_at_the_next_run(
@@ -184,21 +171,11 @@ def test_a_new_visitors_two_days_in_one_pixel_batch_make_them_engaged(client, is
 def test_a_buyer_whose_only_order_is_refunded_in_full_loses_their_rfm_at_once(client, ishop, drain, runner):
     """Rescored live with the last run's F and M, a non-buyer stayed 5-1-3 and "healthy"."""
     now = utcnow() - dt.timedelta(days=1)
-    props = {"marketplace": "amazon", "order_id": "111-400", "total": 400, "currency": "GBP"}
-    event(client, ishop, 1, now, "order.placed", channel="marketplace", properties=props)
+    marketplace(client, ishop, 1, now, "111-400", 400)
     drain()
     assert runner.invoke(args=["enrich", "--shop", ishop.domain]).exit_code == 0
     assert doc_of(ishop, "email", "touch@mail.uk")["rfm"]["code"] is not None
-    refund = {"marketplace": "amazon", "order_id": "111-400", "amount": 400, "currency": "GBP"}
-    event(
-        client,
-        ishop,
-        2,
-        now + dt.timedelta(hours=1),
-        "order.refunded",
-        channel="marketplace",
-        properties=refund,
-    )
+    marketplace(client, ishop, 2, now + dt.timedelta(hours=1), "111-400", 400, refund=True)
     drain()
     doc = doc_of(ishop, "email", "touch@mail.uk")
     assert doc["rfm"] == {"r": None, "f": None, "m": None, "code": None}
