@@ -6,8 +6,10 @@ person's scores depend on their own moments only: R (whole days since the
 last order) and churn risk's recency (whole days since the last activity of
 any kind). Left to the next run, a customer who bought an hour ago stayed
 "likely lost" (in the win-back filter, with a last-chance action on the
-page) for up to a day. Ingest and merges refresh those two parts here, with
-the F and M of the last run; a profile no run has scored yet is left for it.
+page) for up to a day. Ingest, merges and undo refresh those two parts here,
+with the F and M of the last run, and take RFM away from a customer whose
+every order was refunded or cancelled (no longer a buyer, as the next run
+would say); a profile no run has scored yet is left for it.
 """
 
 from __future__ import annotations
