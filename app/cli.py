@@ -31,12 +31,25 @@ USER_EXISTS_HINTS = {
 }
 
 
+def web_processes(config) -> int:
+    """Web processes by default: two with Redis; one in embedded mode, where what the processes share
+    lives in each (the pixel's per-client rate limit, the minute sweep's thread): two counted every
+    client's events twice as leniently, and swept twice."""
+    return 2 if config.get("REDIS_URL") else 1
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, type=int, show_default=True)
-@click.option("--workers", default=2, type=int, show_default=True, help="gunicorn worker processes")
-def serve(host: str, port: int, workers: int):
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(min=1),
+    help="gunicorn worker processes [default: 2 with Redis, 1 in embedded mode]",
+)
+def serve(host: str, port: int, workers: int | None):
     """Serve the console, webhooks and API (gunicorn where available)."""
+    workers = workers or web_processes(current_app.config)
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or shutil.which("gunicorn")
     click.echo(f"Customer 360 on http://{host}:{port}/")
     if gunicorn:

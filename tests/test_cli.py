@@ -281,3 +281,12 @@ def test_a_plan_change_that_changes_the_lifecycle_windows_restages_every_custome
     drain()
     db.session.expire_all()
     assert db.session.get(Profile, buyer.id).lifecycle_stage == "converted"
+
+
+def test_embedded_mode_serves_from_one_process_and_redis_from_two():
+    """Without Redis the pixel's rate limit is counted in each process: two let a client send
+    twice the limit, and which request was refused depended on the process that took it."""
+    from app.cli import web_processes
+
+    assert web_processes({"REDIS_URL": None}) == 1
+    assert web_processes({"REDIS_URL": "redis://127.0.0.1:6379/0"}) == 2
