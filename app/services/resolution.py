@@ -45,14 +45,15 @@ from app.extensions import db
 from app.models import ConsentRecord, Event, Identifier, IdentifierLink, MergeCandidate, Order, Profile, Shop
 from app.models.base import utcnow
 from app.services import identity_graph, identity_links, merges, shop_lock
-from app.services.arrivals import buyer_keys, copy_record, event_keys, most_trusted, order_of
+from app.services.arrivals import buyer_keys, event_keys, most_trusted, order_of
 from app.services.bulk_sql import id_in, value_in
 from app.services.consent import ADDRESS_KIND, OPTED_OUT, refresh_states
 from app.services.counters import recompute_order_counters
 from app.services.deferred_stamps import DeferredStamps
 from app.services.engagement import recompute_engagement_counters
 from app.services.id_blocks import IdBlocks
-from app.services.identifiers import TRUST, Ident, contact_key, live_profile, live_profiles, normalise_phone
+from app.services.identifiers import TRUST, Ident, live_profile, live_profiles, normalise_phone
+from app.services.opt_out_holders import copy_to_holders
 from app.services.shop_settings import effective_settings
 from app.tenancy import scoped
 
@@ -956,41 +957,15 @@ def _rehome_events(shop: Shop, profile_ids: set[int]) -> None:
 
 
 def _rehome_consents(shop: Shop, profile_ids: set[int], owner: dict) -> set[int]:
-    """A channel's opt-out naming its address is given to the address's new owner too; the profiles
-    that received one.
-
-    An unsubscribe of an email, a STOP from a phone, blocks that address whoever holds it: a late
-    webhook showing the address is another customer's must not leave it open to be messaged. The
-    opt-out is copied, not moved: the person who sent it said it too, and stays opted out (as undo
-    keeps an opt-out on both sides). Opt-ins are the person's: an opt-in keyed by a Shopify customer
-    that names a household phone stays with that customer, as time order leaves it; so does an
-    unsubscribe from everything, whichever address an agent looked her up by.
-    """
-    received: set[int] = set()
+    """The opt-outs of these profiles naming an address given to its new owner too
+    (``opt_out_holders``); the profiles that received one."""
     stmt = scoped(ConsentRecord, shop.id).where(
         ConsentRecord.profile_id.in_(profile_ids),
         ConsentRecord.identifier.is_not(None),
         ConsentRecord.status == OPTED_OUT,
         ConsentRecord.channel.in_(sorted(ADDRESS_KIND)),
     )
-    records = list(db.session.scalars(stmt))
-    held = {_same_record(r) for r in records}
-    for record in records:
-        key = contact_key(record.identifier, shop.country)
-        if key is None or key[0] != ADDRESS_KIND[record.channel] or key not in owner:
-            continue
-        target = owner[key]
-        if target != record.profile_id and _same_record(record, target) not in held:
-            copy_record(record, target)
-            held.add(_same_record(record, target))
-            received.add(target)
-    return received
-
-
-def _same_record(record: ConsentRecord, profile_id: int | None = None) -> tuple:
-    """What makes two records one opt-out: copied again at each re-partition, it is kept once."""
-    pid = record.profile_id if profile_id is None else profile_id
-    return (pid, record.channel, record.identifier, record.captured_at, record.source, record.external_ref)
+    return copy_to_holders(db.session.scalars(stmt), shop.country, owner.get)
 
 
 def _record_candidates(shop: Shop, part: identity_graph.Partition, home: dict) -> None:
