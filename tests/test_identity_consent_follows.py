@@ -46,6 +46,14 @@ def send(client, ishop, profile_id: int, channel: str) -> dict:
     return answer.get_json()
 
 
+def opted_out_holder(client, ishop, kind: str, value: str, channel: str) -> dict:
+    """The holder of ``kind:value``, asserted opted out of ``channel`` and not messaged on it."""
+    holder = doc_of(ishop, kind, value)
+    assert holder["consents"][channel]["status"] == "opted_out"
+    assert send(client, ishop, holder["id"], channel)["status"] == "blocked"
+    return holder
+
+
 def test_an_unsubscribe_follows_its_email_to_the_customer_a_late_webhook_shows_holds_it(client, ishop, drain):
     customer(client, ishop, 2802, "2026-11-26T11:00:00Z", email=EMAIL)
     drain()
@@ -56,9 +64,7 @@ def test_an_unsubscribe_follows_its_email_to_the_customer_a_late_webhook_shows_h
     customer(client, ishop, 2801, "2026-11-26T10:00:00Z", email=EMAIL)  # earlier, delivered late
     subscribed(client, ishop, 2801, "2026-11-26T10:01:00Z", "email")
     drain()
-    holder = doc_of(ishop, "email", EMAIL)
-    assert holder["consents"]["email"]["status"] == "opted_out"
-    assert send(client, ishop, holder["id"], "email")["status"] == "blocked"
+    holder = opted_out_holder(client, ishop, "email", EMAIL, "email")
     db.session.expire_all()
     records = db.session.query(ConsentRecord).filter(ConsentRecord.status == "opted_out").all()
     assert holder["id"] in [r.profile_id for r in records]  # copied: the profile it was sent to keeps it
@@ -73,9 +79,7 @@ def test_a_stop_follows_its_phone_to_the_customer_a_late_webhook_shows_holds_it(
     customer(client, ishop, 1201, "2026-11-03T10:00:00Z", phone=PHONE)  # earlier, delivered late
     subscribed(client, ishop, 1201, "2026-11-03T10:05:00Z", "sms")
     drain()
-    holder = doc_of(ishop, "phone", PHONE)
-    assert holder["consents"]["sms"]["status"] == "opted_out"
-    assert send(client, ishop, holder["id"], "sms")["status"] == "blocked"
+    opted_out_holder(client, ishop, "phone", PHONE, "sms")
 
 
 def consent(client, ishop, body: dict) -> None:
@@ -137,9 +141,7 @@ def test_a_stop_sent_for_a_customer_who_shares_a_phone_blocks_the_phones_holder_
     answer = post_shopify(client, ishop, "customers/marketing_consent_update", body, "consent-9202-stop")
     assert answer.status_code == 200
     drain()
-    holder = doc_of(ishop, "phone", PHONE)
-    assert holder["consents"]["sms"]["status"] == "opted_out"
-    assert send(client, ishop, holder["id"], "sms")["status"] == "blocked"
+    opted_out_holder(client, ishop, "phone", PHONE, "sms")
     assert doc_of(ishop, "email", "ann@qa.com")["consents"]["email"]["status"] is None  # SMS only
 
 

@@ -31,8 +31,8 @@ from app.models import (
 from app.models.base import utcnow
 from app.models.profile import CHANNELS
 from app.plans import has_capability
-from app.services import live_scores, recommendations, replenishment
-from app.services.lifecycle import shop_windows
+from app.services import recommendations, replenishment
+from app.services.lifecycle import quiet_days, shop_windows
 from app.services.paging import newest_first
 from app.services.profile_view import customer_zone, orders_summary, profile_document
 from app.services.shop_settings import shop_timezone
@@ -180,7 +180,7 @@ def predictions_section(shop: Shop, profile: Profile) -> dict[str, Any]:
     """Churn risk with its components and band, RFM meaning, and the plan-gated predictions."""
     windows = shop_windows(shop)
     now = utcnow()
-    quiet = live_scores.quiet_days(profile, now)
+    quiet = quiet_days(profile, now)
     parts = None
     if profile.churn_risk is not None:
         parts = churn.components_of(quiet, profile.rfm_f, profile.rfm_m, windows.churned_days)

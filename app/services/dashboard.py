@@ -109,17 +109,6 @@ def _described(data: dict[str, Any], snap) -> dt.datetime | None:
         return snap.computed_at
 
 
-def _is_backtest(shop: Shop) -> bool:
-    """Whether the newest finished enrichment was a backtest (its scores are on the profiles now)."""
-    latest = db.session.scalar(
-        scoped(JobRun, shop.id)
-        .where(JobRun.kind == KIND, JobRun.status == "done")
-        .order_by(JobRun.created_at.desc())
-        .limit(1)
-    )
-    return bool(latest is not None and (latest.result or {}).get("as_of"))
-
-
 def dashboard(shop: Shop) -> dict[str, Any]:
     """Everything the dashboard draws, in one dict."""
     stats = shop_stats(shop.id)
@@ -143,7 +132,7 @@ def dashboard(shop: Shop) -> dict[str, Any]:
         },
         "snapshot_at": _described(data, snap),
         "scored": snap is not None,
-        "backtest": _is_backtest(shop),
+        "backtest": bool(data.get("backtest")),
         "fatigue": fatigue_posture(shop, live or 0, utcnow()),
         "onboarding": onboarding(shop),
         "predictions": has_capability(shop.plan, "predictions"),

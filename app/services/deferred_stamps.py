@@ -60,6 +60,11 @@ def stamped_profiles(session) -> dict[int, Any]:
     return found
 
 
+def stamped_unnamed(session) -> bool:
+    """Whether a profile stamped before its INSERT has no id yet (SQLite names rows by inserting)."""
+    return any(p.id is None for p in session.info.get(STAMPED_NEW, {}).values())
+
+
 class DeferredStamps:
     """The values set on persistent rows and not written yet, by table and row id."""
 

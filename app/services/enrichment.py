@@ -239,7 +239,7 @@ def _execute(shop: Shop, run: JobRun, as_of: dt.datetime | None) -> None:
     changes = result.loc[changed & result.index.isin(written), ["previous_stage", "lifecycle_stage"]]
     changes.columns = ["from", "to"]
     recorded = enrichment_store.record_changes(shop.id, changes, now) if announce else 0
-    _store_snapshot(shop.id, result, orders, moment)
+    _store_snapshot(shop.id, result, orders, moment, backtest=as_of is not None)
     # The intervals serve today's reorder reminders: a backtest leaves them as they are.
     products = replenishment.store_intervals(shop.id, moment) if as_of is None else None
     if as_of is None and shop.first_enrichment_at is None:
@@ -261,8 +261,10 @@ def _execute(shop: Shop, run: JobRun, as_of: dt.datetime | None) -> None:
     db.session.commit()
 
 
-def _store_snapshot(shop_id: int, result, orders, moment: dt.datetime) -> None:
-    """Keep the dashboard's RFM grid and churn bands as of this run (views render stored results)."""
+def _store_snapshot(shop_id: int, result, orders, moment: dt.datetime, *, backtest: bool) -> None:
+    """Keep the RFM grid and churn bands as of this run (views render stored results), and whether
+    the run was a backtest. The dashboard counts churn bands live (``dashboard.churn_bands``):
+    ingest rescores churn risk between runs."""
     spend = orders["spend"].reindex(result.index).fillna(0.0)
     grid: dict[str, dict[str, Any]] = {}
     scored = result.dropna(subset=["rfm_r", "rfm_f"])
@@ -274,7 +276,7 @@ def _store_snapshot(shop_id: int, result, orders, moment: dt.datetime) -> None:
     edges = [-float("inf")] + [b.upper for b in BANDS]
     binned = pd.cut(result["churn_risk"].dropna(), bins=edges, labels=BAND_KEYS, right=False)
     bands = {k: int(v) for k, v in binned.value_counts().items() if v}
-    data = {"as_of": moment.isoformat(), "rfm_grid": grid, "churn_bands": bands}
+    data = {"as_of": moment.isoformat(), "backtest": backtest, "rfm_grid": grid, "churn_bands": bands}
     snap = db.session.scalar(scoped(RollupSnapshot, shop_id).where(RollupSnapshot.kind == KIND))
     if snap is None:
         snap = RollupSnapshot(shop_id=shop_id, kind=KIND)

@@ -123,14 +123,19 @@ def whole_days(now: dt.datetime, then: dt.datetime | None) -> int | None:
     return max(0, math.floor((now - then) / DAY))
 
 
+def quiet_days(profile: Profile, now: dt.datetime) -> int | None:
+    """Whole days since the person's last activity of any kind (order, visit, open…), or None."""
+    active = [t for t in (profile.last_order_at, profile.last_seen_at, profile.last_engaged_at) if t]
+    return whole_days(now, max(active)) if active else None
+
+
 def facts_of(profile: Profile, now: dt.datetime) -> Facts:
     """Read a profile's stage facts from its counters (the incremental path)."""
     orders = profile.order_count or 0
     if orders > 0 and profile.last_order_at is not None:
         quiet = whole_days(now, profile.last_order_at)
     else:
-        active = [t for t in (profile.last_seen_at, profile.last_engaged_at, profile.last_order_at) if t]
-        quiet = whole_days(now, max(active)) if active else 0
+        quiet = quiet_days(profile, now) or 0
     first, last = profile.first_seen_at, profile.last_seen_at
     returning = profile.last_engaged_at is not None or bool(first and last and last - first >= DAY)
     return Facts(orders=orders, quiet=quiet, returning=returning)

@@ -18,13 +18,7 @@ import datetime as dt
 
 from app.analytics import churn, rfm
 from app.models import Profile, Shop
-from app.services.lifecycle import shop_windows, whole_days
-
-
-def quiet_days(profile: Profile, now: dt.datetime) -> int | None:
-    """Whole days since the person's last activity of any kind (order, visit, open…), or None."""
-    active = [t for t in (profile.last_order_at, profile.last_seen_at, profile.last_engaged_at) if t]
-    return whole_days(now, max(active)) if active else None
+from app.services.lifecycle import quiet_days, shop_windows, whole_days
 
 
 def refresh_scores(profile: Profile, now: dt.datetime, churned_days: int) -> bool:

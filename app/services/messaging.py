@@ -231,6 +231,8 @@ def send_message(
     now = now or utcnow()
     if now.tzinfo is None:
         raise ValidationFailed("now must be timezone-aware", field="at")
+    if source == "time_sensitive":
+        deadline = deadline or now + TIME_SENSITIVE_WINDOW
     transport = transport_name(channel, config)
     profile = _lock_live(shop, profile_id)
     policy = gate_facts.load_policy(shop)
@@ -253,8 +255,6 @@ def send_message(
     db.session.add(message)
     if decision.allowed:
         message.status, message.sent_at = "sent", now
-        if source == "time_sensitive":
-            deadline = deadline or now + TIME_SENSITIVE_WINDOW
         _record_sent(shop, profile, message, content, transport, deadline)
     else:
         message.status, message.retry_at = _blocked(source, decision, policy, facts, channel, now, deadline)

@@ -21,7 +21,7 @@ from app.models import Profile, Shop, WebhookDelivery
 from app.models.base import utcnow
 from app.services.bulk_sql import update_rows
 from app.services.consent_batch import ConsentBatch
-from app.services.deferred_stamps import stamped_profiles
+from app.services.deferred_stamps import stamped_profiles, stamped_unnamed
 from app.services.identifiers import live_profile
 from app.services.ingest.common import Planned, message_profiles, record_events, refresh_search_texts
 
@@ -172,7 +172,7 @@ def _store(shop: Shop, run: list[Planned], orders, touched: ChangedProfiles, ann
                 if is_new and p.metric is not None and p.profile is not None
             ],
         )
-        if any(isinstance(o, Profile) and o.id is None for o in db.session.new):
+        if stamped_unnamed(db.session):
             # SQLite names a new profile only by inserting it: a profile the run made must have
             # its id to have its stage follow the batch (two visits on two days: engaged).
             db.session.flush()
