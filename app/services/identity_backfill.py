@@ -75,7 +75,7 @@ def resolve_history(shop: Shop, signals: Sequence[Signal], timings: dict | None 
         return _incrementally(shop, signals, extra)
     clock = _Clock(timings)
     with gc_tuning.paused():
-        history = clock("read", read_history, shop, signals, extra)
+        history = clock("read", read_history, Normaliser(shop, extra), signals)
         outcome = clock("settle", settle, history, settings)
         return clock("write", write, shop, history, outcome)
 

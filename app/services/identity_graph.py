@@ -64,9 +64,13 @@ REASON_BY_KIND = {
 EVIDENCE_LINKS = 4
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sighting:
-    """One link of the graph: two identifiers seen together, first at ``at``."""
+    """One link of the graph: two identifiers seen together, first at ``at``.
+
+    Never changed once made, but not ``frozen``: a frozen dataclass's ``__init__`` costs
+    four times a plain one, and reading a shop's history makes one per link.
+    """
 
     a: Key
     b: Key
@@ -180,11 +184,19 @@ class _Attacher:
         self.candidates: list[Candidate] = []
 
     def place(self, node: Key, root: Key) -> None:
+        """Put ``node`` with the person ``root`` (a more trusted node) and count it in its kind's cap."""
         self.root_of[node] = root
         if self.members is not None:
             self.members[root].add(node)
         count = (root, node[0])
         self.kinds[count] = self.kinds.get(count, 0) + 1
+
+    def alone(self, node: Key) -> None:
+        """Make ``node`` a person of its own. Not counted in ``kinds``: the cap is only ever read for
+        a less trusted node, whose kind is never its root's."""
+        self.root_of[node] = node
+        if self.members is not None:
+            self.members[node].add(node)
 
     def options(self, node: Key) -> dict[Key, tuple[dt.datetime, list[Sighting]]]:
         """The people ``node``'s more trusted neighbours belong to, with the earliest link to each."""
@@ -213,7 +225,7 @@ class _Attacher:
             self.blocked.add(node)
             options = {}
         if not options:
-            self.place(node, node)
+            self.alone(node)
             return
         rank = self.rank
         ranked = (
@@ -222,7 +234,7 @@ class _Attacher:
         chosen = ranked[0]
         exclusive = node[0] in EXCLUSIVE_KINDS
         if self.kinds.get((chosen, node[0]), 0) >= (1 if exclusive else self.max_per_kind):
-            self.place(node, node)
+            self.alone(node)
             if exclusive:
                 links = options[chosen][1][:EVIDENCE_LINKS]
                 self.candidates.append(Candidate((chosen, node), f"second_{node[0]}", node, links))

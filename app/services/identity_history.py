@@ -3,7 +3,7 @@
 The history backfill (``identity_backfill``) reads years of orders, customers
 and checkouts at once. Normalising each signal's values one call at a time
 would parse the same phone number every time it was seen, so each distinct
-raw value is normalised and judged (junk or not, by ``resolution.split_usable``,
+raw value is normalised and judged (junk or not, by ``resolution.may_link``,
 the rule ``resolve`` uses) once. The signals are then walked in time order,
 as ``resolve_many`` would see them, to note what it would create and in which
 order: identifiers (first and last seen, source), the ``seen`` links between
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from app.models import Shop
 from app.services.identifiers import KINDS, TRUST, Ident, normalise
 from app.services.identity_graph import Key, Sighting
-from app.services.resolution import Signal, event_ref, split_usable
+from app.services.resolution import Signal, event_ref, may_link
 
 
 @dataclass
@@ -66,15 +66,16 @@ class Normaliser:
             ident = normalise(kind, value, self.country) if kind in KINDS else None
         if ident is None:
             return None, False
-        usable, raw = split_usable(self.shop, [ident], self.extra)
-        if usable:
-            return (ident.kind, ident.value), True
-        return ((ident.kind, ident.value), False) if raw else (None, False)
+        lot = may_link(self.shop, ident, self.extra)
+        return (None, False) if lot is None else ((ident.kind, ident.value), lot)
 
 
-def read_history(shop: Shop, signals: Sequence[Signal], extra: set[str]) -> History:
-    """Normalise the signals and note, in time order, the identifiers and links they create."""
-    judge = Normaliser(shop, extra)
+def read_history(judge: Normaliser, signals: Sequence[Signal]) -> History:
+    """Normalise the signals and note, in time order, the identifiers and links they create.
+
+    ``judge`` is the shop's ``Normaliser``: a new one, or one that already holds the
+    values (the identity benchmark times the linking apart from normalising).
+    """
     at = [s.seen_at for s in signals]
     order = sorted(range(len(signals)), key=at.__getitem__)
     history = History(order, [()] * len(signals), [()] * len(signals), at)
@@ -85,44 +86,75 @@ def read_history(shop: Shop, signals: Sequence[Signal], extra: set[str]) -> Hist
         history.links,
         history.link_last,
     )
+    keys_of = history.keys
     rank: dict[Key, int] = {}
     shared: dict[tuple[Key, ...], tuple[Key, ...]] = {}
-    trust, cache = TRUST, judge.cache  # the cache read inline: a call per identifier adds up
+    cache = judge.cache  # read inline: a call per identifier adds up
     for n in order:
         signal = signals[n]
-        usable: set[Key] = set()
-        raw: set[Key] = set()
-        for ident in signal.idents:
-            found = cache.get((ident.kind, ident.value))
-            key, ok = judge(ident.kind, ident.value) if found is None else found
-            if key is not None:
-                (usable if ok else raw).add(key)
-        if not usable:
-            continue  # names nobody: ``resolve`` returns None and keeps nothing, not even raw phones
-        keys = sorted(usable, key=lambda k: (trust[k[0]], k[1])) if len(usable) > 1 else [*usable]
-        keys = history.keys[n] = shared.setdefault(tuple(keys), tuple(keys))  # a customer's come back
-        at, src = signal.seen_at, signal.source[:40]
+        idents = signal.idents
+        if len(idents) == 1:  # most signals: a page view's cookie, a reply's phone
+            ident = idents[0]
+            key, ok = cache.get((ident.kind, ident.value)) or judge(ident.kind, ident.value)
+            if not ok:
+                continue  # junk, or a raw phone alone: names nobody, keeps nothing
+            keys, raw = shared.get((key,)) or shared.setdefault((key,), (key,)), ()
+        else:
+            keys, raw = _sort_keys(idents, judge)
+            if not keys:
+                continue  # names nobody: ``resolve`` returns None and keeps nothing, not even raw phones
+            keys = shared.setdefault(keys, keys)  # a customer's come back
+        keys_of[n] = keys
+        seen_at, src = signal.seen_at, signal.source[:40]
         for key in keys:
             if key not in first:
                 rank[key] = len(rank)
-                first[key], last[key], source[key] = at, at, src
-            elif at > last[key]:
-                last[key] = at
+                first[key], last[key], source[key] = seen_at, seen_at, src
+            elif seen_at > last[key]:
+                last[key] = seen_at
         if len(keys) > 1:
-            _link(keys, rank, links, link_last, at, src, event_ref(signal.evidence))
+            _link(keys, rank, links, link_last, seen_at, src, signal.evidence)
         if raw:
-            history.raw[n] = tuple(sorted(raw))
-            for key in history.raw[n]:
+            history.raw[n] = raw
+            for key in raw:
                 if key not in first:
                     rank[key] = len(rank)
-                    first[key], last[key], source[key] = at, at, src
+                    first[key], last[key], source[key] = seen_at, seen_at, src
                     history.raw_home[key] = n
     return history
 
 
-def _link(keys, rank, links, link_last, at, src, ref) -> None:
-    """Link every pair of one signal's identifiers, new pairs in the order ``record_sightings`` makes them."""
-    ref = (ref or "")[:255] or None
+def _sort_keys(idents, judge: Normaliser) -> tuple[tuple[Key, ...], tuple[Key, ...]]:
+    """A signal's usable keys, most trusted first, and its raw phones in order (as ``split_usable``)."""
+    usable: set[Key] = set()
+    raw: set[Key] = set()
+    cache = judge.cache
+    for ident in idents:
+        key, ok = cache.get((ident.kind, ident.value)) or judge(ident.kind, ident.value)
+        if key is not None:
+            (usable if ok else raw).add(key)
+    if len(usable) == 2:
+        a, b = usable
+        keys = (a, b) if (TRUST[a[0]], a[1]) < (TRUST[b[0]], b[1]) else (b, a)
+    else:
+        keys = tuple(sorted(usable, key=lambda k: (TRUST[k[0]], k[1])))
+    return keys, tuple(sorted(raw)) if raw else ()
+
+
+def _link(keys, rank, links, link_last, at, src, evidence) -> None:
+    """Link every pair of one signal's identifiers, new pairs in the order ``record_sightings`` makes them.
+
+    The signal is named (``event_ref``) only for a new link: most links are seen again.
+    """
+    if len(keys) == 2:  # the usual case: one pair
+        a, b = keys
+        pair = (a, b) if rank[a] < rank[b] else (b, a)
+        if pair not in links:
+            links[pair] = Sighting(pair[0], pair[1], at, src, _ref(evidence))
+            link_last[pair] = at
+        elif at > link_last[pair]:
+            link_last[pair] = at
+        return
     fresh = []
     for i, a in enumerate(keys):
         for b in keys[i + 1 :]:
@@ -132,8 +164,16 @@ def _link(keys, rank, links, link_last, at, src, ref) -> None:
                     link_last[pair] = at
             else:
                 fresh.append(pair)
+    if not fresh:
+        return
     if len(fresh) > 1:
         fresh.sort(key=lambda p: (rank[p[0]], rank[p[1]]))
+    ref = _ref(evidence)
     for pair in fresh:
         links[pair] = Sighting(pair[0], pair[1], at, src, ref)
         link_last[pair] = at
+
+
+def _ref(evidence) -> str | None:
+    """The signal's name as a link keeps it: ``event_ref``, at most 255 characters, None for none."""
+    return (event_ref(evidence) or "")[:255] or None

@@ -111,6 +111,16 @@ def is_blocked(shop: Shop, ident: Ident, extra: AbstractSet[str] | None = None) 
     return False
 
 
+def may_link(shop: Shop, ident: Ident, extra: AbstractSet[str]) -> bool | None:
+    """One identifier's lot: True if it may link, False for a raw phone kept as text, None if dropped.
+
+    Dropped: junk (``is_blocked``) and kinds that name nobody.
+    """
+    if ident.kind not in TRUST or is_blocked(shop, ident, extra):
+        return None
+    return ident.kind != "raw_phone"
+
+
 def split_usable(
     shop: Shop, idents: Iterable[Ident], extra: AbstractSet[str]
 ) -> tuple[list[Ident], list[Ident]]:
@@ -119,9 +129,12 @@ def split_usable(
     ``resolve``, ``resolve_many`` and the history backfill all sort a signal with this,
     so they agree on what is junk and which identifier names the signal.
     """
-    given = {i for i in idents if i.kind in TRUST}
-    raw = [i for i in given if i.kind == "raw_phone" and not is_blocked(shop, i, extra)]
-    usable = [i for i in given if i.kind != "raw_phone" and not is_blocked(shop, i, extra)]
+    usable: list[Ident] = []
+    raw: list[Ident] = []
+    for ident in set(idents):
+        lot = may_link(shop, ident, extra)
+        if lot is not None:
+            (usable if lot else raw).append(ident)
     # Most signals carry one or two identifiers: sort only when there is an order to find.
     if len(raw) > 1:
         raw.sort(key=lambda i: i.value)  # Ident has no order of its own
