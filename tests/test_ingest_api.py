@@ -270,3 +270,28 @@ def test_a_marketplace_order_resent_under_another_event_id_is_on_the_timeline_on
     placed = sa.select(sa.func.count()).select_from(Event).where(Event.type == "order.placed")
     assert db.session.scalar(placed) == 1
     assert doc_of(ishop, "email", "buyer@mail.uk")["orders"]["marketplace"]["count"] == 1
+
+
+def test_a_marketplace_order_with_an_object_for_a_title_or_number_is_refused_and_stores_nothing(
+    client, ishop, drain
+):
+    """A title or order number that is an object or a list would be kept as its Python spelling
+    ("{'en': 'Linen shirt'}") on the orders page: refused with the field named, like a bad total."""
+    bad_bodies = {
+        "properties.number": _amazon_order(number={"display": "A-1"}),
+        "properties.line_items[0].title": _amazon_order(line_items=[{"title": {"en": "Linen shirt"}}]),
+        "properties.line_items[1].sku": _amazon_order(line_items=[{"sku": "LS-M"}, {"sku": ["LS", "M"]}]),
+        "properties.line_items[0].product_id": _amazon_order(line_items=[{"product_id": True}]),
+    }
+    for field, body in bad_bodies.items():
+        refused = client.post("/api/v1/events", json=body, headers=ishop.auth)
+        assert refused.status_code == 400, field
+        assert field in refused.get_json()["error"]["message"]
+    good = _amazon_order(number=1001, line_items=[{"title": "Linen shirt", "sku": "LS-M", "product_id": 42}])
+    assert client.post("/api/v1/events", json=good, headers=ishop.auth).status_code == 202
+    drain()
+    order = db.session.scalar(sa.select(Order))
+    assert (order.number, [(i.title, i.sku, i.product_id) for i in order.lines]) == (
+        "1001",
+        [("Linen shirt", "LS-M", "42")],
+    )

@@ -126,10 +126,20 @@ def _check_marketplace_order(props: dict, shop: Shop) -> None:
             f"a marketplace order in {currency} needs properties.shop_total, its total "
             f"in the shop's currency ({shop.currency}): amounts are counted in the shop's currency"
         )
+    _check_text(props.get("number"), "properties.number")
     for index, item in enumerate(as_list(props.get("line_items"), "properties.line_items")):
         if isinstance(item, dict):
             whole(item.get("quantity"), f"properties.line_items[{index}].quantity")
             money(item.get("price"))
+            for key in ("title", "sku", "product_id"):
+                _check_text(item.get(key), f"properties.line_items[{index}].{key}")
+
+
+def _check_text(value: Any, where: str) -> None:
+    """A label kept as text (title, SKU, order number): text or a number, else its Python spelling
+    (``{'en': 'Linen shirt'}``) would be stored and shown."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
+        raise BadPayload(f"{where} must be text or a number")
 
 
 def _check_order_id(order_id: Any, what: str) -> None:
