@@ -262,3 +262,27 @@ def test_another_shops_token_cannot_see_accept_merge_or_undo(client, shop, other
     ]
     assert client.get("/api/v1/merges", headers=other_shop.auth).get_json()["merges"] == []
     assert client.post(f"/api/v1/merges/{merge['id']}/undo", headers=other_shop.auth).status_code == 404
+
+
+def test_a_merge_refused_for_a_merged_away_profile_names_todays_survivor(client, shop):
+    """308 went into 307 and 307 into 304: the refusal names 304, where the profile lives now."""
+    oldest, older, newest, other = (
+        make_profile(shop.id, f"{n}@shopper.test", None).id for n in ("oldest", "older", "newest", "other")
+    )
+    for survivor, loser in ((older, newest), (oldest, older)):
+        client.post(f"/api/v1/profiles/{survivor}/merge", json={"other_id": loser}, headers=shop.auth)
+    refused = client.post(f"/api/v1/profiles/{newest}/merge", json={"other_id": other}, headers=shop.auth)
+    assert refused.status_code == 409
+    assert refused.get_json()["error"]["message"] == (
+        f"profile {newest} was already merged into profile {oldest}"
+    )
+
+
+def test_an_unparseable_phone_finds_nobody_though_a_profile_keeps_it_as_text(client, shop):
+    """'+44 12' is kept on the profile as a raw phone, which never finds or links anyone."""
+    feed(shop.model, [([Ident("email", "m4@x.io"), Ident("raw_phone", "4412")], T0, "api", "e1")])
+    db.session.commit()
+    assert client.get("/api/v1/profiles?identifier=email:m4@x.io", headers=shop.auth).status_code == 200
+    for spelling in ("%2B44%2012", "4412", "%2B4412"):
+        answer = client.get(f"/api/v1/profiles?identifier=phone:{spelling}", headers=shop.auth)
+        assert answer.status_code == 404, spelling

@@ -177,12 +177,16 @@ def contact_key(text: str | None, country: str | None) -> tuple[str, str] | None
 
 
 def find_profile_by_identifier(shop: Shop, kind: str, raw: str) -> Profile | None:
-    """The live profile holding ``kind:raw`` in ``shop``, or None."""
+    """The live profile holding ``kind:raw`` in ``shop``, or None.
+
+    A phone that cannot be parsed finds nobody: profiles keep it as text (``raw_phone``),
+    but it never finds or links anyone, and two people may have typed the same digits.
+    """
     kind = lookup_kind(kind)
     if kind is None:
         return None
     ident = normalise(kind, raw, shop.country)
-    return None if ident is None else profile_holding(shop.id, ident)
+    return None if ident is None or ident.kind == "raw_phone" else profile_holding(shop.id, ident)
 
 
 def profile_holding(shop_id: int, ident: Ident) -> Profile | None:

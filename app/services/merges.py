@@ -55,7 +55,7 @@ from app.services.bulk_sql import is_postgresql
 from app.services.consent import rebuild_states, refresh_states
 from app.services.counters import recompute_order_counters
 from app.services.engagement import counter_rows, recompute_engagement_counters
-from app.services.identifiers import TRUST
+from app.services.identifiers import TRUST, live_profile
 from app.services.shop_settings import shop_timezone
 from app.services.timezones import local_time
 from app.tenancy import could_be_row_id, get_scoped_or_raise, scoped
@@ -149,7 +149,8 @@ def merge(
         raise Conflict("a profile cannot be merged with itself")
     for p in (winner, loser):
         if p.merged_into_id is not None:
-            raise Conflict(f"profile {p.id} was already merged into profile {p.merged_into_id}")
+            survivor = live_profile(p)
+            raise Conflict(f"profile {p.id} was already merged into profile {survivor.id}")
         if p.erased_at is not None:
             raise Conflict(f"profile {p.id} was erased and cannot be merged")
     db.session.flush()
