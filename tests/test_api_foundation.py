@@ -161,3 +161,19 @@ def test_openapi_names_every_status_a_merge_candidate_list_takes(client, db):
     doc = client.get("/api/v1/openapi.json").get_json()
     [status] = [p for p in doc["paths"]["/merge-candidates"]["get"]["parameters"] if p["name"] == "status"]
     assert status["schema"]["enum"] == list(STATUSES) and "superseded" in STATUSES
+
+
+def test_openapi_gives_the_merge_calls_the_statuses_they_answer(client, shop):
+    """A manual merge answers 201; every merge and undo call may refuse with 409 (already merged,
+    window closed, a later merge first); a merged-away profile answers 301."""
+    from tests.gate_helpers import make_profile
+
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    keep, lose = (make_profile(shop.id, f"{n}@shopper.test", None).id for n in ("keep", "lose"))
+    merged = client.post(f"/api/v1/profiles/{keep}/merge", json={"other_id": lose}, headers=shop.auth)
+    assert str(merged.status_code) in paths["/profiles/{id}/merge"]["post"]["responses"]
+    for path in ("/merge-candidates/{id}/accept", "/merge-candidates/{id}/reject", "/profiles/{id}/merge"):
+        assert "409" in paths[path]["post"]["responses"], path
+    assert "409" in paths["/merges/{id}/undo"]["post"]["responses"]
+    gone = client.get(f"/api/v1/profiles/{lose}", headers=shop.auth)
+    assert gone.status_code == 301 and "301" in paths["/profiles/{id}"]["get"]["responses"]

@@ -14,8 +14,16 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 JSON_OBJECT = {"type": "object"}
 
 
-def _op(summary: str, status: int = 200, body: bool = False, params: tuple = ()) -> dict:
-    op = {
+def _op(
+    summary: str,
+    status: int = 200,
+    body: bool = False,
+    params: tuple = (),
+    also: dict[str, str] | None = None,
+) -> dict:
+    """One operation: its success status, the errors every call may answer, and ``also`` (status →
+    what it means) for the answers particular to it."""
+    op: dict = {
         "summary": summary,
         "responses": {
             str(status): {"description": "OK", "content": {"application/json": {"schema": JSON_OBJECT}}},
@@ -30,6 +38,8 @@ def _op(summary: str, status: int = 200, body: bool = False, params: tuple = ())
             "422": {"description": "invalid value", "content": {"application/json": {"schema": ERROR}}},
         },
     }
+    for code, meaning in (also or {}).items():
+        op["responses"][code] = {"description": meaning, "content": {"application/json": {"schema": ERROR}}}
     if body:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": JSON_OBJECT}}}
     if params:
@@ -68,6 +78,13 @@ def _profiles_search_op() -> dict:
 
 
 PID = ("id", "path", "integer")
+MERGE_REFUSED = {
+    "409": "conflict: already decided, one of the profiles merged away or erased since, or the same person"
+}
+UNDO_REFUSED = {
+    "409": "undo_window_closed: past the plan's window; undo_later_merge_first: a later merge took "
+    "this survivor or loser, undo it first; conflict: already undone"
+}
 
 
 def _candidates_op() -> dict:
@@ -90,23 +107,33 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("/events", "post"): _op("Record a generic signal (support touch, push, marketplace order…)", 202, True),
     ("/profiles", "get"): _profiles_search_op(),
     ("/profiles/{id}", "get"): _op(
-        "One profile; a merged-away id answers 301 with merged_into", params=(PID,)
+        "One profile; a merged-away id answers 301 with merged_into",
+        params=(PID,),
+        also={"301": "merged away: {id, merged_into} with Location the surviving profile"},
     ),
     ("/consents", "post"): _op("Record a consent event (append-only)", 201, True),
     ("/unsubscribe", "post"): _op("Global unsubscribe: every channel off at once", 200, True),
     ("/gate/check", "post"): _op("Ask the send-time gate (read-only)", 200, True),
     ("/messages", "post"): _op("Send through the gate; check and reservation are atomic", 201, True),
     ("/merge-candidates", "get"): _candidates_op(),
-    ("/merge-candidates/{id}/accept", "post"): _op("Merge the candidate pair", params=(PID,)),
-    ("/merge-candidates/{id}/reject", "post"): _op("Mark the pair as different people", params=(PID,)),
-    ("/profiles/{id}/merge", "post"): _op("Merge another profile into this one", 200, True, (PID,)),
+    ("/merge-candidates/{id}/accept", "post"): _op(
+        "Merge the candidate pair", params=(PID,), also=MERGE_REFUSED
+    ),
+    ("/merge-candidates/{id}/reject", "post"): _op(
+        "Mark the pair as different people", params=(PID,), also=MERGE_REFUSED
+    ),
+    ("/profiles/{id}/merge", "post"): _op(
+        "Merge another profile into this one", 201, True, (PID,), also=MERGE_REFUSED
+    ),
     ("/merges", "get"): _op(
         "Merges, newest first, with their undo deadline; 100 a page (next_cursor), or one profile's",
         200,
         False,
         (("cursor", "query", "string"), ("profile_id", "query", "integer")),
     ),
-    ("/merges/{id}/undo", "post"): _op("Undo a merge within the plan's window", params=(PID,)),
+    ("/merges/{id}/undo", "post"): _op(
+        "Undo a merge within the plan's window", params=(PID,), also=UNDO_REFUSED
+    ),
     ("/profiles/{id}/erasure-preview", "get"): _op("What erasure would delete or anonymise", params=(PID,)),
     ("/profiles/{id}/erase", "post"): _op("Erase a profile (one transaction)", params=(PID,)),
     ("/profiles/{id}/export", "get"): _op("Everything held about a profile", params=(PID,)),
