@@ -33,7 +33,8 @@ def deliveries() -> list[tuple[str, dict, str]]:
     )
     # By then she had changed her name and moved: the newest version of anything she is in says so.
     newer["customer"]["first_name"] = "Sally"
-    newer["shipping_address"] = {**newer["shipping_address"], "country_code": "FR", "country": "France"}
+    for part in ("billing_address", "shipping_address"):
+        newer[part] = {**newer[part], "country_code": "FR", "country": "France"}
     stale = fixture("shopify/orders_create_web.json")
     stale.update(total_price="999.00", updated_at="2026-10-03T19:41:01+01:00")
     stale["total_price_set"]["shop_money"]["amount"] = "999.00"

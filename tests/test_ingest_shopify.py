@@ -460,3 +460,28 @@ def test_a_marketplace_order_names_its_marketplace_as_where_the_customer_came_fr
     doc = doc_of(ishop, "shopify_customer", "7001")
     assert doc["orders"]["marketplace"]["count"] == 1
     assert doc["orders"]["acquisition_channel"] == "amazon"
+
+
+def test_a_gift_shipped_abroad_leaves_the_buyer_in_their_own_country_and_time_zone(client, ishop, drain):
+    """The shipping address is the recipient's: a London buyer sending a gift to Sydney stays in
+    London, or quiet hours would be judged ten hours off."""
+    gift = fixture("shopify/orders_create_web.json")
+    gift["shipping_address"] = {
+        **gift["shipping_address"],
+        "city": "Sydney",
+        "province": "New South Wales",
+        "province_code": "NSW",
+        "country": "Australia",
+        "country_code": "AU",
+    }
+    assert post_shopify(client, ishop, "orders/create", gift, "wh-gift").status_code == 200
+    drain()
+    doc = doc_of(ishop, "email", "sarah.j.home@gmail.com")
+    assert doc["timezone"] == "Europe/London"
+    # With no billing address, the customer's own default address says where they live.
+    gift = fixture("shopify/orders_create_web.json")
+    gift.update(id=gift["id"] + 1, name="#1099", billing_address=None)
+    gift["shipping_address"] = {**gift["shipping_address"], "country": "Australia", "country_code": "AU"}
+    assert post_shopify(client, ishop, "orders/create", gift, "wh-gift-2").status_code == 200
+    drain()
+    assert doc_of(ishop, "email", "sarah.j.home@gmail.com")["timezone"] == "Europe/London"

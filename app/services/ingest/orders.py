@@ -408,7 +408,12 @@ def update_buyer(
 
 def order_details(payload: dict) -> tuple[Any, ...]:
     """``update_details``' arguments from an order version: its time, the buyer's names, address and
-    currency; a guest's (no customer object) names never overwrite a customer's own."""
+    currency; a guest's (no customer object) names never overwrite a customer's own.
+
+    The address is the buyer's: billing, then the customer's default, and the shipping address
+    only when the order has neither (a gift's recipient lives elsewhere, and the buyer's time zone
+    decides quiet hours).
+    """
     customer = as_dict(payload.get("customer"))
     address = as_dict(first(payload.get("billing_address"), payload.get("shipping_address")))
     return (
@@ -418,7 +423,7 @@ def order_details(payload: dict) -> tuple[Any, ...]:
             first(customer.get("last_name"), address.get("last_name")),
         ),
         first(
-            payload.get("shipping_address"), payload.get("billing_address"), customer.get("default_address")
+            payload.get("billing_address"), customer.get("default_address"), payload.get("shipping_address")
         ),
         currency_code(payload.get("currency"), "currency"),
         bool(customer),
