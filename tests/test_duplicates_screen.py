@@ -308,3 +308,35 @@ def test_without_javascript_merge_and_undo_are_links_and_posts_that_redirect(cli
     assert f"Merge candidate {cand.id} is already accepted." in client.get("/duplicates/").get_data(
         as_text=True
     )
+
+
+def _first_paragraph(html: str) -> str:
+    """What the banner script (htmx-errors.js) shows of an answer htmx does not swap."""
+    return re.sub(r"<[^>]+>", "", re.search(r"<p\b[^>]*>(.*?)</p>", html, re.S).group(1)).strip()
+
+
+def test_a_decision_on_a_pair_gone_meanwhile_raises_a_banner_with_its_reason(client, auth, shop):
+    """A 404 is not swapped: the banner shows the answer's first paragraph, which must be the
+    reason and not "No possible duplicates to review." from the list behind it."""
+    auth.login_as(shop)
+    for url in ("/duplicates/candidates/987654/reject", "/duplicates/candidates/987654/merge"):
+        answer = client.post(url, headers=HX)
+        assert answer.status_code == 404
+        assert _first_paragraph(answer.get_data(as_text=True)) == "merge candidate 987654 not found"
+
+
+def test_a_refused_undo_preview_can_be_closed_and_refreshes_the_list(client, auth, shop):
+    """A merge whose window closed in the meantime: the preview says why, offers Close, and the
+    list behind it no longer offers "Undo…" for it."""
+    household(shop.model)
+    auth.login_as(shop)
+    cand = db.session.query(MergeCandidate).one()
+    client.post(f"/duplicates/candidates/{cand.id}/merge", headers=HX)
+    merge = db.session.query(Merge).one()
+    merge.undo_deadline = dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.UTC)
+    merge.created_at = merge.undo_deadline - dt.timedelta(days=90)
+    db.session.commit()
+    html = client.get(f"/duplicates/merges/{merge.id}/undo", headers=HX).get_data(as_text=True)
+    assert "can no longer be undone" in html and ">Close</button>" in html
+    assert html.count('id="review"') == 1 and 'hx-swap-oob="true"' in html
+    assert "Undo…" not in html

@@ -94,8 +94,13 @@ def reject(candidate_id: int):
 @bp.get("/merges/<int:merge_id>/undo")
 @shop_required("staff")
 def undo_preview(merge_id: int):
-    """Preview an undo: what goes back to the merged-away profile."""
-    return _page("preview", undo=duplicates_review.undo_preview(g.shop, merge_id))
+    """Preview an undo: what goes back to the merged-away profile.
+
+    A merge that can no longer be undone (its window closed, a later merge came first) says
+    why, and the list behind it is refreshed out of band: it still offered "Undo…".
+    """
+    undo = duplicates_review.undo_preview(g.shop, merge_id)
+    return _page("preview", undo=undo, refresh_review=not undo["undoable"] and is_partial_request())
 
 
 @bp.post("/merges/<int:merge_id>/undo")
