@@ -207,3 +207,55 @@ def test_sarah_story_ends_as_one_person_matching_expected_json(app, db, client, 
     assert (
         channel_states(profile_of(shop, "shopify_customer", "7001"))["email"] == expected["consents"]["email"]
     )
+
+
+def _order_moved_to_another_customer() -> list[tuple[str, dict, str]]:
+    """Order 5001 as Sarah's (7001), then, newer, as the merchant reassigned it to Tom (7009),
+    refunded in part: the order, its events and its refund belong to whoever owns it now."""
+    first = fixture("shopify/orders_create_web.json")
+    moved = fixture("shopify/orders_create_web.json")
+    moved["updated_at"] = "2026-10-05T09:00:00+00:00"
+    moved["email"] = moved["contact_email"] = "tom@shopper.test"
+    moved["phone"] = None
+    moved["customer"] = {**moved["customer"], "id": 7009, "email": "tom@shopper.test", "phone": None}
+    moved["customer"].update(first_name="Tom", last_name="Reid")
+    moved["refunds"] = [fixture("shopify/refunds_create.json")]
+    return [("orders/create", first, "wh-a"), ("orders/updated", moved, "wh-b")]
+
+
+def _owners(shop) -> dict:
+    out = {}
+    for customer in ("7001", "7009"):
+        profile = profile_of(shop, "shopify_customer", customer)
+        events = db.session.scalars(
+            sa.select(Event.external_id)
+            .where(Event.profile_id == profile.id, SIGNALS)
+            .order_by(Event.external_id)
+        )
+        out[customer] = (list(events), profile.order_count, str(profile.lifetime_spend), profile.last_seen_at)
+    return out
+
+
+def test_an_order_moved_to_another_customer_takes_its_events_whatever_the_delivery_order(app, db, drain):
+    """In order, the order and its spend moved to Tom but "order placed" stayed on Sarah's timeline
+    (whose Orders tab said none) and Tom, who owns an order, was never seen; delivered the other
+    way round, Tom held it. Both ways now end alike, with the order's events on its owner."""
+    ends = []
+    # One batch in order, one the other way round, and one drain per delivery (the stored events move).
+    for order, drain_each in (([0, 1], False), ([1, 0], False), ([0, 1], True)):
+        _truncate_all()
+        shop = make_ingest_shop()
+        client = app.test_client()
+        items = _order_moved_to_another_customer()
+        for index in order:
+            topic, body, webhook_id = items[index]
+            assert post_shopify(client, shop, topic, body, webhook_id).status_code == 200
+            if drain_each:
+                drain()
+        drain()
+        ends.append(_owners(shop))
+    assert ends[0] == ends[1] == ends[2]
+    sarah, tom = ends[0]["7001"], ends[0]["7009"]
+    assert sarah[:2] == ([], 0) and tom[1] == 1
+    assert "order:5001" in tom[0] and any(e.startswith("refund:5001:") for e in tom[0])
+    assert tom[3] is not None

@@ -29,6 +29,7 @@ from app.services.ingest.common import (
     currency_code,
     first,
     idents,
+    is_persons_doing,
     money,
     not_negative,
     optional_time,
@@ -588,13 +589,16 @@ def apply_order(
             order.profile_id = profile.id
     if run is None:
         db.session.flush()
-    _order_events(shop, order, profile, found, delivery, run)
+    owner = _owner(order, profile)
+    if previous_profile_id is not None and order.profile_id != previous_profile_id and owner is not None:
+        _move_order_events(shop, external_id, previous_profile_id, owner, run)
+    _order_events(shop, order, owner, found, delivery, run)
     rate = order_rate(payload)
     if rate is not None and (order.presentment_currency or order.currency) != order.currency:
         _convert_early_refunds(shop, external_id, rate, run)
     for refund in as_list(payload.get("refunds"), "refunds"):
         if isinstance(refund, dict) and refund.get("id") is not None and refund.get("created_at"):
-            _record_refund(shop, profile, external_id, refund, delivery, run, rate)
+            _record_refund(shop, owner, external_id, refund, delivery, run, rate)
     if run is None:
         order.refunded = _at_most_paid(order, _refunded_total(shop, external_id))
         _recount(shop, order.profile_id, previous_profile_id)
@@ -602,6 +606,43 @@ def apply_order(
         order.refunded = _at_most_paid(order, sum(run.refunds.setdefault(external_id, {}).values(), ZERO))
         run.recount.update(p for p in (order.profile_id, previous_profile_id) if p)
     return order
+
+
+def _owner(order: Order, buyer: Profile | None) -> Profile | None:
+    """Whom the order's events belong to: its owner, which a stale version's buyer is not (the
+    merchant reassigned the order since, or attached a customer to a guest's)."""
+    if buyer is not None and buyer.id == order.profile_id:
+        return buyer
+    return db.session.get(Profile, order.profile_id) if order.profile_id else None
+
+
+def _move_order_events(
+    shop: Shop, external_id: str, previous_id: int, owner: Profile, run: OrderRun | None
+) -> None:
+    """An order that changed hands takes its events along (placed, cancelled, its refunds), as
+    if the new owner had had it from the start: delivered the other way round, they would have
+    been recorded on them, and the order is seen on its owner's timeline and in their last seen."""
+    mine = sa.or_(
+        Event.external_id.in_((f"order:{external_id}", f"order-cancelled:{external_id}")),
+        Event.external_id.startswith(f"refund:{external_id}:", autoescape=True),
+    )
+    moved = db.session.execute(
+        sa.update(Event)
+        .where(Event.shop_id == shop.id, Event.source == SOURCE, Event.profile_id == previous_id, mine)
+        .values(profile_id=owner.id)
+        .returning(Event.type, Event.occurred_at)
+        .execution_options(synchronize_session=False)
+    ).all()
+    for etype, occurred_at in moved:
+        if is_persons_doing(etype) and (owner.last_seen_at is None or owner.last_seen_at < occurred_at):
+            owner.last_seen_at = occurred_at
+    if run is not None:  # and those this batch has yet to write
+        own = (f"order:{external_id}", f"order-cancelled:{external_id}")
+        refund = f"refund:{external_id}:"
+        for n, (profile, event) in enumerate(run.events):
+            ext = event["external_id"]
+            if profile is not None and profile.id == previous_id and (ext in own or ext.startswith(refund)):
+                run.events[n] = (owner, event)
 
 
 def _order_events(
