@@ -197,3 +197,29 @@ def test_messages_sent_during_a_merge_go_back_with_the_address_they_went_to(shop
     assert {db.session.get(Message, m.id).profile_id for m in sent} == {subscribed.id}
     assert gate.check(shop.model, subscribed.id, "email", NOW).reason == "global_cap_reached:3/3"
     assert gate.check(shop.model, plain.id, "email", NOW).reason == "no_consent:email"
+
+
+def _stage_changes(profile) -> list[tuple[str, str]]:
+    rows = db.session.query(Event).filter_by(profile_id=profile.id, type="lifecycle.changed")
+    return [(e.properties["from"], e.properties["to"]) for e in rows.order_by(Event.occurred_at, Event.id)]
+
+
+def test_undo_takes_away_the_stage_changes_of_the_merged_person_and_each_timeline_ends_at_its_stage(shop):
+    """While merged, the other side's order made the survivor loyal (a change on its timeline);
+    undo gave the survivor back its own stage but left that change, so the timeline contradicted
+    the badge. The merged person's changes go; a side whose stage moved since says so once."""
+    a = resolve(
+        shop.model, [Ident("shopify_customer", "71"), Ident("email", "a1@mail.uk")], source="t", seen_at=NOW
+    )
+    b = resolve(shop.model, [Ident("email", "b2@mail.uk")], source="t", seen_at=NOW)
+    for p in (a, b):
+        refresh_lifecycle(shop.model, p, NOW)
+    before = {p.id: _stage_changes(p) for p in (a, b)}
+    row, winner, loser = _merge(shop.model, a, b)
+    _order(shop.model, winner, "late-order", NOW - DAY, email="b2@mail.uk")  # the loser's, while merged
+    assert _stage_changes(winner)[-1] == ("new", "converted")
+    merges.undo(shop.model, row.id, actor="owner")
+    db.session.expire_all()
+    assert (winner.id, winner.lifecycle_stage, loser.lifecycle_stage) == (a.id, "new", "converted")
+    assert _stage_changes(winner) == before[winner.id]
+    assert _stage_changes(loser) == [*before[loser.id], ("new", "converted")]

@@ -241,6 +241,26 @@ def merge(
     return row
 
 
+def _drop_merged_stage_changes(shop_id: int, row: Merge) -> None:
+    """Delete the stage changes recorded since the merge: they were the merged person's, whom undo
+    takes apart. Each side gets back the stage it had, and a side that moved since (what arrived
+    goes back to it) records its one change when undo re-stages it.
+
+    "Since" is by event id, after the merge's own event (a change is dated by the moment it was
+    judged at, which a backtest or a late batch may set before the merge).
+    """
+    since = Event.id > row.merged_event_id if row.merged_event_id else Event.occurred_at >= row.created_at
+    db.session.execute(
+        sa.delete(Event.__table__).where(
+            Event.shop_id == shop_id,
+            Event.profile_id.in_((row.winner_id, row.loser_id)),
+            Event.type == lifecycle.EVENT_TYPE,
+            Event.source == lifecycle.EVENT_SOURCE,
+            since,
+        )
+    )
+
+
 def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = None) -> Merge:
     """Split a merge back into the two profiles as they were.
 
@@ -261,6 +281,7 @@ def undo(shop: Shop, merge_id: int, actor: str, *, now: dt.datetime | None = Non
     merge_rows.put_back(shop.id, winner.id, loser.id, snap)
     if row.merged_event_id:  # with the stage change the merge made, which it carries
         db.session.execute(sa.delete(Event.__table__).where(Event.id == row.merged_event_id))
+    _drop_merged_stage_changes(shop.id, row)
     db.session.expire_all()
     arrivals = _sort_arrivals(shop.id, winner.id, loser.id, snap)
     for name, rows in snap["derived"].items():
