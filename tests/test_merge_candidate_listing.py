@@ -7,6 +7,7 @@ from app.models import MergeCandidate, Profile
 from app.services import merge_candidates, merges
 from app.services.identifiers import live_profile
 from tests.gate_helpers import make_profile
+from tests.identity_helpers import households
 
 
 def _candidate(shop_id: int, a: Profile, b: Profile) -> MergeCandidate:
@@ -71,3 +72,25 @@ def test_live_profiles_follows_every_merge_chain_and_leaves_out_what_this_shop_d
     db.session.commit()
     found = live_profiles(shop.id, [ann3.id, ann2.id, bob.id, stranger.id, 999_999])
     assert {k: p.id for k, p in found.items()} == {ann3.id: ann.id, ann2.id: ann.id, bob.id: bob.id}
+
+
+def test_a_pair_two_merges_made_one_is_listed_once_across_pages(shop):
+    """X–Y and Z–W were two households; merging X with Z and Y with W makes both candidates name
+    the same two people. The first page showed the newer, and the next page the older again."""
+    households(shop.model, [1])  # candidate X–Y (the oldest)
+    households(shop.model, range(2, 5))  # three more, newer
+    households(shop.model, [5])  # candidate Z–W (the newest)
+    oldest, *_, newest = merge_candidates.list_candidates(shop.model)[::-1]
+    for keep, lose in zip(
+        (oldest.profile_a_id, oldest.profile_b_id), (newest.profile_a_id, newest.profile_b_id), strict=True
+    ):
+        merges.merge_profiles(shop.model, keep, lose, reason="manual", actor="owner")
+    db.session.commit()
+    seen, before = [], None
+    while True:
+        page = merge_candidates.list_candidates(shop.model, limit=2, before=before)
+        if not page:
+            break
+        seen += [frozenset(p.id for p in merge_candidates.live_sides(c)) for c in page]
+        before = page[-1].id
+    assert len(seen) == len(set(seen)) == 4

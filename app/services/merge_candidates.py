@@ -51,8 +51,9 @@ def list_candidates(
     """The shop's candidates with ``status``, newest first (by id, which grows with time).
 
     Open candidates are shown by their live profiles: one per pair of people (a merge can
-    leave two candidates naming the same two people now), and none whose two profiles have
-    become one since it was raised. ``before``: only candidates with a lower id (the next page).
+    leave two candidates naming the same two people now), the newest, and none whose two
+    profiles have become one since it was raised. ``before``: only candidates with a lower id
+    (the next page), less those whose pair a newer candidate, on an earlier page, names.
     """
     stmt = scoped(MergeCandidate, shop.id).order_by(MergeCandidate.id.desc())
     if before is not None:
@@ -62,7 +63,7 @@ def list_candidates(
     if status != "open":
         return list(db.session.scalars(stmt.limit(limit)))
     shown: list[MergeCandidate] = []
-    pairs: set[tuple[int, int]] = set()
+    pairs = _newer_pairs(shop, before) if before is not None else set()
     # A page of candidates at a time, with all their profiles read at once.
     for page in db.session.scalars(stmt.execution_options(yield_per=limit)).partitions():
         live = live_profiles(shop.id, [i for c in page for i in (c.profile_a_id, c.profile_b_id)])
@@ -78,6 +79,25 @@ def list_candidates(
             if len(shown) == limit:
                 return shown
     return shown
+
+
+def _newer_pairs(shop: Shop, before: int) -> set[tuple[int, int]]:
+    """The live pairs of people the open candidates from ``before`` on name (earlier pages showed them).
+
+    Two reads (ids only, then the live profiles) however many candidates are newer.
+    """
+    rows = db.session.execute(
+        scoped(MergeCandidate, shop.id, MergeCandidate.profile_a_id, MergeCandidate.profile_b_id).where(
+            MergeCandidate.status == "open", MergeCandidate.id >= before
+        )
+    ).all()
+    live = live_profiles(shop.id, [i for row in rows for i in row])
+    pairs = set()
+    for a_id, b_id in rows:
+        a, b = live.get(a_id), live.get(b_id)
+        if a is not None and b is not None:
+            pairs.add((min(a.id, b.id), max(a.id, b.id)))
+    return pairs
 
 
 def live_sides(cand: MergeCandidate) -> tuple[Profile, Profile]:
