@@ -169,6 +169,26 @@ def test_one_client_over_the_rate_limit_gets_429_and_others_do_not(app, client, 
         app.config["C360_PIXEL_RATE_PER_MINUTE"] = 600
 
 
+def test_a_client_over_the_limit_is_refused_though_its_events_ride_in_another_clients_batch(
+    app, client, ishop
+):
+    """The whole batch was charged to its first event's client: a client over the limit got
+    through by putting another, polite client's event first."""
+    app.config["C360_PIXEL_RATE_PER_MINUTE"] = 3
+    try:
+
+        def view(n: int, client_id: str) -> dict:
+            return {**fixture("pixel/page_viewed.json"), "id": f"mix-{n}", "clientId": client_id}
+
+        assert post_pixel(client, [view(n, "c-greedy-mixed") for n in range(3)]).status_code == 200
+        mixed = post_pixel(client, [view(3, "c-polite-mixed"), view(4, "c-greedy-mixed")])
+        assert mixed.status_code == 429
+        assert count(WebhookDelivery) == 3
+        assert post_pixel(client, view(5, "c-polite-mixed")).status_code == 200
+    finally:
+        app.config["C360_PIXEL_RATE_PER_MINUTE"] = 600
+
+
 def test_a_pixel_batch_over_the_cap_is_400_naming_the_cap_and_its_size(client, ishop):
     """The pixel batches on our side, so a cap is fine; the answer says what to change."""
     events = [{**fixture("pixel/page_viewed.json"), "id": f"pv-{n}"} for n in range(501)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from flask import request
 
 from app.blueprints.webhooks import bp
@@ -37,8 +39,16 @@ def collect():
     checked = parse_events(parse_json(body))
     events = checked.events
     shop = shop_or_404(events[0]["shop"])
-    if not allow(f"{shop.id}:{events[0]['clientId']}", cost=len(events) + len(checked.rejected)):
+    if not _within_limits(shop.id, events, len(checked.rejected)):
         body, status = error(429, "rate_limited", "too many events from this client; slow down")
         return body, status, {"Retry-After": str(seconds_to_next_window())}
     items = [(e["name"], e["id"].strip(), e) for e in events]
     return accept(store_deliveries(shop, "pixel", items, dead_letters(checked)), checked)
+
+
+def _within_limits(shop_id: int, events: list[dict], refused: int) -> bool:
+    """Charge each client its own events (a browser batches its own; a client over its limit
+    must not get through in another's batch), the refused ones to the first; False if any is over."""
+    charges = Counter(f"{shop_id}:{e['clientId']}" for e in events)
+    charges[f"{shop_id}:{events[0]['clientId']}"] += refused
+    return all([allow(key, cost=cost) for key, cost in charges.items()])  # every client charged
