@@ -79,17 +79,20 @@ def snapshot(shop) -> dict:
     return out
 
 
-def replay(app, drain, order: list[int]) -> dict:
-    """Fresh tables, one shop, the deliveries in ``order`` (indexes may repeat)."""
+def replay(app, drain, order: list[int], items=None, read=None, *, drain_each: bool = False) -> dict:
+    """Fresh tables, one shop, the deliveries (``deliveries()`` by default) in ``order`` (indexes
+    may repeat), drained at the end or (``drain_each``) after each; ``read`` (``snapshot``) the end."""
     _truncate_all()
     shop = make_ingest_shop()
     client = app.test_client()
-    items = deliveries()
+    items = items or deliveries()
     for index in order:
         topic, body, webhook_id = items[index]
         assert post_shopify(client, shop, topic, body, webhook_id).status_code == 200
+        if drain_each:
+            drain()
     drain()
-    return snapshot(shop)
+    return (read or snapshot)(shop)
 
 
 @pytest.fixture()
@@ -240,20 +243,12 @@ def test_an_order_moved_to_another_customer_takes_its_events_whatever_the_delive
     """In order, the order and its spend moved to Tom but "order placed" stayed on Sarah's timeline
     (whose Orders tab said none) and Tom, who owns an order, was never seen; delivered the other
     way round, Tom held it. Both ways now end alike, with the order's events on its owner."""
-    ends = []
+    items = _order_moved_to_another_customer()
     # One batch in order, one the other way round, and one drain per delivery (the stored events move).
-    for order, drain_each in (([0, 1], False), ([1, 0], False), ([0, 1], True)):
-        _truncate_all()
-        shop = make_ingest_shop()
-        client = app.test_client()
-        items = _order_moved_to_another_customer()
-        for index in order:
-            topic, body, webhook_id = items[index]
-            assert post_shopify(client, shop, topic, body, webhook_id).status_code == 200
-            if drain_each:
-                drain()
-        drain()
-        ends.append(_owners(shop))
+    ends = [
+        replay(app, drain, order, items, _owners, drain_each=each)
+        for order, each in (([0, 1], False), ([1, 0], False), ([0, 1], True))
+    ]
     assert ends[0] == ends[1] == ends[2]
     sarah, tom = ends[0]["7001"], ends[0]["7009"]
     assert sarah[:2] == ([], 0) and tom[1] == 1
