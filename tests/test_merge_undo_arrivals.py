@@ -223,3 +223,22 @@ def test_undo_takes_away_the_stage_changes_of_the_merged_person_and_each_timelin
     assert (winner.id, winner.lifecycle_stage, loser.lifecycle_stage) == (a.id, "new", "converted")
     assert _stage_changes(winner) == before[winner.id]
     assert _stage_changes(loser) == [*before[loser.id], ("new", "converted")]
+
+
+def test_undo_after_a_stage_moved_by_time_gives_back_the_stage_and_the_next_run_moves_it_once(shop):
+    """Nothing arrived while merged, but the nightly job moved the merged person to at risk: undo
+    gives each side back exactly the stage it had (the merged person's change goes), and the next
+    run moves it, with one change on its timeline."""
+    a = buyer(shop.model, 1, days_ago=29, shopify="71")
+    b = resolve(shop.model, [Ident("email", "plain@mail.uk")], source="t", seen_at=NOW)
+    refresh_lifecycle(shop.model, b, NOW)
+    row, winner, _loser = _merge(shop.model, a, b)
+    later = NOW + 2 * DAY
+    refresh_lifecycle(shop.model, winner, later)  # 31 quiet days: at risk
+    assert winner.lifecycle_stage == "at_risk"
+    row.undo_deadline = later + DAY
+    merges.undo(shop.model, row.id, actor="owner", now=later + DAY / 24)
+    db.session.expire_all()
+    assert (a.lifecycle_stage, _stage_changes(a)) == ("converted", [("new", "converted")])
+    refresh_lifecycle(shop.model, a, later + DAY)
+    assert _stage_changes(a) == [("new", "converted"), ("converted", "at_risk")]

@@ -243,8 +243,9 @@ def merge(
 
 def _drop_merged_stage_changes(shop_id: int, row: Merge) -> None:
     """Delete the stage changes recorded since the merge: they were the merged person's, whom undo
-    takes apart. Each side gets back the stage it had, and a side that moved since (what arrived
-    goes back to it) records its one change when undo re-stages it.
+    takes apart. Each side gets back the stage it had, exactly; a side that something arrived for
+    since records its one change when undo re-stages it, and time's own moves wait for the next
+    enrichment run, as they would have unmerged.
 
     "Since" is by event id, after the merge's own event (a change is dated by the moment it was
     judged at, which a backtest or a late batch may set before the merge).
