@@ -227,16 +227,18 @@ def _order_moved_to_another_customer() -> list[tuple[str, dict, str]]:
 
 
 def _owners(shop) -> dict:
-    out = {}
-    for customer in ("7001", "7009"):
-        profile = profile_of(shop, "shopify_customer", customer)
-        events = db.session.scalars(
-            sa.select(Event.external_id)
-            .where(Event.profile_id == profile.id, SIGNALS)
-            .order_by(Event.external_id)
-        )
-        out[customer] = (list(events), profile.order_count, str(profile.lifetime_spend), profile.last_seen_at)
-    return out
+    return {customer: _holding(shop, customer) for customer in ("7001", "7009")}
+
+
+def _holding(shop, customer: str) -> tuple:
+    """A customer's order events, order count, spend and last seen."""
+    profile = profile_of(shop, "shopify_customer", customer)
+    events = db.session.scalars(
+        sa.select(Event.external_id)
+        .where(Event.profile_id == profile.id, SIGNALS)
+        .order_by(Event.external_id)
+    )
+    return (list(events), profile.order_count, str(profile.lifetime_spend), profile.last_seen_at)
 
 
 def test_an_order_moved_to_another_customer_takes_its_events_whatever_the_delivery_order(app, db, drain):
@@ -254,3 +256,18 @@ def test_an_order_moved_to_another_customer_takes_its_events_whatever_the_delive
     assert sarah[:2] == ([], 0) and tom[1] == 1
     assert "order:5001" in tom[0] and any(e.startswith("refund:5001:") for e in tom[0])
     assert tom[3] is not None
+
+
+def test_a_guest_order_given_a_customer_later_takes_its_events_whatever_the_delivery_order(app, db, drain):
+    """A sale naming nobody, then the merchant attaches Tom: "order placed" stayed on nobody and Tom
+    was never seen, where the other delivery order gave them to Tom."""
+    guest, tom = _order_moved_to_another_customer()
+    for field in ("email", "contact_email", "phone", "customer"):
+        guest[1][field] = None
+
+    ends = [
+        replay(app, drain, order, [guest, tom], lambda shop: _holding(shop, "7009"), drain_each=True)
+        for order in ([0, 1], [1, 0])
+    ]
+    assert ends[0] == ends[1]
+    assert "order:5001" in ends[0][0] and ends[0][3] is not None

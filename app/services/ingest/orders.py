@@ -578,6 +578,8 @@ def apply_order(
     )
     profile, found = buyer or _buyer(shop, payload, delivery)
     previous_profile_id = order.profile_id if order is not None else None
+    # Events of this order stored before it under nobody: a guest's, or a refund that came first.
+    orphans = order is not None or (bool(run.refunds.get(external_id)) if run is not None else True)
     if order is None:
         order = Order(shop_id=shop.id, source=SOURCE, external_id=external_id, refunded=ZERO)
         db.session.add(order)
@@ -590,7 +592,7 @@ def apply_order(
     if run is None:
         db.session.flush()
     owner = _owner(order, profile)
-    if previous_profile_id is not None and order.profile_id != previous_profile_id and owner is not None:
+    if owner is not None and owner.id != previous_profile_id and (previous_profile_id is not None or orphans):
         _move_order_events(shop, external_id, previous_profile_id, owner, run)
     _order_events(shop, order, owner, found, delivery, run)
     rate = order_rate(payload)
@@ -617,18 +619,24 @@ def _owner(order: Order, buyer: Profile | None) -> Profile | None:
 
 
 def _move_order_events(
-    shop: Shop, external_id: str, previous_id: int, owner: Profile, run: OrderRun | None
+    shop: Shop, external_id: str, previous_id: int | None, owner: Profile, run: OrderRun | None
 ) -> None:
     """An order that changed hands takes its events along (placed, cancelled, its refunds), as
     if the new owner had had it from the start: delivered the other way round, they would have
-    been recorded on them, and the order is seen on its owner's timeline and in their last seen."""
+    been recorded on them, and the order is seen on its owner's timeline and in their last seen.
+    ``previous_id`` None: the events stored under nobody (a guest's sale, a refund come first)."""
     mine = sa.or_(
         Event.external_id.in_((f"order:{external_id}", f"order-cancelled:{external_id}")),
         Event.external_id.startswith(f"refund:{external_id}:", autoescape=True),
     )
     moved = db.session.execute(
         sa.update(Event)
-        .where(Event.shop_id == shop.id, Event.source == SOURCE, Event.profile_id == previous_id, mine)
+        .where(
+            Event.shop_id == shop.id,
+            Event.source == SOURCE,
+            Event.profile_id.is_(None) if previous_id is None else Event.profile_id == previous_id,
+            mine,
+        )
         .values(profile_id=owner.id)
         .returning(Event.type, Event.occurred_at)
         .execution_options(synchronize_session=False)
@@ -641,7 +649,8 @@ def _move_order_events(
         refund = f"refund:{external_id}:"
         for n, (profile, event) in enumerate(run.events):
             ext = event["external_id"]
-            if profile is not None and profile.id == previous_id and (ext in own or ext.startswith(refund)):
+            was = None if profile is None else profile.id
+            if was == previous_id and (ext in own or ext.startswith(refund)):
                 run.events[n] = (owner, event)
 
 
