@@ -485,3 +485,16 @@ def test_a_gift_shipped_abroad_leaves_the_buyer_in_their_own_country_and_time_zo
     assert post_shopify(client, ishop, "orders/create", gift, "wh-gift-2").status_code == 200
     drain()
     assert doc_of(ishop, "email", "sarah.j.home@gmail.com")["timezone"] == "Europe/London"
+
+
+def test_a_billing_address_without_a_country_leaves_the_buyers_place_to_the_next_address(
+    client, ishop, drain
+):
+    """A billing address holding only a name (some wallets send that) hid the shipping country."""
+    order = fixture("shopify/orders_create_web.json")
+    order["customer"].pop("default_address", None)
+    order["billing_address"] = {"first_name": "Sarah", "last_name": "Jones", "country_code": None}
+    assert post_shopify(client, ishop, "orders/create", order, "wh-no-country").status_code == 200
+    drain()
+    doc = doc_of(ishop, "email", "sarah.j.home@gmail.com")
+    assert (doc["country"], doc["timezone"]) == ("GB", "Europe/London")

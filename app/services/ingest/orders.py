@@ -413,7 +413,7 @@ def order_details(payload: dict) -> tuple[Any, ...]:
 
     The address is the buyer's: billing, then the customer's default, and the shipping address
     only when the order has neither (a gift's recipient lives elsewhere, and the buyer's time zone
-    decides quiet hours).
+    decides quiet hours); the first of them that names a country.
     """
     customer = as_dict(payload.get("customer"))
     address = as_dict(first(payload.get("billing_address"), payload.get("shipping_address")))
@@ -423,8 +423,17 @@ def order_details(payload: dict) -> tuple[Any, ...]:
             first(customer.get("first_name"), address.get("first_name")),
             first(customer.get("last_name"), address.get("last_name")),
         ),
-        first(
-            payload.get("billing_address"), customer.get("default_address"), payload.get("shipping_address")
+        next(
+            (
+                address
+                for address in (
+                    payload.get("billing_address"),
+                    customer.get("default_address"),
+                    payload.get("shipping_address"),
+                )
+                if isinstance(address, dict) and address.get("country_code")
+            ),
+            None,
         ),
         currency_code(payload.get("currency"), "currency"),
         bool(customer),
