@@ -176,4 +176,5 @@ def test_openapi_gives_the_merge_calls_the_statuses_they_answer(client, shop):
         assert "409" in paths[path]["post"]["responses"], path
     assert "409" in paths["/merges/{id}/undo"]["post"]["responses"]
     gone = client.get(f"/api/v1/profiles/{lose}", headers=shop.auth)
-    assert gone.status_code == 301 and "301" in paths["/profiles/{id}"]["get"]["responses"]
+    moved = paths["/profiles/{id}"]["get"]["responses"]["301"]["content"]["application/json"]["schema"]
+    assert gone.status_code == 301 and sorted(moved["required"]) == sorted(gone.get_json())

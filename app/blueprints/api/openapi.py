@@ -19,7 +19,7 @@ def _op(
     status: int = 200,
     body: bool = False,
     params: tuple = (),
-    also: dict[str, str] | None = None,
+    also: dict[str, str | tuple[str, dict]] | None = None,
 ) -> dict:
     """One operation: its success status, the errors every call may answer, and ``also`` (status →
     what it means) for the answers particular to it."""
@@ -39,7 +39,9 @@ def _op(
         },
     }
     for code, meaning in (also or {}).items():
-        op["responses"][code] = {"description": meaning, "content": {"application/json": {"schema": ERROR}}}
+        # An error by default; a (description, schema) pair for an answer of another shape.
+        text, schema = meaning if isinstance(meaning, tuple) else (meaning, ERROR)
+        op["responses"][code] = {"description": text, "content": {"application/json": {"schema": schema}}}
     if body:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": JSON_OBJECT}}}
     if params:
@@ -109,7 +111,16 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("/profiles/{id}", "get"): _op(
         "One profile; a merged-away id answers 301 with merged_into",
         params=(PID,),
-        also={"301": "merged away: {id, merged_into} with Location the surviving profile"},
+        also={
+            "301": (
+                "merged away: the id asked and the surviving profile's, which Location names",
+                {
+                    "type": "object",
+                    "required": ["id", "merged_into"],
+                    "properties": {"id": {"type": "integer"}, "merged_into": {"type": "integer"}},
+                },
+            )
+        },
     ),
     ("/consents", "post"): _op("Record a consent event (append-only)", 201, True),
     ("/unsubscribe", "post"): _op("Global unsubscribe: every channel off at once", 200, True),
