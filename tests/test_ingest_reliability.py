@@ -42,6 +42,13 @@ def events() -> int:
 
 
 def sweep(drain, **kw):
+    """A day later: every retry has come due (its time set back to now, as the claims read the clock)."""
+    db.session.execute(
+        sa.update(WebhookDelivery)
+        .where(WebhookDelivery.next_attempt_at.is_not(None))
+        .values(next_attempt_at=utcnow() - dt.timedelta(seconds=1))
+    )
+    db.session.commit()
     sweep_deliveries(now=utcnow() + LATER, **kw)
     drain()
 
@@ -68,6 +75,20 @@ def test_a_retry_that_is_not_due_yet_is_left_alone(client, ishop, drain, flaky):
     drain()
     assert sweep_deliveries() == 0
     assert delivery().status == "failed"
+
+
+def test_a_retry_job_that_comes_before_its_time_leaves_the_delivery_alone(client, ishop, drain, flaky):
+    """A second worker's redo, a job left from before a ``dlq retry``, or the sweeper's own job
+    retried a failed delivery at once: five attempts in 25 seconds instead of the backoff's minutes."""
+    flaky["failures"] = 3
+    post_pixel(client, fixture("pixel/page_viewed.json"))
+    drain()
+    row = delivery()
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert process_delivery(row.id) == "failed"  # what an early job runs
+    assert (delivery().status, delivery().attempts) == ("failed", 1)
+    sweep(drain)  # once due, it is worked
+    assert delivery().attempts == 2
 
 
 def test_always_failing_delivery_is_dead_lettered_then_retried_from_the_cli(

@@ -37,6 +37,7 @@ JOB = "workers.ingest.process_delivery"
 BATCH_JOB = "workers.ingest.process_deliveries"
 DRAIN_JOB = "workers.ingest.drain_shop"
 WORKABLE = ("pending", "failed", "processing")
+DUE_SLACK = dt.timedelta(seconds=2)
 RACE_RETRY_SECONDS = 1.0
 # How long a "drain queued" flag may outlive a lost job; the sweeper covers the gap.
 DRAIN_FLAG_SECONDS = 60
@@ -168,15 +169,36 @@ def _load_claim(stmt: sa.Select, shops: dict[int, Shop]) -> list[WebhookDelivery
     return rows
 
 
+def _due(now: dt.datetime) -> sa.ColumnElement[bool]:
+    """Rows to work now: pending, or a failed (or abandoned) attempt whose retry time has come.
+
+    Every claim asks this, not only a shop's drain: a job left from before a ``dlq retry``, the
+    sweeper's, or another worker's redo of a batch that failed would otherwise retry a delivery
+    at once, and use up its attempts in seconds instead of the backoff's minutes. ``DUE_SLACK``
+    lets a retry job that a scheduler on another machine starts a little early do its work.
+    """
+    return sa.or_(
+        WebhookDelivery.status == "pending",
+        sa.and_(
+            WebhookDelivery.status.in_(("failed", "processing")),
+            sa.or_(
+                WebhookDelivery.next_attempt_at.is_(None),
+                WebhookDelivery.next_attempt_at <= now + DUE_SLACK,
+            ),
+        ),
+    )
+
+
 def _claim(delivery_ids: list[int], shops: dict[int, Shop]) -> list[WebhookDelivery]:
-    """Lock the given rows still needing work, loading their shops; rows another worker holds are skipped."""
+    """Lock the given rows still needing work and due, loading their shops; rows another worker
+    holds, and retries whose time has not come, are skipped."""
     connection = _begin()
     if connection.dialect.name == "postgresql":
         shop_ids = db.session.scalars(
             sa.select(WebhookDelivery.shop_id).where(WebhookDelivery.id.in_(delivery_ids)).distinct()
         ).all()
         shop_lock.hold(shop_ids, connection)
-    where = (WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.status.in_(WORKABLE))
+    where = (WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.status.in_(WORKABLE), _due(utcnow()))
     return _load_claim(_claim_stmt(where), shops)
 
 
@@ -187,18 +209,11 @@ def _claim_next(
     connection = _begin()
     shop_lock.hold([shop_id], connection)
     before()
-    now = utcnow()
     where = (
         WebhookDelivery.shop_id == shop_id,
         WebhookDelivery.id > after_id,
         WebhookDelivery.status.in_(WORKABLE),  # read off ix_deliveries_workable, in id order
-        sa.or_(
-            WebhookDelivery.status == "pending",
-            sa.and_(
-                WebhookDelivery.status.in_(("failed", "processing")),
-                sa.or_(WebhookDelivery.next_attempt_at.is_(None), WebhookDelivery.next_attempt_at <= now),
-            ),
-        ),
+        _due(utcnow()),
     )
     return _load_claim(_claim_stmt(where).limit(limit), shops)
 
