@@ -44,15 +44,17 @@ def dlq_list(domain, limit):
 @with_appcontext
 def dlq_retry(delivery_id, retry_all):
     """Retry one delivery by ID, or all of them with --all."""
+    from app.tenancy import could_be_row_id
     from workers import dlq
 
-    if bool(delivery_id) == bool(retry_all):
+    if (delivery_id is None) == (not retry_all):
         raise click.UsageError("give either a delivery ID or --all")
     if retry_all:
         click.echo(dlq.retry_all(None, capped=False).all())
         return
-    report = dlq.retry_one(delivery_id)
-    if report.not_retryable:
+    # A number no row id can be is in no queue (PostgreSQL refuses even to look it up).
+    report = dlq.retry_one(delivery_id) if delivery_id > 0 and could_be_row_id(delivery_id) else None
+    if report is None or report.not_retryable:
         raise click.ClickException(f"delivery {delivery_id} is not in the dead-letter queue")
     click.echo(report.one(delivery_id))
 

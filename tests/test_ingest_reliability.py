@@ -114,6 +114,14 @@ def test_always_failing_delivery_is_dead_lettered_then_retried_from_the_cli(
     assert again.exit_code != 0 and "not in the dead-letter queue" in again.output
 
 
+def test_dlq_retry_of_an_id_no_delivery_can_have_says_so_in_one_line(runner, ishop):
+    """A number past BIGINT printed PostgreSQL's traceback; 0 was taken for no ID at all."""
+    for number in ("999999999999999999999", "0"):
+        result = runner.invoke(args=["dlq", "retry", number])
+        assert result.exit_code != 0 and "Traceback" not in result.output, number
+        assert f"delivery {number} is not in the dead-letter queue" in result.output, number
+
+
 def test_dlq_retry_all_requeues_every_dead_delivery(client, runner, ishop, drain, flaky):
     flaky["failures"] = 10**6
     batch = fixture("pixel/batch.json")
