@@ -157,6 +157,17 @@ def test_a_retry_a_worker_will_run_says_it_is_queued(client, auth, ishop, worker
     assert [args for _, args in worker_queue.jobs] == [(dead,)]
 
 
+def test_an_empty_list_with_deliveries_still_queued_does_not_say_every_one_was_processed(
+    client, auth, ishop, worker_queue
+):
+    """After "Retry all" under a worker the list is empty, but nothing is processed yet."""
+    dead_rows(ishop, 2)
+    auth.login_as(ishop)
+    html = client.post("/deliveries/retry-all", headers=HX).get_data(as_text=True)
+    assert "every delivery was processed" not in html
+    assert "Nothing failed: 2 deliveries are waiting to be processed." in html
+
+
 def test_a_retry_without_javascript_shows_its_outcome_on_the_page_it_returns_to(
     client, auth, ishop, embedded
 ):
