@@ -23,32 +23,34 @@ _minute = [0]
 _clock = time.time  # the window's clock (a test holds it still across a minute's boundary)
 
 
-def allow(key: str, cost: int = 1) -> bool:
-    """Count ``cost`` events for ``key`` in this minute; False once over the pixel's
-    ``C360_PIXEL_RATE_PER_MINUTE``."""
+def allow(costs: dict[str, int]) -> bool:
+    """Count each key's events in this minute, every key charged (one round trip to Redis);
+    False when any is over the pixel's ``C360_PIXEL_RATE_PER_MINUTE``."""
     limit = int(current_app.config.get("C360_PIXEL_RATE_PER_MINUTE", 600))
     minute = int(_clock() // 60)
     queue = current_app.extensions.get("rq")
     connection = getattr(queue, "connection", None)
     if connection is not None:
-        redis_key = f"{current_app.config['C360_QUEUE_PREFIX']}:rate:{key}:{minute}"
         pipe = connection.pipeline()
-        pipe.incrby(redis_key, cost)
-        pipe.expire(redis_key, 120)
+        for key, cost in costs.items():
+            redis_key = f"{current_app.config['C360_QUEUE_PREFIX']}:rate:{key}:{minute}"
+            pipe.incrby(redis_key, cost)
+            pipe.expire(redis_key, 120)
         try:
-            count, _ = pipe.execute()
+            replies = pipe.execute()
         except RedisError:
             # Redis away: count in this process instead. A pixel does not resend, so refusing
             # (or a 500) would lose the visit; the per-process count still stops a flood.
             log.warning("rate limit counted in-process: Redis unreachable")
         else:
-            return int(count) <= limit
+            return all(int(count) <= limit for count in replies[::2])
     with _lock:
         if _minute[0] != minute:  # a new window: forget the last one
             _local.clear()
             _minute[0] = minute
-        _local[key] = _local.get(key, 0) + cost
-        return _local[key] <= limit
+        for key, cost in costs.items():
+            _local[key] = _local.get(key, 0) + cost
+        return all(_local[key] <= limit for key in costs)
 
 
 def clock() -> float:
