@@ -53,6 +53,19 @@ def test_headers_match_whatever_their_case_and_surrounding_spaces(runner, shop, 
     assert find_profile_by_identifier(shop.model, "phone", "+447700900456").first_name == "Ben"
 
 
+@pytest.mark.parametrize("separator", [";", "\t"], ids=["semicolons", "tabs"])
+def test_an_export_separated_by_semicolons_or_tabs_is_read_as_such(runner, shop, tmp_path, separator):
+    """Excel in much of Europe saves "CSV" with semicolons (the comma is the decimal mark), and
+    some tools export tabs: the file was refused for having no Email column."""
+    rows = [["Email", "Phone Number", "First Name"], ["ana@ex.com", "+44 7700 900123", "Ana, Maria"]]
+    rows.append(["ben@ex.com", "", '"Ben; Jr"'])
+    text = "\n".join(separator.join(row) for row in rows) + "\n"
+    result = _import(runner, shop, tmp_path, text)
+    assert result.exit_code == 0 and "2 profiles imported, 0 rows skipped." in result.output, result.output
+    assert _imported(shop, "ana@ex.com").first_name == "Ana, Maria"
+    assert _imported(shop, "ben@ex.com").first_name == "Ben; Jr"
+
+
 def test_a_file_without_email_or_phone_columns_names_the_headers_it_has(runner, shop, tmp_path):
     result = _import(runner, shop, tmp_path, "Name,E-mail address\nAna,ana@ex.com\n")
     assert result.exit_code == 1

@@ -1,18 +1,21 @@
 """Reading a CSV export the way a merchant's spreadsheet wrote it.
 
-Three things a hand-edited or Excel-saved export gets wrong, each of which used to
-lose rows without a word: the encoding (Excel on Windows saves Windows-1252, or
-UTF-16 with a byte-order mark), the header's spelling (``email``, `` Email ``,
-``PHONE NUMBER``) and a stray quote, which the csv module's lenient mode turns
+Four things a hand-edited or Excel-saved export gets wrong, each of which used to
+lose rows (or the file): the encoding (Excel on Windows saves Windows-1252, or
+UTF-16 with a byte-order mark), the separator (semicolons where the comma is the
+decimal mark), the header's spelling (``email``, `` Email ``, ``PHONE NUMBER``) and
+a stray quote, which the csv module's lenient mode turns
 into one cell holding every row after it. Here the encoding is detected before
-the file is read, headers are matched ignoring case and spacing, and the reader
-runs in strict mode and numbers every record by the file line it starts on.
+the file is read, headers are matched ignoring case and spacing, cells are split
+by the separator the header uses (semicolons from a European Excel, tabs), and the
+reader runs in strict mode and numbers every record by the file line it starts on.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -92,8 +95,13 @@ def records(lines: Iterable[str]) -> Iterator[Record]:
 
     A record the csv module refuses is yielded with the reason and the lines it took;
     reading goes on after it. A quote that never closes took every line to the end.
+    The cells are separated as the first line is (``separator``).
     """
-    reader = csv.reader(lines, strict=True)
+    lines = iter(lines)
+    first = next(lines, None)
+    if first is None:
+        return
+    reader = csv.reader(itertools.chain([first], lines), delimiter=separator(first), strict=True)
     while True:
         before = reader.line_num
         try:
@@ -105,6 +113,18 @@ def records(lines: Iterable[str]) -> Iterator[Record]:
             continue
         if cells:
             yield Record(before + 1, reader.line_num, cells)
+
+
+SEPARATORS = (",", ";", "\t")
+QUOTED = re.compile(r'"[^"]*"')
+
+
+def separator(header: str) -> str:
+    """The character a header line separates its cells with: the comma, or the semicolon that Excel
+    writes where the comma is the decimal mark, or a tab; whichever the line (outside quotes)
+    holds most of, the comma when none."""
+    bare = QUOTED.sub("", header)
+    return max(SEPARATORS, key=lambda sep: (bare.count(sep), sep == ","))
 
 
 def _broken(first: int, last: int, error: str) -> str:
