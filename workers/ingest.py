@@ -31,7 +31,7 @@ from app.services.bulk_sql import id_in, is_postgresql
 from app.services.ingest import process_delivery_row
 from app.services.ingest.batch import process_batch
 from app.services.ingest.common import BadPayload
-from app.services.ingest.inbox import due_retries, reset_for_retry, row_token, stuck_pending
+from app.services.ingest.inbox import due_retries, reset_for_retry, retry_due, row_token, stuck_pending
 
 JOB = "workers.ingest.process_delivery"
 BATCH_JOB = "workers.ingest.process_deliveries"
@@ -177,16 +177,7 @@ def _due(now: dt.datetime) -> sa.ColumnElement[bool]:
     at once, and use up its attempts in seconds instead of the backoff's minutes. ``DUE_SLACK``
     lets a retry job that a scheduler on another machine starts a little early do its work.
     """
-    return sa.or_(
-        WebhookDelivery.status == "pending",
-        sa.and_(
-            WebhookDelivery.status.in_(("failed", "processing")),
-            sa.or_(
-                WebhookDelivery.next_attempt_at.is_(None),
-                WebhookDelivery.next_attempt_at <= now + DUE_SLACK,
-            ),
-        ),
-    )
+    return sa.or_(WebhookDelivery.status == "pending", retry_due(now + DUE_SLACK))
 
 
 def _claim(delivery_ids: list[int], shops: dict[int, Shop]) -> list[WebhookDelivery]:

@@ -68,11 +68,8 @@ def list_candidates(
     for page in db.session.scalars(stmt.execution_options(yield_per=limit)).partitions():
         live = live_profiles(shop.id, [i for c in page for i in (c.profile_a_id, c.profile_b_id)])
         for cand in page:
-            a, b = live.get(cand.profile_a_id), live.get(cand.profile_b_id)
-            if a is None or b is None:
-                continue
-            pair = (min(a.id, b.id), max(a.id, b.id))
-            if pair[0] == pair[1] or pair in pairs:
+            pair = _live_pair(live, cand.profile_a_id, cand.profile_b_id)
+            if pair is None or pair[0] == pair[1] or pair in pairs:
                 continue
             pairs.add(pair)
             shown.append(cand)
@@ -92,12 +89,13 @@ def _newer_pairs(shop: Shop, before: int) -> set[tuple[int, int]]:
         )
     ).all()
     live = live_profiles(shop.id, [i for row in rows for i in row])
-    pairs = set()
-    for a_id, b_id in rows:
-        a, b = live.get(a_id), live.get(b_id)
-        if a is not None and b is not None:
-            pairs.add((min(a.id, b.id), max(a.id, b.id)))
-    return pairs
+    return {pair for a_id, b_id in rows if (pair := _live_pair(live, a_id, b_id)) is not None}
+
+
+def _live_pair(live: dict[int, Profile], a_id: int, b_id: int) -> tuple[int, int] | None:
+    """The two live profiles a candidate names now, smaller id first; None if one is gone."""
+    a, b = live.get(a_id), live.get(b_id)
+    return None if a is None or b is None else (min(a.id, b.id), max(a.id, b.id))
 
 
 def live_sides(cand: MergeCandidate) -> tuple[Profile, Profile]:

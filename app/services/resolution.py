@@ -126,8 +126,9 @@ def split_usable(
 ) -> tuple[list[Ident], list[Ident]]:
     """The identifiers that may link, most trusted first, and the raw phones kept as text; junk dropped.
 
-    ``resolve``, ``resolve_many`` and the history backfill all sort a signal with this,
-    so they agree on what is junk and which identifier names the signal.
+    ``resolve`` and ``resolve_many`` sort a signal with this, and the history backfill judges
+    each value with ``may_link``, its rule, so they agree on what is junk and which identifier
+    names the signal.
     """
     usable: list[Ident] = []
     raw: list[Ident] = []

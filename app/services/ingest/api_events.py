@@ -32,6 +32,7 @@ from app.services.ingest.common import (
     parse_time,
     record_event,
     refresh_search_text,
+    text,
     whole,
 )
 from app.services.resolution import resolve
@@ -136,10 +137,11 @@ def _check_marketplace_order(props: dict, shop: Shop) -> None:
 
 
 def _check_text(value: Any, where: str) -> None:
-    """A label kept as text (title, SKU, order number): text or a number, else its Python spelling
-    (``{'en': 'Linen shirt'}``) would be stored and shown."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
-        raise BadPayload(f"{where} must be text or a number")
+    """A label kept as text (title, SKU, order number): text or a number (``common.text``; not a
+    true or false either), else its Python spelling (``{'en': 'Linen shirt'}``) would be stored."""
+    if isinstance(value, bool):
+        raise BadPayload(f"{where} must be text or a number, not {str(value).lower()}")
+    text(value, where)
 
 
 def _check_order_id(order_id: Any, what: str) -> None:

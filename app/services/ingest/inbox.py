@@ -296,15 +296,19 @@ def stuck_pending(shop_id: int, now: dt.datetime, stale_after: dt.timedelta) -> 
     return db.session.scalar(stmt) or 0
 
 
+def retry_due(now: dt.datetime) -> sa.ColumnElement[bool]:
+    """A failed (or abandoned) attempt whose retry time has come by ``now``."""
+    w = WebhookDelivery
+    return sa.and_(
+        w.status.in_(("failed", "processing")), sa.or_(w.next_attempt_at.is_(None), w.next_attempt_at <= now)
+    )
+
+
 def due_retries(shop_id: int, now: dt.datetime) -> list[tuple[int, str, int]]:
     """``(id, token, attempts)`` of failed (or abandoned) rows whose retry time has come.
 
     The columns the retry jobs' ids need, not the rows: a sweep never reads the bodies.
     """
     w = WebhookDelivery
-    stmt = sa.select(w.id, w.received_at, w.attempts).where(
-        w.shop_id == shop_id,
-        w.status.in_(("failed", "processing")),
-        sa.or_(w.next_attempt_at.is_(None), w.next_attempt_at <= now),
-    )
+    stmt = sa.select(w.id, w.received_at, w.attempts).where(w.shop_id == shop_id, retry_due(now))
     return [(i, _token(at), attempts) for i, at, attempts in db.session.execute(stmt.order_by(w.id))]

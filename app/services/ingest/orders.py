@@ -634,10 +634,8 @@ def _move_order_events(
     if the new owner had had it from the start: delivered the other way round, they would have
     been recorded on them, and the order is seen on its owner's timeline and in their last seen.
     ``previous_id`` None: the events stored under nobody (a guest's sale, a refund come first)."""
-    mine = sa.or_(
-        Event.external_id.in_((f"order:{external_id}", f"order-cancelled:{external_id}")),
-        Event.external_id.startswith(f"refund:{external_id}:", autoescape=True),
-    )
+    own, refund = (f"order:{external_id}", f"order-cancelled:{external_id}"), f"refund:{external_id}:"
+    mine = sa.or_(Event.external_id.in_(own), Event.external_id.startswith(refund, autoescape=True))
     moved = db.session.execute(
         sa.update(Event)
         .where(
@@ -654,8 +652,6 @@ def _move_order_events(
         if is_persons_doing(etype) and (owner.last_seen_at is None or owner.last_seen_at < occurred_at):
             owner.last_seen_at = occurred_at
     if run is not None:  # and those this batch has yet to write
-        own = (f"order:{external_id}", f"order-cancelled:{external_id}")
-        refund = f"refund:{external_id}:"
         for n, (profile, event) in enumerate(run.events):
             ext = event["external_id"]
             was = None if profile is None else profile.id
