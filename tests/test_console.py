@@ -83,6 +83,24 @@ def test_search_folds_case_the_way_the_language_does(client, auth, shop, query):
     assert "Jonas Weiß" in old_row.get_data(as_text=True)
 
 
+BOTH, JOSE = ["Zoë Martin", "José Zoe"], ["José Zoe"]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"), [("zoe", BOTH), ("ZOË", BOTH), ("Jose", JOSE), ("josé", JOSE)]
+)
+def test_search_sets_accents_aside(client, auth, shop, query, expected):
+    """An agent types "zoe" for Zoë and "jose" for José, or the other way round."""
+    from app.services.ingest.common import refresh_search_text
+
+    for first, last, email in (("Zoë", "Martin", "zm@example.net"), ("José", "Zoe", "jz@example.net")):
+        refresh_search_text(_customer(shop.id, first, last, email))
+    db.session.commit()
+    auth.login_as(shop)
+    page = client.get("/customers/", query_string={"q": query}, headers={"HX-Request": "true"})
+    assert [name for name in BOTH if name in page.get_data(as_text=True)] == expected
+
+
 def test_percent_and_underscore_in_a_search_are_text_not_wildcards(client, auth, shop):
     _customer(shop.id, "Ann", "Lee", "ann_lee@example.net")
     _customer(shop.id, "Anna", "Xu", "annxlee@example.net")

@@ -117,6 +117,31 @@ def test_an_order_refunded_in_full_is_no_purchase(client, ishop, drain):
     assert (stats["buyers"], stats["orders"], stats["revenue"]) == (0, 0, 0.0)
 
 
+def test_a_test_order_is_kept_and_linked_but_is_no_purchase(client, auth, ishop, drain):
+    """The merchant trying the checkout with the Bogus Gateway: the order is there, marked, and its
+    buyer neither spent nor converted; the shop's revenue is untouched."""
+    body = fixture("shopify/orders_create_web.json")
+    body["test"] = True
+    send(client, drain, ishop, "orders/create", body, "wh-test")
+    assert order(ishop, "5001").test is True
+    doc = doc_of(ishop, "shopify_customer", "7001")
+    assert doc["emails"] == ["sarah.j.home@gmail.com"]
+    assert (doc["orders"]["count"], doc["orders"]["lifetime_spend"]) == (0, 0.0)
+    assert doc["lifecycle_stage"] != "converted"
+    stats = client.get("/api/v1/stats", headers=ishop.auth).get_json()
+    assert (stats["buyers"], stats["orders"], stats["revenue"]) == (0, 0, 0.0)
+    placed = db.session.scalar(sa.select(Event).where(SIGNALS, Event.type == "order.placed"))
+    assert placed.properties["test"] is True
+    auth.login_as(ishop)
+    page = client.get(f"/customers/{placed.profile_id}/orders").get_data(as_text=True)
+    assert "test order, not counted" in page
+    real = fixture("shopify/orders_create_web.json")
+    real["id"], real["name"] = 5002, "#1002"
+    send(client, drain, ishop, "orders/create", real, "wh-real")
+    doc = doc_of(ishop, "shopify_customer", "7001")
+    assert (doc["orders"]["count"], doc["orders"]["lifetime_spend"]) == (1, 84.0)
+
+
 def _multicurrency_refund(**transaction) -> dict:
     """A full refund of the multi-currency order (shop GBP 120.00, customer USD 140.40), paid back in USD."""
     refund = fixture("shopify/refunds_create.json")

@@ -199,3 +199,22 @@ def test_waiting_messages_whose_retry_was_made_become_retried_and_the_rest_still
             "sent",
         ]
         db.session.commit()
+
+
+def test_stored_search_texts_lose_their_accents_so_an_agent_typing_zoe_finds_zoe(blank_app):
+    from app.models import Profile
+    from app.services import accounts
+
+    with blank_app.app_context():
+        upgrade(revision="d4a8e1f7c2b6")
+        shop = accounts.create_shop("f.myshopify.com", secret="s", plan="free", country="GB")  # noqa: S106
+        accented = _old_row(Profile, shop_id=shop.id, search_text="zoë groß zoe@example.net")
+        plain = _old_profile(shop.id)
+        db.session.commit()
+        upgrade()
+        assert _rows(
+            f"SELECT search_text FROM profiles WHERE id IN ({accented.id}, {plain.id}) ORDER BY id"
+        ) == [
+            ("zoe gross zoe@example.net",),
+            (None,),
+        ]

@@ -82,6 +82,8 @@ class Order(db.Model):
     refunded: so.Mapped[Decimal] = so.mapped_column(default=Decimal("0"))
     financial_status: so.Mapped[str | None] = so.mapped_column(sa.String(32))
     cancelled_at: so.Mapped[dt.datetime | None]
+    # Shopify's test order (Bogus Gateway, a provider's test mode): kept and shown, never a purchase.
+    test: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
     discount_codes: so.Mapped[list[Any]] = so.mapped_column(default=list)
     landing_site: so.Mapped[str | None] = so.mapped_column(sa.Text)
     referring_site: so.Mapped[str | None] = so.mapped_column(sa.Text)
@@ -101,8 +103,8 @@ class Order(db.Model):
 
     @property
     def net_total(self) -> Decimal:
-        """What the order is worth now: zero when cancelled, else total less refunds."""
-        if self.cancelled_at is not None:
+        """What the order is worth now: zero when cancelled or a test, else total less refunds."""
+        if self.cancelled_at is not None or self.test:
             return Decimal("0")
         return self.total - (self.refunded or Decimal("0"))
 
@@ -110,17 +112,21 @@ class Order(db.Model):
     def is_purchase(self) -> bool:
         """Whether the order counts as a purchase (``purchases``, in Python)."""
         refunded = self.refunded or Decimal("0")
-        return self.cancelled_at is None and not (self.total > 0 and refunded >= self.total)
+        return self.cancelled_at is None and not self.test and not (self.total > 0 and refunded >= self.total)
 
     @classmethod
     def purchases(cls) -> sa.ColumnElement[bool]:
-        """The orders that count as purchases: not cancelled, and not refunded in full.
+        """The orders that count as purchases: not cancelled, not a test, and not refunded in full.
 
         A customer who sent back everything they bought has bought nothing: counted, two fully
         refunded orders made them "loyal", a buyer in the shop's totals and a reorder reminder
         for what they returned. A free order (a total of zero) is still a purchase.
         """
-        return sa.and_(cls.cancelled_at.is_(None), sa.not_(sa.and_(cls.total > 0, cls.refunded >= cls.total)))
+        return sa.and_(
+            cls.cancelled_at.is_(None),
+            cls.test.is_(False),
+            sa.not_(sa.and_(cls.total > 0, cls.refunded >= cls.total)),
+        )
 
 
 class OrderLine(db.Model):

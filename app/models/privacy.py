@@ -145,6 +145,7 @@ NOT_PERSONAL: dict[str, set[str]] = {
         "refunded",
         "financial_status",
         "cancelled_at",
+        "test",
         "discount_codes",
         "utm_source",
         "billing_country",

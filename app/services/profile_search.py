@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from app.digits import whole_number
 from app.extensions import db
 from app.models import Identifier, Order, Profile
+from app.search_fold import fold
 from app.services.identifiers import normalise_phone
 from app.services.paging import MAX_OFFSET
 from app.services.search_cursor import decode_cursor, encode_cursor
@@ -48,8 +49,8 @@ def _matches(shop_id: int, q: str, region: str | None):
     ident = sa.select(Identifier.profile_id).where(
         Identifier.shop_id == shop_id, Identifier.value.contains(needle, autoescape=True)
     )
-    # Search texts are case-folded ("groß" as "gross"); rows written before that are lower-cased.
-    folded = q.strip().casefold()
+    # Search texts are folded ("zoë groß" as "zoe gross", see ``search_fold``).
+    folded = fold(q.strip())
     clauses = [
         *(Profile.search_text.contains(n, autoescape=True) for n in dict.fromkeys((folded, needle))),
         Profile.id.in_(ident),

@@ -19,6 +19,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.models import Event, Identifier, Profile, Shop, WebhookDelivery
 from app.models.base import EARLIEST_TIME, utcnow
+from app.search_fold import fold
 from app.services.bulk_sql import insert_new, is_postgresql
 from app.services.identifiers import Ident, normalise
 from app.tenancy import scoped
@@ -421,9 +422,9 @@ def refresh_search_text(profile: Profile) -> None:
 
 
 def search_text_of(parts: Iterable[str]) -> str | None:
-    """The words the console searches, case-folded: "Groß" is stored as "gross", so typing GROSS
-    or Groß finds it (``profile_search`` folds the query alike)."""
-    return " ".join(p for p in parts if p).casefold() or None
+    """The words the console searches, folded (``search_fold``): "Zoë Groß" is stored as "zoe gross",
+    so typing ZOE, Zoë or GROSS finds her (``profile_search`` folds the query alike)."""
+    return fold(" ".join(p for p in parts if p)) or None
 
 
 def first(*values: Any) -> Any:

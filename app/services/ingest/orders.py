@@ -459,6 +459,7 @@ def _fill_order(order: Order, payload: dict, shop: Shop, updated_at: dt.datetime
     order.total_tax = not_negative(shop_amount(payload, "total_tax"), "total_tax")
     order.financial_status = str(payload.get("financial_status") or "")[:32] or None
     order.cancelled_at = optional_time(payload.get("cancelled_at"), "cancelled_at")
+    order.test = payload.get("test") is True
     order.discount_codes = [
         {"code": d.get("code"), "amount": d.get("amount"), "type": d.get("type")}
         for d in as_list(payload.get("discount_codes"), "discount_codes")
@@ -671,6 +672,7 @@ def _order_events(
         "total": str(order.total),
         "currency": order.currency,
         "channel": order.channel,
+        **({"test": True} if order.test else {}),
     }
     record(
         profile,
