@@ -200,6 +200,29 @@ def test_bad_events_are_400_with_the_reason(client, ishop):
     assert client.post("/api/v1/events", json=event()).status_code == 401
 
 
+def test_an_event_time_without_its_offset_or_a_misspelt_field_is_refused_and_stores_nothing(client, ishop):
+    """The contract writes times as ISO 8601 with their offset: an epoch 0 dated a support touch 1970,
+    and a till's local time read as UTC moved it by hours. A misspelt field lost what it held."""
+    cases = [
+        (event(occurred_at=0), "occurred_at is required"),
+        (event(occurred_at=1700000000), "occurred_at is required"),
+        (event(occurred_at="1700000000"), "not an ISO 8601 time"),
+        (event(occurred_at="2026-11-01T10:00:00"), "must carry its UTC offset"),
+        (event(occurred_at="2026-11-01"), "must carry its UTC offset"),
+        ({**event(), "propertes": {"ticket": "T-2"}}, "unknown fields: propertes"),
+    ]
+    for body, reason in cases:
+        response = client.post("/api/v1/events", json=body, headers=ishop.auth)
+        assert response.status_code == 400, body
+        assert reason in response.get_json()["error"]["message"], body
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery)) == 0
+    for written in ("2026-11-01T10:00:00Z", "2026-11-01T10:00:00-05:00"):
+        assert (
+            client.post("/api/v1/events", json=event(occurred_at=written), headers=ishop.auth).status_code
+            == 202
+        )
+
+
 def test_ingest_status_counts_this_shops_deliveries_only(client, ishop, drain):
     other = make_shop("bravo.myshopify.com")
     post_pixel(client, fixture("pixel/batch.json"))

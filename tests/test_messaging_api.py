@@ -14,6 +14,13 @@ from tests.gate_helpers import CHANNELS, NOON, TEXT, make_profile
 AT = NOON.isoformat()
 
 
+def just_now() -> str:
+    """A consent's captured_at a moment from now: after whatever the test did before it."""
+    from app.models.base import utcnow
+
+    return (utcnow() + dt.timedelta(seconds=1)).isoformat()
+
+
 def check(client, shop, profile_id, channel, at=AT):
     body = {"profile_id": profile_id, "channel": channel, "at": at}
     return client.post("/api/v1/gate/check", json=body, headers=shop.auth)
@@ -109,6 +116,7 @@ def test_explicit_opt_in_after_global_unsubscribe_restores_only_that_channel(cli
         "status": "opted_in",
         "source": "import",
         "consent_text": TEXT,
+        "captured_at": just_now(),
     }
     assert client.post("/api/v1/consents", json=imported, headers=shop.auth).get_json()["explicit"] is False
     assert check(client, shop, profile.id, "email").get_json()["reason"] == "global_unsubscribe"
@@ -155,31 +163,28 @@ def test_consent_for_a_new_identifier_creates_the_profile(client, shop):
     assert check(client, shop, answer["profile_id"], "email").get_json()["allowed"] is True
 
 
+def bad(**fields) -> dict:
+    """A consent body with one thing wrong (or missing, given as None)."""
+    body = {"identifier": "ann@shopper.test", "channel": "sms", "status": "opted_out", "source": "api"}
+    body["captured_at"] = AT
+    return {k: v for k, v in {**body, **fields}.items() if v is not None}
+
+
 BAD_CONSENTS = [
-    ({"identifier": "ann@shopper.test", "channel": "fax", "status": "opted_in"}, 422),
-    ({"identifier": "ann@shopper.test", "channel": "sms", "status": "maybe"}, 422),
-    ({"identifier": "ann@shopper.test", "channel": "sms", "status": "opted_in"}, 422),  # no consent text
-    (
-        {
-            "identifier": "ann@shopper.test",
-            "channel": "sms",
-            "status": "opted_out",
-            "captured_at": "yesterday",
-        },
-        422,
-    ),
-    (
-        {
-            "identifier": "ann@shopper.test",
-            "channel": "sms",
-            "status": "opted_out",
-            "captured_at": "2026-01-01T10:00",
-        },
-        422,
-    ),
-    ({"identifier": "not an email", "channel": "sms", "status": "opted_out"}, 422),
-    ({"identifier": "fax:123", "channel": "sms", "status": "opted_out"}, 422),
-    ({"identifier": 7, "channel": "sms", "status": "opted_out"}, 400),
+    (bad(channel="fax", status="opted_in", consent_text=TEXT), 422),
+    (bad(status="maybe"), 422),
+    (bad(status="opted_in"), 422),  # no consent text
+    (bad(status="opted_in", consent_text="  "), 422),
+    (bad(status="opted_in", consent_text=1e30), 422),
+    (bad(captured_at="yesterday"), 422),
+    (bad(captured_at="2026-01-01T10:00"), 422),
+    (bad(captured_at=None), 422),  # evidence needs its moment: not the moment it reached us
+    (bad(source=None), 422),
+    (bad(source=" "), 422),
+    (bad(source=0), 422),
+    (bad(identifier="not an email"), 422),
+    (bad(identifier="fax:123"), 422),
+    (bad(identifier=7), 400),
 ]
 
 
@@ -198,7 +203,7 @@ def test_bad_consent_bodies_are_refused_with_a_reason(client, shop):
 def test_an_identifier_with_a_mistyped_kind_is_refused_and_creates_nobody(client, shop):
     for path in ("/api/v1/unsubscribe", "/api/v1/consents"):
         body = {"identifier": "emial:ann@shopper.test", "channel": "email", "status": "opted_out"}
-        response = client.post(path, json=body, headers=shop.auth)
+        response = client.post(path, json={**body, "source": "api", "captured_at": AT}, headers=shop.auth)
         assert response.status_code == 422, path
         assert response.get_json()["error"]["message"] == "unknown identifier kind 'emial'"
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Profile)) == 0
@@ -335,7 +340,7 @@ def test_a_consent_change_sent_by_the_merchants_tools_is_not_the_customers_activ
     db.session.commit()
     body = {"identifier": "email:gone@shopper.test"}
     if call == "consents":
-        body.update(channel="email", status="opted_out", source="crm")
+        body.update(channel="email", status="opted_out", source="crm", captured_at=just_now())
     answer = client.post(f"/api/v1/{call}", json=body, headers=shop.auth)
     assert answer.status_code == 200 and answer.get_json()["profile_id"] == profile.id
     db.session.expire_all()
@@ -361,6 +366,7 @@ def test_a_consent_dated_in_the_future_is_refused_and_cannot_outrank_a_later_uns
         "channel": "email",
         "status": "opted_in",
         "consent_text": TEXT,
+        "source": "popup",
         "captured_at": "2099-01-01T00:00:00+00:00",
     }
     refused = client.post("/api/v1/consents", json=ahead, headers=shop.auth)
@@ -398,6 +404,7 @@ def test_an_import_named_in_any_case_or_by_its_tool_never_lifts_an_opt_out(clien
             "status": "opted_in",
             "source": source,
             "consent_text": TEXT,
+            "captured_at": just_now(),
         }
         assert (
             client.post("/api/v1/consents", json=body, headers=shop.auth).get_json()["explicit"] is False
@@ -428,7 +435,8 @@ def test_an_import_named_in_any_case_or_by_its_tool_never_lifts_an_opt_out(clien
 def test_the_customers_own_sources_are_explicit(client, shop, source):
     make_profile(shop.id)
     body = {"identifier": "ann@shopper.test", "channel": "email", "status": "opted_in", "source": source}
-    answer = client.post("/api/v1/consents", json={**body, "consent_text": TEXT}, headers=shop.auth)
+    body.update(consent_text=TEXT, captured_at=just_now())
+    answer = client.post("/api/v1/consents", json=body, headers=shop.auth)
     assert answer.get_json()["explicit"] is True
 
 
@@ -447,6 +455,7 @@ def test_a_consent_from_an_address_that_is_no_ip_is_refused(client, shop, ip):
         "status": "opted_in",
         "source": "popup",
         "consent_text": TEXT,
+        "captured_at": AT,
         "ip": ip,
     }
     answer = client.post("/api/v1/consents", json=body, headers=shop.auth)

@@ -42,17 +42,22 @@ OPENAPI_PATHS = {
         "non-explicit sources (import, sync) never lift an opt-out",
         {
             "type": "object",
-            "required": ["identifier", "channel", "status"],
+            "required": ["identifier", "channel", "status", "source", "captured_at"],
             "properties": {
                 "identifier": IDENTIFIER,
                 "channel": CHANNEL,
                 "status": {"type": "string", "enum": ["opted_in", "opted_out"]},
                 "consent_text": {
                     "type": "string",
+                    "minLength": 1,
                     "description": "the exact wording shown; required to opt in",
                 },
-                "source": {"type": "string", "description": "checkout, popup, pos, import, api, keyword…"},
-                "captured_at": TIME,
+                "source": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "checkout, popup, pos, import, api, keyword…",
+                },
+                "captured_at": {**TIME, "description": "when the customer gave or withdrew consent"},
                 "ip": {"type": "string"},
                 "user_agent": {"type": "string"},
                 "explicit": {"type": "boolean", "description": "default: false for import/sync, else true"},

@@ -8,6 +8,7 @@ channel ``marketplace`` becomes an order.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from decimal import Decimal
 from typing import Any
@@ -47,6 +48,7 @@ IDENTIFIER_KEYS = {
     "amazon_buyer_id": "amazon_buyer",
     "ebay_user": "ebay_user",
 }
+FIELDS = frozenset({"id", "type", "occurred_at", "identifiers", "channel", "properties"})
 TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 CHANNELS = frozenset({"email", "sms", "whatsapp", "push", "web", "pos", "marketplace", "support", "phone"})
 
@@ -59,10 +61,15 @@ def check_event(body: Any, shop: Shop) -> dict:
     """
     if not isinstance(body, dict):
         raise BadPayload("the body must be a JSON object")
+    unknown = sorted(str(key)[:40] for key in set(body) - FIELDS)
+    if unknown:
+        # A misspelt "propertes" was accepted and its properties lost without a word.
+        known = ", ".join(sorted(FIELDS))
+        raise BadPayload(f"unknown fields: {', '.join(unknown[:5])} (an event has {known})")
     etype = body.get("type")
     if not isinstance(etype, str) or len(etype) > 60 or not TYPE_RE.match(etype):
         raise BadPayload("type is required: lower-case words joined by dots, e.g. push.opened")
-    if parse_time(body.get("occurred_at"), "occurred_at") > utcnow() + CLOCK_SKEW:
+    if _occurred_at(body.get("occurred_at")) > utcnow() + CLOCK_SKEW:
         raise BadPayload("occurred_at is in the future: send when the event happened, with its offset")
     _check_id(body.get("id"))
     _check_identifiers(body.get("identifiers"))
@@ -77,6 +84,24 @@ def check_event(body: Any, shop: Shop) -> dict:
     if _is_marketplace_refund(body):
         _check_marketplace_refund(as_dict(body.get("properties")), shop)
     return body
+
+
+def _occurred_at(value: Any) -> dt.datetime:
+    """``occurred_at`` as the contract writes times: ISO 8601 text with its offset.
+
+    Epoch numbers and times without an offset were read as UTC: an ``occurred_at`` of 0 dated a
+    support touch 1970, and a local "10:00" from a till in New York was placed five hours early.
+    """
+    example = "e.g. 2026-11-01T10:00:00+00:00"
+    if not isinstance(value, str) or not value.strip():
+        raise BadPayload(f"occurred_at is required: an ISO 8601 time with its offset, {example}")
+    try:
+        written = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise BadPayload(f"occurred_at is not an ISO 8601 time: {value[:40]!r}") from None
+    if written.tzinfo is None:
+        raise BadPayload(f"occurred_at must carry its UTC offset (+00:00 or Z), {example}")
+    return parse_time(value, "occurred_at")
 
 
 def _check_id(value: Any) -> None:
