@@ -69,6 +69,7 @@ def create_app(config: dict | None = None) -> Flask:
 
 def _init_login(app: Flask) -> None:
     from app import web
+    from app.digits import whole_number
     from app.models import User
 
     login_manager.init_app(app)
@@ -76,7 +77,11 @@ def _init_login(app: Flask) -> None:
     login_manager.login_message = "Please sign in to continue."
 
     @login_manager.user_loader
-    def load_user(user_id: str):
-        return db.session.get(User, int(user_id))
+    def load_user(session_id: str):
+        """The user a session names, if it was made since their last sign-out or new password."""
+        user_id, _, generation = session_id.partition(":")
+        number, made = whole_number(user_id), whole_number(generation)
+        user = db.session.get(User, number) if number is not None and made is not None else None
+        return user if user is not None and user.session_generation == made else None
 
     web.init_app(app)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import zoneinfo
 from functools import wraps
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import abort, g, session
+from flask import abort, g, render_template, request, session, url_for
 from flask_login import current_user, login_required
+from markupsafe import Markup, escape
 
 from app.digits import counted
 from app.extensions import db
@@ -23,6 +25,10 @@ from app.services.shop_settings import shop_timezone
 from app.services.timezones import zone_or_utc
 
 ROLE_RANK = {"support": 0, "staff": 1, "agency": 2, "owner": 3}
+# The shop a page was drawn for, sent back with every request it makes (HTMX header, form field):
+# the chosen shop is the session's, shared by every tab, so a tab left open on shop A whose user
+# switched to shop B in another tab saved A's settings form into B.
+SHOWN_HEADER, SHOWN_FIELD = "X-C360-Shop", "c360_shop"
 
 
 def memberships_of(user) -> list[Membership]:
@@ -65,11 +71,56 @@ def shop_required(min_role: str = "support"):
                 abort(403)
             if ROLE_RANK[g.role] < ROLE_RANK[min_role]:
                 abort(403)
+            if _drawn_for_another_shop():
+                return _another_shops_page()
             return view(*args, **kwargs)
 
         return wrapped
 
     return decorator
+
+
+def _drawn_for_another_shop() -> bool:
+    """Whether the request comes from a page drawn for a shop other than the current one."""
+    shown = request.headers.get(SHOWN_HEADER)
+    if shown is None and request.method != "GET":
+        shown = request.form.get(SHOWN_FIELD)
+    return shown is not None and shown != str(g.shop.id)
+
+
+def _another_shops_page():
+    """Refuse, changing nothing (409): a banner for an HTMX request, else a page leading back.
+
+    An HTMX answer is 412, which the console shows as a banner and swaps into nothing: the
+    page stays as it was drawn, the reason above it.
+    """
+    message = (
+        f"This page was opened for another shop; since then this browser switched to {g.shop.domain}. "
+        "Nothing was changed. Reload the page to work on this shop, or switch back first."
+    )
+    if request.headers.get("HX-Request"):
+        return f"<p>{escape(message)}</p>", 412
+    return render_template(
+        "errors/refused.html", title="Another shop's page", message=message, back=back_link()
+    ), 409
+
+
+def back_link() -> str:
+    """The page a refused request came from (a path of this site), else the customer list."""
+    referrer = urlsplit(request.referrer or "")
+    if referrer.netloc == request.host and referrer.path.startswith("/"):
+        return referrer.path + (f"?{referrer.query}" if referrer.query else "")
+    return url_for("customers.index")
+
+
+def form_guard() -> Markup:
+    """The hidden fields every console form carries: its CSRF token and the shop it was drawn for."""
+    from flask_wtf.csrf import generate_csrf
+
+    fields = Markup('<input type="hidden" name="csrf_token" value="{}">').format(generate_csrf())
+    if g.get("shop") is not None:
+        fields += Markup('<input type="hidden" name="{}" value="{}">').format(SHOWN_FIELD, g.shop.id)
+    return fields
 
 
 NAV = (
@@ -136,7 +187,9 @@ def contact_text(text: str | None) -> str:
 
 def init_app(app) -> None:
     """Expose ``nav_items`` to templates and load the current shop per request."""
-    app.context_processor(lambda: {"nav_items": nav_items, "may": may, "shop_zone": shop_zone()})
+    app.context_processor(
+        lambda: {"nav_items": nav_items, "may": may, "shop_zone": shop_zone(), "form_guard": form_guard}
+    )
     app.add_template_filter(counted)
     app.add_template_filter(identifier_text)
     app.add_template_filter(contact_text, "contact")

@@ -177,6 +177,70 @@ def test_agency_user_switches_between_their_shops_only(client, auth, db):
     assert client.post(f"/switch-shop/{stranger.id}").status_code == 404
 
 
+def test_a_page_left_open_on_one_shop_changes_nothing_in_the_shop_switched_to_in_another_tab(
+    client, auth, db
+):
+    """The chosen shop is the session's, shared by every tab: tab A shows one.myshopify.com's
+    settings, tab B switches to two, and A's Save wrote one's settings into two."""
+    import re
+
+    from app.models import Shop
+    from app.services.shop_settings import effective_settings
+
+    one = make_shop("one.myshopify.com", timezone="Europe/London")
+    two = make_shop("two.myshopify.com", timezone="America/New_York")
+    accounts.create_user(one.owner_email, PASSWORD, two.model, "owner")
+    db.session.commit()
+    auth.login(one.owner_email)
+    page = client.get("/settings/").get_data(as_text=True)  # tab A, drawn for shop one
+    assert re.search(rf'name="c360_shop" value="{one.id}"', page)
+    assert f'"X-C360-Shop": "{one.id}"' in page
+    form = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page))
+    form.update(timezone="Europe/London", cap_global_daily="3")
+    client.post(f"/switch-shop/{two.id}")  # tab B
+    refused = client.post("/settings/", data=form)
+    assert refused.status_code == 409 and "two.myshopify.com" in refused.get_data(as_text=True)
+    htmx = client.post("/settings/", data=form, headers={"HX-Request": "true", "X-C360-Shop": str(one.id)})
+    assert htmx.status_code == 412 and "Nothing was changed" in htmx.get_data(as_text=True)
+    search = client.get("/customers/?q=a", headers={"HX-Request": "true", "X-C360-Shop": str(one.id)})
+    assert search.status_code == 412  # a live search in tab A does not fill it with shop two's customers
+    db.session.expire_all()
+    assert effective_settings(db.session.get(Shop, two.id))["timezone"] == "America/New_York"
+    form["c360_shop"] = str(two.id)  # reloaded: drawn for shop two now
+    assert client.post("/settings/", data=form).status_code in (200, 302)
+
+
+def test_a_copy_of_the_session_cookie_stops_working_at_sign_out_and_at_a_new_password(
+    client, auth, shop, app
+):
+    """Sessions were named by user id alone: a copied cookie outlived "Sign out" and a new password."""
+    from app.services.accounts import set_password
+
+    def copied_session() -> str:
+        return client.get_cookie("session").value
+
+    def with_cookie(value: str) -> int:
+        """A request from another browser holding ``value`` (in an app context of its own, as a web
+        process serves it: the test's would hold the signed-in user from earlier requests)."""
+        other = app.test_client()
+        other.set_cookie("session", value)
+        with app.app_context():
+            return other.get("/customers/").status_code
+
+    auth.login_as(shop)
+    before_sign_out = copied_session()
+    assert with_cookie(before_sign_out) == 200
+    auth.logout()
+    assert with_cookie(before_sign_out) == 302  # to the sign-in page
+    auth.login_as(shop)
+    before_new_password = copied_session()
+    set_password(shop.owner_email, "a-new-passw0rd")
+    db.session.commit()
+    assert with_cookie(before_new_password) == 302
+    assert auth.login(shop.owner_email, "a-new-passw0rd").status_code == 302
+    assert client.get("/customers/").status_code == 200
+
+
 def test_logout_requires_csrf_and_ends_the_session(client, auth, shop):
     auth.login_as(shop)
     assert client.post("/logout", csrf=False).status_code == 400

@@ -282,6 +282,7 @@ NOT_PERSONAL: dict[str, set[str]] = {
         "last_login_at",
         "failed_sign_ins",
         "failed_sign_ins_minute",
+        "session_generation",
     },
     "shops": {
         "id",

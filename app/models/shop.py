@@ -57,10 +57,21 @@ class User(UserMixin, db.Model):
     # the account, so every web process sees them (``accounts.sign_in_waits``).
     failed_sign_ins: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
     failed_sign_ins_minute: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
+    # Part of every session's user id (``get_id``): signing out or a new password moves it on, and
+    # every session signed in before (a copied cookie, another browser) no longer loads the user.
+    session_generation: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
 
     memberships: so.Mapped[list[Membership]] = so.relationship(
         back_populates="user", cascade="all, delete-orphan"
     )
+
+    def get_id(self) -> str:
+        """The session's name for the user: ``<id>:<generation>`` (see ``session_generation``)."""
+        return f"{self.id}:{self.session_generation}"
+
+    def end_sessions(self) -> None:
+        """Sign the account out everywhere: sessions made before now no longer load it."""
+        self.session_generation += 1
 
 
 ROLES = ("owner", "staff", "support", "agency")

@@ -234,6 +234,7 @@ def set_password(email: str, password: str) -> User:
     if user is None:
         raise NotFound(f"no user {email.strip().lower()[:320]!r}")
     user.password_hash = _password_hash(password)
+    user.end_sessions()  # whoever knew the old password is signed out
     db.session.flush()
     return user
 

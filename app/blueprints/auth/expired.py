@@ -9,14 +9,13 @@ else a page with a link back to where they were.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
-from flask import render_template, request, url_for
+from flask import render_template, request
 from flask_wtf.csrf import CSRFError
 from markupsafe import escape
 
 from app.blueprints.auth import bp
 from app.blueprints.auth.forms import LoginForm
+from app.web import back_link
 
 MESSAGE = (
     "The form expired: the page was open a long time, or you signed out in another tab. "
@@ -32,12 +31,4 @@ def form_expired(_exc: CSRFError):
         return render_template("auth/login.html", form=form, expired=True), 400
     if request.headers.get("HX-Request"):
         return f"<p>{escape(MESSAGE)}</p>", 400
-    return render_template("errors/form_expired.html", message=MESSAGE, back=_back()), 400
-
-
-def _back() -> str:
-    """The page the form was on (a path of this site), else the customer list."""
-    referrer = urlsplit(request.referrer or "")
-    if referrer.netloc == request.host and referrer.path.startswith("/"):
-        return referrer.path + (f"?{referrer.query}" if referrer.query else "")
-    return url_for("customers.index")
+    return render_template("errors/form_expired.html", message=MESSAGE, back=back_link()), 400

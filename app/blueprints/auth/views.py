@@ -53,6 +53,10 @@ def login():
 def logout():
     """Sign out and return to the login page."""
     if EmptyForm().validate_on_submit():
+        # A copy of this session's cookie (a shared computer, a stolen one) ends with it.
+        if current_user.is_authenticated:
+            current_user.end_sessions()
+            db.session.commit()
         logout_user()
         session.clear()
     return redirect(url_for("auth.login"))
