@@ -243,7 +243,7 @@ def test_every_pair_and_merge_is_reachable_a_page_at_a_time(client, auth, shop, 
         url = older.group(1).replace("&amp;", "&") if older else None
     assert len(seen) == len(set(seen)) == db.session.query(MergeCandidate).count() == 5
     first = client.get("/duplicates/", headers=HX).get_data(as_text=True)
-    assert "Possible duplicates (2+)" in first
+    assert "Possible duplicates (5)" in first  # the total, not the page's "2+"
     older = re.search(r'href="([^"]*)"[^>]*>Older merges</a>', first).group(1).replace("&amp;", "&")
     last = client.get(older, headers=HX).get_data(as_text=True)
     assert last.count("Undo…</a>") == 1 and "Latest merges" in last
@@ -251,6 +251,32 @@ def test_every_pair_and_merge_is_reachable_a_page_at_a_time(client, auth, shop, 
     pairs_link = re.search(r'href="([^"]*)"[^>]*>Older pairs</a>', last).group(1)
     assert "merges_before=" in pairs_link
     assert client.get("/duplicates/?before=99999999999999999999999").status_code == 200
+
+
+def test_a_decision_on_an_older_page_of_pairs_answers_with_that_page(client, auth, shop, monkeypatch):
+    """Deciding the first pair of "Older pairs" answered with the newest page: the reviewer lost
+    their place after every decision."""
+    from app.services import duplicates_review
+
+    monkeypatch.setattr(duplicates_review, "PAIRS_PAGE", 2)
+    households(shop.model, range(5))
+    auth.login_as(shop)
+    first = client.get("/duplicates/", headers=HX).get_data(as_text=True)
+    older = re.search(r'href="([^"]*)"[^>]*>Older pairs</a>', first).group(1).replace("&amp;", "&")
+    page = client.get(older, headers=HX).get_data(as_text=True)
+    shown = re.findall(r'id="candidate-(\d+)"', page)
+    reject = re.search(r'hx-post="([^"]*/reject[^"]*)"', page).group(1).replace("&amp;", "&")
+    assert "before=" in reject
+    answer = client.post(reject, headers=HX).get_data(as_text=True)
+    assert "Kept apart." in answer and "older pairs" in answer and "Possible duplicates (4)" in answer
+    left = re.findall(r'id="candidate-(\d+)"', answer)
+    assert shown[0] not in left and shown[1] in left
+    assert not set(left) & set(re.findall(r'id="candidate-(\d+)"', first))  # not the newest page
+    preview = client.get(re.search(r'hx-get="([^"]*/merge\?[^"]*)"', answer).group(1).replace("&amp;", "&"))
+    merge = re.search(r'hx-post="([^"]*/merge[^"]*)"', preview.get_data(as_text=True)).group(1)
+    assert "before=" in merge
+    plain = client.post(merge.replace("&amp;", "&"))  # no JavaScript: back to the same page
+    assert plain.status_code == 303 and "before=" in plain.headers["Location"]
 
 
 def test_a_support_agent_reads_the_duplicates_without_a_button_that_would_answer_403(client, auth, db):

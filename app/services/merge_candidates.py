@@ -78,16 +78,28 @@ def list_candidates(
     return shown
 
 
-def _newer_pairs(shop: Shop, before: int) -> set[tuple[int, int]]:
-    """The live pairs of people the open candidates from ``before`` on name (earlier pages showed them).
+def open_pair_count(shop: Shop) -> int:
+    """How many pairs of people the open candidates name now: the review's total (``list_candidates``
+    shows each once, and none whose two sides became one)."""
+    return sum(1 for a, b in _open_pairs(shop) if a != b)
 
-    Two reads (ids only, then the live profiles) however many candidates are newer.
+
+def _newer_pairs(shop: Shop, before: int) -> set[tuple[int, int]]:
+    """The live pairs of people the open candidates from ``before`` on name (earlier pages showed them)."""
+    return _open_pairs(shop, since=before)
+
+
+def _open_pairs(shop: Shop, since: int | None = None) -> set[tuple[int, int]]:
+    """The live pairs of people the open candidates (from id ``since`` on) name.
+
+    Two reads (ids only, then the live profiles) however many candidates there are.
     """
-    rows = db.session.execute(
-        scoped(MergeCandidate, shop.id, MergeCandidate.profile_a_id, MergeCandidate.profile_b_id).where(
-            MergeCandidate.status == "open", MergeCandidate.id >= before
-        )
-    ).all()
+    stmt = scoped(MergeCandidate, shop.id, MergeCandidate.profile_a_id, MergeCandidate.profile_b_id).where(
+        MergeCandidate.status == "open"
+    )
+    if since is not None:
+        stmt = stmt.where(MergeCandidate.id >= since)
+    rows = db.session.execute(stmt).all()
     live = live_profiles(shop.id, [i for row in rows for i in row])
     return {pair for a_id, b_id in rows if (pair := _live_pair(live, a_id, b_id)) is not None}
 

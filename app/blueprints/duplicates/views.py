@@ -21,13 +21,23 @@ def _page_start(text: str) -> int | None:
     return number if number is not None and could_be_row_id(number) else None
 
 
+def _pages() -> dict[str, int | None]:
+    """The pages of pairs and merges the request was made from.
+
+    Every link and form of the screen names them (in its query string): a reviewer deciding a
+    pair on the third page of older pairs stays there, where the answer was the first page.
+    """
+    return {name: _page_start(request.args.get(name, "")) for name in ("before", "merges_before")}
+
+
 def _page(block: str, status: int = 200, **extra):
     """The screen (or one of its blocks) with the current pairs and merges."""
-    pages = {name: _page_start(request.args.get(name, "")) for name in ("before", "merges_before")}
+    pages = _pages()
     pairs, pairs_next = duplicates_review.open_pairs(g.shop, before=pages["before"])
     recent, merges_next = duplicates_review.recent_merges(g.shop, before=pages["merges_before"])
     context = {
         "pairs": pairs,
+        "pairs_total": merge_candidates.open_pair_count(g.shop),
         "pairs_next": pairs_next,
         "recent": recent,
         "merges_next": merges_next,
@@ -54,12 +64,12 @@ def _decide(action, notice: str):
         db.session.rollback()
         if not is_partial_request() and exc.status == 409:  # a stale decision: say so on the screen
             flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
-            return redirect(url_for("duplicates.index"), 303)
+            return redirect(url_for("duplicates.index", **_pages()), 303)
         return _page("review", exc.status, error=exc.message)
     db.session.commit()
     if not is_partial_request():
         flash(notice, "ok")
-        return redirect(url_for("duplicates.index"), 303)
+        return redirect(url_for("duplicates.index", **_pages()), 303)
     return _page("review", notice=notice)
 
 
