@@ -106,6 +106,25 @@ def test_shop_update_rotates_a_secret_changes_the_plan_and_brings_an_uninstalled
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [("--secret", "secret is empty"), ("--whatsapp-verify-token", "whatsapp verify token")],
+)
+def test_a_secret_given_blank_is_refused_with_its_name_and_nothing_is_stored(runner, db, option, named):
+    """An empty Shopify secret was stored: every webhook then answered 401, and the command had
+    exited 0 printing the shop's id."""
+    for blank in ("", "  "):
+        made = runner.invoke(args=["shop", "create", "--domain", "blank.myshopify.com", option, blank])
+        assert made.exit_code != 0 and named in made.output, made.output
+    assert db.session.scalar(sa.select(Shop).where(Shop.domain == "blank.myshopify.com")) is None
+    assert (
+        runner.invoke(args=["shop", "create", "--domain", "blank.myshopify.com", "--secret", "s"]).exit_code
+        == 0
+    )
+    update = runner.invoke(args=["shop", "update", "--domain", "blank.myshopify.com", option, " "])
+    assert update.exit_code != 0 and named in update.output
+
+
 @pytest.mark.parametrize("zone", ["Mars/Base", "Europe/" + "x" * 260, "localtime", "Factory"])
 def test_shop_create_rejects_a_bad_time_zone_clearly(runner, zone):
     result = runner.invoke(args=["shop", "create", "--domain", "x.myshopify.com", "--timezone", zone])

@@ -331,6 +331,15 @@ def test_a_bad_identity_cap_on_the_settings_form_is_refused_with_its_reason_and_
     assert effective_settings(db.session.get(Shop, shop.id))["identity"]["max_people_per_identifier"] == 3
 
 
+def test_a_country_given_two_lines_of_quiet_hours_is_refused_not_settled_by_the_last_line(client, auth, db):
+    shop = make_shop(plan="agency")
+    auth.login_as(shop)
+    answer = client.post("/settings/", data={**SETTINGS_FORM, "regions": "AU 20:00-08:00\nau 22:00-06:00"})
+    assert answer.status_code == 422 and "AU has two lines of quiet hours" in answer.data.decode()
+    db.session.expire_all()
+    assert effective_settings(db.session.get(Shop, shop.id))["quiet_hours"].get("regions", {}) == {}
+
+
 def test_settings_form_without_csrf_is_rejected(client, auth, shop):
     auth.login_as(shop)
     assert client.post("/settings/", data={"cap_email": "5"}, csrf=False).status_code == 400

@@ -157,6 +157,21 @@ def test_a_retry_a_worker_will_run_says_it_is_queued(client, auth, ishop, worker
     assert [args for _, args in worker_queue.jobs] == [(dead,)]
 
 
+def test_an_empty_list_with_privacy_requests_waiting_says_they_wait_not_that_all_was_processed(
+    client, auth, ishop
+):
+    from tests.ingest_support import post_shopify
+
+    response = post_shopify(
+        client, ishop, "customers/redact", fixture("shopify/customers_redact.json"), "wh-rd"
+    )
+    assert response.status_code == 200
+    auth.login_as(ishop)
+    html = client.get("/deliveries/").get_data(as_text=True)
+    assert "every delivery was processed" not in html
+    assert "1 privacy request waits for the GDPR screen" in html
+
+
 def test_an_empty_list_with_deliveries_still_queued_does_not_say_every_one_was_processed(
     client, auth, ishop, worker_queue
 ):

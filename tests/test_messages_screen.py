@@ -6,6 +6,7 @@ import pytest
 
 from app.services.messaging import send_message
 from tests.gate_helpers import CHANNELS, NOON, make_profile
+from tests.helpers import make_shop
 
 
 def seed_log(shop):
@@ -87,6 +88,30 @@ def test_the_messages_screen_shows_campaign_sends_and_polls_only_while_one_runs(
     assert finished.status_code == 286  # htmx stops polling
     assert "finished" in html and 'hx-get="/messages/sends"' not in html
     assert client.get("/messages/sends").status_code == 302  # not a partial request: the whole screen
+
+
+def test_a_support_agent_sees_a_failed_chunk_without_a_retry_button_that_would_answer_403(
+    client, auth, db, monkeypatch
+):
+    """Retrying a send is staff's: support agents read the screen, and each screen offers only the
+    actions a role may take (the button answered a bare 403)."""
+    import sqlalchemy as sa
+
+    from app.models import CampaignChunk
+    from app.services import campaign_sends
+
+    support = make_shop("helpdesk.myshopify.com", role="support")
+    ids = [make_profile(support.id, f"s{i}@shopper.test", None).id for i in range(2)]
+    monkeypatch.setattr(campaign_sends.jobs, "enqueue", lambda *a, **kw: None)
+    send = campaign_sends.start_send(support.model, ids, "email", campaign_id="autumn", now=NOON, chunk=2)
+    db.session.execute(
+        sa.update(CampaignChunk).where(CampaignChunk.send_id == send.id).values(status="failed")
+    )
+    db.session.commit()
+    auth.login(support.owner_email)
+    page = client.get("/messages/").get_data(as_text=True)
+    assert "1 chunk(s) failed" in page and "Retry failed chunks" not in page
+    assert client.post(f"/messages/sends/{send.id}/retry").status_code == 403
 
 
 def _chunk_ids(send_id: int) -> list[int]:

@@ -200,6 +200,24 @@ def test_bad_consent_bodies_are_refused_with_a_reason(client, shop):
     assert bad_json.status_code == 400
 
 
+@pytest.mark.parametrize("value", ["2026-11-30", "2026-13-45", "2026-11-30 10.00"])
+def test_a_bare_date_is_no_phone_and_unsubscribes_or_opts_in_nobody(client, shop, value):
+    """A CRM's date column mapped to the identifier made a profile holding the phone +4420261130."""
+    for path, extra in (
+        ("/api/v1/unsubscribe", {}),
+        ("/api/v1/consents", {"channel": "sms", "status": "opted_out"}),
+    ):
+        body = {"identifier": value, "source": "crm", "captured_at": AT, **extra}
+        response = client.post(path, json=body, headers=shop.auth)
+        assert (
+            response.status_code == 422
+            and "is a date, not a phone" in response.get_json()["error"]["message"]
+        )
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Profile)) == 0
+    phone = client.post("/api/v1/unsubscribe", json={"identifier": "07700 900123"}, headers=shop.auth)
+    assert phone.status_code == 200
+
+
 def test_an_identifier_with_a_mistyped_kind_is_refused_and_creates_nobody(client, shop):
     for path in ("/api/v1/unsubscribe", "/api/v1/consents"):
         body = {"identifier": "emial:ann@shopper.test", "channel": "email", "status": "opted_out"}

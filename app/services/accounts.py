@@ -79,6 +79,7 @@ def create_shop(
             field="domain",
         )
     _check_shop_fields(plan, timezone, currency, country, provider_secrets)
+    _check_secrets(secret, provider_secrets)
     existing = shop_by_domain(domain)
     if existing is not None:
         if existing.uninstalled_at is not None:
@@ -136,6 +137,16 @@ def _check_shop_fields(plan, timezone, currency, country, provider_secrets: dict
         check_sendgrid_key(key)
 
 
+def _check_secrets(secret: str | None, provider_secrets: dict) -> None:
+    """Refuse a secret given blank: an empty Shopify secret was stored, every webhook then answered
+    401, and the command that stored it had said nothing but the shop's id."""
+    given = {"secret": secret, **provider_secrets}
+    for name, value in given.items():
+        if value is not None and not str(value).strip():
+            label = name.replace("_", " ")
+            raise ValidationFailed(f"{label} is empty: give the one the provider's settings show", field=name)
+
+
 def check_sendgrid_key(key: str) -> None:
     """Refuse a SendGrid verification key that is not an elliptic-curve public key (PEM or base64
     DER): accepted as given, every SendGrid post was a 401 for ever and nobody was told why."""
@@ -175,6 +186,7 @@ def update_shop(
     """
     given = {k: v for k, v in provider_secrets.items() if v is not None}
     _check_shop_fields(plan, timezone, currency, country, given)
+    _check_secrets(secret, given)
     changes = {
         "shopify_secret": secret,
         "plan": plan,

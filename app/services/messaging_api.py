@@ -147,6 +147,12 @@ def parse_identifier(shop: Shop, raw: Any):
         kind, sep, value = raw.strip().partition(":")
         if not sep:
             kind, value = ("email" if "@" in raw else "phone"), raw
+            if kind == "phone" and _is_date(raw.strip()):
+                # A CRM's date column mapped to the identifier: "2026-11-30" made a phone +4420261130.
+                raise ValidationFailed(
+                    f"{raw.strip()[:40]!r} is a date, not a phone: write phone:… or email:…",
+                    field="identifier",
+                )
     else:
         raise DomainError("identifier must be a string like email:ann@example.org", code="bad_identifier")
     kind = {"shopify": "shopify_customer"}.get(kind, kind)
@@ -156,6 +162,15 @@ def parse_identifier(shop: Shop, raw: Any):
     if ident is None or ident.kind == "raw_phone":
         raise ValidationFailed(f"{kind} {value!r} is not a usable identifier", field="identifier")
     return ident
+
+
+DATE_LIKE = re.compile(r"(19|20)\d\d-\d\d-\d\d(?:[T ]\S*)?")
+
+
+def _is_date(text: str) -> bool:
+    """Whether ``text`` is written as a date (``2026-11-30``, ``2026-13-45``, with or without a
+    time): the way no phone number is written, and a date column's values are."""
+    return DATE_LIKE.fullmatch(text) is not None
 
 
 def _profile_for(shop: Shop, body: dict, now: dt.datetime) -> Profile:

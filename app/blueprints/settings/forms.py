@@ -86,6 +86,10 @@ def patch_from_form(form, *, lifecycle: bool, regions: bool) -> dict:
                 raise ValidationFailed(
                     f"region line {line.strip()!r} should look like 'AU 20:00-08:00'", field="regions"
                 ) from None
+            if code.upper() in parsed:  # the last line silently won
+                raise ValidationFailed(
+                    f"{code.upper()} has two lines of quiet hours: keep the one you mean", field="regions"
+                )
             parsed[code.upper()] = {"start": start, "end": end}
         patch["quiet_hours"]["regions"] = parsed
     return patch
