@@ -341,3 +341,10 @@ def test_activity_dated_a_little_ahead_counts_as_now_not_as_never(runner, shop):
     # A page view counts at its full weight, never more: 0.5 now + 0.5·2^(−3/30).
     activity = 0.5 + 0.5 * 2 ** (-3 / 30)
     assert browser.engagement_score == round(100 * (1 - math.exp(-activity / 10)), 1)
+
+
+def test_a_misspelt_as_of_is_refused_instead_of_running_a_live_recompute(client, shop):
+    """``{"asof": …}`` answered 202 and recomputed today, where the caller meant a backtest."""
+    answer = client.post("/api/v1/enrichment/run", headers=shop.auth, json={"asof": "2026-01-31"})
+    assert answer.status_code == 422 and "unknown field 'asof'" in answer.get_json()["error"]["message"]
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(JobRun)) == 0

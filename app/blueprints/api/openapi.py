@@ -52,6 +52,19 @@ def _op(
     return op
 
 
+def _enrichment_run_op() -> dict:
+    """``POST /enrichment/run``: no body recomputes now; ``as_of`` recomputes as of a past date."""
+    op = _op(
+        "Recompute lifecycle, RFM, churn and predictions now, or as of a past date",
+        202,
+        also={"400": "the body is not a JSON object"},
+    )
+    as_of = {"type": "string", "description": "a date (the end of that day in the shop's zone) or a time"}
+    schema = {"type": "object", "additionalProperties": False, "properties": {"as_of": as_of}}
+    op["requestBody"] = {"required": False, "content": {"application/json": {"schema": schema}}}
+    return op
+
+
 def _profiles_search_op() -> dict:
     """``GET /profiles``: its cursor is opaque and keyset, and a cursor it did not hand out is a 400."""
     op = _op(
@@ -158,7 +171,7 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("/profiles.csv", "get"): _op(
         "Profiles as CSV, optionally one segment's", params=(("segment_id", "query", "integer"),)
     ),
-    ("/enrichment/run", "post"): _op("Recompute lifecycle, RFM, churn and predictions now", 202),
+    ("/enrichment/run", "post"): _enrichment_run_op(),
     ("/jobs/{id}", "get"): _op("A job's status and progress", params=(("id", "path", "string"),)),
     ("/stats", "get"): _op("Shop totals for dashboards"),
     ("/ingest/status", "get"): _op("Counts of received, pending, processed and dead-letter deliveries"),
