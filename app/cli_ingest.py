@@ -6,6 +6,7 @@ import click
 from flask.cli import with_appcontext
 
 from app.cli_support import report_failures, shop_by_domain
+from app.digits import counted
 
 
 @click.group("dlq")
@@ -89,10 +90,10 @@ def backfill(domain, orders_file):
             yield from fh
 
     # The first pass resolves every buyer at once, before the bar moves.
-    click.echo(f"Resolving the buyers of {total} lines, then importing the orders.")
+    click.echo(f"Resolving the buyers of {counted(total, 'line')}, then importing the orders.")
     with click.progressbar(length=total, label="orders") as bar:
         result = backfill_orders(shop, read_lines, progress=bar.update)
-    click.echo(f"{result.applied} orders imported, {len(result.failed)} lines skipped.")
+    click.echo(f"{counted(result.applied, 'order')} imported, {counted(len(result.failed), 'line')} skipped.")
     report_failures(result.failed, "line")
 
 
@@ -120,14 +121,18 @@ def import_profiles(domain, csv_file):
         check_header(read_lines)
         total = count_rows(read_lines)
         # The first pass resolves every row's person at once, before the bar moves.
-        click.echo(f"Resolving the people of {total} rows, then importing their names and consent.")
+        click.echo(
+            f"Resolving the people of {counted(total, 'row')}, then importing their names and consent."
+        )
         with click.progressbar(length=total, label="profiles") as bar:
             result = run_import(shop, read_lines, progress=bar.update)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     for warning in result.warnings:
         click.echo(f"Warning: {warning}")
-    click.echo(f"{result.applied} profiles imported, {len(result.failed)} rows skipped.")
+    click.echo(
+        f"{counted(result.applied, 'profile')} imported, {counted(len(result.failed), 'row')} skipped."
+    )
     report_failures(result.failed, "row")  # numbered by the file line the row starts on
 
 

@@ -215,3 +215,21 @@ def test_run_worker_works_at_the_configured_log_level(app, monkeypatch):
     with app.app_context():
         assert runner.run_worker(burst=True)
     assert seen["logging_level"] == "INFO" and seen["burst"] is True
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored", "same"),
+    [
+        ("zoe", "Zoë", True),
+        ("JOSE", "José", True),
+        ("o'brien", "O’Brien", True),
+        ("gross", "Groß", True),
+        ("елена", "Елёна", True),
+        ("カトウ", "ガトウ", False),  # a voiced kana is another sound, not an accent
+        ("कष", "क्ष", False),  # the virama makes another syllable
+    ],
+)
+def test_search_folds_accents_of_latin_greek_and_cyrillic_letters_only(typed, stored, same):
+    from app.search_fold import fold
+
+    assert (fold(typed) == fold(stored)) is same

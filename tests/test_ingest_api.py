@@ -223,6 +223,20 @@ def test_an_event_time_without_its_offset_or_a_misspelt_field_is_refused_and_sto
         )
 
 
+def test_an_event_accepted_before_the_stricter_rules_is_still_processed_not_dead_lettered(ishop):
+    """The door's rules (offset, no unknown field) are not asked again of what it accepted before."""
+    from app.services.ingest.inbox import store_delivery
+
+    for n, occurred_at in enumerate((1790000000, "2026-10-05T10:00:00")):
+        body = {**event(occurred_at=occurred_at), "id": f"old-{n}", "extra": "kept as it was"}
+        store_delivery(ishop.model, "api", body["type"], body["id"], body)
+    db.session.commit()
+    from workers.ingest import drain_shop
+
+    drain_shop(ishop.id)
+    assert set(db.session.scalars(sa.select(WebhookDelivery.status))) == {"processed"}
+
+
 def test_ingest_status_counts_this_shops_deliveries_only(client, ishop, drain):
     other = make_shop("bravo.myshopify.com")
     post_pixel(client, fixture("pixel/batch.json"))
@@ -259,6 +273,33 @@ def test_backfill_imports_order_history_with_progress_and_is_rerunnable(runner, 
     assert (orders["count"], orders["lifetime_spend"], orders["pos"]["count"]) == (2, 126.0, 1)
     missing = runner.invoke(args=["backfill", "--shop", "nobody.myshopify.com", "--orders", str(path)])
     assert missing.exit_code != 0
+
+
+def test_an_order_in_money_other_than_the_shops_waits_with_the_fix_and_counts_once_the_shop_is_set_right(
+    client, runner, drain, db, tmp_path
+):
+    """A shop created with the default USD for a store in GBP counted £84 as $84, without a word."""
+    from app.models import Shop
+    from tests.ingest_support import make_ingest_shop
+
+    shop = make_ingest_shop(currency="USD")
+    body = fixture("shopify/orders_create_web.json")  # shop money in GBP
+    assert post_shopify(client, shop, "orders/create", body, "wh-usd").status_code == 200
+    drain()
+    row = db.session.scalar(sa.select(WebhookDelivery))
+    assert row.status == "dead" and "shop money is in GBP but this shop is set up in USD" in row.last_error
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
+    path = tmp_path / "orders.jsonl"
+    path.write_text(json.dumps(fixture("shopify/orders_create_pos.json")) + "\n")
+    skipped = runner.invoke(args=["backfill", "--shop", shop.domain, "--orders", str(path)])
+    assert "1 line skipped" in skipped.output and "--currency GBP" in skipped.output
+    assert runner.invoke(args=["shop", "update", "--domain", shop.domain, "--currency", "GBP"]).exit_code == 0
+    assert runner.invoke(args=["dlq", "retry", "--all"]).exit_code == 0
+    drain()
+    db.session.expire_all()
+    assert db.session.get(Shop, shop.id).currency == "GBP"
+    orders = doc_of(shop, "shopify_customer", "7001")["orders"]
+    assert (orders["count"], orders["lifetime_spend"], orders["currency"]) == (1, 84.0, "GBP")
 
 
 def test_an_event_whose_id_is_zero_is_deduplicated_like_any_other(client, ishop, drain):

@@ -121,7 +121,8 @@ def test_a_test_order_is_kept_and_linked_but_is_no_purchase(client, auth, ishop,
     """The merchant trying the checkout with the Bogus Gateway: the order is there, marked, and its
     buyer neither spent nor converted; the shop's revenue is untouched."""
     body = fixture("shopify/orders_create_web.json")
-    body["test"] = True
+    body["test"], body["landing_site"], body["referring_site"] = True, "/?utm_source=tiktok", None
+    body["created_at"] = body["processed_at"] = "2026-09-01T10:00:00+01:00"  # before the real one
     send(client, drain, ishop, "orders/create", body, "wh-test")
     assert order(ishop, "5001").test is True
     doc = doc_of(ishop, "shopify_customer", "7001")
@@ -140,6 +141,7 @@ def test_a_test_order_is_kept_and_linked_but_is_no_purchase(client, auth, ishop,
     send(client, drain, ishop, "orders/create", real, "wh-real")
     doc = doc_of(ishop, "shopify_customer", "7001")
     assert (doc["orders"]["count"], doc["orders"]["lifetime_spend"]) == (1, 84.0)
+    assert "instagram" in doc["orders"]["acquisition_channel"]  # the first real order's, not the test's
 
 
 def _multicurrency_refund(**transaction) -> dict:

@@ -94,3 +94,21 @@ def test_a_pair_two_merges_made_one_is_listed_once_across_pages(shop):
         seen += [frozenset(p.id for p in merge_candidates.live_sides(c)) for c in page]
         before = page[-1].id
     assert len(seen) == len(set(seen)) == 4
+
+
+def test_the_reviews_total_counts_each_pair_of_people_once_reading_ids_in_chunks(db, shop, monkeypatch):
+    """The total is what the pages list, however the ids are split up: a shop with tens of thousands
+    of open pairs overflowed one statement's 65,535 parameters, read as whole profiles."""
+    from app.services import identifiers
+
+    monkeypatch.setattr(identifiers, "ID_CHUNK", 2)
+    people = [make_profile(shop.id, f"p{n}@shopper.test", None) for n in range(6)]
+    for a, b in ((0, 1), (2, 3), (4, 5), (1, 2)):
+        _candidate(shop.id, people[a], people[b])
+    _candidate(shop.id, people[1], people[0])  # the same two people again
+    db.session.commit()
+    merges.merge_profiles(shop.model, people[2].id, people[3].id, reason="manual", actor="test")  # one now
+    merges.merge_profiles(shop.model, people[4].id, people[0].id, reason="manual", actor="test")  # (4,5) on 0
+    db.session.commit()
+    listed = merge_candidates.list_candidates(shop.model)
+    assert merge_candidates.open_pair_count(shop.model) == len(listed) == 3

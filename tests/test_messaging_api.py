@@ -178,10 +178,11 @@ BAD_CONSENTS = [
     (bad(status="opted_in", consent_text=1e30), 422),
     (bad(captured_at="yesterday"), 422),
     (bad(captured_at="2026-01-01T10:00"), 422),
-    (bad(captured_at=None), 422),  # evidence needs its moment: not the moment it reached us
-    (bad(source=None), 422),
-    (bad(source=" "), 422),
-    (bad(source=0), 422),
+    # An opt-in's evidence: its moment (not the moment it reached us) and where it was given.
+    (bad(status="opted_in", consent_text=TEXT, captured_at=None), 422),
+    (bad(status="opted_in", consent_text=TEXT, source=None), 422),
+    (bad(status="opted_in", consent_text=TEXT, source=" "), 422),
+    (bad(status="opted_in", consent_text=TEXT, source=0), 422),
     (bad(identifier="not an email"), 422),
     (bad(identifier="fax:123"), 422),
     (bad(identifier=7), 400),
@@ -216,6 +217,17 @@ def test_a_bare_date_is_no_phone_and_unsubscribes_or_opts_in_nobody(client, shop
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Profile)) == 0
     phone = client.post("/api/v1/unsubscribe", json={"identifier": "07700 900123"}, headers=shop.auth)
     assert phone.status_code == 200
+
+
+def test_an_opt_out_missing_its_details_is_still_recorded_from_now(client, shop):
+    """A CRM syncing opt-outs sends what it has: the customer's "no" is recorded, never refused."""
+    profile = make_profile(shop.id)
+    body = {"identifier": "ann@shopper.test", "channel": "email", "status": "opted_out", "consent_text": ""}
+    answer = client.post("/api/v1/consents", json={**body, "source": " "}, headers=shop.auth)
+    assert answer.status_code == 200 and answer.get_json()["states"]["email"] == "opted_out"
+    record = db.session.get(ConsentRecord, answer.get_json()["id"])
+    assert (record.source, record.consent_text_id) == ("api", None)
+    assert check(client, shop, profile.id, "email").get_json()["reason"] == "no_consent:email"
 
 
 def test_an_identifier_with_a_mistyped_kind_is_refused_and_creates_nobody(client, shop):

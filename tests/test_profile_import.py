@@ -44,7 +44,7 @@ def test_an_sms_opt_in_without_a_readable_phone_is_not_kept_for_a_number_given_l
         "Email,Phone Number,Email Marketing Consent,SMS Consent\nnat@ex.com,notaphone,SUBSCRIBED,SUBSCRIBED\n"
     )
     result = runner.invoke(args=["import-profiles", "--shop", shop.domain, "--csv", _write(tmp_path, text)])
-    assert "1 profiles imported" in result.output
+    assert "1 profile imported" in result.output
     nat = find_profile_by_identifier(shop.model, "email", "nat@ex.com")
     assert channel_states(nat)["email"] == "opted_in" and channel_states(nat)["sms"] is None
 

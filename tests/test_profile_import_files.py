@@ -24,7 +24,7 @@ def test_a_stray_quote_is_reported_on_its_line_and_the_rows_before_it_are_import
     text = HEADER + 'before@ex.com,Bea\n"unterminated@ex.com,,X\nafter@ex.com,Al\nlast@ex.com,Lu\n'
     result = _import(runner, shop, tmp_path, text)
     assert result.exit_code == 1
-    assert "1 profiles imported, 1 rows skipped." in result.output
+    assert "1 profile imported, 1 row skipped." in result.output
     assert "row 3: a stray quote opens a cell that never closes: lines 3-5" in result.stderr
     assert _imported(shop, "before@ex.com").first_name == "Bea"
     assert _imported(shop, "after@ex.com") is None
@@ -40,7 +40,7 @@ def test_a_stray_quote_is_reported_on_its_line_and_the_rows_before_it_are_import
 )
 def test_a_quote_closed_on_a_later_line_is_reported_and_the_rest_read(runner, shop, tmp_path, broken, said):
     result = _import(runner, shop, tmp_path, HEADER + "one@ex.com,One\n" + broken + "four@ex.com,Four\n")
-    assert said in result.stderr and "2 profiles imported, 1 rows skipped." in result.output
+    assert said in result.stderr and "2 profiles imported, 1 row skipped." in result.output
     assert _imported(shop, "four@ex.com").first_name == "Four"
     assert _imported(shop, "three@ex.com") is None
 
@@ -109,7 +109,7 @@ def test_the_import_report_lists_twenty_failures_then_how_many_more(runner, shop
     failures = [line for line in result.stderr.splitlines() if line.startswith("  row ")]
     assert len(failures) == 20 and failures[-1].startswith("  row 21:")
     assert result.stderr.splitlines()[-1] == "  … and 5 more"
-    assert "1 profiles imported, 25 rows skipped." in result.output
+    assert "1 profile imported, 25 rows skipped." in result.output
 
 
 def test_the_backfill_report_lists_twenty_failures_then_how_many_more(runner, shop, tmp_path):

@@ -49,7 +49,7 @@ WITH purchases AS (
     SELECT DISTINCT o.profile_id AS pid, l.product_id AS product, {day} AS day
     FROM orders o JOIN order_lines l ON l.order_id = o.id
     WHERE o.shop_id = :shop AND l.shop_id = :shop AND o.profile_id IS NOT NULL
-      AND o.cancelled_at IS NULL AND NOT (o.total > 0 AND o.refunded >= o.total)
+      AND o.cancelled_at IS NULL AND NOT o.test AND NOT (o.total > 0 AND o.refunded >= o.total)
       AND o.placed_at <= :as_of AND l.product_id IS NOT NULL
 ),
 gaps AS (

@@ -86,7 +86,9 @@ def _set_counters(profile: Profile, orders: list[Order], last_visit=None) -> Non
     profile.marketplace_count, profile.marketplace_spend = count["marketplace"], spend["marketplace"]
     profile.first_order_at = live[0].placed_at if live else None
     profile.last_order_at = live[-1].placed_at if live else None
-    profile.acquisition_channel = acquisition_channel(orders[0]) if orders else None
+    # Where they came from: their first real order (cancelled or not), never a merchant's test.
+    real = [o for o in orders if not o.test]
+    profile.acquisition_channel = acquisition_channel(real[0]) if real else None
     pos = [o for o in live if o.channel == "pos"]
     visits = [t for t in (pos[-1].placed_at if pos else None, last_visit) if t is not None]
     profile.pos_last_visit_at = max(visits, default=None)

@@ -157,6 +157,36 @@ def live_profiles(shop_id: int, profile_ids: Iterable[int]) -> dict[int, Profile
     return out
 
 
+ID_CHUNK = 10_000  # ids per IN list: PostgreSQL takes at most 65,535 parameters in a statement
+
+
+def live_ids(shop_id: int, profile_ids: Iterable[int]) -> dict[int, int]:
+    """``live_profiles`` by id alone: ``{asked id: live profile id}``, absent ids left out.
+
+    Reads ids and merge pointers only, a chunk of ids per statement, so a count over every open
+    candidate of a shop (tens of thousands of profiles) neither loads them nor overflows a statement.
+    """
+    asked = set(profile_ids)
+    merged_into: dict[int, int | None] = {}
+    todo = set(asked)
+    while todo:
+        ordered = sorted(todo)
+        for start in range(0, len(ordered), ID_CHUNK):
+            chunk = ordered[start : start + ID_CHUNK]
+            stmt = scoped(Profile, shop_id, Profile.id, Profile.merged_into_id).where(Profile.id.in_(chunk))
+            merged_into.update(db.session.execute(stmt).all())
+        todo = {m for pid in todo if (m := merged_into.get(pid)) is not None and m not in merged_into}
+    out = {}
+    for profile_id in asked:
+        current, seen = (profile_id if profile_id in merged_into else None), set()
+        while current is not None and merged_into.get(current) is not None and current not in seen:
+            seen.add(current)
+            current = merged_into[current]
+        if current is not None and current in merged_into:
+            out[profile_id] = current
+    return out
+
+
 def lookup_kind(kind: str) -> str | None:
     """The identifier kind a lookup names (``shopify`` is short for ``shopify_customer``); None if none."""
     kind = {"shopify": "shopify_customer"}.get(kind, kind)

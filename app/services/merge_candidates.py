@@ -29,7 +29,7 @@ from app.extensions import db
 from app.models import Event, Identifier, Merge, MergeCandidate, Order, Profile, Shop
 from app.models.base import utcnow
 from app.services import identity_links, lifecycle, merges, shop_lock
-from app.services.identifiers import live_profile, live_profiles
+from app.services.identifiers import live_ids, live_profile, live_profiles
 from app.tenancy import get_scoped_or_raise, scoped
 
 SIDE_ORDERS = 10  # the latest orders shown on each side of a pair
@@ -92,7 +92,8 @@ def _newer_pairs(shop: Shop, before: int) -> set[tuple[int, int]]:
 def _open_pairs(shop: Shop, since: int | None = None) -> set[tuple[int, int]]:
     """The live pairs of people the open candidates (from id ``since`` on) name.
 
-    Two reads (ids only, then the live profiles) however many candidates there are.
+    Ids only (the candidates' two sides, then each profile's merge pointer, in chunks): a shop
+    with tens of thousands of open pairs is counted without loading a profile.
     """
     stmt = scoped(MergeCandidate, shop.id, MergeCandidate.profile_a_id, MergeCandidate.profile_b_id).where(
         MergeCandidate.status == "open"
@@ -100,8 +101,13 @@ def _open_pairs(shop: Shop, since: int | None = None) -> set[tuple[int, int]]:
     if since is not None:
         stmt = stmt.where(MergeCandidate.id >= since)
     rows = db.session.execute(stmt).all()
-    live = live_profiles(shop.id, [i for row in rows for i in row])
-    return {pair for a_id, b_id in rows if (pair := _live_pair(live, a_id, b_id)) is not None}
+    live = live_ids(shop.id, [i for row in rows for i in row])
+    pairs = set()
+    for a_id, b_id in rows:
+        a, b = live.get(a_id), live.get(b_id)
+        if a is not None and b is not None:
+            pairs.add((min(a, b), max(a, b)))
+    return pairs
 
 
 def _live_pair(live: dict[int, Profile], a_id: int, b_id: int) -> tuple[int, int] | None:

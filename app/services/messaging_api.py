@@ -81,11 +81,9 @@ def _text(body: dict, key: str, required: bool = False, limit: int = 255) -> str
     return value
 
 
-def _words(body: dict, key: str, *, limit: int, why: str, required: bool = True) -> str | None:
+def _words(body: dict, key: str, *, limit: int, why: str) -> str:
     """A text field that is evidence: a string with something in it besides spaces."""
     value = body.get(key)
-    if value is None and not required:
-        return None
     if not isinstance(value, str) or not value.strip():
         raise ValidationFailed(f"{key} is required as text: {why}", field=key)
     if len(value) > limit:
@@ -197,21 +195,27 @@ def record_from_request(shop: Shop, body: dict) -> dict[str, Any]:
     status = _text(body, "status", required=True)
     if channel not in gate.CHANNELS:
         raise ValidationFailed(f"channel must be one of {', '.join(gate.CHANNELS)}", field="channel")
-    # Evidence, so the contract's fields are required and written as text: a source of " " or 0,
-    # a consent text of " " or 1e30, or a consent dated by the moment it reached us proves nothing.
-    source = _words(body, "source", limit=40, why="where the consent was given, e.g. checkout")
+    if status == consent.OPTED_IN:
+        # An opt-in is the permission every later message leans on, so its evidence is required and
+        # written as text: a source of " " or 0, a consent text of " " or 1e30, or an opt-in dated
+        # by the moment it reached us proves nothing.
+        source = _words(body, "source", limit=40, why="where the consent was given, e.g. checkout")
+        text = _words(body, "consent_text", limit=20_000, why="the exact wording shown")
+        captured_at = parse_time(body.get("captured_at"), "captured_at")
+        if captured_at is None:
+            raise ValidationFailed(
+                "captured_at is required: when the customer gave consent, with its offset",
+                field="captured_at",
+            )
+    else:
+        # An opt-out is the customer's word however it is sent (a CRM syncing them, a bare call):
+        # recorded, never refused for a missing detail, from now when it names no moment.
+        source = (_text(body, "source", limit=40) or "").strip() or "api"
+        text = (_text(body, "consent_text", limit=20_000) or "").strip() or None
+        captured_at = parse_time(body.get("captured_at"), "captured_at") or now
     explicit = body.get("explicit", not is_tool_source(source))
     if not isinstance(explicit, bool):
         raise ValidationFailed("explicit must be true or false", field="explicit")
-    text = _words(body, "consent_text", limit=20_000, why="the exact wording shown", required=False)
-    if status == consent.OPTED_IN and not text:
-        raise ValidationFailed("an opt-in needs the exact consent_text shown", field="consent_text")
-    captured_at = parse_time(body.get("captured_at"), "captured_at")
-    if captured_at is None:
-        raise ValidationFailed(
-            "captured_at is required: when the customer gave or withdrew consent, with its offset",
-            field="captured_at",
-        )
     if captured_at > now + CLOCK_SKEW:
         raise ValidationFailed(
             "captured_at is in the future: send when the customer gave or withdrew consent",

@@ -12,6 +12,7 @@ from app.services.ingest.api_events import CHANNELS, IDENTIFIER_KEYS
 EVENT = {
     "type": "object",
     "required": ["type", "occurred_at", "identifiers"],
+    "additionalProperties": False,  # a misspelt field is a 400, not lost
     "properties": {
         "type": {
             "type": "string",

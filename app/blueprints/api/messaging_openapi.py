@@ -42,7 +42,7 @@ OPENAPI_PATHS = {
         "non-explicit sources (import, sync) never lift an opt-out",
         {
             "type": "object",
-            "required": ["identifier", "channel", "status", "source", "captured_at"],
+            "required": ["identifier", "channel", "status"],
             "properties": {
                 "identifier": IDENTIFIER,
                 "channel": CHANNEL,
@@ -55,9 +55,14 @@ OPENAPI_PATHS = {
                 "source": {
                     "type": "string",
                     "minLength": 1,
-                    "description": "checkout, popup, pos, import, api, keyword…",
+                    "description": "checkout, popup, pos, import, api, keyword…; required to opt in "
+                    "(an opt-out without one is recorded as api)",
                 },
-                "captured_at": {**TIME, "description": "when the customer gave or withdrew consent"},
+                "captured_at": {
+                    **TIME,
+                    "description": "when the customer gave or withdrew consent; required to opt in "
+                    "(an opt-out without one counts from now)",
+                },
                 "ip": {"type": "string"},
                 "user_agent": {"type": "string"},
                 "explicit": {"type": "boolean", "description": "default: false for import/sync, else true"},

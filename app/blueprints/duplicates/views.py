@@ -37,7 +37,8 @@ def _page(block: str, status: int = 200, **extra):
     recent, merges_next = duplicates_review.recent_merges(g.shop, before=pages["merges_before"])
     context = {
         "pairs": pairs,
-        "pairs_total": merge_candidates.open_pair_count(g.shop),
+        # Counted only where the list is drawn (a preview alone does not draw it).
+        "pairs_total": lambda: merge_candidates.open_pair_count(g.shop),
         "pairs_next": pairs_next,
         "recent": recent,
         "merges_next": merges_next,

@@ -17,7 +17,13 @@ from functools import partial
 from app.models import Profile, Shop
 from app.services.ingest.batch import apply_run
 from app.services.ingest.common import load_json
-from app.services.ingest.orders import apply_order, buyer_signal, check_order_values, plan_order
+from app.services.ingest.orders import (
+    apply_order,
+    buyer_signal,
+    check_order_values,
+    check_shop_money,
+    plan_order,
+)
 from app.services.ingest.two_pass import ImportResult, TwoPassImport
 
 BATCH = 200  # orders per transaction
@@ -53,6 +59,7 @@ def _checked_order(shop: Shop, text: str) -> dict | None:
         return None
     payload = load_json(text, "the line")
     check_order_values(shop, payload)
+    check_shop_money(shop, payload)
     return payload
 
 

@@ -541,9 +541,30 @@ class OrderRun:
         recompute_order_counters_many([p for p in profiles if p is not None])
 
 
+def check_shop_money(shop: Shop, payload: dict) -> None:
+    """Refuse an order whose shop money is in another currency than the shop's.
+
+    Shopify writes ``shop_money`` in the store's currency, so a difference means the shop was set
+    up here with the wrong one (``c360 shop create`` takes USD unless told): £84 was counted as
+    $84, beside orders counted right. The delivery waits in the dead-letter queue, and a backfill
+    line is skipped, with the fix in the reason; ``c360 dlq retry`` then counts it in the right money.
+
+    Raises:
+        BadPayload: the two currencies, and the command that sets the shop's.
+    """
+    code = as_dict(as_dict(payload.get("total_price_set")).get("shop_money")).get("currency_code")
+    if isinstance(code, str) and code.strip() and code.strip().upper() != (shop.currency or "").upper():
+        theirs = code.strip().upper()[:8]
+        raise BadPayload(
+            f"the order's shop money is in {theirs} but this shop is set up in {shop.currency}: set the "
+            f"shop's currency (c360 shop update --domain {shop.domain} --currency {theirs}), then retry"
+        )
+
+
 def plan_order(shop: Shop, payload: dict, delivery: WebhookDelivery) -> Planned:
     """Parse a stored order topic: the buyer to resolve, then the order applied on the result."""
     check_order(payload)
+    check_shop_money(shop, payload)
     signal, found = buyer_signal(shop, payload, delivery)
 
     def after(profile: Profile | None, run: OrderRun, consents: ConsentBatch | None) -> None:
@@ -573,6 +594,7 @@ def apply_order(
         The order row, whether or not this version was newer than the stored one.
     """
     check_order(payload)
+    check_shop_money(shop, payload)
     external_id = str(payload["id"])
     updated_at = optional_time(payload.get("updated_at"), "updated_at")
     if run is not None:
