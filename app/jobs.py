@@ -59,6 +59,9 @@ class InProcessQueue:
     def release_once(self, key: str) -> None:
         """No flag to clear in-process."""
 
+    def check_reachable(self) -> None:
+        """In-process: always there."""
+
 
 class RQQueue:
     """RQ on Redis; a repeated ``job_id`` is a no-op (``unique=True``)."""
@@ -105,6 +108,11 @@ class RQQueue:
     def release_once(self, key: str) -> None:
         """Clear ``key``'s flag: the next ``enqueue_once`` queues a new job."""
         self.connection.delete(self._once_key(key))
+
+    def check_reachable(self) -> None:
+        """Raise ``redis.exceptions.ConnectionError`` unless Redis answers (before changing rows
+        whose work it must then queue)."""
+        self.connection.ping()
 
     def _once_key(self, key: str) -> str:
         return f"{self.prefix}:once:{key}"

@@ -88,8 +88,13 @@ def test_an_unreachable_redis_is_named_in_one_line_without_its_password(app, db,
     db.session.execute(sa.update(WebhookDelivery).values(status="dead"))
     db.session.commit()
     broken = app_on(app.config["SQLALCHEMY_DATABASE_URI"], "redis://:r3dis-pw@127.0.0.1:1/0")
-    line = _one_line(c360(broken, "dlq", "retry", "--all"))
-    assert line.startswith("Error: cannot reach Redis at 127.0.0.1:1/0: ") and "r3dis-pw" not in line
+    dead = db.session.scalar(sa.select(WebhookDelivery.id))
+    for args in (("dlq", "retry", "--all"), ("dlq", "retry", str(dead))):
+        line = _one_line(c360(broken, *args))
+        assert line.startswith("Error: cannot reach Redis at 127.0.0.1:1/0: ") and "r3dis-pw" not in line
+        # Said before any row changed: it had set every dead row pending again first.
+        db.session.expire_all()
+        assert db.session.get(WebhookDelivery, dead).status == "dead"
 
 
 def test_any_other_failure_keeps_its_traceback(app_on, monkeypatch):

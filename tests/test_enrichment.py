@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -348,3 +349,39 @@ def test_a_misspelt_as_of_is_refused_instead_of_running_a_live_recompute(client,
     answer = client.post("/api/v1/enrichment/run", headers=shop.auth, json={"asof": "2026-01-31"})
     assert answer.status_code == 422 and "unknown field 'asof'" in answer.get_json()["error"]["message"]
     assert db.session.scalar(sa.select(sa.func.count()).select_from(JobRun)) == 0
+
+
+def test_a_run_whose_job_failed_before_starting_is_failed_and_not_reused(shop, monkeypatch):
+    """The job failed at its first read (the worker's session broken): the run stayed "queued",
+    every new request was given it back for two hours, and nothing ran."""
+    from sqlalchemy.exc import OperationalError
+
+    import workers.enrichment as job
+    from app.services import enrichment
+
+    run, fresh = enrichment.create_run(shop.model)
+    assert fresh
+
+    def first_read_fails(*args):
+        raise OperationalError("SELECT job_runs", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(job, "run_enrichment", first_read_fails)
+    with pytest.raises(OperationalError):
+        job.enrich_shop(shop.id, run.id)
+    failed = db.session.get(JobRun, run.id)
+    assert failed.status == "failed" and "server closed the connection" in failed.error
+    again, fresh = enrichment.create_run(shop.model)
+    assert fresh and again.id != run.id
+
+
+def test_a_run_queued_long_ago_and_never_started_is_not_reused(shop):
+    """Its job was lost (a worker killed): a new request queues a new one."""
+    from app.services import enrichment
+
+    lost, _ = enrichment.create_run(shop.model)
+    lost.created_at = utcnow() - enrichment.QUEUED_STALE_AFTER - dt.timedelta(minutes=1)
+    db.session.commit()
+    again, fresh = enrichment.create_run(shop.model)
+    assert fresh and again.id != lost.id
+    same, fresh = enrichment.create_run(shop.model)
+    assert not fresh and same.id == again.id

@@ -461,3 +461,35 @@ def test_two_deliveries_whose_long_ids_share_their_first_255_characters_are_both
     assert sorted(p for p, _ in kept) == ["shopify", "shopify", "whatsapp", "whatsapp"]
     assert all(len(external_id) <= 255 for _, external_id in kept)
     assert set(kept.values()) == {"processed"}
+
+
+class _FlagQueue:
+    """A queue whose drain flags are watched (jobs are queued, not run)."""
+
+    runs_inline = False
+
+    def __init__(self):
+        self.released: list[str] = []
+
+    def release_once(self, key):
+        self.released.append(key)
+
+    def check_reachable(self):
+        return None
+
+
+def test_a_drain_that_fails_before_taking_the_shops_lock_clears_its_flag(app, ishop, monkeypatch):
+    """A drain whose database went away while it waited for the shop's lock kept its "queued" flag:
+    every request's drain and the sweeper's were skipped until it expired a minute later."""
+    import workers.ingest as ingest
+
+    queue = _FlagQueue()
+    monkeypatch.setitem(app.extensions, "rq", queue)
+
+    def database_away(claim):
+        raise OperationalError("SELECT pg_advisory_xact_lock", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(ingest, "_run", database_away)
+    with pytest.raises(OperationalError):
+        ingest.drain_shop(ishop.id)
+    assert queue.released == [ingest.drain_key(ishop.id)]

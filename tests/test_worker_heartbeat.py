@@ -39,3 +39,14 @@ def test_an_idle_worker_wakes_for_its_maintenance_within_the_maintenance_interva
     assert worker.worker_ttl - 15 > runner.MAINTENANCE_SECONDS  # RQ's own wait would be longer
     assert 0 < worker.dequeue_timeout <= runner.MAINTENANCE_SECONDS
     assert worker.connection_timeout > worker.dequeue_timeout  # the socket outlives the wait
+
+
+def test_a_job_that_leaves_its_session_broken_does_not_fail_the_next_job_on_the_worker(app, db):
+    """The worker keeps one session for all its jobs: a job whose connection broke left it needing
+    a rollback, and the next job (a shop's drain) failed on it with PendingRollbackError."""
+    connection = fakeredis.FakeStrictRedis()
+    queue = Queue("session", connection=connection)
+    queue.enqueue("tests.worker_jobs.leave_the_session_broken")
+    after = queue.enqueue("tests.worker_jobs.count_profiles")
+    runner.IngestWorker([queue], connection=connection).work(burst=True, with_scheduler=False)
+    assert after.get_status(refresh=True) == "finished" and after.return_value() == 0

@@ -35,7 +35,9 @@ RETRY_ALL_LIMIT = 10_000
 
 def retry_one(delivery_id: int) -> RetryReport:
     """Retry one failed or dead delivery; the report says whether it ran, failed again or waits."""
-    report = RetryReport(inline=get_queue().runs_inline)
+    queue = get_queue()
+    report = RetryReport(inline=queue.runs_inline)
+    queue.check_reachable()  # Redis away: say so before any row changes, not after
     if not retry_delivery(delivery_id):
         report.not_retryable = 1
         return report
@@ -57,6 +59,7 @@ def retry_all(shop_id: int | None, *, capped: bool = True) -> RetryReport:
     limit = RETRY_ALL_LIMIT if capped else None
     queue = get_queue()
     report = RetryReport(inline=queue.runs_inline)
+    queue.check_reachable()  # Redis away: say so before any row changes, not after
     reset = reset_all_for_retry(shop_id, limit)
     db.session.commit()
     if limit is not None and len(reset) == limit:

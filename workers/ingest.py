@@ -370,19 +370,25 @@ def drain_shop(shop_id: int) -> int:
         after[0] = max([after[0], *(row.id for row in rows)])
         return rows
 
-    while True:
-        claimed[0] = 0
-        _run(claim)
-        total += claimed[0]
-        planner_stats.refresh_stale_now_and_then()  # a shop's tables may have grown from empty
-        if claimed[0] < limit:
-            db.session.rollback()
-            return total
-        if budget is not None and time.monotonic() - started >= budget:
-            db.session.rollback()
-            if not queue.runs_inline:
-                enqueue_deliveries([shop_id])
-            return total
+    try:
+        while True:
+            claimed[0] = 0
+            _run(claim)
+            total += claimed[0]
+            planner_stats.refresh_stale_now_and_then()  # a shop's tables may have grown from empty
+            if claimed[0] < limit:
+                db.session.rollback()
+                return total
+            if budget is not None and time.monotonic() - started >= budget:
+                db.session.rollback()
+                if not queue.runs_inline:
+                    enqueue_deliveries([shop_id])
+                return total
+    except BaseException:
+        # Failed before clearing its flag (the database away while it waited for the shop's lock):
+        # the flag held back every request's drain, and the sweeper's, until it expired a minute on.
+        release()
+        raise
 
 
 def _record_broken_transaction(delivery_id: int) -> dict[int, str]:

@@ -41,6 +41,19 @@ class IngestWorker(SimpleWorker):
         """
         return max(1, min(super().dequeue_timeout, MAINTENANCE_SECONDS))
 
+    def execute_job(self, job, queue):
+        """Run the job, then end its database session whatever happened.
+
+        The worker keeps one app context, so one session, for all its jobs: a job whose connection
+        broke left the session needing a rollback and the next job failed on it (a shop's drain
+        after an enrichment), and a job that read after its last commit left its connection idle in
+        a transaction, holding back vacuum, until the next job.
+        """
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            end_session()
+
     def run_maintenance_tasks(self):
         """RQ's maintenance, then the minute sweep scheduled again if its chain broke.
 
@@ -54,6 +67,16 @@ class IngestWorker(SimpleWorker):
             schedule_sweep()
         except Exception:  # Redis away again: the next maintenance tries again
             self.log.warning("could not schedule the minute sweep", exc_info=True)
+
+
+def end_session() -> None:
+    """Roll back and return the job's connection to the pool (a dead one is discarded)."""
+    from app.extensions import db
+
+    try:
+        db.session.remove()
+    except Exception:  # noqa: BLE001 - a broken connection: the pool replaces it on next use
+        db.session.registry.clear()
 
 
 def run_worker(burst: bool = False) -> bool:

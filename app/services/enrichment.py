@@ -46,6 +46,7 @@ KIND = "enrichment"
 CHUNK = 50_000
 ACTIVE = ("queued", "running")
 STALE_AFTER = dt.timedelta(hours=2)
+QUEUED_STALE_AFTER = dt.timedelta(minutes=30)
 # How often the minute sweep enriches each shop (``enrich_due``).
 DAILY = dt.timedelta(hours=24)
 # The furthest ahead of its arrival ingest dates anything (an order's ``created_at``).
@@ -123,9 +124,16 @@ def create_run(shop: Shop, as_of: dt.datetime | None = None) -> tuple[JobRun, bo
     if as_of is not None and as_of > utcnow():
         raise ValidationFailed("as_of cannot be in the future", field="as_of")
     as_of_iso = as_of.isoformat() if as_of else None
+    now = utcnow()
     live = db.session.scalars(
         scoped(JobRun, shop.id)
-        .where(JobRun.kind == KIND, JobRun.status.in_(ACTIVE), JobRun.created_at > utcnow() - STALE_AFTER)
+        .where(
+            JobRun.kind == KIND,
+            JobRun.status.in_(ACTIVE),
+            JobRun.created_at > now - STALE_AFTER,
+            # A run still queued long after it was asked for lost its job (a worker killed): not reused.
+            sa.or_(JobRun.status == "running", JobRun.created_at > now - QUEUED_STALE_AFTER),
+        )
         .order_by(JobRun.created_at.desc())
     ).all()
     for run in live:
@@ -188,12 +196,22 @@ def run_enrichment(shop_id: int, job_run_id: str, as_of: dt.datetime | None = No
     try:
         _execute(shop, run, as_of)
     except Exception as exc:
-        db.session.rollback()
-        run = db.session.get(JobRun, job_run_id)
-        run.status, run.error, run.finished_at = "failed", f"{type(exc).__name__}: {exc}", utcnow()
-        db.session.commit()
+        fail_run(job_run_id, exc)
         raise
     return run
+
+
+def fail_run(job_run_id: str, exc: BaseException) -> None:
+    """Mark a run that has not finished as failed, with its error, in a fresh transaction.
+
+    Also for a job that failed before it started the run (its database connection broken):
+    left "queued", the run was reused by every new request for two hours, and nothing ran.
+    """
+    db.session.rollback()
+    run = db.session.get(JobRun, job_run_id)
+    if run is not None and run.status in ACTIVE:
+        run.status, run.error, run.finished_at = "failed", f"{type(exc).__name__}: {exc}"[:2000], utcnow()
+        db.session.commit()
 
 
 def _execute(shop: Shop, run: JobRun, as_of: dt.datetime | None) -> None:
