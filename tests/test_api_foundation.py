@@ -11,6 +11,19 @@ def test_openapi_document_is_public_and_lists_the_settings_calls(client, db):
     assert {"get", "put"} <= set(doc["paths"]["/settings"])
 
 
+def test_openapi_describes_what_the_calls_answer(client, db):
+    """The document said /openapi.json needs a token, left out the manual merge's other_id, and did not
+    mention the 403 a plan-gated setting answers or the 400 of a cursor it did not hand out."""
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    itself = paths["/openapi.json"]["get"]
+    assert itself["security"] == [] and "401" not in itself["responses"]
+    merge = paths["/profiles/{id}/merge"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert merge["required"] == ["other_id"]
+    assert "plan_required" in paths["/settings"]["put"]["responses"]["403"]["description"]
+    for path in ("/merges", "/merge-candidates"):
+        assert "bad_cursor" in paths[path]["get"]["responses"]["400"]["description"]
+
+
 def test_every_api_route_is_described_in_openapi(app):
     with app.app_context():
         missing = api_routes() - set(OPERATIONS)

@@ -153,9 +153,16 @@ def test_the_merge_list_goes_page_by_page_and_finds_one_profiles_merges(client, 
     assert seen == [bystanders[1], *reversed(others)] and pages == 2  # newest first, each once
     mine = client.get(f"/api/v1/merges?profile_id={others[1]}", headers=shop.auth).get_json()["merges"]
     assert [(m["winner_id"], m["loser_id"]) for m in mine] == [(keeper, others[1])]
-    for bad in ("cursor=abc", "profile_id=-1", "cursor=99999999999999999999"):
-        answer = client.get(f"/api/v1/merges?{bad}", headers=shop.auth)
-        assert answer.status_code == 422 and "must be a whole number" in answer.get_json()["error"]["message"]
+    answer = client.get("/api/v1/merges?profile_id=-1", headers=shop.auth)
+    assert answer.status_code == 422 and "must be a whole number" in answer.get_json()["error"]["message"]
+    # A cursor it did not hand out is the 400 GET /profiles answers (it was a 422 here).
+    for path in ("merges", "merge-candidates"):
+        for bad in ("abc", "99999999999999999999", "-5"):
+            answer = client.get(f"/api/v1/{path}?cursor={bad}", headers=shop.auth)
+            assert (answer.status_code, answer.get_json()["error"]["code"]) == (400, "bad_cursor"), (
+                path,
+                bad,
+            )
 
 
 def test_rejecting_a_candidate_closes_it_for_good(client, shop):

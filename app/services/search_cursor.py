@@ -19,7 +19,7 @@ SORT = "recent"
 MAX_ID = 2**63 - 1  # PostgreSQL's BIGINT: a larger id cannot exist and cannot be bound
 MAX_LENGTH = 200
 URLSAFE = re.compile(r"[A-Za-z0-9_-]+")
-_MESSAGE = "cursor is not a next_cursor this API returned; leave it out to start from the first page"
+CURSOR_MESSAGE = "cursor is not a next_cursor this API returned; leave it out to start from the first page"
 
 
 class BadCursor(DomainError):
@@ -52,15 +52,15 @@ def decode_cursor(cursor: str) -> int:
         and 0 < last_id <= MAX_ID
     )
     if not valid:
-        raise BadCursor(_MESSAGE)
+        raise BadCursor(CURSOR_MESSAGE)
     return last_id
 
 
 def _payload(cursor: str):
     if len(cursor) > MAX_LENGTH or not URLSAFE.fullmatch(cursor):
-        raise BadCursor(_MESSAGE)
+        raise BadCursor(CURSOR_MESSAGE)
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         return json.loads(raw.decode("utf-8"))
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadCursor(_MESSAGE) from None
+        raise BadCursor(CURSOR_MESSAGE) from None

@@ -7,6 +7,7 @@ from app.digits import whole_number
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.services import merge_candidates, merges
+from app.services.search_cursor import CURSOR_MESSAGE, BadCursor
 from app.tenancy import could_be_row_id
 
 STATUSES = ("open", "accepted", "rejected", "merged", "superseded", "all")
@@ -87,6 +88,8 @@ def _whole_arg(name: str) -> int | None:
         return None
     number = whole_number(value)
     if number is None or not could_be_row_id(number):
+        if name == "cursor":  # as GET /profiles answers a cursor it did not hand out
+            raise BadCursor(CURSOR_MESSAGE)
         raise ValidationFailed(f"{name} must be a whole number", field=name)
     return number
 

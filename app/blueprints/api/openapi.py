@@ -65,6 +65,33 @@ def _enrichment_run_op() -> dict:
     return op
 
 
+def _manual_merge_op() -> dict:
+    """``POST /profiles/{id}/merge`` with ``{other_id}``: the survivor is chosen by the rules."""
+    op = _op(
+        "Merge another profile with this one; the survivor is the one holding the most trusted "
+        "identifier (then the older)",
+        201,
+        True,
+        (PID,),
+        also={**MERGE_REFUSED, "400": "the body is not a JSON object"},
+    )
+    schema = {
+        "type": "object",
+        "required": ["other_id"],
+        "properties": {"other_id": {"type": "integer", "description": "the profile to merge with this one"}},
+    }
+    op["requestBody"]["content"]["application/json"]["schema"] = schema
+    return op
+
+
+def _public_op(summary: str) -> dict:
+    """An operation that needs no token: no ``security``, no 401."""
+    op = _op(summary)
+    op["security"] = []
+    del op["responses"]["401"], op["responses"]["404"], op["responses"]["422"]
+    return op
+
+
 def _profiles_search_op() -> dict:
     """``GET /profiles``: its cursor is opaque and keyset, and a cursor it did not hand out is a 400."""
     op = _op(
@@ -93,6 +120,7 @@ def _profiles_search_op() -> dict:
 
 
 PID = ("id", "path", "integer")
+BAD_CURSOR = {"400": "bad_cursor: the cursor is not a next_cursor this API returned"}
 MERGE_REFUSED = {
     "409": "conflict: already decided, one of the profiles merged away or erased since, or the same person"
 }
@@ -112,6 +140,7 @@ def _candidates_op() -> dict:
         200,
         False,
         (("status", "query", "string"), ("cursor", "query", "string")),
+        also=BAD_CURSOR,
     )
     op["parameters"][0]["schema"] = {"type": "string", "enum": list(STATUSES), "default": "open"}
     return op
@@ -146,14 +175,13 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("/merge-candidates/{id}/reject", "post"): _op(
         "Mark the pair as different people", params=(PID,), also=MERGE_REFUSED
     ),
-    ("/profiles/{id}/merge", "post"): _op(
-        "Merge another profile into this one", 201, True, (PID,), also=MERGE_REFUSED
-    ),
+    ("/profiles/{id}/merge", "post"): _manual_merge_op(),
     ("/merges", "get"): _op(
         "Merges, newest first, with their undo deadline; 100 a page (next_cursor), or one profile's",
         200,
         False,
         (("cursor", "query", "string"), ("profile_id", "query", "integer")),
+        also=BAD_CURSOR,
     ),
     ("/merges/{id}/undo", "post"): _op(
         "Undo a merge within the plan's window", params=(PID,), also=UNDO_REFUSED
@@ -164,7 +192,14 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("/gdpr/inventory", "get"): _op("Shop-wide data inventory"),
     ("/settings", "get"): _op("The shop's effective settings"),
     ("/settings", "put"): _op(
-        "Merge the given settings keys; 422 with the reason for a bad value", 200, True
+        "Merge the given settings keys; 422 with the reason for a bad value",
+        200,
+        True,
+        also={
+            "400": "the body is not a JSON object",
+            "403": "plan_required: the setting needs a higher plan (custom lifecycle windows: Pro; "
+            "regional quiet hours: Starter)",
+        },
     ),
     ("/segments", "post"): _op("Create a segment", 201, True),
     ("/segments/{id}/members", "get"): _op("Members of a segment", params=(PID,)),
@@ -175,7 +210,7 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("/jobs/{id}", "get"): _op("A job's status and progress", params=(("id", "path", "string"),)),
     ("/stats", "get"): _op("Shop totals for dashboards"),
     ("/ingest/status", "get"): _op("Counts of received, pending, processed and dead-letter deliveries"),
-    ("/openapi.json", "get"): _op("This document"),
+    ("/openapi.json", "get"): _public_op("This document (no token needed)"),
 }
 
 
