@@ -326,3 +326,16 @@ def test_a_quiet_window_ending_in_the_hour_clocks_repeat_opens_after_now(zone, n
     decision = decide(policy, facts(zone=zone), "sms", now)
     assert (decision.reason, decision.retry_at) == ("quiet_hours", opens)
     assert next_allowed(policy, facts(zone=zone), "sms", now, now + dt.timedelta(hours=24)) == opens
+
+
+def test_a_store_that_uninstalled_the_app_is_refused_before_any_other_check():
+    """Even for a customer the other checks would refuse for their own reason: the store comes first."""
+    import dataclasses
+
+    from app.services.gate import at_hand_over
+
+    gone = dataclasses.replace(POLICY, uninstalled=True)
+    for profile_facts in (facts(), facts(erased=True), facts(consents={})):
+        decision = decide(gone, profile_facts, "sms", NOON)
+        assert (decision.allowed, decision.reason, decision.retry_at) == (False, "shop_uninstalled", None)
+    assert at_hand_over(gone, facts(), "email", NOON, late=False).reason == "shop_uninstalled"

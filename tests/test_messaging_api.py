@@ -497,3 +497,22 @@ def test_a_consent_from_an_address_that_is_no_ip_is_refused(client, shop, ip):
         client.post("/api/v1/consents", json={**body, "ip": "2001:db8::1"}, headers=shop.auth).status_code
         == 200
     )
+
+
+def test_a_store_that_uninstalled_the_app_is_sent_nothing_until_it_is_installed_again(client, runner, shop):
+    """After app/uninstalled, POST /messages still sent on the merchant's behalf."""
+    from app.models import Shop
+
+    profile = make_profile(shop.id)
+    db.session.get(Shop, shop.id).uninstalled_at = NOON  # as app/uninstalled leaves it
+    db.session.commit()
+    assert check(client, shop, profile.id, "email").get_json() == {
+        "allowed": False,
+        "reason": "shop_uninstalled",
+        "retry_at": None,
+    }
+    body = {"profile_id": profile.id, "channel": "email", "source": "manual"}
+    sent = client.post("/api/v1/messages", json=body, headers=shop.auth).get_json()
+    assert (sent["status"], sent["reason"]) == ("blocked", "shop_uninstalled")
+    assert runner.invoke(args=["shop", "update", "--domain", shop.domain, "--reinstall"]).exit_code == 0
+    assert check(client, shop, profile.id, "email").get_json()["allowed"] is True

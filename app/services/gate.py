@@ -9,6 +9,8 @@ check-and-reserve lives in ``messaging``.
 
 Rules:
 
+* the store: ``shop_uninstalled`` once the merchant uninstalled the app (before any
+  other check; ``retry_at`` null: a reinstall clears it, not time).
 * consent: ``erased``, ``global_unsubscribe``, ``no_consent:<channel>``;
   ``retry_at`` is null (waiting never clears these).
 * caps: messages *sent* in the customer's local calendar day, across
@@ -76,6 +78,9 @@ class GatePolicy:
     regions: Mapping[str, Window] = field(default_factory=dict)
     # The last step of the time zone chain (settings ``timezone``, else the shop's own).
     shop_timezone: str | None = None
+    # The merchant uninstalled the app (``app/uninstalled``): nothing goes out on their behalf until
+    # it is installed again (``c360 shop update --reinstall``).
+    uninstalled: bool = False
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> GatePolicy:
@@ -169,6 +174,12 @@ def messaging_counts(facts: ProfileFacts, now: dt.datetime) -> dict[str, Any]:
 def fatigue_of(count_7d: int) -> float:
     """Fatigue: the 7-day sent count / 10, capped at 1.0."""
     return min(count_7d / FATIGUE_DIVISOR, 1.0)
+
+
+def _shop(policy: GatePolicy) -> GateDecision | None:
+    """Before every other check: a store that uninstalled the app is sent nothing (no retry: waiting
+    does not clear it, a reinstall does)."""
+    return GateDecision(False, "shop_uninstalled") if policy.uninstalled else None
 
 
 def _consent(facts: ProfileFacts, channel: str) -> GateDecision | None:
@@ -271,7 +282,8 @@ def decide(policy: GatePolicy, facts: ProfileFacts, channel: str, now: dt.dateti
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return (
-        _consent(facts, channel)
+        _shop(policy)
+        or _consent(facts, channel)
         or _caps(policy, facts, channel, now)
         or _fatigue(policy, facts, now)
         or _quiet(policy, facts, channel, now)
@@ -288,7 +300,12 @@ def at_hand_over(
     too when the hand-over is ``late`` (a provider outage, a lost job): the message goes out
     now, not when it was judged. Caps and fatigue are not asked again: the send counts already.
     """
-    return _consent(facts, channel) or (_quiet(policy, facts, channel, now) if late else None) or ALLOWED
+    return (
+        _shop(policy)
+        or _consent(facts, channel)
+        or (_quiet(policy, facts, channel, now) if late else None)
+        or ALLOWED
+    )
 
 
 def next_allowed(
@@ -347,5 +364,6 @@ def describe(reason: str | None) -> str:
         "fatigue": "fatigue: too many messages this week",
         "quiet_hours": "quiet hours",
         "erased": "personal data erased",
+        "shop_uninstalled": "the store uninstalled the app",
     }
     return words.get(name, reason.replace("_", " "))

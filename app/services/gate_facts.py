@@ -8,6 +8,7 @@ where nothing else names a time zone. One profile costs one round trip.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -26,8 +27,9 @@ CHUNK = 5000
 
 
 def load_policy(shop: Shop) -> GatePolicy:
-    """The shop's gate policy from its effective settings."""
-    return GatePolicy.from_settings(effective_settings(shop))
+    """The shop's gate policy from its effective settings, and whether the app is still installed."""
+    policy = GatePolicy.from_settings(effective_settings(shop))
+    return dataclasses.replace(policy, uninstalled=True) if shop.uninstalled_at is not None else policy
 
 
 def _chunks(ids: list[int]) -> Iterable[list[int]]:

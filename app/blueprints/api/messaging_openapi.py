@@ -20,7 +20,8 @@ DECISION = {
         "allowed": {"type": "boolean"},
         "reason": {
             "type": ["string", "null"],
-            "description": "erased | global_unsubscribe | no_consent:<channel> | "
+            "description": "shop_uninstalled (the store uninstalled the app; before every check) | "
+            "erased | global_unsubscribe | no_consent:<channel> | "
             "global_cap_reached:<n>/<cap> | channel_cap_reached:<channel>:<n>/<cap> | fatigue | quiet_hours",
         },
         "retry_at": {
