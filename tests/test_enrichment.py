@@ -365,7 +365,7 @@ def test_a_run_whose_job_failed_before_starting_is_failed_and_not_reused(shop, m
     def first_read_fails(*args):
         raise OperationalError("SELECT job_runs", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(job, "run_enrichment", first_read_fails)
+    monkeypatch.setattr(enrichment, "_start", first_read_fails)
     with pytest.raises(OperationalError):
         job.enrich_shop(shop.id, run.id)
     failed = db.session.get(JobRun, run.id)

@@ -78,8 +78,7 @@ def create_shop(
             f"{domain[:80]!r} is not a domain: give the shop's own, like your-store.myshopify.com",
             field="domain",
         )
-    _check_shop_fields(plan, timezone, currency, country, provider_secrets)
-    _check_secrets(secret, provider_secrets)
+    _check_shop_fields(plan, timezone, currency, country, provider_secrets, secret)
     existing = shop_by_domain(domain)
     if existing is not None:
         if existing.uninstalled_at is not None:
@@ -117,8 +116,14 @@ def known_countries() -> frozenset[str]:
     return frozenset(phonenumbers.SUPPORTED_REGIONS) | zone_countries()
 
 
-def _check_shop_fields(plan, timezone, currency, country, provider_secrets: dict) -> None:
-    """Refuse an unknown plan or time zone, a malformed code or key, before anything is written."""
+def _check_shop_fields(plan, timezone, currency, country, provider_secrets: dict, secret=None) -> None:
+    """Refuse an unknown plan or time zone, a malformed code or key, or a secret given blank, before
+    anything is written (an empty Shopify secret was stored, and every webhook then answered 401)."""
+    for name, value in {"secret": secret, **provider_secrets}.items():
+        if value is not None and not str(value).strip():
+            raise ValidationFailed(
+                f"{name.replace('_', ' ')} is empty: give the one the provider's settings show", field=name
+            )
     if plan is not None and plan not in PLANS:
         raise ValidationFailed(f"unknown plan {plan!r}", field="plan")
     if timezone is not None:
@@ -135,16 +140,6 @@ def _check_shop_fields(plan, timezone, currency, country, provider_secrets: dict
     key = provider_secrets.get("sendgrid_public_key")
     if key:
         check_sendgrid_key(key)
-
-
-def _check_secrets(secret: str | None, provider_secrets: dict) -> None:
-    """Refuse a secret given blank: an empty Shopify secret was stored, every webhook then answered
-    401, and the command that stored it had said nothing but the shop's id."""
-    given = {"secret": secret, **provider_secrets}
-    for name, value in given.items():
-        if value is not None and not str(value).strip():
-            label = name.replace("_", " ")
-            raise ValidationFailed(f"{label} is empty: give the one the provider's settings show", field=name)
 
 
 def check_sendgrid_key(key: str) -> None:
@@ -185,8 +180,7 @@ def update_shop(
         ValidationFailed: as ``create_shop`` does, for the values given.
     """
     given = {k: v for k, v in provider_secrets.items() if v is not None}
-    _check_shop_fields(plan, timezone, currency, country, given)
-    _check_secrets(secret, given)
+    _check_shop_fields(plan, timezone, currency, country, given, secret)
     changes = {
         "shopify_secret": secret,
         "plan": plan,

@@ -185,28 +185,36 @@ def run_enrichment(shop_id: int, job_run_id: str, as_of: dt.datetime | None = No
     Returns:
         The finished ``JobRun`` (``status`` ``done``; ``failed`` with ``error`` on an exception, re-raised).
     """
-    run = db.session.get(JobRun, job_run_id)
-    shop = db.session.get(Shop, shop_id)
-    if run is None or shop is None or run.shop_id != shop_id:
-        raise NotFound(f"job {str(job_run_id)[:40]} not found")
-    if run.status == "done":  # a replayed job changes nothing
-        return run
-    run.status, run.started_at, run.error = "running", utcnow(), None
-    db.session.commit()
     try:
+        run, shop = _start(shop_id, job_run_id)
+        if run.status == "done":  # a replayed job changes nothing
+            return run
         _execute(shop, run, as_of)
     except Exception as exc:
-        fail_run(job_run_id, exc)
+        # Also when the run could not even start (the database away): left "queued", it was handed
+        # back to every new request for two hours while nothing ran.
+        try:
+            fail_run(job_run_id, exc)
+        except Exception:  # noqa: BLE001 - the database is still away: the job's own failure stands
+            log.warning("could not mark enrichment run %s failed", job_run_id, exc_info=True)
         raise
     return run
 
 
-def fail_run(job_run_id: str, exc: BaseException) -> None:
-    """Mark a run that has not finished as failed, with its error, in a fresh transaction.
+def _start(shop_id: int, job_run_id: str) -> tuple[JobRun, Shop]:
+    """The run and its shop, the run marked running (a finished one is left as it is)."""
+    run = db.session.get(JobRun, job_run_id)
+    shop = db.session.get(Shop, shop_id)
+    if run is None or shop is None or run.shop_id != shop_id:
+        raise NotFound(f"job {str(job_run_id)[:40]} not found")
+    if run.status != "done":
+        run.status, run.started_at, run.error = "running", utcnow(), None
+        db.session.commit()
+    return run, shop
 
-    Also for a job that failed before it started the run (its database connection broken):
-    left "queued", the run was reused by every new request for two hours, and nothing ran.
-    """
+
+def fail_run(job_run_id: str, exc: BaseException) -> None:
+    """Mark a run that has not finished as failed, with its error, in a fresh transaction."""
     db.session.rollback()
     run = db.session.get(JobRun, job_run_id)
     if run is not None and run.status in ACTIVE:

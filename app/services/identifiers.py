@@ -142,19 +142,14 @@ def live_profiles(shop_id: int, profile_ids: Iterable[int]) -> dict[int, Profile
     read: set[int] = set()
     todo = set(asked)
     while todo:
-        rows = db.session.scalars(scoped(Profile, shop_id).where(Profile.id.in_(sorted(todo))))
-        loaded.update((p.id, p) for p in rows)
+        for chunk in _id_chunks(todo):
+            loaded.update(
+                (p.id, p) for p in db.session.scalars(scoped(Profile, shop_id).where(Profile.id.in_(chunk)))
+            )
         read |= todo
         todo = {p.merged_into_id for p in loaded.values() if p.merged_into_id} - read
-    out = {}
-    for profile_id in asked:
-        profile, seen = loaded.get(profile_id), set()
-        while profile is not None and profile.merged_into_id and profile.id not in seen:
-            seen.add(profile.id)
-            profile = loaded.get(profile.merged_into_id)
-        if profile is not None:
-            out[profile_id] = profile
-    return out
+    live = _follow_merges(asked, {pid: p.merged_into_id for pid, p in loaded.items()})
+    return {asked_id: loaded[live_id] for asked_id, live_id in live.items()}
 
 
 ID_CHUNK = 10_000  # ids per IN list: PostgreSQL takes at most 65,535 parameters in a statement
@@ -163,19 +158,30 @@ ID_CHUNK = 10_000  # ids per IN list: PostgreSQL takes at most 65,535 parameters
 def live_ids(shop_id: int, profile_ids: Iterable[int]) -> dict[int, int]:
     """``live_profiles`` by id alone: ``{asked id: live profile id}``, absent ids left out.
 
-    Reads ids and merge pointers only, a chunk of ids per statement, so a count over every open
-    candidate of a shop (tens of thousands of profiles) neither loads them nor overflows a statement.
+    Reads ids and merge pointers only, so a count over every open candidate of a shop (tens of
+    thousands of profiles) does not load them.
     """
     asked = set(profile_ids)
     merged_into: dict[int, int | None] = {}
     todo = set(asked)
     while todo:
-        ordered = sorted(todo)
-        for start in range(0, len(ordered), ID_CHUNK):
-            chunk = ordered[start : start + ID_CHUNK]
+        for chunk in _id_chunks(todo):
             stmt = scoped(Profile, shop_id, Profile.id, Profile.merged_into_id).where(Profile.id.in_(chunk))
             merged_into.update(db.session.execute(stmt).all())
         todo = {m for pid in todo if (m := merged_into.get(pid)) is not None and m not in merged_into}
+    return _follow_merges(asked, merged_into)
+
+
+def _id_chunks(ids: Iterable[int]):
+    """``ids`` sorted, ``ID_CHUNK`` at a time: one IN list per statement."""
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), ID_CHUNK):
+        yield ordered[start : start + ID_CHUNK]
+
+
+def _follow_merges(asked: set[int], merged_into: dict[int, int | None]) -> dict[int, int]:
+    """``{asked id: live id}`` along the merge pointers read (``merged_into``); an id not read, or
+    whose chain leads to one not read, is left out. A cycle stops where it comes round."""
     out = {}
     for profile_id in asked:
         current, seen = (profile_id if profile_id in merged_into else None), set()

@@ -63,7 +63,8 @@ def list_candidates(
     if status != "open":
         return list(db.session.scalars(stmt.limit(limit)))
     shown: list[MergeCandidate] = []
-    pairs = _newer_pairs(shop, before) if before is not None else set()
+    # The pairs earlier pages showed: those the open candidates from ``before`` on name.
+    pairs = _open_pairs(shop, since=before) if before is not None else set()
     # A page of candidates at a time, with all their profiles read at once.
     for page in db.session.scalars(stmt.execution_options(yield_per=limit)).partitions():
         live = live_profiles(shop.id, [i for c in page for i in (c.profile_a_id, c.profile_b_id)])
@@ -82,11 +83,6 @@ def open_pair_count(shop: Shop) -> int:
     """How many pairs of people the open candidates name now: the review's total (``list_candidates``
     shows each once, and none whose two sides became one)."""
     return sum(1 for a, b in _open_pairs(shop) if a != b)
-
-
-def _newer_pairs(shop: Shop, before: int) -> set[tuple[int, int]]:
-    """The live pairs of people the open candidates from ``before`` on name (earlier pages showed them)."""
-    return _open_pairs(shop, since=before)
 
 
 def _open_pairs(shop: Shop, since: int | None = None) -> set[tuple[int, int]]:

@@ -3,8 +3,8 @@
 from flask import g, jsonify, request, url_for
 
 from app.blueprints.api import bp, json_body
-from app.errors import ValidationFailed
 from app.services.enrichment import job_status, parse_as_of, start_enrichment
+from app.services.messaging_api import known_fields
 from app.services.shop_settings import shop_timezone
 
 
@@ -12,9 +12,7 @@ from app.services.shop_settings import shop_timezone
 def run_enrichment():
     """Queue a whole-shop enrichment (optional ``{"as_of": DATE}``); 202 with the job id."""
     body = json_body() if request.get_data() else {}  # no body: now; a broken one is a 400, not a run
-    unknown = sorted(str(key)[:40] for key in body if key != "as_of")
-    if unknown:  # {"asof": …} ran a live recompute where the caller meant a backtest
-        raise ValidationFailed(f"unknown field {unknown[0]!r}: this call takes as_of", field=unknown[0])
+    known_fields(body, ("as_of",))  # {"asof": …} ran a live recompute where a backtest was meant
     as_of = parse_as_of(body.get("as_of"), shop_timezone(g.api_shop))
     run = start_enrichment(g.api_shop, as_of)
     response = jsonify({"job_id": run.id, "status": run.status})

@@ -564,7 +564,6 @@ def check_shop_money(shop: Shop, payload: dict) -> None:
 def plan_order(shop: Shop, payload: dict, delivery: WebhookDelivery) -> Planned:
     """Parse a stored order topic: the buyer to resolve, then the order applied on the result."""
     check_order(payload)
-    check_shop_money(shop, payload)
     signal, found = buyer_signal(shop, payload, delivery)
 
     def after(profile: Profile | None, run: OrderRun, consents: ConsentBatch | None) -> None:
